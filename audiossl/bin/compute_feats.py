@@ -1,0 +1,65 @@
+"""Kaldi-compatible features for one data dir (one job of ``steps/make_{fbank,mfcc}.sh``).
+
+    python -m audiossl.bin.compute_feats extract --kind fbank [--config conf/fbank.conf] <data-dir> <out.ark>
+        writes <out.ark>, <out.scp> and <out>.utt2num_frames
+    python -m audiossl.bin.compute_feats merge <data-dir> <job1.scp> <job2.scp> ...
+        writes <data-dir>/feats.scp and utt2num_frames from the jobs' outputs
+    python -m audiossl.bin.compute_feats cmvn [--per-utt] <data-dir> <out.ark>
+        writes CMVN statistics and <data-dir>/cmvn.scp
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from audiossl.data.kaldi_dir import DataDir, DataDirError, write_table
+from audiossl.features.kaldi import FeatureConfig, FeatureConfigError, FeatureExtractor
+from audiossl.features.store import FeatureError, compute_cmvn, compute_features, merge_tables
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="audiossl.bin.compute_feats", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("extract", help="compute features of a data dir into an ark/scp pair")
+    p.add_argument("--kind", choices=("fbank", "mfcc"), required=True)
+    p.add_argument("--config", help="Kaldi config file (--num-mel-bins=80 ... one per line)")
+    p.add_argument("data_dir")
+    p.add_argument("ark")
+    p = sub.add_parser("merge", help="merge per-job scp files into <data-dir>/feats.scp")
+    p.add_argument("data_dir")
+    p.add_argument("scps", nargs="+")
+    p = sub.add_parser("cmvn", help="CMVN statistics per speaker (or per utterance)")
+    p.add_argument("--per-utt", action="store_true")
+    p.add_argument("data_dir")
+    p.add_argument("ark")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "extract":
+            extractor = FeatureExtractor(FeatureConfig.from_file(args.kind, args.config))
+            num_frames = compute_features(DataDir.read(args.data_dir), extractor, args.ark, progress=sys.stderr.isatty())
+            write_table(Path(args.ark).with_suffix(".utt2num_frames"), {k: str(v) for k, v in num_frames.items()})
+            print(f"{args.data_dir}: {len(num_frames)} utterances, {sum(num_frames.values())} frames", file=sys.stderr)
+        elif args.command == "merge":
+            data = DataDir.read(args.data_dir)
+            feats = merge_tables(args.scps)
+            frames = merge_tables(Path(s).with_suffix(".utt2num_frames") for s in args.scps)
+            missing = sorted(set(data.utterances) - set(feats))
+            if missing:
+                raise FeatureError(f"no features for {len(missing)} utterance(s) of {args.data_dir}, "
+                                   f"e.g. '{missing[0]}'")
+            write_table(Path(args.data_dir) / "feats.scp", feats)
+            write_table(Path(args.data_dir) / "utt2num_frames", frames)
+        elif args.command == "cmvn":
+            table = compute_cmvn(DataDir.read(args.data_dir), args.ark, per_speaker=not args.per_utt)
+            write_table(Path(args.data_dir) / "cmvn.scp", table)
+    except (DataDirError, FeatureConfigError, FeatureError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

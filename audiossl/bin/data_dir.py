@@ -1,0 +1,108 @@
+"""Kaldi data dir tools behind ``recipes/utils/*.sh``.
+
+    python -m audiossl.bin.data_dir validate [--no-text] [--no-wav] [--no-feats] [--no-decode] <data-dir>
+    python -m audiossl.bin.data_dir fix <data-dir>
+    python -m audiossl.bin.data_dir subset (--first N | --random N | --utt-list F | --spk-list F) <src> <dest>
+    python -m audiossl.bin.data_dir combine <dest> <src>...
+    python -m audiossl.bin.data_dir split [--per-utt] <data-dir> <num-parts>
+    python -m audiossl.bin.data_dir spk2utt < utt2spk > spk2utt
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from audiossl.data.kaldi_dir import (DataDir, DataDirError, combine_data_dirs, fix_data_dir, spk2utt_from_utt2spk,
+                                     split_data_dir, subset_utterances)
+from audiossl.data.validate import validate_data_dir
+
+
+def _keys(path: str) -> list[str]:
+    with open(path, encoding="utf-8") as f:
+        return [line.split()[0] for line in f if line.strip()]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="audiossl.bin.data_dir", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check a data dir; print each problem as file:line: message")
+    p.add_argument("--no-text", action="store_true", help="do not require text")
+    p.add_argument("--no-wav", action="store_true", help="do not require wav.scp")
+    p.add_argument("--no-feats", action="store_true", help="do not require feats.scp (the default unless present)")
+    p.add_argument("--no-decode", action="store_true", help="do not open the audio")
+    p.add_argument("data_dir")
+
+    p = sub.add_parser("fix", help="sort, drop duplicates and utterances missing from any table (backup in .backup/)")
+    p.add_argument("data_dir")
+
+    p = sub.add_parser("subset", help="copy a subset of utterances into a new data dir")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--first", type=int, help="the first N utterances")
+    group.add_argument("--random", type=int, help="N utterances at random (--seed)")
+    group.add_argument("--utt-list", help="a file whose first column lists utterances")
+    group.add_argument("--spk-list", help="a file whose first column lists speakers")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("src")
+    p.add_argument("dest")
+
+    p = sub.add_parser("combine", help="concatenate data dirs")
+    p.add_argument("dest")
+    p.add_argument("src", nargs="+")
+
+    p = sub.add_parser("split", help="split into <data-dir>/split<N>[utt]/{1..N}")
+    p.add_argument("--per-utt", action="store_true", help="split by utterance, not by speaker")
+    p.add_argument("data_dir")
+    p.add_argument("num_parts", type=int)
+
+    sub.add_parser("spk2utt", help="utt2spk on stdin to spk2utt on stdout")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "validate":
+            has_feats = (Path(args.data_dir) / "feats.scp").is_file()
+            problems = validate_data_dir(args.data_dir, check_text=not args.no_text, check_wav=not args.no_wav,
+                                         check_feats=has_feats and not args.no_feats,
+                                         decode_audio=not args.no_decode, progress=sys.stderr.isatty())
+            for problem in problems:
+                print(problem, file=sys.stderr)
+            if problems:
+                print(f"{args.data_dir}: {len(problems)} problem(s); utils/fix_data_dir.sh fixes missing/extra/"
+                      "unsorted entries", file=sys.stderr)
+                return 1
+            print(f"{args.data_dir}: valid ({len(DataDir.read(args.data_dir).utterances)} utterances)", file=sys.stderr)
+        elif args.command == "fix":
+            for problem in fix_data_dir(args.data_dir):
+                print(problem, file=sys.stderr)
+            print(f"{args.data_dir}: {len(DataDir.read(args.data_dir).utterances)} utterances after fixing",
+                  file=sys.stderr)
+        elif args.command == "subset":
+            data = DataDir.read(args.src)
+            if args.utt_list or args.spk_list:
+                subset = subset_utterances(data, utt_list=_keys(args.utt_list) if args.utt_list else None,
+                                           speakers=_keys(args.spk_list) if args.spk_list else None)
+            else:
+                subset = subset_utterances(data, num=args.first or args.random, first=args.first is not None,
+                                           seed=args.seed)
+            subset.write(args.dest)
+        elif args.command == "combine":
+            combine_data_dirs(args.src).write(args.dest)
+        elif args.command == "split":
+            data = DataDir.read(args.data_dir)
+            root = Path(args.data_dir) / f"split{args.num_parts}{'utt' if args.per_utt else ''}"
+            for index, part in enumerate(split_data_dir(data, args.num_parts, per_speaker=not args.per_utt), 1):
+                part.write(root / str(index))
+        elif args.command == "spk2utt":
+            utt2spk = dict(line.split(maxsplit=1) for line in sys.stdin if line.strip())
+            for spk, utts in spk2utt_from_utt2spk({k: v.strip() for k, v in utt2spk.items()}).items():
+                print(spk, utts)
+    except (DataDirError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

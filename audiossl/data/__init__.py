@@ -1,0 +1,1 @@
+"""Kaldi data dirs (:mod:`audiossl.data.kaldi_dir`) and their validation (:mod:`audiossl.data.validate`)."""

@@ -1,0 +1,280 @@
+"""Kaldi data directories: read, write, validate, fix, subset, combine, split.
+
+A data dir is a folder of sorted text tables keyed by utterance (or recording,
+or speaker) id, one ``key value`` pair per line:
+
+==================  =========  =====================================================
+file                key        value
+==================  =========  =====================================================
+``wav.scp``         recording  audio path, or a shell command ending in ``|``
+``segments``        utterance  ``<recording> <start-seconds> <end-seconds>``
+``text``            utterance  transcript
+``utt2spk``         utterance  speaker
+``spk2utt``         speaker    utterances, space separated
+``utt2lang``        utterance  language
+``utt2dur``         utterance  duration in seconds
+``utt2num_samples`` utterance  number of samples
+``utt2num_frames``  utterance  number of feature frames
+``feats.scp``       utterance  ``ark:offset`` of a feature matrix
+``cmvn.scp``        speaker    ``ark:offset`` of CMVN statistics
+==================  =========  =====================================================
+
+Without ``segments`` the recording ids are the utterance ids.
+Keys are sorted in byte order (Kaldi's ``LC_ALL=C sort``).
+"""
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+UTT_TABLES = ("text", "utt2spk", "utt2lang", "utt2dur", "utt2num_samples", "utt2num_frames", "feats.scp")
+ALL_TABLES = ("wav.scp", "segments", "spk2utt", "cmvn.scp", "reco2dur") + UTT_TABLES
+
+
+class DataDirError(ValueError):
+    """A data dir problem; the message names the file and line."""
+
+
+@dataclass
+class Problem:
+    """One validation finding: ``file:line: message`` (line 0 when it concerns the whole file)."""
+
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.message}"
+
+
+def read_table(path: str | os.PathLike, problems: list[Problem] | None = None) -> dict[str, str]:
+    """Read a Kaldi table into an insertion-ordered ``{key: value}`` dict.
+
+    With ``problems`` given, malformed, duplicate and unsorted lines are recorded there
+    (first occurrence kept); without it the first problem raises :class:`DataDirError`.
+    """
+    table: dict[str, str] = {}
+    previous = None
+    path = Path(path)
+    with open(path, encoding="utf-8") as f:
+        for number, raw in enumerate(f, 1):
+            line = raw.rstrip("\n")
+            key, _, value = line.strip().partition(" ")
+            found = None
+            if not key:
+                found = "empty line"
+            elif key in table:
+                found = f"duplicate key '{key}' (first on an earlier line)"
+            elif previous is not None and key < previous:
+                found = f"key '{key}' is out of order after '{previous}' (sort with LC_ALL=C)"
+            if found:
+                if problems is None:
+                    raise DataDirError(f"{path}:{number}: {found}")
+                problems.append(Problem(str(path), number, found))
+                if not key or key in table:
+                    continue
+            table[key] = value.strip()
+            previous = key if previous is None or key > previous else previous
+    return table
+
+
+def write_table(path: str | os.PathLike, table: dict[str, str]) -> None:
+    """Write ``{key: value}`` sorted by key, atomically (a temporary file, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for key in sorted(table):
+            value = table[key]
+            f.write(f"{key} {value}\n" if value != "" else f"{key}\n")
+    os.replace(tmp, path)
+
+
+def spk2utt_from_utt2spk(utt2spk: dict[str, str]) -> dict[str, str]:
+    """Invert ``utt2spk`` into ``spk2utt`` (utterances in sorted order)."""
+    grouped: dict[str, list[str]] = {}
+    for utt in sorted(utt2spk):
+        grouped.setdefault(utt2spk[utt], []).append(utt)
+    return {spk: " ".join(grouped[spk]) for spk in sorted(grouped)}
+
+
+@dataclass
+class Segment:
+    """An utterance as a region of a recording; ``end`` of -1 means the recording's end."""
+
+    recording: str
+    start: float
+    end: float
+
+
+@dataclass
+class DataDir:
+    """An in-memory Kaldi data dir: one ``{key: value}`` dict per table present."""
+
+    tables: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> "DataDir":
+        """Read every known table present in ``path``; raises on the first malformed line."""
+        path = Path(path)
+        if not path.is_dir():
+            raise DataDirError(f"{path}: not a directory")
+        return cls({name: read_table(path / name) for name in ALL_TABLES if (path / name).is_file()})
+
+    def write(self, path: str | os.PathLike) -> None:
+        """Write every table (``spk2utt`` regenerated from ``utt2spk``) into ``path``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tables = dict(self.tables)
+        if "utt2spk" in tables:
+            tables["spk2utt"] = spk2utt_from_utt2spk(tables["utt2spk"])
+        for name, table in tables.items():
+            write_table(path / name, table)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.tables
+
+    def __getitem__(self, name: str) -> dict[str, str]:
+        return self.tables[name]
+
+    @property
+    def utterances(self) -> list[str]:
+        """Sorted utterance ids (from ``utt2spk``, else ``segments``, ``wav.scp`` or ``feats.scp``)."""
+        for name in ("utt2spk", "segments", "wav.scp", "feats.scp"):
+            if name in self.tables:
+                return sorted(self.tables[name])
+        return []
+
+    def segment(self, utt: str) -> Segment | None:
+        """The region of its recording that ``utt`` covers, or None without ``segments``."""
+        if "segments" not in self.tables:
+            return None
+        recording, start, end = self.tables["segments"][utt].split()
+        return Segment(recording, float(start), float(end))
+
+    def audio_entry(self, utt: str) -> tuple[str, Segment | None]:
+        """The ``wav.scp`` value for ``utt`` and its segment (None: the whole recording)."""
+        seg = self.segment(utt)
+        return self.tables["wav.scp"][seg.recording if seg else utt], seg
+
+    def subset(self, utterances) -> "DataDir":
+        """A new data dir restricted to ``utterances`` (recordings and speakers follow)."""
+        keep = set(utterances)
+        out: dict[str, dict[str, str]] = {}
+        for name, table in self.tables.items():
+            if name in UTT_TABLES or name == "segments":
+                out[name] = {k: v for k, v in table.items() if k in keep}
+        if "segments" in out:
+            recordings = {v.split()[0] for v in out["segments"].values()}
+        else:
+            recordings = keep
+        for name in ("wav.scp", "reco2dur"):
+            if name in self.tables:
+                out[name] = {k: v for k, v in self.tables[name].items() if k in recordings}
+        if "cmvn.scp" in self.tables and "utt2spk" in out:
+            speakers = set(out["utt2spk"].values())
+            out["cmvn.scp"] = {k: v for k, v in self.tables["cmvn.scp"].items() if k in speakers}
+        return DataDir(out)
+
+    def fixed(self) -> "DataDir":
+        """Keep only utterances present in every utterance table, with audio and a non-empty text.
+
+        Like Kaldi's ``fix_data_dir.sh``: sorts, drops duplicates and orphans on both sides.
+        """
+        utts = set(self.utterances)
+        for name in UTT_TABLES + ("segments",):
+            if name in self.tables:
+                utts &= set(self.tables[name])
+        if "text" in self.tables:
+            utts = {u for u in utts if self.tables["text"][u].strip()}
+        if "wav.scp" in self.tables:
+            if "segments" in self.tables:
+                utts = {u for u in utts if self.tables["segments"][u].split()[0] in self.tables["wav.scp"]}
+            else:
+                utts &= set(self.tables["wav.scp"])
+        return self.subset(utts)
+
+
+def read_fixing(path: str | os.PathLike) -> tuple[DataDir, list[Problem]]:
+    """Read a data dir tolerating malformed lines; returns it and what was wrong."""
+    path = Path(path)
+    problems: list[Problem] = []
+    tables = {n: read_table(path / n, problems) for n in ALL_TABLES if (path / n).is_file()}
+    return DataDir(tables), problems
+
+
+def fix_data_dir(path: str | os.PathLike) -> list[Problem]:
+    """Fix ``path`` in place (originals kept in ``path/.backup``); returns what was dropped."""
+    path = Path(path)
+    data, problems = read_fixing(path)
+    before = set(data.utterances)
+    fixed = data.fixed()
+    for utt in sorted(before - set(fixed.utterances)):
+        problems.append(Problem(str(path), 0, f"utterance '{utt}' dropped (missing from a table or empty text)"))
+    backup = path / ".backup"
+    backup.mkdir(exist_ok=True)
+    for name in data.tables:
+        shutil.copy2(path / name, backup / name)
+    fixed.write(path)
+    return problems
+
+
+def combine_data_dirs(sources) -> DataDir:
+    """Concatenate data dirs; a key present in two sources is an error naming both."""
+    out: dict[str, dict[str, str]] = {}
+    origin: dict[tuple[str, str], str] = {}
+    parts = [(str(src), DataDir.read(src)) for src in sources]
+    common = set.intersection(*(set(d.tables) for _, d in parts)) if parts else set()
+    for src, data in parts:
+        for name in common:
+            table = out.setdefault(name, {})
+            for key, value in data.tables[name].items():
+                if key in table and table[key] != value:
+                    raise DataDirError(f"{src}/{name}: key '{key}' also in {origin[name, key]}/{name} with another value")
+                table[key] = value
+                origin.setdefault((name, key), src)
+    return DataDir(out)
+
+
+def split_data_dir(data: DataDir, num_jobs: int, per_speaker: bool = False) -> list[DataDir]:
+    """Split into ``num_jobs`` contiguous parts of near-equal utterance count.
+
+    With ``per_speaker`` no speaker is split across parts (Kaldi ``split_data.sh --per-utt`` off).
+    """
+    utts = data.utterances
+    if per_speaker:
+        groups: dict[str, list[str]] = {}
+        for utt in utts:
+            groups.setdefault(data.tables["utt2spk"][utt], []).append(utt)
+        units = [groups[s] for s in sorted(groups)]
+    else:
+        units = [[u] for u in utts]
+    if num_jobs > len(units):
+        raise DataDirError(f"cannot split {len(units)} {'speakers' if per_speaker else 'utterances'} into {num_jobs} parts")
+    parts: list[list[str]] = []
+    start = 0
+    for job in range(num_jobs):
+        end = round(len(units) * (job + 1) / num_jobs)
+        parts.append([u for unit in units[start:end] for u in unit])
+        start = end
+    return [data.subset(p) for p in parts]
+
+
+def subset_utterances(data: DataDir, num: int | None = None, utt_list=None, speakers=None,
+                      first: bool = False, seed: int = 0) -> DataDir:
+    """Pick utterances: an explicit list, a speaker list, the first ``num``, or ``num`` at random."""
+    utts = data.utterances
+    if utt_list is not None:
+        wanted = set(utt_list)
+        utts = [u for u in utts if u in wanted]
+    if speakers is not None:
+        wanted = set(speakers)
+        utts = [u for u in utts if data.tables["utt2spk"][u] in wanted]
+    if num is not None:
+        if num > len(utts):
+            raise DataDirError(f"asked for {num} utterances, the data dir has {len(utts)}")
+        utts = utts[:num] if first else sorted(random.Random(seed).sample(utts, num))
+    return data.subset(utts)

@@ -1,0 +1,128 @@
+"""Validation of Kaldi data dirs (Kaldi ``utils/validate_data_dir.sh``), naming file and line."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tqdm import tqdm
+
+from audiossl.audio import AudioError, entry_info
+from audiossl.data.kaldi_dir import ALL_TABLES, UTT_TABLES, Problem, read_table, spk2utt_from_utt2spk
+
+
+def _line_of(path: Path, key: str) -> int:
+    """1-based line of ``key`` in a table file (0 when absent)."""
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if line.split(maxsplit=1)[:1] == [key]:
+                return number
+    return 0
+
+
+def validate_data_dir(path, check_text: bool = True, check_wav: bool = True, check_feats: bool = False,
+                      decode_audio: bool = True, progress: bool = False) -> list[Problem]:
+    """Every problem found in the data dir at ``path``; an empty list means valid.
+
+    Args:
+        check_text: require a ``text`` file with no empty transcript.
+        check_wav: require ``wav.scp``; with ``decode_audio`` also open every recording
+            (reading only headers of plain files, running pipe commands) and check that each
+            ``segments`` region lies within its recording.
+        check_feats: require ``feats.scp`` whose matrices can be read.
+    """
+    path = Path(path)
+    problems: list[Problem] = []
+    if not path.is_dir():
+        return [Problem(str(path), 0, "not a directory")]
+    required = ["utt2spk"] + (["text"] if check_text else []) + (["wav.scp"] if check_wav else []) \
+        + (["feats.scp"] if check_feats else [])
+    for name in required:
+        if not (path / name).is_file():
+            problems.append(Problem(str(path / name), 0, "missing"))
+    tables = {n: read_table(path / n, problems) for n in ALL_TABLES if (path / n).is_file()}
+    if "utt2spk" not in tables:
+        return problems
+    utts = set(tables["utt2spk"])
+
+    def compare(name: str, keys: set[str], reference: str) -> None:
+        for key in sorted(keys - set(tables[name])):
+            problems.append(Problem(str(path / name), 0, f"utterance '{key}' is in {reference} but not here"))
+        for key in sorted(set(tables[name]) - keys):
+            problems.append(Problem(str(path / name), _line_of(path / name, key),
+                                    f"utterance '{key}' is not in {reference}"))
+
+    for name in UTT_TABLES + ("segments",):
+        if name in tables and name != "utt2spk":
+            compare(name, utts, "utt2spk")
+    if "wav.scp" in tables and "segments" not in tables:
+        compare("wav.scp", utts, "utt2spk")
+    if "spk2utt" in tables and tables["spk2utt"] != spk2utt_from_utt2spk(tables["utt2spk"]):
+        problems.append(Problem(str(path / "spk2utt"), 0, "does not match utt2spk (regenerate it: utils/fix_data_dir.sh)"))
+    if "text" in tables:
+        for utt, words in tables["text"].items():
+            if not words.strip():
+                problems.append(Problem(str(path / "text"), _line_of(path / "text", utt), f"utterance '{utt}' has an empty transcript"))
+    if "segments" in tables:
+        problems += _check_segments(path, tables)
+    if check_wav and decode_audio and "wav.scp" in tables:
+        problems += _check_audio(path, tables, progress)
+    if check_feats and "feats.scp" in tables:
+        problems += _check_feats(path, tables["feats.scp"])
+    return problems
+
+
+def _check_segments(path: Path, tables) -> list[Problem]:
+    problems = []
+    for number, (utt, value) in enumerate(tables["segments"].items(), 1):
+        fields = value.split()
+        where = Problem(str(path / "segments"), _line_of(path / "segments", utt), "")
+        try:
+            recording, start, end = fields[0], float(fields[1]), float(fields[2])
+        except (IndexError, ValueError):
+            where.message = f"utterance '{utt}': expected '<recording> <start> <end>', got '{value}'"
+            problems.append(where)
+            continue
+        if "wav.scp" in tables and recording not in tables["wav.scp"]:
+            where.message = f"utterance '{utt}': recording '{recording}' is not in wav.scp"
+            problems.append(where)
+        elif start < 0 or (end != -1 and end <= start):
+            where.message = f"utterance '{utt}': bad region {start}-{end}"
+            problems.append(where)
+    return problems
+
+
+def _check_audio(path: Path, tables, progress: bool) -> list[Problem]:
+    problems = []
+    lengths: dict[str, float] = {}
+    wav_scp = tables["wav.scp"]
+    for recording, entry in tqdm(wav_scp.items(), desc=f"checking audio in {path}", disable=not progress, unit="rec"):
+        try:
+            frames, rate = entry_info(entry)
+            lengths[recording] = frames / rate
+        except AudioError as err:
+            problems.append(Problem(str(path / "wav.scp"), _line_of(path / "wav.scp", recording),
+                                    f"recording '{recording}': {err}"))
+    for utt, value in tables.get("segments", {}).items():
+        fields = value.split()
+        if len(fields) != 3 or fields[0] not in lengths:
+            continue
+        end = float(fields[2])
+        if end > lengths[fields[0]] + 0.01:
+            problems.append(Problem(str(path / "segments"), _line_of(path / "segments", utt),
+                                    f"utterance '{utt}' ends at {end:.3f} s, past the end of recording "
+                                    f"'{fields[0]}' ({lengths[fields[0]]:.3f} s)"))
+    return problems
+
+
+def _check_feats(path: Path, feats_scp) -> list[Problem]:
+    import kaldiio
+
+    problems = []
+    for utt, entry in feats_scp.items():
+        try:
+            matrix = kaldiio.load_mat(entry)
+            if matrix.ndim != 2 or matrix.shape[0] == 0:
+                raise ValueError(f"shape {matrix.shape}")
+        except Exception as err:  # kaldiio raises many types for a bad ark
+            problems.append(Problem(str(path / "feats.scp"), _line_of(path / "feats.scp", utt),
+                                    f"utterance '{utt}': cannot read features '{entry}': {err}"))
+    return problems

@@ -1,0 +1,1 @@
+"""Kaldi-compatible features (:mod:`.kaldi`) and ark/scp feature stores (:mod:`.store`)."""

@@ -1,0 +1,125 @@
+"""Feature extraction over data dirs into Kaldi ark/scp, and CMVN statistics.
+
+Files written here are read by any Kaldi-speaking tool (kaldiio, Kaldi binaries).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+from tqdm import tqdm
+
+from audiossl.audio import AudioError, load_entry
+from audiossl.data.kaldi_dir import DataDir, read_table
+from audiossl.features.kaldi import FeatureExtractor, add_deltas
+
+
+class FeatureError(RuntimeError):
+    """Features that cannot be computed; the message names the utterance."""
+
+
+def compute_features(data: DataDir, extractor: FeatureExtractor, ark_path: str | os.PathLike,
+                     progress: bool = False) -> dict[str, int]:
+    """Compute features of every utterance into ``ark_path`` and its ``.scp`` beside it.
+
+    Each recording is decoded once, however many ``segments`` it holds.
+
+    Returns:
+        ``{utterance: num_frames}``. The scp is ``ark_path`` with suffix ``.scp``.
+    """
+    ark_path = Path(ark_path).absolute()
+    scp_path = ark_path.with_suffix(".scp")
+    by_recording: dict[str, list[str]] = {}
+    for utt in data.utterances:
+        seg = data.segment(utt)
+        by_recording.setdefault(seg.recording if seg else utt, []).append(utt)
+    rate = extractor.config.sample_rate
+    num_frames: dict[str, int] = {}
+    with kaldiio.WriteHelper(f"ark,scp:{ark_path},{scp_path}") as writer, \
+            tqdm(total=len(data.utterances), disable=not progress, unit="utt",
+                 desc=f"{extractor.config.kind} {ark_path.name}") as bar:
+        for recording, utts in by_recording.items():
+            entry = data["wav.scp"][recording]
+            try:
+                samples, _ = load_entry(entry, sample_rate=rate)
+            except AudioError as err:
+                raise FeatureError(f"utterance '{utts[0]}' (recording '{recording}'): {err}") from err
+            for utt in utts:
+                seg = data.segment(utt)
+                region = samples
+                if seg is not None:
+                    first, last = int(round(seg.start * rate)), len(samples) if seg.end < 0 else int(round(seg.end * rate))
+                    if last > len(samples) + rate // 100:
+                        raise FeatureError(f"utterance '{utt}': segment ends at {seg.end} s, past the end of "
+                                           f"recording '{recording}' ({len(samples) / rate:.3f} s)")
+                    region = samples[first:last]
+                try:
+                    feats = extractor(region)
+                except ValueError as err:
+                    raise FeatureError(f"utterance '{utt}': {err}") from err
+                if not np.isfinite(feats).all():
+                    raise FeatureError(f"utterance '{utt}': features contain NaN or inf")
+                writer(utt, feats)
+                num_frames[utt] = feats.shape[0]
+                bar.update()
+    return num_frames
+
+
+def load_features(entry: str, deltas: int = 0) -> np.ndarray:
+    """Read one ``feats.scp`` entry (frames, dim), optionally with Kaldi deltas appended."""
+    feats = kaldiio.load_mat(entry)
+    return add_deltas(feats, order=deltas) if deltas else feats
+
+
+def cmvn_stats(feats: np.ndarray) -> np.ndarray:
+    """Kaldi CMVN statistics of (frames, dim) features: (2, dim + 1) float64.
+
+    Row 0 holds the sums and the frame count in its last column; row 1 the sums of squares.
+    """
+    feats = feats.astype(np.float64)
+    stats = np.zeros((2, feats.shape[1] + 1), dtype=np.float64)
+    stats[0, :-1] = feats.sum(0)
+    stats[0, -1] = feats.shape[0]
+    stats[1, :-1] = (feats ** 2).sum(0)
+    return stats
+
+
+def apply_cmvn(feats: np.ndarray, stats: np.ndarray, norm_vars: bool = False) -> np.ndarray:
+    """Normalize (frames, dim) features with Kaldi CMVN statistics (``apply-cmvn``)."""
+    count = stats[0, -1]
+    mean = stats[0, :-1] / count
+    out = feats - mean
+    if norm_vars:
+        var = np.maximum(stats[1, :-1] / count - mean ** 2, 1e-10)
+        out = out / np.sqrt(var)
+    return out.astype(np.float32)
+
+
+def compute_cmvn(data: DataDir, ark_path: str | os.PathLike, per_speaker: bool = True) -> dict[str, str]:
+    """Per-speaker (or per-utterance) CMVN statistics of ``feats.scp`` into ``ark_path``/``.scp``.
+
+    Returns the ``cmvn.scp`` table ``{speaker: ark:offset}``.
+    """
+    ark_path = Path(ark_path).absolute()
+    scp_path = ark_path.with_suffix(".scp")
+    groups: dict[str, list[str]] = {}
+    for utt in data.utterances:
+        groups.setdefault(data["utt2spk"][utt] if per_speaker else utt, []).append(utt)
+    with kaldiio.WriteHelper(f"ark,scp:{ark_path},{scp_path}") as writer:
+        for key in sorted(groups):
+            total = sum(cmvn_stats(kaldiio.load_mat(data["feats.scp"][u])) for u in groups[key])
+            writer(key, total)
+    return read_table(scp_path)
+
+
+def merge_tables(paths) -> dict[str, str]:
+    """Union of Kaldi tables (per-job ``.scp`` or ``utt2num_frames`` files); a repeated key is an error."""
+    merged: dict[str, str] = {}
+    for path in paths:
+        for key, value in read_table(path).items():
+            if key in merged:
+                raise FeatureError(f"{path}: key '{key}' also in another job's output")
+            merged[key] = value
+    return merged

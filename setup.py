@@ -1,0 +1,28 @@
+"""audiossl: speech and audio self-supervised learning with Kaldi-style recipes."""
+from setuptools import find_packages, setup
+
+setup(
+    name="audiossl",
+    version="0.1.0",
+    description="Speech and audio self-supervised learning toolkit with Kaldi-style recipes",
+    packages=find_packages(include=["audiossl", "audiossl.*"]),
+    python_requires=">=3.11,<3.12",
+    install_requires=[
+        "torch==2.9.1",
+        "torchaudio==2.9.1",
+        "fairseq2==0.8.1",
+        "s3prl==0.4.18",
+        "librosa>=0.10",
+        "soundfile>=0.12",
+        "sentencepiece>=0.2",
+        "jiwer>=3.0",
+        "kaldiio>=2.18",
+        "scikit-learn>=1.4",
+        "safetensors>=0.4",
+        "tensorboard>=2.15",
+        "tqdm>=4.66",
+        "matplotlib>=3.8",
+        "pyyaml>=6.0",
+    ],
+    extras_require={"test": ["pytest>=8"]},
+)

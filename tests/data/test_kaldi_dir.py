@@ -1,0 +1,171 @@
+"""Kaldi data dirs: reading, writing, validation of each broken case, fix, subset, combine, split."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audiossl.audio import AudioError, load_entry
+from audiossl.data.kaldi_dir import (DataDir, DataDirError, combine_data_dirs, fix_data_dir, read_table,
+                                     split_data_dir, subset_utterances, write_table)
+from audiossl.data.validate import validate_data_dir
+
+
+def messages(problems) -> str:
+    return "\n".join(str(p) for p in problems)
+
+
+def test_round_trip_sorted(tmp_path):
+    write_table(tmp_path / "t", {"b": "2", "a": "1 x", "c": ""})
+    assert (tmp_path / "t").read_text() == "a 1 x\nb 2\nc\n"
+    assert read_table(tmp_path / "t") == {"a": "1 x", "b": "2", "c": ""}
+
+
+def test_valid_dir(data_dir):
+    assert validate_data_dir(data_dir) == []
+    data = DataDir.read(data_dir)
+    assert data.utterances == ["spkA-u1", "spkA-u2", "spkB-u3", "spkB-u4"]
+    assert data["spk2utt"] == {"spkA": "spkA-u1 spkA-u2", "spkB": "spkB-u3 spkB-u4"}
+
+
+def test_segments_valid(segments_dir):
+    assert validate_data_dir(segments_dir) == []
+
+
+def test_unsorted_named(data_dir):
+    lines = (data_dir / "text").read_text().splitlines()
+    (data_dir / "text").write_text("\n".join([lines[1], lines[0]] + lines[2:]) + "\n")
+    out = messages(validate_data_dir(data_dir))
+    assert f"{data_dir / 'text'}:2: key 'spkA-u1' is out of order" in out
+
+
+def test_duplicate_named(data_dir):
+    with open(data_dir / "utt2spk", "a") as f:
+        f.write("spkB-u4 spkB\n")
+    out = messages(validate_data_dir(data_dir))
+    assert f"{data_dir / 'utt2spk'}:5: duplicate key 'spkB-u4'" in out
+
+
+def test_missing_and_extra_utterance_named(data_dir):
+    text = read_table(data_dir / "text")
+    del text["spkA-u2"]
+    text["spkC-u9"] = "EXTRA"
+    write_table(data_dir / "text", text)
+    out = messages(validate_data_dir(data_dir))
+    assert f"{data_dir / 'text'}: utterance 'spkA-u2' is in utt2spk but not here" in out
+    assert f"{data_dir / 'text'}:4: utterance 'spkC-u9' is not in utt2spk" in out
+
+
+def test_empty_transcript_named(data_dir):
+    text = read_table(data_dir / "text")
+    text["spkB-u3"] = ""
+    write_table(data_dir / "text", text)
+    assert f"{data_dir / 'text'}:3: utterance 'spkB-u3' has an empty transcript" in messages(validate_data_dir(data_dir))
+
+
+def test_missing_audio_named(data_dir, audio_dir):
+    (audio_dir / "rec2.wav").unlink()
+    out = messages(validate_data_dir(data_dir))
+    assert f"{data_dir / 'wav.scp'}:3: recording 'spkB-u3'" in out and "rec2.wav" in out
+
+
+def test_corrupt_audio_named(data_dir, audio_dir):
+    (audio_dir / "rec0.wav").write_bytes(b"RIFF\x00\x00garbage" * 10)
+    assert f"{data_dir / 'wav.scp'}:1: recording 'spkA-u1': cannot decode" in messages(validate_data_dir(data_dir))
+
+
+def test_failing_pipe_named(data_dir):
+    wav = read_table(data_dir / "wav.scp")
+    wav["spkA-u2"] = "sox /nonexistent.wav -t wav - |"
+    write_table(data_dir / "wav.scp", wav)
+    out = messages(validate_data_dir(data_dir))
+    assert f"{data_dir / 'wav.scp'}:2: recording 'spkA-u2': command 'sox /nonexistent.wav -t wav -' failed (exit 2)" in out
+
+
+def test_segment_past_end_named(segments_dir):
+    seg = read_table(segments_dir / "segments")
+    seg["spk1-s2"] = "recA 0.75 2.50"  # recA lasts 2.0 s
+    write_table(segments_dir / "segments", seg)
+    out = messages(validate_data_dir(segments_dir))
+    assert f"{segments_dir / 'segments'}:2: utterance 'spk1-s2' ends at 2.500 s, past the end of recording 'recA'" in out
+
+
+def test_segment_unknown_recording_named(segments_dir):
+    seg = read_table(segments_dir / "segments")
+    seg["spk2-s3"] = "recZ 0.1 0.5"
+    write_table(segments_dir / "segments", seg)
+    assert "utterance 'spk2-s3': recording 'recZ' is not in wav.scp" in messages(validate_data_dir(segments_dir))
+
+
+def test_spk2utt_mismatch_named(data_dir):
+    write_table(data_dir / "spk2utt", {"spkA": "spkA-u1", "spkB": "spkB-u3 spkB-u4"})
+    assert "spk2utt: does not match utt2spk" in messages(validate_data_dir(data_dir))
+
+
+def test_read_raises_with_file_and_line(data_dir):
+    with open(data_dir / "text", "a") as f:
+        f.write("spkA-u1 AGAIN\n")
+    with pytest.raises(DataDirError, match=r"text:5: duplicate key 'spkA-u1'"):
+        DataDir.read(data_dir)
+
+
+def test_fix_drops_orphans_keeps_backup(data_dir):
+    text = read_table(data_dir / "text")
+    del text["spkA-u2"]
+    text["spkB-u3"] = ""
+    write_table(data_dir / "text", text)
+    with open(data_dir / "utt2spk", "a") as f:  # unsorted duplicate too
+        f.write("spkA-u1 spkA\n")
+    problems = fix_data_dir(data_dir)
+    assert {"spkA-u2", "spkB-u3"} <= {p.message.split("'")[1] for p in problems if "dropped" in p.message}
+    assert validate_data_dir(data_dir) == []
+    assert DataDir.read(data_dir).utterances == ["spkA-u1", "spkB-u4"]
+    assert "spkA-u2" in (data_dir / ".backup" / "utt2spk").read_text()
+
+
+def test_subset_follows_recordings(segments_dir):
+    data = DataDir.read(segments_dir)
+    sub = subset_utterances(data, utt_list=["spk2-s3"])
+    assert sub.utterances == ["spk2-s3"] and list(sub["wav.scp"]) == ["recB"]
+    rand1 = subset_utterances(data, num=2, seed=3).utterances
+    assert rand1 == subset_utterances(data, num=2, seed=3).utterances and len(rand1) == 2
+    assert subset_utterances(data, num=2, first=True).utterances == ["spk1-s1", "spk1-s2"]
+    with pytest.raises(DataDirError, match="asked for 5 utterances"):
+        subset_utterances(data, num=5)
+
+
+def test_combine_and_conflict(tmp_path, data_dir, segments_dir):
+    data = DataDir.read(data_dir)
+    subset_utterances(data, utt_list=["spkA-u1"]).write(tmp_path / "a")
+    subset_utterances(data, utt_list=["spkB-u3", "spkB-u4"]).write(tmp_path / "b")
+    combined = combine_data_dirs([tmp_path / "a", tmp_path / "b"])
+    assert combined.utterances == ["spkA-u1", "spkB-u3", "spkB-u4"]
+    shutil.copytree(tmp_path / "b", tmp_path / "c")
+    write_table(tmp_path / "c" / "text", {"spkB-u3": "OTHER", "spkB-u4": "EIGHT K"})
+    with pytest.raises(DataDirError, match="key 'spkB-u3' also in"):
+        combine_data_dirs([tmp_path / "b", tmp_path / "c"])
+
+
+def test_split(data_dir):
+    data = DataDir.read(data_dir)
+    parts = split_data_dir(data, 2, per_speaker=True)
+    assert [p.utterances for p in parts] == [["spkA-u1", "spkA-u2"], ["spkB-u3", "spkB-u4"]]
+    parts = split_data_dir(data, 3)
+    assert sum((p.utterances for p in parts), []) == data.utterances
+    with pytest.raises(DataDirError, match="cannot split 2 speakers into 3"):
+        split_data_dir(data, 3, per_speaker=True)
+
+
+def test_load_entry_pipe_segment_resample(data_dir, audio_dir):
+    data = DataDir.read(data_dir)
+    plain, _ = load_entry(str(audio_dir / "rec1.wav"))
+    piped, rate = load_entry(data["wav.scp"]["spkA-u2"])
+    assert rate == 16000 and np.array_equal(plain, piped)
+    region, _ = load_entry(str(audio_dir / "rec1.wav"), 0.5, 1.0)
+    assert np.array_equal(region, plain[8000:16000])
+    resampled, rate = load_entry(data["wav.scp"]["spkB-u4"])
+    assert rate == 16000 and abs(len(resampled) - 1.1 * 16000) <= 1
+    with pytest.raises(AudioError, match="past the end"):
+        load_entry(str(audio_dir / "rec1.wav"), 0.5, 3.0)

@@ -1,0 +1,91 @@
+"""Kaldi-compatible features: equal to torchaudio's Kaldi compliance for files, pipes, segments."""
+from __future__ import annotations
+
+import subprocess
+
+import kaldiio
+import numpy as np
+import pytest
+import torch
+import torchaudio.compliance.kaldi as reference
+
+from audiossl.audio import load_entry
+from audiossl.data.kaldi_dir import DataDir, read_table, write_table
+from audiossl.features.kaldi import FeatureConfig, FeatureConfigError, FeatureExtractor, add_deltas
+from audiossl.features.store import FeatureError, apply_cmvn, cmvn_stats, compute_features
+
+
+def reference_features(kind: str, samples: np.ndarray, **options) -> np.ndarray:
+    """torchaudio's Kaldi features on int16-scaled samples: the reference."""
+    wav = torch.from_numpy(samples).unsqueeze(0) * 32768
+    compute = reference.fbank if kind == "fbank" else reference.mfcc
+    return compute(wav, dither=0.0, **options).numpy()
+
+
+def expected_for(data: DataDir, utt: str) -> np.ndarray:
+    entry, seg = data.audio_entry(utt)
+    samples, _ = load_entry(entry, *(seg.start, seg.end) if seg else ())
+    return samples
+
+
+@pytest.mark.parametrize("kind,config,options", [
+    ("fbank", "--num-mel-bins=80\n", {"num_mel_bins": 80}),
+    ("fbank", "--num-mel-bins=40\n--frame-shift=20\n--use-energy=true\n",
+     {"num_mel_bins": 40, "frame_shift": 20.0, "use_energy": True}),
+    ("mfcc", "# comment\n--num-ceps=13\n--frame-shift=20  # 50 Hz\n", {"num_ceps": 13, "frame_shift": 20.0}),
+])
+@pytest.mark.parametrize("fixture", ["data_dir", "segments_dir"])
+def test_steps_match_torchaudio(request, recipe_dir, tmp_path, kind, config, options, fixture):
+    src = request.getfixturevalue(fixture)
+    (tmp_path / "feat.conf").write_text(config)
+    subprocess.run([f"steps/make_{kind}.sh", "--nj", "2", f"--{kind}-config", str(tmp_path / "feat.conf"),
+                    str(src), str(tmp_path / "log"), str(tmp_path / "feats")], cwd=recipe_dir, check=True)
+    data = DataDir.read(src)
+    assert set(data["feats.scp"]) == set(data.utterances)
+    for utt, entry in data["feats.scp"].items():
+        ours = kaldiio.load_mat(entry)
+        ref = reference_features(kind, expected_for(data, utt), **options)
+        assert ours.shape == ref.shape
+        assert np.abs(ours - ref).max() <= 1e-3, utt
+        assert int(data["utt2num_frames"][utt]) == ours.shape[0]
+    subprocess.run(["utils/validate_data_dir.sh", str(src)], cwd=recipe_dir, check=True)
+    subprocess.run(["steps/compute_cmvn_stats.sh", str(src), str(tmp_path / "log"), str(tmp_path / "feats")],
+                   cwd=recipe_dir, check=True)
+    cmvn = read_table(src / "cmvn.scp")
+    assert set(cmvn) == set(data["utt2spk"].values())
+    for spk, entry in cmvn.items():
+        stats = kaldiio.load_mat(entry)
+        feats = np.concatenate([kaldiio.load_mat(data["feats.scp"][u]) for u, s in data["utt2spk"].items() if s == spk])
+        np.testing.assert_allclose(stats, cmvn_stats(feats), rtol=1e-6)
+        assert stats[0, -1] == feats.shape[0]
+        normalized = apply_cmvn(feats, stats, norm_vars=True)
+        np.testing.assert_allclose(normalized.mean(0), 0, atol=1e-3)
+        np.testing.assert_allclose(normalized.std(0), 1, atol=1e-2)
+
+
+def test_config_errors_name_line(tmp_path):
+    path = tmp_path / "bad.conf"
+    path.write_text("--num-mel-bins=80\n--no-such-option=1\n")
+    with pytest.raises(FeatureConfigError, match=r"bad.conf:2: unknown fbank option '--no-such-option'"):
+        FeatureConfig.from_file("fbank", path)
+    with pytest.raises(FeatureConfigError, match=r":1: expected true or false"):
+        FeatureConfig.from_kaldi_args("fbank", ["--snip-edges=maybe"])
+    with pytest.raises(FeatureConfigError, match=r":1: expected --option=value"):
+        FeatureConfig.from_kaldi_args("mfcc", ["num-ceps 13"])
+
+
+def test_deltas_match_kaldi_formula():
+    feats = np.random.default_rng(0).standard_normal((20, 3)).astype(np.float32)
+    out = add_deltas(feats)
+    assert out.shape == (20, 9)
+    padded = np.concatenate([feats[:1], feats[:1], feats, feats[-1:], feats[-1:]])
+    delta = sum(n * (padded[2 + n:22 + n] - padded[2 - n:22 - n]) for n in (1, 2)) / 10
+    np.testing.assert_allclose(out[:, 3:6], delta, atol=1e-5)
+
+
+def test_too_short_utterance_named(segments_dir):
+    write_table(segments_dir / "segments", {"spk1-s1": "recA 0.00 0.01", "spk1-s2": "recA 0.75 2.00",
+                                            "spk2-s3": "recB 0.10 1.20"})
+    extractor = FeatureExtractor(FeatureConfig.from_kaldi_args("fbank", []))
+    with pytest.raises(FeatureError, match="utterance 'spk1-s1': 160 samples is shorter than one 400-sample window"):
+        compute_features(DataDir.read(segments_dir), extractor, segments_dir / "x.ark")

@@ -1,0 +1,78 @@
+"""The Kaldi helpers in recipes/utils: option parsing, job launcher, data dir wrappers."""
+from __future__ import annotations
+
+import subprocess
+
+from audiossl.data.kaldi_dir import DataDir
+
+
+def bash(script: str, cwd, check: bool = False) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", script], cwd=cwd, capture_output=True, text=True, check=check)
+
+
+PARSE = """set -e
+nj=4
+foo_bar=x
+use_gpu=false
+. utils/parse_options.sh
+echo "$nj $foo_bar $use_gpu | $*"
+"""
+
+
+def test_parse_options(recipe_dir):
+    (recipe_dir / "s.sh").write_text(PARSE)
+    (recipe_dir / "c.conf").write_text("nj=7\nfoo_bar=from_config\n")
+    out = bash("bash s.sh --nj 2 --foo-bar=y --use-gpu true a b", recipe_dir, check=True).stdout
+    assert out.strip() == "2 y true | a b"
+    out = bash("bash s.sh --config c.conf --nj 3 pos", recipe_dir, check=True).stdout
+    assert out.strip() == "3 from_config false | pos"
+    bad = bash("bash s.sh --no-such 1", recipe_dir)
+    assert bad.returncode != 0 and "invalid option --no-such" in bad.stderr
+    bad = bash("bash s.sh --use-gpu maybe", recipe_dir)
+    assert bad.returncode != 0 and "--use-gpu takes true or false" in bad.stderr
+    bad = bash("bash s.sh --nj", recipe_dir)
+    assert bad.returncode != 0 and "missing value for --nj" in bad.stderr
+    helped = bash("help_message='usage: s.sh'; . utils/parse_options.sh --help", recipe_dir)
+    assert helped.returncode == 0 and "usage: s.sh" in helped.stdout
+
+
+def test_run_jobs_logs_and_failure(recipe_dir):
+    ok = bash("utils/run_jobs.sh JOB=1:3 log/echo.JOB.log echo job JOB", recipe_dir)
+    assert ok.returncode == 0, ok.stderr
+    for job in (1, 2, 3):
+        log = (recipe_dir / f"log/echo.{job}.log").read_text()
+        assert f"job {job}\n" in log and "# Accounting: status=0" in log
+    bad = bash("utils/run_jobs.sh --max-jobs-run 1 JOB=1:3 log/f.JOB.log test JOB != 2", recipe_dir)
+    assert bad.returncode == 1
+    assert "job 2 failed, see log/f.2.log" in bad.stderr and "1 of 3 jobs failed" in bad.stderr
+    assert "status=1" in (recipe_dir / "log/f.2.log").read_text()
+    single = bash("utils/run_jobs.sh log/one.log echo single", recipe_dir)
+    assert single.returncode == 0 and "single" in (recipe_dir / "log/one.log").read_text()
+
+
+def test_data_dir_wrappers(recipe_dir, data_dir, tmp_path):
+    assert bash(f"utils/validate_data_dir.sh {data_dir}", recipe_dir).returncode == 0
+    (data_dir / "text").write_text("spkA-u1 HELLO\n")
+    bad = bash(f"utils/validate_data_dir.sh {data_dir}", recipe_dir)
+    assert bad.returncode == 1 and f"{data_dir}/text: utterance 'spkA-u2' is in utt2spk but not here" in bad.stderr
+    assert bash(f"utils/validate_data_dir.sh --no-text {data_dir}", recipe_dir).returncode == 1  # text still checked if present
+    bash(f"utils/fix_data_dir.sh {data_dir}", recipe_dir, check=True)
+    assert DataDir.read(data_dir).utterances == ["spkA-u1"]
+
+
+def test_subset_split_combine_spk2utt(recipe_dir, data_dir, tmp_path):
+    bash(f"utils/subset_data_dir.sh --first {data_dir} 2 {tmp_path}/first", recipe_dir, check=True)
+    assert DataDir.read(tmp_path / "first").utterances == ["spkA-u1", "spkA-u2"]
+    bash(f"utils/subset_data_dir.sh {data_dir} 3 {tmp_path}/rand", recipe_dir, check=True)
+    assert len(DataDir.read(tmp_path / "rand").utterances) == 3
+    (tmp_path / "spk").write_text("spkB\n")
+    bash(f"utils/subset_data_dir.sh --spk-list {tmp_path}/spk {data_dir} {tmp_path}/b", recipe_dir, check=True)
+    assert DataDir.read(tmp_path / "b").utterances == ["spkB-u3", "spkB-u4"]
+    bash(f"utils/combine_data.sh {tmp_path}/all {tmp_path}/first {tmp_path}/b", recipe_dir, check=True)
+    assert DataDir.read(tmp_path / "all").utterances == DataDir.read(data_dir).utterances
+    bash(f"utils/split_data.sh {data_dir} 2", recipe_dir, check=True)
+    assert DataDir.read(data_dir / "split2/2").utterances == ["spkB-u3", "spkB-u4"]
+    bash(f"utils/split_data.sh --per-utt {data_dir} 4", recipe_dir, check=True)
+    assert DataDir.read(data_dir / "split4utt/3").utterances == ["spkB-u3"]
+    out = bash(f"utils/utt2spk_to_spk2utt.sh {data_dir}/utt2spk", recipe_dir, check=True).stdout
+    assert out == "spkA spkA-u1 spkA-u2\nspkB spkB-u3 spkB-u4\n"
