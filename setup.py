@@ -15,7 +15,7 @@ setup(
         "librosa>=0.10",
         "soundfile>=0.12",
         "sentencepiece>=0.2",
-        "jiwer>=3.0",
+        "jiwer>=4.0",
         "kaldiio>=2.18",
         "scikit-learn>=1.4",
         "safetensors>=0.4",

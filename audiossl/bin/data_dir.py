@@ -2,6 +2,7 @@
 
     python -m audiossl.bin.data_dir validate [--no-text] [--no-wav] [--no-feats] [--no-decode] <data-dir>
     python -m audiossl.bin.data_dir fix <data-dir>
+    python -m audiossl.bin.data_dir copy <src> <dest>
     python -m audiossl.bin.data_dir subset (--first N | --random N | --utt-list F | --spk-list F) <src> <dest>
     python -m audiossl.bin.data_dir combine <dest> <src>...
     python -m audiossl.bin.data_dir split [--per-utt] <data-dir> <num-parts>
@@ -13,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from audiossl.data.kaldi_dir import (DataDir, DataDirError, combine_data_dirs, fix_data_dir, spk2utt_from_utt2spk,
+from audiossl.data.kaldi_dir import (FEATURE_TABLES, DataDir, DataDirError, combine_data_dirs, fix_data_dir, spk2utt_from_utt2spk,
                                      split_data_dir, subset_utterances)
 from audiossl.data.validate import validate_data_dir
 
@@ -37,6 +38,10 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("fix", help="sort, drop duplicates and utterances missing from any table (backup in .backup/)")
     p.add_argument("data_dir")
+
+    p = sub.add_parser("copy", help="copy a data dir without its features (feats.scp, cmvn.scp, utt2num_frames)")
+    p.add_argument("src")
+    p.add_argument("dest")
 
     p = sub.add_parser("subset", help="copy a subset of utterances into a new data dir")
     group = p.add_mutually_exclusive_group(required=True)
@@ -78,6 +83,9 @@ def main(argv=None) -> int:
                 print(problem, file=sys.stderr)
             print(f"{args.data_dir}: {len(DataDir.read(args.data_dir).utterances)} utterances after fixing",
                   file=sys.stderr)
+        elif args.command == "copy":
+            data = DataDir.read(args.src)
+            DataDir({k: v for k, v in data.tables.items() if k not in FEATURE_TABLES}).write(args.dest)
         elif args.command == "subset":
             data = DataDir.read(args.src)
             if args.utt_list or args.spk_list:

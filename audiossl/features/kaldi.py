@@ -132,7 +132,7 @@ def add_deltas(features: np.ndarray, order: int = 2, window: int = 2) -> np.ndar
 
     Uses Kaldi's regression window of ``2 * window + 1`` frames, edge frames replicated.
     """
-    feats = torch.from_numpy(features).T.unsqueeze(0)  # (1, dim, frames)
+    feats = torch.from_numpy(np.array(features, dtype=np.float32)).T.unsqueeze(0)  # (1, dim, frames)
     out = [feats]
     for _ in range(order):
         out.append(torchaudio.functional.compute_deltas(out[-1], win_length=2 * window + 1, mode="replicate"))

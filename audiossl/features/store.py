@@ -30,6 +30,7 @@ def compute_features(data: DataDir, extractor: FeatureExtractor, ark_path: str |
         ``{utterance: num_frames}``. The scp is ``ark_path`` with suffix ``.scp``.
     """
     ark_path = Path(ark_path).absolute()
+    ark_path.parent.mkdir(parents=True, exist_ok=True)
     scp_path = ark_path.with_suffix(".scp")
     by_recording: dict[str, list[str]] = {}
     for utt in data.utterances:

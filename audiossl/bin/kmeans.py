@@ -1,0 +1,114 @@
+"""HuBERT-style k-means targets from a data dir's feats.scp (stages "k-means 1" and "k-means 2").
+
+    python -m audiossl.bin.kmeans fit --num-clusters K [--max-frames N] [--seed S] [--deltas 2] <data-dir> <model-out>
+        samples frames uniformly, fits mini-batch k-means, prints inertia and cluster usage
+    python -m audiossl.bin.kmeans apply [--deltas 2] <model> <data-dir> <labels-out.txt>
+Features are the data dir's feats.scp (with --deltas), or with --model <checkpoint> --layer L the
+hidden states of layer L of a pretrained model on the data dir's inputs (HuBERT iteration 2).
+        labels every frame of a data dir (one job, e.g. on data/split4utt/JOB)
+    python -m audiossl.bin.kmeans merge [--data-dir D] [--utt2num-frames F] <labels-out.txt> <job-labels>...
+        merges the jobs' label tables; checks every utterance of D has labels and,
+        with F, that each has exactly its number of frames
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from audiossl.data.kaldi_dir import DataDir, DataDirError
+from audiossl.features.store import FeatureError
+from audiossl.targets.kmeans import (FeatureSource, KMeansError, KMeansModel, ModelLayerSource, ScpFeatureSource,
+                                     apply_kmeans, sample_frames)
+from audiossl.targets.labels import (LabelError, check_coverage, check_label_lengths, describe_counts,
+                                     label_counts, merge_label_files, read_frame_counts, write_labels)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def feature_source(args) -> FeatureSource:
+    """feats.scp features, or a layer of a pretrained model when --model is given."""
+    if args.model:
+        import torch
+
+        from audiossl.checkpoint import load_model
+
+        torch.set_num_threads(1)  # one thread per parallel job
+        return ModelLayerSource(load_model(args.model), args.data_dir, args.layer)
+    return ScpFeatureSource(args.data_dir, deltas=args.deltas)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="audiossl.bin.kmeans", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("fit", help="fit k-means on a uniform sample of a data dir's frames")
+    p.add_argument("--num-clusters", type=int, required=True, help="k (fairseq n_clusters)")
+    p.add_argument("--max-frames", type=int, default=1_000_000, help="frames sampled for fitting")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--deltas", type=int, default=0, help="Kaldi delta order appended to feats.scp (2 for MFCC)")
+    p.add_argument("--model", help="cluster hidden states of this checkpoint instead of feats.scp")
+    p.add_argument("--layer", type=int, default=-1, help="hidden state index with --model")
+    p.add_argument("--batch-size", type=int, default=10000, help="mini-batch frames")
+    p.add_argument("--max-iter", type=int, default=100, help="passes over the sample")
+    p.add_argument("--n-init", type=int, default=20, help="k-means++ initializations tried")
+    p.add_argument("--init-size", type=int, default=None, help="frames per initialization (3 * batch size)")
+    p.add_argument("--max-no-improvement", type=int, default=100, help="mini-batches without improvement to stop")
+    p.add_argument("data_dir")
+    p.add_argument("kmeans_model")
+    p = sub.add_parser("apply", help="label every frame of a data dir")
+    p.add_argument("--deltas", type=int, default=0, help="as given to fit")
+    p.add_argument("--model", help="as given to fit")
+    p.add_argument("--layer", type=int, default=-1, help="as given to fit")
+    p.add_argument("kmeans_model")
+    p.add_argument("data_dir")
+    p.add_argument("labels")
+    p = sub.add_parser("merge", help="merge per-job label tables")
+    p.add_argument("--data-dir", help="require labels for every utterance of this data dir")
+    p.add_argument("--utt2num-frames", help="require exactly this many labels per utterance")
+    p.add_argument("labels")
+    p.add_argument("job_labels", nargs="+")
+    args = parser.parse_args(argv)
+    progress = sys.stderr.isatty()
+
+    try:
+        if args.command == "fit":
+            source = feature_source(args)
+            frames = sample_frames(source, args.max_frames, args.seed, progress=progress)
+            log(f"{args.data_dir}: sampled {len(frames)} frames of dimension {frames.shape[1]}")
+            start = time.perf_counter()
+            model = KMeansModel.fit(frames, args.num_clusters, args.seed, batch_size=args.batch_size,
+                                    max_iter=args.max_iter, n_init=args.n_init, init_size=args.init_size,
+                                    max_no_improvement=args.max_no_improvement)
+            seconds = time.perf_counter() - start
+            labels, dists = model.assign(frames)
+            log(f"fit {model.num_clusters} clusters in {seconds:.1f} s; "
+                f"inertia (mean squared distance) {dists.mean():.4g}")
+            log(f"cluster usage: {describe_counts(label_counts({'sample': labels}, model.num_clusters))}")
+            model.save(args.kmeans_model)
+        elif args.command == "apply":
+            model = KMeansModel.load(args.kmeans_model)
+            source = feature_source(args)
+            labels, inertia = apply_kmeans(model, source, progress=progress)
+            write_labels(args.labels, labels)
+            log(f"{args.data_dir}: {len(labels)} utterances, {sum(map(len, labels.values()))} frames, "
+                f"inertia {inertia:.4g}; {describe_counts(label_counts(labels, model.num_clusters))}")
+        elif args.command == "merge":
+            labels = merge_label_files(args.job_labels)
+            merged = f"{args.labels} (merged from {len(args.job_labels)} job files)"
+            if args.data_dir:
+                check_coverage(labels, DataDir.read(args.data_dir).utterances, merged)
+            if args.utt2num_frames:
+                check_label_lengths(labels, read_frame_counts(args.utt2num_frames), merged)
+            write_labels(args.labels, labels)
+            log(f"{args.labels}: {len(labels)} utterances, {sum(map(len, labels.values()))} frames")
+    except (DataDirError, FeatureError, KMeansError, LabelError, OSError) as err:
+        log(f"error: {err}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

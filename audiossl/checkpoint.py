@@ -1,0 +1,80 @@
+"""Self-describing checkpoints: family, config, weights and, for training, the whole state.
+
+A checkpoint is a ``torch.save`` of plain containers and tensors only, so it loads with
+``torch.load(weights_only=True)``: loading never unpickles arbitrary objects. Layout::
+
+    {"format": "audiossl/1", "family": str, "config": dict, "model": state_dict,
+     "train_state": dict (training checkpoints only)}
+
+Writes are atomic (a temporary file, fsync, rename): a killed job or a full disk leaves
+the previous checkpoint intact.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from audiossl.registry import get_family
+
+FORMAT = "audiossl/1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or is not an audiossl checkpoint; names the file."""
+
+
+def save_checkpoint(path: str | os.PathLike, family: str, config: dict, model_state: dict,
+                    train_state: dict | None = None) -> None:
+    """Write a checkpoint atomically to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload: dict[str, Any] = {"format": FORMAT, "family": family, "config": config, "model": model_state}
+    if train_state is not None:
+        payload["train_state"] = train_state
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a checkpoint (weights-only unpickling)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a truncated or foreign file
+        raise CheckpointError(f"{path}: cannot read checkpoint: {err}") from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an audiossl checkpoint (format {FORMAT})")
+    return payload
+
+
+def build_model(family: str, config: dict) -> nn.Module:
+    """A freshly initialised model of ``family`` from a config dict."""
+    fam = get_family(family)
+    return fam.build(fam.config_class.from_dict(config))
+
+
+def model_from_checkpoint(payload: dict) -> nn.Module:
+    """The model a checkpoint describes, with its weights (train mode, as built)."""
+    model = build_model(payload["family"], payload["config"])
+    model.load_state_dict(payload["model"])
+    return model
+
+
+def load_model(path: str | os.PathLike) -> nn.Module:
+    """The model saved in any audiossl checkpoint, in eval mode, built from the file alone.
+
+    ``model.extract_features(wavs (B, S) at 16 kHz, lengths (B,))`` returns one
+    (B, frames, dim) tensor per layer and the valid frames of each item; ASR models also
+    have ``model.transcribe(wavs, lengths) -> list[str]``.
+    """
+    return model_from_checkpoint(load_checkpoint(path)).eval()

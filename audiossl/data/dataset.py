@@ -1,0 +1,173 @@
+"""Training examples from Kaldi data dirs, length-bucketed dynamic batches and collation.
+
+Model inputs are either Kaldi features from ``feats.scp`` (kind ``"fbank"``: (frames, dim))
+or waveforms from ``wav.scp`` (kind ``"waveform"``: (samples,) at 16 kHz). Targets are
+optional per-utterance integer sequences (cluster labels, token ids).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import kaldiio
+import numpy as np
+import torch
+
+from audiossl.audio import SAMPLE_RATE, entry_info, load_entry
+from audiossl.data.kaldi_dir import DataDir, DataDirError
+
+IGNORE_INDEX = -100
+
+
+class UtteranceDataset(torch.utils.data.Dataset):
+    """Utterances of a data dir as ``(utt, inputs, targets)``.
+
+    Args:
+        data_dir: a Kaldi data dir with ``feats.scp`` (fbank) or ``wav.scp`` (waveform).
+        input_kind: ``"fbank"`` or ``"waveform"``.
+        targets: ``{utt: sequence of ints}``; utterances without targets are an error.
+        target_length: expected target length for an input length (e.g. the model's frame
+            count for frame-level labels); a mismatch is an error naming the utterance.
+        targets_name: where the targets came from, for error messages.
+    """
+
+    def __init__(self, data_dir, input_kind: str, targets: dict[str, np.ndarray] | None = None,
+                 target_length: Callable[[int], int] | None = None, targets_name: str = "targets"):
+        self.data = DataDir.read(data_dir)
+        self.data_dir = Path(data_dir)
+        self.input_kind = input_kind
+        self.utterances = self.data.utterances
+        self.lengths = self._input_lengths()
+        self.targets = targets
+        if targets is not None:
+            missing = [u for u in self.utterances if u not in targets]
+            if missing:
+                raise DataDirError(f"{targets_name}: no targets for {len(missing)} utterance(s) of {data_dir}, "
+                                   f"e.g. '{missing[0]}'")
+            if target_length is not None:
+                for utt, length in zip(self.utterances, self.lengths):
+                    expected = target_length(length)
+                    if len(targets[utt]) != expected:
+                        raise DataDirError(f"{targets_name}: utterance '{utt}' has {len(targets[utt])} labels, "
+                                           f"the model gives {expected} frames for its {length} input frames")
+
+    def _input_lengths(self) -> list[int]:
+        if self.input_kind == "fbank":
+            if "feats.scp" not in self.data:
+                raise DataDirError(f"{self.data_dir}: no feats.scp (run steps/make_fbank.sh)")
+            if "utt2num_frames" in self.data:
+                return [int(self.data["utt2num_frames"][u]) for u in self.utterances]
+            return [kaldiio.load_mat(self.data["feats.scp"][u]).shape[0] for u in self.utterances]
+        if "utt2num_samples" in self.data:
+            return [int(self.data["utt2num_samples"][u]) for u in self.utterances]
+        if "utt2dur" in self.data:
+            return [int(round(float(self.data["utt2dur"][u]) * SAMPLE_RATE)) for u in self.utterances]
+        lengths = []
+        for utt in self.utterances:
+            entry, seg = self.data.audio_entry(utt)
+            frames, rate = entry_info(entry)
+            seconds = (seg.end if seg and seg.end > 0 else frames / rate) - (seg.start if seg else 0.0)
+            lengths.append(int(round(seconds * SAMPLE_RATE)))
+        return lengths
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def __getitem__(self, index: int) -> tuple[str, torch.Tensor, torch.Tensor | None]:
+        utt = self.utterances[index]
+        if self.input_kind == "fbank":
+            inputs = torch.from_numpy(np.array(kaldiio.load_mat(self.data["feats.scp"][utt]), dtype=np.float32))
+        else:
+            entry, seg = self.data.audio_entry(utt)
+            samples, _ = load_entry(entry, *(seg.start, seg.end) if seg else ())
+            inputs = torch.from_numpy(samples)
+        targets = None if self.targets is None else torch.as_tensor(np.asarray(self.targets[utt]), dtype=torch.long)
+        return utt, inputs, targets
+
+
+@dataclass
+class Batch:
+    """A padded batch. inputs: (B, T) waveforms or (B, T, D) features; targets: (B, L), pad -100."""
+
+    utterances: list[str]
+    inputs: torch.Tensor
+    lengths: torch.Tensor
+    targets: torch.Tensor | None = None
+    target_lengths: torch.Tensor | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.utterances)
+
+
+def collate(items) -> Batch:
+    """Pad a list of ``(utt, inputs, targets)`` into a :class:`Batch` (inputs padded with zeros)."""
+    utts, inputs, targets = zip(*items)
+    lengths = torch.tensor([x.shape[0] for x in inputs], dtype=torch.long)
+    padded = torch.nn.utils.rnn.pad_sequence(list(inputs), batch_first=True)
+    if targets[0] is None:
+        return Batch(list(utts), padded, lengths)
+    target_lengths = torch.tensor([len(t) for t in targets], dtype=torch.long)
+    padded_targets = torch.nn.utils.rnn.pad_sequence(list(targets), batch_first=True, padding_value=IGNORE_INDEX)
+    return Batch(list(utts), padded, lengths, padded_targets, target_lengths)
+
+
+class BucketBatchSampler:
+    """Dynamic batches of similar-length utterances, bounded by padded size, reproducible per epoch.
+
+    Each epoch: utterances are sorted by length (ties broken at random), cut into batches whose
+    ``count × longest`` stays within ``max_frames``, and the batch order is shuffled, all from
+    a generator seeded with ``(seed, epoch)``. With ``world_size`` > 1 each rank takes every
+    ``world_size``-th batch (the list is cut to a multiple of ``world_size``).
+
+    Args:
+        lengths: input length (frames or samples) of each item.
+        max_frames: padded size bound of a batch, in the same unit; a longer item is a batch alone.
+        max_batch_size: optional bound on the number of items.
+    """
+
+    def __init__(self, lengths, max_frames: int, seed: int = 0, shuffle: bool = True,
+                 rank: int = 0, world_size: int = 1, max_batch_size: int | None = None):
+        self.lengths = list(lengths)
+        self.max_frames = max_frames
+        self.seed = seed
+        self.shuffle = shuffle
+        self.rank = rank
+        self.world_size = world_size
+        self.max_batch_size = max_batch_size or len(self.lengths)
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """This rank's batches of ``epoch`` (lists of item indices), in order."""
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        lengths = torch.tensor(self.lengths, dtype=torch.float64)
+        if self.shuffle:
+            lengths = lengths + torch.rand(len(self.lengths), generator=generator, dtype=torch.float64) * 0.5
+        order = torch.argsort(lengths).tolist()
+        batches, current, longest = [], [], 0
+        for index in order:
+            longest_if_added = max(longest, self.lengths[index])
+            if current and (longest_if_added * (len(current) + 1) > self.max_frames
+                            or len(current) >= self.max_batch_size):
+                batches.append(current)
+                current, longest_if_added = [], self.lengths[index]
+            current.append(index)
+            longest = longest_if_added
+        if current:
+            batches.append(current)
+        if self.shuffle:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+        if self.world_size > 1:
+            usable = len(batches) // self.world_size * self.world_size
+            if usable == 0:
+                raise ValueError(f"{len(batches)} batches cannot feed {self.world_size} ranks")
+            batches = batches[self.rank:usable:self.world_size]
+        return batches
+
+    def num_batches(self, epoch: int = 0) -> int:
+        return len(self.epoch_batches(epoch))
+
+
+def input_rate(input_kind: str) -> int:
+    """Input units per second: 100 for 10 ms fbank frames, 16000 for waveform samples."""
+    return 100 if input_kind == "fbank" else SAMPLE_RATE

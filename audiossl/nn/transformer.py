@@ -1,0 +1,222 @@
+"""Transformer encoder parts (wav2vec 2.0 / HuBERT), assembled by the family factories.
+
+Every module here receives built parts or plain sizes, never a config. Padding masks are
+``(B, T)`` bool with True at padded frames. The attention and the layers are pluggable:
+an attention is any module ``attention(x (B,T,D), padding_mask) -> (B,T,D)`` with a ``dim``
+attribute (a relative position bias can be a module shared by the attentions of all
+layers), and a layer is any module ``layer(x, padding_mask) -> x``.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import weight_norm
+
+
+class ConvPositionalEmbedding(nn.Module):
+    """Convolutional relative positional embedding (fairseq ``pos_conv``).
+
+    Weight-normalised (over dim 2, as fairseq) grouped Conv1d with "same" padding (the
+    extra frame of an even kernel is dropped, fairseq ``SamePad``), then GELU. Padded frames
+    are zeroed before the convolution so they cannot leak into valid ones. Weights start
+    N(0, sqrt(4 / (kernel_size * dim))) (fairseq also scales the 4 by ``1 - dropout``).
+
+    Args:
+        dim: model dimension ``D`` (fairseq ``encoder_embed_dim``).
+        kernel_size: fairseq ``conv_pos`` (128).
+        groups: fairseq ``conv_pos_groups`` (16).
+    """
+
+    def __init__(self, dim: int, kernel_size: int, groups: int) -> None:
+        super().__init__()
+        conv = nn.Conv1d(dim, dim, kernel_size, padding=kernel_size // 2, groups=groups)
+        nn.init.normal_(conv.weight, mean=0.0, std=math.sqrt(4.0 / (kernel_size * dim)))
+        nn.init.zeros_(conv.bias)
+        self.conv = weight_norm(conv, name="weight", dim=2)
+        self.trim = 1 if kernel_size % 2 == 0 else 0
+
+    def forward(self, x: Tensor, padding_mask: Tensor) -> Tensor:
+        """x ``(B, T, D)`` → positional embedding ``(B, T, D)`` (to be added to x)."""
+        x = x.masked_fill(padding_mask[..., None], 0.0).transpose(1, 2)
+        x = self.conv(x)
+        if self.trim:
+            x = x[..., : -self.trim]
+        return nn.functional.gelu(x).transpose(1, 2)
+
+
+class FeedForward(nn.Module):
+    """Linear → GELU → Dropout → Linear → Dropout.
+
+    Args:
+        dim: fairseq ``encoder_embed_dim``.
+        ffn_dim: fairseq ``encoder_ffn_embed_dim``.
+        activation_dropout: fairseq ``activation_dropout`` (after GELU).
+        dropout: fairseq ``dropout`` (on the output).
+    """
+
+    def __init__(self, dim: int, ffn_dim: int, activation_dropout: float, dropout: float) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, ffn_dim)
+        self.fc2 = nn.Linear(ffn_dim, dim)
+        self.activation_dropout = nn.Dropout(activation_dropout)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, T, D)`` → ``(B, T, D)``."""
+        return self.dropout(self.fc2(self.activation_dropout(nn.functional.gelu(self.fc1(x)))))
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with a key padding mask, via ``scaled_dot_product_attention``.
+
+    Args:
+        dim: fairseq ``encoder_embed_dim``.
+        num_heads: fairseq ``encoder_attention_heads``.
+        dropout: fairseq ``attention_dropout`` (on the attention weights, training only).
+    """
+
+    def __init__(self, dim: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        self.dim = dim
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.q_proj = nn.Linear(dim, dim)
+        self.k_proj = nn.Linear(dim, dim)
+        self.v_proj = nn.Linear(dim, dim)
+        self.out_proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, padding_mask: Tensor) -> Tensor:
+        """x ``(B, T, D)``, padding_mask ``(B, T)`` → ``(B, T, D)``; padded keys get no weight."""
+        batch, time, _ = x.shape
+
+        def heads(t: Tensor) -> Tensor:
+            return t.view(batch, time, self.num_heads, -1).transpose(1, 2)
+
+        attend = ~padding_mask[:, None, None, :]
+        out = nn.functional.scaled_dot_product_attention(
+            heads(self.q_proj(x)),
+            heads(self.k_proj(x)),
+            heads(self.v_proj(x)),
+            attn_mask=attend,
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        return self.out_proj(out.transpose(1, 2).reshape(batch, time, self.dim))
+
+
+class EncoderLayer(nn.Module):
+    """Attention and feed-forward blocks with residuals, post-norm or pre-norm.
+
+    Post-norm (fairseq ``layer_norm_first=False``, BASE)::
+
+        x = LN(x + Dropout(Attn(x)));  x = LN(x + FFN(x))
+
+    Pre-norm (``layer_norm_first=True``, LARGE)::
+
+        x = x + Dropout(Attn(LN(x)));  x = x + FFN(LN(x))
+
+    Args:
+        attention: the attention part; its ``dim`` sizes the layer norms.
+        feed_forward: the :class:`FeedForward` part (output dropout included).
+        dropout: fairseq ``dropout``, applied to the attention output.
+        layer_norm_first: fairseq ``layer_norm_first``.
+    """
+
+    def __init__(self, attention: nn.Module, feed_forward: nn.Module, dropout: float, layer_norm_first: bool) -> None:
+        super().__init__()
+        self.attention = attention
+        self.feed_forward = feed_forward
+        self.dropout = nn.Dropout(dropout)
+        self.layer_norm_first = layer_norm_first
+        self.attention_layer_norm = nn.LayerNorm(attention.dim)
+        self.final_layer_norm = nn.LayerNorm(attention.dim)
+
+    def forward(self, x: Tensor, padding_mask: Tensor) -> Tensor:
+        """x ``(B, T, D)``, padding_mask ``(B, T)`` → ``(B, T, D)``."""
+        if self.layer_norm_first:
+            x = x + self.dropout(self.attention(self.attention_layer_norm(x), padding_mask))
+            return x + self.feed_forward(self.final_layer_norm(x))
+        x = self.attention_layer_norm(x + self.dropout(self.attention(x, padding_mask)))
+        return self.final_layer_norm(x + self.feed_forward(x))
+
+
+class TransformerEncoder(nn.Module):
+    """Positional embedding, then a stack of layers; returns every hidden state.
+
+    Args:
+        pos_embedding: e.g. :class:`ConvPositionalEmbedding`; ``pos_embedding(x, padding_mask)``
+            is added to the input.
+        layers: the layer stack, each ``layer(x, padding_mask) -> x``.
+        layer_norm: the encoder layer norm (fairseq ``encoder.layer_norm``): applied to the
+            encoder input in post-norm mode, to the last layer's output in pre-norm mode.
+        layer_norm_first: fairseq ``layer_norm_first``.
+        dropout: fairseq ``dropout``, applied to the encoder input.
+        layer_drop: fairseq ``encoder_layerdrop``: each layer is skipped with this
+            probability, only in training and only when :meth:`forward` gets a generator
+            (the draws come from it); without one every layer runs.
+    """
+
+    def __init__(
+        self,
+        pos_embedding: nn.Module,
+        layers: Sequence[nn.Module],
+        layer_norm: nn.Module,
+        layer_norm_first: bool,
+        dropout: float,
+        layer_drop: float,
+    ) -> None:
+        super().__init__()
+        self.pos_embedding = pos_embedding
+        self.layers = nn.ModuleList(layers)
+        self.layer_norm = layer_norm
+        self.layer_norm_first = layer_norm_first
+        self.dropout = nn.Dropout(dropout)
+        self.layer_drop = layer_drop
+
+    def forward(self, x: Tensor, padding_mask: Tensor, generator: torch.Generator | None = None) -> list[Tensor]:
+        """Run the stack.
+
+        Args:
+            x: ``(B, T, D)`` encoder input.
+            padding_mask: ``(B, T)`` bool, True at padded frames.
+            generator: draws the layer-drop decisions; ``None`` disables layer drop.
+
+        Returns:
+            ``num_layers + 1`` tensors ``(B, T, D)``. Index 0 is the input to the first layer:
+            ``x + pos_embedding(x)``, then (post-norm only) the layer norm, then dropout.
+            Index ``i`` is layer ``i``'s output; a dropped layer repeats its input, so the
+            indices never shift. In pre-norm mode the last entry has the final layer norm
+            applied (fairseq's returned ``x``; HF's last ``hidden_states``).
+        """
+        x = x.masked_fill(padding_mask[..., None], 0.0)
+        x = x + self.pos_embedding(x, padding_mask)
+        if not self.layer_norm_first:
+            x = self.layer_norm(x)
+        x = self.dropout(x)
+        drop = self._draw_layer_drop(generator)
+        hidden_states = [x]
+        for layer, skip in zip(self.layers, drop):
+            if not skip:
+                x = layer(x, padding_mask)
+            hidden_states.append(x)
+        if self.layer_norm_first:
+            hidden_states[-1] = self.layer_norm(x)
+        return hidden_states
+
+    def _draw_layer_drop(self, generator: torch.Generator | None) -> list[bool]:
+        if not self.training or self.layer_drop <= 0.0 or generator is None:
+            return [False] * len(self.layers)
+        draws = torch.rand(len(self.layers), generator=generator, device=generator.device)
+        return (draws < self.layer_drop).tolist()
+
+
+def init_bert_params(module: nn.Module) -> None:
+    """fairseq ``init_bert_params`` for ``module.apply``: Linear weights ~ N(0, 0.02), biases 0."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)

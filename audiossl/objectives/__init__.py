@@ -1,0 +1,7 @@
+"""Training objectives shared by the model families.
+
+- :mod:`audiossl.objectives.masked_prediction`: HuBERT-style masked prediction of
+  frame-level discrete targets.
+
+Import from the submodules; this package re-exports nothing.
+"""

@@ -1,0 +1,117 @@
+"""Masked prediction of frame-level discrete targets (HuBERT), reusable by other families."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+_METRIC_NAMES = (
+    "loss_masked",
+    "loss_unmasked",
+    "acc_masked",
+    "acc_unmasked",
+    "num_masked_frames",
+    "num_unmasked_frames",
+)
+
+
+@dataclass
+class MaskedPredictionOutput:
+    """Result of a masked-prediction step.
+
+    Attributes:
+        loss: scalar tensor to back-propagate (normalisation: see :class:`MaskedPredictionHead`).
+        metrics: plain floats for logging: ``loss_masked`` / ``loss_unmasked`` (mean cross
+            entropy per frame), ``acc_masked`` / ``acc_unmasked`` (top-1 accuracy),
+            ``num_masked_frames`` / ``num_unmasked_frames`` (valid frames of each kind). A
+            mean over zero frames is reported as 0.0; weight by the counts when averaging.
+    """
+
+    loss: Tensor
+    metrics: dict[str, float]
+
+
+class MaskedPredictionHead(nn.Module):
+    """Projection, label embeddings and cosine-similarity logits, as fairseq HuBERT.
+
+    ``logits[b, t, c] = cos(final_proj(hidden[b, t]), label_embeddings[c]) / logit_temp``,
+    computed in fp32 even under autocast, scored with cross entropy.
+
+    Args:
+        dim: encoder dimension ``D`` (fairseq ``encoder_embed_dim``).
+        final_dim: projection size (fairseq ``final_dim``).
+        num_classes: number of target classes (the size of fairseq's dictionary).
+        logit_temp: fairseq ``logit_temp`` (0.1).
+    """
+
+    def __init__(self, dim: int, final_dim: int, num_classes: int, logit_temp: float) -> None:
+        super().__init__()
+        self.logit_temp = logit_temp
+        self.final_proj = nn.Linear(dim, final_dim)
+        self.label_embeddings = nn.Parameter(torch.empty(num_classes, final_dim).uniform_())
+
+    @property
+    def num_classes(self) -> int:
+        return self.label_embeddings.shape[0]
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        """``(..., D)`` → ``(..., num_classes)`` fp32 cosine logits."""
+        projected = self.final_proj(hidden)
+        with torch.autocast(device_type=projected.device.type, enabled=False):
+            projected = nn.functional.normalize(projected.float(), dim=-1)
+            labels = nn.functional.normalize(self.label_embeddings.float(), dim=-1)
+            return projected @ labels.t() / self.logit_temp
+
+    def forward(
+        self, hidden: Tensor, targets: Tensor, mask: Tensor, padding_mask: Tensor, unmasked_weight: float
+    ) -> MaskedPredictionOutput:
+        """Score the valid frames.
+
+        The loss follows fairseq's ``hubert`` criterion:
+        ``(sum of CE over masked frames + unmasked_weight * sum of CE over unmasked valid
+        frames) / number of masked frames`` (at least 1), i.e. the mean over predicted
+        (masked) frames when ``unmasked_weight`` (fairseq ``pred_nomask_weight``) is 0.
+
+        Args:
+            hidden: ``(B, T, D)`` encoder output.
+            targets: ``(B, T)`` long class ids in ``[0, num_classes)`` at valid frames.
+            mask: ``(B, T)`` bool, True at masked frames.
+            padding_mask: ``(B, T)`` bool, True at padded frames (their targets are ignored).
+            unmasked_weight: weight of the unmasked frames' cross entropy.
+        """
+        if not (targets.shape == mask.shape == padding_mask.shape == hidden.shape[:2]):
+            raise ValueError(
+                f"shape mismatch: hidden {tuple(hidden.shape)}, targets {tuple(targets.shape)}, "
+                f"mask {tuple(mask.shape)}, padding_mask {tuple(padding_mask.shape)}"
+            )
+        valid = ~padding_mask
+        labels = targets[valid]
+        if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_classes):
+            raise ValueError(
+                f"targets at valid frames must lie in [0, {self.num_classes}), "
+                f"got [{int(labels.min())}, {int(labels.max())}]"
+            )
+        masked = mask[valid]
+        logits = self.logits(hidden[valid])
+        ce = nn.functional.cross_entropy(logits, labels, reduction="none")
+        correct = (logits.argmax(dim=-1) == labels).float()
+
+        num_masked = masked.sum()
+        num_unmasked = masked.numel() - num_masked
+        ce_masked = (ce * masked).sum()
+        ce_unmasked = (ce * ~masked).sum()
+        loss = (ce_masked + unmasked_weight * ce_unmasked) / num_masked.clamp(min=1)
+
+        with torch.no_grad():
+            stats = torch.stack(
+                [
+                    ce_masked.detach() / num_masked.clamp(min=1),
+                    ce_unmasked.detach() / num_unmasked.clamp(min=1),
+                    (correct * masked).sum() / num_masked.clamp(min=1),
+                    (correct * ~masked).sum() / num_unmasked.clamp(min=1),
+                    num_masked.float(),
+                    num_unmasked.float(),
+                ]
+            ).tolist()
+        return MaskedPredictionOutput(loss=loss, metrics=dict(zip(_METRIC_NAMES, stats)))

@@ -1,0 +1,128 @@
+"""Frame label tables: one Kaldi text table line per utterance, ``utt 12 12 5 ...``.
+
+The format of fairseq HuBERT's ``.km`` files with the utterance id in front, so tables
+sort, merge and check like any other data dir table. An utterance of zero frames is a
+line holding only its id.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from audiossl.data.kaldi_dir import DataDirError, read_table, write_table
+
+_PREVIEW = 5
+
+
+class LabelError(ValueError):
+    """A label table problem; the message names the file and the utterance."""
+
+
+def _preview(utts: list[str]) -> str:
+    shown = ", ".join(f"'{u}'" for u in utts[:_PREVIEW])
+    return shown + (f" and {len(utts) - _PREVIEW} more" if len(utts) > _PREVIEW else "")
+
+
+def write_labels(path: str | os.PathLike, labels: dict[str, np.ndarray]) -> None:
+    """Write ``{utt: labels (frames,) int}`` sorted by utterance, atomically."""
+    table = {}
+    for utt, seq in labels.items():
+        seq = np.asarray(seq)
+        if seq.ndim != 1 or not np.issubdtype(seq.dtype, np.integer):
+            raise LabelError(f"{path}: labels of utterance '{utt}' must be a 1-D integer array, "
+                             f"got shape {seq.shape} dtype {seq.dtype}")
+        table[utt] = " ".join(map(str, seq.tolist()))
+    write_table(path, table)
+
+
+def read_labels(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read a label table: ``{utt: labels (frames,) int64}`` in file order."""
+    try:
+        table = read_table(path)
+    except DataDirError as err:
+        raise LabelError(str(err)) from err
+    labels = {}
+    for utt, value in table.items():
+        try:
+            labels[utt] = np.array(value.split(), dtype=np.int64)
+        except ValueError:
+            raise LabelError(f"{path}: utterance '{utt}': labels must be integers, got '{value[:40]}'") from None
+    return labels
+
+
+def merge_label_files(paths) -> dict[str, np.ndarray]:
+    """Union of per-job label tables; an utterance in two of them is an error naming both."""
+    merged: dict[str, np.ndarray] = {}
+    origin: dict[str, str] = {}
+    for path in paths:
+        for utt, seq in read_labels(path).items():
+            if utt in merged:
+                raise LabelError(f"{path}: utterance '{utt}' also labelled in {origin[utt]}")
+            merged[utt] = seq
+            origin[utt] = str(path)
+    return merged
+
+
+def check_coverage(labels: dict[str, np.ndarray], utterances, source_name: str) -> None:
+    """Raise :class:`LabelError` naming the ``utterances`` that ``labels`` (read from ``source_name``) lacks."""
+    missing = sorted(set(utterances) - set(labels))
+    if missing:
+        raise LabelError(f"{source_name}: no labels for {len(missing)} utterance(s): {_preview(missing)}")
+
+
+def check_label_lengths(labels: dict[str, np.ndarray], expected_frames: dict[str, int], source_name: str) -> None:
+    """Require exactly ``expected_frames[utt]`` labels for every utterance of ``expected_frames``.
+
+    Utterances of ``labels`` beyond ``expected_frames`` are allowed. Raises :class:`LabelError`
+    naming ``source_name`` (the label file), the missing utterances, and for each mismatch
+    the utterance and both lengths.
+    """
+    missing = sorted(u for u in expected_frames if u not in labels)
+    wrong = [f"'{u}' has {len(labels[u])} labels, expected {expected_frames[u]} frames"
+             for u in sorted(expected_frames) if u in labels and len(labels[u]) != expected_frames[u]]
+    problems = []
+    if wrong:
+        more = f" (and {len(wrong) - _PREVIEW} more)" if len(wrong) > _PREVIEW else ""
+        problems.append(f"{len(wrong)} utterance(s) of the wrong length: " + "; ".join(wrong[:_PREVIEW]) + more)
+    if missing:
+        problems.append(f"no labels for {len(missing)} utterance(s): {_preview(missing)}")
+    if problems:
+        raise LabelError(f"{source_name}: " + "; ".join(problems))
+
+
+def read_frame_counts(path: str | os.PathLike) -> dict[str, int]:
+    """Read an ``utt2num_frames`` table: ``{utt: frames}``."""
+    try:
+        table = read_table(path)
+    except DataDirError as err:
+        raise LabelError(str(err)) from err
+    counts = {}
+    for utt, value in table.items():
+        if not value.isdigit():
+            raise LabelError(f"{path}: utterance '{utt}': expected a number of frames, got '{value}'")
+        counts[utt] = int(value)
+    return counts
+
+
+def label_counts(labels: dict[str, np.ndarray], num_clusters: int) -> np.ndarray:
+    """Frames per cluster over all utterances: (num_clusters,) int64."""
+    counts = np.zeros(num_clusters, dtype=np.int64)
+    for utt, seq in labels.items():
+        if len(seq) and (seq.min() < 0 or seq.max() >= num_clusters):
+            raise LabelError(f"utterance '{utt}': label {seq.min() if seq.min() < 0 else seq.max()} "
+                             f"outside [0, {num_clusters})")
+        counts += np.bincount(seq, minlength=num_clusters)
+    return counts
+
+
+def describe_counts(counts: np.ndarray) -> str:
+    """One log line of cluster usage: clusters used, frames per cluster, perplexity."""
+    total = int(counts.sum())
+    if total == 0:
+        return f"0 of {len(counts)} clusters used (no frames)"
+    p = counts[counts > 0] / total
+    perplexity = float(np.exp(-(p * np.log(p)).sum()))
+    return (f"{int((counts > 0).sum())} of {len(counts)} clusters used; frames per cluster "
+            f"min {int(counts.min())} median {int(np.median(counts))} max {int(counts.max())}; "
+            f"perplexity {perplexity:.1f}")

@@ -1,0 +1,1 @@
+"""Training tasks: batch → loss and metrics (:mod:`.base`, :mod:`.ssl`, :mod:`.asr`)."""

@@ -1,0 +1,62 @@
+"""Run configs: a YAML file of sections (``model``, ``trainer``, ...) plus ``key.path=value`` overrides."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import yaml
+
+from audiossl.train.schedules import ScheduleConfig
+from audiossl.train.trainer import TrainerConfig
+
+
+class ConfigError(ValueError):
+    """A bad run config or override; the message names the key."""
+
+
+def load_run_config(path: str | os.PathLike | None, overrides=()) -> dict[str, Any]:
+    """Read a YAML run config (or start empty) and apply ``a.b.c=value`` overrides (values parsed as YAML)."""
+    config: dict[str, Any] = {}
+    if path:
+        with open(path, encoding="utf-8") as f:
+            config = yaml.safe_load(f) or {}
+        if not isinstance(config, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections")
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override '{item}' is not key.path=value")
+        node = config
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override '{item}': '{part}' is not a section")
+        node[leaf] = yaml.safe_load(value)
+    return config
+
+
+def _fill(cls, values: dict[str, Any], where: str):
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
+    return cls(**values)
+
+
+def trainer_config(values: dict[str, Any] | None) -> TrainerConfig:
+    """A :class:`TrainerConfig` from the ``trainer`` section; the schedule's length follows ``max_updates``."""
+    values = dict(values or {})
+    schedule = _fill(ScheduleConfig, dict(values.pop("schedule", {}) or {}), "trainer.schedule")
+    config = _fill(TrainerConfig, values, "trainer")
+    config.schedule = dataclasses.replace(schedule, total_updates=config.max_updates)
+    if isinstance(config.betas, list):
+        config.betas = tuple(config.betas)
+    return config
+
+
+def dump_yaml(config: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write the effective config beside a run's outputs."""
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(config, f, sort_keys=False)

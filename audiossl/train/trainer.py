@@ -1,0 +1,337 @@
+"""The training loop shared by every stage: dynamic batches, mixed precision, gradient
+accumulation, schedules, clipping, DDP, logging, and checkpoints that resume exactly.
+
+A run writes under ``exp_dir``::
+
+    checkpoints/update_<N>.pt   every ``save_interval`` updates (the newest ``keep_last`` kept)
+    checkpoints/last.pt         the newest checkpoint (a hard link)
+    checkpoints/best.pt         the checkpoint with the best validation score (a hard link)
+    train.log                   human-readable log;  updates.jsonl: one JSON line per update
+    tensorboard/                scalars for tensorboard
+
+Started again after being killed at any point, a run continues from ``last.pt`` with the
+same batches, masks, dropout and therefore the same losses as an uninterrupted run: the
+checkpoint holds the optimizer, scheduler, grad scaler, sampler position and every RNG.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from audiossl.checkpoint import load_checkpoint, save_checkpoint
+from audiossl.data.dataset import BucketBatchSampler, UtteranceDataset, collate, input_rate
+from audiossl.tasks.base import Task
+from audiossl.train.distributed import DistInfo, all_reduce_sums, barrier, cleanup, init_distributed
+from audiossl.train.schedules import ScheduleConfig, build_scheduler
+
+logger = logging.getLogger("audiossl.train")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. repeated non-finite losses); earlier checkpoints are intact."""
+
+
+@dataclass
+class TrainerConfig:
+    """Optimisation and bookkeeping. ``batch_seconds`` is padded audio per batch per rank."""
+
+    max_updates: int = 1000
+    batch_seconds: float = 160.0
+    max_batch_size: int | None = None
+    accum_steps: int = 1
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    clip_norm: float = 10.0
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    precision: str = "bf16"          # bf16 | fp16 | fp32
+    seed: int = 1
+    log_interval: int = 10
+    valid_interval: int = 100
+    save_interval: int = 100
+    keep_last: int = 2
+    num_workers: int = 1
+    num_threads: int = 0             # intra-op threads per rank; 0: cores / ranks
+    max_bad_updates: int = 5         # consecutive non-finite updates before giving up
+    device: str = "auto"             # auto | cpu | cuda
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+class Trainer:
+    """Trains ``model`` on ``task`` until ``config.max_updates``, resuming from ``exp_dir`` if possible."""
+
+    def __init__(self, task: Task, model: nn.Module, train_set: UtteranceDataset,
+                 valid_set: UtteranceDataset | None, config: TrainerConfig, exp_dir: str | os.PathLike):
+        self.task = task
+        self.config = config
+        self.exp_dir = Path(exp_dir)
+        self.ckpt_dir = self.exp_dir / "checkpoints"
+        self.info: DistInfo = init_distributed(config.device)
+        torch.set_num_threads(config.num_threads or max(1, (os.cpu_count() or 1) // self.info.world_size))
+        self.model = model.to(self.info.device)
+        self.train_set = train_set
+        self.valid_set = valid_set
+        rate = input_rate(train_set.input_kind)
+        self.sampler = BucketBatchSampler(train_set.lengths, int(config.batch_seconds * rate), config.seed,
+                                          rank=self.info.rank, world_size=self.info.world_size,
+                                          max_batch_size=config.max_batch_size)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, betas=tuple(config.betas),
+                                           eps=config.eps, weight_decay=config.weight_decay)
+        self.scheduler = build_scheduler(self.optimizer, config.schedule)
+        if config.precision not in ("bf16", "fp16", "fp32"):
+            raise ValueError(f"precision must be bf16, fp16 or fp32, not '{config.precision}'")
+        self.scaler = torch.amp.GradScaler(self.info.device.type, enabled=config.precision == "fp16")
+        self.generator = torch.Generator().manual_seed(config.seed * 7919 + self.info.rank)
+        torch.manual_seed(config.seed * 104729 + self.info.rank)
+        self.state = {"update": 0, "epoch": 0, "batch_index": 0, "best_score": math.inf, "bad_updates": 0}
+        self.ddp_model: nn.Module = self.model
+        if self.info.world_size > 1:
+            device_ids = [self.info.local_rank] if self.info.device.type == "cuda" else None
+            self.ddp_model = DistributedDataParallel(self.model, device_ids=device_ids,
+                                                     find_unused_parameters=task.find_unused_parameters)
+
+    # ---------------------------------------------------------------- checkpoints
+    def _train_state(self) -> dict:
+        return {**self.state, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(), "generator": self.generator.get_state(),
+                "torch_rng": torch.get_rng_state(), "trainer_config": self.config.to_dict(),
+                "world_size": self.info.world_size}
+
+    def save(self, best: bool) -> None:
+        """Write ``update_<N>.pt``, point ``last.pt`` (and ``best.pt``) at it, drop old ones."""
+        if not self.info.is_main:
+            return
+        update = self.state["update"]
+        path = self.ckpt_dir / f"update_{update}.pt"
+        save_checkpoint(path, self.task.family, self.task.model_config(self.model), self.model.state_dict(),
+                        train_state=self._train_state())
+        for name in ("last.pt",) + (("best.pt",) if best else ()):
+            tmp = self.ckpt_dir / f".{name}.link"
+            tmp.unlink(missing_ok=True)
+            os.link(path, tmp)
+            os.replace(tmp, self.ckpt_dir / name)
+        kept = sorted(self.ckpt_dir.glob("update_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+        for old in kept[:-self.config.keep_last]:
+            old.unlink()
+        logger.info("update %d: saved %s%s", update, path, " (best so far)" if best else "")
+
+    def resume(self) -> bool:
+        """Continue from ``checkpoints/last.pt`` when it exists; True if resumed."""
+        last = self.ckpt_dir / "last.pt"
+        if not last.exists():
+            return False
+        payload = load_checkpoint(last)
+        train_state = payload["train_state"]
+        if train_state["world_size"] != self.info.world_size:
+            raise TrainingError(f"{last} was written by {train_state['world_size']} ranks, this run has "
+                                f"{self.info.world_size}: the batches would differ")
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(train_state["optimizer"])
+        self.scheduler.load_state_dict(train_state["scheduler"])
+        self.scaler.load_state_dict(train_state["scaler"])
+        self.generator.set_state(train_state["generator"])
+        torch.set_rng_state(train_state["torch_rng"])
+        self.state = {k: train_state[k] for k in self.state}
+        self._truncate_update_log(self.state["update"])
+        logger.info("resumed from %s at update %d (epoch %d, batch %d)", last, self.state["update"],
+                    self.state["epoch"], self.state["batch_index"])
+        return True
+
+    def _truncate_update_log(self, update: int) -> None:
+        """Forget log lines of updates after ``update`` (written by a run that was killed later)."""
+        for path in (self.exp_dir / "updates.jsonl", self.exp_dir / "valid.jsonl"):
+            if self.info.is_main and path.exists():
+                lines = [line for line in path.read_text().splitlines() if json.loads(line)["update"] <= update]
+                path.write_text("".join(line + "\n" for line in lines))
+
+    # ---------------------------------------------------------------- loop
+    def _autocast(self):
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.config.precision)
+        return torch.autocast(self.info.device.type, dtype=dtype, enabled=dtype is not None)
+
+    def _to_device(self, batch):
+        if self.info.device.type == "cpu":
+            return batch
+        return dataclasses.replace(batch, inputs=batch.inputs.to(self.info.device, non_blocking=True),
+                                   lengths=batch.lengths.to(self.info.device),
+                                   targets=None if batch.targets is None else batch.targets.to(self.info.device))
+
+    def _update(self, micro_batches) -> dict[str, float] | None:
+        """One optimizer update over accumulated micro-batches; None if the loss was not finite."""
+        self.ddp_model.train()
+        self.task.before_update(self.model, self.state["update"])
+        sums: dict[str, float] = {}
+        finite = True
+        for index, batch in enumerate(micro_batches):
+            batch = self._to_device(batch)
+            sync = index == len(micro_batches) - 1 or self.info.world_size == 1
+            context = self.ddp_model.no_sync() if not sync else contextlib.nullcontext()
+            with context:
+                with self._autocast():
+                    out = self.task.train_step(self.ddp_model, batch, self.generator)
+                if not torch.isfinite(out.loss):
+                    finite = False
+                    logger.warning("update %d: non-finite loss %s on utterances %s", self.state["update"] + 1,
+                                   out.loss.item(), ", ".join(batch.utterances[:5]))
+                self.scaler.scale(out.loss / len(micro_batches)).backward()
+            for key, value in out.sums.items():
+                sums[key] = sums.get(key, 0.0) + value
+        finite = all_reduce_sums({"bad": float(not finite)}, self.info)["bad"] == 0
+        if finite:
+            self.scaler.unscale_(self.optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
+            finite = bool(torch.isfinite(grad_norm)) or self.config.precision == "fp16"
+            sums["grad_norm"] = float(grad_norm)
+        if finite:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        return sums if finite else None
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Summed task metrics over the validation set (same masks every time: fixed seed)."""
+        self.ddp_model.eval()
+        generator = torch.Generator().manual_seed(self.config.seed)
+        sampler = BucketBatchSampler(self.valid_set.lengths, self.sampler.max_frames, shuffle=False,
+                                     rank=self.info.rank, world_size=1)
+        batches = sampler.epoch_batches(0)[self.info.rank::self.info.world_size]
+        loader = torch.utils.data.DataLoader(self.valid_set, batch_sampler=batches, collate_fn=collate)
+        sums: dict[str, float] = {}
+        for batch in loader:
+            with self._autocast():
+                for key, value in self.task.valid_step(self.model, self._to_device(batch), generator).items():
+                    sums[key] = sums.get(key, 0.0) + value
+        return self.task.summarize(all_reduce_sums(sums, self.info))
+
+    def fit(self) -> dict[str, float]:
+        """Train to ``max_updates``; returns the last validation summary (empty without a valid set)."""
+        self.exp_dir.mkdir(parents=True, exist_ok=True)
+        self._setup_logging()
+        self.resume()
+        writer = self._tensorboard()
+        config = self.config
+        summary: dict[str, float] = {}
+        bar = tqdm(total=config.max_updates, initial=self.state["update"], disable=not self.info.is_main,
+                   unit="upd", desc=f"train {self.exp_dir.name}", dynamic_ncols=True, mininterval=5)
+        window: dict[str, float] = {}
+        started, audio_seconds = time.time(), 0.0
+        micro: list = []
+        rate = input_rate(self.train_set.input_kind)
+        while self.state["update"] < config.max_updates:
+            batches = self.sampler.epoch_batches(self.state["epoch"])
+            loader = torch.utils.data.DataLoader(
+                self.train_set, batch_sampler=batches[self.state["batch_index"]:], collate_fn=collate,
+                num_workers=config.num_workers, generator=torch.Generator().manual_seed(0),
+                persistent_workers=False)
+            for batch in loader:
+                self.state["batch_index"] += 1
+                micro.append(batch)
+                if len(micro) < config.accum_steps:
+                    continue
+                audio_seconds += sum(int(b.lengths.sum()) for b in micro) / rate
+                sums = self._update(micro)
+                micro = []
+                self.state["update"] += 1
+                bar.update()
+                if sums is None:
+                    self.state["bad_updates"] += 1
+                    if self.state["bad_updates"] >= config.max_bad_updates:
+                        raise TrainingError(f"{self.state['bad_updates']} consecutive updates with non-finite loss "
+                                            f"(last at update {self.state['update']}); see {self.exp_dir / 'train.log'}; "
+                                            f"the last good checkpoint is {self.ckpt_dir / 'last.pt'}")
+                    continue
+                self.state["bad_updates"] = 0
+                for key, value in sums.items():
+                    window[key] = window.get(key, 0.0) + value
+                self._log_update(sums, writer, bar)
+                update = self.state["update"]
+                if update % config.log_interval == 0 or update == config.max_updates:
+                    self._log_window(window, started, audio_seconds)
+                    window = {}
+                is_last = update == config.max_updates
+                best = False
+                if self.valid_set is not None and (update % config.valid_interval == 0 or is_last):
+                    summary = self.validate()
+                    score = self.task.valid_score(summary)
+                    best = score < self.state["best_score"]
+                    self.state["best_score"] = min(score, self.state["best_score"])
+                    self._log_summary("valid", summary, writer)
+                if update % config.save_interval == 0 or is_last or best:
+                    self.save(best or (self.valid_set is None and is_last))
+                    barrier(self.info)
+                if is_last:
+                    break
+            else:
+                self.state["epoch"] += 1
+                self.state["batch_index"] = 0
+        bar.close()
+        if writer is not None:
+            writer.close()
+        cleanup(self.info)
+        return summary
+
+    # ---------------------------------------------------------------- logging
+    def _setup_logging(self) -> None:
+        if self.info.is_main and not any(isinstance(h, logging.FileHandler) and
+                                         Path(h.baseFilename) == (self.exp_dir / "train.log").absolute()
+                                         for h in logger.handlers):
+            handler = logging.FileHandler(self.exp_dir / "train.log")
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
+
+    def _tensorboard(self):
+        if not self.info.is_main:
+            return None
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(str(self.exp_dir / "tensorboard"))
+
+    def _log_update(self, sums: dict[str, float], writer, bar) -> None:
+        if not self.info.is_main:
+            return
+        figures = self.task.summarize(sums)
+        record = {"update": self.state["update"], "lr": self.scheduler.get_last_lr()[0],
+                  "grad_norm": sums.get("grad_norm", float("nan")), **figures}
+        with open(self.exp_dir / "updates.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        for key, value in record.items():
+            if key != "update":
+                writer.add_scalar(f"train/{key}", value, self.state["update"])
+        bar.set_postfix({k: f"{v:.3g}" for k, v in list(figures.items())[:3]}, refresh=False)
+
+    def _log_window(self, window: dict[str, float], started: float, audio_seconds: float) -> None:
+        if not window:
+            return
+        figures = self.task.summarize(all_reduce_sums(window, self.info))
+        elapsed = time.time() - started
+        text = " ".join(f"{k}={v:.4g}" for k, v in figures.items())
+        logger.info("update %d epoch %d lr %.3g | %s | %.1f s audio/s", self.state["update"], self.state["epoch"],
+                    self.scheduler.get_last_lr()[0], text, audio_seconds * self.info.world_size / max(elapsed, 1e-9))
+
+    def _log_summary(self, name: str, summary: dict[str, float], writer) -> None:
+        if not self.info.is_main:
+            return
+        logger.info("update %d %s | %s", self.state["update"], name,
+                    " ".join(f"{k}={v:.4g}" for k, v in summary.items()))
+        with open(self.exp_dir / f"{name}.jsonl", "a") as f:
+            f.write(json.dumps({"update": self.state["update"], **summary}) + "\n")
+        for key, value in summary.items():
+            writer.add_scalar(f"{name}/{key}", value, self.state["update"])

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# CTC fine-tuning of a pretrained encoder against the same model trained from scratch,
+# at several labelled budgets, decoded and scored on several test sets.
+# Called by egs/<corpus>/asr/run.sh, from that directory.
+#   1  features of the fine-tuning and test sets (if the ssl recipe has not made them)
+#   2  CTC fine-tuning from the pretrained checkpoint, one model per budget
+#   3  the same models from scratch (the control)
+#   4  decoding and scoring of every model on every test set
+#   5  results table (RESULTS.md)
+set -euo pipefail
+
+stage=1
+stop_stage=100
+nj=2
+data=data                 # the data dirs (the ssl recipe's)
+pretrained=""             # the pretrained checkpoint (required)
+budgets="train_10min train_1h"
+dev_set=dev
+test_sets="test test_unseen"
+fbank_config=conf/fbank.conf
+finetune_config=conf/finetune.yaml
+finetune_args=""          # extra options for audiossl.bin.finetune_ctc, e.g. "--set trainer.max_updates=10"
+beam_size=8
+results=RESULTS.md
+launcher=""
+exp=exp
+help_message="Usage: $0 --pretrained <checkpoint> [options]   (run from egs/<corpus>/asr)
+  --stage N / --stop-stage M   run stages N..M
+  --data DIR                   data dirs (default: $data)
+  --budgets '...'              labelled training sets, one model each ($budgets)
+  --test-sets '...'            sets to decode ($test_sets)
+  --finetune-config F          YAML run config (ctc and trainer sections)
+  --finetune-args '...'        extra options for python -m audiossl.bin.finetune_ctc
+  --beam-size N                CTC prefix beam search width (1: greedy)"
+command_line="$(basename "$(pwd)")/run.sh $*"
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+[ -n "$pretrained" ] || { echo "$0: --pretrained is required" >&2; exit 1; }
+
+run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+done_or_log() {
+  if [ -f "$1" ]; then echo "$(date +%T) $2: already done ($1)"; return 0; fi
+  echo "$(date +%T) $2"; return 1
+}
+python=${launcher:-python3}
+
+if run_stage 1; then
+  for set in $budgets $dev_set $test_sets; do
+    done_or_log $data/${set}_fbank/.done "stage 1: fbank of $set" && continue
+    utils/copy_data_dir.sh $data/$set $data/${set}_fbank
+    steps/make_fbank.sh --nj $nj --cmd "$feats_cmd" --fbank-config $fbank_config $data/${set}_fbank $exp/make_fbank/$set
+    touch $data/${set}_fbank/.done
+  done
+fi
+
+finetune() {  # <name> <budget> [--scratch]
+  local dir=$exp/$1
+  done_or_log $dir/.done "$1: CTC on $2 (log: $dir/train.log)" && return 0
+  $python -m audiossl.bin.finetune_ctc --config $finetune_config $finetune_args --init $pretrained ${3:-} \
+    --train-data $data/${2}_fbank --valid-data $data/${dev_set}_fbank $dir
+  touch $dir/.done
+}
+
+if run_stage 2; then
+  for budget in $budgets; do finetune ctc_pretrained_$budget $budget; done
+fi
+
+if run_stage 3; then
+  for budget in $budgets; do finetune ctc_scratch_$budget $budget --scratch; done
+fi
+
+if run_stage 4; then
+  for budget in $budgets; do
+    for init in pretrained scratch; do
+      for set in $test_sets; do
+        dir=$exp/ctc_${init}_$budget/decode_$set
+        done_or_log $dir/.done "stage 4: decoding $set with ctc_${init}_$budget" && continue
+        python3 -m audiossl.bin.decode_ctc --beam-size $beam_size $exp/ctc_${init}_$budget/checkpoints/best.pt \
+          $data/${set}_fbank $dir
+        touch $dir/.done
+      done
+    done
+  done
+fi
+
+if run_stage 5; then
+  echo "$(date +%T) stage 5: results table -> $results"
+  python3 -m audiossl.bin.results_table --exp $exp --budgets "$budgets" --test-sets "$test_sets" \
+    --pretrained $pretrained --command "$command_line" $results
+fi
+echo "$(date +%T) $0: done (stages $stage..$stop_stage)"

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# HuBERT pretraining with iterative targets, from raw audio (Kaldi-style stages).
+# Called by egs/<corpus>/ssl/run.sh, from that directory (utils/, steps/, local/ there).
+#   0  prepare data dirs                 (local/prepare_data.sh <data> of the recipe)
+#   1  features: 80-dim fbank (model inputs) and 13-dim MFCC at 20 ms (iteration-1 targets)
+#   2  k-means 1 on MFCC + deltas (39-dim), labels for train and dev
+#   3  pretraining, iteration 1
+#   4  k-means 2 on a layer of the iteration-1 model, labels for train and dev
+#   5  pretraining, iteration 2
+# A finished stage leaves a .done marker and is skipped when run again; an interrupted
+# training stage continues from its last checkpoint.
+set -euo pipefail
+
+stage=0
+stop_stage=100
+data=data                 # where the data dirs go (features inside them)
+nj=2                      # parallel jobs for features and labels
+train_set=train_unlab
+dev_set=dev
+feature_sets="train_unlab dev"   # every set that gets features (add the fine-tuning sets)
+fbank_config=conf/fbank.conf
+mfcc_config=conf/mfcc.conf
+kmeans1_clusters=100
+kmeans2_clusters=100
+kmeans_max_frames=200000
+kmeans2_layer=4           # hidden state of the iteration-1 model clustered for iteration 2
+pretrain1_config=conf/pretrain1.yaml
+pretrain2_config=conf/pretrain2.yaml
+pretrain_args=""          # extra options for audiossl.bin.pretrain, e.g. "--set trainer.max_updates=10"
+launcher=""               # e.g. "torchrun --nproc-per-node 2" (default: one process)
+prepare_args=""           # options for the recipe's local/prepare_data.sh (e.g. "--size tiny")
+exp=exp
+help_message="Usage: $0 [options]   (run from egs/<corpus>/ssl)
+  --stage N / --stop-stage M   run stages N..M (default 0..100)
+  --data DIR / --exp DIR       where data dirs and experiments go (data, exp)
+  --nj N                       parallel jobs for features and k-means labels ($nj)
+  --kmeans1-clusters K / --kmeans2-clusters K / --kmeans2-layer L
+  --pretrain1-config F / --pretrain2-config F   YAML run configs
+  --prepare-args '...'         options for local/prepare_data.sh
+  --pretrain-args '...'        extra options for python -m audiossl.bin.pretrain
+  --launcher '...'             e.g. 'torchrun --nproc-per-node 2' for DDP"
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+
+run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+done_or_log() {  # <marker> <message>: true (skip) when the marker exists
+  if [ -f "$1" ]; then echo "$(date +%T) $2: already done ($1)"; return 0; fi
+  echo "$(date +%T) $2"; return 1
+}
+python=${launcher:-python3}
+
+if run_stage 0; then
+  done_or_log $data/.done.prepare "stage 0: preparing data dirs in $data" || {
+    local/prepare_data.sh $prepare_args $data
+    for set in $feature_sets; do utils/validate_data_dir.sh --no-feats $data/$set; done
+    touch $data/.done.prepare
+  }
+fi
+
+if run_stage 1; then
+  for set in $feature_sets; do
+    done_or_log $data/${set}_fbank/.done "stage 1: fbank and MFCC of $set" && continue
+    for kind in fbank mfcc; do
+      utils/copy_data_dir.sh $data/$set $data/${set}_$kind
+      config=${kind}_config
+      steps/make_$kind.sh --nj $nj --cmd "$feats_cmd" --$kind-config ${!config} $data/${set}_$kind $exp/make_$kind/$set
+      steps/compute_cmvn_stats.sh $data/${set}_$kind $exp/make_$kind/$set
+    done
+    touch $data/${set}_fbank/.done
+  done
+fi
+
+labels() {  # <iteration> <features-data-suffix> <extra apply/fit options...>: fit k-means, label train and dev
+  local it=$1 suffix=$2; shift 2
+  local dir=$exp/kmeans$it clusters
+  clusters=kmeans${it}_clusters
+  python3 -m audiossl.bin.kmeans fit --num-clusters ${!clusters} --max-frames $kmeans_max_frames "$@" \
+    $data/${train_set}_$suffix $dir/kmeans.safetensors 2>&1 | tee $dir/fit.log
+  for set in $train_set $dev_set; do
+    utils/split_data.sh --per-utt $data/${set}_$suffix $nj
+    $train_cmd JOB=1:$nj $dir/log/apply_$set.JOB.log \
+      python3 -m audiossl.bin.kmeans apply "$@" $dir/kmeans.safetensors $data/${set}_$suffix/split${nj}utt/JOB $dir/$set.JOB.labels
+    python3 -m audiossl.bin.kmeans merge --data-dir $data/${set}_$suffix $dir/$set.labels $(seq -f "$dir/$set.%g.labels" $nj)
+  done
+}
+
+if run_stage 2; then
+  done_or_log $exp/kmeans1/.done "stage 2: k-means 1 ($kmeans1_clusters clusters) on MFCC + deltas" || {
+    mkdir -p $exp/kmeans1
+    labels 1 mfcc --deltas 2
+    touch $exp/kmeans1/.done
+  }
+fi
+
+pretrain() {  # <iteration> <config>
+  local it=$1 config=$2 dir=$exp/hubert_iter$1 clusters=kmeans$1_clusters
+  $python -m audiossl.bin.pretrain --config $config $pretrain_args --set model.set.num_classes=${!clusters} \
+    --train-data $data/${train_set}_fbank --train-labels $exp/kmeans$it/$train_set.labels \
+    --valid-data $data/${dev_set}_fbank --valid-labels $exp/kmeans$it/$dev_set.labels $dir
+}
+
+if run_stage 3; then
+  done_or_log $exp/hubert_iter1/.done "stage 3: pretraining, iteration 1 (log: $exp/hubert_iter1/train.log)" || {
+    pretrain 1 $pretrain1_config
+    touch $exp/hubert_iter1/.done
+  }
+fi
+
+if run_stage 4; then
+  done_or_log $exp/kmeans2/.done "stage 4: k-means 2 ($kmeans2_clusters clusters) on layer $kmeans2_layer of iteration 1" || {
+    mkdir -p $exp/kmeans2
+    labels 2 fbank --model $exp/hubert_iter1/checkpoints/best.pt --layer $kmeans2_layer
+    touch $exp/kmeans2/.done
+  }
+fi
+
+if run_stage 5; then
+  done_or_log $exp/hubert_iter2/.done "stage 5: pretraining, iteration 2 (log: $exp/hubert_iter2/train.log)" || {
+    pretrain 2 $pretrain2_config
+    touch $exp/hubert_iter2/.done
+  }
+fi
+echo "$(date +%T) $0: done (stages $stage..$stop_stage)"

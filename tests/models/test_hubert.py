@@ -1,0 +1,246 @@
+import json
+
+import pytest
+import torch
+
+from audiossl.models.hubert import NAMED_CONFIGS, HubertConfig, HubertModel, build_hubert
+from audiossl.nn.frontends import waveform_to_fbank
+
+FRONTENDS = ["waveform", "fbank"]
+
+
+def model_inputs(model, wavs, lengths):
+    """Inputs of the model's front-end kind for waveforms."""
+    if model.frontend.input_kind == "fbank":
+        return waveform_to_fbank(wavs, lengths)
+    return wavs, lengths
+
+
+def random_targets(model, input_lengths, num_classes, seed=0):
+    frames = model.num_frames(input_lengths)
+    gen = torch.Generator().manual_seed(seed)
+    targets = torch.full((len(frames), int(frames.max())), -100)
+    for b, n in enumerate(frames.tolist()):
+        targets[b, :n] = torch.randint(0, num_classes, (n,), generator=gen)
+    return targets
+
+
+def batch(seed=0, lengths=(16000, 11000)):
+    gen = torch.Generator().manual_seed(seed)
+    wavs = torch.randn(len(lengths), max(lengths), generator=gen) * 0.1
+    return wavs, torch.tensor(lengths)
+
+
+# --- config -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(NAMED_CONFIGS))
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_config_json_round_trip(name, frontend):
+    config = NAMED_CONFIGS[name](frontend)
+    data = json.loads(json.dumps(config.to_dict()))
+    assert HubertConfig.from_dict(data) == config
+    assert data["frontend"]["kind"] == frontend
+    assert isinstance(data["frontend"]["conv_layers"][0], list)
+
+
+def test_base_is_the_paper_base_and_small_sizes_derive_from_it():
+    base = HubertConfig.base()
+    enc = base.encoder
+    assert (enc.num_layers, enc.dim, enc.ffn_dim, enc.num_heads) == (12, 768, 3072, 12)
+    assert (enc.conv_pos, enc.conv_pos_groups) == (128, 16)
+    assert (base.final_dim, base.num_classes, base.logit_temp, base.feature_grad_mult) == (256, 100, 0.1, 0.1)
+    assert base.frontend.conv_layers == ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2
+    assert (base.mask.prob, base.mask.length) == (0.8, 10)
+    small, tiny = HubertConfig.small("fbank"), HubertConfig.tiny()
+    assert (small.encoder.num_layers, small.encoder.dim, small.encoder.ffn_dim) == (6, 256, 1024)
+    assert small.encoder.num_heads == 4
+    assert (tiny.encoder.num_layers, tiny.encoder.dim, tiny.encoder.num_heads) == (2, 64, 4)
+    assert small.frontend.kind == "fbank" and small.mask == base.mask and small.logit_temp == base.logit_temp
+    assert [k for _, k, _ in tiny.frontend.conv_layers] == [k for _, k, _ in base.frontend.conv_layers]
+
+
+def test_validate_names_every_broken_rule():
+    config = HubertConfig.tiny()
+    config.encoder.num_heads = 5
+    config.mask.prob = 1.5
+    config.frontend.kind = "mfcc"
+    with pytest.raises(ValueError) as err:
+        config.validate()
+    message = str(err.value)
+    assert "divisible by encoder.num_heads" in message and "mask.prob" in message and "frontend.kind" in message
+    with pytest.raises(ValueError, match="divisible"):
+        build_hubert(config)
+
+
+def test_from_dict_rejects_unknown_keys():
+    data = HubertConfig.tiny().to_dict()
+    data["encoder"]["num_layer"] = 3
+    with pytest.raises(ValueError, match="num_layer"):
+        HubertConfig.from_dict(data)
+
+
+# --- model ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(NAMED_CONFIGS))
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_forward_backward_every_size(name, frontend):
+    torch.manual_seed(0)
+    config = NAMED_CONFIGS[name](frontend)
+    model = build_hubert(config).train()
+    wavs, lengths = batch(lengths=(16000, 11000))
+    inputs, input_lengths = model_inputs(model, wavs, lengths)
+    targets = random_targets(model, input_lengths, config.num_classes)
+    out = model(inputs, input_lengths, targets, torch.Generator().manual_seed(0))
+    assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+    assert {"acc_masked", "acc_unmasked", "num_masked_frames", "loss_masked", "loss_unmasked"} <= out.metrics.keys()
+    assert out.metrics["num_masked_frames"] + out.metrics["num_unmasked_frames"] == 49 + 34
+    assert out.loss.item() == pytest.approx(out.metrics["loss_masked"], rel=1e-5)
+    out.loss.backward()
+    assert model.encoder.layers[0].attention.q_proj.weight.grad.abs().sum() > 0
+    assert model.mask_embedding.grad.abs().sum() > 0
+    assert model.head.label_embeddings.grad.abs().sum() > 0
+    frontend_grads = [p.grad for p in model.frontend.parameters()]
+    assert all(g is not None for g in frontend_grads) and sum(g.abs().sum() for g in frontend_grads) > 0
+
+
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_encode_shapes_and_frame_counts(frontend):
+    torch.manual_seed(0)
+    model = build_hubert(HubertConfig.tiny(frontend)).eval()
+    wavs, lengths = batch(lengths=(16000, 8000, 4000))
+    hidden, frames = model.extract_features(wavs, lengths)
+    assert frames.tolist() == [49, 24, 12]
+    assert len(hidden) == 3 and all(h.shape == (3, 49, 64) for h in hidden)
+    inputs, input_lengths = model_inputs(model, wavs, lengths)
+    assert model.num_frames(input_lengths).tolist() == [49, 24, 12]
+    direct, _ = model.encode(inputs, input_lengths)
+    for a, b in zip(hidden, direct):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("name", ["tiny", "small"])
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_padding_invariance(name, frontend):
+    torch.manual_seed(0)
+    model = build_hubert(NAMED_CONFIGS[name](frontend)).eval()
+    wavs, lengths = batch(seed=1, lengths=(7000, 20000))
+    wavs[0, 7000:] = 0.5  # padding content must not matter
+    with torch.no_grad():
+        batched, frames = model.extract_features(wavs, lengths)
+        alone, alone_frames = model.extract_features(wavs[:1, :7000], lengths[:1])
+    n = int(alone_frames[0])
+    assert int(frames[0]) == n
+    for b, a in zip(batched, alone):
+        torch.testing.assert_close(b[0, :n], a[0], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_determinism_with_seeded_generator(frontend):
+    torch.manual_seed(0)
+    model = build_hubert(HubertConfig.tiny(frontend)).eval()
+    wavs, lengths = batch()
+    inputs, input_lengths = model_inputs(model, wavs, lengths)
+    targets = random_targets(model, input_lengths, 100)
+
+    def run(seed):
+        return model(inputs, input_lengths, targets, torch.Generator().manual_seed(seed))
+
+    a, b, c = run(7), run(7), run(8)
+    assert a.loss.item() == b.loss.item() and a.metrics == b.metrics
+    assert a.metrics != c.metrics
+    # training mode: dropout draws from torch's default generator, masks and layer drop from ours
+    model.train()
+    torch.manual_seed(3)
+    d = run(7)
+    torch.manual_seed(3)
+    e = run(7)
+    assert d.loss.item() == e.loss.item() and d.metrics == e.metrics
+
+
+def test_target_length_mismatch_is_a_value_error_with_shapes():
+    torch.manual_seed(0)
+    model = build_hubert(HubertConfig.tiny())
+    wavs, lengths = batch()
+    targets = random_targets(model, lengths, 100)
+    targets[1, 34] = 3  # item 1 has 34 frames but now 35 labels
+    with pytest.raises(ValueError, match=r"items \[1\].*\[35\].*\[34\].*targets shape \(2, 49\)"):
+        model(wavs, lengths, targets, torch.Generator().manual_seed(0))
+    short = random_targets(model, lengths, 100)[:, :40]
+    with pytest.raises(ValueError, match=r"items \[0\]"):
+        model(wavs, lengths, short, torch.Generator().manual_seed(0))
+
+
+def test_extra_target_padding_is_accepted():
+    torch.manual_seed(0)
+    model = build_hubert(HubertConfig.tiny()).eval()
+    wavs, lengths = batch()
+    targets = random_targets(model, lengths, 100)
+    wider = torch.nn.functional.pad(targets, (0, 5), value=-100)
+    a = model(wavs, lengths, targets, torch.Generator().manual_seed(0))
+    b = model(wavs, lengths, wider, torch.Generator().manual_seed(0))
+    assert a.loss.item() == b.loss.item()
+
+
+def test_mask_embedding_replaces_masked_frames():
+    torch.manual_seed(0)
+    model = build_hubert(HubertConfig.tiny()).eval()
+    wavs, lengths = batch(lengths=(8000, 8000))
+    wavs[1] = torch.randn(8000) * 0.3
+    frames = int(model.num_frames(lengths[:1]))
+    full_mask = torch.ones(2, frames, dtype=torch.bool)
+    hidden, _ = model.encode(wavs, lengths, mask=full_mask)
+    torch.testing.assert_close(hidden[-1][0], hidden[-1][1])  # inputs no longer matter
+    unmasked, _ = model.encode(wavs, lengths)
+    assert not torch.allclose(unmasked[-1][0], unmasked[-1][1])
+
+
+@pytest.mark.parametrize("mult", [0.0, 0.1])
+def test_feature_grad_mult(mult):
+    torch.manual_seed(0)
+    config = HubertConfig.tiny()
+    reference = build_hubert(config).eval()
+    config_scaled = HubertConfig.from_dict({**config.to_dict(), "feature_grad_mult": mult})
+    scaled = build_hubert(config_scaled).eval()
+    scaled.load_state_dict(reference.state_dict())
+    reference.config.feature_grad_mult = 1.0
+    wavs, lengths = batch()
+    targets = random_targets(reference, lengths, 100)
+    for model in (reference, scaled):
+        model(wavs, lengths, targets, torch.Generator().manual_seed(0)).loss.backward()
+    ref_grad = reference.frontend.blocks[0].conv.weight.grad
+    grad = scaled.frontend.blocks[0].conv.weight.grad
+    if mult == 0.0:
+        assert grad is None
+    else:
+        torch.testing.assert_close(grad, mult * ref_grad)
+    torch.testing.assert_close(scaled.mask_embedding.grad, reference.mask_embedding.grad)
+
+
+def test_replace_head_keeps_encoder_and_changes_classes():
+    torch.manual_seed(0)
+    model = build_hubert(HubertConfig.tiny())
+    encoder_state = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    model.replace_head(500)
+    assert model.config.num_classes == 500 and model.head.label_embeddings.shape == (500, 32)
+    for k, v in model.encoder.state_dict().items():
+        assert torch.equal(v, encoder_state[k])
+    wavs, lengths = batch()
+    targets = random_targets(model, lengths, 500)
+    assert targets.max() >= 100
+    out = model(wavs, lengths, targets, torch.Generator().manual_seed(0))
+    out.loss.backward()
+    assert model.head.label_embeddings.grad is not None
+    rebuilt = build_hubert(HubertConfig.from_dict(model.config.to_dict()))
+    rebuilt.load_state_dict(model.state_dict())
+
+
+def test_too_short_input_is_an_error():
+    model = build_hubert(HubertConfig.tiny()).eval()
+    with pytest.raises(ValueError, match="too short"):
+        model.extract_features(torch.zeros(1, 300), torch.tensor([300]))
+
+
+def test_model_type():
+    assert isinstance(build_hubert(HubertConfig.tiny()), HubertModel)

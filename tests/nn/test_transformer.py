@@ -1,0 +1,114 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from audiossl.nn.transformer import (
+    ConvPositionalEmbedding,
+    EncoderLayer,
+    FeedForward,
+    SelfAttention,
+    TransformerEncoder,
+)
+
+DIM, HEADS = 32, 4
+
+
+def make_encoder(num_layers=3, layer_norm_first=False, layer_drop=0.0, kernel=8, p=0.1):
+    layers = [
+        EncoderLayer(SelfAttention(DIM, HEADS, p), FeedForward(DIM, 64, p, p), p, layer_norm_first)
+        for _ in range(num_layers)
+    ]
+    return TransformerEncoder(
+        ConvPositionalEmbedding(DIM, kernel, 4), layers, nn.LayerNorm(DIM), layer_norm_first, p, layer_drop
+    )
+
+
+def padding_mask(lengths, time):
+    return torch.arange(time)[None, :] >= torch.tensor(lengths)[:, None]
+
+
+def test_attention_matches_reference_softmax_with_key_padding():
+    torch.manual_seed(0)
+    attn = SelfAttention(DIM, HEADS, 0.0).eval()
+    x = torch.randn(2, 7, DIM)
+    pad = padding_mask([4, 7], 7)
+    out = attn(x, pad)
+
+    def split(t):
+        return t.view(2, 7, HEADS, DIM // HEADS).transpose(1, 2)
+
+    q, k, v = split(attn.q_proj(x)), split(attn.k_proj(x)), split(attn.v_proj(x))
+    scores = q @ k.transpose(-1, -2) / math.sqrt(DIM // HEADS)
+    scores = scores.masked_fill(pad[:, None, None, :], float("-inf"))
+    ref = attn.out_proj((scores.softmax(-1) @ v).transpose(1, 2).reshape(2, 7, DIM))
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_attention_rejects_indivisible_heads():
+    with pytest.raises(ValueError, match="divisible"):
+        SelfAttention(30, 4, 0.0)
+
+
+@pytest.mark.parametrize("kernel", [7, 8])
+def test_conv_pos_keeps_length_and_ignores_padding(kernel):
+    torch.manual_seed(0)
+    pos = ConvPositionalEmbedding(DIM, kernel, 4)
+    x = torch.randn(1, 10, DIM)
+    padded = torch.cat([x, torch.full((1, 5, DIM), 9.0)], dim=1)
+    out_alone = pos(x, padding_mask([10], 10))
+    out_padded = pos(padded, padding_mask([10], 15))
+    assert out_alone.shape == (1, 10, DIM) and out_padded.shape == (1, 15, DIM)
+    torch.testing.assert_close(out_padded[:, :10], out_alone, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("layer_norm_first", [False, True])
+def test_encoder_padding_invariance(layer_norm_first):
+    torch.manual_seed(0)
+    enc = make_encoder(layer_norm_first=layer_norm_first).eval()
+    short = torch.randn(1, 9, DIM)
+    batch = torch.randn(2, 20, DIM)
+    batch[0, :9] = short[0]
+    batch[0, 9:] = 50.0
+    states = enc(batch, padding_mask([9, 20], 20))
+    alone = enc(short, padding_mask([9], 9))
+    assert len(states) == len(alone) == 4
+    for s, a in zip(states, alone):
+        torch.testing.assert_close(s[0, :9], a[0], atol=1e-4, rtol=1e-4)
+
+
+def test_hidden_state_zero_is_post_norm_input_and_last_is_final_norm_in_pre_norm():
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, DIM)
+    pad = padding_mask([6, 6], 6)
+    post = make_encoder(layer_norm_first=False).eval()
+    states = post(x, pad)
+    torch.testing.assert_close(states[0], post.layer_norm(x + post.pos_embedding(x, pad)))
+    torch.testing.assert_close(states[1], post.layers[0](states[0], pad))
+
+    pre = make_encoder(layer_norm_first=True).eval()
+    states = pre(x, pad)
+    torch.testing.assert_close(states[0], x + pre.pos_embedding(x, pad))
+    unnormed = pre.layers[2](states[2], pad)
+    torch.testing.assert_close(states[3], pre.layer_norm(unnormed))
+
+
+def test_layer_drop_only_in_training_with_a_generator():
+    torch.manual_seed(0)
+    enc = make_encoder(num_layers=6, layer_drop=0.5, p=0.0).train()
+    x = torch.randn(1, 5, DIM)
+    pad = padding_mask([5], 5)
+    a = enc(x, pad, torch.Generator().manual_seed(1))
+    b = enc(x, pad, torch.Generator().manual_seed(1))
+    for s, t in zip(a, b):
+        torch.testing.assert_close(s, t)
+    dropped = [torch.equal(a[i], a[i + 1]) for i in range(6)]
+    assert any(dropped) and not all(dropped)
+    no_generator = enc(x, pad)
+    assert not any(torch.equal(no_generator[i], no_generator[i + 1]) for i in range(6))
+    enc.eval()
+    kept = enc(x, pad, torch.Generator().manual_seed(1))
+    assert not any(torch.equal(kept[i], kept[i + 1]) for i in range(6))
+    for s, t in zip(kept, no_generator):
+        torch.testing.assert_close(s, t)
