@@ -1,0 +1,35 @@
+"""Synthesize the offline mini TTS corpus and write its Kaldi data dirs.
+
+    python -m audiossl.bin.prepare_mini_tts [--size {tiny,full}] [--seed N] [--num-workers N]
+        [--no-progress] <corpus-dir> <data-dir>
+
+Audio goes to <corpus-dir>/wav (reused when re-run with the same seed); data dirs
+train_unlab, train_1h, train_10min, dev, test, test_unseen, train_es and test_es go
+under <data-dir>.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+
+from audiossl.corpora.mini_tts import prepare_mini_tts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="audiossl.bin.prepare_mini_tts", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", choices=("tiny", "full"), default="full", help="corpus size (default full)")
+    parser.add_argument("--seed", type=int, default=0, help="sentence choice and jitter seed (default 0)")
+    parser.add_argument("--num-workers", type=int, default=2, help="parallel synthesis jobs (default 2)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("corpus_dir")
+    parser.add_argument("data_dir")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    prepare_mini_tts(args.corpus_dir, args.data_dir, size=args.size, seed=args.seed,
+                     num_workers=args.num_workers, progress=not args.no_progress)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

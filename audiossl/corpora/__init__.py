@@ -1,0 +1,1 @@
+"""Corpus preparation: ``prepare_<corpus>()`` functions that write Kaldi data dirs."""
