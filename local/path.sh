@@ -1,5 +1,5 @@
 # Site environment, sourced by every recipe (egs/*/*/path.sh links here).
-AUDIOSSL_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+AUDIOSSL_ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
 export AUDIOSSL_ROOT
 export PYTHONPATH=$AUDIOSSL_ROOT${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONUNBUFFERED=1

@@ -2,7 +2,7 @@
 # HuBERT pretraining with iterative targets, from raw audio (Kaldi-style stages).
 # Called by egs/<corpus>/ssl/run.sh, from that directory (utils/, steps/, local/ there).
 #   0  prepare data dirs                 (local/prepare_data.sh <data> of the recipe)
-#   1  features: 80-dim fbank (model inputs) and 13-dim MFCC at 20 ms (iteration-1 targets)
+#   1  features: 80-dim fbank (model inputs); 13-dim MFCC at 20 ms (iteration-1 targets) of train and dev
 #   2  k-means 1 on MFCC + deltas (39-dim), labels for train and dev
 #   3  pretraining, iteration 1
 #   4  k-means 2 on a layer of the iteration-1 model, labels for train and dev
@@ -26,6 +26,7 @@ kmeans_max_frames=200000
 kmeans2_layer=4           # hidden state of the iteration-1 model clustered for iteration 2
 pretrain1_config=conf/pretrain1.yaml
 pretrain2_config=conf/pretrain2.yaml
+iter2_from_iter1=true     # iteration 2 starts from the iteration-1 model (false: from scratch, as the paper)
 pretrain_args=""          # extra options for audiossl.bin.pretrain, e.g. "--set trainer.max_updates=10"
 launcher=""               # e.g. "torchrun --nproc-per-node 2" (default: one process)
 prepare_args=""           # options for the recipe's local/prepare_data.sh (e.g. "--size tiny")
@@ -36,6 +37,7 @@ help_message="Usage: $0 [options]   (run from egs/<corpus>/ssl)
   --nj N                       parallel jobs for features and k-means labels ($nj)
   --kmeans1-clusters K / --kmeans2-clusters K / --kmeans2-layer L
   --pretrain1-config F / --pretrain2-config F   YAML run configs
+  --iter2-from-iter1 true|false  start iteration 2 from the iteration-1 weights ($iter2_from_iter1)
   --prepare-args '...'         options for local/prepare_data.sh
   --pretrain-args '...'        extra options for python -m audiossl.bin.pretrain
   --launcher '...'             e.g. 'torchrun --nproc-per-node 2' for DDP"
@@ -60,8 +62,10 @@ fi
 
 if run_stage 1; then
   for set in $feature_sets; do
-    done_or_log $data/${set}_fbank/.done "stage 1: fbank and MFCC of $set" && continue
-    for kind in fbank mfcc; do
+    kinds=fbank   # model inputs; MFCC (iteration-1 targets) only where k-means needs it
+    [ $set = $train_set ] || [ $set = $dev_set ] && kinds="fbank mfcc"
+    done_or_log $data/${set}_fbank/.done "stage 1: features of $set ($kinds)" && continue
+    for kind in $kinds; do
       utils/copy_data_dir.sh $data/$set $data/${set}_$kind
       config=${kind}_config
       steps/make_$kind.sh --nj $nj --cmd "$feats_cmd" --$kind-config ${!config} $data/${set}_$kind $exp/make_$kind/$set
@@ -93,9 +97,10 @@ if run_stage 2; then
   }
 fi
 
-pretrain() {  # <iteration> <config>
+pretrain() {  # <iteration> <config> [--init <checkpoint>]
   local it=$1 config=$2 dir=$exp/hubert_iter$1 clusters=kmeans$1_clusters
-  $python -m audiossl.bin.pretrain --config $config $pretrain_args --set model.set.num_classes=${!clusters} \
+  shift 2
+  $python -m audiossl.bin.pretrain --config $config $pretrain_args --set model.set.num_classes=${!clusters} "$@" \
     --train-data $data/${train_set}_fbank --train-labels $exp/kmeans$it/$train_set.labels \
     --valid-data $data/${dev_set}_fbank --valid-labels $exp/kmeans$it/$dev_set.labels $dir
 }
@@ -117,7 +122,9 @@ fi
 
 if run_stage 5; then
   done_or_log $exp/hubert_iter2/.done "stage 5: pretraining, iteration 2 (log: $exp/hubert_iter2/train.log)" || {
-    pretrain 2 $pretrain2_config
+    init=()
+    $iter2_from_iter1 && init=(--init $exp/hubert_iter1/checkpoints/best.pt)
+    pretrain 2 $pretrain2_config "${init[@]}"
     touch $exp/hubert_iter2/.done
   }
 fi

@@ -13,9 +13,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from audiossl.data.kaldi_dir import DataDir, DataDirError, write_table
+from audiossl.data.kaldi_dir import DataDir, DataDirError, merge_tables, write_table
 from audiossl.features.kaldi import FeatureConfig, FeatureConfigError, FeatureExtractor
-from audiossl.features.store import FeatureError, compute_cmvn, compute_features, merge_tables
+from audiossl.features.store import FeatureError, compute_cmvn, compute_features
 
 
 def main(argv=None) -> int:

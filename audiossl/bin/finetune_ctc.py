@@ -5,15 +5,19 @@
         --train-data data/train_1h_fbank --valid-data data/dev_fbank <exp-dir>
 
 --init names the pretrained checkpoint: its encoder config (and, without --scratch, its
-weights) make the encoder. The config's ``ctc`` section sets the tokenizer (``char``, ``bpe``
-or ``unigram`` with ``vocab_size``), ``final_dropout``, ``mask_prob``, ``mask_length`` and
-``freeze_encoder_updates``; its ``trainer`` section the optimisation. The tokenizer is trained
+weights) make the encoder; with --scratch it is never frozen. The config's ``ctc``
+section sets the tokenizer (``char``, ``bpe`` or ``unigram`` with ``vocab_size``),
+``encoder_layers`` (keep only the first N transformer layers; the top layers of a briefly
+pretrained HuBERT are specialised to its targets), ``final_dropout``, ``mask_prob``,
+``mask_length`` and ``freeze_encoder_updates``; its
+``trainer`` section the optimisation. The tokenizer is trained
 on the training transcripts and stored in the model's checkpoints. The checkpoint with the
 lowest dev CER is ``<exp-dir>/checkpoints/best.pt``. Re-running continues from last.pt.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import sys
 from pathlib import Path
@@ -26,7 +30,7 @@ from audiossl.data.kaldi_dir import DataDir, DataDirError
 from audiossl.models.ctc.config import CtcConfig
 from audiossl.tasks.asr import CtcTask
 from audiossl.text.tokenizer import build_tokenizer, tokenizer_from_dict
-from audiossl.train.config import ConfigError, dump_yaml, load_run_config, trainer_config
+from audiossl.train.config import ConfigError, load_run_config, save_run_config, trainer_config
 from audiossl.train.trainer import Trainer, TrainingError
 
 
@@ -36,6 +40,19 @@ def token_targets(data_dir, tokenizer) -> dict:
     if "text" not in data:
         raise DataDirError(f"{data_dir}: no text file")
     return {utt: tokenizer.encode(data["text"][utt]) for utt in data.utterances}
+
+
+def keep_layers(payload: dict, num_layers: int | None) -> dict:
+    """The checkpoint with its encoder cut to the first ``num_layers`` transformer layers (None: all)."""
+    if num_layers is None:
+        return payload
+    config = copy.deepcopy(payload["config"])
+    if not 1 <= num_layers <= config["encoder"]["num_layers"]:
+        raise ValueError(f"encoder_layers {num_layers} not in 1..{config['encoder']['num_layers']}")
+    config["encoder"]["num_layers"] = num_layers
+    dropped = tuple(f"encoder.layers.{i}." for i in range(num_layers, payload["config"]["encoder"]["num_layers"]))
+    weights = {k: v for k, v in payload["model"].items() if not k.startswith(dropped)}
+    return {**payload, "config": config, "model": weights}
 
 
 def check_ctc_lengths(dataset: UtteranceDataset, model, name: str) -> None:
@@ -64,7 +81,7 @@ def main(argv=None) -> int:
         run = load_run_config(args.config, args.set)
         ctc = dict(run.get("ctc", {}))
         kind, vocab_size = ctc.pop("tokenizer", "char"), ctc.pop("vocab_size", None)
-        pretrained = load_checkpoint(args.init)
+        pretrained = keep_layers(load_checkpoint(args.init), ctc.pop("encoder_layers", None))
         exp = Path(args.exp_dir)
         last = exp / "checkpoints" / "last.pt"
         if last.exists():  # resuming: keep the tokenizer the run started with
@@ -72,6 +89,8 @@ def main(argv=None) -> int:
         else:
             texts = list(DataDir.read(args.train_data)["text"].values())
             tokenizer = build_tokenizer(kind, texts, vocab_size)
+        if args.scratch:
+            ctc["freeze_encoder_updates"] = 0  # freezing a random encoder would only handicap the control
         config = CtcConfig(encoder_family=pretrained["family"], encoder=pretrained["config"],
                            tokenizer=tokenizer.to_dict(), vocab_size=tokenizer.vocab_size, **ctc)
         train_config = trainer_config(run.get("trainer"))
@@ -92,15 +111,11 @@ def main(argv=None) -> int:
             valid = UtteranceDataset(args.valid_data, input_kind,
                                      token_targets(args.valid_data, tokenizer),
                                      targets_name=f"{args.valid_data}/text")
-        exp.mkdir(parents=True, exist_ok=True)
-        dump_yaml({**run, "data": {k: v for k, v in vars(args).items() if k not in ("config", "set")}},
-                  exp / "config.yaml")
+        save_run_config(run, args, exp)
         logging.info("CTC %s: %s encoder (%s), %d %s tokens, %d training utterances",
                      "from scratch" if args.scratch else "fine-tuning", pretrained["family"], args.init,
                      tokenizer.vocab_size, kind, len(train))
-        summary = Trainer(CtcTask(), model, train, valid, train_config, exp).fit()
-        if summary:
-            logging.info("final validation: %s", " ".join(f"{k}={v:.4g}" for k, v in summary.items()))
+        Trainer(CtcTask(), model, train, valid, train_config, exp).fit()
     except (ConfigError, DataDirError, CheckpointError, KeyError, ValueError, TrainingError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

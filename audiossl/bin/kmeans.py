@@ -13,6 +13,7 @@ hidden states of layer L of a pretrained model on the data dir's inputs (HuBERT 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -35,7 +36,8 @@ def feature_source(args) -> FeatureSource:
 
         from audiossl.checkpoint import load_model
 
-        torch.set_num_threads(1)  # one thread per parallel job
+        # fit runs alone and may use every core; apply runs as one of several parallel jobs
+        torch.set_num_threads((os.cpu_count() or 1) if args.command == "fit" else 1)
         return ModelLayerSource(load_model(args.model), args.data_dir, args.layer)
     return ScpFeatureSource(args.data_dir, deltas=args.deltas)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from audiossl.corpora.mini_tts import prepare_mini_tts
 
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     prepare_mini_tts(args.corpus_dir, args.data_dir, size=args.size, seed=args.seed,
-                     num_workers=args.num_workers, progress=not args.no_progress)
+                     num_workers=args.num_workers, progress=not args.no_progress and sys.stderr.isatty())
     return 0
 
 

@@ -2,31 +2,41 @@
 
     python -m audiossl.bin.pretrain --config conf/pretrain.yaml [--set trainer.max_updates=400 ...] \\
         --train-data data/train_unlab_fbank --train-labels exp/kmeans1/train_unlab.labels \\
-        [--valid-data data/dev_fbank --valid-labels exp/kmeans1/dev.labels] <exp-dir>
+        [--valid-data data/dev_fbank --valid-labels exp/kmeans1/dev.labels] [--init <checkpoint>] <exp-dir>
 
 The config has a ``model`` section (family, size, args, set; see audiossl.models.named) and
 a ``trainer`` section (audiossl.train.trainer.TrainerConfig). Data dirs must hold the model's
 inputs: feats.scp with 80-dim Kaldi fbank for the fbank front end, wav.scp for the waveform one.
 Label files have one line per utterance, ``utt label label ...``, one label per model frame.
-Re-running continues from <exp-dir>/checkpoints/last.pt. Works under torchrun (one process per rank).
+With --init, the model starts from that checkpoint's architecture and weights (a new
+label-embedding table for this run's targets): the next HuBERT iteration continuing from the
+previous one, or continued pretraining. Re-running continues from <exp-dir>/checkpoints/last.pt. Works under torchrun (one process per rank).
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 import torch
 
-from audiossl.checkpoint import build_model
+from audiossl.checkpoint import CheckpointError, build_model, load_checkpoint
 from audiossl.data.dataset import UtteranceDataset
 from audiossl.data.kaldi_dir import DataDirError
 from audiossl.models.named import model_config_from_section
 from audiossl.targets.labels import read_labels
 from audiossl.tasks.ssl import MaskedPredictionTask
-from audiossl.train.config import ConfigError, dump_yaml, load_run_config, trainer_config
+from audiossl.train.config import ConfigError, load_run_config, save_run_config, trainer_config
 from audiossl.train.trainer import Trainer, TrainingError
+
+
+def initialized_from(path: str, num_classes: int) -> torch.nn.Module:
+    """The model of checkpoint ``path`` with its weights, predicting ``num_classes`` new targets."""
+    payload = load_checkpoint(path)
+    model = build_model(payload["family"], payload["config"])
+    model.load_state_dict(payload["model"])
+    model.replace_head(num_classes)
+    return model
 
 
 def main(argv=None) -> int:
@@ -39,6 +49,7 @@ def main(argv=None) -> int:
     parser.add_argument("--train-labels", required=True)
     parser.add_argument("--valid-data")
     parser.add_argument("--valid-labels")
+    parser.add_argument("--init", help="start from this checkpoint (new label embeddings for these targets)")
     parser.add_argument("exp_dir")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
@@ -47,7 +58,11 @@ def main(argv=None) -> int:
         family, model_config = model_config_from_section(run.get("model", {}))
         config = trainer_config(run.get("trainer"))
         torch.manual_seed(config.seed)  # reproducible initialisation
-        model = build_model(family, model_config.to_dict())
+        if args.init:
+            model = initialized_from(args.init, model_config.num_classes)
+            family = load_checkpoint(args.init)["family"]
+        else:
+            model = build_model(family, model_config.to_dict())
         kind = model.frontend.input_kind
 
         def target_length(length: int) -> int:
@@ -59,15 +74,11 @@ def main(argv=None) -> int:
         if args.valid_data:
             valid = UtteranceDataset(args.valid_data, kind, read_labels(args.valid_labels), target_length,
                                      targets_name=args.valid_labels)
-        Path(args.exp_dir).mkdir(parents=True, exist_ok=True)
-        dump_yaml({**run, "data": {k: v for k, v in vars(args).items() if k not in ("config", "set")}},
-                  Path(args.exp_dir) / "config.yaml")
+        save_run_config(run, args, args.exp_dir)
         logging.info("%s %s: %.1fM parameters, %d training utterances", family, run["model"].get("size"),
                      sum(p.numel() for p in model.parameters()) / 1e6, len(train))
-        summary = Trainer(MaskedPredictionTask(family), model, train, valid, config, args.exp_dir).fit()
-        if summary:
-            logging.info("final validation: %s", " ".join(f"{k}={v:.4g}" for k, v in summary.items()))
-    except (ConfigError, DataDirError, KeyError, ValueError, TrainingError, OSError) as err:
+        Trainer(MaskedPredictionTask(family), model, train, valid, config, args.exp_dir).fit()
+    except (CheckpointError, ConfigError, DataDirError, KeyError, ValueError, TrainingError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

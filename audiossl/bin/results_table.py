@@ -48,8 +48,8 @@ def main(argv=None) -> int:
         lines = [
             "# CTC ASR: pretrained encoder vs the same model from scratch", "",
             f"Produced by `{args.command}` (see README for the whole demo).", "",
-            f"Pretrained encoder: `{args.pretrained}` ({pretrained['family']}, "
-            f"{pretrained['train_state']['update']} pretraining updates).",
+            f"Pretrained encoder: `{args.pretrained}` ({pretrained['family']}, update "
+            f"{pretrained['train_state']['update']} of its pretraining run).",
             "Each model is fine-tuned for the same number of updates; the checkpoint with the lowest dev CER "
             "is decoded (CTC prefix beam search, no language model).", "",
             "| labelled data | test set | encoder | CER % | WER % | updates | chosen update | dev CER % |",

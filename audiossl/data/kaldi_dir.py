@@ -94,6 +94,19 @@ def write_table(path: str | os.PathLike, table: dict[str, str]) -> None:
     os.replace(tmp, path)
 
 
+def merge_tables(paths) -> dict[str, str]:
+    """Union of tables (e.g. the outputs of parallel jobs); a key in two of them is an error naming both."""
+    merged: dict[str, str] = {}
+    origin: dict[str, str] = {}
+    for path in paths:
+        for key, value in read_table(path).items():
+            if key in merged:
+                raise DataDirError(f"{path}: key '{key}' also in {origin[key]}")
+            merged[key] = value
+            origin[key] = str(path)
+    return merged
+
+
 def spk2utt_from_utt2spk(utt2spk: dict[str, str]) -> dict[str, str]:
     """Invert ``utt2spk`` into ``spk2utt`` (utterances in sorted order)."""
     grouped: dict[str, list[str]] = {}

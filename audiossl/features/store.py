@@ -113,14 +113,3 @@ def compute_cmvn(data: DataDir, ark_path: str | os.PathLike, per_speaker: bool =
             total = sum(cmvn_stats(kaldiio.load_mat(data["feats.scp"][u])) for u in groups[key])
             writer(key, total)
     return read_table(scp_path)
-
-
-def merge_tables(paths) -> dict[str, str]:
-    """Union of Kaldi tables (per-job ``.scp`` or ``utt2num_frames`` files); a repeated key is an error."""
-    merged: dict[str, str] = {}
-    for path in paths:
-        for key, value in read_table(path).items():
-            if key in merged:
-                raise FeatureError(f"{path}: key '{key}' also in another job's output")
-            merged[key] = value
-    return merged

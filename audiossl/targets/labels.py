@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from audiossl.data.kaldi_dir import DataDirError, read_table, write_table
+from audiossl.data.kaldi_dir import DataDirError, merge_tables, read_table, write_table
 
 _PREVIEW = 5
 
@@ -39,9 +39,12 @@ def write_labels(path: str | os.PathLike, labels: dict[str, np.ndarray]) -> None
 def read_labels(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read a label table: ``{utt: labels (frames,) int64}`` in file order."""
     try:
-        table = read_table(path)
+        return _parse_labels(read_table(path), path)
     except DataDirError as err:
         raise LabelError(str(err)) from err
+
+
+def _parse_labels(table: dict[str, str], path) -> dict[str, np.ndarray]:
     labels = {}
     for utt, value in table.items():
         try:
@@ -53,15 +56,11 @@ def read_labels(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 def merge_label_files(paths) -> dict[str, np.ndarray]:
     """Union of per-job label tables; an utterance in two of them is an error naming both."""
-    merged: dict[str, np.ndarray] = {}
-    origin: dict[str, str] = {}
-    for path in paths:
-        for utt, seq in read_labels(path).items():
-            if utt in merged:
-                raise LabelError(f"{path}: utterance '{utt}' also labelled in {origin[utt]}")
-            merged[utt] = seq
-            origin[utt] = str(path)
-    return merged
+    paths = list(paths)
+    try:
+        return _parse_labels(merge_tables(paths), ", ".join(map(str, paths)))
+    except DataDirError as err:
+        raise LabelError(str(err)) from err
 
 
 def check_coverage(labels: dict[str, np.ndarray], utterances, source_name: str) -> None:

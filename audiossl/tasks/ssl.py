@@ -14,6 +14,8 @@ class MaskedPredictionTask(Task):
     means and counts (``loss_masked``, ``acc_masked``, ``num_masked_frames``, ...).
     """
 
+    find_unused_parameters = True  # layer drop leaves different layers unused on each rank
+
     def __init__(self, family: str = "hubert"):
         self.family = family
 

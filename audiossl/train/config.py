@@ -38,10 +38,18 @@ def load_run_config(path: str | os.PathLike | None, overrides=()) -> dict[str, A
 
 
 def _fill(cls, values: dict[str, Any], where: str):
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
+    """``cls(**values)``; float fields also take strings such as ``2e-3`` (YAML 1.1 reads them as text)."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ConfigError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
+        raise ConfigError(f"{where}: unknown keys {unknown}; known: {sorted(fields)}")
+    values = dict(values)
+    for name, value in values.items():
+        if isinstance(fields[name].default, float) and isinstance(value, (str, int)):
+            try:
+                values[name] = float(value)
+            except ValueError:
+                raise ConfigError(f"{where}.{name}: expected a number, got {value!r}") from None
     return cls(**values)
 
 
@@ -56,7 +64,9 @@ def trainer_config(values: dict[str, Any] | None) -> TrainerConfig:
     return config
 
 
-def dump_yaml(config: dict[str, Any], path: str | os.PathLike) -> None:
-    """Write the effective config beside a run's outputs."""
-    with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(config, f, sort_keys=False)
+def save_run_config(run: dict[str, Any], cli_args, exp_dir: str | os.PathLike) -> None:
+    """Write ``exp_dir/config.yaml``: the effective run config and the command's other arguments."""
+    data = {k: v for k, v in vars(cli_args).items() if k not in ("config", "set")}
+    os.makedirs(exp_dir, exist_ok=True)
+    with open(os.path.join(exp_dir, "config.yaml"), "w", encoding="utf-8") as f:
+        yaml.safe_dump({**run, "data": data}, f, sort_keys=False)

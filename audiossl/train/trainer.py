@@ -282,6 +282,8 @@ class Trainer:
                 self.state["epoch"] += 1
                 self.state["batch_index"] = 0
         bar.close()
+        if summary:
+            logger.info("final validation: %s", " ".join(f"{k}={v:.4g}" for k, v in summary.items()))
         if writer is not None:
             writer.close()
         cleanup(self.info)

@@ -48,7 +48,7 @@ def test_merge_label_files(tmp_path):
     assert sorted(merged) == ["u1", "u2", "u3"]
     np.testing.assert_array_equal(merged["u1"], [1, 2])
     write_labels(tmp_path / "3.txt", {"u3": np.array([0])})
-    with pytest.raises(LabelError, match=r"3\.txt: utterance 'u3' also labelled in .*1\.txt"):
+    with pytest.raises(LabelError, match=r"3\.txt: key 'u3' also in .*1\.txt"):
         merge_label_files([tmp_path / "1.txt", tmp_path / "2.txt", tmp_path / "3.txt"])
 
 

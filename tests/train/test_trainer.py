@@ -10,9 +10,9 @@ import torch
 
 from audiossl.checkpoint import build_model, load_checkpoint, load_model
 from audiossl.data.dataset import BucketBatchSampler, UtteranceDataset
-from audiossl.data.kaldi_dir import DataDir, write_table
+from audiossl.data.kaldi_dir import DataDir, merge_tables, write_table
 from audiossl.features.kaldi import FeatureConfig, FeatureExtractor
-from audiossl.features.store import compute_features, merge_tables
+from audiossl.features.store import compute_features
 from audiossl.models.hubert import HubertConfig
 from audiossl.tasks.ssl import MaskedPredictionTask
 from audiossl.train.config import trainer_config

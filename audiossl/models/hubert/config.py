@@ -105,7 +105,12 @@ class HubertConfig:
 
     @classmethod
     def small(cls, frontend: str = "waveform") -> HubertConfig:
-        """BASE shrunk to 6 layers × 256 dim (1024 ffn, 4 heads) and 256 front-end channels."""
+        """BASE shrunk to 6 layers × 256 dim (1024 ffn, 4 heads) and 256 front-end channels.
+
+        For CPU training speed, no attention dropout (dropout on the (T, T) attention maps
+        cost 30 % of a training step) and a 32-tap positional convolution (the 128-tap one's
+        backward cost another 15 %): 1.65x faster per step on this CPU.
+        """
         config = cls.base(frontend)
         config.frontend.conv_layers = tuple((256, kernel, stride) for _, kernel, stride in config.frontend.conv_layers)
         config.frontend.subsampler_channels = 256
@@ -113,6 +118,8 @@ class HubertConfig:
         config.encoder.dim = 256
         config.encoder.ffn_dim = 1024
         config.encoder.num_heads = 4
+        config.encoder.attention_dropout = 0.0
+        config.encoder.conv_pos = 32
         config.validate()
         return config
 

@@ -1,0 +1,125 @@
+"""The toy-size demo end to end on the CPU: egs/mini_tts/ssl then egs/mini_tts/asr.
+
+Runs the recipes a user runs (tiny corpus, tiny model, a few updates), checks their outputs,
+that re-running skips finished stages, and that a training stage killed mid-way resumes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import audiossl
+import audiossl.checkpoint
+
+EGS = Path(__file__).resolve().parents[2] / "egs" / "mini_tts"
+TINY_PRETRAIN = ("--set model.size=tiny --set trainer.max_updates=4 --set trainer.valid_interval=2 "
+                 "--set trainer.save_interval=2 --set trainer.batch_seconds=10")
+TINY_FINETUNE = ("--set trainer.max_updates=4 --set trainer.valid_interval=2 --set trainer.save_interval=2 "
+                 "--set trainer.batch_seconds=10 --set ctc.freeze_encoder_updates=2")
+
+
+def run(args, tmp: Path, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "AUDIOSSL_CORPORA": str(tmp / "corpora")}
+    return subprocess.run(args, env=env, capture_output=True, text=True, **kwargs)
+
+
+def ssl_args(tmp: Path) -> list[str]:
+    return [str(EGS / "ssl" / "run.sh"), "--data", str(tmp / "data"), "--exp", str(tmp / "exp"),
+            "--prepare-args", "--size tiny", "--feature-sets", "train_unlab dev train_10min test test_unseen",
+            "--kmeans1-clusters", "8", "--kmeans2-clusters", "8", "--kmeans2-layer", "1",
+            "--pretrain-args", TINY_PRETRAIN]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("demo")
+    ssl = run(ssl_args(tmp), tmp)
+    assert ssl.returncode == 0, ssl.stdout[-3000:] + ssl.stderr[-3000:]
+    asr = run([str(EGS / "asr" / "run.sh"), "--data", str(tmp / "data"), "--exp", str(tmp / "exp_asr"),
+               "--pretrained", str(tmp / "exp/hubert_iter2/checkpoints/best.pt"), "--budgets", "train_10min",
+               "--results", str(tmp / "RESULTS.md"), "--beam-size", "3", "--finetune-args", TINY_FINETUNE], tmp)
+    assert asr.returncode == 0, asr.stdout[-3000:] + asr.stderr[-3000:]
+    return tmp
+
+
+def test_ssl_outputs(demo):
+    for marker in ("data/.done.prepare", "exp/kmeans1/.done", "exp/hubert_iter1/.done", "exp/kmeans2/.done",
+                   "exp/hubert_iter2/.done"):
+        assert (demo / marker).exists(), marker
+    labels = (demo / "exp/kmeans2/train_unlab.labels").read_text().splitlines()
+    frames = dict(line.split() for line in (demo / "data/train_unlab_fbank/utt2num_frames").read_text().splitlines())
+    model = audiossl.load_model(demo / "exp/hubert_iter2/checkpoints/best.pt")
+    for line in labels:  # one label per model frame, every value a cluster id
+        utt, *ids = line.split()
+        assert len(ids) == int(model.num_frames(torch.tensor([int(frames[utt])]))[0])
+        assert all(0 <= int(i) < 8 for i in ids)
+    records = [json.loads(x) for x in (demo / "exp/hubert_iter2/updates.jsonl").read_text().splitlines()]
+    assert [r["update"] for r in records] == [1, 2, 3, 4]
+
+
+def test_asr_outputs_and_results_table(demo):
+    table = (demo / "RESULTS.md").read_text()
+    for test_set in ("test", "test_unseen"):
+        for init in ("pretrained", "scratch"):
+            assert f"| train_10min | {test_set} | {init} |" in table
+            decode = demo / "exp_asr" / f"ctc_{init}_train_10min" / f"decode_{test_set}"
+            assert (decode / "wer").read_text().startswith("%WER")
+            hyps = (decode / "hyp.txt").read_text().splitlines()
+            refs = (demo / "data" / test_set / "text").read_text().splitlines()
+            assert [h.split()[0] for h in hyps] == [r.split()[0] for r in refs]
+    model = audiossl.load_model(demo / "exp_asr/ctc_pretrained_train_10min/checkpoints/best.pt")
+    wavs = torch.randn(2, 16000) * 0.05
+    texts = model.transcribe(wavs, torch.tensor([16000, 8000]))
+    assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+    hidden, frames = model.extract_features(wavs, torch.tensor([16000, 8000]))
+    assert len(hidden) == 3 and frames.tolist() == [49, 24]
+
+
+def test_rerun_skips_finished_stages(demo):
+    again = run(ssl_args(demo), demo)
+    assert again.returncode == 0
+    skipped = [line for line in again.stdout.splitlines() if "already done" in line]
+    assert len(skipped) >= 5 and any("stage 3: pretraining, iteration 1" in line for line in skipped)
+
+
+def test_killed_training_stage_resumes(demo):
+    args = ssl_args(demo) + ["--stage", "3", "--stop-stage", "3", "--exp", str(demo / "exp_kill"),
+                             "--pretrain-args", TINY_PRETRAIN + " --set trainer.max_updates=150"]
+    (demo / "exp_kill" / "kmeans1").mkdir(parents=True)
+    for name in ("train_unlab.labels", "dev.labels"):
+        (demo / "exp_kill" / "kmeans1" / name).write_text((demo / "exp" / "kmeans1" / name).read_text())
+    env = {**os.environ, "AUDIOSSL_CORPORA": str(demo / "corpora")}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    checkpoint = demo / "exp_kill/hubert_iter1/checkpoints/update_6.pt"
+    while not checkpoint.exists() and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (demo / "exp_kill/hubert_iter1/.done").exists(), "the stage finished before it could be killed"
+    resumed = run(args, demo)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed from" in (demo / "exp_kill/hubert_iter1/train.log").read_text()
+    records = [json.loads(x) for x in (demo / "exp_kill/hubert_iter1/updates.jsonl").read_text().splitlines()]
+    assert [r["update"] for r in records] == list(range(1, 151))
+
+
+def test_ddp_pretraining_two_processes(demo):
+    """torchrun with two CPU ranks (gloo): both train, rank 0 writes the checkpoint."""
+    exp = demo / "exp_ddp"
+    args = ["torchrun", "--nproc-per-node", "2", "--master-port", "29531", "-m", "audiossl.bin.pretrain",
+            "--config", str(EGS / "ssl/conf/pretrain1.yaml"), *TINY_PRETRAIN.split(),
+            "--set", "model.set.num_classes=8", "--set", "trainer.batch_seconds=5",
+            "--train-data", str(demo / "data/train_unlab_fbank"), "--train-labels", str(demo / "exp/kmeans1/train_unlab.labels"),
+            "--valid-data", str(demo / "data/dev_fbank"), "--valid-labels", str(demo / "exp/kmeans1/dev.labels"), str(exp)]
+    done = run(args, demo)
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = audiossl.checkpoint.load_checkpoint(exp / "checkpoints/last.pt")["train_state"]
+    assert state["world_size"] == 2 and state["update"] == 4

@@ -1,0 +1,86 @@
+"""CTC ASR model: shapes, freezing, learning a toy task, checkpoint round trip with transcribe."""
+from __future__ import annotations
+
+import torch
+
+from audiossl.checkpoint import build_model, load_model, save_checkpoint
+from audiossl.data.dataset import collate
+from audiossl.models.ctc.config import CtcConfig
+from audiossl.models.ctc.model import ctc_loss
+from audiossl.models.hubert import HubertConfig
+from audiossl.nn.frontends import waveform_to_fbank
+from audiossl.tasks.asr import CtcTask
+from audiossl.text.tokenizer import build_tokenizer
+from tests.conftest import synth_speechlike
+
+TEXTS = ["HELLO WORLD", "A B", "OK"]
+
+
+def tiny_ctc(mask_prob: float = 0.0, freeze: int = 0):
+    tokenizer = build_tokenizer("char", TEXTS)
+    encoder = HubertConfig.tiny(frontend="fbank")
+    config = CtcConfig(encoder_family="hubert", encoder=encoder.to_dict(), tokenizer=tokenizer.to_dict(),
+                       vocab_size=tokenizer.vocab_size, final_dropout=0.0, mask_prob=mask_prob,
+                       freeze_encoder_updates=freeze)
+    torch.manual_seed(0)
+    return build_model("ctc", config.to_dict()), tokenizer
+
+
+def toy_batch(tokenizer):
+    wavs = [torch.from_numpy(synth_speechlike(s, i)) for i, s in enumerate((1.0, 0.6, 0.5))]
+    fbanks = [waveform_to_fbank(w[None], torch.tensor([len(w)]))[0][0] for w in wavs]
+    return collate([(f"u{i}", f, torch.tensor(tokenizer.encode(t))) for i, (f, t) in enumerate(zip(fbanks, TEXTS))])
+
+
+def test_forward_shapes_and_no_head_from_pretraining():
+    model, tokenizer = tiny_ctc()
+    batch = toy_batch(tokenizer)
+    log_probs, frames = model(batch.inputs, batch.lengths)
+    assert log_probs.shape == (3, int(frames.max()), tokenizer.vocab_size)
+    assert frames.tolist() == model.num_frames(batch.lengths).tolist()
+    torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(log_probs.shape[:2]))
+    assert not any(name.startswith("encoder.head") for name, _ in model.named_parameters())
+
+
+def test_frozen_encoder_gets_no_gradient():
+    model, tokenizer = tiny_ctc(freeze=5)
+    batch = toy_batch(tokenizer)
+    task = CtcTask()
+    task.before_update(model, 0)
+    task.train_step(model, batch, torch.Generator().manual_seed(0)).loss.backward()
+    assert all(p.grad is None for p in model.encoder.parameters())
+    assert model.head.weight.grad is not None
+    task.before_update(model, 5)
+    assert not model.encoder_frozen
+
+
+def test_learns_toy_transcripts():
+    model, tokenizer = tiny_ctc(mask_prob=0.0)
+    batch = toy_batch(tokenizer)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(300):
+        log_probs, frames = model(batch.inputs, batch.lengths)
+        loss = ctc_loss(log_probs, frames, batch.targets, batch.target_lengths) / batch.target_lengths.sum()
+        first = first if first is not None else float(loss.detach())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert float(loss) < 0.2 * first
+    model.eval()
+    log_probs, frames = model(batch.inputs, batch.lengths)
+    assert model.decode(log_probs, frames) == TEXTS
+    assert model.decode(log_probs, frames, beam_size=4) == TEXTS
+
+
+def test_checkpoint_round_trip_transcribe(tmp_path):
+    model, _ = tiny_ctc()
+    save_checkpoint(tmp_path / "m.pt", "ctc", model.config.to_dict(), model.state_dict())
+    loaded = load_model(tmp_path / "m.pt")
+    wavs = torch.stack([torch.from_numpy(synth_speechlike(0.8, 1)), torch.from_numpy(synth_speechlike(0.8, 2))])
+    lengths = torch.tensor([12800, 9000])
+    model.eval()
+    assert loaded.transcribe(wavs, lengths) == model.transcribe(wavs, lengths)
+    assert all(isinstance(t, str) for t in loaded.transcribe(wavs, lengths, beam_size=3))
+    hidden, frames = loaded.extract_features(wavs, lengths)
+    assert len(hidden) == loaded.encoder.config.encoder.num_layers + 1 and frames.tolist() == [39, 27]
