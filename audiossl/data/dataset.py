@@ -164,9 +164,6 @@ class BucketBatchSampler:
             batches = batches[self.rank:usable:self.world_size]
         return batches
 
-    def num_batches(self, epoch: int = 0) -> int:
-        return len(self.epoch_batches(epoch))
-
 
 def input_rate(input_kind: str) -> int:
     """Input units per second: 100 for 10 ms fbank frames, 16000 for waveform samples."""
