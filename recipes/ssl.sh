@@ -3,7 +3,7 @@
 # Called by egs/<corpus>/ssl/run.sh, from that directory (utils/, steps/, local/ there).
 #   0  prepare data dirs                 (local/prepare_data.sh <data> of the recipe)
 #   1  features: 80-dim fbank (model inputs); 13-dim MFCC at 20 ms (iteration-1 targets) of train and dev
-#   2  k-means 1 on MFCC + deltas (39-dim), labels for train and dev
+#   2  k-means 1 on MFCC (per-utterance CMVN) + deltas (39-dim), labels for train and dev
 #   3  pretraining, iteration 1
 #   4  k-means 2 on a layer of the iteration-1 model, labels for train and dev
 #   5  pretraining, iteration 2
@@ -23,6 +23,7 @@ mfcc_config=conf/mfcc.conf
 kmeans1_clusters=100
 kmeans2_clusters=100
 kmeans_max_frames=200000
+kmeans_fit_utts=1000      # k-means is fitted on this many random training utterances (0: all)
 kmeans2_layer=4           # hidden state of the iteration-1 model clustered for iteration 2
 pretrain1_config=conf/pretrain1.yaml
 pretrain2_config=conf/pretrain2.yaml
@@ -36,6 +37,7 @@ help_message="Usage: $0 [options]   (run from egs/<corpus>/ssl)
   --data DIR / --exp DIR       where data dirs and experiments go (data, exp)
   --nj N                       parallel jobs for features and k-means labels ($nj)
   --kmeans1-clusters K / --kmeans2-clusters K / --kmeans2-layer L
+  --kmeans-fit-utts N          fit k-means on N random training utterances, 0: all ($kmeans_fit_utts)
   --pretrain1-config F / --pretrain2-config F   YAML run configs
   --iter2-from-iter1 true|false  start iteration 2 from the iteration-1 weights ($iter2_from_iter1)
   --prepare-args '...'         options for local/prepare_data.sh
@@ -77,10 +79,14 @@ fi
 
 labels() {  # <iteration> <features-data-suffix> <extra apply/fit options...>: fit k-means, label train and dev
   local it=$1 suffix=$2; shift 2
-  local dir=$exp/kmeans$it clusters
+  local dir=$exp/kmeans$it clusters fit_data=$data/${train_set}_$suffix
   clusters=kmeans${it}_clusters
+  if [ "$kmeans_fit_utts" -gt 0 ] && [ "$(wc -l < $fit_data/utt2spk)" -gt "$kmeans_fit_utts" ]; then
+    utils/subset_data_dir.sh $fit_data $kmeans_fit_utts $dir/fit_data
+    fit_data=$dir/fit_data
+  fi
   python3 -m audiossl.bin.kmeans fit --num-clusters ${!clusters} --max-frames $kmeans_max_frames "$@" \
-    $data/${train_set}_$suffix $dir/kmeans.safetensors 2>&1 | tee $dir/fit.log
+    $fit_data $dir/kmeans.safetensors 2>&1 | tee $dir/fit.log
   for set in $train_set $dev_set; do
     utils/split_data.sh --per-utt $data/${set}_$suffix $nj
     $train_cmd JOB=1:$nj $dir/log/apply_$set.JOB.log \
@@ -92,7 +98,7 @@ labels() {  # <iteration> <features-data-suffix> <extra apply/fit options...>: f
 if run_stage 2; then
   done_or_log $exp/kmeans1/.done "stage 2: k-means 1 ($kmeans1_clusters clusters) on MFCC + deltas" || {
     mkdir -p $exp/kmeans1
-    labels 1 mfcc --deltas 2
+    labels 1 mfcc --utt-cmvn --deltas 2
     touch $exp/kmeans1/.done
   }
 fi

@@ -1,14 +1,17 @@
 """HuBERT-style k-means targets from a data dir's feats.scp (stages "k-means 1" and "k-means 2").
 
-    python -m audiossl.bin.kmeans fit --num-clusters K [--max-frames N] [--seed S] [--deltas 2] <data-dir> <model-out>
+    python -m audiossl.bin.kmeans fit --num-clusters K [--max-frames N] [--seed S] [--deltas 2] [--utt-cmvn] \\
+        <data-dir> <model-out>
         samples frames uniformly, fits mini-batch k-means, prints inertia and cluster usage
-    python -m audiossl.bin.kmeans apply [--deltas 2] <model> <data-dir> <labels-out.txt>
-Features are the data dir's feats.scp (with --deltas), or with --model <checkpoint> --layer L the
-hidden states of layer L of a pretrained model on the data dir's inputs (HuBERT iteration 2).
+    python -m audiossl.bin.kmeans apply [--deltas 2] [--utt-cmvn] <model> <data-dir> <labels-out.txt>
         labels every frame of a data dir (one job, e.g. on data/split4utt/JOB)
     python -m audiossl.bin.kmeans merge [--data-dir D] [--utt2num-frames F] <labels-out.txt> <job-labels>...
         merges the jobs' label tables; checks every utterance of D has labels and,
         with F, that each has exactly its number of frames
+
+Features are the data dir's feats.scp (with --utt-cmvn and --deltas), or with --model <checkpoint>
+--layer L the hidden states of layer L of a pretrained model on the data dir's inputs (HuBERT
+iteration 2).
 """
 from __future__ import annotations
 
@@ -39,7 +42,7 @@ def feature_source(args) -> FeatureSource:
         # fit runs alone and may use every core; apply runs as one of several parallel jobs
         torch.set_num_threads((os.cpu_count() or 1) if args.command == "fit" else 1)
         return ModelLayerSource(load_model(args.model), args.data_dir, args.layer)
-    return ScpFeatureSource(args.data_dir, deltas=args.deltas)
+    return ScpFeatureSource(args.data_dir, deltas=args.deltas, utt_cmvn=args.utt_cmvn)
 
 
 def main(argv=None) -> int:
@@ -51,6 +54,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-frames", type=int, default=1_000_000, help="frames sampled for fitting")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--deltas", type=int, default=0, help="Kaldi delta order appended to feats.scp (2 for MFCC)")
+    p.add_argument("--utt-cmvn", action="store_true",
+                   help="normalise each utterance's feats.scp to zero mean, unit variance before the deltas")
     p.add_argument("--model", help="cluster hidden states of this checkpoint instead of feats.scp")
     p.add_argument("--layer", type=int, default=-1, help="hidden state index with --model")
     p.add_argument("--batch-size", type=int, default=10000, help="mini-batch frames")
@@ -62,6 +67,7 @@ def main(argv=None) -> int:
     p.add_argument("kmeans_model")
     p = sub.add_parser("apply", help="label every frame of a data dir")
     p.add_argument("--deltas", type=int, default=0, help="as given to fit")
+    p.add_argument("--utt-cmvn", action="store_true", help="as given to fit")
     p.add_argument("--model", help="as given to fit")
     p.add_argument("--layer", type=int, default=-1, help="as given to fit")
     p.add_argument("kmeans_model")

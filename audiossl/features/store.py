@@ -68,9 +68,17 @@ def compute_features(data: DataDir, extractor: FeatureExtractor, ark_path: str |
     return num_frames
 
 
-def load_features(entry: str, deltas: int = 0) -> np.ndarray:
-    """Read one ``feats.scp`` entry (frames, dim), optionally with Kaldi deltas appended."""
+def load_features(entry: str, deltas: int = 0, utt_cmvn: bool = False) -> np.ndarray:
+    """Read one ``feats.scp`` entry (frames, dim).
+
+    With ``utt_cmvn`` each dimension is normalised to zero mean and unit variance over the
+    utterance (Kaldi ``apply-cmvn --norm-vars=true`` with per-utterance statistics); then
+    Kaldi deltas up to ``deltas`` are appended.
+    """
     feats = kaldiio.load_mat(entry)
+    if utt_cmvn:
+        feats = feats.astype(np.float64)
+        feats = ((feats - feats.mean(0)) / np.sqrt(feats.var(0) + 1e-10)).astype(np.float32)
     return add_deltas(feats, order=deltas) if deltas else feats
 
 

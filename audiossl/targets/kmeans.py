@@ -42,12 +42,16 @@ class FeatureSource(Protocol):
 
 
 class ScpFeatureSource:
-    """Features of a data dir's ``feats.scp``, with Kaldi deltas appended up to ``deltas``.
+    """Features of a data dir's ``feats.scp``: per-utterance CMVN when ``utt_cmvn``, then Kaldi
+    deltas appended up to ``deltas``.
+
+    Per-utterance CMVN takes each voice's spectral tilt and level out of the clusters, so that
+    they follow the phones rather than the speakers (the model sees normalised inputs too).
 
     ``utterances`` are the data dir's (sorted); each must have a ``feats.scp`` entry.
     """
 
-    def __init__(self, data: DataDir | str | os.PathLike, deltas: int = 0):
+    def __init__(self, data: DataDir | str | os.PathLike, deltas: int = 0, utt_cmvn: bool = False):
         name = "data dir" if isinstance(data, DataDir) else str(data)
         data = data if isinstance(data, DataDir) else DataDir.read(data)
         if "feats.scp" not in data:
@@ -55,13 +59,14 @@ class ScpFeatureSource:
         self.scp = data["feats.scp"]
         self.utterances = data.utterances
         self.deltas = deltas
+        self.utt_cmvn = utt_cmvn
         missing = [u for u in self.utterances if u not in self.scp]
         if missing:
             raise KMeansError(f"{name}/feats.scp: no features for {len(missing)} utterance(s), e.g. '{missing[0]}'")
 
     def __call__(self, utt: str) -> np.ndarray:
         try:
-            feats = load_features(self.scp[utt], deltas=self.deltas)
+            feats = load_features(self.scp[utt], deltas=self.deltas, utt_cmvn=self.utt_cmvn)
         except (OSError, ValueError) as err:
             raise FeatureError(f"utterance '{utt}': cannot read features '{self.scp[utt]}': {err}") from err
         return np.asarray(feats, dtype=np.float32)

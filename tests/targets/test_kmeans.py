@@ -186,6 +186,12 @@ def test_scp_feature_source(tmp_path):
     np.testing.assert_array_equal(source(utt), add_deltas(base, order=2))
     assert source(utt).shape == (len(base), 39) and source(utt).dtype == np.float32
 
+    normalised = ScpFeatureSource(data, deltas=2, utt_cmvn=True)(utt)
+    np.testing.assert_allclose(normalised[:, :13].mean(0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(normalised[:, :13].std(0), 1.0, atol=1e-4)
+    cmvn_first = (base - base.mean(0)) / base.std(0)
+    np.testing.assert_allclose(normalised, add_deltas(cmvn_first, order=2), atol=1e-4)
+
     (data / "feats.scp").write_text("".join(line for line in (data / "feats.scp").read_text().splitlines(True)
                                             if not line.startswith("spk1-utt3 ")))
     with pytest.raises(KMeansError, match="'spk1-utt3'"):
