@@ -37,12 +37,7 @@ command_line="$(basename "$(pwd)")/run.sh $*"
 . ./cmd.sh
 . utils/parse_options.sh
 [ -n "$pretrained" ] || { echo "$0: --pretrained is required" >&2; exit 1; }
-
-run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
-done_or_log() {
-  if [ -f "$1" ]; then echo "$(date +%T) $2: already done ($1)"; return 0; fi
-  echo "$(date +%T) $2"; return 1
-}
+. utils/stages.sh
 python=${launcher:-python3}
 
 if run_stage 1; then

@@ -46,12 +46,7 @@ help_message="Usage: $0 [options]   (run from egs/<corpus>/ssl)
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
-
-run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
-done_or_log() {  # <marker> <message>: true (skip) when the marker exists
-  if [ -f "$1" ]; then echo "$(date +%T) $2: already done ($1)"; return 0; fi
-  echo "$(date +%T) $2"; return 1
-}
+. utils/stages.sh
 python=${launcher:-python3}
 
 if run_stage 0; then

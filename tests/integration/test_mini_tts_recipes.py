@@ -33,7 +33,7 @@ def run(args, tmp: Path, **kwargs) -> subprocess.CompletedProcess:
 def ssl_args(tmp: Path) -> list[str]:
     return [str(EGS / "ssl" / "run.sh"), "--data", str(tmp / "data"), "--exp", str(tmp / "exp"),
             "--prepare-args", "--size tiny", "--feature-sets", "train_unlab dev train_10min test test_unseen",
-            "--kmeans1-clusters", "8", "--kmeans2-clusters", "8", "--kmeans2-layer", "1",
+            "--kmeans1-clusters", "8", "--kmeans2-clusters", "8", "--kmeans2-layer", "1", "--kmeans-fit-utts", "10",
             "--pretrain-args", TINY_PRETRAIN]
 
 
@@ -53,7 +53,10 @@ def test_ssl_outputs(demo):
     for marker in ("data/.done.prepare", "exp/kmeans1/.done", "exp/hubert_iter1/.done", "exp/kmeans2/.done",
                    "exp/hubert_iter2/.done"):
         assert (demo / marker).exists(), marker
+    for it in (1, 2):  # fitted on a random subset, applied to every utterance
+        assert len((demo / f"exp/kmeans{it}/fit_data/utt2spk").read_text().splitlines()) == 10
     labels = (demo / "exp/kmeans2/train_unlab.labels").read_text().splitlines()
+    assert len(labels) == len((demo / "data/train_unlab/utt2spk").read_text().splitlines())
     frames = dict(line.split() for line in (demo / "data/train_unlab_fbank/utt2num_frames").read_text().splitlines())
     model = audiossl.load_model(demo / "exp/hubert_iter2/checkpoints/best.pt")
     for line in labels:  # one label per model frame, every value a cluster id
