@@ -8,8 +8,9 @@ The config has a ``model`` section (family, size, args, set; see audiossl.models
 a ``trainer`` section (audiossl.train.trainer.TrainerConfig). Data dirs must hold the model's
 inputs: feats.scp with 80-dim Kaldi fbank for the fbank front end, wav.scp for the waveform one.
 Label files have one line per utterance, ``utt label label ...``, one label per model frame.
-With --init, the model starts from that checkpoint's architecture and weights (a new
-label-embedding table for this run's targets): the next HuBERT iteration continuing from the
+With --init, the model starts from that checkpoint's config and weights (a new
+label-embedding table for this run's targets; other model settings of the run config that
+differ are logged as not used): the next HuBERT iteration continuing from the
 previous one, or continued pretraining. Re-running continues from <exp-dir>/checkpoints/last.pt. Works under torchrun (one process per rank).
 """
 from __future__ import annotations
@@ -39,6 +40,15 @@ def initialized_from(path: str, num_classes: int) -> torch.nn.Module:
     return model
 
 
+def ignored_model_settings(model: torch.nn.Module, run_config) -> list[str]:
+    """Top-level config fields where the run config's model section differs from ``model.config``.
+
+    With --init these settings come from the checkpoint, and the run config's are not used.
+    """
+    kept, asked = model.config.to_dict(), run_config.to_dict()
+    return sorted(key for key in asked if asked[key] != kept.get(key))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.pretrain", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -61,6 +71,10 @@ def main(argv=None) -> int:
         if args.init:
             model = initialized_from(args.init, model_config.num_classes)
             family = load_checkpoint(args.init)["family"]
+            ignored = ignored_model_settings(model, model_config)
+            if ignored:
+                logging.warning("--init %s: the model keeps the checkpoint's settings; the run config's "
+                                "differing %s are not used", args.init, ", ".join(ignored))
         else:
             model = build_model(family, model_config.to_dict())
         kind = model.frontend.input_kind

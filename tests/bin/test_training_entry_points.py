@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from audiossl.bin.finetune_ctc import keep_layers
-from audiossl.bin.pretrain import initialized_from
+from audiossl.bin.pretrain import ignored_model_settings, initialized_from
 from audiossl.checkpoint import build_model, load_checkpoint, save_checkpoint
 from audiossl.models.hubert import HubertConfig
 from audiossl.models.named import model_config_from_section
@@ -37,6 +37,18 @@ def test_initialized_from_keeps_encoder_and_replaces_targets(tmp_path):
     assert model.head.label_embeddings.shape[0] == 7 and model.config.num_classes == 7
     for name, value in original.encoder.state_dict().items():
         assert torch.equal(value, model.encoder.state_dict()[name]), name
+
+
+def test_ignored_model_settings_names_what_init_overrides(tmp_path):
+    tiny_checkpoint(tmp_path / "m.pt")
+    model = initialized_from(str(tmp_path / "m.pt"), num_classes=7)
+    same = HubertConfig.tiny(frontend="fbank")
+    same.num_classes = 7
+    assert ignored_model_settings(model, same) == []
+    different = HubertConfig.tiny(frontend="fbank")
+    different.num_classes, different.unmasked_weight = 7, 0.5
+    different.encoder.num_layers = 4
+    assert ignored_model_settings(model, different) == ["encoder", "unmasked_weight"]
 
 
 def test_run_config_overrides_and_types(tmp_path):
