@@ -77,8 +77,7 @@ def load_features(entry: str, deltas: int = 0, utt_cmvn: bool = False) -> np.nda
     """
     feats = kaldiio.load_mat(entry)
     if utt_cmvn:
-        feats = feats.astype(np.float64)
-        feats = ((feats - feats.mean(0)) / np.sqrt(feats.var(0) + 1e-10)).astype(np.float32)
+        feats = apply_cmvn(feats, cmvn_stats(feats), norm_vars=True)
     return add_deltas(feats, order=deltas) if deltas else feats
 
 
