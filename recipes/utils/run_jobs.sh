@@ -5,7 +5,8 @@
 # Each job's output goes to its own log (with the command, start and end time, exit status).
 # If any job fails the call fails, naming the failed jobs and their logs.
 set -u
-max_jobs_run=${AUDIOSSL_MAX_JOBS:-$(nproc)}
+# nproc alone would answer OMP_NUM_THREADS (path.sh sets 1 for the jobs themselves).
+max_jobs_run=${AUDIOSSL_MAX_JOBS:-$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)}
 while [ $# -gt 0 ]; do
   case "$1" in
     --max-jobs-run) max_jobs_run=$2; shift 2 ;;

@@ -1,7 +1,10 @@
 """The Kaldi helpers in recipes/utils: option parsing, job launcher, data dir wrappers."""
 from __future__ import annotations
 
+import os
 import subprocess
+
+import pytest
 
 from audiossl.data.kaldi_dir import DataDir
 
@@ -48,6 +51,17 @@ def test_run_jobs_logs_and_failure(recipe_dir):
     assert "status=1" in (recipe_dir / "log/f.2.log").read_text()
     single = bash("utils/run_jobs.sh log/one.log echo single", recipe_dir)
     assert single.returncode == 0 and "single" in (recipe_dir / "log/one.log").read_text()
+
+
+RENDEZVOUS = ("touch up.JOB; for i in $(seq 300); do [ -e up.1 ] && [ -e up.2 ] && exit 0; sleep 0.1; done; "
+              "echo the other job never started >&2; exit 1")
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores")
+def test_run_jobs_runs_jobs_at_once_whatever_omp_num_threads(recipe_dir):
+    """Each job waits for the other to start: run one at a time, job 1 would give up."""
+    out = bash(f'OMP_NUM_THREADS=1 utils/run_jobs.sh JOB=1:2 log/r.JOB.log bash -c \'{RENDEZVOUS}\'', recipe_dir)
+    assert out.returncode == 0, (recipe_dir / "log/r.1.log").read_text()
 
 
 def test_data_dir_wrappers(recipe_dir, data_dir, tmp_path):
