@@ -1,0 +1,65 @@
+"""Hugging Face model directories (``config.json`` + ``model.safetensors``) for HuBERT.
+
+A directory written by :func:`save_hubert` loads with ``transformers.HubertModel.from_pretrained``
+and gives the same hidden states; :func:`load_hubert` reads what ``save_pretrained`` writes
+(``model.safetensors`` or ``pytorch_model.bin``, of ``HubertModel`` or ``HubertForCTC``).
+Nothing is downloaded: the directory must be on disk.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from audiossl.models.hubert import HubertModel, build_hubert
+from audiossl.models.hubert.interop import (
+    InteropError,
+    config_from_hf,
+    config_to_hf,
+    state_dict_from_hf,
+    state_dict_to_hf,
+)
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def read_weights(directory: Path) -> dict[str, torch.Tensor]:
+    """The state dict of a Hugging Face model directory (safetensors first, weights-only pickle)."""
+    for name in WEIGHT_FILES:
+        path = directory / name
+        if path.exists():
+            if name.endswith(".safetensors"):
+                return load_file(path)
+            return torch.load(path, map_location="cpu", weights_only=True)
+    raise InteropError(f"{directory}: no weights ({' or '.join(WEIGHT_FILES)}); sharded checkpoints are not supported")
+
+
+def load_hubert(directory: str | os.PathLike, num_classes: int = 100) -> HubertModel:
+    """An audiossl :class:`HubertModel` (eval mode) from a local Hugging Face HuBERT directory.
+
+    The masked-prediction head, which Hugging Face does not store, is freshly initialised
+    with ``num_classes`` targets.
+    """
+    directory = Path(directory)
+    config_path = directory / "config.json"
+    if not config_path.exists():
+        raise InteropError(f"{directory}: no config.json: not a Hugging Face model directory")
+    model = build_hubert(config_from_hf(json.loads(config_path.read_text()), num_classes))
+    missing, unexpected = model.load_state_dict(state_dict_from_hf(read_weights(directory)), strict=False)
+    missing = [name for name in missing if not name.startswith("head.")]
+    if missing or unexpected:
+        raise InteropError(f"{directory}: weights do not fit the config: missing {missing}, unexpected {unexpected}")
+    return model.eval()
+
+
+def save_hubert(model: HubertModel, directory: str | os.PathLike) -> Path:
+    """Write ``model`` (without its head) as a Hugging Face ``HubertModel`` directory; returns it."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {name: tensor.detach().contiguous() for name, tensor in state_dict_to_hf(model.state_dict()).items()}
+    save_file(state, directory / "model.safetensors", metadata={"format": "pt"})
+    (directory / "config.json").write_text(json.dumps(config_to_hf(model.config), indent=2) + "\n")
+    return directory
