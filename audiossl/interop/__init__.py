@@ -1,5 +1,6 @@
-"""Checkpoints in and out of other toolkits' formats: :mod:`~audiossl.interop.huggingface`.
+"""Checkpoints and models in and out of other toolkits: :mod:`~audiossl.interop.huggingface`
+(HuBERT model directories), :mod:`~audiossl.interop.s3prl` (s3prl upstream interface, SUPERB).
 
 The pure weight and config converters live beside each family (``models/<family>/interop.py``);
-the modules here read and write the other toolkits' files.
+the modules here read and write the other toolkits' files and objects.
 """
