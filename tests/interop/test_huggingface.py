@@ -119,3 +119,17 @@ def test_convert_cli_both_ways(tmp_path, capsys):
     assert_same_layers(hf_hidden_states(transformers.HubertModel.from_pretrained(tmp_path / "back"), wavs), hidden)
     assert convert.main(["from-hf", str(tmp_path / "nothing"), str(tmp_path / "x.pt")]) == 1
     assert "no config.json" in capsys.readouterr().err
+
+
+def test_converted_checkpoint_continues_pretraining(tmp_path):
+    """``pretrain --init`` takes a converted checkpoint: new head, and a masked-prediction step trains."""
+    from audiossl.bin.pretrain import initialized_from
+
+    hf_hubert(pre_norm=False).save_pretrained(tmp_path / "hf")
+    assert convert.main(["from-hf", str(tmp_path / "hf"), str(tmp_path / "model.pt")]) == 0
+    model = initialized_from(str(tmp_path / "model.pt"), num_classes=7).train()
+    frames = int(model.num_frames(torch.tensor([8000])))
+    targets = torch.randint(0, 7, (2, frames))
+    out = model(torch.randn(2, 8000), LENGTHS, targets, torch.Generator().manual_seed(0))
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and model.encoder.layers[0].feed_forward.fc1.weight.grad is not None
