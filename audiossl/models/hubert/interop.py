@@ -149,6 +149,20 @@ def _rename(name: str, table: tuple[tuple[re.Pattern, str], ...]) -> str | None:
     return None
 
 
+def _renamed(state: dict[str, Tensor], table: tuple[tuple[re.Pattern, str], ...], source: str) -> dict[str, Tensor]:
+    """``state`` with every name renamed by ``table``; an unknown name is an error naming it."""
+    out, unknown = {}, []
+    for name, tensor in state.items():
+        new = _rename(name, table)
+        if new is None:
+            unknown.append(name)
+        else:
+            out[new] = tensor
+    if unknown:
+        raise InteropError(f"{source} weights with no equivalent: {unknown}")
+    return out
+
+
 def state_dict_from_hf(hf_state: dict[str, Tensor]) -> dict[str, Tensor]:
     """audiossl HuBERT weights (without the head) from a Hugging Face ``HubertModel`` state dict.
 
@@ -156,7 +170,7 @@ def state_dict_from_hf(hf_state: dict[str, Tensor]) -> dict[str, Tensor]:
     and the legacy ``weight_g``/``weight_v`` names of the positional convolution.
     Raises :class:`InteropError` naming any weight it does not know.
     """
-    out, unknown = {}, []
+    state = {}
     for name, tensor in hf_state.items():
         if name.startswith("lm_head."):
             continue
@@ -164,27 +178,11 @@ def state_dict_from_hf(hf_state: dict[str, Tensor]) -> dict[str, Tensor]:
         for legacy, current in _LEGACY_WEIGHT_NORM.items():
             if name.endswith(f"pos_conv_embed.conv.{legacy}"):
                 name = name.replace(legacy, current)
-        new = _rename(name, _FROM_HF)
-        if new is None:
-            unknown.append(name)
-        else:
-            out[new] = tensor
-    if unknown:
-        raise InteropError(f"Hugging Face weights with no audiossl equivalent: {unknown}")
-    return out
+        state[name] = tensor
+    return _renamed(state, _FROM_HF, "Hugging Face")
 
 
 def state_dict_to_hf(state: dict[str, Tensor]) -> dict[str, Tensor]:
     """A Hugging Face ``HubertModel`` state dict from audiossl HuBERT weights (head dropped)."""
-    out, unknown = {}, []
-    for name, tensor in state.items():
-        if name.startswith(_HEAD_PREFIX):
-            continue
-        new = _rename(name, _TO_HF)
-        if new is None:
-            unknown.append(name)
-        else:
-            out[new] = tensor
-    if unknown:
-        raise InteropError(f"audiossl weights with no Hugging Face equivalent: {unknown}")
-    return out
+    body = {name: tensor for name, tensor in state.items() if not name.startswith(_HEAD_PREFIX)}
+    return _renamed(body, _TO_HF, "audiossl")
