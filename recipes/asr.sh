@@ -22,6 +22,7 @@ finetune_config=conf/finetune.yaml
 finetune_args=""          # extra options for audiossl.bin.finetune_ctc, e.g. "--set trainer.max_updates=10"
 beam_size=8
 results=RESULTS.md
+results_section="Demo setting"   # the section of $results this run's table goes in (others are kept)
 launcher=""
 exp=exp
 help_message="Usage: $0 --pretrained <checkpoint> [options]   (run from egs/<corpus>/asr)
@@ -31,8 +32,10 @@ help_message="Usage: $0 --pretrained <checkpoint> [options]   (run from egs/<cor
   --test-sets '...'            sets to decode ($test_sets)
   --finetune-config F          YAML run config (ctc and trainer sections)
   --finetune-args '...'        extra options for python -m audiossl.bin.finetune_ctc
-  --beam-size N                CTC prefix beam search width (1: greedy)"
-command_line="$(basename "$(pwd)")/run.sh $*"
+  --beam-size N                CTC prefix beam search width (1: greedy)
+  --exp DIR                    experiment dir ($exp)
+  --results FILE / --results-section TITLE   where the table goes ($results, section '$results_section')"
+command_line="$(basename "$(pwd)")/run.sh$(printf " %q" "$@")"
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
@@ -82,6 +85,6 @@ fi
 if run_stage 5; then
   echo "$(date +%T) stage 5: results table -> $results"
   python3 -m audiossl.bin.results_table --exp $exp --budgets "$budgets" --test-sets "$test_sets" \
-    --pretrained $pretrained --command "$command_line" $results
+    --pretrained $pretrained --command "$command_line" --section "$results_section" $results
 fi
 echo "$(date +%T) $0: done (stages $stage..$stop_stage)"

@@ -1,9 +1,12 @@
 """Results table of a CTC experiment grid (pretrained vs scratch × budgets × test sets) as Markdown.
 
     python -m audiossl.bin.results_table --exp exp --budgets "train_10min train_1h" \\
-        --test-sets "test test_unseen" --pretrained <ckpt> --command "<how it was run>" RESULTS.md
+        --test-sets "test test_unseen" --pretrained <ckpt> --command "<how it was run>" \\
+        [--section "Demo setting"] RESULTS.md
 
-Reads exp/ctc_<init>_<budget>/decode_<set>/scores.json and each model's best checkpoint.
+Reads exp/ctc_<init>_<budget>/decode_<set>/scores.json and each model's best and last
+checkpoints. The table goes into the section ``## <section>`` of the output file: a section of
+that title is replaced, any other section is kept, so one RESULTS.md holds several settings.
 """
 from __future__ import annotations
 
@@ -29,7 +32,25 @@ def training_facts(model_dir: Path) -> dict:
         records = [json.loads(line) for line in valid_log.read_text().splitlines()]
         dev = next((r for r in records if r["update"] == best["update"]), {})
     return {"updates": last["update"], "best_update": best["update"], "dev_cer": dev.get("cer"),
-            "dev_wer": dev.get("wer")}
+            "dev_wer": dev.get("wer"), "train_seconds": last.get("train_seconds")}
+
+
+def minutes(seconds: float) -> str:
+    """``m:ss``."""
+    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+
+
+def with_section(document: str, title: str, body: list[str]) -> str:
+    """``document`` with the section ``## title`` set to ``body`` (appended if new).
+
+    A new document starts with the page title and the corpus caveat.
+    """
+    if not document.strip():
+        document = "\n".join(["# CTC ASR: pretrained encoder vs the same model from scratch", "", CAVEAT, ""])
+    head, *sections = document.split("\n## ")
+    sections = [section for section in sections if section.split("\n", 1)[0].strip() != title]
+    sections.append("\n".join([title, "", *body]))
+    return "\n## ".join([head.rstrip("\n") + "\n", *(section.rstrip("\n") + "\n" for section in sections)])
 
 
 def main(argv=None) -> int:
@@ -40,14 +61,14 @@ def main(argv=None) -> int:
     parser.add_argument("--test-sets", required=True)
     parser.add_argument("--pretrained", required=True)
     parser.add_argument("--command", required=True, help="the command that produced the results")
+    parser.add_argument("--section", default="Demo setting", help="title of the section the table goes in")
     parser.add_argument("output")
     args = parser.parse_args(argv)
     exp = Path(args.exp)
     try:
         pretrained = load_checkpoint(args.pretrained)
         lines = [
-            "# CTC ASR: pretrained encoder vs the same model from scratch", "",
-            f"Produced by `{args.command}` (see README for the whole demo).", "",
+            f"Produced by `{args.command}`.", "",
             f"Pretrained encoder: `{args.pretrained}` ({pretrained['family']}, update "
             f"{pretrained['train_state']['update']} of its pretraining run).",
             "Each model is fine-tuned for the same number of updates; the checkpoint with the lowest dev CER "
@@ -55,18 +76,24 @@ def main(argv=None) -> int:
             "| labelled data | test set | encoder | CER % | WER % | updates | chosen update | dev CER % |",
             "|---|---|---|---:|---:|---:|---:|---:|",
         ]
-        for budget in args.budgets.split():
+        budgets, inits = args.budgets.split(), ("pretrained", "scratch")
+        facts = {(budget, init): training_facts(exp / f"ctc_{init}_{budget}") for budget in budgets for init in inits}
+        for budget in budgets:
             for test_set in args.test_sets.split():
-                for init in ("pretrained", "scratch"):
-                    model_dir = exp / f"ctc_{init}_{budget}"
-                    scores = json.loads((model_dir / f"decode_{test_set}" / "scores.json").read_text())
-                    facts = training_facts(model_dir)
-                    dev_cer = "" if facts["dev_cer"] is None else f"{facts['dev_cer']:.2f}"
+                for init in inits:
+                    scores = json.loads((exp / f"ctc_{init}_{budget}" / f"decode_{test_set}" / "scores.json").read_text())
+                    run = facts[budget, init]
+                    dev_cer = "" if run["dev_cer"] is None else f"{run['dev_cer']:.2f}"
                     lines.append(f"| {budget} | {test_set} | {init} | {100 * scores['cer']:.2f} | "
-                                 f"{100 * scores['wer']:.2f} | {facts['updates']} | {facts['best_update']} | "
+                                 f"{100 * scores['wer']:.2f} | {run['updates']} | {run['best_update']} | "
                                  f"{dev_cer} |")
-        lines += ["", CAVEAT, ""]
-        Path(args.output).write_text("\n".join(lines))
+        times = [f"{init} on {budget} {minutes(run['train_seconds'])}"
+                 for (budget, init), run in facts.items() if run["train_seconds"] is not None]
+        if times:
+            lines += ["", "Fine-tuning time (m:ss, this machine): " + ", ".join(times) + "."]
+        output = Path(args.output)
+        document = output.read_text() if output.exists() else ""
+        output.write_text(with_section(document, args.section, lines))
         print("\n".join(lines))
     except (CheckpointError, OSError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)

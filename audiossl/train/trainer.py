@@ -98,7 +98,9 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.info.device.type, enabled=config.precision == "fp16")
         self.generator = torch.Generator().manual_seed(config.seed * 7919 + self.info.rank)
         torch.manual_seed(config.seed * 104729 + self.info.rank)
-        self.state = {"update": 0, "epoch": 0, "batch_index": 0, "best_score": math.inf, "bad_updates": 0}
+        # train_seconds: wall-clock time spent training, summed over resumed runs
+        self.state = {"update": 0, "epoch": 0, "batch_index": 0, "best_score": math.inf, "bad_updates": 0,
+                      "train_seconds": 0.0}
         self.ddp_model: nn.Module = self.model
         if self.info.world_size > 1:
             device_ids = [self.info.local_rank] if self.info.device.type == "cuda" else None
@@ -146,7 +148,7 @@ class Trainer:
         self.scaler.load_state_dict(train_state["scaler"])
         self.generator.set_state(train_state["generator"])
         torch.set_rng_state(train_state["torch_rng"])
-        self.state = {k: train_state[k] for k in self.state}
+        self.state = {k: train_state.get(k, default) for k, default in self.state.items()}
         self._truncate_update_log(self.state["update"])
         logger.info("resumed from %s at update %d (epoch %d, batch %d)", last, self.state["update"],
                     self.state["epoch"], self.state["batch_index"])
@@ -232,6 +234,7 @@ class Trainer:
                    unit="upd", desc=f"train {self.exp_dir.name}", dynamic_ncols=True, mininterval=5)
         window: dict[str, float] = {}
         started, audio_seconds = time.time(), 0.0
+        seconds_before = self.state["train_seconds"]
         micro: list = []
         rate = input_rate(self.train_set.input_kind)
         while self.state["update"] < config.max_updates:
@@ -249,6 +252,7 @@ class Trainer:
                 sums = self._update(micro)
                 micro = []
                 self.state["update"] += 1
+                self.state["train_seconds"] = seconds_before + time.time() - started
                 bar.update()
                 if sums is None:
                     self.state["bad_updates"] += 1

@@ -72,12 +72,14 @@ def test_resume_after_interruption_gives_same_losses(fbank_dir, tmp_path, monkey
         interrupted.fit()
     monkeypatch.setattr(Trainer, "_update", original)
     assert len(losses(tmp_path / "resumed")) == 4  # updates 1-4 logged, checkpoint at 4
+    seconds_at_4 = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")["train_state"]["train_seconds"]
     make_run(fbank_dir, tmp_path / "resumed").fit()  # a new process would do the same
     assert losses(tmp_path / "resumed") == reference
     last = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
     straight = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
     for key, value in straight["model"].items():
         assert torch.equal(value, last["model"][key]), key
+    assert 0.0 < seconds_at_4 < last["train_state"]["train_seconds"]  # training time adds up over the runs
 
 
 def test_checkpoints_describe_themselves(fbank_dir, tmp_path):

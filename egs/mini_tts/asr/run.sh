@@ -8,5 +8,5 @@ cd "$(dirname "$0")"
 exec ../../../recipes/asr.sh \
   --data ../ssl/data --pretrained ../ssl/exp/hubert_iter2/checkpoints/best.pt \
   --budgets "train_10min train_1h" --test-sets "test test_unseen" \
-  --finetune-config conf/finetune.yaml \
+  --finetune-config conf/finetune.yaml --results-section "Demo setting (conf/finetune.yaml)" \
   "$@"
