@@ -35,7 +35,7 @@ help_message="Usage: $0 --pretrained <checkpoint> [options]   (run from egs/<cor
   --beam-size N                CTC prefix beam search width (1: greedy)
   --exp DIR                    experiment dir ($exp)
   --results FILE / --results-section TITLE   where the table goes ($results, section '$results_section')"
-command_line="$(basename "$(pwd)")/run.sh$(printf " %q" "$@")"
+command_line="$(basename "$(pwd)")/run.sh${*:+$(printf " %q" "$@")}"
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh

@@ -41,16 +41,32 @@ def minutes(seconds: float) -> str:
 
 
 def with_section(document: str, title: str, body: list[str]) -> str:
-    """``document`` with the section ``## title`` set to ``body`` (appended if new).
+    """``document`` with the section ``## title`` set to ``body``: replaced where it stands, else appended.
 
-    A new document starts with the page title and the corpus caveat.
+    Sections start at lines beginning ``## ``; what precedes the first is the page head. A new
+    document starts with the page title and the corpus caveat.
     """
+    title = title.strip()
     if not document.strip():
         document = "\n".join(["# CTC ASR: pretrained encoder vs the same model from scratch", "", CAVEAT, ""])
-    head, *sections = document.split("\n## ")
-    sections = [section for section in sections if section.split("\n", 1)[0].strip() != title]
-    sections.append("\n".join([title, "", *body]))
-    return "\n## ".join([head.rstrip("\n") + "\n", *(section.rstrip("\n") + "\n" for section in sections)])
+    head: list[str] = []
+    sections: list[list[str]] = []
+    for line in document.splitlines():
+        if line.startswith("## "):
+            sections.append([line])
+        elif sections:
+            sections[-1].append(line)
+        else:
+            head.append(line)
+    new = [f"## {title}", "", *body]
+    titles = [section[0][3:].strip() for section in sections]
+    if title in titles:
+        sections[titles.index(title)] = new
+        sections = [s for i, s in enumerate(sections) if i == titles.index(title) or titles[i] != title]
+    else:
+        sections.append(new)
+    blocks = ["\n".join(head).strip("\n")] + ["\n".join(section).strip("\n") for section in sections]
+    return "\n\n".join(block for block in blocks if block) + "\n"
 
 
 def main(argv=None) -> int:
@@ -90,7 +106,8 @@ def main(argv=None) -> int:
         times = [f"{init} on {budget} {minutes(run['train_seconds'])}"
                  for (budget, init), run in facts.items() if run["train_seconds"] is not None]
         if times:
-            lines += ["", "Fine-tuning time (m:ss, this machine): " + ", ".join(times) + "."]
+            lines += ["", "Fine-tuning wall time (m:ss, validation and checkpointing included): "
+                      + ", ".join(times) + "."]
         output = Path(args.output)
         document = output.read_text() if output.exists() else ""
         output.write_text(with_section(document, args.section, lines))

@@ -4,6 +4,11 @@ A directory written by :func:`save_hubert` loads with ``transformers.HubertModel
 and gives the same hidden states; :func:`load_hubert` reads what ``save_pretrained`` writes
 (``model.safetensors`` or ``pytorch_model.bin``, of ``HubertModel`` or ``HubertForCTC``).
 Nothing is downloaded: the directory must be on disk.
+
+Padded batches: audiossl keeps padding out of the first CNN layer's group norm (BASE layout),
+so each item's valid frames equal HF's output for that item alone; HF's group norm takes
+padding into its statistics, so HF's own padded-batch output differs from both. The LARGE
+layout (layer norms) agrees with HF on padded batches given HF's ``attention_mask``.
 """
 from __future__ import annotations
 
@@ -41,7 +46,8 @@ def load_hubert(directory: str | os.PathLike, num_classes: int = 100) -> HubertM
     """An audiossl :class:`HubertModel` (eval mode) from a local Hugging Face HuBERT directory.
 
     The masked-prediction head, which Hugging Face does not store, is freshly initialised
-    with ``num_classes`` targets.
+    with ``num_classes`` targets; so is the mask embedding when HF has none (a model saved
+    with ``mask_time_prob`` and ``mask_feature_prob`` 0).
     """
     directory = Path(directory)
     config_path = directory / "config.json"
@@ -49,7 +55,7 @@ def load_hubert(directory: str | os.PathLike, num_classes: int = 100) -> HubertM
         raise InteropError(f"{directory}: no config.json: not a Hugging Face model directory")
     model = build_hubert(config_from_hf(json.loads(config_path.read_text()), num_classes))
     missing, unexpected = model.load_state_dict(state_dict_from_hf(read_weights(directory)), strict=False)
-    missing = [name for name in missing if not name.startswith("head.")]
+    missing = [name for name in missing if not name.startswith("head.") and name != "mask_embedding"]
     if missing or unexpected:
         raise InteropError(f"{directory}: weights do not fit the config: missing {missing}, unexpected {unexpected}")
     return model.eval()

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 SAMPLE_RATE = 16000
+MIN_SAMPLES = 800  # s3prl's MIN_SECOND (0.05 s): shorter batches are zero-padded to this
 
 
 def _no_sox_effects(*args, **kwargs):
@@ -38,23 +39,24 @@ def import_s3prl_nn() -> types.ModuleType:
 
 
 class S3prlUpstream(nn.Module):
-    """An audiossl model behind s3prl's ``S3PRLUpstream`` interface.
+    """An audiossl model behind s3prl's ``S3PRLUpstream`` interface, with s3prl's conventions.
 
     Args:
         model: anything with ``extract_features(wavs (B, S), lengths (B,))`` returning every
-            hidden state and the valid frames (``audiossl.load_model`` gives one).
+            hidden state and the valid frames (``audiossl.load_model`` gives one), and a
+            submodule with ``frame_rate_hz`` (every audiossl front end has one).
     """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
-        frame_rate = next(m.frame_rate_hz for m in model.modules() if hasattr(m, "frame_rate_hz"))
-        was_training = model.training
+        rates = [m.frame_rate_hz for m in model.modules() if hasattr(m, "frame_rate_hz")]
+        if not rates:
+            raise ValueError(f"{type(model).__name__} has no front end with a frame_rate_hz")
         with torch.no_grad():
-            hidden, _ = model.eval().extract_features(torch.zeros(1, SAMPLE_RATE), torch.tensor([SAMPLE_RATE]))
-        model.train(was_training)
+            hidden, _ = model.extract_features(torch.zeros(1, SAMPLE_RATE), torch.tensor([SAMPLE_RATE]))
         self._hidden_sizes = [h.shape[-1] for h in hidden]
-        self._downsample_rates = [round(SAMPLE_RATE / frame_rate)] * len(hidden)
+        self._downsample_rates = [round(SAMPLE_RATE / rates[0])] * len(hidden)
 
     @property
     def num_layers(self) -> int:
@@ -71,8 +73,26 @@ class S3prlUpstream(nn.Module):
         return self._downsample_rates
 
     def forward(self, wavs: Tensor, wavs_len: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-        """``(B, S)`` or ``(B, S, 1)`` waveforms and ``(B,)`` samples → hidden states and their lengths."""
+        """``(B, S)`` or ``(B, S, 1)`` waveforms and ``(B,)`` samples → hidden states and their lengths.
+
+        As s3prl's ``S3PRLUpstream``: a batch shorter than 0.05 s is zero-padded first; each
+        item has ``(samples - 1) // stride + 1`` frames, and the frame axis is cut or extended
+        (repeating the last frame) to the longest item's count.
+        """
         if wavs.dim() == 3:
             wavs = wavs.squeeze(-1)
-        hidden, frames = self.model.extract_features(wavs, wavs_len)
-        return list(hidden), [frames] * len(hidden)
+        model_lengths = wavs_len
+        shortfall = MIN_SAMPLES - int(wavs_len.max())
+        if shortfall > 0:
+            wavs = nn.functional.pad(wavs, (0, shortfall))
+            model_lengths = wavs_len + shortfall
+        hidden, _ = self.model.extract_features(wavs, model_lengths)
+        all_hs, all_lens = [], []
+        for h, stride in zip(hidden, self.downsample_rates):
+            lengths = torch.div(wavs_len - 1, stride, rounding_mode="floor") + 1
+            frames = int(lengths.max())
+            if h.shape[1] < frames:
+                h = torch.cat([h, h[:, -1:].expand(-1, frames - h.shape[1], -1)], dim=1)
+            all_hs.append(h[:, :frames])
+            all_lens.append(lengths)
+        return all_hs, all_lens

@@ -148,7 +148,8 @@ class Trainer:
         self.scaler.load_state_dict(train_state["scaler"])
         self.generator.set_state(train_state["generator"])
         torch.set_rng_state(train_state["torch_rng"])
-        self.state = {k: train_state.get(k, default) for k, default in self.state.items()}
+        # train_seconds is unknown (None) for checkpoints written before it was recorded
+        self.state = {k: train_state[k] if k != "train_seconds" else train_state.get(k) for k in self.state}
         self._truncate_update_log(self.state["update"])
         logger.info("resumed from %s at update %d (epoch %d, batch %d)", last, self.state["update"],
                     self.state["epoch"], self.state["batch_index"])
@@ -252,7 +253,8 @@ class Trainer:
                 sums = self._update(micro)
                 micro = []
                 self.state["update"] += 1
-                self.state["train_seconds"] = seconds_before + time.time() - started
+                if seconds_before is not None:
+                    self.state["train_seconds"] = seconds_before + time.time() - started
                 bar.update()
                 if sums is None:
                     self.state["bad_updates"] += 1

@@ -12,7 +12,14 @@ def test_sections_are_added_replaced_and_kept():
     again = with_section(both, "Demo setting", ["| demo v2 |"])
     assert "demo v1" not in again and "| demo v2 |" in again and "| long |" in again
     assert again.count("## Demo setting") == 1 and again.count(CAVEAT) == 1
-    assert with_section(again, "Demo setting", ["| demo v2 |"]).count("\n## ") == 2
+    assert with_section(again, "Demo setting", ["| demo v2 |"]) == again
+    assert again.index("## Demo setting") < again.index("## Long setting")  # replaced where it stood
+    assert with_section(again, " Long setting ", ["| long v2 |"]).count("## Long setting") == 1
+
+
+def test_document_starting_with_a_section():
+    document = "## A\n\nold\n"
+    assert with_section(document, "A", ["new"]) == "## A\n\nnew\n"
 
 
 def test_minutes():

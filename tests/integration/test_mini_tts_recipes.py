@@ -69,7 +69,7 @@ def test_ssl_outputs(demo):
 
 def test_asr_outputs_and_results_table(demo):
     table = (demo / "RESULTS.md").read_text()
-    assert "## Demo setting" in table and "Fine-tuning time (m:ss, this machine): pretrained on train_10min" in table
+    assert "## Demo setting" in table and "Fine-tuning wall time (m:ss, validation and checkpointing included): pretrained on train_10min" in table
     for test_set in ("test", "test_unseen"):
         for init in ("pretrained", "scratch"):
             assert f"| train_10min | {test_set} | {init} |" in table

@@ -77,7 +77,7 @@ def test_config_round_trip():
     fe, back_fe = config.frontend, back.frontend
     assert (back_fe.kind, back_fe.conv_layers, back_fe.conv_mode, back_fe.conv_bias) == (
         fe.kind, fe.conv_layers, fe.conv_mode, fe.conv_bias)
-    assert (back.final_dim, back.dropout_input) == (config.final_dim, config.dropout_input)
+    assert back.dropout_input == config.dropout_input
 
 
 def test_unsupported_inputs_are_named():
@@ -90,6 +90,53 @@ def test_unsupported_inputs_are_named():
         config_from_hf({**hf, "model_type": "wav2vec2"})
     with pytest.raises(InteropError, match="encoder.extra.weight"):
         state_dict_from_hf({"encoder.extra.weight": torch.zeros(1)})
+    with pytest.raises(InteropError, match="lacks 'hidden_size'"):
+        config_from_hf({k: v for k, v in hf.items() if k != "hidden_size"})
+    with pytest.raises(InteropError, match="divisible"):
+        config_from_hf({**hf, "num_attention_heads": 5})
+
+
+def test_missing_keys_take_hugging_face_defaults():
+    hf = config_to_hf(HubertConfig.tiny())
+    for key in ("activation_dropout", "layerdrop", "feat_proj_dropout"):
+        del hf[key]
+    config = config_from_hf(hf)
+    defaults = transformers.HubertConfig()
+    assert config.encoder.activation_dropout == defaults.activation_dropout
+    assert config.encoder.layer_drop == defaults.layerdrop
+    assert config.dropout_input == defaults.feat_proj_dropout
+
+
+def test_padded_batches(tmp_path):
+    """LARGE layout: equal to HF's padded batch with its attention mask. BASE layout: each item's
+    valid frames equal HF on that item alone (HF's group norm would let padding in)."""
+    wavs, lengths = torch.randn(2, 8000), torch.tensor([8000, 5000])
+    wavs[1, 5000:] = 0.0
+    large = hf_hubert(pre_norm=True)
+    large.save_pretrained(tmp_path / "large")
+    with torch.no_grad():
+        reference = large(wavs, attention_mask=(torch.arange(8000) < lengths[:, None]).long(),
+                          output_hidden_states=True).hidden_states
+        hidden, frames = load_hubert(tmp_path / "large").extract_features(wavs, lengths)
+    assert frames.tolist() == [24, 15]
+    for a, b in zip(reference, hidden):
+        torch.testing.assert_close(b[1, :15], a[1, :15], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(b[0], a[0], atol=1e-4, rtol=1e-4)
+    base = hf_hubert(pre_norm=False)
+    base.save_pretrained(tmp_path / "base")
+    with torch.no_grad():
+        alone = hf_hidden_states(base, wavs[1:, :5000])
+        hidden, _ = load_hubert(tmp_path / "base").extract_features(wavs, lengths)
+    for a, b in zip(alone, hidden):
+        torch.testing.assert_close(b[1:, :15], a, atol=1e-4, rtol=1e-4)
+
+
+def test_hf_model_without_mask_embedding_loads(tmp_path):
+    config = hf_hubert(pre_norm=False).config
+    config.mask_time_prob = 0.0
+    transformers.HubertModel(config).save_pretrained(tmp_path / "hf")
+    model = load_hubert(tmp_path / "hf")
+    assert model.mask_embedding.shape == (64,)
 
 
 def test_ctc_checkpoint_and_legacy_weight_norm_names(tmp_path):

@@ -43,8 +43,9 @@ class InteropError(ValueError):
 def config_from_hf(hf: dict[str, Any], num_classes: int = 100) -> HubertConfig:
     """An audiossl :class:`HubertConfig` from a Hugging Face ``HubertConfig`` dict (config.json).
 
-    ``num_classes`` sizes the (new) masked-prediction head, which HF does not store.
-    Raises :class:`InteropError` for settings with no exact audiossl equivalent.
+    Missing optional keys take Hugging Face's defaults. ``num_classes`` sizes the (new)
+    masked-prediction head, which HF does not store. Raises :class:`InteropError` for a
+    missing size or a setting with no exact audiossl equivalent.
     """
     if hf.get("model_type", "hubert") != "hubert":
         raise InteropError(f"not a HuBERT config: model_type {hf.get('model_type')!r}")
@@ -61,34 +62,33 @@ def config_from_hf(hf: dict[str, Any], num_classes: int = 100) -> HubertConfig:
     norm = hf.get("feat_extract_norm", "group")
     if norm not in ("group", "layer"):
         raise InteropError(f"unknown feat_extract_norm {norm!r}")
-    frontend = FrontendConfig(
-        kind="waveform",
-        conv_layers=tuple(zip(hf["conv_dim"], hf["conv_kernel"], hf["conv_stride"])),
-        conv_mode="default" if norm == "group" else "layer_norm",
-        conv_bias=bool(hf.get("conv_bias", False)),
-    )
-    encoder = EncoderConfig(
-        num_layers=hf["num_hidden_layers"],
-        dim=hf["hidden_size"],
-        ffn_dim=hf["intermediate_size"],
-        num_heads=hf["num_attention_heads"],
-        dropout=hf.get("hidden_dropout", 0.1),
-        attention_dropout=hf.get("attention_dropout", 0.1),
-        activation_dropout=hf.get("activation_dropout", 0.0),
-        layer_drop=hf.get("layerdrop", 0.0),
-        layer_norm_first=bool(hf.get("do_stable_layer_norm", False)),
-        conv_pos=hf["num_conv_pos_embeddings"],
-        conv_pos_groups=hf["num_conv_pos_embedding_groups"],
-    )
-    config = HubertConfig(
-        frontend=frontend,
-        encoder=encoder,
-        mask=MaskConfig(),
-        num_classes=num_classes,
-        final_dim=hf.get("classifier_proj_size", 256),
-        dropout_input=hf.get("feat_proj_dropout", 0.1),
-    )
-    config.validate()
+    try:
+        frontend = FrontendConfig(
+            kind="waveform",
+            conv_layers=tuple(zip(hf["conv_dim"], hf["conv_kernel"], hf["conv_stride"])),
+            conv_mode="default" if norm == "group" else "layer_norm",
+            conv_bias=bool(hf.get("conv_bias", False)),
+        )
+        encoder = EncoderConfig(
+            num_layers=hf["num_hidden_layers"],
+            dim=hf["hidden_size"],
+            ffn_dim=hf["intermediate_size"],
+            num_heads=hf["num_attention_heads"],
+            dropout=hf.get("hidden_dropout", 0.1),
+            attention_dropout=hf.get("attention_dropout", 0.1),
+            activation_dropout=hf.get("activation_dropout", 0.1),
+            layer_drop=hf.get("layerdrop", 0.1),
+            layer_norm_first=bool(hf.get("do_stable_layer_norm", False)),
+            conv_pos=hf["num_conv_pos_embeddings"],
+            conv_pos_groups=hf["num_conv_pos_embedding_groups"],
+        )
+        config = HubertConfig(frontend=frontend, encoder=encoder, mask=MaskConfig(), num_classes=num_classes,
+                              dropout_input=hf.get("feat_proj_dropout", 0.0))
+        config.validate()
+    except KeyError as err:
+        raise InteropError(f"Hugging Face HuBERT config lacks {err}") from err
+    except ValueError as err:
+        raise InteropError(f"Hugging Face HuBERT config does not make a valid audiossl config: {err}") from err
     return config
 
 
@@ -127,7 +127,6 @@ def config_to_hf(config: HubertConfig) -> dict[str, Any]:
         "num_conv_pos_embeddings": enc.conv_pos,
         "num_conv_pos_embedding_groups": enc.conv_pos_groups,
         "layer_norm_eps": 1e-5,
-        "classifier_proj_size": config.final_dim,
     }
 
 
