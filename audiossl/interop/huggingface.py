@@ -63,9 +63,10 @@ def load_hubert(directory: str | os.PathLike, num_classes: int = 100) -> HubertM
 
 def save_hubert(model: HubertModel, directory: str | os.PathLike) -> Path:
     """Write ``model`` (without its head) as a Hugging Face ``HubertModel`` directory; returns it."""
+    config = config_to_hf(model.config)  # first: it names an unconvertible front end
+    state = {name: tensor.detach().contiguous() for name, tensor in state_dict_to_hf(model.state_dict()).items()}
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {name: tensor.detach().contiguous() for name, tensor in state_dict_to_hf(model.state_dict()).items()}
     save_file(state, directory / "model.safetensors", metadata={"format": "pt"})
-    (directory / "config.json").write_text(json.dumps(config_to_hf(model.config), indent=2) + "\n")
+    (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return directory

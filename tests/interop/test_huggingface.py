@@ -10,6 +10,7 @@ import transformers
 
 from audiossl import load_model
 from audiossl.bin import convert
+from audiossl.checkpoint import save_checkpoint
 from audiossl.interop.huggingface import load_hubert, save_hubert
 from audiossl.models.hubert import HubertConfig, build_hubert
 from audiossl.models.hubert.interop import InteropError, config_from_hf, config_to_hf, state_dict_from_hf
@@ -166,6 +167,10 @@ def test_convert_cli_both_ways(tmp_path, capsys):
     assert_same_layers(hf_hidden_states(transformers.HubertModel.from_pretrained(tmp_path / "back"), wavs), hidden)
     assert convert.main(["from-hf", str(tmp_path / "nothing"), str(tmp_path / "x.pt")]) == 1
     assert "no config.json" in capsys.readouterr().err
+    fbank = HubertConfig.tiny("fbank")
+    save_checkpoint(tmp_path / "fbank.pt", "hubert", fbank.to_dict(), build_hubert(fbank).state_dict())
+    assert convert.main(["to-hf", str(tmp_path / "fbank.pt"), str(tmp_path / "no")]) == 1
+    assert "only the waveform front end" in capsys.readouterr().err and not (tmp_path / "no").exists()
 
 
 def test_converted_checkpoint_continues_pretraining(tmp_path):
