@@ -24,5 +24,6 @@ setup(
         "matplotlib>=3.8",
         "pyyaml>=6.0",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    # transformers (also pulled in by fairseq2 and s3prl) is the reference the interop tests compare with
+    extras_require={"test": ["pytest>=8", "transformers>=4.40"]},
 )

@@ -60,9 +60,10 @@ def with_section(document: str, title: str, body: list[str]) -> str:
             head.append(line)
     new = [f"## {title}", "", *body]
     titles = [section[0][3:].strip() for section in sections]
-    if title in titles:
-        sections[titles.index(title)] = new
-        sections = [s for i, s in enumerate(sections) if i == titles.index(title) or titles[i] != title]
+    if title in titles:  # replace the first section of that title, drop any repeat
+        first = titles.index(title)
+        sections = [new if i == first else section for i, section in enumerate(sections)
+                    if i == first or titles[i] != title]
     else:
         sections.append(new)
     blocks = ["\n".join(head).strip("\n")] + ["\n".join(section).strip("\n") for section in sections]
@@ -97,7 +98,8 @@ def main(argv=None) -> int:
         for budget in budgets:
             for test_set in args.test_sets.split():
                 for init in inits:
-                    scores = json.loads((exp / f"ctc_{init}_{budget}" / f"decode_{test_set}" / "scores.json").read_text())
+                    decode_dir = exp / f"ctc_{init}_{budget}" / f"decode_{test_set}"
+                    scores = json.loads((decode_dir / "scores.json").read_text())
                     run = facts[budget, init]
                     dev_cer = "" if run["dev_cer"] is None else f"{run['dev_cer']:.2f}"
                     lines.append(f"| {budget} | {test_set} | {init} | {100 * scores['cer']:.2f} | "
