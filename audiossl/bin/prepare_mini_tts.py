@@ -1,6 +1,6 @@
 """Synthesize the offline mini TTS corpus and write its Kaldi data dirs.
 
-    python -m audiossl.bin.prepare_mini_tts [--size {tiny,full}] [--seed N] [--num-workers N]
+    python -m audiossl.bin.prepare_mini_tts [--size {tiny,full,large}] [--seed N] [--num-workers N]
         [--no-progress] <corpus-dir> <data-dir>
 
 Audio goes to <corpus-dir>/wav (reused when re-run with the same seed); data dirs
@@ -19,7 +19,7 @@ from audiossl.corpora.mini_tts import prepare_mini_tts
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.prepare_mini_tts", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=("tiny", "full"), default="full", help="corpus size (default full)")
+    parser.add_argument("--size", choices=("tiny", "full", "large"), default="full", help="corpus size (default full)")
     parser.add_argument("--seed", type=int, default=0, help="sentence choice and jitter seed (default 0)")
     parser.add_argument("--num-workers", type=int, default=2, help="parallel synthesis jobs (default 2)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

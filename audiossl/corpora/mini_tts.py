@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -366,7 +367,9 @@ class MiniTtsSize:
 
     Every utterance has its own sentence; ``train_1h`` and ``train_10min`` are the first
     ``train_1h_seconds`` / ``train_10min_seconds`` of ``train_unlab`` in a seeded,
-    speaker-balanced order.
+    speaker-balanced order. ``unlabelled_only_per_voice`` more utterances per training voice
+    go into ``train_unlab`` alone, drawn from the sentences the other splits leave, so every
+    other split is the same as without them.
     """
 
     train_voices: tuple[str, ...]
@@ -380,6 +383,7 @@ class MiniTtsSize:
     test_es_per_voice: int
     train_1h_seconds: float = 3600.0
     train_10min_seconds: float = 600.0
+    unlabelled_only_per_voice: int = 0
 
     @classmethod
     def full(cls) -> "MiniTtsSize":
@@ -389,6 +393,11 @@ class MiniTtsSize:
         spanish = tuple(v.speaker for v in VOICES if v.lang == "es")
         return cls(train, unseen, spanish, train_per_voice=150, dev_per_voice=8, test_per_voice=8,
                    unseen_per_voice=50, train_es_per_voice=40, test_es_per_voice=10)
+
+    @classmethod
+    def large(cls) -> "MiniTtsSize":
+        """The full corpus with 450 more unlabelled utterances per training voice (about 9 h in all)."""
+        return dataclasses.replace(cls.full(), unlabelled_only_per_voice=450)
 
     @classmethod
     def tiny(cls) -> "MiniTtsSize":
@@ -408,11 +417,12 @@ class MiniTtsSize:
 
 @dataclass(frozen=True)
 class Utterance:
-    """One planned utterance: a voice reading a sentence."""
+    """One planned utterance: a voice reading a sentence (never labelled if ``unlabelled_only``)."""
 
     utt: str
     voice: Voice
     sentence: Sentence
+    unlabelled_only: bool = False
 
 
 def _assign(blocks: list[tuple[str, list[Voice], int]], sentences: list[Sentence],
@@ -451,6 +461,12 @@ def plan_corpus(size: MiniTtsSize, voices: list[Voice], sentences: dict[str, lis
                              ("test_es", spanish, size.test_es_per_voice)], sentences["es"], rng))
     else:
         log.warning("no Spanish voice or text available; train_es and test_es skipped")
+    if size.unlabelled_only_per_voice:
+        used = {u.sentence.id for utts in plan.values() for u in utts}
+        left = [s for s in sentences["en"] if s.id not in used]
+        extra = _assign([("train_unlab", train, size.unlabelled_only_per_voice)], left,
+                        random.Random(f"{seed}/unlabelled-only"))["train_unlab"]
+        plan["train_unlab"] += [dataclasses.replace(u, unlabelled_only=True) for u in extra]
     return plan
 
 
@@ -533,7 +549,8 @@ def prepare_mini_tts(corpus_dir: str | os.PathLike, data_dir: str | os.PathLike,
     """Synthesize the corpus into ``corpus_dir`` and write its Kaldi data dirs under ``data_dir``.
 
     Args:
-        size: "full" (about 2.2 h of training audio) or "tiny" (seconds; for tests).
+        size: "full" (about 2.2 h of training audio), "large" (the full corpus with about 9 h in
+            ``train_unlab``; every other split as in "full") or "tiny" (seconds; for tests).
         seed: fixes sentence choice and per-utterance jitter; the same seed gives identical dirs.
         num_workers: parallel synthesis threads (each runs engine and sox subprocesses).
 
@@ -544,7 +561,7 @@ def prepare_mini_tts(corpus_dir: str | os.PathLike, data_dir: str | os.PathLike,
     Raises:
         RuntimeError: more than 5 % of the utterances failed to synthesize.
     """
-    sizes = {"full": MiniTtsSize.full, "tiny": MiniTtsSize.tiny}
+    sizes = {"full": MiniTtsSize.full, "large": MiniTtsSize.large, "tiny": MiniTtsSize.tiny}
     if size not in sizes:
         raise ValueError(f"size must be one of {' '.join(sizes)}, got '{size}'")
     dims = sizes[size]()
@@ -558,7 +575,7 @@ def prepare_mini_tts(corpus_dir: str | os.PathLike, data_dir: str | os.PathLike,
     for u in (u for utts in plan.values() for u in utts):
         info = soundfile.info(str(wav_path(corpus_dir, u)))
         durations[u.utt] = info.frames / info.samplerate
-    order = labelled_order(plan["train_unlab"], seed)
+    order = labelled_order([u for u in plan["train_unlab"] if not u.unlabelled_only], seed)
     plan["train_1h"] = first_seconds(order, durations, dims.train_1h_seconds)
     plan["train_10min"] = first_seconds(order, durations, dims.train_10min_seconds)
     written = {}

@@ -1,6 +1,7 @@
 """The mini TTS corpus, synthesized for real at tiny size (a few seconds once the text is cached)."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import re
@@ -282,3 +283,30 @@ def test_sizes():
     assert len(tiny.train_voices) + len(tiny.unseen_voices) == 4
     with pytest.raises(ValueError, match="unknown voice"):
         MiniTtsSize(("nobody",), (), (), 1, 1, 1, 1, 1, 1).validate()
+
+
+def test_large_adds_unlabelled_audio_only(text_cache):
+    voices = list(mini_tts.VOICES)
+    sentences = {lang: load_sentences(text_cache.parent, lang) for lang in LANGUAGES}
+    full = mini_tts.plan_corpus(MiniTtsSize.full(), voices, sentences, seed=0)
+    large = mini_tts.plan_corpus(MiniTtsSize.large(), voices, sentences, seed=0)
+    assert {k: v for k, v in large.items() if k != "train_unlab"} == {k: v for k, v in full.items() if k != "train_unlab"}
+    extra = large["train_unlab"][len(full["train_unlab"]):]
+    assert large["train_unlab"][:len(full["train_unlab"])] == full["train_unlab"]
+    assert len(extra) == 450 * len(MiniTtsSize.full().train_voices) and all(u.unlabelled_only for u in extra)
+    assert not any(u.unlabelled_only for u in full["train_unlab"])
+    used = [u.sentence.id for utts in large.values() for u in utts]
+    assert len(used) == len(set(used))
+
+
+def test_unlabelled_only_audio_stays_out_of_the_labelled_subsets(tmp_path, text_cache, monkeypatch):
+    more = dataclasses.replace(MiniTtsSize.tiny(), unlabelled_only_per_voice=2)
+    corpus = new_corpus(tmp_path, text_cache)
+    monkeypatch.setattr(MiniTtsSize, "tiny", classmethod(lambda cls: more))
+    prepare_mini_tts(corpus, tmp_path / "data", size="tiny", seed=0, progress=False)
+    assert len(read(tmp_path / "data", "train_unlab").utterances) == (more.train_per_voice + 2) * len(more.train_voices)
+    monkeypatch.undo()
+    prepare_mini_tts(corpus, tmp_path / "base", size="tiny", seed=0, progress=False)
+    base = tables(tmp_path / "base")
+    assert {k: v for k, v in tables(tmp_path / "data").items() if not k.startswith("train_unlab/")} == \
+        {k: v for k, v in base.items() if not k.startswith("train_unlab/")}
