@@ -25,6 +25,8 @@ results=RESULTS.md
 results_section="Demo setting"   # the section of $results this run's table goes in (others are kept)
 launcher=""
 exp=exp
+scratch_exp=""            # experiment dir of the scratch control (default: --exp); settings that differ only
+                          # in the pretrained encoder (same architecture, data and fine-tuning config) share it
 help_message="Usage: $0 --pretrained <checkpoint> [options]   (run from egs/<corpus>/asr)
   --stage N / --stop-stage M   run stages N..M
   --data DIR                   data dirs (default: $data)
@@ -34,6 +36,8 @@ help_message="Usage: $0 --pretrained <checkpoint> [options]   (run from egs/<cor
   --finetune-args '...'        extra options for python -m audiossl.bin.finetune_ctc
   --beam-size N                CTC prefix beam search width (1: greedy)
   --exp DIR                    experiment dir ($exp)
+  --scratch-exp DIR            experiment dir of the scratch control (default: --exp), to share one control
+                               between encoders of the same architecture fine-tuned with the same config
   --results FILE / --results-section TITLE   where the table goes ($results, section '$results_section')"
 command_line="$(basename "$(pwd)")/run.sh${*:+$(printf " %q" "$@")}"
 . ./path.sh
@@ -42,6 +46,11 @@ command_line="$(basename "$(pwd)")/run.sh${*:+$(printf " %q" "$@")}"
 [ -n "$pretrained" ] || { echo "$0: --pretrained is required" >&2; exit 1; }
 . utils/stages.sh
 python=${launcher:-python3}
+scratch_exp=${scratch_exp:-$exp}
+
+model_dir() {  # <pretrained|scratch> <budget>
+  if [ $1 = scratch ]; then echo $scratch_exp/ctc_scratch_$2; else echo $exp/ctc_pretrained_$2; fi
+}
 
 if run_stage 1; then
   for set in $budgets $dev_set $test_sets; do
@@ -52,30 +61,31 @@ if run_stage 1; then
   done
 fi
 
-finetune() {  # <name> <budget> [--scratch]
-  local dir=$exp/$1
-  done_or_log $dir/.done "$1: CTC on $2 (log: $dir/train.log)" && return 0
-  $python -m audiossl.bin.finetune_ctc --config $finetune_config $finetune_args --init $pretrained ${3:-} \
+finetune() {  # <pretrained|scratch> <budget>
+  local dir=$(model_dir $1 $2) scratch=""
+  [ $1 = scratch ] && scratch=--scratch
+  done_or_log $dir/.done "$(basename $dir): CTC on $2 (log: $dir/train.log)" && return 0
+  $python -m audiossl.bin.finetune_ctc --config $finetune_config $finetune_args --init $pretrained $scratch \
     --train-data $data/${2}_fbank --valid-data $data/${dev_set}_fbank $dir
   touch $dir/.done
 }
 
 if run_stage 2; then
-  for budget in $budgets; do finetune ctc_pretrained_$budget $budget; done
+  for budget in $budgets; do finetune pretrained $budget; done
 fi
 
 if run_stage 3; then
-  for budget in $budgets; do finetune ctc_scratch_$budget $budget --scratch; done
+  for budget in $budgets; do finetune scratch $budget; done
 fi
 
 if run_stage 4; then
   for budget in $budgets; do
     for init in pretrained scratch; do
       for set in $test_sets; do
-        dir=$exp/ctc_${init}_$budget/decode_$set
-        done_or_log $dir/.done "stage 4: decoding $set with ctc_${init}_$budget" && continue
-        python3 -m audiossl.bin.decode_ctc --beam-size $beam_size $exp/ctc_${init}_$budget/checkpoints/best.pt \
-          $data/${set}_fbank $dir
+        model=$(model_dir $init $budget)
+        dir=$model/decode_$set
+        done_or_log $dir/.done "stage 4: decoding $set with $model" && continue
+        python3 -m audiossl.bin.decode_ctc --beam-size $beam_size $model/checkpoints/best.pt $data/${set}_fbank $dir
         touch $dir/.done
       done
     done
@@ -84,7 +94,7 @@ fi
 
 if run_stage 5; then
   echo "$(date +%T) stage 5: results table -> $results"
-  python3 -m audiossl.bin.results_table --exp $exp --budgets "$budgets" --test-sets "$test_sets" \
+  python3 -m audiossl.bin.results_table --exp $exp --scratch-exp $scratch_exp --budgets "$budgets" --test-sets "$test_sets" \
     --pretrained $pretrained --command "$command_line" --section "$results_section" $results
 fi
 echo "$(date +%T) $0: done (stages $stage..$stop_stage)"

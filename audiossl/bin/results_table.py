@@ -2,11 +2,13 @@
 
     python -m audiossl.bin.results_table --exp exp --budgets "train_10min train_1h" \\
         --test-sets "test test_unseen" --pretrained <ckpt> --command "<how it was run>" \\
-        [--section "Demo setting"] RESULTS.md
+        [--scratch-exp exp] [--section "Demo setting"] RESULTS.md
 
-Reads exp/ctc_<init>_<budget>/decode_<set>/scores.json and each model's best and last
-checkpoints. The table goes into the section ``## <section>`` of the output file: a section of
-that title is replaced, any other section is kept, so one RESULTS.md holds several settings.
+Reads <dir>/ctc_<init>_<budget>/decode_<set>/scores.json and each model's best and last
+checkpoints, where <dir> is --exp for the pretrained models and --scratch-exp (default: --exp)
+for the scratch control. The table goes into the section ``## <section>`` of the output file:
+a section of that title is replaced, any other section is kept, so one RESULTS.md holds
+several settings.
 """
 from __future__ import annotations
 
@@ -73,7 +75,8 @@ def with_section(document: str, title: str, body: list[str]) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.results_table", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--exp", default="exp")
+    parser.add_argument("--exp", default="exp", help="experiment dir of the pretrained models")
+    parser.add_argument("--scratch-exp", help="experiment dir of the scratch control (default: --exp)")
     parser.add_argument("--budgets", required=True)
     parser.add_argument("--test-sets", required=True)
     parser.add_argument("--pretrained", required=True)
@@ -81,7 +84,7 @@ def main(argv=None) -> int:
     parser.add_argument("--section", default="Demo setting", help="title of the section the table goes in")
     parser.add_argument("output")
     args = parser.parse_args(argv)
-    exp = Path(args.exp)
+    exp_of = {"pretrained": Path(args.exp), "scratch": Path(args.scratch_exp or args.exp)}
     try:
         pretrained = load_checkpoint(args.pretrained)
         lines = [
@@ -89,16 +92,20 @@ def main(argv=None) -> int:
             f"Pretrained encoder: `{args.pretrained}` ({pretrained['family']}, update "
             f"{pretrained['train_state']['update']} of its pretraining run).",
             "Each model is fine-tuned for the same number of updates; the checkpoint with the lowest dev CER "
-            "is decoded (CTC prefix beam search, no language model).", "",
+            "is decoded (CTC prefix beam search, no language model)."
+            + ("" if exp_of["scratch"] == exp_of["pretrained"] else
+               f" The scratch control is the one in `{exp_of['scratch']}` (it does not depend on the encoder)."),
+            "",
             "| labelled data | test set | encoder | CER % | WER % | updates | chosen update | dev CER % |",
             "|---|---|---|---:|---:|---:|---:|---:|",
         ]
         budgets, inits = args.budgets.split(), ("pretrained", "scratch")
-        facts = {(budget, init): training_facts(exp / f"ctc_{init}_{budget}") for budget in budgets for init in inits}
+        model_dir = {(budget, init): exp_of[init] / f"ctc_{init}_{budget}" for budget in budgets for init in inits}
+        facts = {key: training_facts(path) for key, path in model_dir.items()}
         for budget in budgets:
             for test_set in args.test_sets.split():
                 for init in inits:
-                    decode_dir = exp / f"ctc_{init}_{budget}" / f"decode_{test_set}"
+                    decode_dir = model_dir[budget, init] / f"decode_{test_set}"
                     scores = json.loads((decode_dir / "scores.json").read_text())
                     run = facts[budget, init]
                     dev_cer = "" if run["dev_cer"] is None else f"{run['dev_cer']:.2f}"

@@ -86,6 +86,25 @@ def test_asr_outputs_and_results_table(demo):
     assert len(hidden) == 3 and frames.tolist() == [49, 24]
 
 
+def test_another_encoder_shares_the_scratch_control(demo):
+    """--scratch-exp: a second encoder's table reuses the first run's scratch models, untouched."""
+    scratch = demo / "exp_asr" / "ctc_scratch_train_10min"
+    before = {p: p.stat().st_mtime_ns for p in scratch.rglob("*")}
+    asr = run([str(EGS / "asr" / "run.sh"), "--data", str(demo / "data"), "--exp", str(demo / "exp_asr_iter1"),
+               "--scratch-exp", str(demo / "exp_asr"), "--pretrained", str(demo / "exp/hubert_iter1/checkpoints/best.pt"),
+               "--budgets", "train_10min", "--results", str(demo / "RESULTS.md"), "--results-section", "Iteration 1",
+               "--beam-size", "3", "--finetune-args", TINY_FINETUNE], demo)
+    assert asr.returncode == 0, asr.stdout[-3000:] + asr.stderr[-3000:]
+    assert not (demo / "exp_asr_iter1" / "ctc_scratch_train_10min").exists()
+    assert (demo / "exp_asr_iter1" / "ctc_pretrained_train_10min" / "decode_test" / "scores.json").exists()
+    assert {p: p.stat().st_mtime_ns for p in scratch.rglob("*")} == before
+    demo_section, iter1_section = (demo / "RESULTS.md").read_text().split("## Iteration 1")
+    assert f"The scratch control is the one in `{demo / 'exp_asr'}`" in iter1_section
+    scratch_rows = [[line for line in section.splitlines() if "| scratch |" in line]
+                    for section in (demo_section, iter1_section)]
+    assert len(scratch_rows[1]) == 2 and scratch_rows[0] == scratch_rows[1]
+
+
 def test_rerun_skips_finished_stages(demo):
     again = run(ssl_args(demo), demo)
     assert again.returncode == 0
