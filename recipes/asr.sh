@@ -23,6 +23,7 @@ finetune_args=""          # extra options for audiossl.bin.finetune_ctc, e.g. "-
 beam_size=8
 results=RESULTS.md
 results_section="Demo setting"   # the section of $results this run's table goes in (others are kept)
+results_command=""        # the command the table names (default: run.sh and this run's options)
 launcher=""
 exp=exp
 scratch_exp=""            # experiment dir of the scratch control (default: --exp); settings that differ only
@@ -38,7 +39,8 @@ help_message="Usage: $0 --pretrained <checkpoint> [options]   (run from egs/<cor
   --exp DIR                    experiment dir ($exp)
   --scratch-exp DIR            experiment dir of the scratch control (default: --exp), to share one control
                                between encoders of the same architecture fine-tuned with the same config
-  --results FILE / --results-section TITLE   where the table goes ($results, section '$results_section')"
+  --results FILE / --results-section TITLE   where the table goes ($results, section '$results_section')
+  --results-command '...'      the command the table names (default: run.sh with this run's options)"
 command_line="$(basename "$(pwd)")/run.sh${*:+$(printf " %q" "$@")}"
 . ./path.sh
 . ./cmd.sh
@@ -95,6 +97,6 @@ fi
 if run_stage 5; then
   echo "$(date +%T) stage 5: results table -> $results"
   python3 -m audiossl.bin.results_table --exp $exp --scratch-exp $scratch_exp --budgets "$budgets" --test-sets "$test_sets" \
-    --pretrained $pretrained --command "$command_line" --section "$results_section" $results
+    --pretrained $pretrained --command "${results_command:-$command_line}" --section "$results_section" $results
 fi
 echo "$(date +%T) $0: done (stages $stage..$stop_stage)"

@@ -93,13 +93,14 @@ def test_another_encoder_shares_the_scratch_control(demo):
     asr = run([str(EGS / "asr" / "run.sh"), "--data", str(demo / "data"), "--exp", str(demo / "exp_asr_iter1"),
                "--scratch-exp", str(demo / "exp_asr"), "--pretrained", str(demo / "exp/hubert_iter1/checkpoints/best.pt"),
                "--budgets", "train_10min", "--results", str(demo / "RESULTS.md"), "--results-section", "Iteration 1",
-               "--beam-size", "3", "--finetune-args", TINY_FINETUNE], demo)
+               "--results-command", "asr/run_iter1.sh", "--beam-size", "3", "--finetune-args", TINY_FINETUNE], demo)
     assert asr.returncode == 0, asr.stdout[-3000:] + asr.stderr[-3000:]
     assert not (demo / "exp_asr_iter1" / "ctc_scratch_train_10min").exists()
     assert (demo / "exp_asr_iter1" / "ctc_pretrained_train_10min" / "decode_test" / "scores.json").exists()
     assert {p: p.stat().st_mtime_ns for p in scratch.rglob("*")} == before
     demo_section, iter1_section = (demo / "RESULTS.md").read_text().split("## Iteration 1")
     assert f"The scratch control is the one in `{demo / 'exp_asr'}`" in iter1_section
+    assert "Produced by `asr/run_iter1.sh`." in iter1_section
     scratch_rows = [[line for line in section.splitlines() if "| scratch |" in line]
                     for section in (demo_section, iter1_section)]
     assert len(scratch_rows[1]) == 2 and scratch_rows[0] == scratch_rows[1]

@@ -8,4 +8,5 @@
 cd "$(dirname "$0")"
 exec ./run.sh --pretrained ../ssl/exp_large/hubert_iter2/checkpoints/best.pt \
   --finetune-config conf/finetune_long.yaml --exp exp_large --scratch-exp exp_long \
-  --results-section "Large setting (conf/finetune_long.yaml, pretrained on 9 h)" "$@"
+  --results-section "Large setting (conf/finetune_long.yaml, pretrained on 9 h)" \
+  --results-command "asr/run_large.sh${*:+$(printf " %q" "$@")}" "$@"

@@ -5,4 +5,5 @@
 # Options: ../../../recipes/asr.sh --help
 cd "$(dirname "$0")"
 exec ./run.sh --finetune-config conf/finetune_long.yaml --exp exp_long \
-  --results-section "Long setting (conf/finetune_long.yaml)" "$@"
+  --results-section "Long setting (conf/finetune_long.yaml)" \
+  --results-command "asr/run_long.sh${*:+$(printf " %q" "$@")}" "$@"
