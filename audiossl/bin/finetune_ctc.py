@@ -8,8 +8,9 @@
 weights) make the encoder; with --scratch it is never frozen. The config's ``ctc``
 section sets the tokenizer (``char``, ``bpe`` or ``unigram`` with ``vocab_size``),
 ``encoder_layers`` (keep only the first N transformer layers; the top layers of a briefly
-pretrained HuBERT are specialised to its targets), ``final_dropout``, ``mask_prob``,
-``mask_length`` and ``freeze_encoder_updates``; its
+pretrained HuBERT are specialised to its targets), ``encoder_layer_drop`` (fairseq's
+fine-tuning ``layerdrop``; default 0, none: the pretraining run's value is not carried over),
+``final_dropout``, ``mask_prob``, ``mask_length`` and ``freeze_encoder_updates``; its
 ``trainer`` section the optimisation. The tokenizer is trained
 on the training transcripts and stored in the model's checkpoints. The checkpoint with the
 lowest dev CER is ``<exp-dir>/checkpoints/best.pt``. Re-running continues from last.pt.
@@ -42,11 +43,13 @@ def token_targets(data_dir, tokenizer) -> dict:
     return {utt: tokenizer.encode(data["text"][utt]) for utt in data.utterances}
 
 
-def keep_layers(payload: dict, num_layers: int | None) -> dict:
-    """The checkpoint with its encoder cut to the first ``num_layers`` transformer layers (None: all)."""
-    if num_layers is None:
-        return payload
+def fine_tuning_encoder(payload: dict, num_layers: int | None = None, layer_drop: float = 0.0) -> dict:
+    """The checkpoint with its encoder as fine-tuning uses it: its first ``num_layers`` transformer
+    layers (None: all) and layer drop ``layer_drop`` in place of the pretraining run's."""
     config = copy.deepcopy(payload["config"])
+    config["encoder"]["layer_drop"] = layer_drop
+    if num_layers is None:
+        return {**payload, "config": config}
     if not 1 <= num_layers <= config["encoder"]["num_layers"]:
         raise ValueError(f"encoder_layers {num_layers} not in 1..{config['encoder']['num_layers']}")
     config["encoder"]["num_layers"] = num_layers
@@ -81,7 +84,8 @@ def main(argv=None) -> int:
         run = load_run_config(args.config, args.set)
         ctc = dict(run.get("ctc", {}))
         kind, vocab_size = ctc.pop("tokenizer", "char"), ctc.pop("vocab_size", None)
-        pretrained = keep_layers(load_checkpoint(args.init), ctc.pop("encoder_layers", None))
+        pretrained = fine_tuning_encoder(load_checkpoint(args.init), ctc.pop("encoder_layers", None),
+                                         ctc.pop("encoder_layer_drop", 0.0))
         exp = Path(args.exp_dir)
         last = exp / "checkpoints" / "last.pt"
         if last.exists():  # resuming: keep the tokenizer the run started with

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from audiossl.bin.finetune_ctc import keep_layers
+from audiossl.bin.finetune_ctc import fine_tuning_encoder
 from audiossl.bin.pretrain import ignored_model_settings, initialized_from
 from audiossl.checkpoint import build_model, load_checkpoint, save_checkpoint
 from audiossl.models.hubert import HubertConfig
@@ -19,16 +19,18 @@ def tiny_checkpoint(path):
     return model
 
 
-def test_keep_layers_cuts_config_and_weights(tmp_path):
+def test_fine_tuning_encoder_cuts_layers_and_sets_layer_drop(tmp_path):
     tiny_checkpoint(tmp_path / "m.pt")
     payload = load_checkpoint(tmp_path / "m.pt")
-    cut = keep_layers(payload, 1)
+    cut = fine_tuning_encoder(payload, 1, layer_drop=0.1)
     assert cut["config"]["encoder"]["num_layers"] == 1 and payload["config"]["encoder"]["num_layers"] == 2
+    assert cut["config"]["encoder"]["layer_drop"] == 0.1 and payload["config"]["encoder"]["layer_drop"] == 0.05
     model = build_model("hubert", cut["config"])
     model.load_state_dict(cut["model"])  # strict: exactly the kept layers
-    assert keep_layers(payload, None) is payload
+    whole = fine_tuning_encoder(payload)
+    assert whole["model"] is payload["model"] and whole["config"]["encoder"]["layer_drop"] == 0.0
     with pytest.raises(ValueError, match="encoder_layers 3 not in 1..2"):
-        keep_layers(payload, 3)
+        fine_tuning_encoder(payload, 3)
 
 
 def test_initialized_from_keeps_encoder_and_replaces_targets(tmp_path):

@@ -16,9 +16,10 @@ from tests.conftest import synth_speechlike
 TEXTS = ["HELLO WORLD", "A B", "OK"]
 
 
-def tiny_ctc(mask_prob: float = 0.0, freeze: int = 0):
+def tiny_ctc(mask_prob: float = 0.0, freeze: int = 0, layer_drop: float = 0.0):
     tokenizer = build_tokenizer("char", TEXTS)
     encoder = HubertConfig.tiny(frontend="fbank")
+    encoder.encoder.layer_drop = layer_drop
     config = CtcConfig(encoder_family="hubert", encoder=encoder.to_dict(), tokenizer=tokenizer.to_dict(),
                        vocab_size=tokenizer.vocab_size, final_dropout=0.0, mask_prob=mask_prob,
                        freeze_encoder_updates=freeze)
@@ -40,6 +41,23 @@ def test_forward_shapes_and_no_head_from_pretraining():
     assert frames.tolist() == model.num_frames(batch.lengths).tolist()
     torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(log_probs.shape[:2]))
     assert not any(name.startswith("encoder.head") for name, _ in model.named_parameters())
+
+
+def test_layer_drop_only_in_training_with_a_generator():
+    def run(model, generator):
+        torch.manual_seed(0)  # the same dropout draws
+        return model(batch.inputs, batch.lengths, generator)[0]
+
+    model, tokenizer = tiny_ctc(layer_drop=0.0)
+    batch = toy_batch(tokenizer)
+    generator = torch.Generator().manual_seed(0)
+    state = generator.get_state()
+    torch.testing.assert_close(run(model, generator), run(model, None))
+    assert torch.equal(generator.get_state(), state)  # no layer-drop draws at 0
+    model, _ = tiny_ctc(layer_drop=0.99)
+    assert not torch.allclose(run(model, torch.Generator().manual_seed(0)), run(model, None))
+    model.eval()
+    torch.testing.assert_close(run(model, torch.Generator().manual_seed(0)), run(model, None))
 
 
 def test_frozen_encoder_gets_no_gradient():

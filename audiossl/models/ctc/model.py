@@ -41,7 +41,8 @@ class CtcModel(nn.Module):
                 ) -> tuple[Tensor, Tensor]:
         """``(B, S)`` waveforms or ``(B, T_in, F)`` fbank → ``(B, T, V)`` log-probs (fp32), ``(B,)`` frames.
 
-        With a ``generator`` in training mode, frames are masked as configured (SpecAugment-like).
+        With a ``generator`` in training mode, frames are masked as configured (SpecAugment-like)
+        and the encoder drops layers with its configured ``layer_drop``.
         """
         mask = None
         if generator is not None and self.training and self.config.mask_prob > 0:
@@ -50,7 +51,7 @@ class CtcModel(nn.Module):
             mask = compute_span_mask((inputs.shape[0], time), frames, self.config.mask_prob,
                                      self.config.mask_length, 0, generator)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.encoder_frozen):
-            hidden, frame_lengths = self.encoder.encode(inputs, lengths, mask)
+            hidden, frame_lengths = self.encoder.encode(inputs, lengths, mask, generator)
         logits = self.head(self.dropout(hidden[-1]))
         return logits.float().log_softmax(-1), frame_lengths
 
