@@ -22,6 +22,7 @@ do not transfer to real speech.
 """
 from __future__ import annotations
 
+import dataclasses
 import html
 import logging
 import os
@@ -32,7 +33,6 @@ import shutil
 import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
