@@ -34,6 +34,7 @@ from audiossl.checkpoint import load_checkpoint, save_checkpoint
 from audiossl.data.dataset import BucketBatchSampler, UtteranceDataset, collate, input_rate
 from audiossl.tasks.base import Task
 from audiossl.train.distributed import DistInfo, all_reduce_sums, barrier, cleanup, init_distributed
+from audiossl.train.precision import resolve_precision
 from audiossl.train.schedules import ScheduleConfig, build_scheduler
 
 logger = logging.getLogger("audiossl.train")
@@ -57,7 +58,7 @@ class TrainerConfig:
     eps: float = 1e-6
     clip_norm: float = 10.0
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    precision: str = "bf16"          # bf16 | fp16 | fp32
+    precision: str = "auto"          # auto (bf16 where native, else fp32) | bf16 | fp16 | fp32
     seed: int = 1
     log_interval: int = 10
     valid_interval: int = 100
@@ -93,9 +94,8 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, betas=tuple(config.betas),
                                            eps=config.eps, weight_decay=config.weight_decay)
         self.scheduler = build_scheduler(self.optimizer, config.schedule)
-        if config.precision not in ("bf16", "fp16", "fp32"):
-            raise ValueError(f"precision must be bf16, fp16 or fp32, not '{config.precision}'")
-        self.scaler = torch.amp.GradScaler(self.info.device.type, enabled=config.precision == "fp16")
+        self.precision = resolve_precision(config.precision, self.info.device)
+        self.scaler = torch.amp.GradScaler(self.info.device.type, enabled=self.precision == "fp16")
         self.generator = torch.Generator().manual_seed(config.seed * 7919 + self.info.rank)
         torch.manual_seed(config.seed * 104729 + self.info.rank)
         # train_seconds: wall-clock time spent training, summed over resumed runs
@@ -164,7 +164,7 @@ class Trainer:
 
     # ---------------------------------------------------------------- loop
     def _autocast(self):
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.config.precision)
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         return torch.autocast(self.info.device.type, dtype=dtype, enabled=dtype is not None)
 
     def _to_device(self, batch):
@@ -198,7 +198,7 @@ class Trainer:
         if finite:
             self.scaler.unscale_(self.optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
-            finite = bool(torch.isfinite(grad_norm)) or self.config.precision == "fp16"
+            finite = bool(torch.isfinite(grad_norm)) or self.precision == "fp16"
             sums["grad_norm"] = float(grad_norm)
         if finite:
             self.scaler.step(self.optimizer)
@@ -228,6 +228,8 @@ class Trainer:
         self.exp_dir.mkdir(parents=True, exist_ok=True)
         self._setup_logging()
         self.resume()
+        logger.info("precision %s (configured %s) on %s, %d thread(s) per rank", self.precision,
+                    self.config.precision, self.info.device, torch.get_num_threads())
         writer = self._tensorboard()
         config = self.config
         summary: dict[str, float] = {}
