@@ -2,7 +2,7 @@
 
     python -m audiossl.bin.results_table --exp exp --budgets "train_10min train_1h" \\
         --test-sets "test test_unseen" --pretrained <ckpt> --command "<how it was run>" \\
-        [--scratch-exp exp] [--section "Demo setting"] RESULTS.md
+        --section "Demo setting" [--scratch-exp exp] RESULTS.md
 
 Reads <dir>/ctc_<init>_<budget>/decode_<set>/scores.json and each model's best and last
 checkpoints, where <dir> is --exp for the pretrained models and --scratch-exp (default: --exp)
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     parser.add_argument("--test-sets", required=True)
     parser.add_argument("--pretrained", required=True)
     parser.add_argument("--command", required=True, help="the command that produced the results")
-    parser.add_argument("--section", default="Demo setting", help="title of the section the table goes in")
+    parser.add_argument("--section", required=True, help="title of the section the table goes in")
     parser.add_argument("output")
     args = parser.parse_args(argv)
     exp_of = {"pretrained": Path(args.exp), "scratch": Path(args.scratch_exp or args.exp)}
