@@ -69,6 +69,30 @@ class FeedForward(nn.Module):
         return self.dropout(self.fc2(self.activation_dropout(nn.functional.gelu(self.fc1(x)))))
 
 
+class AlibiPositionBias(nn.Module):
+    """Symmetric ALiBi (Press et al., 2022): head ``h`` adds ``-slope_h * |i - j|`` to its logits.
+
+    Slopes form the geometric sequence ``2^(-8 (h + 1) / H)`` (ALiBi's, for any ``H``), so some
+    heads attend within a few frames from the first update and others almost globally. No
+    parameters: one instance can serve every layer. fairseq and HF HuBERT have no equivalent
+    (they use only the convolutional positional embedding).
+
+    Args:
+        num_heads: attention heads ``H``.
+    """
+
+    def __init__(self, num_heads: int) -> None:
+        super().__init__()
+        exponents = torch.arange(1, num_heads + 1, dtype=torch.float32) * (-8.0 / num_heads)
+        self.register_buffer("slopes", torch.pow(2.0, exponents), persistent=False)
+
+    def forward(self, time: int) -> Tensor:
+        """``(H, T, T)`` additive attention bias for ``T`` frames (fp32, on the slopes' device)."""
+        positions = torch.arange(time, device=self.slopes.device, dtype=torch.float32)
+        distance = (positions[None, :] - positions[:, None]).abs()
+        return -self.slopes[:, None, None] * distance
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention with a key padding mask, via ``scaled_dot_product_attention``.
 
@@ -76,15 +100,18 @@ class SelfAttention(nn.Module):
         dim: fairseq ``encoder_embed_dim``.
         num_heads: fairseq ``encoder_attention_heads``.
         dropout: fairseq ``attention_dropout`` (on the attention weights, training only).
+        position_bias: a module ``position_bias(T) -> (H, T, T)`` added to the attention
+            logits (e.g. :class:`AlibiPositionBias`), or None.
     """
 
-    def __init__(self, dim: int, num_heads: int, dropout: float) -> None:
+    def __init__(self, dim: int, num_heads: int, dropout: float, position_bias: nn.Module | None = None) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.dim = dim
         self.num_heads = num_heads
         self.dropout = dropout
+        self.position_bias = position_bias
         self.q_proj = nn.Linear(dim, dim)
         self.k_proj = nn.Linear(dim, dim)
         self.v_proj = nn.Linear(dim, dim)
@@ -97,13 +124,12 @@ class SelfAttention(nn.Module):
         def heads(t: Tensor) -> Tensor:
             return t.view(batch, time, self.num_heads, -1).transpose(1, 2)
 
+        q, k, v = heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x))
         attend = ~padding_mask[:, None, None, :]
+        if self.position_bias is not None:  # (B, H, T, T) float mask: the bias, -inf at padded keys
+            attend = self.position_bias(time).to(q.dtype)[None].masked_fill(~attend, float("-inf"))
         out = nn.functional.scaled_dot_product_attention(
-            heads(self.q_proj(x)),
-            heads(self.k_proj(x)),
-            heads(self.v_proj(x)),
-            attn_mask=attend,
-            dropout_p=self.dropout if self.training else 0.0,
+            q, k, v, attn_mask=attend, dropout_p=self.dropout if self.training else 0.0
         )
         return self.out_proj(out.transpose(1, 2).reshape(batch, time, self.dim))
 

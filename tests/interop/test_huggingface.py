@@ -84,6 +84,10 @@ def test_config_round_trip():
 def test_unsupported_inputs_are_named():
     with pytest.raises(InteropError, match="only the waveform front end"):
         config_to_hf(HubertConfig.tiny("fbank"))
+    alibi = HubertConfig.tiny()
+    alibi.encoder.position_bias = "alibi"
+    with pytest.raises(InteropError, match="no attention position bias"):
+        config_to_hf(alibi)
     hf = config_to_hf(HubertConfig.tiny())
     with pytest.raises(InteropError, match="hidden_act='relu'"):
         config_from_hf({**hf, "hidden_act": "relu"})

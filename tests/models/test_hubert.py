@@ -73,6 +73,35 @@ def test_validate_names_every_broken_rule():
         build_hubert(config)
 
 
+def test_unknown_position_bias_is_named():
+    config = HubertConfig.tiny()
+    config.encoder.position_bias = "rope"
+    with pytest.raises(ValueError, match="encoder.position_bias must be one of"):
+        config.validate()
+
+
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_alibi_model_trains_and_ignores_padding(frontend):
+    torch.manual_seed(0)
+    config = HubertConfig.tiny(frontend)
+    config.encoder.position_bias = "alibi"
+    model = build_hubert(HubertConfig.from_dict(config.to_dict()))
+    attentions = {id(layer.attention.position_bias) for layer in model.encoder.layers}
+    assert len(attentions) == 1 and None not in attentions  # one bias module shared by every layer
+    inputs, lengths = model_inputs(model, *batch(lengths=(16000, 9000)))
+    out = model(inputs, lengths, random_targets(model, lengths, config.num_classes), torch.Generator().manual_seed(0))
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and model.encoder.layers[0].attention.q_proj.weight.grad.abs().sum() > 0
+    model.eval()
+    wavs, wav_lengths = batch(seed=1, lengths=(7000, 20000))
+    with torch.no_grad():
+        batched, frames = model.extract_features(wavs, wav_lengths)
+        alone, _ = model.extract_features(wavs[:1, :7000], wav_lengths[:1])
+    n = int(frames[0])
+    for b, a in zip(batched, alone):
+        torch.testing.assert_close(b[0, :n], a[0], atol=1e-4, rtol=1e-4)
+
+
 def test_from_dict_rejects_unknown_keys():
     data = HubertConfig.tiny().to_dict()
     data["encoder"]["num_layer"] = 3

@@ -14,6 +14,7 @@ ConvLayers = tuple[tuple[int, int, int], ...]
 
 DEFAULT_CONV_LAYERS: ConvLayers = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2
 FRONTEND_KINDS = ("waveform", "fbank")
+POSITION_BIASES = ("none", "alibi")
 CONV_MODES = ("default", "layer_norm")
 
 
@@ -50,6 +51,10 @@ class EncoderConfig:
     [attention_dropout], activation_dropout [activation_dropout], layer_drop
     [encoder_layerdrop], layer_norm_first [layer_norm_first], conv_pos [conv_pos],
     conv_pos_groups [conv_pos_groups].
+
+    position_bias: ``"none"`` (fairseq and the paper: the positional convolution only) or
+    ``"alibi"`` (:class:`~audiossl.nn.transformer.AlibiPositionBias` in every layer's attention,
+    on top of the positional convolution; no fairseq or HF equivalent).
     """
 
     num_layers: int = 12
@@ -63,6 +68,7 @@ class EncoderConfig:
     layer_norm_first: bool = False
     conv_pos: int = 128
     conv_pos_groups: int = 16
+    position_bias: str = "none"
 
 
 @dataclass
@@ -145,6 +151,8 @@ class HubertConfig:
         fe, enc, mask = self.frontend, self.encoder, self.mask
         if fe.kind not in FRONTEND_KINDS:
             errors.append(f"frontend.kind must be one of {FRONTEND_KINDS}, got {fe.kind!r}")
+        if enc.position_bias not in POSITION_BIASES:
+            errors.append(f"encoder.position_bias must be one of {POSITION_BIASES}, got {enc.position_bias!r}")
         if fe.conv_mode not in CONV_MODES:
             errors.append(f"frontend.conv_mode must be one of {CONV_MODES}, got {fe.conv_mode!r}")
         if not fe.conv_layers or any(len(layer) != 3 or min(layer) < 1 for layer in fe.conv_layers):

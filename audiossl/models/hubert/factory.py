@@ -7,6 +7,7 @@ from audiossl.models.hubert.config import EncoderConfig, FrontendConfig, HubertC
 from audiossl.models.hubert.model import HubertModel
 from audiossl.nn.frontends import ConvBlock, ConvWaveformEncoder, FbankSubsampler, FeatureProjection
 from audiossl.nn.transformer import (
+    AlibiPositionBias,
     ConvPositionalEmbedding,
     EncoderLayer,
     FeedForward,
@@ -34,10 +35,12 @@ def build_frontend(config: FrontendConfig) -> ConvWaveformEncoder | FbankSubsamp
 
 
 def build_encoder(config: EncoderConfig) -> TransformerEncoder:
-    """Transformer encoder with conv positional embedding, initialised as fairseq (BERT init)."""
+    """Transformer encoder with conv positional embedding (and the configured attention position
+    bias, one module shared by every layer), initialised as fairseq (BERT init)."""
+    position_bias = AlibiPositionBias(config.num_heads) if config.position_bias == "alibi" else None
     layers = [
         EncoderLayer(
-            attention=SelfAttention(config.dim, config.num_heads, config.attention_dropout),
+            attention=SelfAttention(config.dim, config.num_heads, config.attention_dropout, position_bias),
             feed_forward=FeedForward(config.dim, config.ffn_dim, config.activation_dropout, config.dropout),
             dropout=config.dropout,
             layer_norm_first=config.layer_norm_first,

@@ -101,6 +101,8 @@ def config_to_hf(config: HubertConfig) -> dict[str, Any]:
     fe, enc = config.frontend, config.encoder
     if fe.kind != "waveform":
         raise InteropError(f"only the waveform front end has a Hugging Face equivalent, not {fe.kind!r}")
+    if enc.position_bias != "none":
+        raise InteropError(f"Hugging Face HuBERT has no attention position bias ({enc.position_bias!r})")
     channels, kernels, strides = (list(column) for column in zip(*fe.conv_layers))
     return {
         "model_type": "hubert",
