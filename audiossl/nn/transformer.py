@@ -133,6 +133,17 @@ class SelfAttention(nn.Module):
         )
         return self.out_proj(out.transpose(1, 2).reshape(batch, time, self.dim))
 
+    def attention_weights(self, x: Tensor, padding_mask: Tensor) -> Tensor:
+        """The ``(B, H, T, T)`` attention weights :meth:`forward` applies (no dropout), computed
+        explicitly: softmax of ``q k^T / sqrt(d)`` plus the position bias, zero at padded keys."""
+        batch, time, _ = x.shape
+        q = self.q_proj(x).view(batch, time, self.num_heads, -1).transpose(1, 2)
+        k = self.k_proj(x).view(batch, time, self.num_heads, -1).transpose(1, 2)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+        if self.position_bias is not None:
+            scores = scores + self.position_bias(time).to(scores.dtype)
+        return scores.masked_fill(padding_mask[:, None, None, :], float("-inf")).softmax(-1)
+
 
 class EncoderLayer(nn.Module):
     """Attention and feed-forward blocks with residuals, post-norm or pre-norm.
@@ -160,6 +171,11 @@ class EncoderLayer(nn.Module):
         self.layer_norm_first = layer_norm_first
         self.attention_layer_norm = nn.LayerNorm(attention.dim)
         self.final_layer_norm = nn.LayerNorm(attention.dim)
+
+    def attention_weights(self, x: Tensor, padding_mask: Tensor) -> Tensor:
+        """``(B, H, T, T)`` weights of this layer's attention for layer input ``x`` (``(B, T, D)``)."""
+        return self.attention.attention_weights(self.attention_layer_norm(x) if self.layer_norm_first else x,
+                                                padding_mask)
 
     def forward(self, x: Tensor, padding_mask: Tensor) -> Tensor:
         """x ``(B, T, D)``, padding_mask ``(B, T)`` → ``(B, T, D)``."""
