@@ -34,7 +34,7 @@ def training_facts(model_dir: Path) -> dict:
         records = [json.loads(line) for line in valid_log.read_text().splitlines()]
         dev = next((r for r in records if r["update"] == best["update"]), {})
     return {"updates": last["update"], "best_update": best["update"], "dev_cer": dev.get("cer"),
-            "dev_wer": dev.get("wer"), "train_seconds": last.get("train_seconds")}
+            "dev_wer": dev.get("wer"), "train_seconds": last.get("train_seconds"), "precision": last.get("precision")}
 
 
 def minutes(seconds: float) -> str:
@@ -113,6 +113,7 @@ def main(argv=None) -> int:
                                  f"{100 * scores['wer']:.2f} | {run['updates']} | {run['best_update']} | "
                                  f"{dev_cer} |")
         times = [f"{init} on {budget} {minutes(run['train_seconds'])}"
+                 + (f" ({run['precision']})" if run["precision"] else "")
                  for (budget, init), run in facts.items() if run["train_seconds"] is not None]
         if times:
             lines += ["", "Fine-tuning wall time (m:ss, validation and checkpointing included): "

@@ -112,7 +112,7 @@ class Trainer:
         return {**self.state, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(), "generator": self.generator.get_state(),
                 "torch_rng": torch.get_rng_state(), "trainer_config": self.config.to_dict(),
-                "world_size": self.info.world_size}
+                "world_size": self.info.world_size, "precision": self.precision}
 
     def save(self, best: bool) -> None:
         """Write ``update_<N>.pt``, point ``last.pt`` (and ``best.pt``) at it, drop old ones."""
@@ -142,6 +142,9 @@ class Trainer:
         if train_state["world_size"] != self.info.world_size:
             raise TrainingError(f"{last} was written by {train_state['world_size']} ranks, this run has "
                                 f"{self.info.world_size}: the batches would differ")
+        if train_state.get("precision", self.precision) != self.precision:
+            logger.warning("%s trained in %s and continues in %s on this machine: the losses will differ from "
+                           "an uninterrupted run", last, train_state["precision"], self.precision)
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(train_state["optimizer"])
         self.scheduler.load_state_dict(train_state["scheduler"])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,15 @@ def test_resume_after_interruption_gives_same_losses(fbank_dir, tmp_path, monkey
     for key, value in straight["model"].items():
         assert torch.equal(value, last["model"][key]), key
     assert 0.0 < seconds_at_4 < last["train_state"]["train_seconds"]  # training time adds up over the runs
+
+
+def test_checkpoints_record_the_precision_and_a_changed_one_is_warned_about(fbank_dir, tmp_path, caplog):
+    make_run(fbank_dir, tmp_path / "exp", max_updates=2).fit()
+    last = tmp_path / "exp" / "checkpoints" / "last.pt"
+    assert load_checkpoint(last)["train_state"]["precision"] == "fp32"
+    with caplog.at_level(logging.WARNING, logger="audiossl.train"):
+        make_run(fbank_dir, tmp_path / "exp", max_updates=3, precision="bf16").fit()
+    assert "trained in fp32 and continues in bf16" in caplog.text
 
 
 def test_checkpoints_describe_themselves(fbank_dir, tmp_path):
