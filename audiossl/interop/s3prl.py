@@ -43,8 +43,9 @@ class S3prlUpstream(nn.Module):
 
     Args:
         model: anything with ``extract_features(wavs (B, S), lengths (B,))`` returning every
-            hidden state and the valid frames (``audiossl.load_model`` gives one), and a
-            submodule with ``frame_rate_hz`` (every audiossl front end has one).
+            hidden state and the valid frames, their sizes as ``hidden_sizes`` (``audiossl.load_model``
+            gives one), and a submodule with ``frame_rate_hz`` (every audiossl front end has one).
+            Nothing runs at construction.
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -53,10 +54,8 @@ class S3prlUpstream(nn.Module):
         rates = [m.frame_rate_hz for m in model.modules() if hasattr(m, "frame_rate_hz")]
         if not rates:
             raise ValueError(f"{type(model).__name__} has no front end with a frame_rate_hz")
-        with torch.no_grad():
-            hidden, _ = model.extract_features(torch.zeros(1, SAMPLE_RATE), torch.tensor([SAMPLE_RATE]))
-        self._hidden_sizes = [h.shape[-1] for h in hidden]
-        self._downsample_rates = [round(SAMPLE_RATE / rates[0])] * len(hidden)
+        self._hidden_sizes = list(model.hidden_sizes)
+        self._downsample_rates = [round(SAMPLE_RATE / rates[0])] * len(self._hidden_sizes)
 
     @property
     def num_layers(self) -> int:

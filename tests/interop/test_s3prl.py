@@ -12,6 +12,7 @@ def test_featurizer_weighted_sum_over_an_audiossl_model():
     s3prl_nn = import_s3prl_nn()
     model = build_hubert(HubertConfig.tiny("fbank")).eval()
     upstream = S3prlUpstream(model)
+    assert upstream.num_layers == 3 == len(model.extract_features(torch.zeros(1, 16000), torch.tensor([16000]))[0])
     assert upstream.num_layers == 3 and upstream.hidden_sizes == [64] * 3 and upstream.downsample_rates == [320] * 3
     wavs, lengths = torch.randn(2, 16000, 1) * 0.1, torch.tensor([16000, 12000])
     with torch.no_grad():

@@ -102,3 +102,4 @@ def test_checkpoint_round_trip_transcribe(tmp_path):
     assert all(isinstance(t, str) for t in loaded.transcribe(wavs, lengths, beam_size=3))
     hidden, frames = loaded.extract_features(wavs, lengths)
     assert len(hidden) == loaded.encoder.config.encoder.num_layers + 1 and frames.tolist() == [39, 27]
+    assert loaded.hidden_sizes == [h.shape[-1] for h in hidden]

@@ -142,6 +142,7 @@ def test_encode_shapes_and_frame_counts(frontend):
     hidden, frames = model.extract_features(wavs, lengths)
     assert frames.tolist() == [49, 24, 12]
     assert len(hidden) == 3 and all(h.shape == (3, 49, 64) for h in hidden)
+    assert model.hidden_sizes == [64] * 3
     inputs, input_lengths = model_inputs(model, wavs, lengths)
     assert model.num_frames(input_lengths).tolist() == [49, 24, 12]
     direct, _ = model.encode(inputs, input_lengths)

@@ -55,6 +55,11 @@ class CtcModel(nn.Module):
         logits = self.head(self.dropout(hidden[-1]))
         return logits.float().log_softmax(-1), frame_lengths
 
+    @property
+    def hidden_sizes(self) -> list[int]:
+        """Feature size of each hidden state :meth:`extract_features` returns."""
+        return self.encoder.hidden_sizes
+
     def extract_features(self, wavs: Tensor, lengths: Tensor) -> tuple[list[Tensor], Tensor]:
         """Every hidden state of the encoder from ``(B, S)`` 16 kHz waveforms (see the encoder's)."""
         return self.encoder.extract_features(wavs, lengths)

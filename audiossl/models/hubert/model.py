@@ -85,6 +85,11 @@ class HubertModel(nn.Module):
         padding_mask = ~valid_mask(frame_lengths, x.shape[1])
         return self.encoder(x, padding_mask, generator), frame_lengths
 
+    @property
+    def hidden_sizes(self) -> list[int]:
+        """Feature size of each hidden state :meth:`extract_features` returns (encoder input first)."""
+        return [self.config.encoder.dim] * (self.config.encoder.num_layers + 1)
+
     def extract_features(self, wavs: Tensor, lengths: Tensor) -> tuple[list[Tensor], Tensor]:
         """Hidden states from ``(B, S)`` 16 kHz waveforms with ``(B,)`` valid samples.
 
