@@ -41,12 +41,14 @@ def transformer_of(model: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def attention_statistics(model: nn.Module, batches) -> AttentionStatistics:
-    """Attention entropy and distance of every head of ``model`` (eval mode, no masking).
+    """Attention entropy and distance of every head of ``model`` (in eval mode; no masking).
 
     Args:
         model: a pretraining or fine-tuned model (see :func:`transformer_of`).
         batches: iterable of ``(inputs, lengths)`` of the model's input kind.
     """
+    if model.training:
+        raise ValueError("attention_statistics needs a model in eval mode (dropout and layer drop off)")
     net = transformer_of(model)
     layers = net.encoder.layers
     entropy = distance = None
@@ -54,9 +56,10 @@ def attention_statistics(model: nn.Module, batches) -> AttentionStatistics:
     for inputs, lengths in batches:
         hidden, frame_lengths = net.encode(inputs, lengths)
         time = hidden[0].shape[1]
-        padding = torch.arange(time)[None, :] >= frame_lengths[:, None]
+        positions = torch.arange(time, device=frame_lengths.device)
+        padding = positions[None, :] >= frame_lengths[:, None]
         valid = (~padding).float()  # (B, T)
-        gap = (torch.arange(time)[None, :] - torch.arange(time)[:, None]).abs().float()  # (T, T)
+        gap = (positions[None, :] - positions[:, None]).abs().float()  # (T, T)
         log_len = frame_lengths.clamp(min=2).float().log()  # (B,)
         sums_e, sums_d = [], []
         for layer, x in zip(layers, hidden):
@@ -74,7 +77,7 @@ def attention_statistics(model: nn.Module, batches) -> AttentionStatistics:
         frames += int(frame_lengths.sum())
     if not frames:
         raise ValueError("no frames to measure")
-    return AttentionStatistics(entropy / frames, distance / frames, uniform / frames, frames)
+    return AttentionStatistics((entropy / frames).cpu(), (distance / frames).cpu(), uniform / frames, frames)
 
 
 def format_statistics(name: str, stats: AttentionStatistics) -> str:

@@ -72,7 +72,8 @@ class FeedForward(nn.Module):
 class AlibiPositionBias(nn.Module):
     """Symmetric ALiBi (Press et al., 2022): head ``h`` adds ``-slope_h * |i - j|`` to its logits.
 
-    Slopes form the geometric sequence ``2^(-8 (h + 1) / H)`` (ALiBi's, for any ``H``), so some
+    Slopes form the geometric sequence ``2^(-8 (h + 1) / H)`` (ALiBi's slopes when ``H`` is a
+    power of two; for other ``H`` ALiBi interleaves a second sequence, this does not), so some
     heads attend within a few frames from the first update and others almost globally. No
     parameters: one instance can serve every layer. fairseq and HF HuBERT have no equivalent
     (they use only the convolutional positional embedding).

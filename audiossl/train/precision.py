@@ -18,8 +18,9 @@ logger = logging.getLogger("audiossl.train")
 
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` does bf16 arithmetic in hardware."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+    if device.type == "cuda":  # emulation does not count: it is what auto avoids
+        with torch.cuda.device(device):
+            return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == "cpu":
         return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
                     or getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())

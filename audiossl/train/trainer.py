@@ -148,7 +148,8 @@ class Trainer:
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(train_state["optimizer"])
         self.scheduler.load_state_dict(train_state["scheduler"])
-        self.scaler.load_state_dict(train_state["scaler"])
+        if train_state["scaler"]:  # empty when the run did not train in fp16 (its scaler was off)
+            self.scaler.load_state_dict(train_state["scaler"])
         self.generator.set_state(train_state["generator"])
         torch.set_rng_state(train_state["torch_rng"])
         # train_seconds is unknown (None) for checkpoints written before it was recorded

@@ -56,6 +56,11 @@ def test_alibi_heads_look_nearer_and_each_more_locally_than_the_next():
     assert bool((alibi.distance.diff(dim=1) > 0).all())  # slopes fall from head 1 to head 4
 
 
+def test_a_model_in_training_mode_is_refused():
+    with pytest.raises(ValueError, match="eval mode"):
+        attention_statistics(tiny().train(), fbank_batches())
+
+
 def test_fine_tuned_models_are_measured_through_their_encoder():
     encoder = tiny()
     tokenizer = build_tokenizer("char", ["AB C"], None)

@@ -83,13 +83,16 @@ def test_resume_after_interruption_gives_same_losses(fbank_dir, tmp_path, monkey
     assert 0.0 < seconds_at_4 < last["train_state"]["train_seconds"]  # training time adds up over the runs
 
 
-def test_checkpoints_record_the_precision_and_a_changed_one_is_warned_about(fbank_dir, tmp_path, caplog):
+@pytest.mark.parametrize("resumed_in", ["bf16", "fp16"])
+def test_checkpoints_record_the_precision_and_a_changed_one_is_warned_about(fbank_dir, tmp_path, caplog,
+                                                                            resumed_in):
     make_run(fbank_dir, tmp_path / "exp", max_updates=2).fit()
     last = tmp_path / "exp" / "checkpoints" / "last.pt"
     assert load_checkpoint(last)["train_state"]["precision"] == "fp32"
     with caplog.at_level(logging.WARNING, logger="audiossl.train"):
-        make_run(fbank_dir, tmp_path / "exp", max_updates=3, precision="bf16").fit()
-    assert "trained in fp32 and continues in bf16" in caplog.text
+        make_run(fbank_dir, tmp_path / "exp", max_updates=3, precision=resumed_in).fit()
+    assert f"trained in fp32 and continues in {resumed_in}" in caplog.text
+    assert load_checkpoint(last)["train_state"]["update"] == 3  # fp16's scaler starts afresh
 
 
 def test_checkpoints_describe_themselves(fbank_dir, tmp_path):
