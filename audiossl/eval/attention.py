@@ -51,7 +51,8 @@ def attention_statistics(model: nn.Module, batches) -> AttentionStatistics:
         raise ValueError("attention_statistics needs a model in eval mode (dropout and layer drop off)")
     net = transformer_of(model)
     layers = net.encoder.layers
-    entropy = distance = None
+    entropy = torch.zeros(len(layers), layers[0].attention.num_heads)
+    distance = torch.zeros_like(entropy)
     uniform, frames = 0.0, 0
     for inputs, lengths in batches:
         hidden, frame_lengths = net.encode(inputs, lengths)
@@ -61,23 +62,18 @@ def attention_statistics(model: nn.Module, batches) -> AttentionStatistics:
         valid = (~padding).float()  # (B, T)
         gap = (positions[None, :] - positions[:, None]).abs().float()  # (T, T)
         log_len = frame_lengths.clamp(min=2).float().log()  # (B,)
-        sums_e, sums_d = [], []
-        for layer, x in zip(layers, hidden):
+        for index, (layer, x) in enumerate(zip(layers, hidden)):
             weights = layer.attention_weights(x, padding)  # (B, H, T, T)
             plogp = torch.where(weights > 0, weights * weights.clamp_min(1e-30).log(), 0.0)
             ent = -plogp.sum(-1) / log_len[:, None, None]  # (B, H, T)
-            dist = (weights * gap).sum(-1)
-            sums_e.append((ent * valid[:, None]).sum((0, 2)))
-            sums_d.append((dist * valid[:, None]).sum((0, 2)))
-        e, d = torch.stack(sums_e), torch.stack(sums_d)
-        entropy = e if entropy is None else entropy + e
-        distance = d if distance is None else distance + d
+            entropy[index] += (ent * valid[:, None]).sum((0, 2)).cpu()
+            distance[index] += ((weights * gap).sum(-1) * valid[:, None]).sum((0, 2)).cpu()
         for n in frame_lengths.tolist():  # uniform attention: mean |i - j| over an n x n grid
             uniform += (n * n - 1) / 3.0
         frames += int(frame_lengths.sum())
     if not frames:
         raise ValueError("no frames to measure")
-    return AttentionStatistics((entropy / frames).cpu(), (distance / frames).cpu(), uniform / frames, frames)
+    return AttentionStatistics(entropy / frames, distance / frames, uniform / frames, frames)
 
 
 def format_statistics(name: str, stats: AttentionStatistics) -> str:
@@ -111,4 +107,3 @@ def plot_distances(named_stats: dict[str, AttentionStatistics], path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-

@@ -118,14 +118,14 @@ class SelfAttention(nn.Module):
         self.v_proj = nn.Linear(dim, dim)
         self.out_proj = nn.Linear(dim, dim)
 
+    def _heads(self, t: Tensor) -> Tensor:
+        """``(B, T, D)`` → ``(B, H, T, D / H)``."""
+        return t.view(t.shape[0], t.shape[1], self.num_heads, -1).transpose(1, 2)
+
     def forward(self, x: Tensor, padding_mask: Tensor) -> Tensor:
         """x ``(B, T, D)``, padding_mask ``(B, T)`` → ``(B, T, D)``; padded keys get no weight."""
         batch, time, _ = x.shape
-
-        def heads(t: Tensor) -> Tensor:
-            return t.view(batch, time, self.num_heads, -1).transpose(1, 2)
-
-        q, k, v = heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x))
+        q, k, v = self._heads(self.q_proj(x)), self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
         attend = ~padding_mask[:, None, None, :]
         if self.position_bias is not None:  # (B, H, T, T) float mask: the bias, -inf at padded keys
             attend = self.position_bias(time).to(q.dtype)[None].masked_fill(~attend, float("-inf"))
@@ -137,9 +137,8 @@ class SelfAttention(nn.Module):
     def attention_weights(self, x: Tensor, padding_mask: Tensor) -> Tensor:
         """The ``(B, H, T, T)`` attention weights :meth:`forward` applies (no dropout), computed
         explicitly: softmax of ``q k^T / sqrt(d)`` plus the position bias, zero at padded keys."""
-        batch, time, _ = x.shape
-        q = self.q_proj(x).view(batch, time, self.num_heads, -1).transpose(1, 2)
-        k = self.k_proj(x).view(batch, time, self.num_heads, -1).transpose(1, 2)
+        time = x.shape[1]
+        q, k = self._heads(self.q_proj(x)), self._heads(self.k_proj(x))
         scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
         if self.position_bias is not None:
             scores = scores + self.position_bias(time).to(scores.dtype)

@@ -1,9 +1,9 @@
 """Which floating-point precision a run trains in on the machine it runs on.
 
 bf16 autocast pays only where the hardware does bf16 arithmetic: CUDA GPUs that support it,
-and CPUs with AMX or AVX512-BF16. Elsewhere torch emulates it, and on a 2-core AVX2 CPU a
-training step of the small HuBERT measured 15-20x slower in bf16 than in fp32. ``auto``
-picks bf16 where it is native and fp32 otherwise.
+and CPUs with AMX or AVX512-BF16. Elsewhere torch emulates it: on a 2-core AVX2 CPU a
+training update of the small HuBERT took 26x as long in bf16 as in fp32 (``bench/precision.py``).
+``auto`` picks bf16 where it is native and fp32 otherwise.
 """
 from __future__ import annotations
 
