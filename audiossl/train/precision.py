@@ -7,13 +7,9 @@ training update of the small HuBERT took 26x as long in bf16 as in fp32 (``bench
 """
 from __future__ import annotations
 
-import logging
-
 import torch
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
-
-logger = logging.getLogger("audiossl.train")
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -30,15 +26,19 @@ def native_bf16(device: torch.device) -> bool:
 def resolve_precision(requested: str, device: torch.device) -> str:
     """``bf16``, ``fp16`` or ``fp32`` for a run configured with ``requested`` on ``device``.
 
-    ``auto`` becomes bf16 where it is native, fp32 elsewhere. An explicit bf16 is kept, with
-    a warning where it is emulated (it still works, many times slower).
+    ``auto`` becomes bf16 where it is native, fp32 elsewhere. An explicit bf16 is kept where it
+    is emulated (it still works, many times slower: see :func:`emulation_warning`).
     """
     if requested not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not '{requested}'")
     if requested == "auto":
         return "bf16" if native_bf16(device) else "fp32"
-    if requested == "bf16" and not native_bf16(device):
-        logger.warning("precision bf16 on a %s without native bf16 (no AMX or AVX512-BF16 on a CPU): torch "
-                       "emulates it, many times slower than fp32; precision auto picks fp32 here",
-                       device.type.upper())
     return requested
+
+
+def emulation_warning(precision: str, device: torch.device) -> str | None:
+    """The warning a run in ``precision`` on ``device`` deserves, or None: bf16 where it is emulated."""
+    if precision == "bf16" and not native_bf16(device):
+        return (f"precision bf16 on a {device.type.upper()} without native bf16 (no AMX or AVX512-BF16 on a CPU): "
+                "torch emulates it, many times slower than fp32; precision auto picks fp32 here")
+    return None

@@ -34,7 +34,7 @@ from audiossl.checkpoint import load_checkpoint, save_checkpoint
 from audiossl.data.dataset import BucketBatchSampler, UtteranceDataset, collate, input_rate
 from audiossl.tasks.base import Task
 from audiossl.train.distributed import DistInfo, all_reduce_sums, barrier, cleanup, init_distributed
-from audiossl.train.precision import resolve_precision
+from audiossl.train.precision import emulation_warning, resolve_precision
 from audiossl.train.schedules import ScheduleConfig, build_scheduler
 
 logger = logging.getLogger("audiossl.train")
@@ -234,6 +234,9 @@ class Trainer:
         self.resume()
         logger.info("precision %s (configured %s) on %s, %d thread(s) per rank", self.precision,
                     self.config.precision, self.info.device, torch.get_num_threads())
+        warning = emulation_warning(self.precision, self.info.device)
+        if warning:
+            logger.warning(warning)
         writer = self._tensorboard()
         config = self.config
         summary: dict[str, float] = {}

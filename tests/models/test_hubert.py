@@ -102,6 +102,39 @@ def test_alibi_model_trains_and_ignores_padding(frontend):
         torch.testing.assert_close(b[0, :n], a[0], atol=1e-4, rtol=1e-4)
 
 
+def test_frequency_warp_is_checked_and_needs_fbank():
+    config = HubertConfig.tiny("fbank")
+    config.frequency_warp = 0.5
+    with pytest.raises(ValueError, match="frequency_warp must be in"):
+        config.validate()
+    config = HubertConfig.tiny("waveform")
+    config.frequency_warp = 0.1
+    with pytest.raises(ValueError, match="frequency_warp needs the fbank front end"):
+        config.validate()
+
+
+def test_frequency_warp_perturbs_training_steps_only():
+    config = HubertConfig.tiny("fbank")
+    config.encoder.layer_drop = 0.0
+    plain = build_hubert(config)
+    config.frequency_warp = 0.2
+    warped = build_hubert(config)
+    warped.load_state_dict(plain.state_dict())
+    inputs, lengths = model_inputs(plain, *batch())
+    targets = random_targets(plain, lengths, config.num_classes)
+    for model in (plain, warped):
+        model.eval()  # no dropout; the warp still needs training mode
+    losses = [float(model(inputs, lengths, targets, torch.Generator().manual_seed(1)).loss.detach()) for model in (plain, warped)]
+    assert losses[0] == losses[1]
+    for model in (plain, warped):
+        model.train()
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+    losses = [float(model(inputs, lengths, targets, torch.Generator().manual_seed(1)).loss.detach()) for model in (plain, warped)]
+    assert losses[0] != losses[1]
+
+
 def test_from_dict_rejects_unknown_keys():
     data = HubertConfig.tiny().to_dict()
     data["encoder"]["num_layer"] = 3

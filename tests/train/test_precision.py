@@ -1,11 +1,10 @@
-import logging
 from pathlib import Path
 
 import pytest
 import torch
 
 from audiossl.train import precision
-from audiossl.train.precision import native_bf16, resolve_precision
+from audiossl.train.precision import emulation_warning, native_bf16, resolve_precision
 
 CPU = torch.device("cpu")
 
@@ -16,11 +15,13 @@ def test_auto_takes_bf16_only_where_native(monkeypatch, native, expected):
     assert resolve_precision("auto", CPU) == expected
 
 
-def test_explicit_bf16_is_kept_and_warned_about_where_emulated(monkeypatch, caplog):
+def test_explicit_bf16_is_kept_and_warned_about_only_where_emulated(monkeypatch):
     monkeypatch.setattr(precision, "native_bf16", lambda device: False)
-    with caplog.at_level(logging.WARNING, logger="audiossl.train"):
-        assert resolve_precision("bf16", CPU) == "bf16"
-    assert "emulates" in caplog.text
+    assert resolve_precision("bf16", CPU) == "bf16"
+    assert "emulates" in emulation_warning("bf16", CPU)
+    assert emulation_warning("fp32", CPU) is None
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
+    assert emulation_warning("bf16", CPU) is None
 
 
 @pytest.mark.parametrize("requested", ["fp32", "fp16"])

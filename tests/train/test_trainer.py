@@ -16,6 +16,7 @@ from audiossl.features.kaldi import FeatureConfig, FeatureExtractor
 from audiossl.features.store import compute_features
 from audiossl.models.hubert import HubertConfig
 from audiossl.tasks.ssl import MaskedPredictionTask
+from audiossl.train import precision
 from audiossl.train.config import trainer_config
 from audiossl.train.schedules import ScheduleConfig, lr_multiplier
 from audiossl.train.trainer import Trainer, TrainingError
@@ -93,6 +94,12 @@ def test_checkpoints_record_the_precision_and_a_changed_one_is_warned_about(fban
         make_run(fbank_dir, tmp_path / "exp", max_updates=3, precision=resumed_in).fit()
     assert f"trained in fp32 and continues in {resumed_in}" in caplog.text
     assert load_checkpoint(last)["train_state"]["update"] == 3  # fp16's scaler starts afresh
+
+
+def test_emulated_bf16_is_warned_about_in_the_train_log(fbank_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    make_run(fbank_dir, tmp_path / "exp", max_updates=1, precision="bf16").fit()
+    assert "torch emulates it" in (tmp_path / "exp" / "train.log").read_text()
 
 
 def test_checkpoints_describe_themselves(fbank_dir, tmp_path):

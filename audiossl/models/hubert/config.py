@@ -90,6 +90,10 @@ class HubertConfig:
     unmasked_weight: weight of the unmasked frames' loss [criterion ``pred_nomask_weight``].
     feature_grad_mult: gradient scale into the front end [feature_grad_mult]; 0 freezes it.
     dropout_input: dropout after the feature projection [dropout_input].
+    frequency_warp: while pretraining, each utterance's fbank frequency axis is stretched by a
+        factor drawn from ``[1 - w, 1 + w]`` (:func:`~audiossl.nn.augment.warp_frequency_axis`),
+        while its targets stay those of the unwarped audio, so that the encoder learns to map
+        voices of other vocal tract lengths to the same units; 0 disables (fbank front end only).
     """
 
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
@@ -101,6 +105,7 @@ class HubertConfig:
     unmasked_weight: float = 0.0
     feature_grad_mult: float = 0.1
     dropout_input: float = 0.1
+    frequency_warp: float = 0.0
 
     @classmethod
     def base(cls, frontend: str = "waveform") -> HubertConfig:
@@ -181,6 +186,10 @@ class HubertConfig:
             errors.append(f"logit_temp must be > 0, got {self.logit_temp}")
         if self.unmasked_weight < 0.0 or self.feature_grad_mult < 0.0:
             errors.append("unmasked_weight and feature_grad_mult must be >= 0")
+        if not 0.0 <= self.frequency_warp < 0.5:
+            errors.append(f"frequency_warp must be in [0, 0.5), got {self.frequency_warp}")
+        if self.frequency_warp > 0.0 and fe.kind != "fbank":
+            errors.append(f"frequency_warp needs the fbank front end, got frontend.kind {fe.kind!r}")
         if errors:
             raise ValueError("invalid HubertConfig:\n  " + "\n  ".join(errors))
 

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from audiossl.models.hubert.config import HubertConfig
+from audiossl.nn.augment import warp_frequency_axis
 from audiossl.nn.frontends import FeatureProjection, scale_gradient, valid_mask, waveform_to_fbank
 from audiossl.nn.masking import compute_span_mask
 from audiossl.nn.transformer import TransformerEncoder
@@ -110,7 +111,8 @@ class HubertModel(nn.Module):
             targets: ``(B, T_t)`` long cluster ids; item ``b`` holds exactly
                 ``num_frames(lengths)[b]`` labels followed by ``-100`` padding (``T_t`` may
                 exceed the frame grid by padding only).
-            generator: draws the span mask (``config.mask``) and the layer drop.
+            generator: draws the span mask (``config.mask``), the layer drop and, in training
+                mode, the frequency warp (``config.frequency_warp``).
 
         Returns:
             Loss and metrics from :class:`~audiossl.objectives.masked_prediction.MaskedPredictionHead`.
@@ -126,6 +128,10 @@ class HubertModel(nn.Module):
         mask = compute_span_mask(
             (inputs.shape[0], time), frame_lengths, spans.prob, spans.length, spans.min_masks, generator
         ).to(inputs.device)
+        if self.training and self.config.frequency_warp > 0.0:
+            spread = self.config.frequency_warp
+            factors = 1.0 - spread + 2.0 * spread * torch.rand(inputs.shape[0], generator=generator)
+            inputs = warp_frequency_axis(inputs, factors)
         hidden_states, frame_lengths = self.encode(inputs, lengths, mask, generator)
         padding_mask = ~valid_mask(frame_lengths, time)
         return self.head(hidden_states[-1], targets, mask, padding_mask, self.config.unmasked_weight)
