@@ -36,6 +36,7 @@ def fbank_dir(data_dir: Path) -> Path:
 def make_run(fbank_dir: Path, exp: Path, **trainer):
     config = HubertConfig.tiny(frontend="fbank")
     config.num_classes = 5
+    config.frequency_warp = 0.1  # resuming must also restore the warp factors' random stream
     torch.manual_seed(0)  # the bins seed model initialisation the same way
     model = build_model("hubert", config.to_dict())
     rng = np.random.default_rng(0)
