@@ -8,6 +8,7 @@ from audiossl.data.dataset import collate
 from audiossl.models.ctc.config import CtcConfig
 from audiossl.models.ctc.model import ctc_loss
 from audiossl.models.hubert import HubertConfig
+from audiossl.models.hubert import model as hubert_model
 from audiossl.nn.frontends import waveform_to_fbank
 from audiossl.tasks.asr import CtcTask
 from audiossl.text.tokenizer import build_tokenizer
@@ -16,10 +17,11 @@ from tests.conftest import synth_speechlike
 TEXTS = ["HELLO WORLD", "A B", "OK"]
 
 
-def tiny_ctc(mask_prob: float = 0.0, freeze: int = 0, layer_drop: float = 0.0):
+def tiny_ctc(mask_prob: float = 0.0, freeze: int = 0, layer_drop: float = 0.0, frequency_warp: float = 0.0):
     tokenizer = build_tokenizer("char", TEXTS)
     encoder = HubertConfig.tiny(frontend="fbank")
     encoder.encoder.layer_drop = layer_drop
+    encoder.frequency_warp = frequency_warp
     config = CtcConfig(encoder_family="hubert", encoder=encoder.to_dict(), tokenizer=tokenizer.to_dict(),
                        vocab_size=tokenizer.vocab_size, final_dropout=0.0, mask_prob=mask_prob,
                        freeze_encoder_updates=freeze)
@@ -58,6 +60,18 @@ def test_layer_drop_only_in_training_with_a_generator():
     assert not torch.allclose(run(model, torch.Generator().manual_seed(0)), run(model, None))
     model.eval()
     torch.testing.assert_close(run(model, torch.Generator().manual_seed(0)), run(model, None))
+
+
+def test_fine_tuning_never_warps_the_input(monkeypatch):
+    def refuse(features, factors):
+        raise AssertionError("CTC fine-tuning warped its input")
+
+    monkeypatch.setattr(hubert_model, "warp_frequency_axis", refuse)
+    model, tokenizer = tiny_ctc(frequency_warp=0.2)
+    assert model.encoder.config.frequency_warp == 0.2
+    batch = toy_batch(tokenizer)
+    model.train()
+    model(batch.inputs, batch.lengths, torch.Generator().manual_seed(0))[0].sum().backward()
 
 
 def test_frozen_encoder_gets_no_gradient():

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from audiossl.nn.augment import warp_frequency_axis
+from audiossl.nn.augment import random_warp_factors, warp_frequency_axis
 
 
 def test_factor_one_is_identity_and_factors_apply_per_item():
@@ -25,3 +25,19 @@ def test_a_spectral_peak_moves_the_other_way_to_the_factor():
 def test_shapes_are_checked():
     with pytest.raises(ValueError, match="factors"):
         warp_frequency_axis(torch.zeros(2, 3, 80), torch.ones(3))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_inputs_keep_their_dtype_and_interpolate_in_fp32(dtype):
+    features = torch.randn(1, 4, 80, generator=torch.Generator().manual_seed(1))
+    factors = torch.tensor([0.93])
+    warped = warp_frequency_axis(features.to(dtype), factors)
+    assert warped.dtype == dtype
+    expected = warp_frequency_axis(features.to(dtype).float(), factors).to(dtype)
+    assert torch.equal(warped, expected)
+
+
+def test_random_factors_are_seeded_and_within_the_spread():
+    first = random_warp_factors(1000, 0.1, torch.Generator().manual_seed(0))
+    assert torch.equal(first, random_warp_factors(1000, 0.1, torch.Generator().manual_seed(0)))
+    assert 0.9 <= float(first.min()) < 0.91 and 1.09 < float(first.max()) <= 1.1

@@ -90,8 +90,8 @@ class HubertConfig:
     unmasked_weight: weight of the unmasked frames' loss [criterion ``pred_nomask_weight``].
     feature_grad_mult: gradient scale into the front end [feature_grad_mult]; 0 freezes it.
     dropout_input: dropout after the feature projection [dropout_input].
-    frequency_warp: while pretraining, each utterance's fbank frequency axis is stretched by a
-        factor drawn from ``[1 - w, 1 + w]`` (:func:`~audiossl.nn.augment.warp_frequency_axis`),
+    frequency_warp: while pretraining, the fbank bin index of each utterance is scaled by a
+        factor drawn uniformly from ``[1 - w, 1 + w]`` (:func:`~audiossl.nn.augment.warp_frequency_axis`)
         while its targets stay those of the unwarped audio, so that the encoder learns to map
         voices of other vocal tract lengths to the same units; 0 disables (fbank front end only).
     """

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from audiossl.models.hubert.config import HubertConfig
-from audiossl.nn.augment import warp_frequency_axis
+from audiossl.nn.augment import random_warp_factors, warp_frequency_axis
 from audiossl.nn.frontends import FeatureProjection, scale_gradient, valid_mask, waveform_to_fbank
 from audiossl.nn.masking import compute_span_mask
 from audiossl.nn.transformer import TransformerEncoder
@@ -21,7 +21,7 @@ class HubertModel(nn.Module):
 
     Built by :func:`audiossl.models.hubert.factory.build_hubert`. The parts arrive built;
     ``config`` is kept for checkpoints and supplies the scalar training settings
-    (``mask``, ``unmasked_weight``, ``feature_grad_mult``).
+    (``mask``, ``unmasked_weight``, ``feature_grad_mult``, ``frequency_warp``).
 
     Args:
         config: the config the parts were built from.
@@ -129,8 +129,7 @@ class HubertModel(nn.Module):
             (inputs.shape[0], time), frame_lengths, spans.prob, spans.length, spans.min_masks, generator
         ).to(inputs.device)
         if self.training and self.config.frequency_warp > 0.0:
-            spread = self.config.frequency_warp
-            factors = 1.0 - spread + 2.0 * spread * torch.rand(inputs.shape[0], generator=generator)
+            factors = random_warp_factors(inputs.shape[0], self.config.frequency_warp, generator)
             inputs = warp_frequency_axis(inputs, factors)
         hidden_states, frame_lengths = self.encode(inputs, lengths, mask, generator)
         padding_mask = ~valid_mask(frame_lengths, time)
