@@ -5,8 +5,11 @@
 #   1  features of the fine-tuning and test sets (if the ssl recipe has not made them)
 #   2  CTC fine-tuning from the pretrained checkpoint, one model per budget
 #   3  the same models from scratch (the control)
-#   4  decoding and scoring of every model on every test set
-#   5  results table (RESULTS.md)
+#   4  decoding and scoring of every model on every test set (CTC prefix beam search, no LM)
+#   5  a word n-gram LM and its lexicon from --lm-text, the dev and test sentences held out
+#   6  decoding with the LM: LM weight and word score chosen on dev for each model, then the test sets
+#   7  results table (RESULTS.md)
+# Without --lm-text, stages 5 and 6 do nothing and the table has no LM columns.
 set -euo pipefail
 
 stage=1
@@ -21,6 +24,12 @@ fbank_config=conf/fbank.conf
 finetune_config=conf/finetune.yaml
 finetune_args=""          # extra options for audiossl.bin.finetune_ctc, e.g. "--set trainer.max_updates=10"
 beam_size=8
+lm_text=""                # one normalized sentence per line: the text of the word LM (empty: no LM)
+lm_order=3
+lm_dir=""                 # where the LM goes (default: $data/local/lm, shared by every setting)
+lm_beam_size=100
+lm_weights="0.5,1,2,3,4"  # tried on dev for each model, with each word score
+word_scores="0,1,2,3"
 results=RESULTS.md
 results_section="Demo setting"   # the section of $results this run's table goes in (others are kept)
 results_command=""        # the command the table names (default: run.sh and this run's options)
@@ -36,6 +45,10 @@ help_message="Usage: $0 --pretrained <checkpoint> [options]   (run from egs/<cor
   --finetune-config F          YAML run config (ctc and trainer sections)
   --finetune-args '...'        extra options for python -m audiossl.bin.finetune_ctc
   --beam-size N                CTC prefix beam search width (1: greedy)
+  --lm-text FILE               text of the word n-gram LM, one sentence per line (default: no LM decoding)
+  --lm-order N / --lm-dir DIR  its order ($lm_order) and where it goes (default: DATA/local/lm)
+  --lm-beam-size N             beam of the lexicon search with the LM ($lm_beam_size)
+  --lm-weights '...' / --word-scores '...'   the grid tried on dev ($lm_weights / $word_scores)
   --exp DIR                    experiment dir ($exp)
   --scratch-exp DIR            experiment dir of the scratch control (default: --exp), to share one control
                                between encoders of the same architecture fine-tuned with the same config
@@ -49,6 +62,7 @@ command_line="$(basename "$(pwd)")/run.sh${*:+$(printf " %q" "$@")}"
 . utils/stages.sh
 python=${launcher:-python3}
 scratch_exp=${scratch_exp:-$exp}
+lm_dir=${lm_dir:-$data/local/lm}
 
 model_dir() {  # <pretrained|scratch> <budget>
   if [ $1 = scratch ]; then echo $scratch_exp/ctc_scratch_$2; else echo $exp/ctc_pretrained_$2; fi
@@ -94,9 +108,39 @@ if run_stage 4; then
   done
 fi
 
-if run_stage 5; then
-  echo "$(date +%T) stage 5: results table -> $results"
+if run_stage 5 && [ -n "$lm_text" ]; then
+  done_or_log $lm_dir/.done "stage 5: ${lm_order}-gram LM of $lm_text in $lm_dir" || {
+    [ -f "$lm_text" ] || { echo "$0: $lm_text: no LM text (the ssl recipe's stage 0 writes it)" >&2; exit 1; }
+    python3 -m audiossl.bin.train_lm --order $lm_order $(for set in $dev_set $test_sets; do echo --exclude-data $data/$set; done) \
+      $lm_text $lm_dir
+    touch $lm_dir/.done
+  }
+fi
+
+if run_stage 6 && [ -n "$lm_text" ]; then
+  for budget in $budgets; do
+    for init in pretrained scratch; do
+      model=$(model_dir $init $budget)
+      for set in $dev_set $test_sets; do
+        dir=$model/decode_${set}_lm
+        done_or_log $dir/.done "stage 6: decoding $set with $model and the LM" && continue
+        if [ $set = $dev_set ]; then
+          lm_params="--lm-weight $lm_weights --word-score $word_scores"
+        else
+          lm_params="--lm-params-from $model/decode_${dev_set}_lm/scores.json"
+        fi
+        python3 -m audiossl.bin.decode_ctc --nj $nj --lm-dir $lm_dir --beam-size $lm_beam_size $lm_params \
+          $model/checkpoints/best.pt $data/${set}_fbank $dir
+        touch $dir/.done
+      done
+    done
+  done
+fi
+
+if run_stage 7; then
+  echo "$(date +%T) stage 7: results table -> $results"
   python3 -m audiossl.bin.results_table --exp $exp --scratch-exp $scratch_exp --budgets "$budgets" --test-sets "$test_sets" \
+    ${lm_text:+--lm-dir $lm_dir --dev-set $dev_set} \
     --pretrained $pretrained --command "${results_command:-$command_line}" --section "$results_section" $results
 fi
 echo "$(date +%T) $0: done (stages $stage..$stop_stage)"

@@ -1,15 +1,29 @@
 """Decode a data dir with a CTC model and score it (Kaldi-style decode dir).
 
     python -m audiossl.bin.decode_ctc [--beam-size 8] <model.pt> <data-dir> <decode-dir>
+    python -m audiossl.bin.decode_ctc --lm-dir <lm-dir> --beam-size 100 \\
+        [--lm-weight 0.5,1,2 --word-score 0,1 | --lm-params-from <dev-decode-dir>/scores.json] \\
+        <model.pt> <data-dir> <decode-dir>
 
 Reads the model's inputs from the data dir (feats.scp for fbank models, wav.scp otherwise)
 and the references from its text; writes <decode-dir>/hyp.txt, ref.txt, wer, cer, per_utt
-and prints the WER and CER.
+and scores.json, and prints the WER and CER.
+
+Without --lm-dir: greedy (beam 1) or CTC prefix beam search over characters or pieces.
+With --lm-dir (an LM dir of audiossl.bin.train_lm; character models only): a lexicon
+search scored by the word n-gram LM. Given several LM weights and word scores, every pair
+is tried (the network runs once; --nj pairs at a time), <decode-dir>/lm_grid.tsv lists each pair's WER and CER,
+and the decode dir holds the pair with the lowest WER: run this on the dev set, then decode
+the test sets with --lm-params-from the dev decode's scores.json.
 """
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
+import functools
+import itertools
+import multiprocessing
 import json
 import sys
 from pathlib import Path
@@ -20,7 +34,34 @@ from tqdm import tqdm
 from audiossl.checkpoint import CheckpointError, load_model
 from audiossl.data.dataset import BucketBatchSampler, UtteranceDataset, collate, input_rate
 from audiossl.data.kaldi_dir import DataDirError
-from audiossl.text.scoring import write_decode_dir
+from audiossl.text.lexicon_decode import LexiconDecoder
+from audiossl.text.scoring import error_rates, write_decode_dir
+
+
+def floats(text: str) -> list[float]:
+    """``"0.5,1,2"`` -> ``[0.5, 1.0, 2.0]``."""
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got '{text}'") from None
+
+
+def lm_grid(args) -> list[tuple[float, float]]:
+    """The (LM weight, word score) pairs to try."""
+    if args.lm_params_from:
+        chosen = json.loads(Path(args.lm_params_from).read_text())
+        if "lm_weight" not in chosen:
+            raise ValueError(f"{args.lm_params_from}: not the scores of a decode with an LM")
+        return [(chosen["lm_weight"], chosen["word_score"])]
+    return list(itertools.product(args.lm_weight, args.word_score))
+
+
+def lexicon_search(tokens: list[str], lm_dir: str, beam_size: int, outputs: list, params: tuple[float, float]
+                   ) -> dict[str, str]:
+    """Hypotheses of every utterance in ``outputs`` ((utterances, log-probs, frames) batches) at one
+    (LM weight, word score) pair; a function of its own so that pairs run in parallel processes."""
+    decoder = LexiconDecoder(tokens, lm_dir, beam_size, *params)
+    return {u: h for utts, log_probs, frames in outputs for u, h in zip(utts, decoder(log_probs, frames))}
 
 
 def main(argv=None) -> int:
@@ -28,6 +69,12 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--beam-size", type=int, default=1, help="1: greedy; more: CTC prefix beam search")
     parser.add_argument("--batch-seconds", type=float, default=200.0)
+    parser.add_argument("--lm-dir", help="LM dir (lm.arpa, lexicon.txt): lexicon search with a word n-gram LM")
+    parser.add_argument("--lm-weight", type=floats, default=[2.0], help="LM weight(s), comma-separated (default 2)")
+    parser.add_argument("--word-score", type=floats, default=[0.0], help="word score(s), comma-separated (default 0)")
+    parser.add_argument("--lm-params-from", metavar="SCORES_JSON",
+                        help="take the LM weight and word score from another decode's scores.json")
+    parser.add_argument("--nj", type=int, default=2, help="LM weight / word score pairs decoded at once (default 2)")
     parser.add_argument("model")
     parser.add_argument("data_dir")
     parser.add_argument("decode_dir")
@@ -37,19 +84,44 @@ def main(argv=None) -> int:
         data = UtteranceDataset(args.data_dir, model.input_kind)
         sampler = BucketBatchSampler(data.lengths, int(args.batch_seconds * input_rate(data.input_kind)), shuffle=False)
         loader = torch.utils.data.DataLoader(data, batch_sampler=sampler.epoch_batches(0), collate_fn=collate)
-        hyps: dict[str, str] = {}
+        outputs = []
         with torch.no_grad():
             for batch in tqdm(loader, desc=f"decode {args.data_dir}", disable=not sys.stderr.isatty()):
                 log_probs, frames = model(batch.inputs, batch.lengths)
-                hyps.update(zip(batch.utterances, model.decode(log_probs, frames, args.beam_size)))
+                outputs.append((batch.utterances, log_probs, frames))
         refs = data.data["text"]
-        rates = write_decode_dir(args.decode_dir, refs, hyps, f"{args.model} beam {args.beam_size}")
+        settings = {"beam_size": args.beam_size}
+        if args.lm_dir:
+            pairs = lm_grid(args)
+            search = functools.partial(lexicon_search, model.tokenizer.tokens, args.lm_dir, args.beam_size, outputs)
+            if len(pairs) == 1 or args.nj == 1:
+                found = [search(pair) for pair in pairs]
+            else:
+                with concurrent.futures.ProcessPoolExecutor(min(args.nj, len(pairs)),
+                                                            mp_context=multiprocessing.get_context("spawn")) as pool:
+                    found = list(pool.map(search, pairs))
+            grid = []
+            for (lm_weight, word_score), hyps in zip(pairs, found):
+                grid.append((error_rates(refs, hyps), lm_weight, word_score, hyps))
+                print(f"  LM weight {lm_weight:g}, word score {word_score:g}: WER {100 * grid[-1][0].wer:.2f} %",
+                      file=sys.stderr)
+            _, lm_weight, word_score, hyps = min(grid, key=lambda g: g[0].wer)
+            if len(grid) > 1:
+                rows = [f"{w:g}\t{s:g}\t{100 * r.wer:.2f}\t{100 * r.cer:.2f}" for r, w, s, _ in grid]
+                Path(args.decode_dir).mkdir(parents=True, exist_ok=True)
+                (Path(args.decode_dir) / "lm_grid.tsv").write_text(
+                    "lm_weight\tword_score\twer\tcer\n" + "\n".join(rows) + "\n")
+            settings.update(lm_dir=args.lm_dir, lm_weight=lm_weight, word_score=word_score)
+            tag = f"{args.model} lexicon beam {args.beam_size} lm {args.lm_dir} weight {lm_weight:g} word {word_score:g}"
+        else:
+            hyps = {u: h for utts, lp, fr in outputs for u, h in zip(utts, model.decode(lp, fr, args.beam_size))}
+            tag = f"{args.model} beam {args.beam_size}"
+        rates = write_decode_dir(args.decode_dir, refs, hyps, tag)
         with open(Path(args.decode_dir) / "scores.json", "w") as f:
-            json.dump({"model": args.model, "data": args.data_dir, "beam_size": args.beam_size,
-                       **dataclasses.asdict(rates)}, f, indent=1)
+            json.dump({"model": args.model, "data": args.data_dir, **settings, **dataclasses.asdict(rates)}, f, indent=1)
         print(f"{args.data_dir}: WER {rates.wer * 100:.2f} % CER {rates.cer * 100:.2f} % "
               f"({rates.num_utts} utterances) -> {args.decode_dir}")
-    except (CheckpointError, DataDirError, OSError) as err:
+    except (CheckpointError, DataDirError, OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

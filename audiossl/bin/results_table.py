@@ -2,11 +2,12 @@
 
     python -m audiossl.bin.results_table --exp exp --budgets "train_10min train_1h" \\
         --test-sets "test test_unseen" --pretrained <ckpt> --command "<how it was run>" \\
-        --section "Demo setting" [--scratch-exp exp] RESULTS.md
+        --section "Demo setting" [--scratch-exp exp] [--lm-dir data/local/lm --dev-set dev] RESULTS.md
 
 Reads <dir>/ctc_<init>_<budget>/decode_<set>/scores.json and each model's best and last
 checkpoints, where <dir> is --exp for the pretrained models and --scratch-exp (default: --exp)
-for the scratch control. The table goes into the section ``## <section>`` of the output file:
+for the scratch control. With --lm-dir the table also has the decodes with the word LM
+(decode_<set>_lm/, their LM weight and word score chosen on decode_<dev-set>_lm/). The table goes into the section ``## <section>`` of the output file:
 a section of that title is replaced, any other section is kept, so one RESULTS.md holds
 several settings.
 """
@@ -35,6 +36,22 @@ def training_facts(model_dir: Path) -> dict:
         dev = next((r for r in records if r["update"] == best["update"]), {})
     return {"updates": last["update"], "best_update": best["update"], "dev_cer": dev.get("cer"),
             "dev_wer": dev.get("wer"), "train_seconds": last.get("train_seconds"), "precision": last.get("precision")}
+
+
+def lm_description(lm_dir: Path, dev_decodes: dict[tuple[str, str], Path]) -> str:
+    """A sentence on the LM (order, text, lexicon, test-set OOV rates) and the weights each model chose."""
+    info = json.loads((lm_dir / "info.json").read_text())
+    oov = ", ".join(f"{Path(name).name} {100 * rate:.2f} %" for name, rate in info["oov_rate"].items())
+    chosen = []
+    for (budget, init), decode_dir in dev_decodes.items():
+        scores = json.loads((decode_dir / "scores.json").read_text())
+        chosen.append(f"{init} on {budget} {scores['lm_weight']:g} / {scores['word_score']:g}")
+        beam = scores["beam_size"]
+    return (f"\"With LM\": a lexicon search (beam {beam}, flashlight-text through torchaudio) scored by a word "
+            f"{info['order']}-gram LM (`{lm_dir}`, interpolated Kneser-Ney on {info['sentences']} sentences of "
+            f"the corpus's texts without the dev and test sentences; {info['lexicon_words']} lexicon words, "
+            f"words not in it: {oov}). LM weight / word score, chosen on dev for each model: "
+            + ", ".join(chosen) + ".")
 
 
 def minutes(seconds: float) -> str:
@@ -82,11 +99,16 @@ def main(argv=None) -> int:
     parser.add_argument("--pretrained", required=True)
     parser.add_argument("--command", required=True, help="the command that produced the results")
     parser.add_argument("--section", required=True, help="title of the section the table goes in")
+    parser.add_argument("--lm-dir", help="the LM dir of the decodes with an LM (adds their columns)")
+    parser.add_argument("--dev-set", default="dev", help="the set the LM weights were chosen on (default dev)")
     parser.add_argument("output")
     args = parser.parse_args(argv)
     exp_of = {"pretrained": Path(args.exp), "scratch": Path(args.scratch_exp or args.exp)}
     try:
         pretrained = load_checkpoint(args.pretrained)
+        lm_columns = ("", "")
+        if args.lm_dir:
+            lm_columns = (" CER % with LM | WER % with LM |", "---:|---:|")
         lines = [
             f"Produced by `{args.command}`.", "",
             f"Pretrained encoder: `{args.pretrained}` ({pretrained['family']}, update "
@@ -95,13 +117,18 @@ def main(argv=None) -> int:
             "is decoded (CTC prefix beam search, no language model)."
             + ("" if exp_of["scratch"] == exp_of["pretrained"] else
                f" The scratch control is the one in `{exp_of['scratch']}` (it does not depend on the encoder)."),
-            "",
-            "| labelled data | test set | encoder | CER % | WER % | updates | chosen update | dev CER % |",
-            "|---|---|---|---:|---:|---:|---:|---:|",
         ]
         budgets, inits = args.budgets.split(), ("pretrained", "scratch")
         model_dir = {(budget, init): exp_of[init] / f"ctc_{init}_{budget}" for budget in budgets for init in inits}
         facts = {key: training_facts(path) for key, path in model_dir.items()}
+        if args.lm_dir:
+            lines.append(lm_description(Path(args.lm_dir), {key: model_dir[key] / f"decode_{args.dev_set}_lm"
+                                                             for key in model_dir}))
+        lines += [
+            "",
+            f"| labelled data | test set | encoder | CER % | WER % |{lm_columns[0]} updates | chosen update | dev CER % |",
+            f"|---|---|---|---:|---:|{lm_columns[1]}---:|---:|---:|",
+        ]
         for budget in budgets:
             for test_set in args.test_sets.split():
                 for init in inits:
@@ -109,8 +136,12 @@ def main(argv=None) -> int:
                     scores = json.loads((decode_dir / "scores.json").read_text())
                     run = facts[budget, init]
                     dev_cer = "" if run["dev_cer"] is None else f"{run['dev_cer']:.2f}"
+                    with_lm = ""
+                    if args.lm_dir:
+                        lm_scores = json.loads((decode_dir.with_name(decode_dir.name + "_lm") / "scores.json").read_text())
+                        with_lm = f" {100 * lm_scores['cer']:.2f} | {100 * lm_scores['wer']:.2f} |"
                     lines.append(f"| {budget} | {test_set} | {init} | {100 * scores['cer']:.2f} | "
-                                 f"{100 * scores['wer']:.2f} | {run['updates']} | {run['best_update']} | "
+                                 f"{100 * scores['wer']:.2f} |{with_lm} {run['updates']} | {run['best_update']} | "
                                  f"{dev_cer} |")
         times = [f"{init} on {budget} {minutes(run['train_seconds'])}"
                  + (f" ({run['precision']})" if run["precision"] else "")

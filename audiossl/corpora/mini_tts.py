@@ -11,6 +11,7 @@ Layout::
     corpus_dir/wav/<speaker>/<utt>.wav      audio; utterance id = <speaker>-<sentence id>
     corpus_dir/wav/seed                     the seed the audio was made with
     data_dir/{train_unlab,train_1h,train_10min,dev,test,test_unseen,train_es,test_es}/
+    data_dir/local/lm_text_{en,es}.txt      every transcript of the language's texts (LM text)
 
 Everything is deterministic from the seed: sentence choice uses ``random.Random(seed)``,
 jitter a generator seeded from ``(seed, utterance id)``, and sox runs in repeatable mode
@@ -583,4 +584,18 @@ def prepare_mini_tts(corpus_dir: str | os.PathLike, data_dir: str | os.PathLike,
         if split in plan:
             write_split(data_dir / split, plan[split], corpus_dir, durations)
             written[split] = data_dir / split
+    for lang, lang_sentences in sentences.items():
+        if lang_sentences:
+            write_lm_text(data_dir / "local" / f"lm_text_{lang}.txt", lang_sentences)
     return written
+
+
+def write_lm_text(path: Path, sentences: list[Sentence]) -> None:
+    """Every transcript of a language's text sources, one per line: the text of its word LM.
+
+    The dev and test sentences are in it too; ``audiossl.bin.train_lm --exclude-data`` removes them.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(f"{s.transcript}\n" for s in sentences), encoding="utf-8")
+    tmp.replace(path)

@@ -138,9 +138,19 @@ def test_mbrola_spanish_has_no_diphone_gaps(tmp_path):
 
 # ------------------------------------------------------------------ the tiny corpus
 
+def test_lm_text_is_every_transcript_of_the_language(tiny):
+    corpus, data = tiny
+    for lang in LANGUAGES:
+        lines = (data / "local" / f"lm_text_{lang}.txt").read_text(encoding="utf-8").splitlines()
+        assert lines == [s.transcript for s in load_sentences(corpus, lang)]
+        used = {t for split in SPLITS if (lang == "es") == (split in SPANISH_SPLITS)
+                for t in read(data, split)["text"].values()}
+        assert used <= set(lines)
+
+
 def test_all_splits_are_valid(tiny):
     corpus, data = tiny
-    assert sorted(p.name for p in data.iterdir()) == sorted(SPLITS)
+    assert sorted(p.name for p in data.iterdir()) == sorted(SPLITS + ("local",))
     for split in SPLITS:
         assert validate_data_dir(data / split) == [], split
         d = read(data, split)

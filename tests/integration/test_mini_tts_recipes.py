@@ -37,6 +37,12 @@ def ssl_args(tmp: Path) -> list[str]:
             "--pretrain-args", TINY_PRETRAIN]
 
 
+def lm_args(tmp: Path) -> list[str]:
+    """The word LM of the tiny corpus's text, with a two-point grid of word scores."""
+    return ["--lm-text", str(tmp / "data/local/lm_text_en.txt"), "--lm-weights", "1", "--word-scores", "0,1",
+            "--lm-beam-size", "20"]
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("demo")
@@ -44,7 +50,8 @@ def demo(tmp_path_factory) -> Path:
     assert ssl.returncode == 0, ssl.stdout[-3000:] + ssl.stderr[-3000:]
     asr = run([str(EGS / "asr" / "run.sh"), "--data", str(tmp / "data"), "--exp", str(tmp / "exp_asr"),
                "--pretrained", str(tmp / "exp/hubert_iter2/checkpoints/best.pt"), "--budgets", "train_10min",
-               "--results", str(tmp / "RESULTS.md"), "--beam-size", "3", "--finetune-args", TINY_FINETUNE], tmp)
+               "--results", str(tmp / "RESULTS.md"), "--beam-size", "3", "--finetune-args", TINY_FINETUNE,
+               *lm_args(tmp)], tmp)
     assert asr.returncode == 0, asr.stdout[-3000:] + asr.stderr[-3000:]
     return tmp
 
@@ -78,6 +85,21 @@ def test_asr_outputs_and_results_table(demo):
             hyps = (decode / "hyp.txt").read_text().splitlines()
             refs = (demo / "data" / test_set / "text").read_text().splitlines()
             assert [h.split()[0] for h in hyps] == [r.split()[0] for r in refs]
+    assert "| CER % with LM | WER % with LM |" in table and "word 3-gram LM" in table
+    for init in ("pretrained", "scratch"):
+        model_dir = demo / "exp_asr" / f"ctc_{init}_train_10min"
+        grid = (model_dir / "decode_dev_lm" / "lm_grid.tsv").read_text().splitlines()
+        assert grid[0] == "lm_weight\tword_score\twer\tcer" and [row.split()[:2] for row in grid[1:]] == [["1", "0"], ["1", "1"]]
+        chosen = json.loads((model_dir / "decode_dev_lm" / "scores.json").read_text())
+        assert min(float(row.split()[2]) for row in grid[1:]) == pytest.approx(100 * chosen["wer"], abs=0.006)
+        for test_set in ("test", "test_unseen"):
+            scores = json.loads((model_dir / f"decode_{test_set}_lm" / "scores.json").read_text())
+            assert (scores["lm_weight"], scores["word_score"]) == (chosen["lm_weight"], chosen["word_score"])
+            lexicon = {line.split()[0] for line in (demo / "data/local/lm/lexicon.txt").read_text().splitlines()}
+            hyps = (model_dir / f"decode_{test_set}_lm" / "hyp.txt").read_text().splitlines()
+            assert all(word in lexicon for line in hyps for word in line.split()[1:])
+    info = json.loads((demo / "data/local/lm/info.json").read_text())
+    assert info["dropped_as_held_out"] >= len((demo / "data/test/text").read_text().splitlines())
     model = audiossl.load_model(demo / "exp_asr/ctc_pretrained_train_10min/checkpoints/best.pt")
     wavs = torch.randn(2, 16000) * 0.05
     texts = model.transcribe(wavs, torch.tensor([16000, 8000]))
@@ -93,7 +115,8 @@ def test_another_encoder_shares_the_scratch_control(demo):
     asr = run([str(EGS / "asr" / "run.sh"), "--data", str(demo / "data"), "--exp", str(demo / "exp_asr_iter1"),
                "--scratch-exp", str(demo / "exp_asr"), "--pretrained", str(demo / "exp/hubert_iter1/checkpoints/best.pt"),
                "--budgets", "train_10min", "--results", str(demo / "RESULTS.md"), "--results-section", "Iteration 1",
-               "--results-command", "asr/run_iter1.sh", "--beam-size", "3", "--finetune-args", TINY_FINETUNE], demo)
+               "--results-command", "asr/run_iter1.sh", "--beam-size", "3", "--finetune-args", TINY_FINETUNE,
+               *lm_args(demo)], demo)
     assert asr.returncode == 0, asr.stdout[-3000:] + asr.stderr[-3000:]
     assert not (demo / "exp_asr_iter1" / "ctc_scratch_train_10min").exists()
     assert (demo / "exp_asr_iter1" / "ctc_pretrained_train_10min" / "decode_test" / "scores.json").exists()

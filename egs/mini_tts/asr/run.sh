@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # CTC ASR on mini_tts: fine-tuning the ssl recipe's HuBERT (iteration 2) vs the same model
 # from scratch, on 10 minutes and 1 hour of labelled speech; decoded on test (seen voices)
-# and test_unseen (held-out voices); the table goes to RESULTS.md.
+# and test_unseen (held-out voices), without and with a word 3-gram LM of the corpus's texts
+# (dev and test sentences held out); the table goes to RESULTS.md.
 #   ./run.sh                  after ../ssl/run.sh
 # Options: ../../../recipes/asr.sh --help
 cd "$(dirname "$0")"
 exec ../../../recipes/asr.sh \
   --data ../ssl/data --pretrained ../ssl/exp/hubert_iter2/checkpoints/best.pt \
-  --budgets "train_10min train_1h" --test-sets "test test_unseen" \
+  --budgets "train_10min train_1h" --test-sets "test test_unseen" --lm-text ../ssl/data/local/lm_text_en.txt \
   --finetune-config conf/finetune.yaml --results-section "Demo setting (conf/finetune.yaml)" \
   "$@"

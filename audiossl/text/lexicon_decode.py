@@ -1,0 +1,99 @@
+"""Lexicon-constrained CTC beam search with a word n-gram LM (flashlight-text, through torchaudio).
+
+An LM dir, as :mod:`audiossl.bin.train_lm` writes it, holds ``lm.arpa`` (a word n-gram
+model) and ``lexicon.txt`` (each word spelled in characters and ended by ``|``). The
+search only emits lexicon words, scoring each hypothesis as
+``log p_ctc + lm_weight * log p_lm + word_score * words``; it needs a character
+tokenizer, whose ``|`` is the word boundary the lexicon spells.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torchaudio.models.decoder import ctc_decoder
+
+from audiossl.text.ngram import UNK
+
+log = logging.getLogger(__name__)
+
+LM_FILE, LEXICON_FILE = "lm.arpa", "lexicon.txt"
+
+
+class LexiconDecoder:
+    """Decode CTC log-probabilities into lexicon words scored by an n-gram LM.
+
+    Args:
+        tokens: the character tokenizer's tokens (``CharTokenizer.tokens``: ``<blank>``,
+            ``<unk>``, ``|``, letters).
+        lm_dir: a dir with ``lm.arpa`` and ``lexicon.txt``. Lexicon words with a character
+            the tokenizer lacks cannot be spelled and are left out (the count is logged).
+        beam_size: hypotheses kept per frame.
+        lm_weight: weight of the LM log-probability (log base e, as KenLM's scores are scaled).
+        word_score: added per emitted word (positive values favour more words).
+    """
+
+    def __init__(self, tokens: list[str], lm_dir: str | Path, beam_size: int = 100,
+                 lm_weight: float = 2.0, word_score: float = 0.0) -> None:
+        if tokens[:3] != ["<blank>", "<unk>", "|"]:
+            raise ValueError("the lexicon search needs a character tokenizer (tokens <blank> <unk> | ...), "
+                             f"got one starting {tokens[:3]}")
+        lm_dir = Path(lm_dir)
+        for name in (LM_FILE, LEXICON_FILE):
+            if not (lm_dir / name).is_file():
+                raise FileNotFoundError(f"{lm_dir / name}: missing; audiossl.bin.train_lm writes an LM dir")
+        self.beam_size, self.lm_weight, self.word_score = beam_size, lm_weight, word_score
+        letters = set(tokens[3:])
+        kept, dropped = [], 0
+        for line in (lm_dir / LEXICON_FILE).read_text(encoding="utf-8").splitlines():
+            word = line.split("\t", 1)[0]
+            if set(word) <= letters:
+                kept.append(line)
+            else:
+                dropped += 1
+        if dropped:
+            log.info("%s: %d of %d words use characters the tokenizer lacks and are left out",
+                     lm_dir / LEXICON_FILE, dropped, dropped + len(kept))
+        if not kept:
+            raise ValueError(f"{lm_dir / LEXICON_FILE}: no word can be spelled with the tokenizer's characters")
+        with tempfile.NamedTemporaryFile("w", suffix=".lexicon.txt", encoding="utf-8") as lexicon:
+            lexicon.write("\n".join(kept) + "\n")
+            lexicon.flush()
+            with _quiet_stderr():  # KenLM draws a progress bar on fd 2 while it reads the ARPA file
+                self._decoder = ctc_decoder(lexicon=lexicon.name, tokens=list(tokens), lm=str(lm_dir / LM_FILE),
+                                            beam_size=beam_size, lm_weight=lm_weight, word_score=word_score,
+                                            sil_score=0.0, blank_token="<blank>", sil_token="|", unk_word=UNK)
+
+    def __call__(self, log_probs: Tensor, lengths: Tensor) -> list[str]:
+        """Best word sequence of each utterance.
+
+        Args:
+            log_probs: (B, T, V) log-probabilities.
+            lengths: (B,) valid frames per utterance.
+
+        Returns:
+            B transcripts (words joined by single spaces).
+        """
+        emissions = log_probs.detach().float().cpu().contiguous()
+        results = self._decoder(emissions, lengths.detach().cpu().to(torch.int32))
+        return [" ".join(hyps[0].words) if hyps else "" for hyps in results]
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Send file descriptor 2 to /dev/null (C++ code writes there directly); errors still raise."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

@@ -1,0 +1,155 @@
+"""Word n-gram language models: interpolated Kneser-Ney estimated in Python, written as ARPA.
+
+The ARPA file is what KenLM (and so flashlight-text's CTC decoder, through torchaudio)
+reads. The estimate is Chen & Goodman's interpolated Kneser-Ney with one absolute
+discount per order, ``D = n1 / (n1 + 2 n2)`` from that order's count-of-counts:
+
+- the highest order counts n-grams; a lower order counts the distinct words seen before
+  an n-gram (its continuation count), except n-grams that start with ``<s>``, which have
+  nothing before them and keep their plain counts;
+- ``p(w | h) = max(c(h w) - D, 0) / c(h) + bow(h) p(w | h')`` with
+  ``bow(h) = D N1+(h .) / c(h)``, ``h'`` being ``h`` without its first word;
+- the unigrams are interpolated with the uniform distribution over the vocabulary, so
+  ``<unk>`` has the mass that the discount freed.
+
+In ARPA terms every listed n-gram carries this interpolated probability and every history
+its ``bow``: a backoff lookup then gives the same distribution, which sums to one.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+
+BOS, EOS, UNK = "<s>", "</s>", "<unk>"
+
+
+def count_ngrams(sentences: Iterable[str], order: int) -> list[Counter]:
+    """Plain counts of every n-gram of ``<s> words </s>``, orders 1 to ``order``.
+
+    Returns:
+        ``counts[k - 1]``: Counter of k-gram tuples.
+    """
+    if order < 1:
+        raise ValueError(f"order must be at least 1, got {order}")
+    counts = [Counter() for _ in range(order)]
+    for sentence in sentences:
+        words = [BOS, *sentence.split(), EOS]
+        for k in range(1, order + 1):
+            counts[k - 1].update(zip(*(words[i:] for i in range(k))))
+    return counts
+
+
+def kneser_ney(counts: list[Counter]) -> list[dict[tuple[str, ...], tuple[float, float]]]:
+    """Interpolated Kneser-Ney probabilities and backoff weights from :func:`count_ngrams`.
+
+    Returns:
+        ``model[k - 1]``: k-gram -> (log10 p(last word | the others), log10 bow of the
+        k-gram as a history; 0.0 at the highest order).
+    """
+    order = len(counts)
+    modified = [_continuation_counts(counts[k + 1], counts[k]) for k in range(order - 1)] + [counts[-1]]
+    discounts = [_discount(c, k + 1) for k, c in enumerate(modified)]
+    vocab = sorted({w for (w,) in counts[0]} - {BOS} | {UNK})
+    probs: list[dict[tuple[str, ...], float]] = []
+    bows: list[dict[tuple[str, ...], float]] = []
+    for k, (table, discount) in enumerate(zip(modified, discounts)):
+        totals: dict[tuple[str, ...], float] = defaultdict(float)
+        kinds: dict[tuple[str, ...], int] = defaultdict(int)
+        for gram, c in table.items():
+            if gram[-1] == BOS:
+                continue
+            totals[gram[:-1]] += c
+            kinds[gram[:-1]] += 1
+        bow = {h: discount * kinds[h] / totals[h] for h in totals}
+        level: dict[tuple[str, ...], float] = {}
+        if k == 0:
+            uniform = bow[()] / len(vocab)
+            level = {(w,): max(table.get((w,), 0) - discount, 0.0) / totals[()] + uniform for w in vocab}
+        else:
+            lower = probs[k - 1]
+            for gram, c in table.items():
+                if gram[-1] == BOS:
+                    continue
+                h = gram[:-1]
+                level[gram] = max(c - discount, 0.0) / totals[h] + bow[h] * _backoff_prob(gram[1:], probs, bows)
+        probs.append(level)
+        bows.append(bow)
+    model = []
+    for k in range(order):
+        level = {g: (math.log10(p), math.log10(bows[k + 1][g]) if k + 1 < order and g in bows[k + 1] else 0.0)
+                 for g, p in probs[k].items()}
+        if k == 0:
+            level[(BOS,)] = (-99.0, math.log10(bows[1][(BOS,)]) if order > 1 else 0.0)
+        model.append(level)
+    return model
+
+
+def write_arpa(model: list[dict[tuple[str, ...], tuple[float, float]]], path: str | Path) -> None:
+    """Write :func:`kneser_ney`'s model as an ARPA file (atomically: a temp file renamed)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("\\data\\\n")
+        for k, level in enumerate(model, 1):
+            f.write(f"ngram {k}={len(level)}\n")
+        for k, level in enumerate(model, 1):
+            f.write(f"\n\\{k}-grams:\n")
+            for gram in sorted(level):
+                logp, logbow = level[gram]
+                tail = f"\t{logbow:.6f}" if k < len(model) else ""
+                f.write(f"{logp:.6f}\t{' '.join(gram)}{tail}\n")
+        f.write("\n\\end\\\n")
+    tmp.replace(path)
+
+
+def train_arpa(sentences: Iterable[str], order: int, path: str | Path) -> dict[str, int]:
+    """Estimate a Kneser-Ney model of ``order`` on ``sentences`` and write it to ``path``.
+
+    Returns:
+        The number of n-grams of each order, as ``{"1": n1, "2": n2, ...}``.
+    """
+    model = kneser_ney(count_ngrams(sentences, order))
+    write_arpa(model, path)
+    return {str(k): len(level) for k, level in enumerate(model, 1)}
+
+
+def write_lexicon(words: Iterable[str], path: str | Path) -> int:
+    """A flashlight lexicon: each word spelled in characters and ended by the ``|`` boundary.
+
+    Returns:
+        The number of words written.
+    """
+    words = sorted(set(words) - {BOS, EOS, UNK})
+    Path(path).write_text("".join(f"{w}\t{' '.join(w)} |\n" for w in words), encoding="utf-8")
+    return len(words)
+
+
+def _continuation_counts(higher: Counter, plain: Counter) -> Counter:
+    """Distinct left contexts of each (k-1)-gram in the k-grams; plain counts after ``<s>``."""
+    out = Counter()
+    for gram in higher:
+        out[gram[1:]] += 1
+    for gram, c in plain.items():
+        if gram[0] == BOS:
+            out[gram] = c
+    return out
+
+
+def _discount(table: Counter, k: int) -> float:
+    n1 = sum(1 for c in table.values() if c == 1)
+    n2 = sum(1 for c in table.values() if c == 2)
+    if n1 == 0 or n2 == 0:
+        raise ValueError(f"too little text for a {k}-gram Kneser-Ney estimate: "
+                         f"{n1} {k}-grams seen once, {n2} seen twice")
+    return n1 / (n1 + 2 * n2)
+
+
+def _backoff_prob(gram: tuple[str, ...], probs: list[dict], bows: list[dict]) -> float:
+    """p(last word | the others) from the lower orders already estimated, backing off as ARPA does."""
+    weight = 1.0
+    while gram not in probs[len(gram) - 1]:
+        weight *= bows[len(gram) - 1].get(gram[:-1], 1.0) if len(gram) > 1 else 1.0
+        gram = gram[1:]
+    return weight * probs[len(gram) - 1][gram]

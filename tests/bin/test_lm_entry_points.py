@@ -1,0 +1,55 @@
+"""audiossl.bin.train_lm (held-out sentences never reach the LM, OOV rates, named errors) and
+the LM options of audiossl.bin.decode_ctc."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from audiossl.bin import decode_ctc, train_lm
+from audiossl.data.kaldi_dir import write_table
+
+SENTENCES = ["THE CAT SAT ON THE MAT", "THE DOG SAT ON THE LOG", "A CAT AND A DOG", "THE CAT ATE", "THE DOG ATE",
+             "A MAT ON A LOG", "THE CAT SAT", "A DOG SAT", "THE MAT", "ON A MAT", "ZEBRAS EAT GRASS"]
+
+
+def test_held_out_sentences_are_dropped_and_oov_reported(tmp_path, capsys):
+    (tmp_path / "text.txt").write_text("\n".join(SENTENCES) + "\n\n")
+    test = tmp_path / "test"
+    test.mkdir()
+    write_table(test / "text", {"u1": "ZEBRAS  EAT GRASS", "u2": "THE BIRD SAT"})
+    assert train_lm.main(["--order", "2", "--exclude-data", str(test), str(tmp_path / "text.txt"),
+                          str(tmp_path / "lm")]) == 0
+    info = json.loads((tmp_path / "lm" / "info.json").read_text())
+    assert info["sentences"] == len(SENTENCES) - 1 and info["dropped_as_held_out"] == 2   # and the empty line
+    arpa = (tmp_path / "lm" / "lm.arpa").read_text()
+    assert "ZEBRAS" not in arpa and "\tTHE CAT\n" in arpa
+    assert "ZEBRAS" not in (tmp_path / "lm" / "lexicon.txt").read_text()
+    assert info["oov_rate"][str(test)] == 4 / 6   # ZEBRAS EAT GRASS BIRD
+    assert "66.67 % of the words are not in the lexicon" in capsys.readouterr().out
+
+
+def test_a_held_out_dir_without_text_is_an_error(tmp_path, capsys):
+    (tmp_path / "text.txt").write_text("\n".join(SENTENCES))
+    (tmp_path / "test").mkdir()
+    write_table(tmp_path / "test" / "utt2spk", {"u1": "s1"})
+    assert train_lm.main(["--exclude-data", str(tmp_path / "test"), str(tmp_path / "text.txt"), str(tmp_path / "lm")]) == 1
+    assert "no text file, so its sentences cannot be held out" in capsys.readouterr().err
+    assert train_lm.main([str(tmp_path / "missing.txt"), str(tmp_path / "lm")]) == 1
+    assert "missing.txt" in capsys.readouterr().err
+
+
+def test_decode_grid_is_every_pair_or_the_dev_choice(tmp_path):
+    args = argparse.Namespace(lm_weight=[1.0, 2.0], word_score=[0.0, 1.0], lm_params_from=None)
+    assert decode_ctc.lm_grid(args) == [(1.0, 0.0), (1.0, 1.0), (2.0, 0.0), (2.0, 1.0)]
+    (tmp_path / "dev.json").write_text(json.dumps({"lm_weight": 3.0, "word_score": 1.0, "wer": 0.4}))
+    args.lm_params_from = str(tmp_path / "dev.json")
+    assert decode_ctc.lm_grid(args) == [(3.0, 1.0)]
+    (tmp_path / "no_lm.json").write_text(json.dumps({"beam_size": 8, "wer": 0.4}))
+    args.lm_params_from = str(tmp_path / "no_lm.json")
+    with pytest.raises(ValueError, match="not the scores of a decode with an LM"):
+        decode_ctc.lm_grid(args)
+    assert decode_ctc.floats("0.5,1,2") == [0.5, 1.0, 2.0]
+    with pytest.raises(argparse.ArgumentTypeError, match="comma-separated numbers"):
+        decode_ctc.floats("0.5;1")
