@@ -56,11 +56,11 @@ def lm_grid(args) -> list[tuple[float, float]]:
     return list(itertools.product(args.lm_weight, args.word_score))
 
 
-def lexicon_search(tokens: list[str], lm_dir: str, beam_size: int, outputs: list, params: tuple[float, float]
-                   ) -> dict[str, str]:
+def lexicon_search(tokens: list[str], lm_dir: str, beam_size: int, token_beam: int, outputs: list,
+                   params: tuple[float, float]) -> dict[str, str]:
     """Hypotheses of every utterance in ``outputs`` ((utterances, log-probs, frames) batches) at one
     (LM weight, word score) pair; a function of its own so that pairs run in parallel processes."""
-    decoder = LexiconDecoder(tokens, lm_dir, beam_size, *params)
+    decoder = LexiconDecoder(tokens, lm_dir, beam_size, *params, token_beam=token_beam)
     return {u: h for utts, log_probs, frames in outputs for u, h in zip(utts, decoder(log_probs, frames))}
 
 
@@ -74,6 +74,8 @@ def main(argv=None) -> int:
     parser.add_argument("--word-score", type=floats, default=[0.0], help="word score(s), comma-separated (default 0)")
     parser.add_argument("--lm-params-from", metavar="SCORES_JSON",
                         help="take the LM weight and word score from another decode's scores.json")
+    parser.add_argument("--token-beam", type=int, default=10,
+                        help="with --lm-dir: the likeliest tokens per frame that are tried (default 10)")
     parser.add_argument("--nj", type=int, default=2, help="LM weight / word score pairs decoded at once (default 2)")
     parser.add_argument("model")
     parser.add_argument("data_dir")
@@ -93,7 +95,8 @@ def main(argv=None) -> int:
         settings = {"beam_size": args.beam_size}
         if args.lm_dir:
             pairs = lm_grid(args)
-            search = functools.partial(lexicon_search, model.tokenizer.tokens, args.lm_dir, args.beam_size, outputs)
+            search = functools.partial(lexicon_search, model.tokenizer.tokens, args.lm_dir, args.beam_size,
+                                       args.token_beam, outputs)
             if len(pairs) == 1 or args.nj == 1:
                 found = [search(pair) for pair in pairs]
             else:
@@ -111,8 +114,8 @@ def main(argv=None) -> int:
                 Path(args.decode_dir).mkdir(parents=True, exist_ok=True)
                 (Path(args.decode_dir) / "lm_grid.tsv").write_text(
                     "lm_weight\tword_score\twer\tcer\n" + "\n".join(rows) + "\n")
-            settings.update(lm_dir=args.lm_dir, lm_weight=lm_weight, word_score=word_score)
-            tag = f"{args.model} lexicon beam {args.beam_size} lm {args.lm_dir} weight {lm_weight:g} word {word_score:g}"
+            settings.update(lm_dir=args.lm_dir, token_beam=args.token_beam, lm_weight=lm_weight, word_score=word_score)
+            tag = f"{args.model} lexicon beam {args.beam_size} tokens {args.token_beam} lm {args.lm_dir} weight {lm_weight:g} word {word_score:g}"
         else:
             hyps = {u: h for utts, lp, fr in outputs for u, h in zip(utts, model.decode(lp, fr, args.beam_size))}
             tag = f"{args.model} beam {args.beam_size}"

@@ -46,8 +46,8 @@ def lm_description(lm_dir: Path, dev_decodes: dict[tuple[str, str], Path]) -> st
     for (budget, init), decode_dir in dev_decodes.items():
         scores = json.loads((decode_dir / "scores.json").read_text())
         chosen.append(f"{init} on {budget} {scores['lm_weight']:g} / {scores['word_score']:g}")
-        beam = scores["beam_size"]
-    return (f"\"With LM\": a lexicon search (beam {beam}, flashlight-text through torchaudio) scored by a word "
+        beam = f"beam {scores['beam_size']}, {scores['token_beam']} tokens tried per frame"
+    return (f"\"With LM\": a lexicon search ({beam}; flashlight-text through torchaudio) scored by a word "
             f"{info['order']}-gram LM (`{lm_dir}`, interpolated Kneser-Ney on {info['sentences']} sentences of "
             f"the corpus's texts without the dev and test sentences; {info['lexicon_words']} lexicon words, "
             f"words not in it: {oov}). LM weight / word score, chosen on dev for each model: "

@@ -35,12 +35,13 @@ class LexiconDecoder:
         lm_dir: a dir with ``lm.arpa`` and ``lexicon.txt``. Lexicon words with a character
             the tokenizer lacks cannot be spelled and are left out (the count is logged).
         beam_size: hypotheses kept per frame.
+        token_beam: the likeliest tokens of each frame that may extend a hypothesis (None: all).
         lm_weight: weight of the LM log-probability (log base e, as KenLM's scores are scaled).
         word_score: added per emitted word (positive values favour more words).
     """
 
     def __init__(self, tokens: list[str], lm_dir: str | Path, beam_size: int = 100,
-                 lm_weight: float = 2.0, word_score: float = 0.0) -> None:
+                 lm_weight: float = 2.0, word_score: float = 0.0, token_beam: int | None = 10) -> None:
         if tokens[:3] != ["<blank>", "<unk>", "|"]:
             raise ValueError("the lexicon search needs a character tokenizer (tokens <blank> <unk> | ...), "
                              f"got one starting {tokens[:3]}")
@@ -67,7 +68,8 @@ class LexiconDecoder:
             lexicon.flush()
             with _quiet_stderr():  # KenLM draws a progress bar on fd 2 while it reads the ARPA file
                 self._decoder = ctc_decoder(lexicon=lexicon.name, tokens=list(tokens), lm=str(lm_dir / LM_FILE),
-                                            beam_size=beam_size, lm_weight=lm_weight, word_score=word_score,
+                                            beam_size=beam_size, beam_size_token=token_beam,
+                                            lm_weight=lm_weight, word_score=word_score,
                                             sil_score=0.0, blank_token="<blank>", sil_token="|", unk_word=UNK)
 
     def __call__(self, log_probs: Tensor, lengths: Tensor) -> list[str]:
