@@ -64,6 +64,30 @@ def lexicon_search(tokens: list[str], lm_dir: str, beam_size: int, token_beam: i
     return {u: h for utts, log_probs, frames in outputs for u, h in zip(utts, decoder(log_probs, frames))}
 
 
+def decode_with_lm(args, tokens: list[str], outputs: list, refs: dict[str, str]) -> tuple[dict[str, str], dict]:
+    """The lexicon search at every pair of :func:`lm_grid` (``--nj`` at a time); the hypotheses of the
+    pair with the lowest WER and that pair, written with every pair's rates to lm_grid.tsv when
+    there are several."""
+    pairs = lm_grid(args)
+    search = functools.partial(lexicon_search, tokens, args.lm_dir, args.beam_size, args.token_beam, outputs)
+    if len(pairs) == 1 or args.nj == 1:
+        found = [search(pair) for pair in pairs]
+    else:
+        with concurrent.futures.ProcessPoolExecutor(min(args.nj, len(pairs)),
+                                                    mp_context=multiprocessing.get_context("spawn")) as pool:
+            found = list(pool.map(search, pairs))
+    grid = [(error_rates(refs, hyps), pair, hyps) for pair, hyps in zip(pairs, found)]
+    for rates, (lm_weight, word_score), _ in grid:
+        print(f"  LM weight {lm_weight:g}, word score {word_score:g}: WER {100 * rates.wer:.2f} %", file=sys.stderr)
+    _, (lm_weight, word_score), hyps = min(grid, key=lambda g: g[0].wer)
+    if len(grid) > 1:
+        rows = [f"{w:g}\t{s:g}\t{100 * r.wer:.2f}\t{100 * r.cer:.2f}\n" for r, (w, s), _ in grid]
+        Path(args.decode_dir).mkdir(parents=True, exist_ok=True)
+        (Path(args.decode_dir) / "lm_grid.tsv").write_text("lm_weight\tword_score\twer\tcer\n" + "".join(rows))
+    return hyps, {"lm_dir": args.lm_dir, "token_beam": args.token_beam, "lm_weight": lm_weight,
+                  "word_score": word_score}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.decode_ctc", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -94,28 +118,10 @@ def main(argv=None) -> int:
         refs = data.data["text"]
         settings = {"beam_size": args.beam_size}
         if args.lm_dir:
-            pairs = lm_grid(args)
-            search = functools.partial(lexicon_search, model.tokenizer.tokens, args.lm_dir, args.beam_size,
-                                       args.token_beam, outputs)
-            if len(pairs) == 1 or args.nj == 1:
-                found = [search(pair) for pair in pairs]
-            else:
-                with concurrent.futures.ProcessPoolExecutor(min(args.nj, len(pairs)),
-                                                            mp_context=multiprocessing.get_context("spawn")) as pool:
-                    found = list(pool.map(search, pairs))
-            grid = []
-            for (lm_weight, word_score), hyps in zip(pairs, found):
-                grid.append((error_rates(refs, hyps), lm_weight, word_score, hyps))
-                print(f"  LM weight {lm_weight:g}, word score {word_score:g}: WER {100 * grid[-1][0].wer:.2f} %",
-                      file=sys.stderr)
-            _, lm_weight, word_score, hyps = min(grid, key=lambda g: g[0].wer)
-            if len(grid) > 1:
-                rows = [f"{w:g}\t{s:g}\t{100 * r.wer:.2f}\t{100 * r.cer:.2f}" for r, w, s, _ in grid]
-                Path(args.decode_dir).mkdir(parents=True, exist_ok=True)
-                (Path(args.decode_dir) / "lm_grid.tsv").write_text(
-                    "lm_weight\tword_score\twer\tcer\n" + "\n".join(rows) + "\n")
-            settings.update(lm_dir=args.lm_dir, token_beam=args.token_beam, lm_weight=lm_weight, word_score=word_score)
-            tag = f"{args.model} lexicon beam {args.beam_size} tokens {args.token_beam} lm {args.lm_dir} weight {lm_weight:g} word {word_score:g}"
+            hyps, lm_settings = decode_with_lm(args, model.tokenizer.tokens, outputs, refs)
+            settings.update(lm_settings)
+            tag = (f"{args.model} lexicon beam {args.beam_size} tokens {args.token_beam} lm {args.lm_dir} "
+                   f"weight {lm_settings['lm_weight']:g} word {lm_settings['word_score']:g}")
         else:
             hyps = {u: h for utts, lp, fr in outputs for u, h in zip(utts, model.decode(lp, fr, args.beam_size))}
             tag = f"{args.model} beam {args.beam_size}"
