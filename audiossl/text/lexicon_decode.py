@@ -82,9 +82,29 @@ class LexiconDecoder:
         Returns:
             B transcripts (words joined by single spaces).
         """
-        emissions = log_probs.detach().float().cpu().contiguous()
-        results = self._decoder(emissions, lengths.detach().cpu().to(torch.int32))
+        emissions, lengths = with_final_boundary(log_probs.detach().float().cpu(), lengths.detach().cpu())
+        results = self._decoder(emissions, lengths.to(torch.int32))
         return [" ".join(hyps[0].words) if hyps else "" for hyps in results]
+
+
+def with_final_boundary(log_probs: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    """Each utterance with one more frame that is surely ``|`` (id 2), just after its last one.
+
+    The lexicon spells each word with a closing ``|``, but CTC targets have no ``|`` after the
+    last word, so a last word whose final letter is on the last frame could never end.
+
+    Args:
+        log_probs: (B, T, V); lengths: (B,) valid frames.
+
+    Returns:
+        (B, T + 1, V) log-probabilities and (B,) lengths, each one frame longer.
+    """
+    batch, frames, vocab = log_probs.shape
+    out = torch.cat([log_probs, log_probs.new_zeros(batch, 1, vocab)], dim=1)
+    boundary = torch.full((vocab,), -1e4, dtype=out.dtype)
+    boundary[2] = 0.0
+    out[torch.arange(batch), lengths.long()] = boundary
+    return out.contiguous(), lengths + 1
 
 
 @contextlib.contextmanager

@@ -11,6 +11,8 @@ from audiossl.models.hubert import HubertConfig
 from audiossl.models.hubert import model as hubert_model
 from audiossl.nn.frontends import waveform_to_fbank
 from audiossl.tasks.asr import CtcTask
+from audiossl.text.lexicon_decode import LexiconDecoder
+from audiossl.text.ngram import train_arpa, write_lexicon
 from audiossl.text.tokenizer import build_tokenizer
 from tests.conftest import synth_speechlike
 
@@ -86,7 +88,7 @@ def test_frozen_encoder_gets_no_gradient():
     assert not model.encoder_frozen
 
 
-def test_learns_toy_transcripts():
+def test_learns_toy_transcripts(tmp_path):
     model, tokenizer = tiny_ctc(mask_prob=0.0)
     batch = toy_batch(tokenizer)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -103,6 +105,12 @@ def test_learns_toy_transcripts():
     log_probs, frames = model(batch.inputs, batch.lengths)
     assert model.decode(log_probs, frames) == TEXTS
     assert model.decode(log_probs, frames, beam_size=4) == TEXTS
+    lm_dir = tmp_path / "lm"   # a word LM that knows the transcripts, and "HELL" and "WORD" too
+    lm_dir.mkdir()
+    train_arpa(TEXTS * 2 + ["HELL A", "WORD OK", "A OK", "B B"], 2, lm_dir / "lm.arpa")
+    write_lexicon(["HELLO", "HELL", "WORLD", "WORD", "A", "B", "OK"], lm_dir / "lexicon.txt")
+    lm = LexiconDecoder(tokenizer.tokens, lm_dir, beam_size=20, lm_weight=0.5)
+    assert model.decode(log_probs, frames, lm=lm) == TEXTS
 
 
 def test_checkpoint_round_trip_transcribe(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from audiossl.text.lexicon_decode import LexiconDecoder
+from audiossl.text.lexicon_decode import LexiconDecoder, with_final_boundary
 from audiossl.text.ngram import train_arpa, write_lexicon
 from audiossl.text.tokenizer import CharTokenizer
 
@@ -70,3 +70,14 @@ def test_bad_setups_are_named(lm_dir, tmp_path):
         LexiconDecoder(["<blank>", "<unk>", "▁THE"], lm_dir)
     with pytest.raises(FileNotFoundError, match="lm.arpa: missing"):
         LexiconDecoder(CharTokenizer.train(TEXT).tokens, tmp_path / "nowhere")
+
+
+def test_a_last_letter_on_the_last_frame_still_ends_its_word(lm_dir):
+    """CTC targets have no ``|`` after the last word; the search supplies it."""
+    tokenizer = CharTokenizer.train(TEXT)
+    frames = spelled("A CAT")[:-2]          # "T" on the very last frame
+    decoder = LexiconDecoder(tokenizer.tokens, lm_dir, beam_size=20, lm_weight=1.0)
+    assert decoder(emissions(tokenizer, frames), torch.tensor([len(frames)])) == ["A CAT"]
+    padded, lengths = with_final_boundary(torch.zeros(2, 4, 5), torch.tensor([4, 2]))
+    assert padded.shape == (2, 5, 5) and lengths.tolist() == [5, 3]
+    assert padded[0, 4].argmax() == 2 and padded[1, 2].argmax() == 2 and padded[1, 3:].eq(0).all()

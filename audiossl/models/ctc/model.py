@@ -65,16 +65,22 @@ class CtcModel(nn.Module):
         return self.encoder.extract_features(wavs, lengths)
 
     @torch.no_grad()
-    def transcribe(self, wavs: Tensor, lengths: Tensor, beam_size: int = 1) -> list[str]:
-        """Text of each ``(B, S)`` 16 kHz waveform: greedy (``beam_size`` 1) or prefix beam search."""
+    def transcribe(self, wavs: Tensor, lengths: Tensor, beam_size: int = 1, lm=None) -> list[str]:
+        """Text of each ``(B, S)`` 16 kHz waveform (decoded as :meth:`decode` does)."""
         inputs, input_lengths = wavs, lengths
         if self.input_kind == "fbank":
             inputs, input_lengths = waveform_to_fbank(wavs, lengths, self.encoder.frontend.num_mel_bins)
         log_probs, frames = self(inputs, input_lengths)
-        return self.decode(log_probs, frames, beam_size)
+        return self.decode(log_probs, frames, beam_size, lm)
 
-    def decode(self, log_probs: Tensor, frames: Tensor, beam_size: int = 1) -> list[str]:
-        """Token log-probs ``(B, T, V)`` → text per item."""
+    def decode(self, log_probs: Tensor, frames: Tensor, beam_size: int = 1, lm=None) -> list[str]:
+        """Token log-probs ``(B, T, V)`` → text per item.
+
+        Greedy (``beam_size`` 1) or prefix beam search; with ``lm`` (a
+        :class:`~audiossl.text.lexicon_decode.LexiconDecoder`) its lexicon search instead.
+        """
+        if lm is not None:
+            return lm(log_probs, frames)
         if beam_size > 1:
             ids = beam_search_decode(log_probs.cpu(), frames.cpu(), beam_size)
         else:
