@@ -26,7 +26,7 @@ finetune_args=""          # extra options for audiossl.bin.finetune_ctc, e.g. "-
 beam_size=8
 lm_text=""                # one normalized sentence per line: the text of the word LM (empty: no LM)
 lm_order=3
-lm_dir=""                 # where the LM goes (default: $data/local/lm, shared by every setting)
+lm_dir=""                 # where the LM goes (default: $data/local/lm_<order>gram, shared by every setting)
 lm_beam_size=100
 lm_weights="1,2,3,4"      # tried on dev for each model, with each word score
 word_scores="0,1,2,3"
@@ -46,7 +46,7 @@ help_message="Usage: $0 --pretrained <checkpoint> [options]   (run from egs/<cor
   --finetune-args '...'        extra options for python -m audiossl.bin.finetune_ctc
   --beam-size N                CTC prefix beam search width (1: greedy)
   --lm-text FILE               text of the word n-gram LM, one sentence per line (default: no LM decoding)
-  --lm-order N / --lm-dir DIR  its order ($lm_order) and where it goes (default: DATA/local/lm)
+  --lm-order N / --lm-dir DIR  its order ($lm_order) and where it goes (default: DATA/local/lm_<order>gram)
   --lm-beam-size N             beam of the lexicon search with the LM ($lm_beam_size)
   --lm-weights '...' / --word-scores '...'   the grid tried on dev ($lm_weights / $word_scores)
   --exp DIR                    experiment dir ($exp)
@@ -62,7 +62,7 @@ command_line="$(basename "$(pwd)")/run.sh${*:+$(printf " %q" "$@")}"
 . utils/stages.sh
 python=${launcher:-python3}
 scratch_exp=${scratch_exp:-$exp}
-lm_dir=${lm_dir:-$data/local/lm}
+lm_dir=${lm_dir:-$data/local/lm_${lm_order}gram}
 
 model_dir() {  # <pretrained|scratch> <budget>
   if [ $1 = scratch ]; then echo $scratch_exp/ctc_scratch_$2; else echo $exp/ctc_pretrained_$2; fi

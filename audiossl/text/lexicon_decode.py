@@ -20,6 +20,7 @@ from torch import Tensor
 from torchaudio.models.decoder import ctc_decoder
 
 from audiossl.text.ngram import UNK
+from audiossl.text.tokenizer import CharTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -36,20 +37,19 @@ class LexiconDecoder:
             the tokenizer lacks cannot be spelled and are left out (the count is logged).
         beam_size: hypotheses kept per frame.
         token_beam: the likeliest tokens of each frame that may extend a hypothesis (None: all).
-        lm_weight: weight of the LM log-probability (log base e, as KenLM's scores are scaled).
+        lm_weight: weight of the LM log-probability.
         word_score: added per emitted word (positive values favour more words).
     """
 
     def __init__(self, tokens: list[str], lm_dir: str | Path, beam_size: int = 100,
                  lm_weight: float = 2.0, word_score: float = 0.0, token_beam: int | None = 10) -> None:
-        if tokens[:3] != ["<blank>", "<unk>", "|"]:
+        if tuple(tokens[:3]) != CharTokenizer.SPECIALS:
             raise ValueError("the lexicon search needs a character tokenizer (tokens <blank> <unk> | ...), "
                              f"got one starting {tokens[:3]}")
         lm_dir = Path(lm_dir)
         for name in (LM_FILE, LEXICON_FILE):
             if not (lm_dir / name).is_file():
                 raise FileNotFoundError(f"{lm_dir / name}: missing; audiossl.bin.train_lm writes an LM dir")
-        self.beam_size, self.lm_weight, self.word_score = beam_size, lm_weight, word_score
         letters = set(tokens[3:])
         kept, dropped = [], 0
         for line in (lm_dir / LEXICON_FILE).read_text(encoding="utf-8").splitlines():
@@ -88,7 +88,7 @@ class LexiconDecoder:
 
 
 def with_final_boundary(log_probs: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-    """Each utterance with one more frame that is surely ``|`` (id 2), just after its last one.
+    """Each utterance with one more frame that is surely ``|``, just after its last one.
 
     The lexicon spells each word with a closing ``|``, but CTC targets have no ``|`` after the
     last word, so a last word whose final letter is on the last frame could never end.
@@ -102,7 +102,7 @@ def with_final_boundary(log_probs: Tensor, lengths: Tensor) -> tuple[Tensor, Ten
     batch, frames, vocab = log_probs.shape
     out = torch.cat([log_probs, log_probs.new_zeros(batch, 1, vocab)], dim=1)
     boundary = torch.full((vocab,), -1e4, dtype=out.dtype)
-    boundary[2] = 0.0
+    boundary[CharTokenizer.WORD_ID] = 0.0
     out[torch.arange(batch), lengths.long()] = boundary
     return out.contiguous(), lengths + 1
 

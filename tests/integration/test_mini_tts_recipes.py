@@ -95,10 +95,10 @@ def test_asr_outputs_and_results_table(demo):
         for test_set in ("test", "test_unseen"):
             scores = json.loads((model_dir / f"decode_{test_set}_lm" / "scores.json").read_text())
             assert (scores["lm_weight"], scores["word_score"]) == (chosen["lm_weight"], chosen["word_score"])
-            lexicon = {line.split()[0] for line in (demo / "data/local/lm/lexicon.txt").read_text().splitlines()}
+            lexicon = {line.split()[0] for line in (demo / "data/local/lm_3gram/lexicon.txt").read_text().splitlines()}
             hyps = (model_dir / f"decode_{test_set}_lm" / "hyp.txt").read_text().splitlines()
             assert all(word in lexicon for line in hyps for word in line.split()[1:])
-    info = json.loads((demo / "data/local/lm/info.json").read_text())
+    info = json.loads((demo / "data/local/lm_3gram/info.json").read_text())
     assert info["dropped_as_held_out"] >= len((demo / "data/test/text").read_text().splitlines())
     model = audiossl.load_model(demo / "exp_asr/ctc_pretrained_train_10min/checkpoints/best.pt")
     wavs = torch.randn(2, 16000) * 0.05
