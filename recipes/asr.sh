@@ -28,7 +28,7 @@ lm_text=""                # one normalized sentence per line: the text of the wo
 lm_order=3
 lm_dir=""                 # where the LM goes (default: $data/local/lm_<order>gram, shared by every setting)
 lm_beam_size=100
-lm_weights="1,2,3,4"      # tried on dev for each model, with each word score
+lm_weights="1,2,3,4"      # tried on dev for each model, with each word score (comma-separated)
 word_scores="0,1,2,3"
 results=RESULTS.md
 results_section="Demo setting"   # the section of $results this run's table goes in (others are kept)
@@ -48,7 +48,7 @@ help_message="Usage: $0 --pretrained <checkpoint> [options]   (run from egs/<cor
   --lm-text FILE               text of the word n-gram LM, one sentence per line (default: no LM decoding)
   --lm-order N / --lm-dir DIR  its order ($lm_order) and where it goes (default: DATA/local/lm_<order>gram)
   --lm-beam-size N             beam of the lexicon search with the LM ($lm_beam_size)
-  --lm-weights '...' / --word-scores '...'   the grid tried on dev ($lm_weights / $word_scores)
+  --lm-weights a,b / --word-scores c,d      the grid tried on dev, comma-separated ($lm_weights / $word_scores)
   --exp DIR                    experiment dir ($exp)
   --scratch-exp DIR            experiment dir of the scratch control (default: --exp), to share one control
                                between encoders of the same architecture fine-tuned with the same config
@@ -63,6 +63,7 @@ command_line="$(basename "$(pwd)")/run.sh${*:+$(printf " %q" "$@")}"
 python=${launcher:-python3}
 scratch_exp=${scratch_exp:-$exp}
 lm_dir=${lm_dir:-$data/local/lm_${lm_order}gram}
+lm_name=$(basename $lm_dir)   # names the decode dirs with this LM, so that another LM decodes anew
 
 model_dir() {  # <pretrained|scratch> <budget>
   if [ $1 = scratch ]; then echo $scratch_exp/ctc_scratch_$2; else echo $exp/ctc_pretrained_$2; fi
@@ -110,7 +111,8 @@ fi
 
 if run_stage 5 && [ -n "$lm_text" ]; then
   done_or_log $lm_dir/.done "stage 5: ${lm_order}-gram LM of $lm_text in $lm_dir" || {
-    [ -f "$lm_text" ] || { echo "$0: $lm_text: no LM text (the ssl recipe's stage 0 writes it)" >&2; exit 1; }
+    [ -f "$lm_text" ] || { echo "$0: $lm_text: no LM text (the ssl recipe's stage 0 writes it; for data" \
+      "prepared before it did, remove $data/.done.prepare and re-run that stage: the audio is reused)" >&2; exit 1; }
     python3 -m audiossl.bin.train_lm --order $lm_order $(for set in $dev_set $test_sets; do echo --exclude-data $data/$set; done) \
       $lm_text $lm_dir
     touch $lm_dir/.done
@@ -122,12 +124,12 @@ if run_stage 6 && [ -n "$lm_text" ]; then
     for init in pretrained scratch; do
       model=$(model_dir $init $budget)
       for set in $dev_set $test_sets; do
-        dir=$model/decode_${set}_lm
-        done_or_log $dir/.done "stage 6: decoding $set with $model and the LM" && continue
+        dir=$model/decode_${set}_$lm_name
+        done_or_log $dir/.done "stage 6: decoding $set with $model and the LM $lm_dir" && continue
         if [ $set = $dev_set ]; then
-          lm_params="--lm-weight $lm_weights --word-score $word_scores"
+          lm_params="--lm-weight ${lm_weights// /,} --word-score ${word_scores// /,}"
         else
-          lm_params="--lm-params-from $model/decode_${dev_set}_lm/scores.json"
+          lm_params="--lm-params-from $model/decode_${dev_set}_$lm_name/scores.json"
         fi
         python3 -m audiossl.bin.decode_ctc --nj $nj --lm-dir $lm_dir --beam-size $lm_beam_size $lm_params \
           $model/checkpoints/best.pt $data/${set}_fbank $dir

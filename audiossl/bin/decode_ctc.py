@@ -34,7 +34,7 @@ from tqdm import tqdm
 from audiossl.checkpoint import CheckpointError, load_model
 from audiossl.data.dataset import BucketBatchSampler, UtteranceDataset, collate, input_rate
 from audiossl.data.kaldi_dir import DataDirError
-from audiossl.text.lexicon_decode import LexiconDecoder
+from audiossl.text.lexicon_decode import LexiconDecoder, check_lm_dir
 from audiossl.text.scoring import error_rates, write_decode_dir
 
 
@@ -50,7 +50,7 @@ def lm_grid(args) -> list[tuple[float, float]]:
     """The (LM weight, word score) pairs to try."""
     if args.lm_params_from:
         chosen = json.loads(Path(args.lm_params_from).read_text())
-        if "lm_weight" not in chosen:
+        if "lm_weight" not in chosen or "word_score" not in chosen:
             raise ValueError(f"{args.lm_params_from}: not the scores of a decode with an LM")
         return [(chosen["lm_weight"], chosen["word_score"])]
     return list(itertools.product(args.lm_weight, args.word_score))
@@ -80,10 +80,12 @@ def decode_with_lm(args, tokens: list[str], outputs: list, refs: dict[str, str])
     for rates, (lm_weight, word_score), _ in grid:
         print(f"  LM weight {lm_weight:g}, word score {word_score:g}: WER {100 * rates.wer:.2f} %", file=sys.stderr)
     _, (lm_weight, word_score), hyps = min(grid, key=lambda g: g[0].wer)
+    grid_file = Path(args.decode_dir) / "lm_grid.tsv"
+    grid_file.unlink(missing_ok=True)
     if len(grid) > 1:
         rows = [f"{w:g}\t{s:g}\t{100 * r.wer:.2f}\t{100 * r.cer:.2f}\n" for r, (w, s), _ in grid]
         Path(args.decode_dir).mkdir(parents=True, exist_ok=True)
-        (Path(args.decode_dir) / "lm_grid.tsv").write_text("lm_weight\tword_score\twer\tcer\n" + "".join(rows))
+        grid_file.write_text("lm_weight\tword_score\twer\tcer\n" + "".join(rows))
     return hyps, {"lm_dir": args.lm_dir, "token_beam": args.token_beam, "lm_weight": lm_weight,
                   "word_score": word_score}
 
@@ -105,8 +107,15 @@ def main(argv=None) -> int:
     parser.add_argument("data_dir")
     parser.add_argument("decode_dir")
     args = parser.parse_args(argv)
+    if args.lm_params_from and not args.lm_dir:
+        parser.error("--lm-params-from needs --lm-dir")
     try:
         model = load_model(args.model)
+        if args.lm_dir:  # fail before the network runs over the whole set
+            if model.tokenizer.kind != "char":
+                raise ValueError(f"{args.model}: the lexicon search needs a character model, this one has "
+                                 f"{model.tokenizer.kind} units")
+            check_lm_dir(args.lm_dir)
         data = UtteranceDataset(args.data_dir, model.input_kind)
         sampler = BucketBatchSampler(data.lengths, int(args.batch_seconds * input_rate(data.input_kind)), shuffle=False)
         loader = torch.utils.data.DataLoader(data, batch_sampler=sampler.epoch_batches(0), collate_fn=collate)
@@ -130,7 +139,7 @@ def main(argv=None) -> int:
             json.dump({"model": args.model, "data": args.data_dir, **settings, **dataclasses.asdict(rates)}, f, indent=1)
         print(f"{args.data_dir}: WER {rates.wer * 100:.2f} % CER {rates.cer * 100:.2f} % "
               f"({rates.num_utts} utterances) -> {args.decode_dir}")
-    except (CheckpointError, DataDirError, OSError, ValueError) as err:
+    except (CheckpointError, DataDirError, OSError, ValueError, RuntimeError) as err:  # RuntimeError: KenLM
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -7,7 +7,7 @@
 Reads <dir>/ctc_<init>_<budget>/decode_<set>/scores.json and each model's best and last
 checkpoints, where <dir> is --exp for the pretrained models and --scratch-exp (default: --exp)
 for the scratch control. With --lm-dir the table also has the decodes with the word LM
-(decode_<set>_lm/, their LM weight and word score chosen on decode_<dev-set>_lm/). The table goes into the section ``## <section>`` of the output file:
+(decode_<set>_<LM dir name>/, their LM weight and word score chosen on decode_<dev-set>_<LM dir name>/). The table goes into the section ``## <section>`` of the output file:
 a section of that title is replaced, any other section is kept, so one RESULTS.md holds
 several settings.
 """
@@ -42,14 +42,17 @@ def lm_description(lm_dir: Path, dev_decodes: dict[tuple[str, str], Path]) -> st
     """A sentence on the LM (order, text, lexicon, test-set OOV rates) and the weights each model chose."""
     info = json.loads((lm_dir / "info.json").read_text())
     oov = ", ".join(f"{Path(name).name} {100 * rate:.2f} %" for name, rate in info["oov_rate"].items())
-    chosen = []
+    held_out = ", ".join(Path(name).name for name in info["held_out"])
+    chosen, beams = [], set()
     for (budget, init), decode_dir in dev_decodes.items():
         scores = json.loads((decode_dir / "scores.json").read_text())
+        if "lm_weight" not in scores:
+            raise ValueError(f"{decode_dir / 'scores.json'}: not the scores of a decode with an LM")
         chosen.append(f"{init} on {budget} {scores['lm_weight']:g} / {scores['word_score']:g}")
-        beam = f"beam {scores['beam_size']}, {scores['token_beam']} tokens tried per frame"
-    return (f"\"With LM\": a lexicon search ({beam}; flashlight-text through torchaudio) scored by a word "
-            f"{info['order']}-gram LM (`{lm_dir}`, interpolated Kneser-Ney on {info['sentences']} sentences of "
-            f"the corpus's texts without the dev and test sentences; {info['lexicon_words']} lexicon words, "
+        beams.add(f"beam {scores['beam_size']}, {scores['token_beam']} tokens tried per frame")
+    return (f"\"With LM\": a lexicon search ({'; '.join(sorted(beams))}; flashlight-text through torchaudio) scored "
+            f"by a word {info['order']}-gram LM (`{lm_dir}`, interpolated Kneser-Ney on {info['sentences']} "
+            f"sentences of the corpus's texts without those of {held_out}; {info['lexicon_words']} lexicon words, "
             f"words not in it: {oov}). LM weight / word score, chosen on dev for each model: "
             + ", ".join(chosen) + ".")
 
@@ -122,7 +125,8 @@ def main(argv=None) -> int:
         model_dir = {(budget, init): exp_of[init] / f"ctc_{init}_{budget}" for budget in budgets for init in inits}
         facts = {key: training_facts(path) for key, path in model_dir.items()}
         if args.lm_dir:
-            lines.append(lm_description(Path(args.lm_dir), {key: model_dir[key] / f"decode_{args.dev_set}_lm"
+            lm_name = Path(args.lm_dir).name
+            lines.append(lm_description(Path(args.lm_dir), {key: model_dir[key] / f"decode_{args.dev_set}_{lm_name}"
                                                              for key in model_dir}))
         lines += [
             "",
@@ -138,7 +142,8 @@ def main(argv=None) -> int:
                     dev_cer = "" if run["dev_cer"] is None else f"{run['dev_cer']:.2f}"
                     with_lm = ""
                     if args.lm_dir:
-                        lm_scores = json.loads((decode_dir.with_name(decode_dir.name + "_lm") / "scores.json").read_text())
+                        lm_decode = decode_dir.with_name(f"{decode_dir.name}_{lm_name}")
+                        lm_scores = json.loads((lm_decode / "scores.json").read_text())
                         with_lm = f" {100 * lm_scores['cer']:.2f} | {100 * lm_scores['wer']:.2f} |"
                     lines.append(f"| {budget} | {test_set} | {init} | {100 * scores['cer']:.2f} | "
                                  f"{100 * scores['wer']:.2f} |{with_lm} {run['updates']} | {run['best_update']} | "
@@ -153,7 +158,7 @@ def main(argv=None) -> int:
         document = output.read_text() if output.exists() else ""
         output.write_text(with_section(document, args.section, lines))
         print("\n".join(lines))
-    except (CheckpointError, OSError, KeyError) as err:
+    except (CheckpointError, OSError, KeyError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -42,7 +42,8 @@ def main(argv=None) -> int:
         excluded = {" ".join(t.split()) for texts in held_out.values() for t in texts.values()}
         with open(args.text, encoding="utf-8") as f:
             lines = [" ".join(line.split()) for line in f]
-        kept = [line for line in lines if line and line not in excluded]
+        sentences = [line for line in lines if line]
+        kept = [line for line in sentences if line not in excluded]
         if not kept:
             raise ValueError(f"{args.text}: no sentence left to train on")
         lm_dir = Path(args.lm_dir)
@@ -54,12 +55,12 @@ def main(argv=None) -> int:
         for name, texts in held_out.items():
             words = [w for t in texts.values() for w in t.split()]
             oov[name] = sum(w not in vocab for w in words) / max(len(words), 1)
-        info = {"text": args.text, "order": args.order, "sentences": len(kept),
-                "dropped_as_held_out": len(lines) - len(kept), "lexicon_words": num_words,
+        info = {"text": args.text, "order": args.order, "sentences": len(kept), "held_out": list(held_out),
+                "dropped_as_held_out": len(sentences) - len(kept), "lexicon_words": num_words,
                 "ngrams": ngrams, "oov_rate": oov}
         (lm_dir / "info.json").write_text(json.dumps(info, indent=1) + "\n")
-        print(f"{lm_dir}: {args.order}-gram LM on {len(kept)} sentences ({len(lines) - len(kept)} held-out "
-              f"or empty lines dropped), {num_words} lexicon words, n-grams {ngrams}")
+        print(f"{lm_dir}: {args.order}-gram LM on {len(kept)} sentences ({len(sentences) - len(kept)} held-out "
+              f"sentences dropped), {num_words} lexicon words, n-grams {ngrams}")
         for name, rate in oov.items():
             print(f"  {name}: {100 * rate:.2f} % of the words are not in the lexicon")
     except (DataDirError, OSError, ValueError) as err:

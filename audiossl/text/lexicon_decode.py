@@ -3,7 +3,7 @@
 An LM dir, as :mod:`audiossl.bin.train_lm` writes it, holds ``lm.arpa`` (a word n-gram
 model) and ``lexicon.txt`` (each word spelled in characters and ended by ``|``). The
 search only emits lexicon words, scoring each hypothesis as
-``log p_ctc + lm_weight * log p_lm + word_score * words``; it needs a character
+``log p_ctc + lm_weight * log10 p_lm + word_score * words`` (KenLM's scores are log10); it needs a character
 tokenizer, whose ``|`` is the word boundary the lexicon spells.
 """
 from __future__ import annotations
@@ -27,6 +27,15 @@ log = logging.getLogger(__name__)
 LM_FILE, LEXICON_FILE = "lm.arpa", "lexicon.txt"
 
 
+def check_lm_dir(lm_dir: str | Path) -> Path:
+    """``lm_dir`` as a Path; FileNotFoundError naming the file when it lacks the LM or the lexicon."""
+    lm_dir = Path(lm_dir)
+    for name in (LM_FILE, LEXICON_FILE):
+        if not (lm_dir / name).is_file():
+            raise FileNotFoundError(f"{lm_dir / name}: missing; audiossl.bin.train_lm writes an LM dir")
+    return lm_dir
+
+
 class LexiconDecoder:
     """Decode CTC log-probabilities into lexicon words scored by an n-gram LM.
 
@@ -46,10 +55,7 @@ class LexiconDecoder:
         if tuple(tokens[:3]) != CharTokenizer.SPECIALS:
             raise ValueError("the lexicon search needs a character tokenizer (tokens <blank> <unk> | ...), "
                              f"got one starting {tokens[:3]}")
-        lm_dir = Path(lm_dir)
-        for name in (LM_FILE, LEXICON_FILE):
-            if not (lm_dir / name).is_file():
-                raise FileNotFoundError(f"{lm_dir / name}: missing; audiossl.bin.train_lm writes an LM dir")
+        lm_dir = check_lm_dir(lm_dir)
         letters = set(tokens[3:])
         kept, dropped = [], 0
         for line in (lm_dir / LEXICON_FILE).read_text(encoding="utf-8").splitlines():

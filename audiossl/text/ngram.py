@@ -9,8 +9,8 @@ discount per order, ``D = n1 / (n1 + 2 n2)`` from that order's count-of-counts:
   nothing before them and keep their plain counts;
 - ``p(w | h) = max(c(h w) - D, 0) / c(h) + bow(h) p(w | h')`` with
   ``bow(h) = D N1+(h .) / c(h)``, ``h'`` being ``h`` without its first word;
-- the unigrams are interpolated with the uniform distribution over the vocabulary, so
-  ``<unk>`` has the mass that the discount freed.
+- the unigrams are interpolated with the uniform distribution over the vocabulary (the
+  discount's mass spread evenly), so that ``<unk>`` and every word have some probability.
 
 In ARPA terms every listed n-gram carries this interpolated probability and every history
 its ``bow``: a backoff lookup then gives the same distribution, which sums to one.
@@ -68,12 +68,12 @@ def kneser_ney(counts: list[Counter]) -> list[dict[tuple[str, ...], tuple[float,
             uniform = bow[()] / len(vocab)
             level = {(w,): max(table.get((w,), 0) - discount, 0.0) / totals[()] + uniform for w in vocab}
         else:
-            lower = probs[k - 1]
             for gram, c in table.items():
                 if gram[-1] == BOS:
                     continue
                 h = gram[:-1]
-                level[gram] = max(c - discount, 0.0) / totals[h] + bow[h] * _backoff_prob(gram[1:], probs, bows)
+                # gram[1:] was seen with gram[0] before it, so the order below lists it
+                level[gram] = max(c - discount, 0.0) / totals[h] + bow[h] * probs[k - 1][gram[1:]]
         probs.append(level)
         bows.append(bow)
     model = []
@@ -145,11 +145,3 @@ def _discount(table: Counter, k: int) -> float:
                          f"{n1} {k}-grams seen once, {n2} seen twice")
     return n1 / (n1 + 2 * n2)
 
-
-def _backoff_prob(gram: tuple[str, ...], probs: list[dict], bows: list[dict]) -> float:
-    """p(last word | the others) from the lower orders already estimated, backing off as ARPA does."""
-    weight = 1.0
-    while gram not in probs[len(gram) - 1]:
-        weight *= bows[len(gram) - 1].get(gram[:-1], 1.0) if len(gram) > 1 else 1.0
-        gram = gram[1:]
-    return weight * probs[len(gram) - 1][gram]

@@ -22,7 +22,8 @@ def test_held_out_sentences_are_dropped_and_oov_reported(tmp_path, capsys):
     assert train_lm.main(["--order", "2", "--exclude-data", str(test), str(tmp_path / "text.txt"),
                           str(tmp_path / "lm")]) == 0
     info = json.loads((tmp_path / "lm" / "info.json").read_text())
-    assert info["sentences"] == len(SENTENCES) - 1 and info["dropped_as_held_out"] == 2   # and the empty line
+    assert info["sentences"] == len(SENTENCES) - 1 and info["dropped_as_held_out"] == 1
+    assert info["held_out"] == [str(test)]
     arpa = (tmp_path / "lm" / "lm.arpa").read_text()
     assert "ZEBRAS" not in arpa and "\tTHE CAT\n" in arpa
     assert "ZEBRAS" not in (tmp_path / "lm" / "lexicon.txt").read_text()

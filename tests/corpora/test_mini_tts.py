@@ -141,8 +141,12 @@ def test_mbrola_spanish_has_no_diphone_gaps(tmp_path):
 def test_lm_text_is_every_transcript_of_the_language(tiny):
     corpus, data = tiny
     for lang in LANGUAGES:
+        sentences = load_sentences(corpus, lang)
+        if not sentences:   # this machine lacks the language's text package: no LM text either
+            assert not (data / "local" / f"lm_text_{lang}.txt").exists()
+            continue
         lines = (data / "local" / f"lm_text_{lang}.txt").read_text(encoding="utf-8").splitlines()
-        assert lines == [s.transcript for s in load_sentences(corpus, lang)]
+        assert lines == [s.transcript for s in sentences]
         used = {t for split in SPLITS if (lang == "es") == (split in SPANISH_SPLITS)
                 for t in read(data, split)["text"].values()}
         assert used <= set(lines)

@@ -88,18 +88,21 @@ def test_asr_outputs_and_results_table(demo):
     assert "| CER % with LM | WER % with LM |" in table and "word 3-gram LM" in table
     for init in ("pretrained", "scratch"):
         model_dir = demo / "exp_asr" / f"ctc_{init}_train_10min"
-        grid = (model_dir / "decode_dev_lm" / "lm_grid.tsv").read_text().splitlines()
+        grid = (model_dir / "decode_dev_lm_3gram" / "lm_grid.tsv").read_text().splitlines()
         assert grid[0] == "lm_weight\tword_score\twer\tcer" and [row.split()[:2] for row in grid[1:]] == [["1", "0"], ["1", "1"]]
-        chosen = json.loads((model_dir / "decode_dev_lm" / "scores.json").read_text())
+        chosen = json.loads((model_dir / "decode_dev_lm_3gram" / "scores.json").read_text())
         assert min(float(row.split()[2]) for row in grid[1:]) == pytest.approx(100 * chosen["wer"], abs=0.006)
         for test_set in ("test", "test_unseen"):
-            scores = json.loads((model_dir / f"decode_{test_set}_lm" / "scores.json").read_text())
+            scores = json.loads((model_dir / f"decode_{test_set}_lm_3gram" / "scores.json").read_text())
             assert (scores["lm_weight"], scores["word_score"]) == (chosen["lm_weight"], chosen["word_score"])
             lexicon = {line.split()[0] for line in (demo / "data/local/lm_3gram/lexicon.txt").read_text().splitlines()}
-            hyps = (model_dir / f"decode_{test_set}_lm" / "hyp.txt").read_text().splitlines()
+            hyps = (model_dir / f"decode_{test_set}_lm_3gram" / "hyp.txt").read_text().splitlines()
             assert all(word in lexicon for line in hyps for word in line.split()[1:])
     info = json.loads((demo / "data/local/lm_3gram/info.json").read_text())
-    assert info["dropped_as_held_out"] >= len((demo / "data/test/text").read_text().splitlines())
+    held_out = {line.split(maxsplit=1)[1] for name in ("dev", "test", "test_unseen")
+                for line in (demo / "data" / name / "text").read_text().splitlines()}
+    assert info["dropped_as_held_out"] == len(held_out)
+    assert sorted(Path(name).name for name in info["held_out"]) == ["dev", "test", "test_unseen"]
     model = audiossl.load_model(demo / "exp_asr/ctc_pretrained_train_10min/checkpoints/best.pt")
     wavs = torch.randn(2, 16000) * 0.05
     texts = model.transcribe(wavs, torch.tensor([16000, 8000]))
