@@ -3,13 +3,14 @@
 # at several labelled budgets, decoded and scored on several test sets.
 # Called by egs/<corpus>/asr/run.sh, from that directory.
 #   1  features of the fine-tuning and test sets (if the ssl recipe has not made them)
-#   2  CTC fine-tuning from the pretrained checkpoint, one model per budget
-#   3  the same models from scratch (the control)
-#   4  decoding and scoring of every model on every test set (CTC prefix beam search, no LM)
-#   5  a word n-gram LM and its lexicon from --lm-text, the dev and test sentences held out
-#   6  decoding with the LM: LM weight and word score chosen on dev for each model, then the test sets
-#   7  results table (RESULTS.md)
-# Without --lm-text, stages 5 and 6 do nothing and the table has no LM columns.
+#   2  CTC fine-tuning, for each budget from the pretrained checkpoint and from scratch (the
+#      control); --finetune-jobs of them at once
+#   3  a word n-gram LM and its lexicon from --lm-text, the dev and test sentences held out
+#   4  decoding and scoring of every model on every test set: CTC prefix beam search, and from
+#      the same network outputs a lexicon search with the LM, its LM weight and word score
+#      chosen on dev for each model
+#   5  results table (RESULTS.md)
+# Without --lm-text, stage 3 does nothing, stage 4 decodes without an LM and the table has no LM columns.
 set -euo pipefail
 
 stage=1
@@ -23,6 +24,7 @@ test_sets="test test_unseen"
 fbank_config=conf/fbank.conf
 finetune_config=conf/finetune.yaml
 finetune_args=""          # extra options for audiossl.bin.finetune_ctc, e.g. "--set trainer.max_updates=10"
+finetune_jobs=1           # fine-tunes run at once, each with nproc/finetune_jobs threads
 beam_size=8
 lm_text=""                # one normalized sentence per line: the text of the word LM (empty: no LM)
 lm_order=3
@@ -44,6 +46,9 @@ help_message="Usage: $0 --pretrained <checkpoint> [options]   (run from egs/<cor
   --test-sets '...'            sets to decode ($test_sets)
   --finetune-config F          YAML run config (ctc and trainer sections)
   --finetune-args '...'        extra options for python -m audiossl.bin.finetune_ctc
+  --finetune-jobs N            fine-tunes run at once ($finetune_jobs), each with nproc/N threads: on a
+                               CPU, two one-thread jobs train 20 % faster than one two-thread job after
+                               the other; their console output goes to <model-dir>/finetune.log
   --beam-size N                CTC prefix beam search width (1: greedy)
   --lm-text FILE               text of the word n-gram LM, one sentence per line (default: no LM decoding)
   --lm-order N / --lm-dir DIR  its order ($lm_order) and where it goes (default: DATA/local/lm_<order>gram)
@@ -78,39 +83,43 @@ if run_stage 1; then
   done
 fi
 
-finetune() {  # <pretrained|scratch> <budget>
+finetune() {  # <pretrained|scratch> <budget> [finetune_ctc options]
   local dir=$(model_dir $1 $2) scratch=""
   [ $1 = scratch ] && scratch=--scratch
-  done_or_log $dir/.done "$(basename $dir): CTC on $2 (log: $dir/train.log)" && return 0
-  $python -m audiossl.bin.finetune_ctc --config $finetune_config $finetune_args --init $pretrained $scratch \
-    --train-data $data/${2}_fbank --valid-data $data/${dev_set}_fbank $dir
+  local budget=$2
+  shift 2
+  $python -m audiossl.bin.finetune_ctc --config $finetune_config "$@" $finetune_args --init $pretrained $scratch \
+    --train-data $data/${budget}_fbank --valid-data $data/${dev_set}_fbank $dir
   touch $dir/.done
 }
 
 if run_stage 2; then
-  for budget in $budgets; do finetune pretrained $budget; done
-fi
-
-if run_stage 3; then
-  for budget in $budgets; do finetune scratch $budget; done
-fi
-
-if run_stage 4; then
+  threads=$(( $(nproc) / finetune_jobs > 0 ? $(nproc) / finetune_jobs : 1 ))
+  declare -A running=()   # pid -> model dir, of the fine-tunes in the background
+  trap 'kill ${!running[@]} 2>/dev/null || true' EXIT
+  wait_one() {
+    local pid
+    wait -n -p pid || { echo "$0: fine-tuning ${running[$pid]} failed: see ${running[$pid]}/finetune.log" >&2; exit 1; }
+    echo "$(date +%T) stage 2: $(basename ${running[$pid]}) done"
+    unset "running[$pid]"
+  }
   for budget in $budgets; do
     for init in pretrained scratch; do
-      for set in $test_sets; do
-        model=$(model_dir $init $budget)
-        dir=$model/decode_$set
-        done_or_log $dir/.done "stage 4: decoding $set with $model" && continue
-        python3 -m audiossl.bin.decode_ctc --beam-size $beam_size $model/checkpoints/best.pt $data/${set}_fbank $dir
-        touch $dir/.done
-      done
+      dir=$(model_dir $init $budget)
+      done_or_log $dir/.done "stage 2: $(basename $dir): CTC on $budget (log: $dir/train.log)" && continue
+      if [ $finetune_jobs -le 1 ]; then finetune $init $budget; continue; fi
+      mkdir -p $dir
+      finetune $init $budget --set trainer.num_threads=$threads > $dir/finetune.log 2>&1 &
+      running[$!]=$dir
+      [ ${#running[@]} -lt $finetune_jobs ] || wait_one
     done
   done
+  while [ ${#running[@]} -gt 0 ]; do wait_one; done
+  trap - EXIT
 fi
 
-if run_stage 5 && [ -n "$lm_text" ]; then
-  done_or_log $lm_dir/.done "stage 5: ${lm_order}-gram LM of $lm_text in $lm_dir" || {
+if run_stage 3 && [ -n "$lm_text" ]; then
+  done_or_log $lm_dir/.done "stage 3: ${lm_order}-gram LM of $lm_text in $lm_dir" || {
     [ -f "$lm_text" ] || { echo "$0: $lm_text: no LM text (the ssl recipe's stage 0 writes it; for data" \
       "prepared before it did, remove $data/.done.prepare and re-run that stage: the audio is reused)" >&2; exit 1; }
     python3 -m audiossl.bin.train_lm --order $lm_order $(for set in $dev_set $test_sets; do echo --exclude-data $data/$set; done) \
@@ -119,28 +128,32 @@ if run_stage 5 && [ -n "$lm_text" ]; then
   }
 fi
 
-if run_stage 6 && [ -n "$lm_text" ]; then
+if run_stage 4; then
   for budget in $budgets; do
     for init in pretrained scratch; do
       model=$(model_dir $init $budget)
-      for set in $dev_set $test_sets; do
-        dir=$model/decode_${set}_$lm_name
-        done_or_log $dir/.done "stage 6: decoding $set with $model and the LM $lm_dir" && continue
-        if [ $set = $dev_set ]; then
-          lm_params="--lm-weight ${lm_weights// /,} --word-score ${word_scores// /,}"
-        else
-          lm_params="--lm-params-from $model/decode_${dev_set}_$lm_name/scores.json"
+      for set in ${lm_text:+$dev_set} $test_sets; do   # with an LM, dev first: its decode chooses the LM weights
+        dir=$model/decode_$set lm_opts=()
+        if [ -n "$lm_text" ]; then
+          lm_opts=(--nj $nj --lm-dir $lm_dir --lm-decode-dir $model/decode_${set}_$lm_name --lm-beam-size $lm_beam_size)
+          if [ $set = $dev_set ]; then
+            lm_opts+=(--lm-weight ${lm_weights// /,} --word-score ${word_scores// /,})
+          else
+            lm_opts+=(--lm-params-from $model/decode_${dev_set}_$lm_name/scores.json)
+          fi
+          dir=$model/decode_${set}_$lm_name   # its marker stands for both decodes
         fi
-        python3 -m audiossl.bin.decode_ctc --nj $nj --lm-dir $lm_dir --beam-size $lm_beam_size $lm_params \
-          $model/checkpoints/best.pt $data/${set}_fbank $dir
-        touch $dir/.done
+        done_or_log $dir/.done "stage 4: decoding $set with $model${lm_text:+ (and the LM $lm_dir)}" && continue
+        python3 -m audiossl.bin.decode_ctc --beam-size $beam_size "${lm_opts[@]}" \
+          $model/checkpoints/best.pt $data/${set}_fbank $model/decode_$set
+        touch $model/decode_$set/.done $dir/.done
       done
     done
   done
 fi
 
-if run_stage 7; then
-  echo "$(date +%T) stage 7: results table -> $results"
+if run_stage 5; then
+  echo "$(date +%T) stage 5: results table -> $results"
   python3 -m audiossl.bin.results_table --exp $exp --scratch-exp $scratch_exp --budgets "$budgets" --test-sets "$test_sets" \
     ${lm_text:+--lm-dir $lm_dir --dev-set $dev_set} \
     --pretrained $pretrained --command "${results_command:-$command_line}" --section "$results_section" $results

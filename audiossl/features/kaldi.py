@@ -10,6 +10,10 @@ Features are computed by torchaudio's Kaldi compliance functions in float32, so 
 equal ``torchaudio.compliance.kaldi`` exactly. (fairseq2's native filterbank was measured
 2x faster per utterance, but differs from it by up to 3e-3 on low-energy mel bins of
 band-limited audio; feature extraction of the whole demo corpus takes seconds either way.)
+
+torch and torchaudio are imported where features are computed, not with this module, so
+that the commands that only read configs, merge tables or sum CMVN statistics start in a
+second instead of the three torch takes to import.
 """
 from __future__ import annotations
 
@@ -17,9 +21,6 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
-import torchaudio.compliance.kaldi as kaldi_compliance
-import torchaudio.functional
 
 INT16_SCALE = 32768.0
 
@@ -116,10 +117,14 @@ class FeatureExtractor:
     """Waveform (num_samples,) float in [-1, 1] → features (num_frames, dim) float32."""
 
     def __init__(self, config: FeatureConfig):
+        import torchaudio.compliance.kaldi as kaldi_compliance
+
         self.config = config
         self._compute = kaldi_compliance.fbank if config.kind == "fbank" else kaldi_compliance.mfcc
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
+        import torch
+
         window = int(self.config.sample_rate * self.config.options.get("frame_length", 25.0) / 1000)
         if len(samples) < window:
             raise ValueError(f"{len(samples)} samples is shorter than one {window}-sample window")
@@ -132,6 +137,9 @@ def add_deltas(features: np.ndarray, order: int = 2, window: int = 2) -> np.ndar
 
     Uses Kaldi's regression window of ``2 * window + 1`` frames, edge frames replicated.
     """
+    import torch
+    import torchaudio.functional
+
     feats = torch.from_numpy(np.array(features, dtype=np.float32)).T.unsqueeze(0)  # (1, dim, frames)
     out = [feats]
     for _ in range(order):

@@ -68,26 +68,27 @@ def prefix_beam_search(log_probs: Tensor | np.ndarray, beam_size: int = 8,
         next_beams: dict[tuple[int, ...], list[float]] = {}
         for prefix, (p_blank, p_token) in beams.items():
             last = prefix[-1] if prefix else None
+            p_prefix = _logaddexp(p_blank, p_token)
             for c in tried:
                 p = frame[c]
                 if c == BLANK_ID:
                     entry = next_beams.setdefault(prefix, [NEG_INF, NEG_INF])
-                    entry[0] = _logsumexp(entry[0], p_blank + p, p_token + p)
+                    entry[0] = _logaddexp(entry[0], p_prefix + p)
                     continue
                 extended = next_beams.setdefault(prefix + (c,), [NEG_INF, NEG_INF])
                 if c == last:
                     # "a a" needs a blank between the two: only blank-ending alignments extend.
-                    extended[1] = _logsumexp(extended[1], p_blank + p)
+                    extended[1] = _logaddexp(extended[1], p_blank + p)
                     entry = next_beams.setdefault(prefix, [NEG_INF, NEG_INF])
-                    entry[1] = _logsumexp(entry[1], p_token + p)
+                    entry[1] = _logaddexp(entry[1], p_token + p)
                 else:
-                    extended[1] = _logsumexp(extended[1], p_blank + p, p_token + p)
-        ranked = sorted(((_logsumexp(*p), prefix, p) for prefix, p in next_beams.items()),
+                    extended[1] = _logaddexp(extended[1], p_prefix + p)
+        ranked = sorted(((_logaddexp(*p), prefix, p) for prefix, p in next_beams.items()),
                         key=lambda r: r[0], reverse=True)
         beams = {prefix: p for score, prefix, p in ranked[:beam_size] if score > NEG_INF}
         if not beams:
             raise ValueError("every prefix has probability 0: are the log-probabilities finite?")
-    return [(list(prefix), _logsumexp(*p)) for prefix, p in beams.items()]
+    return [(list(prefix), _logaddexp(*p)) for prefix, p in beams.items()]
 
 
 def beam_search_decode(log_probs: Tensor, lengths: Tensor | None = None, beam_size: int = 8,
@@ -107,11 +108,13 @@ def beam_search_decode(log_probs: Tensor, lengths: Tensor | None = None, beam_si
             for b in range(scores.shape[0])]
 
 
-def _logsumexp(*values: float) -> float:
-    top = max(values)
-    if top == NEG_INF:
-        return NEG_INF
-    return top + math.log(sum(math.exp(v - top) for v in values))
+def _logaddexp(a: float, b: float) -> float:
+    """log(exp(a) + exp(b)) of two Python floats (faster than numpy on scalars)."""
+    if a < b:
+        a, b = b, a
+    if b == NEG_INF:
+        return a
+    return a + math.log1p(math.exp(b - a))
 
 
 def _as_numpy(log_probs: Tensor | np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Lexicon-constrained CTC beam search with a word n-gram LM (flashlight-text, through torchaudio).
+"""Lexicon-constrained CTC beam search with a word n-gram LM (flashlight-text).
 
 An LM dir, as :mod:`audiossl.bin.train_lm` writes it, holds ``lm.arpa`` (a word n-gram
 model) and ``lexicon.txt`` (each word spelled in characters and ended by ``|``). The
@@ -12,15 +12,16 @@ import contextlib
 import logging
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
+from flashlight.lib.text.decoder import (CriterionType, KenLM, LexiconDecoder as FlashlightLexiconDecoder,
+                                         LexiconDecoderOptions, SmearingMode, Trie)
+from flashlight.lib.text.dictionary import Dictionary, create_word_dict
 from torch import Tensor
-from torchaudio.models.decoder import ctc_decoder
 
 from audiossl.text.ngram import UNK
-from audiossl.text.tokenizer import CharTokenizer
+from audiossl.text.tokenizer import BLANK_ID, CharTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,18 @@ def check_lm_dir(lm_dir: str | Path) -> Path:
     return lm_dir
 
 
+def check_char_tokens(tokens: list[str]) -> None:
+    """ValueError unless ``tokens`` are a character tokenizer's, which the lexicon spells."""
+    if tuple(tokens[:3]) != CharTokenizer.SPECIALS:
+        raise ValueError("the lexicon search needs a character tokenizer (tokens <blank> <unk> | ...), "
+                         f"got one starting {tokens[:3]}")
+
+
 class LexiconDecoder:
     """Decode CTC log-probabilities into lexicon words scored by an n-gram LM.
+
+    The LM and the lexicon's trie are built once; :meth:`with_weights` gives a decoder with
+    other weights that shares them, so that a grid of weights costs one LM load.
 
     Args:
         tokens: the character tokenizer's tokens (``CharTokenizer.tokens``: ``<blank>``,
@@ -45,38 +56,53 @@ class LexiconDecoder:
         lm_dir: a dir with ``lm.arpa`` and ``lexicon.txt``. Lexicon words with a character
             the tokenizer lacks cannot be spelled and are left out (the count is logged).
         beam_size: hypotheses kept per frame.
-        token_beam: the likeliest tokens of each frame that may extend a hypothesis (None: all).
         lm_weight: weight of the LM log-probability.
         word_score: added per emitted word (positive values favour more words).
+        token_beam: the likeliest tokens of each frame that may extend a hypothesis (None: all).
     """
 
     def __init__(self, tokens: list[str], lm_dir: str | Path, beam_size: int = 100,
                  lm_weight: float = 2.0, word_score: float = 0.0, token_beam: int | None = 10) -> None:
-        if tuple(tokens[:3]) != CharTokenizer.SPECIALS:
-            raise ValueError("the lexicon search needs a character tokenizer (tokens <blank> <unk> | ...), "
-                             f"got one starting {tokens[:3]}")
+        check_char_tokens(tokens)
         lm_dir = check_lm_dir(lm_dir)
         letters = set(tokens[3:])
-        kept, dropped = [], 0
+        spellings, dropped = {}, 0
         for line in (lm_dir / LEXICON_FILE).read_text(encoding="utf-8").splitlines():
-            word = line.split("\t", 1)[0]
+            word, spelling = line.split("\t", 1)
             if set(word) <= letters:
-                kept.append(line)
+                spellings[word] = [spelling.split()]
             else:
                 dropped += 1
         if dropped:
             log.info("%s: %d of %d words use characters the tokenizer lacks and are left out",
-                     lm_dir / LEXICON_FILE, dropped, dropped + len(kept))
-        if not kept:
+                     lm_dir / LEXICON_FILE, dropped, dropped + len(spellings))
+        if not spellings:
             raise ValueError(f"{lm_dir / LEXICON_FILE}: no word can be spelled with the tokenizer's characters")
-        with tempfile.NamedTemporaryFile("w", suffix=".lexicon.txt", encoding="utf-8") as lexicon:
-            lexicon.write("\n".join(kept) + "\n")
-            lexicon.flush()
-            with _quiet_stderr():  # KenLM draws a progress bar on fd 2 while it reads the ARPA file
-                self._decoder = ctc_decoder(lexicon=lexicon.name, tokens=list(tokens), lm=str(lm_dir / LM_FILE),
-                                            beam_size=beam_size, beam_size_token=token_beam,
-                                            lm_weight=lm_weight, word_score=word_score,
-                                            sil_score=0.0, blank_token="<blank>", sil_token="|", unk_word=UNK)
+        self.tokens = list(tokens)
+        self.words = create_word_dict({**spellings, UNK: []})  # the LM's <unk>, never spelled
+        with _quiet_stderr():  # KenLM draws a progress bar on fd 2 while it reads the ARPA file
+            self._lm = KenLM(str(lm_dir / LM_FILE), self.words)
+        token_ids = Dictionary(self.tokens)
+        self._trie = Trie(len(self.tokens), CharTokenizer.WORD_ID)
+        start = self._lm.start(False)
+        for word, [spelling] in spellings.items():
+            word_id = self.words.get_index(word)
+            _, score = self._lm.score(start, word_id)  # the word's unigram score, smeared over its prefixes
+            self._trie.insert([token_ids.get_index(t) for t in spelling], word_id, score)
+        self._trie.smear(SmearingMode.MAX)
+        self.beam_size, self.token_beam = beam_size, token_beam
+        self._search = None
+        self.set_weights(lm_weight, word_score)
+
+    def set_weights(self, lm_weight: float, word_score: float) -> None:
+        """Use another LM weight and word score from now on (the LM and trie are kept)."""
+        options = LexiconDecoderOptions(
+            beam_size=self.beam_size, beam_size_token=self.token_beam or len(self.tokens), beam_threshold=50.0,
+            lm_weight=lm_weight, word_score=word_score, unk_score=float("-inf"), sil_score=0.0, log_add=False,
+            criterion_type=CriterionType.CTC)
+        self.lm_weight, self.word_score = lm_weight, word_score
+        self._search = FlashlightLexiconDecoder(options, self._trie, self._lm, CharTokenizer.WORD_ID,
+                                                BLANK_ID, self.words.get_index(UNK), [], False)
 
     def __call__(self, log_probs: Tensor, lengths: Tensor) -> list[str]:
         """Best word sequence of each utterance.
@@ -88,9 +114,15 @@ class LexiconDecoder:
         Returns:
             B transcripts (words joined by single spaces).
         """
+        if log_probs.shape[-1] != len(self.tokens):
+            raise ValueError(f"log-probabilities over {log_probs.shape[-1]} tokens, the decoder has {len(self.tokens)}")
         emissions, lengths = with_final_boundary(log_probs.detach().float().cpu(), lengths.detach().cpu())
-        results = self._decoder(emissions, lengths.to(torch.int32))
-        return [" ".join(hyps[0].words) if hyps else "" for hyps in results]
+        out = []
+        for b in range(emissions.shape[0]):
+            frames = emissions[b]  # contiguous (T + 1, V) float32 rows: the search reads them by address
+            results = self._search.decode(frames.data_ptr(), int(lengths[b]), frames.shape[1])
+            out.append(" ".join(self.words.get_entry(w) for w in results[0].words if w >= 0) if results else "")
+        return out
 
 
 def with_final_boundary(log_probs: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:

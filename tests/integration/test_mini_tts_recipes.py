@@ -88,6 +88,8 @@ def test_asr_outputs_and_results_table(demo):
     assert "| CER % with LM | WER % with LM |" in table and "word 3-gram LM" in table
     for init in ("pretrained", "scratch"):
         model_dir = demo / "exp_asr" / f"ctc_{init}_train_10min"
+        assert "final validation" in (model_dir / "finetune.log").read_text()   # the two ran side by side
+        assert (model_dir / "decode_dev" / "scores.json").exists()       # the network outputs of the LM's dev decode
         grid = (model_dir / "decode_dev_lm_3gram" / "lm_grid.tsv").read_text().splitlines()
         assert grid[0] == "lm_weight\tword_score\twer\tcer" and [row.split()[:2] for row in grid[1:]] == [["1", "0"], ["1", "1"]]
         chosen = json.loads((model_dir / "decode_dev_lm_3gram" / "scores.json").read_text())

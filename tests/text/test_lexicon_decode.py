@@ -53,8 +53,13 @@ def test_only_lexicon_words_come_out_and_the_lm_settles_ambiguity(lm_dir):
     frames[24:26] = [{"S": 0.4, "M": 0.5}] * 2   # "MAT" a little likelier than "SAT"
     log_probs = emissions(tokenizer, frames)
     lengths = torch.tensor([len(frames)])
-    assert LexiconDecoder(tokenizer.tokens, lm_dir, beam_size=20, lm_weight=0.0)(log_probs, lengths) == ["THE CAT MAT"]
+    decoder = LexiconDecoder(tokenizer.tokens, lm_dir, beam_size=20, lm_weight=0.0)
+    assert decoder(log_probs, lengths) == ["THE CAT MAT"]
     assert LexiconDecoder(tokenizer.tokens, lm_dir, beam_size=20, lm_weight=2.0)(log_probs, lengths) == ["THE CAT SAT"]
+    decoder.set_weights(2.0, 0.0)   # the same LM and trie, new weights: as a decoder built with them
+    assert decoder(log_probs, lengths) == ["THE CAT SAT"] and (decoder.lm_weight, decoder.word_score) == (2.0, 0.0)
+    with pytest.raises(ValueError, match="over 5 tokens, the decoder has"):
+        decoder(log_probs[..., :5], lengths)
 
 
 def test_words_the_tokenizer_cannot_spell_are_left_out(lm_dir):

@@ -9,5 +9,5 @@ cd "$(dirname "$0")"
 exec ../../../recipes/asr.sh \
   --data ../ssl/data --pretrained ../ssl/exp/hubert_iter2/checkpoints/best.pt \
   --budgets "train_10min train_1h" --test-sets "test test_unseen" --lm-text ../ssl/data/local/lm_text_en.txt \
-  --finetune-config conf/finetune.yaml --results-section "Demo setting (conf/finetune.yaml)" \
+  --finetune-config conf/finetune.yaml --finetune-jobs 2 --results-section "Demo setting (conf/finetune.yaml)" \
   "$@"
