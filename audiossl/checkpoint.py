@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from audiossl.atomic import atomic_path
 from audiossl.registry import get_family
 
 FORMAT = "audiossl/1"
@@ -35,15 +36,10 @@ def save_checkpoint(path: str | os.PathLike, family: str, config: dict, model_st
     payload: dict[str, Any] = {"format": FORMAT, "family": family, "config": config, "model": model_state}
     if train_state is not None:
         payload["train_state"] = train_state
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

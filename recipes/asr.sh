@@ -25,6 +25,7 @@ fbank_config=conf/fbank.conf
 finetune_config=conf/finetune.yaml
 finetune_args=""          # extra options for audiossl.bin.finetune_ctc, e.g. "--set trainer.max_updates=10"
 finetune_jobs=1           # fine-tunes run at once, each with nproc/finetune_jobs threads
+decode_jobs=1             # models decoded at once, each with nproc/decode_jobs threads
 beam_size=8
 lm_text=""                # one normalized sentence per line: the text of the word LM (empty: no LM)
 lm_order=3
@@ -49,6 +50,8 @@ help_message="Usage: $0 --pretrained <checkpoint> [options]   (run from egs/<cor
   --finetune-jobs N            fine-tunes run at once ($finetune_jobs), each with nproc/N threads: on a
                                CPU, two one-thread jobs train 20 % faster than one two-thread job after
                                the other; their console output goes to <model-dir>/finetune.log
+  --decode-jobs N              models decoded at once ($decode_jobs), each with nproc/N threads and
+                               nj/N LM grid points at a time; output in <model-dir>/decode.log
   --beam-size N                CTC prefix beam search width (1: greedy)
   --lm-text FILE               text of the word n-gram LM, one sentence per line (default: no LM decoding)
   --lm-order N / --lm-dir DIR  its order ($lm_order) and where it goes (default: DATA/local/lm_<order>gram)
@@ -94,28 +97,16 @@ finetune() {  # <pretrained|scratch> <budget> [finetune_ctc options]
 }
 
 if run_stage 2; then
-  threads=$(( $(nproc) / finetune_jobs > 0 ? $(nproc) / finetune_jobs : 1 ))
-  declare -A running=()   # pid -> model dir, of the fine-tunes in the background
-  trap 'kill ${!running[@]} 2>/dev/null || true' EXIT
-  wait_one() {
-    local pid
-    wait -n -p pid || { echo "$0: fine-tuning ${running[$pid]} failed: see ${running[$pid]}/finetune.log" >&2; exit 1; }
-    echo "$(date +%T) stage 2: $(basename ${running[$pid]}) done"
-    unset "running[$pid]"
-  }
+  threads=()   # side by side, the cores are shared out; alone, the trainer's default (the cores per rank)
+  [ $finetune_jobs -gt 1 ] && threads=(--set trainer.num_threads=$(( $(nproc) / finetune_jobs > 0 ? $(nproc) / finetune_jobs : 1 )))
   for budget in $budgets; do
     for init in pretrained scratch; do
       dir=$(model_dir $init $budget)
       done_or_log $dir/.done "stage 2: $(basename $dir): CTC on $budget (log: $dir/train.log)" && continue
-      if [ $finetune_jobs -le 1 ]; then finetune $init $budget; continue; fi
-      mkdir -p $dir
-      finetune $init $budget --set trainer.num_threads=$threads > $dir/finetune.log 2>&1 &
-      running[$!]=$dir
-      [ ${#running[@]} -lt $finetune_jobs ] || wait_one
+      in_background $finetune_jobs $dir/finetune.log finetune $init $budget "${threads[@]}"
     done
   done
-  while [ ${#running[@]} -gt 0 ]; do wait_one; done
-  trap - EXIT
+  wait_background
 fi
 
 if run_stage 3 && [ -n "$lm_text" ]; then
@@ -128,28 +119,37 @@ if run_stage 3 && [ -n "$lm_text" ]; then
   }
 fi
 
+decode_model() {  # <model-dir>: each set, without and (with --lm-text) with the LM; dev first, to choose the LM weights
+  local model=$1 set dir lm_opts
+  for set in ${lm_text:+$dev_set} $test_sets; do
+    dir=$model/decode_$set lm_opts=()
+    if [ -n "$lm_text" ]; then
+      lm_opts=(--nj $grid_jobs --lm-dir $lm_dir --lm-decode-dir $model/decode_${set}_$lm_name --lm-beam-size $lm_beam_size)
+      if [ $set = $dev_set ]; then
+        lm_opts+=(--lm-weight ${lm_weights// /,} --word-score ${word_scores// /,})
+      else
+        lm_opts+=(--lm-params-from $model/decode_${dev_set}_$lm_name/scores.json)
+      fi
+      dir=$model/decode_${set}_$lm_name   # its marker stands for both decodes
+    fi
+    done_or_log $dir/.done "stage 4: decoding $set with $model${lm_text:+ (and the LM $lm_dir)}" && continue
+    OMP_NUM_THREADS=$threads python3 -m audiossl.bin.decode_ctc --beam-size $beam_size "${lm_opts[@]}" \
+      $model/checkpoints/best.pt $data/${set}_fbank $model/decode_$set
+    touch $model/decode_$set/.done $dir/.done
+  done
+}
+
 if run_stage 4; then
+  threads=$(( $(nproc) / decode_jobs > 0 ? $(nproc) / decode_jobs : 1 ))
+  grid_jobs=$(( nj / decode_jobs > 0 ? nj / decode_jobs : 1 ))   # LM grid points searched at once, per model
   for budget in $budgets; do
     for init in pretrained scratch; do
       model=$(model_dir $init $budget)
-      for set in ${lm_text:+$dev_set} $test_sets; do   # with an LM, dev first: its decode chooses the LM weights
-        dir=$model/decode_$set lm_opts=()
-        if [ -n "$lm_text" ]; then
-          lm_opts=(--nj $nj --lm-dir $lm_dir --lm-decode-dir $model/decode_${set}_$lm_name --lm-beam-size $lm_beam_size)
-          if [ $set = $dev_set ]; then
-            lm_opts+=(--lm-weight ${lm_weights// /,} --word-score ${word_scores// /,})
-          else
-            lm_opts+=(--lm-params-from $model/decode_${dev_set}_$lm_name/scores.json)
-          fi
-          dir=$model/decode_${set}_$lm_name   # its marker stands for both decodes
-        fi
-        done_or_log $dir/.done "stage 4: decoding $set with $model${lm_text:+ (and the LM $lm_dir)}" && continue
-        python3 -m audiossl.bin.decode_ctc --beam-size $beam_size "${lm_opts[@]}" \
-          $model/checkpoints/best.pt $data/${set}_fbank $model/decode_$set
-        touch $model/decode_$set/.done $dir/.done
-      done
+      [ $decode_jobs -gt 1 ] && echo "$(date +%T) stage 4: decoding with $model (log: $model/decode.log)"
+      in_background $decode_jobs $model/decode.log decode_model $model
     done
   done
+  wait_background
 fi
 
 if run_stage 5; then

@@ -24,6 +24,7 @@ kmeans1_clusters=100
 kmeans2_clusters=100
 kmeans_max_frames=200000
 kmeans_fit_utts=1000      # k-means is fitted on this many random training utterances (0: all)
+kmeans_n_init=20          # k-means++ initializations tried, the best kept (fairseq's 20)
 kmeans2_layer=4           # hidden state of the iteration-1 model clustered for iteration 2
 pretrain1_config=conf/pretrain1.yaml
 pretrain2_config=conf/pretrain2.yaml
@@ -38,6 +39,7 @@ help_message="Usage: $0 [options]   (run from egs/<corpus>/ssl)
   --nj N                       parallel jobs for features and k-means labels ($nj)
   --kmeans1-clusters K / --kmeans2-clusters K / --kmeans2-layer L
   --kmeans-fit-utts N          fit k-means on N random training utterances, 0: all ($kmeans_fit_utts)
+  --kmeans-n-init N            k-means++ initializations tried ($kmeans_n_init)
   --pretrain1-config F / --pretrain2-config F   YAML run configs
   --iter2-from-iter1 true|false  start iteration 2 from the iteration-1 weights ($iter2_from_iter1)
   --prepare-args '...'         options for local/prepare_data.sh
@@ -80,7 +82,7 @@ labels() {  # <iteration> <features-data-suffix> <extra apply/fit options...>: f
     utils/subset_data_dir.sh $fit_data $kmeans_fit_utts $dir/fit_data
     fit_data=$dir/fit_data
   fi
-  python3 -m audiossl.bin.kmeans fit --num-clusters ${!clusters} --max-frames $kmeans_max_frames "$@" \
+  python3 -m audiossl.bin.kmeans fit --num-clusters ${!clusters} --max-frames $kmeans_max_frames --n-init $kmeans_n_init "$@" \
     $fit_data $dir/kmeans.safetensors 2>&1 | tee $dir/fit.log
   for set in $train_set $dev_set; do
     utils/split_data.sh --per-utt $data/${set}_$suffix $nj

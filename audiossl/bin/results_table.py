@@ -50,7 +50,7 @@ def lm_description(lm_dir: Path, dev_decodes: dict[tuple[str, str], Path]) -> st
             raise ValueError(f"{decode_dir / 'scores.json'}: not the scores of a decode with an LM")
         chosen.append(f"{init} on {budget} {scores['lm_weight']:g} / {scores['word_score']:g}")
         beams.add(f"beam {scores['beam_size']}, {scores['token_beam']} tokens tried per frame")
-    return (f"\"With LM\": a lexicon search ({'; '.join(sorted(beams))}; flashlight-text through torchaudio) scored "
+    return (f"\"With LM\": a lexicon search ({'; '.join(sorted(beams))}; flashlight-text) scored "
             f"by a word {info['order']}-gram LM (`{lm_dir}`, interpolated Kneser-Ney on {info['sentences']} "
             f"sentences of the corpus's texts without those of {held_out}; {info['lexicon_words']} lexicon words, "
             f"words not in it: {oov}). LM weight / word score, chosen on dev for each model: "

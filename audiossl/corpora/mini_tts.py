@@ -41,6 +41,7 @@ from typing import Callable
 import soundfile
 from tqdm import tqdm
 
+from audiossl.atomic import write_text_atomic
 from audiossl.data.kaldi_dir import DataDir
 
 log = logging.getLogger(__name__)
@@ -200,9 +201,7 @@ def load_sentences(corpus_dir: Path, lang: str) -> list[Sentence]:
         if not sentences:
             return []
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(f"{s.id}\t{s.spoken}\t{s.transcript}\n" for s in sentences), encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_atomic(path, "".join(f"{s.id}\t{s.spoken}\t{s.transcript}\n" for s in sentences))
     with open(path, encoding="utf-8") as f:
         return [Sentence(*line.rstrip("\n").split("\t")) for line in f]
 
@@ -596,6 +595,4 @@ def write_lm_text(path: Path, sentences: list[Sentence]) -> None:
     The dev and test sentences are in it too; ``audiossl.bin.train_lm --exclude-data`` removes them.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"{s.transcript}\n" for s in sentences), encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, "".join(f"{s.transcript}\n" for s in sentences))

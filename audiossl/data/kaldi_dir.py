@@ -30,6 +30,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from audiossl.atomic import atomic_path
+
 UTT_TABLES = ("text", "utt2spk", "utt2lang", "utt2dur", "utt2num_samples", "utt2num_frames", "feats.scp")
 FEATURE_TABLES = ("feats.scp", "cmvn.scp", "utt2num_frames")
 ALL_TABLES = ("wav.scp", "segments", "spk2utt", "cmvn.scp", "reco2dur") + UTT_TABLES
@@ -85,13 +87,10 @@ def read_table(path: str | os.PathLike, problems: list[Problem] | None = None) -
 
 def write_table(path: str | os.PathLike, table: dict[str, str]) -> None:
     """Write ``{key: value}`` sorted by key, atomically (a temporary file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for key in sorted(table):
             value = table[key]
             f.write(f"{key} {value}\n" if value != "" else f"{key}\n")
-    os.replace(tmp, path)
 
 
 def merge_tables(paths) -> dict[str, str]:

@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 from sklearn.cluster import MiniBatchKMeans
 from tqdm import tqdm
 
+from audiossl.atomic import atomic_path
 from audiossl.data.kaldi_dir import DataDir
 from audiossl.features.store import FeatureError, load_features
 
@@ -220,10 +221,8 @@ class KMeansModel:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the centers as safetensors, atomically."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file({"centers": self.centers.contiguous()}, str(tmp), metadata={"format": FORMAT})
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            save_file({"centers": self.centers.contiguous()}, str(tmp), metadata={"format": FORMAT})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "KMeansModel":

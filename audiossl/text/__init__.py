@@ -6,7 +6,7 @@
 - :mod:`audiossl.text.ngram`: word n-gram LMs (interpolated Kneser-Ney) written as ARPA,
   and their lexicons.
 - :mod:`audiossl.text.lexicon_decode`: lexicon-constrained CTC beam search scored by such
-  an LM (flashlight-text through torchaudio).
+  an LM (flashlight-text).
 - :mod:`audiossl.text.scoring`: WER/CER and Kaldi-style decode directories.
 
 Import from the submodules; this package re-exports nothing.

@@ -1,6 +1,6 @@
 """Word n-gram language models: interpolated Kneser-Ney estimated in Python, written as ARPA.
 
-The ARPA file is what KenLM (and so flashlight-text's CTC decoder, through torchaudio)
+The ARPA file is what KenLM (and so flashlight-text's CTC decoder)
 reads. The estimate is Chen & Goodman's interpolated Kneser-Ney with one absolute
 discount per order, ``D = n1 / (n1 + 2 n2)`` from that order's count-of-counts:
 
@@ -21,6 +21,8 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
+
+from audiossl.atomic import atomic_path, write_text_atomic
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 
@@ -87,10 +89,8 @@ def kneser_ney(counts: list[Counter]) -> list[dict[tuple[str, ...], tuple[float,
 
 
 def write_arpa(model: list[dict[tuple[str, ...], tuple[float, float]]], path: str | Path) -> None:
-    """Write :func:`kneser_ney`'s model as an ARPA file (atomically: a temp file renamed)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    """Write :func:`kneser_ney`'s model as an ARPA file, atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write("\\data\\\n")
         for k, level in enumerate(model, 1):
             f.write(f"ngram {k}={len(level)}\n")
@@ -101,7 +101,6 @@ def write_arpa(model: list[dict[tuple[str, ...], tuple[float, float]]], path: st
                 tail = f"\t{logbow:.6f}" if k < len(model) else ""
                 f.write(f"{logp:.6f}\t{' '.join(gram)}{tail}\n")
         f.write("\n\\end\\\n")
-    tmp.replace(path)
 
 
 def train_arpa(sentences: Iterable[str], order: int, path: str | Path) -> dict[str, int]:
@@ -122,7 +121,7 @@ def write_lexicon(words: Iterable[str], path: str | Path) -> int:
         The number of words written.
     """
     words = sorted(set(words) - {BOS, EOS, UNK})
-    Path(path).write_text("".join(f"{w}\t{' '.join(w)} |\n" for w in words), encoding="utf-8")
+    write_text_atomic(path, "".join(f"{w}\t{' '.join(w)} |\n" for w in words))
     return len(words)
 
 

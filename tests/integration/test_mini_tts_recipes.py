@@ -134,6 +134,19 @@ def test_another_encoder_shares_the_scratch_control(demo):
     assert len(scratch_rows[1]) == 2 and scratch_rows[0] == scratch_rows[1]
 
 
+def test_a_failed_fine_tune_among_parallel_ones_fails_the_stage(demo):
+    """--finetune-jobs 2: one job's error ends the stage, names its log, and nothing is marked done."""
+    exp = demo / "exp_asr_bad"
+    asr = run([str(EGS / "asr" / "run.sh"), "--data", str(demo / "data"), "--exp", str(exp), "--stage", "2",
+               "--stop-stage", "2", "--pretrained", str(demo / "exp/hubert_iter2/checkpoints/best.pt"),
+               "--budgets", "train_10min", "--finetune-args", TINY_FINETUNE + " --set trainer.no_such_option=1"], demo)
+    assert asr.returncode != 0
+    assert f"a job failed: see {exp}/ctc_" in asr.stderr
+    logs = [exp / f"ctc_{init}_train_10min" / "finetune.log" for init in ("pretrained", "scratch")]
+    assert any("no_such_option" in log.read_text() for log in logs if log.exists())
+    assert not list(exp.rglob(".done"))
+
+
 def test_rerun_skips_finished_stages(demo):
     again = run(ssl_args(demo), demo)
     assert again.returncode == 0

@@ -9,4 +9,4 @@
 cd "$(dirname "$0")"
 exec ./run.sh --prepare-args "--size large" --data data_large --exp exp_large \
   --feature-sets "train_unlab dev" --pretrain1-config conf/pretrain1_large.yaml \
-  --pretrain2-config conf/pretrain2_long.yaml "$@"
+  --pretrain2-config conf/pretrain2_long.yaml --kmeans-n-init 20 "$@"

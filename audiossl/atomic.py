@@ -1,0 +1,34 @@
+"""Atomic file writes: a killed job or a full disk leaves the previous file or none, never part of one.
+
+    with atomic_path("exp/model.safetensors") as tmp:
+        save_file(tensors, str(tmp))          # anything that writes a file at a given path
+    write_text_atomic("data/local/lm.txt", text)
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` (same directory, so the rename is atomic) to write to.
+
+    When the block ends without an error the temporary file is renamed onto ``path``; when it
+    raises, the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """``Path(path).write_text(text)`` in UTF-8, through :func:`atomic_path`."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")

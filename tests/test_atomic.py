@@ -1,0 +1,27 @@
+"""Atomic writes: the old file survives a failed write, and no temporary file is left behind."""
+from __future__ import annotations
+
+import pytest
+
+from audiossl.atomic import atomic_path, write_text_atomic
+
+
+def test_a_finished_write_replaces_the_file(tmp_path):
+    target = tmp_path / "table.txt"
+    target.write_text("old\n")
+    write_text_atomic(target, "new\n")
+    assert target.read_text() == "new\n" and [p.name for p in tmp_path.iterdir()] == ["table.txt"]
+
+
+def test_a_failed_write_keeps_the_old_file(tmp_path):
+    target = tmp_path / "model.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(OSError, match="disk full"):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half a mod")
+            raise OSError("disk full")
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["model.bin"]
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "new.bin"):
+            raise RuntimeError("killed before writing")
+    assert not (tmp_path / "new.bin").exists()
