@@ -102,6 +102,7 @@ if run_stage 2; then
   for budget in $budgets; do
     for init in pretrained scratch; do
       dir=$(model_dir $init $budget)
+      free_slot $finetune_jobs
       done_or_log $dir/.done "stage 2: $(basename $dir): CTC on $budget (log: $dir/train.log)" && continue
       in_background $finetune_jobs $dir/finetune.log finetune $init $budget "${threads[@]}"
     done
@@ -145,6 +146,7 @@ if run_stage 4; then
   for budget in $budgets; do
     for init in pretrained scratch; do
       model=$(model_dir $init $budget)
+      free_slot $decode_jobs
       [ $decode_jobs -gt 1 ] && echo "$(date +%T) stage 4: decoding with $model (log: $model/decode.log)"
       in_background $decode_jobs $model/decode.log decode_model $model
     done

@@ -219,13 +219,16 @@ class TransformerEncoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.layer_drop = layer_drop
 
-    def forward(self, x: Tensor, padding_mask: Tensor, generator: torch.Generator | None = None) -> list[Tensor]:
+    def forward(self, x: Tensor, padding_mask: Tensor, generator: torch.Generator | None = None,
+                num_layers: int | None = None) -> list[Tensor]:
         """Run the stack.
 
         Args:
             x: ``(B, T, D)`` encoder input.
             padding_mask: ``(B, T)`` bool, True at padded frames.
             generator: draws the layer-drop decisions; ``None`` disables layer drop.
+            num_layers: run only the first this many layers (their hidden states are those of
+                the whole stack; no final layer norm unless every layer runs). None: all.
 
         Returns:
             ``num_layers + 1`` tensors ``(B, T, D)``. Index 0 is the input to the first layer:
@@ -240,12 +243,13 @@ class TransformerEncoder(nn.Module):
             x = self.layer_norm(x)
         x = self.dropout(x)
         drop = self._draw_layer_drop(generator)
+        layers = self.layers if num_layers is None else self.layers[:num_layers]
         hidden_states = [x]
-        for layer, skip in zip(self.layers, drop):
+        for layer, skip in zip(layers, drop):
             if not skip:
                 x = layer(x, padding_mask)
             hidden_states.append(x)
-        if self.layer_norm_first:
+        if self.layer_norm_first and len(layers) == len(self.layers):
             hidden_states[-1] = self.layer_norm(x)
         return hidden_states
 

@@ -95,10 +95,14 @@ class ModelLayerSource:
     @torch.no_grad()
     def __call__(self, utt: str) -> np.ndarray:
         _, inputs, _ = self.dataset[self.index[utt]]
-        hidden, _ = self.model.encode(inputs[None], torch.tensor([inputs.shape[0]]))
-        if not -len(hidden) <= self.layer < len(hidden):
-            raise KMeansError(f"layer {self.layer} does not exist: the model has {len(hidden)} hidden states")
-        return hidden[self.layer][0].float().numpy()
+        hidden_states = len(self.model.hidden_sizes)
+        if not -hidden_states <= self.layer < hidden_states:
+            raise KMeansError(f"layer {self.layer} does not exist: the model has {hidden_states} hidden states")
+        layer = self.layer % hidden_states
+        # the layers above the one clustered are not run; the last one is, for its final norm
+        hidden, _ = self.model.encode(inputs[None], torch.tensor([inputs.shape[0]]),
+                                      num_layers=layer if layer < hidden_states - 1 else None)
+        return hidden[layer][0].float().numpy()
 
 
 def _checked(source: FeatureSource, utt: str, dim: int | None) -> np.ndarray:

@@ -11,6 +11,7 @@ done_or_log() {
 }
 
 # Jobs side by side (e.g. the fine-tunes of a stage), at most N at once:
+#   free_slot N                  waits until fewer than N jobs run (call it before logging a job's start)
 #   in_background N LOG CMD...   runs CMD (a command or a shell function) with its output in LOG once
 #                                fewer than N jobs run; with N 1, in the foreground, output to the terminal
 #   wait_background              waits for every job; a failed one ends the recipe, naming its log
@@ -20,11 +21,14 @@ in_background() {
   local jobs=$1 log=$2
   shift 2
   if [ "$jobs" -le 1 ]; then "$@"; return; fi
-  while [ ${#background_logs[@]} -ge "$jobs" ]; do _wait_one_background; done
+  free_slot "$jobs"
   mkdir -p "$(dirname "$log")"
   "$@" > "$log" 2>&1 &
   background_logs[$!]=$log
   trap 'kill ${!background_logs[@]} 2>/dev/null || true' EXIT
+}
+free_slot() {
+  while [ ${#background_logs[@]} -ge "$1" ]; do _wait_one_background; done
 }
 wait_background() {
   while [ ${#background_logs[@]} -gt 0 ]; do _wait_one_background; done

@@ -189,6 +189,22 @@ def test_encode_shapes_and_frame_counts(frontend):
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("layer_norm_first", [False, True])
+def test_encoding_fewer_layers_gives_the_same_lower_hidden_states(layer_norm_first):
+    """encode(num_layers=k) stops after layer k (k-means 2 clusters a middle layer without the rest)."""
+    torch.manual_seed(0)
+    config = HubertConfig.tiny("fbank")
+    config.encoder.layer_norm_first = layer_norm_first
+    model = build_hubert(config).eval()
+    inputs, lengths = model_inputs(model, *batch())
+    full, _ = model.encode(inputs, lengths)
+    first, _ = model.encode(inputs, lengths, num_layers=1)
+    assert len(first) == 2
+    torch.testing.assert_close(first[1], full[1], rtol=0, atol=0)
+    every, _ = model.encode(inputs, lengths, num_layers=2)
+    torch.testing.assert_close(every[-1], full[-1], rtol=0, atol=0)   # with the final norm of pre-norm
+
+
 @pytest.mark.parametrize("name", ["tiny", "small"])
 @pytest.mark.parametrize("frontend", FRONTENDS)
 def test_padding_invariance(name, frontend):

@@ -57,6 +57,7 @@ class HubertModel(nn.Module):
         lengths: Tensor,
         mask: Tensor | None = None,
         generator: torch.Generator | None = None,
+        num_layers: int | None = None,
     ) -> tuple[list[Tensor], Tensor]:
         """Encode inputs of the front end's kind.
 
@@ -65,6 +66,7 @@ class HubertModel(nn.Module):
             lengths: ``(B,)`` valid samples or fbank frames.
             mask: ``(B, T)`` bool; masked frames are replaced by the learned mask embedding.
             generator: layer-drop draws; without one (or in eval mode) every layer runs.
+            num_layers: run only the first this many transformer layers (None: all).
 
         Returns:
             ``num_layers + 1`` hidden states ``(B, T, D)`` (see
@@ -84,7 +86,7 @@ class HubertModel(nn.Module):
                 raise ValueError(f"mask shape {tuple(mask.shape)} != frame grid {tuple(x.shape[:2])}")
             x = torch.where(mask.to(x.device)[..., None], self.mask_embedding.to(x.dtype), x)
         padding_mask = ~valid_mask(frame_lengths, x.shape[1])
-        return self.encoder(x, padding_mask, generator), frame_lengths
+        return self.encoder(x, padding_mask, generator, num_layers), frame_lengths
 
     @property
     def hidden_sizes(self) -> list[int]:
