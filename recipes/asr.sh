@@ -48,8 +48,8 @@ help_message="Usage: $0 --pretrained <checkpoint> [options]   (run from egs/<cor
   --finetune-config F          YAML run config (ctc and trainer sections)
   --finetune-args '...'        extra options for python -m audiossl.bin.finetune_ctc
   --finetune-jobs N            fine-tunes run at once ($finetune_jobs), each with nproc/N threads: on a
-                               CPU, two one-thread jobs train 20 % faster than one two-thread job after
-                               the other; their console output goes to <model-dir>/finetune.log
+                               2-core CPU, two one-thread jobs had 1.27x the throughput of one
+                               two-thread job; their console output goes to <model-dir>/finetune.log
   --decode-jobs N              models decoded at once ($decode_jobs), each with nproc/N threads and
                                nj/N LM grid points at a time; output in <model-dir>/decode.log
   --beam-size N                CTC prefix beam search width (1: greedy)
@@ -120,10 +120,16 @@ if run_stage 3 && [ -n "$lm_text" ]; then
   }
 fi
 
-decode_model() {  # <model-dir>: each set, without and (with --lm-text) with the LM; dev first, to choose the LM weights
-  local model=$1 set dir lm_opts
-  for set in ${lm_text:+$dev_set} $test_sets; do
-    dir=$model/decode_$set lm_opts=()
+decode_sets=$(echo ${lm_text:+$dev_set} $test_sets)   # with an LM, dev first: its decode chooses the LM weights
+decode_marker() {  # <model-dir> <set>: the marker of its decode (with an LM, of the LM decode, made with the other)
+  if [ -n "$lm_text" ]; then echo $1/decode_$2_$lm_name/.done; else echo $1/decode_$2/.done; fi
+}
+
+decode_model() {  # <model-dir>: each set, without and (with --lm-text) with the LM
+  local model=$1 set lm_opts
+  for set in $decode_sets; do
+    done_or_log $(decode_marker $model $set) "stage 4: decoding $set with $model${lm_text:+ (and the LM $lm_dir)}" && continue
+    lm_opts=()
     if [ -n "$lm_text" ]; then
       lm_opts=(--nj $grid_jobs --lm-dir $lm_dir --lm-decode-dir $model/decode_${set}_$lm_name --lm-beam-size $lm_beam_size)
       if [ $set = $dev_set ]; then
@@ -131,12 +137,10 @@ decode_model() {  # <model-dir>: each set, without and (with --lm-text) with the
       else
         lm_opts+=(--lm-params-from $model/decode_${dev_set}_$lm_name/scores.json)
       fi
-      dir=$model/decode_${set}_$lm_name   # its marker stands for both decodes
     fi
-    done_or_log $dir/.done "stage 4: decoding $set with $model${lm_text:+ (and the LM $lm_dir)}" && continue
     OMP_NUM_THREADS=$threads python3 -m audiossl.bin.decode_ctc --beam-size $beam_size "${lm_opts[@]}" \
       $model/checkpoints/best.pt $data/${set}_fbank $model/decode_$set
-    touch $model/decode_$set/.done $dir/.done
+    touch $model/decode_$set/.done $(decode_marker $model $set)
   done
 }
 
@@ -146,6 +150,8 @@ if run_stage 4; then
   for budget in $budgets; do
     for init in pretrained scratch; do
       model=$(model_dir $init $budget)
+      marker=$(decode_marker $model ${decode_sets##* })   # of the last set decoded: the model is done
+      [ -f $marker ] && { echo "$(date +%T) stage 4: decoding with $model: already done ($marker)"; continue; }
       free_slot $decode_jobs
       [ $decode_jobs -gt 1 ] && echo "$(date +%T) stage 4: decoding with $model (log: $model/decode.log)"
       in_background $decode_jobs $model/decode.log decode_model $model
