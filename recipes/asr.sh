@@ -73,6 +73,10 @@ scratch_exp=${scratch_exp:-$exp}
 lm_dir=${lm_dir:-$data/local/lm_${lm_order}gram}
 lm_name=$(basename $lm_dir)   # names the decode dirs with this LM, so that another LM decodes anew
 
+per_job() {  # <total> <jobs>: each job's share of total, at least 1
+  echo $(( $1 / $2 > 0 ? $1 / $2 : 1 ))
+}
+
 model_dir() {  # <pretrained|scratch> <budget>
   if [ $1 = scratch ]; then echo $scratch_exp/ctc_scratch_$2; else echo $exp/ctc_pretrained_$2; fi
 }
@@ -98,7 +102,7 @@ finetune() {  # <pretrained|scratch> <budget> [finetune_ctc options]
 
 if run_stage 2; then
   threads=()   # side by side, the cores are shared out; alone, the trainer's default (the cores per rank)
-  [ $finetune_jobs -gt 1 ] && threads=(--set trainer.num_threads=$(( $(nproc) / finetune_jobs > 0 ? $(nproc) / finetune_jobs : 1 )))
+  [ $finetune_jobs -gt 1 ] && threads=(--set trainer.num_threads=$(per_job $(nproc) $finetune_jobs))
   for budget in $budgets; do
     for init in pretrained scratch; do
       dir=$(model_dir $init $budget)
@@ -145,8 +149,8 @@ decode_model() {  # <model-dir>: each set, without and (with --lm-text) with the
 }
 
 if run_stage 4; then
-  threads=$(( $(nproc) / decode_jobs > 0 ? $(nproc) / decode_jobs : 1 ))
-  grid_jobs=$(( nj / decode_jobs > 0 ? nj / decode_jobs : 1 ))   # LM grid points searched at once, per model
+  threads=$(per_job $(nproc) $decode_jobs)
+  grid_jobs=$(per_job $nj $decode_jobs)   # LM grid points searched at once, per model
   for budget in $budgets; do
     for init in pretrained scratch; do
       model=$(model_dir $init $budget)

@@ -77,10 +77,12 @@ class ModelLayerSource:
     """Hidden states of one layer of a model, per utterance of a data dir (HuBERT iteration 2).
 
     Args:
-        model: a model with ``encode(inputs, lengths)`` returning all hidden states, and
-            ``frontend.input_kind`` (``"fbank"``: read feats.scp; ``"waveform"``: wav.scp).
+        model: a model with ``encode(inputs, lengths, num_layers=k)`` returning the hidden states
+            up to layer k, ``hidden_sizes`` and ``frontend.input_kind`` (``"fbank"``: read
+            feats.scp; ``"waveform"``: wav.scp).
         data_dir: the utterances and their model inputs.
-        layer: index into the hidden states (0: the transformer input; L: layer L's output).
+        layer: index into the hidden states (0: the transformer input; L: layer L's output;
+            negative: from the end). The layers above it are not run.
     """
 
     def __init__(self, model: torch.nn.Module, data_dir: str | os.PathLike, layer: int):
@@ -90,19 +92,16 @@ class ModelLayerSource:
         self.dataset = UtteranceDataset(data_dir, model.frontend.input_kind)
         self.utterances = self.dataset.utterances
         self.index = {utt: i for i, utt in enumerate(self.utterances)}
-        self.layer = layer
+        hidden_states = len(model.hidden_sizes)
+        if not -hidden_states <= layer < hidden_states:
+            raise KMeansError(f"layer {layer} does not exist: the model has {hidden_states} hidden states")
+        self.layer = layer % hidden_states
 
     @torch.no_grad()
     def __call__(self, utt: str) -> np.ndarray:
         _, inputs, _ = self.dataset[self.index[utt]]
-        hidden_states = len(self.model.hidden_sizes)
-        if not -hidden_states <= self.layer < hidden_states:
-            raise KMeansError(f"layer {self.layer} does not exist: the model has {hidden_states} hidden states")
-        layer = self.layer % hidden_states
-        # the layers above the one clustered are not run; the last one is, for its final norm
-        hidden, _ = self.model.encode(inputs[None], torch.tensor([inputs.shape[0]]),
-                                      num_layers=layer if layer < hidden_states - 1 else None)
-        return hidden[layer][0].float().numpy()
+        hidden, _ = self.model.encode(inputs[None], torch.tensor([inputs.shape[0]]), num_layers=self.layer)
+        return hidden[self.layer][0].float().numpy()
 
 
 def _checked(source: FeatureSource, utt: str, dim: int | None) -> np.ndarray:

@@ -47,8 +47,8 @@ def check_char_tokens(tokens: list[str]) -> None:
 class LexiconDecoder:
     """Decode CTC log-probabilities into lexicon words scored by an n-gram LM.
 
-    The LM and the lexicon's trie are built once; :meth:`with_weights` gives a decoder with
-    other weights that shares them, so that a grid of weights costs one LM load.
+    The LM and the lexicon's trie are built once; :meth:`set_weights` changes the LM weight
+    and word score over them, so that a grid of weights costs one LM load.
 
     Args:
         tokens: the character tokenizer's tokens (``CharTokenizer.tokens``: ``<blank>``,
@@ -91,7 +91,6 @@ class LexiconDecoder:
             self._trie.insert([token_ids.get_index(t) for t in spelling], word_id, score)
         self._trie.smear(SmearingMode.MAX)
         self.beam_size, self.token_beam = beam_size, token_beam
-        self._search = None
         self.set_weights(lm_weight, word_score)
 
     def set_weights(self, lm_weight: float, word_score: float) -> None:

@@ -1,7 +1,7 @@
 # Stage helpers sourced by the recipes (after parse_options.sh has set stage and stop_stage).
 #   run_stage N               true when N is within --stage..--stop-stage
 #   done_or_log MARKER MSG    logs MSG with the time; true (skip the work) when MARKER exists
-#   in_background, wait_background   jobs side by side (below)
+#   free_slot, in_background, wait_background   jobs side by side (below)
 
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 
