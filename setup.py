@@ -16,7 +16,7 @@ setup(
         "soundfile>=0.12",
         "sentencepiece>=0.2",
         "jiwer>=4.0",
-        "flashlight-text==0.0.7",   # the lexicon + n-gram LM CTC search behind torchaudio's ctc_decoder
+        "flashlight-text==0.0.7",   # the lexicon + n-gram LM CTC search (and its KenLM)
         "kaldiio>=2.18",
         "scikit-learn>=1.4",
         "safetensors>=0.4",
