@@ -9,6 +9,6 @@ cd "$(dirname "$0")"
 exec ../../../recipes/asr.sh \
   --data ../ssl/data --pretrained ../ssl/exp/hubert_iter2/checkpoints/best.pt \
   --budgets "train_10min train_1h" --test-sets "test test_unseen" --lm-text ../ssl/data/local/lm_text_en.txt \
-  --finetune-config conf/finetune.yaml --finetune-jobs 2 --decode-jobs 2 \
+  --finetune-config conf/finetune.yaml --finetune-jobs 2 --decode-jobs 2 --lm-weights 1,2,3 --word-scores 1,2,3 \
   --results-section "Demo setting (conf/finetune.yaml)" --results-command "ssl/run.sh && asr/run.sh${*:+$(printf " %q" "$@")}" \
   "$@"

@@ -7,6 +7,7 @@
 # Options: ../../../recipes/asr.sh --help
 cd "$(dirname "$0")"
 exec ./run.sh --pretrained ../ssl/exp_large/hubert_iter2/checkpoints/best.pt \
-  --finetune-config conf/finetune_long.yaml --finetune-jobs 1 --decode-jobs 1 --exp exp_large --scratch-exp exp_long \
+  --finetune-config conf/finetune_long.yaml --finetune-jobs 1 --decode-jobs 1 \
+  --lm-weights 1,2,3,4 --word-scores 0,1,2,3 --exp exp_large --scratch-exp exp_long \
   --results-section "Large setting (conf/finetune_long.yaml, pretrained on 9 h)" \
   --results-command "ssl/run_large.sh && asr/run_large.sh${*:+$(printf " %q" "$@")}" "$@"

@@ -7,6 +7,6 @@
 cd "$(dirname "$0")"
 exec ../../../recipes/ssl.sh \
   --feature-sets "train_unlab dev train_10min train_1h test test_unseen" \
-  --kmeans1-clusters 100 --kmeans2-clusters 100 --kmeans2-layer 4 \
+  --kmeans1-clusters 100 --kmeans2-clusters 100 --kmeans2-layer 4 --kmeans-n-init 5 \
   --pretrain1-config conf/pretrain1.yaml --pretrain2-config conf/pretrain2.yaml \
   "$@"
