@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from audiossl.atomic import write_text_atomic
 from audiossl.checkpoint import CheckpointError, load_model
 from audiossl.data.dataset import BucketBatchSampler, UtteranceDataset, collate, input_rate
 from audiossl.data.kaldi_dir import DataDirError
@@ -94,7 +95,7 @@ def decode_with_lm(args, pairs: list[tuple[float, float]], tokens: list[str], ou
     if len(grid) > 1:
         rows = [f"{w:g}\t{s:g}\t{100 * r.wer:.2f}\t{100 * r.cer:.2f}\n" for r, (w, s), _ in grid]
         Path(args.lm_decode_dir).mkdir(parents=True, exist_ok=True)
-        grid_file.write_text("lm_weight\tword_score\twer\tcer\n" + "".join(rows))
+        write_text_atomic(grid_file, "lm_weight\tword_score\twer\tcer\n" + "".join(rows))
     return hyps, {"beam_size": args.lm_beam_size, "lm_dir": args.lm_dir, "token_beam": args.token_beam,
                   "lm_weight": lm_weight, "word_score": word_score}
 
@@ -103,8 +104,8 @@ def write_decode(decode_dir: str, model: str, data_dir: str, refs: dict[str, str
                  settings: dict, tag: str) -> None:
     """The decode dir (hypotheses, references, rates) and its scores.json; prints the rates."""
     rates = write_decode_dir(decode_dir, refs, hyps, tag)
-    with open(Path(decode_dir) / "scores.json", "w") as f:
-        json.dump({"model": model, "data": data_dir, **settings, **dataclasses.asdict(rates)}, f, indent=1)
+    scores = {"model": model, "data": data_dir, **settings, **dataclasses.asdict(rates)}
+    write_text_atomic(Path(decode_dir) / "scores.json", json.dumps(scores, indent=1))
     print(f"{data_dir}: WER {rates.wer * 100:.2f} % CER {rates.cer * 100:.2f} % "
           f"({rates.num_utts} utterances) -> {decode_dir}")
 
