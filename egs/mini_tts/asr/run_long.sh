@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The long setting of run.sh: the encoder of ../ssl/run_long.sh fine-tuned for 1,500 CTC updates
-# of 40 seconds per model instead of 250 of 20, in exp_long/; its table goes into its own section
+# of 40 seconds per model (conf/finetune_long.yaml: 30 % masked, all layers) instead of 250 of 20,
+# in exp_long/; its table goes into its own section
 # of RESULTS.md (with its time on this machine).
 #   ./run_long.sh             after ../ssl/run_long.sh
 # Options: ../../../recipes/asr.sh --help
