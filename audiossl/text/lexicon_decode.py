@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 
 import torch
-from flashlight.lib.text.decoder import (CriterionType, KenLM, LexiconDecoder as FlashlightLexiconDecoder,
+from flashlight.lib.text.decoder import (CriterionType, LexiconDecoder as FlashlightLexiconDecoder,
                                          LexiconDecoderOptions, SmearingMode, Trie)
+from flashlight.lib.text.decoder.kenlm import KenLM
 from flashlight.lib.text.dictionary import Dictionary, create_word_dict
 from torch import Tensor
 
