@@ -101,14 +101,14 @@ finetune() {  # <pretrained|scratch> <budget> [finetune_ctc options]
 }
 
 if run_stage 2; then
-  threads=()   # side by side, the cores are shared out; alone, the trainer's default (the cores per rank)
-  [ $finetune_jobs -gt 1 ] && threads=(--set trainer.num_threads=$(per_job $(nproc) $finetune_jobs))
+  thread_opts=()   # side by side, the cores are shared out; alone, the trainer's default (the cores per rank)
+  [ $finetune_jobs -gt 1 ] && thread_opts=(--set trainer.num_threads=$(per_job $(nproc) $finetune_jobs))
   for budget in $budgets; do
     for init in pretrained scratch; do
       dir=$(model_dir $init $budget)
       free_slot $finetune_jobs
       done_or_log $dir/.done "stage 2: $(basename $dir): CTC on $budget (log: $dir/train.log)" && continue
-      in_background $finetune_jobs $dir/finetune.log finetune $init $budget "${threads[@]}"
+      in_background $finetune_jobs $dir/finetune.log finetune $init $budget "${thread_opts[@]}"
     done
   done
   wait_background

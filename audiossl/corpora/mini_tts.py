@@ -41,7 +41,7 @@ from typing import Callable
 import soundfile
 from tqdm import tqdm
 
-from audiossl.atomic import write_text_atomic
+from audiossl.atomic import atomic_path, write_text_atomic
 from audiossl.data.kaldi_dir import DataDir
 
 log = logging.getLogger(__name__)
@@ -345,18 +345,15 @@ def sox_command(raw: Path, out: Path, cents: float, tempo: float) -> list[str]:
 def synthesize_utterance(voice: Voice, text: str, out: Path, seed: int, utt: str) -> None:
     """Synthesize, post-process and atomically write ``out``; raises :class:`SynthesisError`."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    part = out.with_name(out.name + ".part")
-    with tempfile.TemporaryDirectory(prefix="mini_tts_") as tmp:
+    with atomic_path(out) as part, tempfile.TemporaryDirectory(prefix="mini_tts_") as tmp:
         raw = Path(tmp) / "raw.wav"
         command = synthesize_raw(voice, text, raw)
         if not raw.is_file() or raw.stat().st_size <= 44:
             raise SynthesisError(f"{command}: no audio written")
-        _run(sox_command(raw, part, *jitter(seed, utt)))
-    info = soundfile.info(str(part))
-    if info.frames < MIN_SECONDS * info.samplerate:
-        part.unlink()
-        raise SynthesisError(f"{command}: only {info.frames / info.samplerate:.2f} s of audio after trimming")
-    os.replace(part, out)
+        _run(sox_command(raw, part, *jitter(seed, utt)))   # sox is told the type: the name's suffix does not matter
+        info = soundfile.info(str(part))
+        if info.frames < MIN_SECONDS * info.samplerate:
+            raise SynthesisError(f"{command}: only {info.frames / info.samplerate:.2f} s of audio after trimming")
 
 
 # ---------------------------------------------------------------------------- corpus

@@ -211,8 +211,10 @@ def test_rerun_reuses_audio_and_redoes_a_killed_one(tiny, tmp_path):
     before = {p: (digest(p), p.stat().st_mtime_ns) for p in wavs}
     victim = wavs[0]
     victim.unlink()
-    victim.with_name(victim.name + ".part").write_bytes(b"RIFF half written")   # left by a killed run
+    leftover = victim.with_name(f".{victim.name}.tmp")   # the temporary file of audiossl.atomic, left by a killed run
+    leftover.write_bytes(b"RIFF half written")
     prepare_mini_tts(corpus, tmp_path / "data", size="tiny", seed=0, progress=False)
+    assert not leftover.exists()
     assert tables(tmp_path / "data") == tables(data)
     assert digest(victim) == before[victim][0]
     assert all(p.stat().st_mtime_ns == before[p][1] for p in wavs[1:])
