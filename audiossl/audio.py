@@ -11,10 +11,12 @@ import subprocess
 import numpy as np
 import soundfile
 
+from audiossl.errors import UserError
+
 SAMPLE_RATE = 16000
 
 
-class AudioError(RuntimeError):
+class AudioError(UserError, RuntimeError):
     """Audio that is missing or cannot be decoded; the message names the entry."""
 
 

@@ -19,12 +19,13 @@ import torch
 from torch import nn
 
 from audiossl.atomic import atomic_path
+from audiossl.errors import UserError
 from audiossl.registry import get_family
 
 FORMAT = "audiossl/1"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be read or is not an audiossl checkpoint; names the file."""
 
 

@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from audiossl.atomic import atomic_path, write_text_atomic
 from audiossl.data.kaldi_dir import DataDir
+from audiossl.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +278,7 @@ def available_voices(voices: tuple[Voice, ...] = VOICES) -> list[Voice]:
 
 # ---------------------------------------------------------------------------- synthesis
 
-class SynthesisError(RuntimeError):
+class SynthesisError(UserError, RuntimeError):
     """An engine or sox call that failed or gave no audio; the message names the command."""
 
 

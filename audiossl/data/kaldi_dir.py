@@ -31,13 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from audiossl.atomic import atomic_path
+from audiossl.errors import UserError
 
 UTT_TABLES = ("text", "utt2spk", "utt2lang", "utt2dur", "utt2num_samples", "utt2num_frames", "feats.scp")
 FEATURE_TABLES = ("feats.scp", "cmvn.scp", "utt2num_frames")
 ALL_TABLES = ("wav.scp", "segments", "spk2utt", "cmvn.scp", "reco2dur") + UTT_TABLES
 
 
-class DataDirError(ValueError):
+class DataDirError(UserError, ValueError):
     """A data dir problem; the message names the file and line."""
 
 

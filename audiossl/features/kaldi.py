@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from audiossl.errors import UserError
+
 INT16_SCALE = 32768.0
 
 # Kaldi option name -> (torchaudio keyword, type), shared by fbank and MFCC.
@@ -54,7 +56,7 @@ KALDI_OPTIONS = {
 _DEFAULTS = {"fbank": {"num_mel_bins": 23, "dither": 0.0}, "mfcc": {"dither": 0.0}}
 
 
-class FeatureConfigError(ValueError):
+class FeatureConfigError(UserError, ValueError):
     """A bad Kaldi feature option; the message names the file and line."""
 
 

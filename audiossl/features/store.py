@@ -13,10 +13,11 @@ from tqdm import tqdm
 
 from audiossl.audio import AudioError, load_entry
 from audiossl.data.kaldi_dir import DataDir, read_table
+from audiossl.errors import UserError
 from audiossl.features.kaldi import FeatureExtractor, add_deltas
 
 
-class FeatureError(RuntimeError):
+class FeatureError(UserError, RuntimeError):
     """Features that cannot be computed; the message names the utterance."""
 
 

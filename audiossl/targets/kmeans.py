@@ -24,12 +24,13 @@ from tqdm import tqdm
 
 from audiossl.atomic import atomic_path
 from audiossl.data.kaldi_dir import DataDir
+from audiossl.errors import UserError
 from audiossl.features.store import FeatureError, load_features
 
 FORMAT = "audiossl.kmeans/1"
 
 
-class KMeansError(ValueError):
+class KMeansError(UserError, ValueError):
     """A k-means input or model problem; the message names the utterance or file."""
 
 

@@ -11,11 +11,12 @@ import os
 import numpy as np
 
 from audiossl.data.kaldi_dir import DataDirError, merge_tables, read_table, write_table
+from audiossl.errors import UserError
 
 _PREVIEW = 5
 
 
-class LabelError(ValueError):
+class LabelError(UserError, ValueError):
     """A label table problem; the message names the file and the utterance."""
 
 

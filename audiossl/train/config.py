@@ -7,12 +7,9 @@ from typing import Any
 
 import yaml
 
+from audiossl.errors import ConfigError
 from audiossl.train.schedules import ScheduleConfig
 from audiossl.train.trainer import TrainerConfig
-
-
-class ConfigError(ValueError):
-    """A bad run config or override; the message names the key."""
 
 
 def load_run_config(path: str | os.PathLike | None, overrides=()) -> dict[str, Any]:

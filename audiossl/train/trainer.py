@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from audiossl.checkpoint import load_checkpoint, save_checkpoint
 from audiossl.data.dataset import BucketBatchSampler, UtteranceDataset, collate, input_rate
+from audiossl.errors import UserError
 from audiossl.tasks.base import Task
 from audiossl.train.distributed import DistInfo, all_reduce_sums, barrier, cleanup, init_distributed
 from audiossl.train.precision import emulation_warning, resolve_precision
@@ -40,7 +41,7 @@ from audiossl.train.schedules import ScheduleConfig, build_scheduler
 logger = logging.getLogger("audiossl.train")
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError, RuntimeError):
     """Training cannot go on (e.g. repeated non-finite losses); earlier checkpoints are intact."""
 
 

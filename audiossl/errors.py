@@ -1,0 +1,14 @@
+"""The errors a user can cause and fix: bad input, config, data or files.
+
+Every such error derives from :class:`UserError`; the ``bin/`` entry points print its message
+as one line and exit 1. Anything else is a bug (or out of memory) and keeps its traceback.
+"""
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """An error in what the user gave (a file, a config, a data dir); the message names it."""
+
+
+class ConfigError(UserError, ValueError):
+    """A bad run config, model config or override; the message names the key."""
