@@ -12,3 +12,7 @@ class UserError(Exception):
 
 class ConfigError(UserError, ValueError):
     """A bad run config, model config or override; the message names the key."""
+
+
+class InteropError(UserError, ValueError):
+    """A foreign config, checkpoint or state dict that audiossl cannot represent exactly; names what."""

@@ -1,7 +1,10 @@
 """Model families by name: one plain dict, imported lazily (no import side effects).
 
-Each family module exposes a config class with ``from_dict``/``to_dict`` and a builder
-``build(config) -> nn.Module``; checkpoints store the family name and the config dict.
+Each family module exposes a config class (a :class:`~audiossl.models.components.ModelConfig`
+with ``from_dict``/``to_dict``), a builder ``build(config) -> nn.Module`` and its named sizes
+``NAMED_CONFIGS``; checkpoints store the family name and the config dict. ``targets`` says what a
+pretraining family learns to predict: ``"kmeans"`` (cluster labels of a k-means stage),
+``"none"`` (targets the model makes itself), or ``None`` for a downstream model (CTC).
 """
 from __future__ import annotations
 
@@ -11,10 +14,12 @@ from typing import Any, Callable
 
 from torch import nn
 
-# family name -> (module, config class, builder function)
-FAMILIES: dict[str, tuple[str, str, str]] = {
-    "hubert": ("audiossl.models.hubert", "HubertConfig", "build_hubert"),
-    "ctc": ("audiossl.models.ctc", "CtcConfig", "build_ctc"),
+from audiossl.errors import ConfigError
+
+FAMILIES: dict[str, dict[str, Any]] = {
+    "hubert": {"module": "audiossl.models.hubert", "config": "HubertConfig", "build": "build_hubert",
+               "targets": "kmeans"},
+    "ctc": {"module": "audiossl.models.ctc", "config": "CtcConfig", "build": "build_ctc", "targets": None},
 }
 
 
@@ -23,18 +28,24 @@ class Family:
     name: str
     config_class: type
     build: Callable[[Any], nn.Module]
+    targets: str | None
 
 
 def get_family(name: str) -> Family:
     """The family registered as ``name``; an unknown name lists the known ones."""
     if name not in FAMILIES:
-        raise KeyError(f"unknown model family '{name}'; known: {', '.join(sorted(FAMILIES))}")
-    module_name, config_name, build_name = FAMILIES[name]
-    module = importlib.import_module(module_name)
-    return Family(name, getattr(module, config_name), getattr(module, build_name))
+        raise ConfigError(f"unknown model family '{name}'; known: {', '.join(sorted(FAMILIES))}")
+    entry = FAMILIES[name]
+    module = importlib.import_module(entry["module"])
+    return Family(name, getattr(module, entry["config"]), getattr(module, entry["build"]), entry["targets"])
+
+
+def named_configs(name: str) -> dict[str, Callable[..., Any]]:
+    """Size name -> config factory of family ``name`` (its ``NAMED_CONFIGS``)."""
+    get_family(name)
+    return getattr(importlib.import_module(FAMILIES[name]["module"]), "NAMED_CONFIGS", {})
 
 
 def list_models() -> dict[str, list[str]]:
-    """Family name -> its named sizes (``NAMED_CONFIGS`` of the family module)."""
-    return {name: sorted(getattr(importlib.import_module(FAMILIES[name][0]), "NAMED_CONFIGS", {}))
-            for name in FAMILIES}
+    """Family name -> its named sizes."""
+    return {name: sorted(named_configs(name)) for name in FAMILIES}

@@ -2,7 +2,7 @@
 # CTC fine-tuning of a pretrained encoder against the same model trained from scratch,
 # at several labelled budgets, decoded and scored on several test sets.
 # Called by egs/<corpus>/asr/run.sh, from that directory.
-#   1  features of the fine-tuning and test sets (if the ssl recipe has not made them)
+#   1  fbank features of the fine-tuning, dev and test sets (those the ssl recipe made are kept)
 #   2  CTC fine-tuning, for each budget from the pretrained checkpoint and from scratch (the
 #      control); --finetune-jobs of them at once
 #   3  a word n-gram LM and its lexicon from --lm-text, the dev and test sentences held out
@@ -42,11 +42,16 @@ scratch_exp=""            # experiment dir of the scratch control (default: --ex
                           # in the pretrained encoder (same architecture, data and fine-tuning config) share it
 help_message="Usage: $0 --pretrained <checkpoint> [options]   (run from egs/<corpus>/asr)
   --stage N / --stop-stage M   run stages N..M
+  --pretrained FILE            the pretrained checkpoint fine-tuned (any family's, e.g. EXP/hubert_iter2/checkpoints/best.pt)
   --data DIR                   data dirs (default: $data)
+  --nj N                       parallel jobs for features, and LM grid points searched at once ($nj)
+  --fbank-config F             Kaldi fbank config of stage 1 ($fbank_config; the same as the ssl recipe's)
   --budgets '...'              labelled training sets, one model each ($budgets)
+  --dev-set S                  validation set, and the set the LM weights are chosen on ($dev_set)
   --test-sets '...'            sets to decode ($test_sets)
   --finetune-config F          YAML run config (ctc and trainer sections)
   --finetune-args '...'        extra options for python -m audiossl.bin.finetune_ctc
+  --launcher '...'             e.g. 'torchrun --nproc-per-node 2' for DDP fine-tuning
   --finetune-jobs N            fine-tunes run at once ($finetune_jobs), each with nproc/N threads: on a
                                2-core CPU, two one-thread jobs had 1.27x the throughput of one
                                two-thread job; their console output goes to <model-dir>/finetune.log
@@ -82,11 +87,8 @@ model_dir() {  # <pretrained|scratch> <budget>
 }
 
 if run_stage 1; then
-  for set in $budgets $dev_set $test_sets; do
-    done_or_log $data/${set}_fbank/.done "stage 1: fbank of $set" && continue
-    utils/copy_data_dir.sh $data/$set $data/${set}_fbank
-    steps/make_fbank.sh --nj $nj --cmd "$feats_cmd" --fbank-config $fbank_config $data/${set}_fbank $exp/make_fbank/$set
-    touch $data/${set}_fbank/.done
+  for set in $budgets $dev_set $test_sets; do   # as ssl.sh makes them: <set>_fbank/.done, once
+    steps/make_feature_dir.sh --nj $nj --cmd "$feats_cmd" fbank "$fbank_config" $data/$set $data/${set}_fbank $exp/make_fbank/$set
   done
 fi
 

@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
-# HuBERT pretraining with iterative targets, from raw audio (Kaldi-style stages).
+# Self-supervised pretraining of a model family (--family, default HuBERT) from raw audio
+# (Kaldi-style stages). Families with k-means targets (HuBERT) train two iterations, the second
+# on clusters of the first model; the others (targets from the model itself) train once.
 # Called by egs/<corpus>/ssl/run.sh, from that directory (utils/, steps/, local/ there).
 #   0  prepare data dirs                 (local/prepare_data.sh <data> of the recipe)
-#   1  features: 80-dim fbank (model inputs); 13-dim MFCC at 20 ms (iteration-1 targets) of train and dev
-#   2  k-means 1 on MFCC (per-utterance CMVN) + deltas (39-dim), labels for train and dev
-#   3  pretraining, iteration 1
-#   4  k-means 2 on a layer of the iteration-1 model, labels for train and dev
-#   5  pretraining, iteration 2
+#   1  features: 80-dim fbank (model inputs); with k-means targets, 13-dim MFCC at 20 ms
+#      (iteration-1 targets) of train and dev
+#   2  k-means 1 on MFCC (per-utterance CMVN) + deltas (39-dim), labels for train and dev  (k-means targets)
+#   3  pretraining, iteration 1          (exp/<family>_iter1)
+#   4  k-means 2 on a layer of the iteration-1 model, labels for train and dev  (k-means targets)
+#   5  pretraining, iteration 2          (exp/<family>_iter2; k-means targets)
 # A finished stage leaves a .done marker and is skipped when run again; an interrupted
 # training stage continues from its last checkpoint.
 set -euo pipefail
 
 stage=0
 stop_stage=100
+family=hubert             # the model family (audiossl.bin.pretrain --family); exp dirs <family>_iter<N>
+targets=""                # kmeans|none (default: the family's own, python3 -m audiossl.bin.models --target-kind)
 data=data                 # where the data dirs go (features inside them)
 nj=2                      # parallel jobs for features and labels
 train_set=train_unlab
@@ -35,9 +40,19 @@ prepare_args=""           # options for the recipe's local/prepare_data.sh (e.g.
 exp=exp
 help_message="Usage: $0 [options]   (run from egs/<corpus>/ssl)
   --stage N / --stop-stage M   run stages N..M (default 0..100)
-  --data DIR / --exp DIR       where data dirs and experiments go (data, exp)
+  --family F                   model family pretrained ($family; python3 -m audiossl.bin.models lists them);
+                               its run configs' model.family must be F; models go to EXP/F_iter1 (and _iter2)
+  --targets kmeans|none        what the model predicts (default: the family's own kind). kmeans: stages 2-5,
+                               labels of k-means on MFCC, then on the iteration-1 model; none: the model
+                               makes its own targets: stage 3 only, stages 2, 4, 5 do nothing
+  --data DIR / --exp DIR       where data dirs and experiments go (data, exp); k-means dirs (EXP/kmeans1,
+                               EXP/kmeans2) are not per family: give each k-means family its own --exp
+  --train-set S / --dev-set S  pretraining and validation sets ($train_set, $dev_set)
+  --feature-sets '...'         sets that get fbank features: add the fine-tuning and test sets ($feature_sets)
+  --fbank-config F / --mfcc-config F   Kaldi feature configs ($fbank_config, $mfcc_config)
   --nj N                       parallel jobs for features and k-means labels ($nj)
   --kmeans1-clusters K / --kmeans2-clusters K / --kmeans2-layer L
+  --kmeans-max-frames N        frames k-means is fitted on at most ($kmeans_max_frames)
   --kmeans-fit-utts N          fit k-means on N random training utterances, 0: all ($kmeans_fit_utts)
   --kmeans-n-init N            k-means++ initializations tried ($kmeans_n_init)
   --pretrain1-config F / --pretrain2-config F   YAML run configs
@@ -50,6 +65,14 @@ help_message="Usage: $0 [options]   (run from egs/<corpus>/ssl)
 . utils/parse_options.sh
 . utils/stages.sh
 python=${launcher:-python3}
+targets=${targets:-$(python3 -m audiossl.bin.models --target-kind $family)}
+case $targets in kmeans|none) ;; *) echo "$0: --targets is kmeans or none, not '$targets'" >&2; exit 1 ;; esac
+iter1=$exp/${family}_iter1 iter2=$exp/${family}_iter2   # the two iterations' models
+
+kmeans_targets() {  # <stage> <what>: true with k-means targets, else logs that the stage does not apply
+  [ $targets = kmeans ] && return
+  echo "$(date +%T) stage $1: $2: does not apply to $family (targets: $targets)"; return 1
+}
 
 if run_stage 0; then
   done_or_log $data/.done.prepare "stage 0: preparing data dirs in $data" || {
@@ -61,16 +84,12 @@ fi
 
 if run_stage 1; then
   for set in $feature_sets; do
-    kinds=fbank   # model inputs; MFCC (iteration-1 targets) only where k-means needs it
-    [ $set = $train_set ] || [ $set = $dev_set ] && kinds="fbank mfcc"
-    done_or_log $data/${set}_fbank/.done "stage 1: features of $set ($kinds)" && continue
-    for kind in $kinds; do
-      utils/copy_data_dir.sh $data/$set $data/${set}_$kind
+    kinds=fbank   # model inputs; MFCC (k-means 1's features) only for the sets k-means labels
+    if [ $targets = kmeans ] && { [ $set = $train_set ] || [ $set = $dev_set ]; }; then kinds="fbank mfcc"; fi
+    for kind in $kinds; do   # each dir marked done on its own (<set>_<kind>/.done), as asr.sh's
       config=${kind}_config
-      steps/make_$kind.sh --nj $nj --cmd "$feats_cmd" --$kind-config ${!config} $data/${set}_$kind $exp/make_$kind/$set
-      steps/compute_cmvn_stats.sh $data/${set}_$kind $exp/make_$kind/$set
+      steps/make_feature_dir.sh --nj $nj --cmd "$feats_cmd" $kind "${!config}" $data/$set $data/${set}_$kind $exp/make_$kind/$set
     done
-    touch $data/${set}_fbank/.done
   done
 fi
 
@@ -92,7 +111,7 @@ labels() {  # <iteration> <features-data-suffix> <extra apply/fit options...>: f
   done
 }
 
-if run_stage 2; then
+if run_stage 2 && kmeans_targets 2 "k-means 1"; then
   done_or_log $exp/kmeans1/.done "stage 2: k-means 1 ($kmeans1_clusters clusters) on MFCC + deltas" || {
     mkdir -p $exp/kmeans1
     labels 1 mfcc --utt-cmvn --deltas 2
@@ -100,35 +119,38 @@ if run_stage 2; then
   }
 fi
 
-pretrain() {  # <iteration> <config> [--init <checkpoint>]
-  local it=$1 config=$2 dir=$exp/hubert_iter$1 clusters=kmeans$1_clusters
+pretrain() {  # <iteration> <config> [--init <checkpoint>]: into $exp/<family>_iter<iteration>
+  local it=$1 config=$2 clusters=kmeans$1_clusters labels=()
   shift 2
-  $python -m audiossl.bin.pretrain --config $config $pretrain_args --set model.set.num_classes=${!clusters} "$@" \
-    --train-data $data/${train_set}_fbank --train-labels $exp/kmeans$it/$train_set.labels \
-    --valid-data $data/${dev_set}_fbank --valid-labels $exp/kmeans$it/$dev_set.labels $dir
+  if [ $targets = kmeans ]; then   # the labels of k-means <iteration>, and as many classes as clusters
+    labels=(--set model.set.num_classes=${!clusters} --train-labels $exp/kmeans$it/$train_set.labels
+            --valid-labels $exp/kmeans$it/$dev_set.labels)
+  fi
+  $python -m audiossl.bin.pretrain --family $family --config $config $pretrain_args "${labels[@]}" "$@" \
+    --train-data $data/${train_set}_fbank --valid-data $data/${dev_set}_fbank $exp/${family}_iter$it
 }
 
 if run_stage 3; then
-  done_or_log $exp/hubert_iter1/.done "stage 3: pretraining, iteration 1 (log: $exp/hubert_iter1/train.log)" || {
+  done_or_log $iter1/.done "stage 3: pretraining $family, iteration 1 (log: $iter1/train.log)" || {
     pretrain 1 $pretrain1_config
-    touch $exp/hubert_iter1/.done
+    touch $iter1/.done
   }
 fi
 
-if run_stage 4; then
-  done_or_log $exp/kmeans2/.done "stage 4: k-means 2 ($kmeans2_clusters clusters) on layer $kmeans2_layer of iteration 1" || {
+if run_stage 4 && kmeans_targets 4 "k-means 2"; then
+  done_or_log $exp/kmeans2/.done "stage 4: k-means 2 ($kmeans2_clusters clusters) on layer $kmeans2_layer of $iter1" || {
     mkdir -p $exp/kmeans2
-    labels 2 fbank --model $exp/hubert_iter1/checkpoints/best.pt --layer $kmeans2_layer
+    labels 2 fbank --model $iter1/checkpoints/best.pt --layer $kmeans2_layer
     touch $exp/kmeans2/.done
   }
 fi
 
-if run_stage 5; then
-  done_or_log $exp/hubert_iter2/.done "stage 5: pretraining, iteration 2 (log: $exp/hubert_iter2/train.log)" || {
+if run_stage 5 && kmeans_targets 5 "pretraining, iteration 2"; then
+  done_or_log $iter2/.done "stage 5: pretraining $family, iteration 2 (log: $iter2/train.log)" || {
     init=()
-    $iter2_from_iter1 && init=(--init $exp/hubert_iter1/checkpoints/best.pt)
+    $iter2_from_iter1 && init=(--init $iter1/checkpoints/best.pt)
     pretrain 2 $pretrain2_config "${init[@]}"
-    touch $exp/hubert_iter2/.done
+    touch $iter2/.done
   }
 fi
 echo "$(date +%T) $0: done (stages $stage..$stop_stage)"

@@ -14,10 +14,10 @@ import sys
 
 import torch
 
-from audiossl.checkpoint import CheckpointError, load_model
+from audiossl.checkpoint import load_model
 from audiossl.data.dataset import UtteranceDataset
-from audiossl.data.kaldi_dir import DataDirError
-from audiossl.eval.attention import attention_statistics, format_statistics, plot_distances, transformer_of
+from audiossl.errors import UserError
+from audiossl.eval.attention import attention_statistics, format_statistics, plot_distances
 
 
 def main(argv=None) -> int:
@@ -32,7 +32,7 @@ def main(argv=None) -> int:
         named = {}
         for path in args.models:
             model = load_model(path)
-            data = UtteranceDataset(args.data_dir, transformer_of(model).frontend.input_kind)
+            data = UtteranceDataset(args.data_dir, model.input_kind)
             items = (data[i] for i in range(min(args.num_utts, len(data))))
             batches = ((inputs[None], torch.tensor([inputs.shape[0]])) for _, inputs, _ in items)
             named[path] = attention_statistics(model, batches)
@@ -40,7 +40,7 @@ def main(argv=None) -> int:
         if args.plot:
             plot_distances(named, args.plot)
             print(f"plot: {args.plot}")
-    except (CheckpointError, DataDirError, TypeError, ValueError, OSError) as err:
+    except (UserError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

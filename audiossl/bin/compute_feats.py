@@ -13,8 +13,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from audiossl.data.kaldi_dir import DataDir, DataDirError, merge_tables, write_table
-from audiossl.features.kaldi import FeatureConfig, FeatureConfigError, FeatureExtractor
+from audiossl.data.kaldi_dir import DataDir, merge_tables, write_table
+from audiossl.errors import UserError
+from audiossl.features.kaldi import FeatureConfig, FeatureExtractor
 from audiossl.features.store import FeatureError, compute_cmvn, compute_features
 
 
@@ -55,7 +56,7 @@ def main(argv=None) -> int:
         elif args.command == "cmvn":
             table = compute_cmvn(DataDir.read(args.data_dir), args.ark, per_speaker=not args.per_utt)
             write_table(Path(args.data_dir) / "cmvn.scp", table)
-    except (DataDirError, FeatureConfigError, FeatureError, OSError) as err:
+    except (UserError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -14,9 +14,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from audiossl.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
+from audiossl.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from audiossl.errors import InteropError, UserError
 from audiossl.interop.huggingface import load_hubert, save_hubert
-from audiossl.models.hubert.interop import InteropError
 
 
 def main(argv=None) -> int:
@@ -34,13 +34,13 @@ def main(argv=None) -> int:
     try:
         if args.command == "from-hf":
             model = load_hubert(args.source, args.num_classes)
-            save_checkpoint(args.target, "hubert", model.config.to_dict(), model.state_dict())
+            save_checkpoint(args.target, model.config.family, model.config.to_dict(), model.state_dict())
         else:
             payload = load_checkpoint(args.source)
             if payload["family"] != "hubert":
                 raise InteropError(f"{args.source}: a {payload['family']!r} checkpoint; only 'hubert' converts")
             save_hubert(model_from_checkpoint(payload), args.target)
-    except (CheckpointError, InteropError, OSError) as err:
+    except (UserError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"{args.source} -> {args.target}")

@@ -17,11 +17,24 @@ from pathlib import Path
 from audiossl.data.kaldi_dir import (FEATURE_TABLES, DataDir, DataDirError, combine_data_dirs, fix_data_dir, spk2utt_from_utt2spk,
                                      split_data_dir, subset_utterances)
 from audiossl.data.validate import validate_data_dir
+from audiossl.errors import UserError
 
 
 def _keys(path: str) -> list[str]:
     with open(path, encoding="utf-8") as f:
         return [line.split()[0] for line in f if line.strip()]
+
+
+def _read_utt2spk(lines) -> dict[str, str]:
+    """``utt spk`` lines as a dict; DataDirError naming a line without a speaker."""
+    utt2spk = {}
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            fields = line.split(maxsplit=1)
+            if len(fields) < 2:
+                raise DataDirError(f"<stdin>:{number}: expected 'utterance speaker', got '{line.strip()}'")
+            utt2spk[fields[0]] = fields[1].strip()
+    return utt2spk
 
 
 def main(argv=None) -> int:
@@ -103,10 +116,9 @@ def main(argv=None) -> int:
             for index, part in enumerate(split_data_dir(data, args.num_parts, per_speaker=not args.per_utt), 1):
                 part.write(root / str(index))
         elif args.command == "spk2utt":
-            utt2spk = dict(line.split(maxsplit=1) for line in sys.stdin if line.strip())
-            for spk, utts in spk2utt_from_utt2spk({k: v.strip() for k, v in utt2spk.items()}).items():
+            for spk, utts in spk2utt_from_utt2spk(_read_utt2spk(sys.stdin)).items():
                 print(spk, utts)
-    except (DataDirError, OSError) as err:
+    except (UserError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -20,12 +20,12 @@ import os
 import sys
 import time
 
-from audiossl.data.kaldi_dir import DataDir, DataDirError
-from audiossl.features.store import FeatureError
-from audiossl.targets.kmeans import (FeatureSource, KMeansError, KMeansModel, ModelLayerSource, ScpFeatureSource,
-                                     apply_kmeans, sample_frames)
-from audiossl.targets.labels import (LabelError, check_coverage, check_label_lengths, describe_counts,
-                                     label_counts, merge_label_files, read_frame_counts, write_labels)
+from audiossl.data.kaldi_dir import DataDir
+from audiossl.errors import UserError
+from audiossl.targets.kmeans import (FeatureSource, KMeansModel, ModelLayerSource, ScpFeatureSource, apply_kmeans,
+                                     sample_frames)
+from audiossl.targets.labels import (check_coverage, check_label_lengths, describe_counts, label_counts,
+                                     merge_label_files, read_frame_counts, write_labels)
 
 
 def log(message: str) -> None:
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
                 check_label_lengths(labels, read_frame_counts(args.utt2num_frames), merged)
             write_labels(args.labels, labels)
             log(f"{args.labels}: {len(labels)} utterances, {sum(map(len, labels.values()))} frames")
-    except (DataDirError, FeatureError, KMeansError, LabelError, OSError) as err:
+    except (UserError, OSError) as err:
         log(f"error: {err}")
         return 1
     return 0

@@ -14,6 +14,7 @@ import logging
 import sys
 
 from audiossl.corpora.mini_tts import prepare_mini_tts
+from audiossl.errors import UserError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,8 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("data_dir")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    prepare_mini_tts(args.corpus_dir, args.data_dir, size=args.size, seed=args.seed,
-                     num_workers=args.num_workers, progress=not args.no_progress and sys.stderr.isatty())
+    try:
+        prepare_mini_tts(args.corpus_dir, args.data_dir, size=args.size, seed=args.seed,
+                         num_workers=args.num_workers, progress=not args.no_progress and sys.stderr.isatty())
+    except (UserError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

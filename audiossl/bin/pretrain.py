@@ -1,17 +1,19 @@
-"""Self-supervised pretraining by masked prediction of frame targets (HuBERT).
+"""Self-supervised pretraining of any registered family (``python -m audiossl.bin.models`` lists them).
 
-    python -m audiossl.bin.pretrain --config conf/pretrain.yaml [--set trainer.max_updates=400 ...] \\
-        --train-data data/train_unlab_fbank --train-labels exp/kmeans1/train_unlab.labels \\
-        [--valid-data data/dev_fbank --valid-labels exp/kmeans1/dev.labels] [--init <checkpoint>] <exp-dir>
+    python -m audiossl.bin.pretrain --config conf/pretrain.yaml [--family hubert] [--set trainer.max_updates=400 ...] \\
+        --train-data data/train_unlab_fbank [--train-labels exp/kmeans1/train_unlab.labels] \\
+        [--valid-data data/dev_fbank [--valid-labels exp/kmeans1/dev.labels]] [--init <checkpoint>] <exp-dir>
 
 The config has a ``model`` section (family, size, args, set; see audiossl.models.named) and
-a ``trainer`` section (audiossl.train.trainer.TrainerConfig). Data dirs must hold the model's
-inputs: feats.scp with 80-dim Kaldi fbank for the fbank front end, wav.scp for the waveform one.
-Label files have one line per utterance, ``utt label label ...``, one label per model frame.
-With --init, the model starts from that checkpoint's config and weights (a new
-label-embedding table for this run's targets; other model settings of the run config that
-differ are logged as not used): the next HuBERT iteration continuing from the
-previous one, or continued pretraining. Re-running continues from <exp-dir>/checkpoints/last.pt. Works under torchrun (one process per rank).
+a ``trainer`` section (audiossl.train.trainer.TrainerConfig); any other section is an error.
+--family, when given, must be the config's family. Data dirs must hold the model's inputs:
+feats.scp with 80-dim Kaldi fbank for the fbank front end, wav.scp for the waveform one.
+Families that predict k-means labels (HuBERT) need label files, one line per utterance,
+``utt label label ...``, one label per model frame; families that make their own targets take none.
+With --init, the model starts from that checkpoint's config and weights (new label embeddings
+for this run's targets; other model settings of the run config that differ are logged as not
+used): the next HuBERT iteration continuing from the previous one, or continued pretraining.
+Re-running continues from <exp-dir>/checkpoints/last.pt. Works under torchrun (one process per rank).
 """
 from __future__ import annotations
 
@@ -21,78 +23,55 @@ import sys
 
 import torch
 
-from audiossl.checkpoint import CheckpointError, build_model, load_checkpoint
 from audiossl.data.dataset import UtteranceDataset
-from audiossl.data.kaldi_dir import DataDirError
+from audiossl.errors import ConfigError, UserError
 from audiossl.models.named import model_config_from_section
 from audiossl.targets.labels import read_labels
-from audiossl.tasks.ssl import MaskedPredictionTask
-from audiossl.train.config import ConfigError, load_run_config, save_run_config, trainer_config
-from audiossl.train.trainer import Trainer, TrainingError
-
-
-def initialized_from(path: str, num_classes: int) -> torch.nn.Module:
-    """The model of checkpoint ``path`` with its weights, predicting ``num_classes`` new targets."""
-    payload = load_checkpoint(path)
-    model = build_model(payload["family"], payload["config"])
-    model.load_state_dict(payload["model"])
-    model.replace_head(num_classes)
-    return model
-
-
-def ignored_model_settings(model: torch.nn.Module, run_config) -> list[str]:
-    """Top-level config fields where the run config's model section differs from ``model.config``.
-
-    With --init these settings come from the checkpoint, and the run config's are not used.
-    """
-    kept, asked = model.config.to_dict(), run_config.to_dict()
-    return sorted(key for key in asked if asked[key] != kept.get(key))
+from audiossl.tasks.pretrain import PretrainingTask, check_targets, pretraining_model
+from audiossl.train.config import check_sections, load_run_config, save_run_config, trainer_config
+from audiossl.train.trainer import Trainer
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.pretrain", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML run config (model and trainer sections)")
+    parser.add_argument("--family", help="the model family the config must describe (e.g. hubert)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. trainer.max_updates=100 (repeatable)")
     parser.add_argument("--train-data", required=True)
-    parser.add_argument("--train-labels", required=True)
+    parser.add_argument("--train-labels", help="k-means labels of the training data (families that predict them)")
     parser.add_argument("--valid-data")
-    parser.add_argument("--valid-labels")
+    parser.add_argument("--valid-labels", help="k-means labels of the validation data")
     parser.add_argument("--init", help="start from this checkpoint (new label embeddings for these targets)")
     parser.add_argument("exp_dir")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
         run = load_run_config(args.config, args.set)
-        family, model_config = model_config_from_section(run.get("model", {}))
+        check_sections(run, ("model", "trainer"), args.config)
+        model_config = model_config_from_section(run.get("model", {}))
+        if args.family and args.family != model_config.family:
+            raise ConfigError(f"{args.config}: a {model_config.family!r} config, not {args.family!r}; "
+                              f"give a {args.family} run config")
+        check_targets(model_config.family, args.train_labels, args.valid_labels, args.valid_data)
         config = trainer_config(run.get("trainer"))
         torch.manual_seed(config.seed)  # reproducible initialisation
-        if args.init:
-            model = initialized_from(args.init, model_config.num_classes)
-            family = load_checkpoint(args.init)["family"]
-            ignored = ignored_model_settings(model, model_config)
-            if ignored:
-                logging.warning("--init %s: the model keeps the checkpoint's settings; the run config's "
-                                "differing %s are not used", args.init, ", ".join(ignored))
-        else:
-            model = build_model(family, model_config.to_dict())
-        kind = model.frontend.input_kind
+        model = pretraining_model(model_config, args.init)
 
-        def target_length(length: int) -> int:
-            return int(model.num_frames(torch.tensor([length]))[0])
+        def dataset(data_dir: str, labels: str | None) -> UtteranceDataset:
+            if labels is None:
+                return UtteranceDataset(data_dir, model.input_kind)
+            return UtteranceDataset(data_dir, model.input_kind, read_labels(labels),
+                                    lambda length: int(model.num_frames(torch.tensor([length]))[0]), targets_name=labels)
 
-        train = UtteranceDataset(args.train_data, kind, read_labels(args.train_labels), target_length,
-                                 targets_name=args.train_labels)
-        valid = None
-        if args.valid_data:
-            valid = UtteranceDataset(args.valid_data, kind, read_labels(args.valid_labels), target_length,
-                                     targets_name=args.valid_labels)
+        train = dataset(args.train_data, args.train_labels)
+        valid = dataset(args.valid_data, args.valid_labels) if args.valid_data else None
         save_run_config(run, args, args.exp_dir)
-        logging.info("%s %s: %.1fM parameters, %d training utterances", family, run["model"].get("size"),
+        logging.info("%s %s: %.1fM parameters, %d training utterances", model_config.family, run["model"].get("size"),
                      sum(p.numel() for p in model.parameters()) / 1e6, len(train))
-        Trainer(MaskedPredictionTask(family), model, train, valid, config, args.exp_dir).fit()
-    except (CheckpointError, ConfigError, DataDirError, KeyError, ValueError, TrainingError, OSError) as err:
+        Trainer(PretrainingTask(model), model, train, valid, config, args.exp_dir).fit()
+    except (UserError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

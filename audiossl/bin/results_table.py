@@ -19,20 +19,53 @@ import sys
 from pathlib import Path
 
 from audiossl.checkpoint import CheckpointError, load_checkpoint
+from audiossl.errors import UserError
 
 CAVEAT = ("The corpus is synthesized by Debian's speech engines (flat prosody, few genuinely different voices): "
           "figures on it are optimistic and do not transfer to real speech. They compare methods on this "
           "corpus only.")
 
 
+class ResultsError(UserError, ValueError):
+    """A file the table is made from that is not JSON or lacks a key; the message names it."""
+
+
+def parse_record(text: str, where: str, keys: tuple[str, ...] = ()) -> dict:
+    """The JSON object in ``text`` (from ``where``: a file, or file:line); ResultsError unless it has ``keys``."""
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ResultsError(f"{where}: not JSON ({err})") from None
+    if not isinstance(record, dict):
+        raise ResultsError(f"{where}: not a JSON object")
+    missing = [key for key in keys if key not in record]
+    if missing:
+        raise ResultsError(f"{where}: missing {', '.join(missing)}")
+    return record
+
+
+def read_json(path: Path, *keys: str) -> dict:
+    """The JSON object in the file ``path``; ResultsError naming it unless it has ``keys``."""
+    return parse_record(path.read_text(), str(path), keys)
+
+
+def train_state(checkpoint: dict, path: str | Path) -> dict:
+    """The training state of a checkpoint read from ``path``; CheckpointError when it has none."""
+    state = checkpoint.get("train_state")
+    if not isinstance(state, dict) or "update" not in state:
+        raise CheckpointError(f"{path}: no train_state (not a training checkpoint)")
+    return state
+
+
 def training_facts(model_dir: Path) -> dict:
     """Updates trained, update of the chosen (best dev CER) checkpoint and its dev figures."""
-    best = load_checkpoint(model_dir / "checkpoints" / "best.pt")["train_state"]
-    last = load_checkpoint(model_dir / "checkpoints" / "last.pt")["train_state"]
+    best_pt, last_pt = model_dir / "checkpoints" / "best.pt", model_dir / "checkpoints" / "last.pt"
+    best, last = train_state(load_checkpoint(best_pt), best_pt), train_state(load_checkpoint(last_pt), last_pt)
     dev = {}
     valid_log = model_dir / "valid.jsonl"
     if valid_log.exists():
-        records = [json.loads(line) for line in valid_log.read_text().splitlines()]
+        records = [parse_record(line, f"{valid_log}:{number}", ("update",))
+                   for number, line in enumerate(valid_log.read_text().splitlines(), 1)]
         dev = next((r for r in records if r["update"] == best["update"]), {})
     return {"updates": last["update"], "best_update": best["update"], "dev_cer": dev.get("cer"),
             "dev_wer": dev.get("wer"), "train_seconds": last.get("train_seconds"), "precision": last.get("precision")}
@@ -40,14 +73,14 @@ def training_facts(model_dir: Path) -> dict:
 
 def lm_description(lm_dir: Path, dev_decodes: dict[tuple[str, str], Path]) -> str:
     """A sentence on the LM (order, text, lexicon, test-set OOV rates) and the weights each model chose."""
-    info = json.loads((lm_dir / "info.json").read_text())
+    info = read_json(lm_dir / "info.json", "oov_rate", "held_out", "order", "sentences", "lexicon_words")
     oov = ", ".join(f"{Path(name).name} {100 * rate:.2f} %" for name, rate in info["oov_rate"].items())
     held_out = ", ".join(Path(name).name for name in info["held_out"])
     chosen, beams = [], set()
     for (budget, init), decode_dir in dev_decodes.items():
-        scores = json.loads((decode_dir / "scores.json").read_text())
-        if "lm_weight" not in scores:
-            raise ValueError(f"{decode_dir / 'scores.json'}: not the scores of a decode with an LM")
+        scores = read_json(decode_dir / "scores.json")
+        if not {"lm_weight", "word_score", "beam_size", "token_beam"} <= scores.keys():
+            raise ResultsError(f"{decode_dir / 'scores.json'}: not the scores of a decode with an LM")
         chosen.append(f"{init} on {budget} {scores['lm_weight']:g} / {scores['word_score']:g}")
         beams.add(f"beam {scores['beam_size']}, {scores['token_beam']} tokens tried per frame")
     return (f"\"With LM\": a lexicon search ({'; '.join(sorted(beams))}; flashlight-text) scored "
@@ -109,13 +142,14 @@ def main(argv=None) -> int:
     exp_of = {"pretrained": Path(args.exp), "scratch": Path(args.scratch_exp or args.exp)}
     try:
         pretrained = load_checkpoint(args.pretrained)
+        pretrained_update = train_state(pretrained, args.pretrained)["update"]
         lm_columns = ("", "")
         if args.lm_dir:
             lm_columns = (" CER % with LM | WER % with LM |", "---:|---:|")
         lines = [
             f"Produced by `{args.command}`.", "",
             f"Pretrained encoder: `{args.pretrained}` ({pretrained['family']}, update "
-            f"{pretrained['train_state']['update']} of its pretraining run).",
+            f"{pretrained_update} of its pretraining run).",
             "Each model is fine-tuned for the same number of updates; the checkpoint with the lowest dev CER "
             "is decoded (CTC prefix beam search, no language model)."
             + ("" if exp_of["scratch"] == exp_of["pretrained"] else
@@ -137,13 +171,13 @@ def main(argv=None) -> int:
             for test_set in args.test_sets.split():
                 for init in inits:
                     decode_dir = model_dir[budget, init] / f"decode_{test_set}"
-                    scores = json.loads((decode_dir / "scores.json").read_text())
+                    scores = read_json(decode_dir / "scores.json", "cer", "wer")
                     run = facts[budget, init]
                     dev_cer = "" if run["dev_cer"] is None else f"{run['dev_cer']:.2f}"
                     with_lm = ""
                     if args.lm_dir:
                         lm_decode = decode_dir.with_name(f"{decode_dir.name}_{lm_name}")
-                        lm_scores = json.loads((lm_decode / "scores.json").read_text())
+                        lm_scores = read_json(lm_decode / "scores.json", "cer", "wer")
                         with_lm = f" {100 * lm_scores['cer']:.2f} | {100 * lm_scores['wer']:.2f} |"
                     lines.append(f"| {budget} | {test_set} | {init} | {100 * scores['cer']:.2f} | "
                                  f"{100 * scores['wer']:.2f} |{with_lm} {run['updates']} | {run['best_update']} | "
@@ -158,7 +192,7 @@ def main(argv=None) -> int:
         document = output.read_text() if output.exists() else ""
         output.write_text(with_section(document, args.section, lines))
         print("\n".join(lines))
-    except (CheckpointError, OSError, KeyError, ValueError) as err:
+    except (UserError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

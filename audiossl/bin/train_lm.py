@@ -16,8 +16,9 @@ import sys
 from pathlib import Path
 
 from audiossl.data.kaldi_dir import DataDir, DataDirError
+from audiossl.errors import UserError
 from audiossl.text.lexicon_decode import LEXICON_FILE, LM_FILE
-from audiossl.text.ngram import train_arpa, write_lexicon
+from audiossl.text.ngram import LMError, train_arpa, write_lexicon
 
 
 def held_out_text(data_dir: str) -> dict[str, str]:
@@ -37,18 +38,26 @@ def main(argv=None) -> int:
     parser.add_argument("text")
     parser.add_argument("lm_dir")
     args = parser.parse_args(argv)
+    if args.order < 1:
+        parser.error(f"--order must be at least 1, got {args.order}")
     try:
         held_out = {name: held_out_text(name) for name in args.exclude_data}
         excluded = {" ".join(t.split()) for texts in held_out.values() for t in texts.values()}
-        with open(args.text, encoding="utf-8") as f:
-            lines = [" ".join(line.split()) for line in f]
+        try:
+            with open(args.text, encoding="utf-8") as f:
+                lines = [" ".join(line.split()) for line in f]
+        except UnicodeDecodeError as err:
+            raise LMError(f"{args.text}: not UTF-8 text ({err})") from None
         sentences = [line for line in lines if line]
         kept = [line for line in sentences if line not in excluded]
         if not kept:
-            raise ValueError(f"{args.text}: no sentence left to train on")
+            raise LMError(f"{args.text}: no sentence left to train on")
         lm_dir = Path(args.lm_dir)
         lm_dir.mkdir(parents=True, exist_ok=True)
-        ngrams = train_arpa(kept, args.order, lm_dir / LM_FILE)
+        try:
+            ngrams = train_arpa(kept, args.order, lm_dir / LM_FILE)
+        except LMError as err:
+            raise LMError(f"{args.text}: {err}") from None
         vocab = {w for line in kept for w in line.split()}
         num_words = write_lexicon(vocab, lm_dir / LEXICON_FILE)
         oov = {}
@@ -63,7 +72,7 @@ def main(argv=None) -> int:
               f"sentences dropped), {num_words} lexicon words, n-grams {ngrams}")
         for name, rate in oov.items():
             print(f"  {name}: {100 * rate:.2f} % of the words are not in the lexicon")
-    except (DataDirError, OSError, ValueError) as err:
+    except (UserError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

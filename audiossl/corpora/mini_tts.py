@@ -282,6 +282,10 @@ class SynthesisError(UserError, RuntimeError):
     """An engine or sox call that failed or gave no audio; the message names the command."""
 
 
+class CorpusError(UserError, ValueError):
+    """A corpus dir or set of installed voices that cannot give the corpus asked for; the message says why."""
+
+
 def _run(argv: list[str], stdin: str | None = None) -> str:
     """Run a command and return its standard output; raise :class:`SynthesisError` on failure."""
     try:
@@ -428,7 +432,7 @@ def _assign(blocks: list[tuple[str, list[Voice], int]], sentences: list[Sentence
     """Give each (split, voices, per voice) block its own sentences, drawn without repeats."""
     needed = sum(len(voices) * n for _, voices, n in blocks)
     if needed > len(sentences):
-        raise ValueError(f"need {needed} sentences, only {len(sentences)} are available")
+        raise CorpusError(f"need {needed} sentences, only {len(sentences)} are available")
     pool = iter(rng.sample(sentences, needed))
     plan: dict[str, list[Utterance]] = {}
     for split, voices, n in blocks:
@@ -447,7 +451,7 @@ def plan_corpus(size: MiniTtsSize, voices: list[Voice], sentences: dict[str, lis
 
     train, unseen, spanish = pick(size.train_voices), pick(size.unseen_voices), pick(size.spanish_voices)
     if not train:
-        raise ValueError("no training voice is available")
+        raise CorpusError("no training voice is available")
     log.info("voices: training %s; unseen %s; Spanish %s", " ".join(v.speaker for v in train),
              " ".join(v.speaker for v in unseen), " ".join(v.speaker for v in spanish))
     rng = random.Random(seed)
@@ -508,8 +512,8 @@ def synthesize_all(utts: list[Utterance], corpus_dir: Path, seed: int, num_worke
                 failures[futures[future]] = str(err)
                 log.warning("utterance %s skipped: %s", futures[future], err)
     if len(failures) > MAX_FAILURE_RATE * len(utts):
-        raise RuntimeError(f"{len(failures)} of {len(utts)} utterances failed to synthesize "
-                           f"(more than {MAX_FAILURE_RATE:.0%}); first: {next(iter(failures.values()))}")
+        raise SynthesisError(f"{len(failures)} of {len(utts)} utterances failed to synthesize "
+                             f"(more than {MAX_FAILURE_RATE:.0%}); first: {next(iter(failures.values()))}")
     return failures
 
 
@@ -522,8 +526,8 @@ def _check_seed(corpus_dir: Path, seed: int) -> None:
     """Record the seed of the audio; refuse to mix audio jittered with another seed."""
     path = corpus_dir / "wav" / "seed"
     if path.is_file() and path.read_text().strip() != str(seed):
-        raise ValueError(f"{corpus_dir} holds audio made with seed {path.read_text().strip()}, not {seed}; "
-                         "use another corpus dir")
+        raise CorpusError(f"{corpus_dir} holds audio made with seed {path.read_text().strip()}, not {seed}; "
+                          "use another corpus dir")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"{seed}\n")
 
@@ -557,7 +561,8 @@ def prepare_mini_tts(corpus_dir: str | os.PathLike, data_dir: str | os.PathLike,
         and ``test_es``.
 
     Raises:
-        RuntimeError: more than 5 % of the utterances failed to synthesize.
+        SynthesisError: more than 5 % of the utterances failed to synthesize.
+        CorpusError: ``corpus_dir`` holds audio of another seed, or too few voices or sentences are available.
     """
     sizes = {"full": MiniTtsSize.full, "large": MiniTtsSize.large, "tiny": MiniTtsSize.tiny}
     if size not in sizes:

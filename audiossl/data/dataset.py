@@ -38,6 +38,8 @@ class UtteranceDataset(torch.utils.data.Dataset):
         self.data_dir = Path(data_dir)
         self.input_kind = input_kind
         self.utterances = self.data.utterances
+        if not self.utterances:
+            raise DataDirError(f"{data_dir}: no utterances")
         self.lengths = self._input_lengths()
         self.targets = targets
         if targets is not None:

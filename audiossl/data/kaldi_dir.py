@@ -162,6 +162,15 @@ class DataDir:
                 return sorted(self.tables[name])
         return []
 
+    def transcripts(self, name: str | os.PathLike) -> dict[str, str]:
+        """``{utt: text}`` of every utterance; a missing ``text`` file or line is a DataDirError naming ``name``."""
+        if "text" not in self.tables:
+            raise DataDirError(f"{name}: no text file")
+        missing = [utt for utt in self.utterances if utt not in self.tables["text"]]
+        if missing:
+            raise DataDirError(f"{name}/text: no transcript for {len(missing)} utterance(s), e.g. '{missing[0]}'")
+        return {utt: self.tables["text"][utt] for utt in self.utterances}
+
     def segment(self, utt: str) -> Segment | None:
         """The region of its recording that ``utt`` covers, or None without ``segments``."""
         if "segments" not in self.tables:

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
+
+from audiossl.models.encoder import SpeechEncoder
 
 
 @dataclass
@@ -30,40 +32,30 @@ class AttentionStatistics:
     frames: int
 
 
-def transformer_of(model: nn.Module) -> nn.Module:
-    """The module with ``encode(inputs, lengths)`` and ``encoder.layers`` in a model: the model
-    itself (a pretraining model) or its ``encoder`` (a fine-tuned model, e.g. CTC)."""
-    for candidate in (model, getattr(model, "encoder", None)):
-        if candidate is not None and hasattr(candidate, "encode") and hasattr(candidate.encoder, "layers"):
-            return candidate
-    raise TypeError(f"{type(model).__name__} has no transformer encoder with encode() and layers")
-
-
 @torch.no_grad()
-def attention_statistics(model: nn.Module, batches) -> AttentionStatistics:
+def attention_statistics(model: SpeechEncoder, batches) -> AttentionStatistics:
     """Attention entropy and distance of every head of ``model`` (in eval mode; no masking).
 
     Args:
-        model: a pretraining or fine-tuned model (see :func:`transformer_of`).
+        model: a pretraining or fine-tuned model with attention layers (its ``attention_weights``).
         batches: iterable of ``(inputs, lengths)`` of the model's input kind.
     """
     if model.training:
         raise ValueError("attention_statistics needs a model in eval mode (dropout and layer drop off)")
-    net = transformer_of(model)
-    layers = net.encoder.layers
-    entropy = torch.zeros(len(layers), layers[0].attention.num_heads)
-    distance = torch.zeros_like(entropy)
+    entropy = distance = None
     uniform, frames = 0.0, 0
     for inputs, lengths in batches:
-        hidden, frame_lengths = net.encode(inputs, lengths)
-        time = hidden[0].shape[1]
+        layer_weights, frame_lengths = model.attention_weights(inputs, lengths)  # each (B, H, T, T)
+        if entropy is None:
+            entropy = torch.zeros(len(layer_weights), layer_weights[0].shape[1])
+            distance = torch.zeros_like(entropy)
+        time = layer_weights[0].shape[-1]
         positions = torch.arange(time, device=frame_lengths.device)
         padding = positions[None, :] >= frame_lengths[:, None]
         valid = (~padding).float()  # (B, T)
         gap = (positions[None, :] - positions[:, None]).abs().float()  # (T, T)
         log_len = frame_lengths.clamp(min=2).float().log()  # (B,)
-        for index, (layer, x) in enumerate(zip(layers, hidden)):
-            weights = layer.attention_weights(x, padding)  # (B, H, T, T)
+        for index, weights in enumerate(layer_weights):
             plogp = torch.where(weights > 0, weights * weights.clamp_min(1e-30).log(), 0.0)
             ent = -plogp.sum(-1) / log_len[:, None, None]  # (B, H, T)
             entropy[index] += (ent * valid[:, None]).sum((0, 2)).cpu()

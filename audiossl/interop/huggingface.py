@@ -20,13 +20,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from audiossl.models.hubert import HubertModel, build_hubert
-from audiossl.models.hubert.interop import (
-    InteropError,
-    config_from_hf,
-    config_to_hf,
-    state_dict_from_hf,
-    state_dict_to_hf,
-)
+from audiossl.errors import InteropError
+from audiossl.models.hubert.interop import config_from_hf, config_to_hf, state_dict_from_hf, state_dict_to_hf
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 

@@ -42,20 +42,17 @@ class S3prlUpstream(nn.Module):
     """An audiossl model behind s3prl's ``S3PRLUpstream`` interface, with s3prl's conventions.
 
     Args:
-        model: anything with ``extract_features(wavs (B, S), lengths (B,))`` returning every
-            hidden state and the valid frames, their sizes as ``hidden_sizes`` (``audiossl.load_model``
-            gives one), and a submodule with ``frame_rate_hz`` (every audiossl front end has one).
-            Nothing runs at construction.
+        model: any family's :class:`~audiossl.models.encoder.SpeechEncoder` (``audiossl.load_model``
+            gives one) taking 16 kHz audio. Nothing runs at construction.
     """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
-        rates = [m.frame_rate_hz for m in model.modules() if hasattr(m, "frame_rate_hz")]
-        if not rates:
-            raise ValueError(f"{type(model).__name__} has no front end with a frame_rate_hz")
+        if model.sample_rate != SAMPLE_RATE:
+            raise ValueError(f"s3prl upstreams take {SAMPLE_RATE} Hz audio; the model takes {model.sample_rate} Hz")
         self._hidden_sizes = list(model.hidden_sizes)
-        self._downsample_rates = [round(SAMPLE_RATE / rates[0])] * len(self._hidden_sizes)
+        self._downsample_rates = [round(SAMPLE_RATE / model.frame_rate)] * len(self._hidden_sizes)
 
     @property
     def num_layers(self) -> int:

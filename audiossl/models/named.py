@@ -1,36 +1,49 @@
 """Resolving a run config's ``model`` section to a family's named size with changes."""
 from __future__ import annotations
 
-import importlib
+import inspect
 from typing import Any
 
-from audiossl.registry import FAMILIES, get_family
+from audiossl.errors import ConfigError
+from audiossl.models.components import ModelConfig
+from audiossl.registry import FAMILIES, get_family, named_configs
+
+SECTION_KEYS = ("family", "size", "args", "set")
 
 
 def _merge(base: dict, changes: dict, where: str) -> dict:
     out = dict(base)
     for key, value in changes.items():
         if key not in out:
-            raise KeyError(f"{where}: unknown key '{key}'; known: {sorted(out)}")
+            raise ConfigError(f"{where}: unknown key '{key}'; known: {sorted(out)}")
         out[key] = _merge(out[key], value, f"{where}.{key}") if isinstance(value, dict) else value
     return out
 
 
-def model_config_from_section(section: dict[str, Any]):
+def model_config_from_section(section: dict[str, Any]) -> ModelConfig:
     """The config a run's ``model`` section describes.
 
     ``{"family": "hubert", "size": "small", "args": {"frontend": "fbank"}, "set": {"num_classes": 100}}``:
     the family's named size (``NAMED_CONFIGS[size](**args)``), then the ``set`` fields changed.
-    Returns ``(family_name, config)``.
+    Unknown keys, families, sizes and arguments are :class:`~audiossl.errors.ConfigError` listing the known ones.
     """
+    unknown = sorted(set(section) - set(SECTION_KEYS))
+    if unknown:
+        raise ConfigError(f"model: unknown keys {unknown}; known: {list(SECTION_KEYS)}")
     name = section.get("family")
-    if name not in FAMILIES:
-        raise KeyError(f"model.family must be one of {sorted(FAMILIES)}, not {name!r}")
-    named = importlib.import_module(FAMILIES[name][0]).NAMED_CONFIGS
+    pretraining = sorted(family for family, entry in FAMILIES.items() if entry["targets"] is not None)
+    if name not in pretraining:
+        raise ConfigError(f"model.family must be one of {pretraining}, not {name!r}")
+    named = named_configs(name)
     size = section.get("size", "base")
     if size not in named:
-        raise KeyError(f"model.size must be one of {sorted(named)} for {name}, not {size!r}")
-    config = named[size](**section.get("args", {}))
+        raise ConfigError(f"model.size must be one of {sorted(named)} for {name}, not {size!r}")
+    args = section.get("args") or {}
+    accepted = list(inspect.signature(named[size]).parameters)
+    wrong = sorted(set(args) - set(accepted))
+    if wrong:
+        raise ConfigError(f"model.args: unknown arguments {wrong} of {name} size {size!r}; known: {accepted}")
+    config = named[size](**args)
     if section.get("set"):
         config = get_family(name).config_class.from_dict(_merge(config.to_dict(), section["set"], "model.set"))
-    return name, config
+    return config

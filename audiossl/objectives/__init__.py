@@ -1,5 +1,7 @@
 """Training objectives shared by the model families.
 
+- :mod:`audiossl.objectives.output`: :class:`~audiossl.objectives.output.ObjectiveOutput`, the loss
+  and additive metric sums every objective returns.
 - :mod:`audiossl.objectives.masked_prediction`: HuBERT-style masked prediction of
   frame-level discrete targets.
 

@@ -1,35 +1,20 @@
 """Masked prediction of frame-level discrete targets (HuBERT), reusable by other families."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor, nn
 
-_METRIC_NAMES = (
-    "loss_masked",
-    "loss_unmasked",
-    "acc_masked",
-    "acc_unmasked",
-    "num_masked_frames",
-    "num_unmasked_frames",
-)
+from audiossl.objectives.output import MetricRatios, ObjectiveOutput
 
+# the additive sums of :meth:`MaskedPredictionHead.forward`, in this order
+_SUM_NAMES = ("loss_masked", "loss_unmasked", "correct_masked", "correct_unmasked", "masked_frames", "unmasked_frames")
 
-@dataclass
-class MaskedPredictionOutput:
-    """Result of a masked-prediction step.
-
-    Attributes:
-        loss: scalar tensor to back-propagate (normalisation: see :class:`MaskedPredictionHead`).
-        metrics: plain floats for logging: ``loss_masked`` / ``loss_unmasked`` (mean cross
-            entropy per frame), ``acc_masked`` / ``acc_unmasked`` (top-1 accuracy),
-            ``num_masked_frames`` / ``num_unmasked_frames`` (valid frames of each kind). A
-            mean over zero frames is reported as 0.0; weight by the counts when averaging.
-    """
-
-    loss: Tensor
-    metrics: dict[str, float]
+# logged figures: mean cross entropy per masked frame, top-1 accuracy on masked and unmasked frames
+MASKED_PREDICTION_METRICS: MetricRatios = {
+    "acc_masked": ("correct_masked", "masked_frames"),
+    "acc_unmasked": ("correct_unmasked", "unmasked_frames"),
+    "loss_masked": ("loss_masked", "masked_frames"),
+}
 
 
 class MaskedPredictionHead(nn.Module):
@@ -65,7 +50,7 @@ class MaskedPredictionHead(nn.Module):
 
     def forward(
         self, hidden: Tensor, targets: Tensor, mask: Tensor, padding_mask: Tensor, unmasked_weight: float
-    ) -> MaskedPredictionOutput:
+    ) -> ObjectiveOutput:
         """Score the valid frames.
 
         The loss follows fairseq's ``hubert`` criterion:
@@ -79,6 +64,11 @@ class MaskedPredictionHead(nn.Module):
             mask: ``(B, T)`` bool, True at masked frames.
             padding_mask: ``(B, T)`` bool, True at padded frames (their targets are ignored).
             unmasked_weight: weight of the unmasked frames' cross entropy.
+
+        Returns:
+            The loss and sums over valid frames: ``loss_masked`` / ``loss_unmasked`` (cross
+            entropy), ``correct_masked`` / ``correct_unmasked`` (top-1 hits),
+            ``masked_frames`` / ``unmasked_frames`` (see :data:`MASKED_PREDICTION_METRICS`).
         """
         if not (targets.shape == mask.shape == padding_mask.shape == hidden.shape[:2]):
             raise ValueError(
@@ -104,14 +94,6 @@ class MaskedPredictionHead(nn.Module):
         loss = (ce_masked + unmasked_weight * ce_unmasked) / num_masked.clamp(min=1)
 
         with torch.no_grad():
-            stats = torch.stack(
-                [
-                    ce_masked.detach() / num_masked.clamp(min=1),
-                    ce_unmasked.detach() / num_unmasked.clamp(min=1),
-                    (correct * masked).sum() / num_masked.clamp(min=1),
-                    (correct * ~masked).sum() / num_unmasked.clamp(min=1),
-                    num_masked.float(),
-                    num_unmasked.float(),
-                ]
-            ).tolist()
-        return MaskedPredictionOutput(loss=loss, metrics=dict(zip(_METRIC_NAMES, stats)))
+            stats = torch.stack([ce_masked.detach(), ce_unmasked.detach(), (correct * masked).sum(),
+                                 (correct * ~masked).sum(), num_masked.float(), num_unmasked.float()]).tolist()
+        return ObjectiveOutput(loss=loss, sums=dict(zip(_SUM_NAMES, stats)))

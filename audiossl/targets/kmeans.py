@@ -77,9 +77,8 @@ class ModelLayerSource:
     """Hidden states of one layer of a model, per utterance of a data dir (HuBERT iteration 2).
 
     Args:
-        model: a model with ``encode(inputs, lengths, num_layers=k)`` returning the hidden states
-            up to layer k, ``hidden_sizes`` and ``frontend.input_kind`` (``"fbank"``: read
-            feats.scp; ``"waveform"``: wav.scp).
+        model: any family's :class:`~audiossl.models.encoder.SpeechEncoder` (its ``input_kind``
+            decides what is read: feats.scp for ``"fbank"``, wav.scp for ``"waveform"``).
         data_dir: the utterances and their model inputs.
         layer: index into the hidden states (0: the transformer input; L: layer L's output;
             negative: from the end). The layers above it are not run.
@@ -89,7 +88,7 @@ class ModelLayerSource:
         from audiossl.data.dataset import UtteranceDataset
 
         self.model = model.eval()
-        self.dataset = UtteranceDataset(data_dir, model.frontend.input_kind)
+        self.dataset = UtteranceDataset(data_dir, model.input_kind)
         self.utterances = self.dataset.utterances
         self.index = {utt: i for i, utt in enumerate(self.utterances)}
         hidden_states = len(model.hidden_sizes)

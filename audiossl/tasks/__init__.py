@@ -1,1 +1,1 @@
-"""Training tasks: batch → loss and metrics (:mod:`.base`, :mod:`.ssl`, :mod:`.asr`)."""
+"""Training tasks: batch → loss and metrics (:mod:`.base`, :mod:`.pretrain`, :mod:`.asr`)."""

@@ -1,10 +1,22 @@
 """CTC fine-tuning: batches of (inputs, token ids) → CTC loss; validation adds CER and WER."""
 from __future__ import annotations
 
-from torch import nn
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
 
-from audiossl.data.dataset import Batch
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from audiossl.checkpoint import load_checkpoint, model_from_checkpoint
+
+from audiossl.data.dataset import Batch, BucketBatchSampler, UtteranceDataset, collate, input_rate
+from audiossl.data.kaldi_dir import DataDir, DataDirError
+from audiossl.errors import ConfigError
+from audiossl.models.ctc.config import CtcConfig
 from audiossl.models.ctc.model import CtcModel, ctc_loss
+from audiossl.models.encoder import SpeechEncoder
 from audiossl.tasks.base import StepOutput, Task
 from audiossl.text.scoring import error_rates
 
@@ -12,7 +24,7 @@ from audiossl.text.scoring import error_rates
 class CtcTask(Task):
     """Loss per target token; the encoder is frozen for ``freeze_encoder_updates`` first updates."""
 
-    family = "ctc"
+    family = CtcConfig.family
     find_unused_parameters = True  # a frozen encoder gets no gradient
 
     def before_update(self, model: CtcModel, update: int) -> None:
@@ -46,3 +58,75 @@ class CtcTask(Task):
 
     def valid_score(self, summary: dict[str, float]) -> float:
         return summary["cer"]
+
+
+def token_targets(data_dir, tokenizer) -> dict[str, list[int]]:
+    """Token ids of each utterance's transcript (the data dir's ``text``, one line per utterance)."""
+    return {utt: tokenizer.encode(text) for utt, text in DataDir.read(data_dir).transcripts(data_dir).items()}
+
+
+@torch.no_grad()
+def ctc_outputs(model: CtcModel, data: UtteranceDataset, batch_seconds: float,
+                progress: bool = False) -> list[tuple[list[str], Tensor, Tensor]]:
+    """The network's output on every utterance of ``data``, in length-sorted batches of at most
+    ``batch_seconds`` of padded input: ``(utterances, log-probs (B, T, V), frames (B,))`` per batch."""
+    sampler = BucketBatchSampler(data.lengths, int(batch_seconds * input_rate(data.input_kind)), shuffle=False)
+    loader = torch.utils.data.DataLoader(data, batch_sampler=sampler.epoch_batches(0), collate_fn=collate)
+    outputs = []
+    for batch in tqdm(loader, desc=f"decode {data.data_dir}", disable=not progress):
+        log_probs, frames = model(batch.inputs, batch.lengths)
+        outputs.append((batch.utterances, log_probs, frames))
+    return outputs
+
+
+def check_ctc_lengths(dataset: UtteranceDataset, model: CtcModel, name: str) -> None:
+    """CTC needs at least one frame per token; name the first utterance that has fewer."""
+    frames = model.num_frames(torch.tensor(dataset.lengths)).tolist()
+    for utt, count in zip(dataset.utterances, frames):
+        tokens = len(dataset.targets[utt])
+        if tokens > count:
+            raise DataDirError(f"{name}: utterance '{utt}' has {tokens} tokens but only {count} frames")
+
+
+@dataclass
+class FineTuningOptions:
+    """How a run config's ``ctc`` section prepares the encoder and the tokenizer.
+
+    tokenizer: ``char``, ``bpe`` or ``unigram`` (trained on the training transcripts).
+    vocab_size: pieces of a ``bpe``/``unigram`` tokenizer.
+    encoder_layers: keep only the first N layers of the pretrained encoder (None: all).
+    encoder_layer_drop: layer drop while fine-tuning (fairseq's fine-tuning ``layerdrop``); the
+        pretraining run's value is not carried over.
+    """
+
+    tokenizer: str = "char"
+    vocab_size: int | None = None
+    encoder_layers: int | None = None
+    encoder_layer_drop: float = 0.0
+
+
+# the ctc section's keys that are CtcConfig fields (the rest are FineTuningOptions)
+CTC_SETTINGS = ("final_dropout", "mask_prob", "mask_length", "freeze_encoder_updates")
+
+
+def read_ctc_section(section: dict[str, Any] | None) -> tuple[FineTuningOptions, dict[str, Any]]:
+    """A run config's ``ctc`` section → the fine-tuning options and the :class:`CtcConfig` settings.
+
+    An unknown key is a :class:`~audiossl.errors.ConfigError` that lists the known ones.
+    """
+    section = dict(section or {})
+    settings = {key: section.pop(key) for key in CTC_SETTINGS if key in section}
+    known = [f.name for f in dataclasses.fields(FineTuningOptions)]
+    unknown = sorted(set(section) - set(known))
+    if unknown:
+        raise ConfigError(f"ctc: unknown keys {unknown}; known: {sorted(known + list(CTC_SETTINGS))}")
+    return FineTuningOptions(**section), settings
+
+
+def fine_tuning_encoder(checkpoint: str, options: FineTuningOptions) -> SpeechEncoder:
+    """The encoder of any checkpoint (pretrained, or fine-tuned before) as fine-tuning uses it:
+    without its pretraining or task parts, cut to ``options.encoder_layers``, with the fine-tuning layer drop."""
+    encoder = model_from_checkpoint(load_checkpoint(checkpoint)).encoder_only()
+    if options.encoder_layers is not None:
+        encoder.truncated(options.encoder_layers)
+    return encoder.with_layer_drop(options.encoder_layer_drop)

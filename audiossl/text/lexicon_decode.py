@@ -4,7 +4,8 @@ An LM dir, as :mod:`audiossl.bin.train_lm` writes it, holds ``lm.arpa`` (a word 
 model) and ``lexicon.txt`` (each word spelled in characters and ended by ``|``). The
 search only emits lexicon words, scoring each hypothesis as
 ``log p_ctc + lm_weight * log10 p_lm + word_score * words`` (KenLM's scores are log10); it needs a character
-tokenizer, whose ``|`` is the word boundary the lexicon spells.
+tokenizer, whose ``|`` is the word boundary the lexicon spells. A bad LM dir or tokenizer raises
+:class:`~audiossl.text.ngram.LMError`.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from flashlight.lib.text.decoder.kenlm import KenLM
 from flashlight.lib.text.dictionary import Dictionary, create_word_dict
 from torch import Tensor
 
-from audiossl.text.ngram import UNK
+from audiossl.text.ngram import UNK, LMError
 from audiossl.text.tokenizer import BLANK_ID, CharTokenizer
 
 log = logging.getLogger(__name__)
@@ -39,10 +40,22 @@ def check_lm_dir(lm_dir: str | Path) -> Path:
 
 
 def check_char_tokens(tokens: list[str]) -> None:
-    """ValueError unless ``tokens`` are a character tokenizer's, which the lexicon spells."""
+    """:class:`LMError` unless ``tokens`` are a character tokenizer's, which the lexicon spells."""
     if tuple(tokens[:3]) != CharTokenizer.SPECIALS:
-        raise ValueError("the lexicon search needs a character tokenizer (tokens <blank> <unk> | ...), "
-                         f"got one starting {tokens[:3]}")
+        raise LMError("the lexicon search needs a character tokenizer (tokens <blank> <unk> | ...), "
+                      f"got one starting {tokens[:3]}")
+
+
+def read_lexicon(path: Path) -> list[tuple[str, list[str]]]:
+    """``(word, spelling tokens)`` of each line ``word<TAB>t1 t2 ... |``; LMError naming a malformed line."""
+    entries = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            word, tab, spelling = line.rstrip("\n").partition("\t")
+            if not tab or not word or not spelling.split():
+                raise LMError(f"{path}:{number}: expected 'word<TAB>spelling', got {line.rstrip()!r}")
+            entries.append((word, spelling.split()))
+    return entries
 
 
 class LexiconDecoder:
@@ -60,6 +73,10 @@ class LexiconDecoder:
         lm_weight: weight of the LM log-probability.
         word_score: added per emitted word (positive values favour more words).
         token_beam: the likeliest tokens of each frame that may extend a hypothesis (None: all).
+
+    Raises:
+        LMError: not a character tokenizer, a malformed lexicon or an LM file KenLM cannot read.
+        FileNotFoundError: ``lm_dir`` lacks one of its files.
     """
 
     def __init__(self, tokens: list[str], lm_dir: str | Path, beam_size: int = 100,
@@ -68,21 +85,24 @@ class LexiconDecoder:
         lm_dir = check_lm_dir(lm_dir)
         letters = set(tokens[3:])
         spellings, dropped = {}, 0
-        for line in (lm_dir / LEXICON_FILE).read_text(encoding="utf-8").splitlines():
-            word, spelling = line.split("\t", 1)
+        for word, spelling in read_lexicon(lm_dir / LEXICON_FILE):
             if set(word) <= letters:
-                spellings[word] = [spelling.split()]
+                spellings[word] = [spelling]
             else:
                 dropped += 1
         if dropped:
             log.info("%s: %d of %d words use characters the tokenizer lacks and are left out",
                      lm_dir / LEXICON_FILE, dropped, dropped + len(spellings))
         if not spellings:
-            raise ValueError(f"{lm_dir / LEXICON_FILE}: no word can be spelled with the tokenizer's characters")
+            raise LMError(f"{lm_dir / LEXICON_FILE}: no word can be spelled with the tokenizer's characters")
         self.tokens = list(tokens)
         self.words = create_word_dict({**spellings, UNK: []})  # the LM's <unk>, never spelled
-        with _quiet_stderr():  # KenLM draws a progress bar on fd 2 while it reads the ARPA file
-            self._lm = KenLM(str(lm_dir / LM_FILE), self.words)
+        try:
+            with _quiet_stderr():  # KenLM draws a progress bar on fd 2 while it reads the ARPA file
+                self._lm = KenLM(str(lm_dir / LM_FILE), self.words)
+        except RuntimeError as err:
+            reason = str(err).strip().rpartition("\n")[2]  # the lines before name KenLM's C++ source
+            raise LMError(f"{lm_dir / LM_FILE}: KenLM cannot read it: {reason}") from None
         token_ids = Dictionary(self.tokens)
         self._trie = Trie(len(self.tokens), CharTokenizer.WORD_ID)
         start = self._lm.start(False)

@@ -23,8 +23,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from audiossl.atomic import atomic_path, write_text_atomic
+from audiossl.errors import UserError
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
+
+
+class LMError(UserError, ValueError):
+    """An LM that cannot be trained or used: too little text, a bad order, a malformed LM dir."""
 
 
 def count_ngrams(sentences: Iterable[str], order: int) -> list[Counter]:
@@ -34,7 +39,7 @@ def count_ngrams(sentences: Iterable[str], order: int) -> list[Counter]:
         ``counts[k - 1]``: Counter of k-gram tuples.
     """
     if order < 1:
-        raise ValueError(f"order must be at least 1, got {order}")
+        raise LMError(f"order must be at least 1, got {order}")
     counts = [Counter() for _ in range(order)]
     for sentence in sentences:
         words = [BOS, *sentence.split(), EOS]
@@ -108,6 +113,9 @@ def train_arpa(sentences: Iterable[str], order: int, path: str | Path) -> dict[s
 
     Returns:
         The number of n-grams of each order, as ``{"1": n1, "2": n2, ...}``.
+
+    Raises:
+        LMError: ``order`` below 1, or too little text for its discounts.
     """
     model = kneser_ney(count_ngrams(sentences, order))
     write_arpa(model, path)
@@ -140,7 +148,7 @@ def _discount(table: Counter, k: int) -> float:
     n1 = sum(1 for c in table.values() if c == 1)
     n2 = sum(1 for c in table.values() if c == 2)
     if n1 == 0 or n2 == 0:
-        raise ValueError(f"too little text for a {k}-gram Kneser-Ney estimate: "
-                         f"{n1} {k}-grams seen once, {n2} seen twice")
+        raise LMError(f"too little text for a {k}-gram Kneser-Ney estimate: "
+                      f"{n1} {k}-grams seen once, {n2} seen twice")
     return n1 / (n1 + 2 * n2)
 

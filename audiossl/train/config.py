@@ -34,6 +34,13 @@ def load_run_config(path: str | os.PathLike | None, overrides=()) -> dict[str, A
     return config
 
 
+def check_sections(run: dict[str, Any], allowed, source: str | os.PathLike | None) -> None:
+    """Refuse a run config section this command does not read (e.g. a misspelt ``trainr:``), by name."""
+    unknown = sorted(set(run) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{source or 'run config'}: unknown sections {unknown}; this command reads {sorted(allowed)}")
+
+
 def _fill(cls, values: dict[str, Any], where: str):
     """``cls(**values)``; float fields also take strings such as ``2e-3`` (YAML 1.1 reads them as text)."""
     fields = {f.name: f for f in dataclasses.fields(cls)}

@@ -11,7 +11,12 @@ A run writes under ``exp_dir``::
 
 Started again after being killed at any point, a run continues from ``last.pt`` with the
 same batches, masks, dropout and therefore the same losses as an uninterrupted run: the
-checkpoint holds the optimizer, scheduler, grad scaler, sampler position and every RNG.
+checkpoint holds the optimizer, scheduler, grad scaler, sampler position and every RNG
+(CPU, CUDA and the trainer's generator, which also drives the batch transforms).
+
+An update whose loss or gradient is not finite is skipped: its batches are consumed, but it
+is not counted and does not step the schedule; ``max_bad_updates`` skipped in a row end the
+run with a :class:`TrainingError`. Otherwise a run ends with its checkpoint at ``max_updates``.
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ from tqdm import tqdm
 
 from audiossl.checkpoint import load_checkpoint, save_checkpoint
 from audiossl.data.dataset import BucketBatchSampler, UtteranceDataset, collate, input_rate
+from audiossl.data.transforms import BatchTransform, Compose
 from audiossl.errors import UserError
 from audiossl.tasks.base import Task
 from audiossl.train.distributed import DistInfo, all_reduce_sums, barrier, cleanup, init_distributed
@@ -75,10 +81,16 @@ class TrainerConfig:
 
 
 class Trainer:
-    """Trains ``model`` on ``task`` until ``config.max_updates``, resuming from ``exp_dir`` if possible."""
+    """Trains ``model`` on ``task`` until ``config.max_updates``, resuming from ``exp_dir`` if possible.
+
+    ``batch_transform`` maps each collated batch before the task sees it: in training with the
+    trainer's generator, in validation (always-applied transforms only) with a fixed-seed one.
+    The sampler bounds batches in the dataset's input units (samples for waveform data).
+    """
 
     def __init__(self, task: Task, model: nn.Module, train_set: UtteranceDataset,
-                 valid_set: UtteranceDataset | None, config: TrainerConfig, exp_dir: str | os.PathLike):
+                 valid_set: UtteranceDataset | None, config: TrainerConfig, exp_dir: str | os.PathLike,
+                 batch_transform: BatchTransform | None = None):
         self.task = task
         self.config = config
         self.exp_dir = Path(exp_dir)
@@ -88,6 +100,9 @@ class Trainer:
         self.model = model.to(self.info.device)
         self.train_set = train_set
         self.valid_set = valid_set
+        transforms = Compose([] if batch_transform is None else [batch_transform])
+        self.train_transform = transforms.active(training=True)
+        self.valid_transform = transforms.active(training=False)
         rate = input_rate(train_set.input_kind)
         self.sampler = BucketBatchSampler(train_set.lengths, int(config.batch_seconds * rate), config.seed,
                                           rank=self.info.rank, world_size=self.info.world_size,
@@ -102,6 +117,7 @@ class Trainer:
         # train_seconds: wall-clock time spent training, summed over resumed runs
         self.state = {"update": 0, "epoch": 0, "batch_index": 0, "best_score": math.inf, "bad_updates": 0,
                       "train_seconds": 0.0}
+        self.saved_update: int | None = None  # update of the newest checkpoint in ckpt_dir
         self.ddp_model: nn.Module = self.model
         if self.info.world_size > 1:
             device_ids = [self.info.local_rank] if self.info.device.type == "cuda" else None
@@ -110,28 +126,31 @@ class Trainer:
 
     # ---------------------------------------------------------------- checkpoints
     def _train_state(self) -> dict:
-        return {**self.state, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict(), "generator": self.generator.get_state(),
-                "torch_rng": torch.get_rng_state(), "trainer_config": self.config.to_dict(),
-                "world_size": self.info.world_size, "precision": self.precision}
+        state = {**self.state, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                 "scaler": self.scaler.state_dict(), "generator": self.generator.get_state(),
+                 "torch_rng": torch.get_rng_state(), "trainer_config": self.config.to_dict(),
+                 "world_size": self.info.world_size, "precision": self.precision}
+        if self.info.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return state
 
     def save(self, best: bool) -> None:
         """Write ``update_<N>.pt``, point ``last.pt`` (and ``best.pt``) at it, drop old ones."""
-        if not self.info.is_main:
-            return
         update = self.state["update"]
-        path = self.ckpt_dir / f"update_{update}.pt"
-        save_checkpoint(path, self.task.family, self.task.model_config(self.model), self.model.state_dict(),
-                        train_state=self._train_state())
-        for name in ("last.pt",) + (("best.pt",) if best else ()):
-            tmp = self.ckpt_dir / f".{name}.link"
-            tmp.unlink(missing_ok=True)
-            os.link(path, tmp)
-            os.replace(tmp, self.ckpt_dir / name)
-        kept = sorted(self.ckpt_dir.glob("update_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
-        for old in kept[:-self.config.keep_last]:
-            old.unlink()
-        logger.info("update %d: saved %s%s", update, path, " (best so far)" if best else "")
+        if self.info.is_main:
+            path = self.ckpt_dir / f"update_{update}.pt"
+            save_checkpoint(path, self.task.family, self.task.model_config(self.model), self.model.state_dict(),
+                            train_state=self._train_state())
+            for name in ("last.pt",) + (("best.pt",) if best else ()):
+                tmp = self.ckpt_dir / f".{name}.link"
+                tmp.unlink(missing_ok=True)
+                os.link(path, tmp)
+                os.replace(tmp, self.ckpt_dir / name)
+            kept = sorted(self.ckpt_dir.glob("update_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+            for old in kept[:-self.config.keep_last]:
+                old.unlink()
+            logger.info("update %d: saved %s%s", update, path, " (best so far)" if best else "")
+        self.saved_update = update
 
     def resume(self) -> bool:
         """Continue from ``checkpoints/last.pt`` when it exists; True if resumed."""
@@ -153,8 +172,11 @@ class Trainer:
             self.scaler.load_state_dict(train_state["scaler"])
         self.generator.set_state(train_state["generator"])
         torch.set_rng_state(train_state["torch_rng"])
+        if "cuda_rng" in train_state and self.info.device.type == "cuda":
+            torch.cuda.set_rng_state_all(train_state["cuda_rng"][:torch.cuda.device_count()])
         # train_seconds is unknown (None) for checkpoints written before it was recorded
         self.state = {k: train_state[k] if k != "train_seconds" else train_state.get(k) for k in self.state}
+        self.saved_update = self.state["update"]
         self._truncate_update_log(self.state["update"])
         logger.info("resumed from %s at update %d (epoch %d, batch %d)", last, self.state["update"],
                     self.state["epoch"], self.state["batch_index"])
@@ -186,7 +208,7 @@ class Trainer:
         sums: dict[str, float] = {}
         finite = True
         for index, batch in enumerate(micro_batches):
-            batch = self._to_device(batch)
+            batch = self.train_transform(self._to_device(batch), self.generator)
             sync = index == len(micro_batches) - 1 or self.info.world_size == 1
             context = self.ddp_model.no_sync() if not sync else contextlib.nullcontext()
             with context:
@@ -208,8 +230,8 @@ class Trainer:
         if finite:
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
         return sums if finite else None
 
     @torch.no_grad()
@@ -223,8 +245,9 @@ class Trainer:
         loader = torch.utils.data.DataLoader(self.valid_set, batch_sampler=batches, collate_fn=collate)
         sums: dict[str, float] = {}
         for batch in loader:
+            batch = self.valid_transform(self._to_device(batch), generator)
             with self._autocast():
-                for key, value in self.task.valid_step(self.model, self._to_device(batch), generator).items():
+                for key, value in self.task.valid_step(self.model, batch, generator).items():
                     sums[key] = sums.get(key, 0.0) + value
         return self.task.summarize(all_reduce_sums(sums, self.info))
 
@@ -238,6 +261,8 @@ class Trainer:
         warning = emulation_warning(self.precision, self.info.device)
         if warning:
             logger.warning(warning)
+        logger.info("batch transforms: %s in training, %s in validation", self._describe(self.train_transform),
+                    self._describe(self.valid_transform))
         writer = self._tensorboard()
         config = self.config
         summary: dict[str, float] = {}
@@ -262,18 +287,14 @@ class Trainer:
                 audio_seconds += sum(int(b.lengths.sum()) for b in micro) / rate
                 sums = self._update(micro)
                 micro = []
-                self.state["update"] += 1
                 if seconds_before is not None:
                     self.state["train_seconds"] = seconds_before + time.time() - started
-                bar.update()
                 if sums is None:
-                    self.state["bad_updates"] += 1
-                    if self.state["bad_updates"] >= config.max_bad_updates:
-                        raise TrainingError(f"{self.state['bad_updates']} consecutive updates with non-finite loss "
-                                            f"(last at update {self.state['update']}); see {self.exp_dir / 'train.log'}; "
-                                            f"the last good checkpoint is {self.ckpt_dir / 'last.pt'}")
+                    self._skip_update()
                     continue
+                self.state["update"] += 1
                 self.state["bad_updates"] = 0
+                bar.update()
                 for key, value in sums.items():
                     window[key] = window.get(key, 0.0) + value
                 self._log_update(sums, writer, bar)
@@ -305,7 +326,23 @@ class Trainer:
         cleanup(self.info)
         return summary
 
+    def _skip_update(self) -> None:
+        """Count a non-finite update as bad (not done); raise after ``max_bad_updates`` in a row."""
+        self.state["bad_updates"] += 1
+        if self.state["bad_updates"] < self.config.max_bad_updates:
+            return
+        if self.saved_update is None:
+            newest = "no checkpoint was saved yet"
+        else:
+            newest = f"the newest checkpoint is {self.ckpt_dir / 'last.pt'} (update {self.saved_update})"
+        raise TrainingError(f"{self.state['bad_updates']} consecutive updates with non-finite loss (at update "
+                            f"{self.state['update'] + 1}); see {self.exp_dir / 'train.log'}; {newest}")
+
     # ---------------------------------------------------------------- logging
+    @staticmethod
+    def _describe(transforms: Compose) -> str:
+        return ", ".join(map(repr, transforms.transforms)) or "none"
+
     def _setup_logging(self) -> None:
         if self.info.is_main and not any(isinstance(h, logging.FileHandler) and
                                          Path(h.baseFilename) == (self.exp_dir / "train.log").absolute()

@@ -41,16 +41,18 @@ def test_a_held_out_dir_without_text_is_an_error(tmp_path, capsys):
     assert "missing.txt" in capsys.readouterr().err
 
 
-def test_decode_grid_is_every_pair_or_the_dev_choice(tmp_path):
-    args = argparse.Namespace(lm_weight=[1.0, 2.0], word_score=[0.0, 1.0], lm_params_from=None)
-    assert decode_ctc.lm_grid(args) == [(1.0, 0.0), (1.0, 1.0), (2.0, 0.0), (2.0, 1.0)]
-    (tmp_path / "dev.json").write_text(json.dumps({"lm_weight": 3.0, "word_score": 1.0, "wer": 0.4}))
-    args.lm_params_from = str(tmp_path / "dev.json")
-    assert decode_ctc.lm_grid(args) == [(3.0, 1.0)]
-    (tmp_path / "no_lm.json").write_text(json.dumps({"beam_size": 8, "wer": 0.4}))
-    args.lm_params_from = str(tmp_path / "no_lm.json")
-    with pytest.raises(ValueError, match="not the scores of a decode with an LM"):
-        decode_ctc.lm_grid(args)
+def test_too_little_text_is_a_named_error(tmp_path, capsys):
+    (tmp_path / "text.txt").write_text("A CAT\n")
+    assert train_lm.main(["--order", "2", str(tmp_path / "text.txt"), str(tmp_path / "lm")]) == 1
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'text.txt'}: too little text for a 1-gram")
+    (tmp_path / "latin1.txt").write_bytes("CAFÉ AU LAIT\n".encode("latin-1"))
+    assert train_lm.main([str(tmp_path / "latin1.txt"), str(tmp_path / "lm")]) == 1
+    assert "latin1.txt: not UTF-8 text" in capsys.readouterr().err
+
+
+def test_decode_options(tmp_path, capsys):
     assert decode_ctc.floats("0.5,1,2") == [0.5, 1.0, 2.0]
     with pytest.raises(argparse.ArgumentTypeError, match="comma-separated numbers"):
         decode_ctc.floats("0.5;1")
+    assert decode_ctc.main([str(tmp_path / "missing.pt"), str(tmp_path), str(tmp_path / "decode")]) == 1
+    assert "missing.pt: cannot read checkpoint" in capsys.readouterr().err

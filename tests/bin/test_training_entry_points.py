@@ -1,15 +1,18 @@
 """Helpers of the training entry points: encoder truncation, continuing from a checkpoint, run configs."""
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 
-from audiossl.bin.finetune_ctc import fine_tuning_encoder
-from audiossl.bin.pretrain import ignored_model_settings, initialized_from
-from audiossl.checkpoint import build_model, load_checkpoint, save_checkpoint
+from audiossl.checkpoint import build_model, save_checkpoint
+from audiossl.errors import ConfigError
 from audiossl.models.hubert import HubertConfig
 from audiossl.models.named import model_config_from_section
-from audiossl.train.config import ConfigError, load_run_config, trainer_config
+from audiossl.tasks.asr import FineTuningOptions, fine_tuning_encoder, read_ctc_section
+from audiossl.tasks.pretrain import check_targets, pretraining_model
+from audiossl.train.config import check_sections, load_run_config, trainer_config
 
 
 def tiny_checkpoint(path):
@@ -20,37 +23,53 @@ def tiny_checkpoint(path):
 
 
 def test_fine_tuning_encoder_cuts_layers_and_sets_layer_drop(tmp_path):
-    tiny_checkpoint(tmp_path / "m.pt")
-    payload = load_checkpoint(tmp_path / "m.pt")
-    cut = fine_tuning_encoder(payload, 1, layer_drop=0.1)
-    assert cut["config"]["encoder"]["num_layers"] == 1 and payload["config"]["encoder"]["num_layers"] == 2
-    assert cut["config"]["encoder"]["layer_drop"] == 0.1 and payload["config"]["encoder"]["layer_drop"] == 0.05
-    model = build_model("hubert", cut["config"])
-    model.load_state_dict(cut["model"])  # strict: exactly the kept layers
-    whole = fine_tuning_encoder(payload)
-    assert whole["model"] is payload["model"] and whole["config"]["encoder"]["layer_drop"] == 0.0
-    with pytest.raises(ValueError, match="encoder_layers 3 not in 1..2"):
-        fine_tuning_encoder(payload, 3)
-
-
-def test_initialized_from_keeps_encoder_and_replaces_targets(tmp_path):
     original = tiny_checkpoint(tmp_path / "m.pt")
-    model = initialized_from(str(tmp_path / "m.pt"), num_classes=7)
+    cut = fine_tuning_encoder(str(tmp_path / "m.pt"), FineTuningOptions(encoder_layers=1, encoder_layer_drop=0.1))
+    assert cut.config.encoder.num_layers == 1 and len(cut.hidden_sizes) == 2
+    assert cut.config.encoder.layer_drop == 0.1 and original.config.encoder.layer_drop == 0.05
+    rebuilt = build_model("hubert", cut.config.to_dict()).encoder_only()
+    rebuilt.load_state_dict(cut.state_dict())  # strict: exactly the kept layers, no head
+    assert not any(name.startswith("head.") for name in cut.state_dict())
+    whole = fine_tuning_encoder(str(tmp_path / "m.pt"), FineTuningOptions())
+    assert whole.config.encoder.num_layers == 2 and whole.config.encoder.layer_drop == 0.0
+    with pytest.raises(ConfigError, match="cannot keep 3 layers of a 2-layer encoder"):
+        fine_tuning_encoder(str(tmp_path / "m.pt"), FineTuningOptions(encoder_layers=3))
+
+
+def test_ctc_section_refuses_unknown_keys():
+    options, settings = read_ctc_section({"tokenizer": "bpe", "vocab_size": 30, "mask_prob": 0.1})
+    assert options.tokenizer == "bpe" and options.vocab_size == 30 and settings == {"mask_prob": 0.1}
+    with pytest.raises(ConfigError, match=r"ctc: unknown keys \['mask_probb'\]"):
+        read_ctc_section({"mask_probb": 0.1})
+
+
+def test_pretraining_model_keeps_encoder_and_replaces_targets(tmp_path):
+    original = tiny_checkpoint(tmp_path / "m.pt")
+    config = HubertConfig.tiny(frontend="fbank")
+    config.num_classes = 7
+    model = pretraining_model(config, str(tmp_path / "m.pt"))
     assert model.head.label_embeddings.shape[0] == 7 and model.config.num_classes == 7
     for name, value in original.encoder.state_dict().items():
         assert torch.equal(value, model.encoder.state_dict()[name]), name
 
 
-def test_ignored_model_settings_names_what_init_overrides(tmp_path):
+def test_pretraining_model_names_what_init_overrides(tmp_path, caplog):
     tiny_checkpoint(tmp_path / "m.pt")
-    model = initialized_from(str(tmp_path / "m.pt"), num_classes=7)
-    same = HubertConfig.tiny(frontend="fbank")
-    same.num_classes = 7
-    assert ignored_model_settings(model, same) == []
     different = HubertConfig.tiny(frontend="fbank")
     different.num_classes, different.unmasked_weight = 7, 0.5
     different.encoder.num_layers = 4
-    assert ignored_model_settings(model, different) == ["encoder", "unmasked_weight"]
+    with caplog.at_level(logging.WARNING, logger="audiossl.train"):
+        model = pretraining_model(different, str(tmp_path / "m.pt"))
+    assert "differing encoder, unmasked_weight are not used" in caplog.text
+    assert model.config.encoder.num_layers == 2
+
+
+def test_targets_must_match_the_family():
+    check_targets("hubert", "train.labels", "dev.labels", "data/dev")
+    with pytest.raises(ConfigError, match="hubert predicts k-means labels"):
+        check_targets("hubert", None, None, None)
+    with pytest.raises(ConfigError, match="--valid-labels"):
+        check_targets("hubert", "train.labels", None, "data/dev")
 
 
 def test_run_config_overrides_and_types(tmp_path):
@@ -60,11 +79,30 @@ def test_run_config_overrides_and_types(tmp_path):
     config = trainer_config(run["trainer"])
     assert config.lr == 1e-3 and config.max_updates == 7 and config.schedule.total_updates == 7
     assert config.schedule.name == "tri_stage"
-    family, model_config = model_config_from_section(run["model"])
-    assert family == "hubert" and model_config.num_classes == 9 and model_config.frontend.kind == "fbank"
+    model_config = model_config_from_section(run["model"])
+    assert model_config.family == "hubert" and model_config.num_classes == 9 and model_config.frontend.kind == "fbank"
     with pytest.raises(ConfigError, match=r"trainer: unknown keys \['nope'\]"):
         trainer_config({"nope": 1})
     with pytest.raises(ConfigError, match="trainer.lr: expected a number"):
         trainer_config({"lr": "fast"})
-    with pytest.raises(KeyError, match="model.set: unknown key 'wat'"):
+    with pytest.raises(ConfigError, match="model.set: unknown key 'wat'"):
         model_config_from_section({"family": "hubert", "size": "tiny", "set": {"wat": 1}})
+
+
+def test_unknown_sections_keys_families_sizes_and_arguments_are_named():
+    with pytest.raises(ConfigError, match=r"run.yaml: unknown sections \['trainr'\]"):
+        check_sections({"model": {}, "trainr": {}}, ("model", "trainer"), "run.yaml")
+    with pytest.raises(ConfigError, match=r"model: unknown keys \['sise'\]"):
+        model_config_from_section({"family": "hubert", "sise": "tiny"})
+    with pytest.raises(ConfigError, match=r"model.family must be one of \['hubert'\], not 'hubret'"):
+        model_config_from_section({"family": "hubret"})
+    with pytest.raises(ConfigError, match="model.size must be one of"):
+        model_config_from_section({"family": "hubert", "size": "huge"})
+    with pytest.raises(ConfigError, match=r"model.args: unknown arguments \['frontnd'\]"):
+        model_config_from_section({"family": "hubert", "size": "tiny", "args": {"frontnd": "fbank"}})
+    with pytest.raises(ConfigError, match=r"model.set.encoder: unknown key 'dims'"):
+        model_config_from_section({"family": "hubert", "size": "tiny", "set": {"encoder": {"dims": 3}}})
+    data = HubertConfig.tiny().to_dict()
+    data["encoder"]["dims"] = 3
+    with pytest.raises(ConfigError, match=r"unknown HubertConfig.encoder keys \['dims'\]"):
+        HubertConfig.from_dict(data)

@@ -60,6 +60,9 @@ def test_ssl_outputs(demo):
     for marker in ("data/.done.prepare", "exp/kmeans1/.done", "exp/hubert_iter1/.done", "exp/kmeans2/.done",
                    "exp/hubert_iter2/.done"):
         assert (demo / marker).exists(), marker
+    for name in ("train_unlab_fbank", "train_unlab_mfcc", "dev_fbank", "dev_mfcc", "test_fbank"):  # one marker per kind
+        assert {".done", "feats.scp", "cmvn.scp"} <= {p.name for p in (demo / "data" / name).iterdir()}, name
+    assert not (demo / "data/test_mfcc").exists()   # MFCC only where k-means labels
     for it in (1, 2):  # fitted on a random subset, applied to every utterance
         assert len((demo / f"exp/kmeans{it}/fit_data/utt2spk").read_text().splitlines()) == 10
     labels = (demo / "exp/kmeans2/train_unlab.labels").read_text().splitlines()
@@ -151,7 +154,7 @@ def test_rerun_skips_finished_stages(demo):
     again = run(ssl_args(demo), demo)
     assert again.returncode == 0
     skipped = [line for line in again.stdout.splitlines() if "already done" in line]
-    assert len(skipped) >= 5 and any("stage 3: pretraining, iteration 1" in line for line in skipped)
+    assert len(skipped) >= 5 and any("stage 3: pretraining hubert, iteration 1" in line for line in skipped)
 
 
 def test_killed_training_stage_resumes(demo):

@@ -13,7 +13,8 @@ from audiossl.bin import convert
 from audiossl.checkpoint import save_checkpoint
 from audiossl.interop.huggingface import load_hubert, save_hubert
 from audiossl.models.hubert import HubertConfig, build_hubert
-from audiossl.models.hubert.interop import InteropError, config_from_hf, config_to_hf, state_dict_from_hf
+from audiossl.errors import InteropError
+from audiossl.models.hubert.interop import config_from_hf, config_to_hf, state_dict_from_hf
 
 LENGTHS = torch.tensor([8000, 8000])
 
@@ -179,11 +180,13 @@ def test_convert_cli_both_ways(tmp_path, capsys):
 
 def test_converted_checkpoint_continues_pretraining(tmp_path):
     """``pretrain --init`` takes a converted checkpoint: new head, and a masked-prediction step trains."""
-    from audiossl.bin.pretrain import initialized_from
+    from audiossl.tasks.pretrain import pretraining_model
 
     hf_hubert(pre_norm=False).save_pretrained(tmp_path / "hf")
     assert convert.main(["from-hf", str(tmp_path / "hf"), str(tmp_path / "model.pt")]) == 0
-    model = initialized_from(str(tmp_path / "model.pt"), num_classes=7).train()
+    config = HubertConfig.tiny()
+    config.num_classes = 7
+    model = pretraining_model(config, str(tmp_path / "model.pt")).train()
     frames = int(model.num_frames(torch.tensor([8000])))
     targets = torch.randint(0, 7, (2, frames))
     out = model(torch.randn(2, 8000), LENGTHS, targets, torch.Generator().manual_seed(0))

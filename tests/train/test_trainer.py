@@ -1,6 +1,7 @@
-"""The trainer: exact resume after interruption, non-finite losses, checkpoints, schedules."""
+"""The trainer: exact resume after interruption, non-finite losses, checkpoints, schedules, batch transforms."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -10,12 +11,14 @@ import pytest
 import torch
 
 from audiossl.checkpoint import build_model, load_checkpoint, load_model
-from audiossl.data.dataset import BucketBatchSampler, UtteranceDataset
+from audiossl.data.dataset import Batch, BucketBatchSampler, UtteranceDataset
 from audiossl.data.kaldi_dir import DataDir, merge_tables, write_table
+from audiossl.data.transforms import BatchTransform, Compose, FbankFromWaveform
 from audiossl.features.kaldi import FeatureConfig, FeatureExtractor
 from audiossl.features.store import compute_features
 from audiossl.models.hubert import HubertConfig
-from audiossl.tasks.ssl import MaskedPredictionTask
+from audiossl.nn.frontends import fbank_num_frames
+from audiossl.tasks.pretrain import PretrainingTask
 from audiossl.train import precision
 from audiossl.train.config import trainer_config
 from audiossl.train.schedules import ScheduleConfig, lr_multiplier
@@ -33,22 +36,61 @@ def fbank_dir(data_dir: Path) -> Path:
     return data_dir
 
 
-def make_run(fbank_dir: Path, exp: Path, **trainer):
+def make_run(data_dir: Path, exp: Path, batch_transform: BatchTransform | None = None, **trainer):
+    """A tiny fbank HuBERT on ``data_dir``'s feats.scp, or on its waveforms when ``batch_transform`` is given."""
     config = HubertConfig.tiny(frontend="fbank")
     config.num_classes = 5
     config.frequency_warp = 0.1  # resuming must also restore the warp factors' random stream
     torch.manual_seed(0)  # the bins seed model initialisation the same way
     model = build_model("hubert", config.to_dict())
+    kind = "fbank" if batch_transform is None else "waveform"
+
+    def frames_of(n: int) -> int:
+        fbank_frames = torch.tensor([n]) if kind == "fbank" else fbank_num_frames(torch.tensor([n]))
+        return int(model.num_frames(fbank_frames)[0])
+
     rng = np.random.default_rng(0)
-    lengths = UtteranceDataset(fbank_dir, "fbank").lengths
-    utts = DataDir.read(fbank_dir).utterances
-    labels = {u: rng.integers(0, 5, int(model.num_frames(torch.tensor([n]))[0])) for u, n in zip(utts, lengths)}
-    frames_of = lambda n: int(model.num_frames(torch.tensor([n]))[0])  # noqa: E731
-    train = UtteranceDataset(fbank_dir, "fbank", labels, frames_of)
+    lengths = UtteranceDataset(data_dir, kind).lengths
+    utts = DataDir.read(data_dir).utterances
+    labels = {u: rng.integers(0, 5, frames_of(n)) for u, n in zip(utts, lengths)}
+    train = UtteranceDataset(data_dir, kind, labels, frames_of)
     settings = {"max_updates": 6, "batch_seconds": 4.0, "lr": 1e-3, "precision": "fp32", "log_interval": 1,
                 "valid_interval": 3, "save_interval": 2, "num_workers": 0, "keep_last": 10,
                 "schedule": {"warmup_updates": 2}, **trainer}
-    return Trainer(MaskedPredictionTask(), model, train, train, trainer_config(settings), exp)
+    return Trainer(PretrainingTask(model), model, train, train, trainer_config(settings), exp,
+                   batch_transform=batch_transform)
+
+
+def crash_at(monkeypatch, call: int) -> None:
+    """Make the ``call``-th ``Trainer._update`` from now raise KeyboardInterrupt, as a killed job would stop."""
+    original = Trainer._update
+    calls = {"n": 0}
+
+    def crashing(self, micro):
+        calls["n"] += 1
+        if calls["n"] == call:
+            monkeypatch.setattr(Trainer, "_update", original)
+            raise KeyboardInterrupt("killed")
+        return original(self, micro)
+
+    monkeypatch.setattr(Trainer, "_update", crashing)
+
+
+def poison(monkeypatch, run: Trainer, when) -> None:
+    """Make a training loss NaN where ``when(updates done, attempt at the next one from 1)`` is true."""
+    step = PretrainingTask.train_step
+    attempts: dict[int, int] = {}
+
+    def poisoned(self, model, batch, generator):
+        out = step(self, model, batch, generator)
+        if model.training:
+            done = run.state["update"]
+            attempts[done] = attempts.get(done, 0) + 1
+            if when(done, attempts[done]):
+                out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(PretrainingTask, "train_step", poisoned)
 
 
 def losses(exp: Path) -> list[float]:
@@ -61,19 +103,9 @@ def test_resume_after_interruption_gives_same_losses(fbank_dir, tmp_path, monkey
     assert len(reference) == 6
 
     interrupted = make_run(fbank_dir, tmp_path / "resumed")
-    original = Trainer._update
-    calls = {"n": 0}
-
-    def crash_at_fifth(self, micro):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt("killed")
-        return original(self, micro)
-
-    monkeypatch.setattr(Trainer, "_update", crash_at_fifth)
+    crash_at(monkeypatch, 5)
     with pytest.raises(KeyboardInterrupt):
         interrupted.fit()
-    monkeypatch.setattr(Trainer, "_update", original)
     assert len(losses(tmp_path / "resumed")) == 4  # updates 1-4 logged, checkpoint at 4
     seconds_at_4 = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")["train_state"]["train_seconds"]
     make_run(fbank_dir, tmp_path / "resumed").fit()  # a new process would do the same
@@ -106,7 +138,8 @@ def test_emulated_bf16_is_warned_about_in_the_train_log(fbank_dir, tmp_path, mon
 def test_checkpoints_describe_themselves(fbank_dir, tmp_path):
     make_run(fbank_dir, tmp_path / "exp", max_updates=4).fit()
     ckpts = tmp_path / "exp" / "checkpoints"
-    assert sorted(p.name for p in ckpts.glob("update_*.pt")) == ["update_2.pt", "update_3.pt", "update_4.pt"]  # 3: best on valid
+    saved = ["update_2.pt", "update_3.pt", "update_4.pt"]  # 3: best on valid
+    assert sorted(p.name for p in ckpts.glob("update_*.pt")) == saved
     assert (ckpts / "best.pt").exists() and (ckpts / "last.pt").samefile(ckpts / "update_4.pt")
     payload = torch.load(ckpts / "last.pt", weights_only=True)  # no arbitrary unpickling needed
     assert payload["family"] == "hubert" and payload["train_state"]["update"] == 4
@@ -118,23 +151,122 @@ def test_checkpoints_describe_themselves(fbank_dir, tmp_path):
     assert frames.tolist() == [49, 37] and hidden[-1].shape == (2, 49, model.config.encoder.dim)
 
 
+def test_checkpoints_on_cuda_keep_the_cuda_generators(fbank_dir, tmp_path, monkeypatch):
+    saved = [torch.arange(8, dtype=torch.uint8), torch.arange(8, 16, dtype=torch.uint8)]
+    restored = []
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: saved)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+
+    def on_cuda(run: Trainer) -> Trainer:  # only the device's name: save and resume touch no tensor on it
+        run.info = dataclasses.replace(run.info, device=torch.device("cuda"))
+        return run
+
+    on_cuda(make_run(fbank_dir, tmp_path / "exp")).save(best=False)
+    last = tmp_path / "exp" / "checkpoints" / "last.pt"
+    state = torch.load(last, weights_only=True)["train_state"]
+    assert all(torch.equal(a, b) for a, b in zip(state["cuda_rng"], saved, strict=True))
+    assert on_cuda(make_run(fbank_dir, tmp_path / "exp")).resume()
+    assert len(restored) == 1 and torch.equal(restored[0][0], saved[0]) and len(restored[0]) == 1  # one GPU here
+
+    payload = load_checkpoint(last)  # written before the CUDA generators were saved
+    del payload["train_state"]["cuda_rng"]
+    torch.save(payload, last)
+    assert on_cuda(make_run(fbank_dir, tmp_path / "exp")).resume() and len(restored) == 1
+
+
 def test_non_finite_loss_stops_and_keeps_checkpoints(fbank_dir, tmp_path, monkeypatch):
     run = make_run(fbank_dir, tmp_path / "exp", max_updates=8, max_bad_updates=2)
-    step = MaskedPredictionTask.train_step
-
-    def poisoned(self, model, batch, generator):
-        out = step(self, model, batch, generator)
-        if run.state["update"] >= 2:
-            out.loss = out.loss * float("nan")
-        return out
-
-    monkeypatch.setattr(MaskedPredictionTask, "train_step", poisoned)
-    with pytest.raises(TrainingError, match="2 consecutive updates with non-finite loss"):
+    poison(monkeypatch, run, lambda done, attempt: done >= 2)
+    last = tmp_path / "exp" / "checkpoints" / "last.pt"
+    with pytest.raises(TrainingError, match="2 consecutive updates with non-finite loss") as error:
         run.fit()
-    kept = load_checkpoint(tmp_path / "exp" / "checkpoints" / "last.pt")
+    assert "(at update 3)" in str(error.value) and f"newest checkpoint is {last} (update 2)" in str(error.value)
+    kept = load_checkpoint(last)
     assert kept["train_state"]["update"] == 2
     assert all(torch.isfinite(v).all() for v in kept["model"].values() if v.is_floating_point())
     assert "non-finite loss nan on utterances" in (tmp_path / "exp" / "train.log").read_text()
+    assert run.state["update"] == run.scheduler.last_epoch == 2  # skipped updates neither count nor step the schedule
+
+
+def test_non_finite_loss_before_any_checkpoint_says_none_was_saved(fbank_dir, tmp_path, monkeypatch):
+    run = make_run(fbank_dir, tmp_path / "exp", max_updates=4, max_bad_updates=2)
+    poison(monkeypatch, run, lambda done, attempt: True)
+    with pytest.raises(TrainingError, match="no checkpoint was saved yet"):
+        run.fit()
+    assert not (tmp_path / "exp" / "checkpoints" / "last.pt").exists()
+    assert run.state["update"] == run.scheduler.last_epoch == 0
+
+
+def test_a_skipped_last_update_is_made_again_and_the_run_ends_with_its_checkpoint(fbank_dir, tmp_path, monkeypatch):
+    run = make_run(fbank_dir, tmp_path / "exp", max_updates=4, max_bad_updates=2)
+    poison(monkeypatch, run, lambda done, attempt: done == 3 and attempt == 1)
+    summary = run.fit()
+    exp = tmp_path / "exp"
+    state = load_checkpoint(exp / "checkpoints" / "last.pt")["train_state"]
+    assert state["update"] == run.state["update"] == 4 and state["bad_updates"] == 0
+    assert run.scheduler.last_epoch == 4 and state["scheduler"]["last_epoch"] == 4
+    per_epoch = len(run.sampler.epoch_batches(0))
+    assert state["batch_index"] + state["epoch"] * per_epoch == 5  # the skipped batch is consumed
+    assert [json.loads(line)["update"] for line in (exp / "updates.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+    final = json.loads((exp / "valid.jsonl").read_text().splitlines()[-1])
+    assert final["update"] == 4 and final["loss"] == summary["loss"]
+    assert "update 4: non-finite loss nan" in (exp / "train.log").read_text()
+
+
+@dataclasses.dataclass
+class Recorder(BatchTransform):
+    """Records whether gradients were on (training) or off (validation) at each call; changes nothing."""
+
+    training_only: bool
+    grad_enabled: list[bool] = dataclasses.field(default_factory=list, repr=False)
+
+    def __call__(self, batch: Batch, generator: torch.Generator) -> Batch:
+        self.grad_enabled.append(torch.is_grad_enabled())
+        return batch
+
+
+@dataclasses.dataclass
+class AddNoise(BatchTransform):
+    """Adds generator-drawn Gaussian noise to the waveforms; training only."""
+
+    scale: float
+    training_only = True
+
+    def __call__(self, batch: Batch, generator: torch.Generator) -> Batch:
+        noise = torch.randn(batch.inputs.shape, generator=generator) * self.scale
+        return dataclasses.replace(batch, inputs=batch.inputs + noise.to(batch.inputs.device))
+
+
+def test_training_only_transforms_apply_in_training_and_not_in_validation(data_dir, tmp_path):
+    augment, always = Recorder(training_only=True), Recorder(training_only=False)
+    run = make_run(data_dir, tmp_path / "exp", Compose([augment, always, FbankFromWaveform()]), max_updates=3)
+    assert run.sampler.max_frames == 4 * 16000  # batches are bounded in the dataset's samples
+    run.fit()
+    valid_sampler = BucketBatchSampler(run.valid_set.lengths, run.sampler.max_frames, shuffle=False)
+    valid_batches = len(valid_sampler.epoch_batches(0))
+    assert augment.grad_enabled == [True] * 3
+    assert always.grad_enabled == [True] * 3 + [False] * valid_batches  # validated once, at update 3
+    assert ("batch transforms: Recorder(training_only=True), Recorder(training_only=False), "
+            "FbankFromWaveform(num_mel_bins=80) in training, Recorder(training_only=False), "
+            "FbankFromWaveform(num_mel_bins=80) in validation") in (tmp_path / "exp" / "train.log").read_text()
+
+
+def test_resume_with_a_random_transform_gives_same_losses(data_dir, tmp_path, monkeypatch):
+    def transform():
+        return Compose([AddNoise(0.05), FbankFromWaveform()])
+
+    make_run(data_dir, tmp_path / "straight", transform(), max_updates=4).fit()
+    reference = losses(tmp_path / "straight")
+    make_run(data_dir, tmp_path / "clean", FbankFromWaveform(), max_updates=4).fit()
+    assert losses(tmp_path / "clean") != reference  # the noise is applied
+
+    crash_at(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        make_run(data_dir, tmp_path / "resumed", transform(), max_updates=4).fit()
+    assert len(losses(tmp_path / "resumed")) == 2
+    make_run(data_dir, tmp_path / "resumed", transform(), max_updates=4).fit()
+    assert losses(tmp_path / "resumed") == reference
 
 
 def test_bucket_sampler_bounds_and_reproducibility():

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
+
+from audiossl.errors import ConfigError
 
 
 @dataclass
@@ -21,6 +23,8 @@ class CtcConfig:
         freeze_encoder_updates: the encoder gets no gradient for this many first updates
             (fairseq ``freeze_finetune_updates``); the head learns alone meanwhile.
     """
+
+    family: ClassVar[str] = "ctc"
 
     encoder_family: str = "hubert"
     encoder: dict[str, Any] = field(default_factory=dict)
@@ -40,7 +44,7 @@ class CtcConfig:
         if not self.encoder:
             errors.append("encoder config is empty")
         if errors:
-            raise ValueError("invalid CtcConfig:\n  " + "\n  ".join(errors))
+            raise ConfigError("invalid CtcConfig:\n  " + "\n  ".join(errors))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -50,7 +54,7 @@ class CtcConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown CtcConfig keys {unknown}")
+            raise ConfigError(f"unknown CtcConfig keys {unknown}; known: {sorted(known)}")
         config = cls(**data)
         config.validate()
         return config

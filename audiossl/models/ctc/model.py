@@ -5,23 +5,25 @@ import torch
 from torch import Tensor, nn
 
 from audiossl.models.ctc.config import CtcConfig
-from audiossl.nn.frontends import waveform_to_fbank
+from audiossl.models.encoder import SpeechEncoder
 from audiossl.nn.masking import compute_span_mask
 from audiossl.text.ctc_decode import beam_search_decode, greedy_decode
 
 
-class CtcModel(nn.Module):
+class CtcModel(SpeechEncoder):
     """Encoder → dropout → linear head, trained with CTC (blank id 0).
+
+    Offers the encoder interface of its encoder (``extract_features``, ``encode``, ``hidden_sizes``,
+    ...), so that a fine-tuned model is inspected and featurized like a pretrained one.
 
     Args:
         config: kept for checkpoints and the fine-tuning settings (masking, freezing).
-        encoder: a model with ``encode(inputs, lengths, mask)``, ``num_frames`` and
-            ``frontend.input_kind`` (e.g. :class:`~audiossl.models.hubert.HubertModel`).
+        encoder: any family's :class:`~audiossl.models.encoder.SpeechEncoder`, without its pretraining parts.
         dropout, head: applied to the last hidden state.
         tokenizer: maps token ids to text.
     """
 
-    def __init__(self, config: CtcConfig, encoder: nn.Module, dropout: nn.Module, head: nn.Linear, tokenizer):
+    def __init__(self, config: CtcConfig, encoder: SpeechEncoder, dropout: nn.Module, head: nn.Linear, tokenizer):
         super().__init__()
         self.config = config
         self.encoder = encoder
@@ -32,10 +34,32 @@ class CtcModel(nn.Module):
 
     @property
     def input_kind(self) -> str:
-        return self.encoder.frontend.input_kind
+        return self.encoder.input_kind
+
+    @property
+    def frame_rate(self) -> float:
+        return self.encoder.frame_rate
+
+    @property
+    def hidden_sizes(self) -> list[int]:
+        return self.encoder.hidden_sizes
 
     def num_frames(self, input_lengths: Tensor) -> Tensor:
         return self.encoder.num_frames(input_lengths)
+
+    def encode(self, inputs: Tensor, lengths: Tensor, mask: Tensor | None = None,
+               generator: torch.Generator | None = None, num_layers: int | None = None) -> tuple[list[Tensor], Tensor]:
+        return self.encoder.encode(inputs, lengths, mask, generator, num_layers)
+
+    def inputs_from_waveforms(self, wavs: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        return self.encoder.inputs_from_waveforms(wavs, lengths)
+
+    def attention_weights(self, inputs: Tensor, lengths: Tensor) -> tuple[list[Tensor], Tensor]:
+        return self.encoder.attention_weights(inputs, lengths)
+
+    def encoder_only(self) -> SpeechEncoder:
+        """The fine-tuned encoder, without the CTC head (e.g. to fine-tune it again)."""
+        return self.encoder
 
     def forward(self, inputs: Tensor, lengths: Tensor, generator: torch.Generator | None = None
                 ) -> tuple[Tensor, Tensor]:
@@ -55,22 +79,10 @@ class CtcModel(nn.Module):
         logits = self.head(self.dropout(hidden[-1]))
         return logits.float().log_softmax(-1), frame_lengths
 
-    @property
-    def hidden_sizes(self) -> list[int]:
-        """Feature size of each hidden state :meth:`extract_features` returns."""
-        return self.encoder.hidden_sizes
-
-    def extract_features(self, wavs: Tensor, lengths: Tensor) -> tuple[list[Tensor], Tensor]:
-        """Every hidden state of the encoder from ``(B, S)`` 16 kHz waveforms (see the encoder's)."""
-        return self.encoder.extract_features(wavs, lengths)
-
     @torch.no_grad()
     def transcribe(self, wavs: Tensor, lengths: Tensor, beam_size: int = 1, lm=None) -> list[str]:
         """Text of each ``(B, S)`` 16 kHz waveform (decoded as :meth:`decode` does)."""
-        inputs, input_lengths = wavs, lengths
-        if self.input_kind == "fbank":
-            inputs, input_lengths = waveform_to_fbank(wavs, lengths, self.encoder.frontend.num_mel_bins)
-        log_probs, frames = self(inputs, input_lengths)
+        log_probs, frames = self(*self.inputs_from_waveforms(wavs, lengths))
         return self.decode(log_probs, frames, beam_size, lm)
 
     def decode(self, log_probs: Tensor, frames: Tensor, beam_size: int = 1, lm=None) -> list[str]:

@@ -15,7 +15,9 @@ from typing import Any
 
 from torch import Tensor
 
-from audiossl.models.hubert.config import EncoderConfig, FrontendConfig, HubertConfig, MaskConfig
+from audiossl.errors import InteropError
+from audiossl.models.components import EncoderConfig, FrontendConfig, MaskConfig
+from audiossl.models.hubert.config import HubertConfig
 
 # (Hugging Face name prefix, audiossl name prefix); {i} stands for a layer index.
 _NAMES: tuple[tuple[str, str], ...] = (
@@ -34,10 +36,6 @@ _NAMES: tuple[tuple[str, str], ...] = (
 # Older transformers versions (and fairseq) store the weight-normalised positional conv as g and v.
 _LEGACY_WEIGHT_NORM = {"weight_g": "parametrizations.weight.original0", "weight_v": "parametrizations.weight.original1"}
 _HEAD_PREFIX = "head."
-
-
-class InteropError(ValueError):
-    """A foreign config or state dict that audiossl's HuBERT cannot represent exactly."""
 
 
 def config_from_hf(hf: dict[str, Any], num_classes: int = 100) -> HubertConfig:

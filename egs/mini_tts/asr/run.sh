@@ -4,6 +4,8 @@
 # and test_unseen (held-out voices), without and with a word 3-gram LM of the corpus's texts
 # (dev and test sentences held out); the table goes to RESULTS.md.
 #   ./run.sh                  after ../ssl/run.sh
+#   ./run.sh --pretrained ../ssl/exp/F_iter1/checkpoints/best.pt --exp exp_F --scratch-exp exp \
+#     --results-section F     another encoder (e.g. of family F), against the same scratch control
 # Options: ../../../recipes/asr.sh --help
 cd "$(dirname "$0")"
 exec ../../../recipes/asr.sh \

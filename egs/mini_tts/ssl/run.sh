@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # HuBERT pretraining (two iterations) on mini_tts, the offline synthesized English corpus.
 #   ./run.sh                                  everything, demo size (see README for timings)
+#   ./run.sh --family F --pretrain1-config C  another model family (C's model.family is F; with k-means
+#                                             targets --pretrain2-config too), into exp/F_iter1
 #   ./run.sh --stage 3 --stop-stage 3         one stage
 #   ./run.sh --prepare-args "--size tiny"     the tiny corpus (seconds; tests)
 # Options: ../../../recipes/ssl.sh --help

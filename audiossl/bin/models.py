@@ -1,0 +1,38 @@
+"""The registered model families, their named sizes and what their pretraining predicts.
+
+    python -m audiossl.bin.models                      a table: family, targets, sizes
+    python -m audiossl.bin.models --target-kind F      one word: kmeans (k-means labels from a
+                                                       recipe stage) or none (the model makes its own)
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from audiossl.errors import UserError
+from audiossl.registry import FAMILIES, get_family, list_models
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="audiossl.bin.models", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--target-kind", metavar="FAMILY", help="print only the target kind of FAMILY")
+    args = parser.parse_args(argv)
+    try:
+        if args.target_kind:
+            targets = get_family(args.target_kind).targets
+            if targets is None:
+                raise UserError(f"{args.target_kind} is not a pretraining family")
+            print(targets)
+            return 0
+        for name, sizes in list_models().items():
+            targets = FAMILIES[name]["targets"] or "(downstream)"
+            print(f"{name:16s} {targets:14s} {', '.join(sizes) or '-'}")
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

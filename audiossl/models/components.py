@@ -1,0 +1,241 @@
+"""Parts that every transformer family composes: front-end, encoder and mask configs, their
+builders, and the config plumbing (plain-dict round trips, validation).
+
+As fairseq2 builds HuBERT from wav2vec 2.0's parts and torchaudio's ``components.py`` serves
+wav2vec 2.0, HuBERT and WavLM alike, a family's config nests :class:`FrontendConfig`,
+:class:`EncoderConfig` and :class:`MaskConfig`, and its factory calls :func:`build_frontend`
+and :func:`build_encoder`. Field comments name the fairseq equivalents.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from torch import nn
+
+from audiossl.errors import ConfigError
+from audiossl.nn.frontends import ConvBlock, ConvWaveformEncoder, FbankSubsampler
+from audiossl.nn.transformer import (
+    AlibiPositionBias,
+    ConvPositionalEmbedding,
+    EncoderLayer,
+    FeedForward,
+    SelfAttention,
+    TransformerEncoder,
+    init_bert_params,
+)
+
+ConvLayers = tuple[tuple[int, int, int], ...]
+
+DEFAULT_CONV_LAYERS: ConvLayers = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2
+FRONTEND_KINDS = ("waveform", "fbank")
+POSITION_BIASES = ("none", "alibi")
+CONV_MODES = ("default", "layer_norm")
+
+
+@dataclass
+class FrontendConfig:
+    """Front end producing 50 frames/s features.
+
+    kind: ``"waveform"`` (:class:`~audiossl.nn.frontends.ConvWaveformEncoder`) or ``"fbank"``
+        (:class:`~audiossl.nn.frontends.FbankSubsampler`).
+    conv_layers: ``(channels, kernel, stride)`` per CNN layer (fairseq ``conv_feature_layers``).
+    conv_mode: fairseq ``extractor_mode``: ``"default"`` (group norm in the first layer) or
+        ``"layer_norm"`` (layer norm in every layer).
+    conv_bias: fairseq ``conv_bias``.
+    num_mel_bins: fbank dimension fed to the subsampler.
+    subsampler_channels: channels of the fbank subsampler convolutions.
+    subsampler_extra_layers: stride-1 convolutions after the stride-2 one.
+    """
+
+    kind: str = "waveform"
+    conv_layers: ConvLayers = DEFAULT_CONV_LAYERS
+    conv_mode: str = "default"
+    conv_bias: bool = False
+    num_mel_bins: int = 80
+    subsampler_channels: int = 512
+    subsampler_extra_layers: int = 1
+
+    def __post_init__(self) -> None:
+        self.conv_layers = tuple(tuple(layer) for layer in self.conv_layers)
+
+    def errors(self) -> list[str]:
+        """Violated rules, each a line naming the field (empty when valid)."""
+        errors = []
+        if self.kind not in FRONTEND_KINDS:
+            errors.append(f"frontend.kind must be one of {FRONTEND_KINDS}, got {self.kind!r}")
+        if self.conv_mode not in CONV_MODES:
+            errors.append(f"frontend.conv_mode must be one of {CONV_MODES}, got {self.conv_mode!r}")
+        if not self.conv_layers or any(len(layer) != 3 or min(layer) < 1 for layer in self.conv_layers):
+            errors.append(f"frontend.conv_layers must be non-empty (channels, kernel, stride) >= 1: {self.conv_layers}")
+        if self.num_mel_bins < 1 or self.subsampler_channels < 1 or self.subsampler_extra_layers < 0:
+            errors.append("frontend.num_mel_bins and subsampler_channels must be >= 1, subsampler_extra_layers >= 0")
+        return errors
+
+
+@dataclass
+class EncoderConfig:
+    """Transformer encoder (fairseq names in brackets).
+
+    num_layers [encoder_layers], dim [encoder_embed_dim], ffn_dim [encoder_ffn_embed_dim],
+    num_heads [encoder_attention_heads], dropout [dropout], attention_dropout
+    [attention_dropout], activation_dropout [activation_dropout], layer_drop
+    [encoder_layerdrop], layer_norm_first [layer_norm_first], conv_pos [conv_pos],
+    conv_pos_groups [conv_pos_groups].
+
+    position_bias: ``"none"`` (fairseq and the paper: the positional convolution only) or
+    ``"alibi"`` (:class:`~audiossl.nn.transformer.AlibiPositionBias` in every layer's attention,
+    on top of the positional convolution; no fairseq or HF equivalent).
+    """
+
+    num_layers: int = 12
+    dim: int = 768
+    ffn_dim: int = 3072
+    num_heads: int = 12
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    activation_dropout: float = 0.0
+    layer_drop: float = 0.05
+    layer_norm_first: bool = False
+    conv_pos: int = 128
+    conv_pos_groups: int = 16
+    position_bias: str = "none"
+
+    def errors(self) -> list[str]:
+        """Violated rules, each a line naming the field (empty when valid)."""
+        errors = []
+        if self.position_bias not in POSITION_BIASES:
+            errors.append(f"encoder.position_bias must be one of {POSITION_BIASES}, got {self.position_bias!r}")
+        sizes = (self.num_layers, self.dim, self.ffn_dim, self.num_heads, self.conv_pos, self.conv_pos_groups)
+        if min(sizes) < 1:
+            errors.append("encoder sizes (num_layers, dim, ffn_dim, num_heads, conv_pos, conv_pos_groups) must be >= 1")
+        else:
+            if self.dim % self.num_heads:
+                errors.append(f"encoder.dim {self.dim} must be divisible by encoder.num_heads {self.num_heads}")
+            if self.dim % self.conv_pos_groups:
+                errors.append(f"encoder.dim {self.dim} must be divisible by conv_pos_groups {self.conv_pos_groups}")
+        for name in ("dropout", "attention_dropout", "activation_dropout", "layer_drop"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                errors.append(f"encoder.{name} must be in [0, 1), got {getattr(self, name)}")
+        return errors
+
+
+@dataclass
+class MaskConfig:
+    """Span masking: prob [mask_prob], length [mask_length], min_masks [min_masks, 2 in HuBERT]."""
+
+    prob: float = 0.8
+    length: int = 10
+    min_masks: int = 2
+
+    def errors(self) -> list[str]:
+        """Violated rules, each a line naming the field (empty when valid)."""
+        errors = []
+        if not 0.0 <= self.prob <= 1.0:
+            errors.append(f"mask.prob must be in [0, 1], got {self.prob}")
+        if self.length < 1 or self.min_masks < 0:
+            errors.append(f"mask.length must be >= 1 and mask.min_masks >= 0, got {self.length}, {self.min_masks}")
+        return errors
+
+
+class ModelConfig:
+    """Base of every family's config dataclass: its family name, validation and plain-dict round trips.
+
+    Subclasses set ``family`` (the registry name checkpoints store) and implement
+    :meth:`errors`; nested dataclass fields (front end, encoder, mask) are rebuilt by
+    :meth:`from_dict` from their type annotations.
+    """
+
+    family: ClassVar[str] = ""
+
+    def errors(self) -> list[str]:
+        raise NotImplementedError
+
+    def validate(self) -> None:
+        """Raise :class:`~audiossl.errors.ConfigError` listing every violated rule."""
+        errors = self.errors()
+        if errors:
+            raise ConfigError(f"invalid {type(self).__name__}:\n  " + "\n  ".join(errors))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict of JSON types (tuples become lists)."""
+        return _to_plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        """Inverse of :meth:`to_dict`; unknown keys are errors naming them. The result is validated."""
+        config = _dataclass_from_dict(cls, data, cls.__name__)
+        config.validate()
+        return config
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _to_plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(item) for item in value]
+    return value
+
+
+def _dataclass_from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown {where} keys {unknown}; known: {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, value in data.items():
+        kind = hints[name]
+        nested = dataclasses.is_dataclass(kind) and isinstance(kind, type)
+        values[name] = _dataclass_from_dict(kind, value, f"{where}.{name}") if nested else value
+    return cls(**values)
+
+
+def validation_errors(frontend: FrontendConfig, encoder: EncoderConfig, mask: MaskConfig) -> list[str]:
+    """The shared parts' violated rules (see each part's ``errors``)."""
+    return frontend.errors() + encoder.errors() + mask.errors()
+
+
+def build_frontend(config: FrontendConfig) -> ConvWaveformEncoder | FbankSubsampler:
+    """The CNN waveform encoder or the fbank subsampler described by ``config``."""
+    if config.kind == "fbank":
+        return FbankSubsampler(config.num_mel_bins, config.subsampler_channels, config.subsampler_extra_layers)
+    blocks = []
+    in_channels = 1
+    for index, (channels, kernel, stride) in enumerate(config.conv_layers):
+        if config.conv_mode == "layer_norm":
+            norm = "layer"
+        else:
+            norm = "group" if index == 0 else None
+        blocks.append(ConvBlock(in_channels, channels, kernel, stride, config.conv_bias, norm))
+        in_channels = channels
+    return ConvWaveformEncoder(blocks)
+
+
+def build_encoder(config: EncoderConfig) -> TransformerEncoder:
+    """Transformer encoder with conv positional embedding (and the configured attention position
+    bias, one module shared by every layer), initialised as fairseq (BERT init)."""
+    position_bias = AlibiPositionBias(config.num_heads) if config.position_bias == "alibi" else None
+    layers = [
+        EncoderLayer(
+            attention=SelfAttention(config.dim, config.num_heads, config.attention_dropout, position_bias),
+            feed_forward=FeedForward(config.dim, config.ffn_dim, config.activation_dropout, config.dropout),
+            dropout=config.dropout,
+            layer_norm_first=config.layer_norm_first,
+        )
+        for _ in range(config.num_layers)
+    ]
+    encoder = TransformerEncoder(
+        pos_embedding=ConvPositionalEmbedding(config.dim, config.conv_pos, config.conv_pos_groups),
+        layers=layers,
+        layer_norm=nn.LayerNorm(config.dim),
+        layer_norm_first=config.layer_norm_first,
+        dropout=config.dropout,
+        layer_drop=config.layer_drop,
+    )
+    encoder.apply(init_bert_params)
+    return encoder

@@ -1,0 +1,193 @@
+"""The encoder interface that every model family implements and every caller uses.
+
+Fine-tuning, k-means on a layer, the SUPERB featurizer, the converters and inspection tools
+see a model only through :class:`SpeechEncoder`: ``extract_features``, ``encode``,
+``num_frames``, ``hidden_sizes``, ``frame_rate``, ``sample_rate``, ``input_kind`` and the
+family operations ``encoder_only()``, ``truncated(n)`` and ``with_layer_drop(p)``. Nothing
+outside ``audiossl/models`` reaches into a model's parts or its config sections.
+
+:class:`FrontendTransformer` implements it for the wav2vec 2.0 body (front end → feature
+projection → mask embedding → transformer) that HuBERT, wav2vec 2.0 and WavLM share.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from audiossl.errors import ConfigError
+from audiossl.nn.frontends import SAMPLE_RATE, FeatureProjection, scale_gradient, valid_mask, waveform_to_fbank
+from audiossl.nn.transformer import TransformerEncoder
+
+
+class SpeechEncoder(nn.Module):
+    """What every family's model offers (pretraining models and, by delegation, fine-tuned ones).
+
+    Attributes:
+        input_kind: ``"waveform"`` (``(B, S)`` float at :attr:`sample_rate`) or ``"fbank"``
+            (``(B, T_in, F)`` Kaldi fbank at 100 frames/s): what :meth:`encode` takes.
+        frame_rate: hidden-state frames per second (50 for the CNN and the fbank subsampler).
+        sample_rate: waveform samples per second that :meth:`extract_features` takes (16 kHz).
+        hidden_sizes: feature size of each hidden state, the encoder input first.
+    """
+
+    sample_rate: ClassVar[int] = SAMPLE_RATE
+
+    input_kind: str
+    frame_rate: float
+    hidden_sizes: list[int]
+
+    def num_frames(self, input_lengths: Tensor) -> Tensor:
+        """``(B,)`` input lengths (samples or fbank frames, per :attr:`input_kind`) → ``(B,)`` frames."""
+        raise NotImplementedError
+
+    def encode(self, inputs: Tensor, lengths: Tensor, mask: Tensor | None = None,
+               generator: torch.Generator | None = None, num_layers: int | None = None) -> tuple[list[Tensor], Tensor]:
+        """Hidden states of inputs of :attr:`input_kind`.
+
+        Args:
+            inputs: ``(B, S)`` waveforms or ``(B, T_in, F)`` fbank.
+            lengths: ``(B,)`` valid samples or fbank frames.
+            mask: ``(B, T)`` bool frames to hide from the encoder (replaced by a learned embedding).
+            generator: draws layer drop; without one (or in eval mode) every layer runs.
+            num_layers: run only the first this many layers (None: all).
+
+        Returns:
+            ``num_layers + 1`` hidden states ``(B, T, D)`` (the encoder input first) and ``(B,)`` frames.
+        """
+        raise NotImplementedError
+
+    def inputs_from_waveforms(self, wavs: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """``(B, S)`` waveforms at :attr:`sample_rate` and ``(B,)`` samples → the inputs :meth:`encode` takes."""
+        return wavs, lengths
+
+    def extract_features(self, wavs: Tensor, lengths: Tensor) -> tuple[list[Tensor], Tensor]:
+        """Every hidden state ``(B, T, D)`` and ``(B,)`` valid frames of ``(B, S)`` 16 kHz waveforms.
+
+        Computes Kaldi fbank first when the model takes fbank. Gradients flow unless the caller
+        uses ``torch.no_grad()``; call ``eval()`` for deterministic features.
+        """
+        return self.encode(*self.inputs_from_waveforms(wavs, lengths))
+
+    def encoder_only(self) -> SpeechEncoder:
+        """The model without what only pretraining or a downstream task uses (prediction heads,
+        quantizers, an ASR head): ``self`` with those parts dropped, or the encoder within.
+
+        Rebuilding the family from the same config and calling this gives the same parameter names.
+        """
+        raise NotImplementedError
+
+    def truncated(self, num_layers: int) -> SpeechEncoder:
+        """Keep the first ``num_layers`` layers (and their weights), in place; returns ``self``."""
+        raise NotImplementedError
+
+    def with_layer_drop(self, layer_drop: float) -> SpeechEncoder:
+        """Set the probability of skipping each layer while training, in place; returns ``self``."""
+        raise NotImplementedError
+
+    def attention_weights(self, inputs: Tensor, lengths: Tensor) -> tuple[list[Tensor], Tensor]:
+        """The ``(B, H, T, T)`` attention weights of every layer (eval mode, no masking) and ``(B,)`` frames."""
+        raise NotImplementedError(f"{type(self).__name__} has no attention layers")
+
+
+class FrontendTransformer(SpeechEncoder):
+    """Front end → feature projection → (mask embedding) → transformer: the wav2vec 2.0 body.
+
+    A family model subclasses it and adds its objective. ``config`` is the family's
+    :class:`~audiossl.models.components.ModelConfig` with ``encoder`` (an
+    :class:`~audiossl.models.components.EncoderConfig`) among its fields; it is kept for
+    checkpoints and updated by :meth:`truncated` and :meth:`with_layer_drop`.
+
+    Args:
+        config: the config the parts were built from.
+        frontend: waveform CNN or fbank subsampler (``(B, T, C)`` at 50 frames/s).
+        feature_projection: ``C → D`` (fairseq ``layer_norm``, ``post_extract_proj``, ``dropout_input``).
+        encoder: the transformer, returning all hidden states.
+        feature_grad_mult: gradient scale into the front end (fairseq ``feature_grad_mult``); 0 freezes it.
+    """
+
+    def __init__(self, config, frontend: nn.Module, feature_projection: FeatureProjection,
+                 encoder: TransformerEncoder, feature_grad_mult: float) -> None:
+        super().__init__()
+        self.config = config
+        self.frontend = frontend
+        self.feature_projection = feature_projection
+        self.encoder = encoder
+        self.feature_grad_mult = feature_grad_mult
+        self.mask_embedding = nn.Parameter(torch.empty(feature_projection.out_dim).uniform_())  # fairseq mask_emb
+
+    @property
+    def input_kind(self) -> str:
+        return self.frontend.input_kind
+
+    @property
+    def frame_rate(self) -> float:
+        return self.frontend.frame_rate_hz
+
+    @property
+    def hidden_sizes(self) -> list[int]:
+        return [self.feature_projection.out_dim] * (len(self.encoder.layers) + 1)
+
+    def num_frames(self, input_lengths: Tensor) -> Tensor:
+        return self.frontend.num_frames(input_lengths)
+
+    def inputs_from_waveforms(self, wavs: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        if self.input_kind == "fbank":
+            return waveform_to_fbank(wavs, lengths, self.frontend.num_mel_bins)
+        return wavs, lengths
+
+    def frontend_features(self, inputs: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """Front-end output ``(B, T, C)`` (gradient scaled by ``feature_grad_mult``) and ``(B,)`` frames."""
+        lengths = lengths.to(inputs.device)
+        if bool((self.num_frames(lengths) < 1).any()):
+            raise ValueError(f"inputs too short for one frame: input lengths {lengths.tolist()}")
+        grad_mult = self.feature_grad_mult
+        with torch.set_grad_enabled(torch.is_grad_enabled() and grad_mult > 0.0):
+            features, frame_lengths = self.frontend(inputs, lengths)
+        if grad_mult not in (0.0, 1.0):
+            features = scale_gradient(features, grad_mult)
+        return features, frame_lengths
+
+    def encode(self, inputs: Tensor, lengths: Tensor, mask: Tensor | None = None,
+               generator: torch.Generator | None = None, num_layers: int | None = None) -> tuple[list[Tensor], Tensor]:
+        features, frame_lengths = self.frontend_features(inputs, lengths)
+        return self.encode_features(self.feature_projection(features), frame_lengths, mask, generator, num_layers)
+
+    def encode_features(self, x: Tensor, frame_lengths: Tensor, mask: Tensor | None = None,
+                        generator: torch.Generator | None = None,
+                        num_layers: int | None = None) -> tuple[list[Tensor], Tensor]:
+        """The transformer over projected features ``x`` ``(B, T, D)``, masked frames replaced first."""
+        if mask is not None:
+            if mask.shape != x.shape[:2]:
+                raise ValueError(f"mask shape {tuple(mask.shape)} != frame grid {tuple(x.shape[:2])}")
+            x = torch.where(mask.to(x.device)[..., None], self.mask_embedding.to(x.dtype), x)
+        padding_mask = ~valid_mask(frame_lengths, x.shape[1])
+        return self.encoder(x, padding_mask, generator, num_layers), frame_lengths
+
+    def truncated(self, num_layers: int) -> FrontendTransformer:
+        total = len(self.encoder.layers)
+        if not 1 <= num_layers <= total:
+            raise ConfigError(f"cannot keep {num_layers} layers of a {total}-layer encoder (1..{total})")
+        del self.encoder.layers[num_layers:]
+        self._set_encoder_config(num_layers=num_layers)
+        return self
+
+    def with_layer_drop(self, layer_drop: float) -> FrontendTransformer:
+        if not 0.0 <= layer_drop < 1.0:
+            raise ConfigError(f"layer drop must be in [0, 1), got {layer_drop}")
+        self.encoder.layer_drop = layer_drop
+        self._set_encoder_config(layer_drop=layer_drop)
+        return self
+
+    def _set_encoder_config(self, **changes) -> None:
+        self.config = dataclasses.replace(self.config, encoder=dataclasses.replace(self.config.encoder, **changes))
+
+    @torch.no_grad()
+    def attention_weights(self, inputs: Tensor, lengths: Tensor) -> tuple[list[Tensor], Tensor]:
+        if self.training:
+            raise ValueError("attention_weights needs a model in eval mode (dropout and layer drop off)")
+        hidden, frame_lengths = self.encode(inputs, lengths)
+        padding = ~valid_mask(frame_lengths, hidden[0].shape[1])
+        return [layer.attention_weights(x, padding) for layer, x in zip(self.encoder.layers, hidden)], frame_lengths

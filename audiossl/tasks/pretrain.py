@@ -1,0 +1,80 @@
+"""Self-supervised pretraining of any family: the model computes its objective, the task adds it up."""
+from __future__ import annotations
+
+import logging
+
+from torch import nn
+
+from audiossl.checkpoint import build_model, load_checkpoint, model_from_checkpoint
+from audiossl.data.dataset import Batch
+from audiossl.errors import ConfigError
+from audiossl.models.components import ModelConfig
+from audiossl.registry import get_family
+from audiossl.tasks.base import StepOutput, Task
+
+logger = logging.getLogger("audiossl.train")
+
+
+class PretrainingTask(Task):
+    """Batches of (inputs, frame targets or none) → the model's own loss and metric sums.
+
+    The model's ``forward(inputs, lengths, targets, generator)`` returns an
+    :class:`~audiossl.objectives.output.ObjectiveOutput`; its ``metrics`` (figure →
+    numerator and denominator sums) and ``valid_metric`` (the figure that chooses ``best.pt``,
+    lower is better) describe the figures. The checkpoint's family is the model config's.
+    """
+
+    find_unused_parameters = True  # layer drop leaves different layers unused on each rank
+
+    def __init__(self, model: nn.Module):
+        self.family = model.config.family
+        self.metrics = dict(model.metrics)
+        self.valid_metric = model.valid_metric
+
+    def train_step(self, model: nn.Module, batch: Batch, generator) -> StepOutput:
+        out = model(batch.inputs, batch.lengths, batch.targets, generator)
+        sums = {**out.sums, "loss": float(out.loss.detach()) * batch.size, "utterances": float(batch.size)}
+        return StepOutput(out.loss, sums)
+
+    def summarize(self, sums: dict[str, float]) -> dict[str, float]:
+        figures = {"loss": sums["loss"] / max(sums["utterances"], 1.0)}
+        for name, (numerator, denominator) in self.metrics.items():
+            figures[name] = sums.get(numerator, 0.0) / max(sums.get(denominator, 0.0), 1.0)
+        return figures
+
+    def valid_score(self, summary: dict[str, float]) -> float:
+        return summary[self.valid_metric]
+
+
+def pretraining_model(config: ModelConfig, init: str | None = None) -> nn.Module:
+    """The model a pretraining run trains: freshly built from ``config``, or continued from checkpoint ``init``.
+
+    With ``init`` the model keeps the checkpoint's config and weights (the next HuBERT iteration
+    continuing from the previous one, or continued pretraining); a family that predicts k-means
+    labels gets a new label table for ``config.num_classes`` targets. Settings of ``config``
+    that differ from the checkpoint's are logged as not used.
+    """
+    if init is None:
+        return build_model(config.family, config.to_dict())
+    payload = load_checkpoint(init)
+    if payload["family"] != config.family:
+        raise ConfigError(f"--init {init} is a {payload['family']!r} checkpoint, the run config's family is "
+                          f"{config.family!r}")
+    model = model_from_checkpoint(payload)
+    if get_family(config.family).targets == "kmeans":
+        model.reset_targets(config.num_classes)
+    kept, asked = model.config.to_dict(), config.to_dict()
+    ignored = sorted(key for key in asked if asked[key] != kept.get(key))
+    if ignored:
+        logger.warning("--init %s: the model keeps the checkpoint's settings; the run config's differing %s "
+                       "are not used", init, ", ".join(ignored))
+    return model
+
+
+def check_targets(family: str, train_labels: str | None, valid_labels: str | None, valid_data: str | None) -> None:
+    """Labels are given exactly when ``family`` pretrains on k-means labels (and for dev when dev is given)."""
+    needs_labels = get_family(family).targets == "kmeans"
+    if needs_labels and (train_labels is None or (valid_data and valid_labels is None)):
+        raise ConfigError(f"{family} predicts k-means labels: give --train-labels (and --valid-labels with --valid-data)")
+    if not needs_labels and (train_labels or valid_labels):
+        raise ConfigError(f"{family} makes its own targets: --train-labels and --valid-labels do not apply")

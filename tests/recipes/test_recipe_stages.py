@@ -1,0 +1,110 @@
+"""recipes/ssl.sh and asr.sh on a tiny recipe dir: shared feature dirs, --family/--targets, --help."""
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from audiossl.data.kaldi_dir import DataDir
+
+ROOT = Path(__file__).resolve().parents[2]
+SYNTH = "sox -n -r 16000 -b 16 -c 1 -t wav - synth {seconds} sine {freq} |"
+
+
+@pytest.fixture
+def egs(recipe_dir: Path) -> Path:
+    """An egs/<corpus>/<task> dir: the site's path.sh and cmd.sh, configs, train_unlab and dev of sox tones."""
+    for name in ("path.sh", "cmd.sh"):
+        (recipe_dir / name).symlink_to(ROOT / "local" / name)
+    (recipe_dir / "conf").mkdir()
+    (recipe_dir / "conf/fbank.conf").write_text("--num-mel-bins=23\n")
+    (recipe_dir / "conf/mfcc.conf").write_text("--frame-shift=20\n")
+    for name, freqs in (("train_unlab", (220, 330)), ("dev", (440, 550))):
+        utts = {f"spk{i}-{name}": SYNTH.format(seconds=0.3, freq=f) for i, f in enumerate(freqs)}
+        DataDir({"wav.scp": utts, "utt2spk": {u: u.split("-")[0] for u in utts}}).write(recipe_dir / "data" / name)
+    return recipe_dir
+
+
+def recipe(name: str, egs: Path, *args: str) -> subprocess.CompletedProcess:
+    done = subprocess.run([str(ROOT / "recipes" / name), *args], cwd=egs, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return done
+
+
+def ssl(egs: Path, *args: str) -> subprocess.CompletedProcess:
+    return recipe("ssl.sh", egs, "--nj", "1", "--feature-sets", "train_unlab dev", *args)
+
+
+def test_asr_features_first_leave_ssl_its_mfcc(egs):
+    """asr.sh's stage 1 marks dev_fbank done; ssl.sh's stage 1 still makes dev's MFCC (k-means 1 labels dev).
+    Features of dev only (a torch import per feature dir): the train set's are made the same way."""
+    recipe("asr.sh", egs, "--stage", "1", "--stop-stage", "1", "--pretrained", "none", "--nj", "1",
+           "--budgets", "", "--test-sets", "")
+    fbank = egs / "data/dev_fbank"
+    assert {"feats.scp", "cmvn.scp", ".done"} <= {p.name for p in fbank.iterdir()}
+    made = fbank.joinpath("feats.scp").stat().st_mtime_ns
+    dev_only = ("--stage", "1", "--stop-stage", "1", "--feature-sets", "dev", "--train-set", "dev")
+    ssl(egs, *dev_only, "--targets", "none")   # no k-means: no MFCC
+    assert not (egs / "data/dev_mfcc").exists()
+    out = ssl(egs, *dev_only, "--targets", "kmeans").stdout
+    assert "features: fbank of data/dev in data/dev_fbank: already done" in out
+    assert fbank.joinpath("feats.scp").stat().st_mtime_ns == made
+    mfcc = DataDir.read(egs / "data/dev_mfcc")
+    assert (egs / "data/dev_mfcc/.done").exists() and (egs / "data/dev_mfcc/conf_mfcc").read_text() == "--frame-shift=20\n"
+    assert set(mfcc.tables["feats.scp"]) == set(mfcc.tables["utt2spk"])
+    assert set(mfcc.tables["cmvn.scp"]) == set(mfcc.tables["spk2utt"])
+
+
+def pretrain_commands(out: str) -> list[str]:
+    """The pretraining command lines a recipe run with --launcher echo printed."""
+    return [line for line in out.splitlines() if line.startswith("-m audiossl.bin.pretrain ")]
+
+
+def test_targets_none_pretrains_once_without_labels(egs):
+    (egs / "exp/wav2vec2_iter1").mkdir(parents=True)   # what pretraining would make (echo does not)
+    out = ssl(egs, "--stage", "2", "--family", "wav2vec2", "--targets", "none", "--launcher", "echo").stdout
+    for stage, what in ((2, "k-means 1"), (4, "k-means 2"), (5, "pretraining, iteration 2")):
+        assert f"stage {stage}: {what}: does not apply to wav2vec2 (targets: none)" in out
+    [command] = pretrain_commands(out)
+    assert command.startswith("-m audiossl.bin.pretrain --family wav2vec2 --config conf/pretrain1.yaml ")
+    assert "labels" not in command and "num_classes" not in command
+    assert command.endswith("--train-data data/train_unlab_fbank --valid-data data/dev_fbank exp/wav2vec2_iter1")
+    assert (egs / "exp/wav2vec2_iter1/.done").exists() and not (egs / "exp/kmeans1").exists()
+
+
+def test_kmeans_targets_pretrain_on_each_iterations_labels(egs):
+    for it in (1, 2):
+        (egs / f"exp/hubert_iter{it}").mkdir(parents=True)
+    out = ssl(egs, "--stage", "3", "--stop-stage", "3", "--targets", "kmeans", "--kmeans1-clusters", "7",
+              "--launcher", "echo").stdout
+    out += ssl(egs, "--stage", "5", "--targets", "kmeans", "--kmeans2-clusters", "9", "--launcher", "echo").stdout
+    iter1, iter2 = pretrain_commands(out)
+    assert iter1 == ("-m audiossl.bin.pretrain --family hubert --config conf/pretrain1.yaml --set model.set.num_classes=7 "
+                     "--train-labels exp/kmeans1/train_unlab.labels --valid-labels exp/kmeans1/dev.labels "
+                     "--train-data data/train_unlab_fbank --valid-data data/dev_fbank exp/hubert_iter1")
+    assert "--set model.set.num_classes=9 --train-labels exp/kmeans2/train_unlab.labels" in iter2
+    assert "--init exp/hubert_iter1/checkpoints/best.pt" in iter2 and iter2.endswith(" exp/hubert_iter2")
+
+
+def test_targets_default_to_the_familys_own(egs):
+    pytest.importorskip("audiossl.bin.models")
+    (egs / "exp/hubert_iter1").mkdir(parents=True)
+    out = ssl(egs, "--stage", "3", "--stop-stage", "3", "--launcher", "echo").stdout
+    [command] = pretrain_commands(out)
+    assert "--train-labels exp/kmeans1/train_unlab.labels" in command
+
+
+def test_bad_targets_are_refused(egs):
+    bad = subprocess.run([str(ROOT / "recipes/ssl.sh"), "--targets", "clusters"], cwd=egs, capture_output=True, text=True)
+    assert bad.returncode != 0 and "--targets is kmeans or none, not 'clusters'" in bad.stderr
+
+
+@pytest.mark.parametrize("name", ["ssl.sh", "asr.sh", "steps/make_feature_dir.sh"])
+def test_help_names_every_option(egs, name):
+    """Every variable set before parse_options.sh (but the help and the command line) is an option."""
+    script = (ROOT / "recipes" / name).read_text().split(". utils/parse_options.sh")[0]
+    options = set(re.findall(r"^([a-z][a-z0-9_]*)=", script, flags=re.M)) - {"help_message", "command_line"}
+    helped = recipe(name, egs, "--help").stdout
+    assert options and [o for o in options if f"--{o.replace('_', '-')}" not in helped] == []
