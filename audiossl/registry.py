@@ -19,6 +19,8 @@ from audiossl.errors import ConfigError
 FAMILIES: dict[str, dict[str, Any]] = {
     "hubert": {"module": "audiossl.models.hubert", "config": "HubertConfig", "build": "build_hubert",
                "targets": "kmeans"},
+    "wav2vec2": {"module": "audiossl.models.wav2vec2", "config": "Wav2Vec2Config", "build": "build_wav2vec2",
+                 "targets": "none"},
     "ctc": {"module": "audiossl.models.ctc", "config": "CtcConfig", "build": "build_ctc", "targets": None},
 }
 

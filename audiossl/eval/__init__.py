@@ -1,4 +1,5 @@
 """Evaluation and inspection of trained models.
 
 - :mod:`audiossl.eval.attention`: how far each attention head of an encoder looks.
+- :mod:`audiossl.eval.results`: the Markdown results section of a CTC experiment grid (pretrained vs scratch).
 """

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from audiossl.errors import ConfigError
 from audiossl.nn.frontends import SAMPLE_RATE, FeatureProjection, scale_gradient, valid_mask, waveform_to_fbank
 from audiossl.nn.transformer import TransformerEncoder
+from audiossl.objectives.output import MetricRatios
 
 
 class SpeechEncoder(nn.Module):
@@ -31,9 +32,15 @@ class SpeechEncoder(nn.Module):
         frame_rate: hidden-state frames per second (50 for the CNN and the fbank subsampler).
         sample_rate: waveform samples per second that :meth:`extract_features` takes (16 kHz).
         hidden_sizes: feature size of each hidden state, the encoder input first.
+
+    A pretraining model also has ``forward(inputs, lengths, targets, generator) ->``
+    :class:`~audiossl.objectives.output.ObjectiveOutput`, the figures it logs (``metrics``: figure
+    → numerator and denominator sums) and the one that chooses ``best.pt`` (``valid_metric``).
     """
 
     sample_rate: ClassVar[int] = SAMPLE_RATE
+    metrics: ClassVar[MetricRatios] = {}
+    valid_metric: ClassVar[str] = "loss"
 
     input_kind: str
     frame_rate: float
@@ -90,6 +97,13 @@ class SpeechEncoder(nn.Module):
     def attention_weights(self, inputs: Tensor, lengths: Tensor) -> tuple[list[Tensor], Tensor]:
         """The ``(B, H, T, T)`` attention weights of every layer (eval mode, no masking) and ``(B,)`` frames."""
         raise NotImplementedError(f"{type(self).__name__} has no attention layers")
+
+    def set_num_updates(self, num_updates: int) -> None:
+        """Called before each pretraining update (e.g. to anneal a temperature); nothing by default."""
+
+    def health_warnings(self, figures: dict[str, float]) -> list[str]:
+        """Warnings about this log interval's pretraining ``figures`` (e.g. a collapse); none by default."""
+        return []
 
 
 class FrontendTransformer(SpeechEncoder):

@@ -50,6 +50,10 @@ class Task:
         """Figures to log from summed metrics."""
         raise NotImplementedError
 
+    def health_warnings(self, figures: dict[str, float]) -> list[str]:
+        """Warnings about a log interval's training ``figures`` (e.g. a collapsing objective); none by default."""
+        return []
+
     def valid_score(self, summary: dict[str, float]) -> float:
         """Lower is better; chooses ``best.pt``."""
         return summary["loss"]

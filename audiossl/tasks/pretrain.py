@@ -9,6 +9,7 @@ from audiossl.checkpoint import build_model, load_checkpoint, model_from_checkpo
 from audiossl.data.dataset import Batch
 from audiossl.errors import ConfigError
 from audiossl.models.components import ModelConfig
+from audiossl.models.encoder import SpeechEncoder
 from audiossl.registry import get_family
 from audiossl.tasks.base import StepOutput, Task
 
@@ -26,10 +27,17 @@ class PretrainingTask(Task):
 
     find_unused_parameters = True  # layer drop leaves different layers unused on each rank
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: SpeechEncoder):
         self.family = model.config.family
         self.metrics = dict(model.metrics)
         self.valid_metric = model.valid_metric
+        self.model_warnings = model.health_warnings
+
+    def before_update(self, model: SpeechEncoder, update: int) -> None:
+        model.set_num_updates(update)
+
+    def health_warnings(self, figures: dict[str, float]) -> list[str]:
+        return self.model_warnings(figures)
 
     def train_step(self, model: nn.Module, batch: Batch, generator) -> StepOutput:
         out = model(batch.inputs, batch.lengths, batch.targets, generator)

@@ -376,6 +376,9 @@ class Trainer:
         if not window:
             return
         figures = self.task.summarize(all_reduce_sums(window, self.info))
+        if self.info.is_main:
+            for warning in self.task.health_warnings(figures):
+                logger.warning("update %d: %s", self.state["update"], warning)
         elapsed = time.time() - started
         text = " ".join(f"{k}={v:.4g}" for k, v in figures.items())
         logger.info("update %d epoch %d lr %.3g | %s | %.1f s audio/s", self.state["update"], self.state["epoch"],

@@ -116,6 +116,31 @@ def test_asr_outputs_and_results_table(demo):
     assert len(hidden) == 2 and frames.tolist() == [49, 24]   # the input and the one layer kept (of 2)
 
 
+def test_wav2vec2_pretrains_and_fine_tunes_through_the_recipes(demo):
+    """--family wav2vec2: no k-means stages, one pretraining run; load_model rebuilds it; CTC fine-tunes it."""
+    exp = demo / "exp_w2v"
+    ssl = run(ssl_args(demo) + ["--stage", "1", "--exp", str(exp), "--family", "wav2vec2",
+                                "--pretrain1-config", str(EGS / "ssl/conf/wav2vec2.yaml")], demo)
+    assert ssl.returncode == 0, ssl.stdout[-3000:] + ssl.stderr[-3000:]
+    assert sum("does not apply to wav2vec2" in line for line in ssl.stdout.splitlines()) == 3
+    assert (exp / "wav2vec2_iter1/.done").exists() and not (exp / "kmeans1").exists()
+    valid = [json.loads(line) for line in (exp / "wav2vec2_iter1/valid.jsonl").read_text().splitlines()]
+    assert [r["update"] for r in valid] == [2, 4] and {"acc", "code_perplexity", "temperature"} <= valid[-1].keys()
+    model = audiossl.load_model(exp / "wav2vec2_iter1/checkpoints/best.pt")
+    assert model.config.family == "wav2vec2" and model.input_kind == "fbank"
+    hidden, frames = model.extract_features(torch.randn(1, 16000) * 0.05, torch.tensor([16000]))
+    assert len(hidden) == 3 and frames.tolist() == [49]
+    asr = run([str(EGS / "asr" / "run.sh"), "--data", str(demo / "data"), "--exp", str(demo / "exp_asr_w2v"),
+               "--scratch-exp", str(demo / "exp_asr"), "--pretrained", str(exp / "wav2vec2_iter1/checkpoints/best.pt"),
+               "--budgets", "train_10min", "--test-sets", "test", "--lm-text", "", "--results", str(demo / "RESULTS_w2v.md"),
+               "--results-section", "wav2vec 2.0", "--beam-size", "3", "--finetune-args", TINY_FINETUNE], demo)
+    assert asr.returncode == 0, asr.stdout[-3000:] + asr.stderr[-3000:]
+    section = (demo / "RESULTS_w2v.md").read_text().split("## wav2vec 2.0")[1]
+    assert "(wav2vec2, update 4 of its pretraining run)" in section and "| train_10min | test | pretrained |" in section
+    ctc = audiossl.load_model(demo / "exp_asr_w2v/ctc_pretrained_train_10min/checkpoints/best.pt")
+    assert ctc.config.encoder_family == "wav2vec2" and len(ctc.hidden_sizes) == 2
+
+
 def test_another_encoder_shares_the_scratch_control(demo):
     """--scratch-exp: a second encoder's table reuses the first run's scratch models, untouched."""
     scratch = demo / "exp_asr" / "ctc_scratch_train_10min"

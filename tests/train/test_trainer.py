@@ -290,3 +290,17 @@ def test_schedules():
     assert lr_multiplier(100, tri) == pytest.approx(0.05 ** 0.5) and lr_multiplier(150, tri) == pytest.approx(0.05)
     with pytest.raises(ValueError, match="unknown schedule"):
         lr_multiplier(20, ScheduleConfig("cosine", total_updates=30))
+
+
+def test_health_warnings_of_the_task_reach_the_log(fbank_dir, tmp_path, monkeypatch):
+    """Each log interval's figures go to the task's health check; its warnings are logged with the update."""
+    seen = []
+
+    def check(self, figures):
+        seen.append(figures)
+        return ["codebook collapse: test"] if len(seen) == 2 else []
+
+    monkeypatch.setattr(PretrainingTask, "health_warnings", check)
+    make_run(fbank_dir, tmp_path / "exp", max_updates=3).fit()
+    assert len(seen) == 3 and "acc_masked" in seen[0]
+    assert "WARNING update 2: codebook collapse: test" in (tmp_path / "exp" / "train.log").read_text()

@@ -1,0 +1,204 @@
+"""Results of a CTC experiment grid (pretrained vs scratch × budgets × test sets) as a Markdown section.
+
+:func:`ctc_results_lines` reads ``<dir>/ctc_<init>_<budget>/decode_<set>/scores.json`` and each
+model's ``checkpoints/best.pt``, ``checkpoints/last.pt`` and ``valid.jsonl``, where ``<dir>`` is the
+experiment dir of the pretrained models or of the scratch control; with an LM dir, also its
+``info.json`` and the decodes with the word LM (``decode_<set>_<LM dir name>/``, their LM weight
+and word score chosen on ``decode_<dev set>_<LM dir name>/``).
+
+:func:`with_section` puts those lines into the section ``## <title>`` of a RESULTS.md, so one
+file holds several settings. Hand-written notes in a section go under ``### `` headings after
+the generated lines: replacing the section keeps them.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from audiossl.checkpoint import CheckpointError, load_checkpoint
+from audiossl.errors import UserError
+
+CAVEAT = ("The corpus is synthesized by Debian's speech engines (flat prosody, few genuinely different voices): "
+          "figures on it are optimistic and do not transfer to real speech. They compare methods on this "
+          "corpus only.")
+INITS = ("pretrained", "scratch")
+
+
+class ResultsError(UserError, ValueError):
+    """A file the table is made from that is not JSON or lacks a key; the message names it."""
+
+
+def parse_record(text: str, where: str, keys: tuple[str, ...] = ()) -> dict:
+    """The JSON object in ``text`` (from ``where``: a file, or file:line); ResultsError unless it has ``keys``."""
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ResultsError(f"{where}: not JSON ({err})") from None
+    if not isinstance(record, dict):
+        raise ResultsError(f"{where}: not a JSON object")
+    missing = [key for key in keys if key not in record]
+    if missing:
+        raise ResultsError(f"{where}: missing {', '.join(missing)}")
+    return record
+
+
+def read_json(path: Path, *keys: str) -> dict:
+    """The JSON object in the file ``path``; ResultsError naming it unless it has ``keys``."""
+    return parse_record(path.read_text(), str(path), keys)
+
+
+def train_state(checkpoint: dict, path: str | Path) -> dict:
+    """The training state of a checkpoint read from ``path``; CheckpointError when it has none."""
+    state = checkpoint.get("train_state")
+    if not isinstance(state, dict) or "update" not in state:
+        raise CheckpointError(f"{path}: no train_state (not a training checkpoint)")
+    return state
+
+
+def training_facts(model_dir: Path) -> dict:
+    """Updates trained, update of the chosen (best dev CER) checkpoint and its dev figures, from ``model_dir``."""
+    best_pt, last_pt = model_dir / "checkpoints" / "best.pt", model_dir / "checkpoints" / "last.pt"
+    best, last = train_state(load_checkpoint(best_pt), best_pt), train_state(load_checkpoint(last_pt), last_pt)
+    dev = {}
+    valid_log = model_dir / "valid.jsonl"
+    if valid_log.exists():
+        records = [parse_record(line, f"{valid_log}:{number}", ("update",))
+                   for number, line in enumerate(valid_log.read_text().splitlines(), 1)]
+        dev = next((r for r in records if r["update"] == best["update"]), {})
+    return {"updates": last["update"], "best_update": best["update"], "dev_cer": dev.get("cer"),
+            "dev_wer": dev.get("wer"), "train_seconds": last.get("train_seconds"), "precision": last.get("precision")}
+
+
+def lm_description(lm_dir: Path, dev_decodes: dict[tuple[str, str], Path]) -> str:
+    """A sentence on the LM (order, text, lexicon, test-set OOV rates) and the weights each model chose.
+
+    Reads ``lm_dir/info.json`` and the scores.json of each (budget, init)'s dev decode dir.
+    """
+    info = read_json(lm_dir / "info.json", "oov_rate", "held_out", "order", "sentences", "lexicon_words")
+    oov = ", ".join(f"{Path(name).name} {100 * rate:.2f} %" for name, rate in info["oov_rate"].items())
+    held_out = ", ".join(Path(name).name for name in info["held_out"])
+    chosen, beams = [], set()
+    for (budget, init), decode_dir in dev_decodes.items():
+        scores = read_json(decode_dir / "scores.json")
+        if not {"lm_weight", "word_score", "beam_size", "token_beam"} <= scores.keys():
+            raise ResultsError(f"{decode_dir / 'scores.json'}: not the scores of a decode with an LM")
+        chosen.append(f"{init} on {budget} {scores['lm_weight']:g} / {scores['word_score']:g}")
+        beams.add(f"beam {scores['beam_size']}, {scores['token_beam']} tokens tried per frame")
+    return (f"\"With LM\": a lexicon search ({'; '.join(sorted(beams))}; flashlight-text) scored "
+            f"by a word {info['order']}-gram LM (`{lm_dir}`, interpolated Kneser-Ney on {info['sentences']} "
+            f"sentences of the corpus's texts without those of {held_out}; {info['lexicon_words']} lexicon words, "
+            f"words not in it: {oov}). LM weight / word score, chosen on dev for each model: "
+            + ", ".join(chosen) + ".")
+
+
+def minutes(seconds: float) -> str:
+    """``m:ss``."""
+    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+
+
+def ctc_results_lines(exp: str | Path, scratch_exp: str | Path, budgets: Sequence[str], test_sets: Sequence[str],
+                      pretrained: str | Path, command: str, lm_dir: str | Path | None = None,
+                      dev_set: str = "dev") -> list[str]:
+    """The lines of a results section: how it was made, the table and the fine-tuning times.
+
+    Reads the pretrained encoder's checkpoint ``pretrained``, the models ``ctc_pretrained_<budget>``
+    in ``exp`` and ``ctc_scratch_<budget>`` in ``scratch_exp``, their decodes of ``test_sets`` and,
+    with ``lm_dir``, their decodes with that LM (weights chosen on ``dev_set``). ``command`` is
+    the command quoted as the one that produced the results.
+    """
+    exp_of = {"pretrained": Path(exp), "scratch": Path(scratch_exp)}
+    checkpoint = load_checkpoint(pretrained)
+    lines = [
+        f"Produced by `{command}`.", "",
+        f"Pretrained encoder: `{pretrained}` ({checkpoint['family']}, update "
+        f"{train_state(checkpoint, pretrained)['update']} of its pretraining run).",
+        "Each model is fine-tuned for the same number of updates; the checkpoint with the lowest dev CER "
+        "is decoded (CTC prefix beam search, no language model)."
+        + ("" if exp_of["scratch"] == exp_of["pretrained"] else
+           f" The scratch control is the one in `{exp_of['scratch']}` (it does not depend on the encoder)."),
+    ]
+    model_dir = {(budget, init): exp_of[init] / f"ctc_{init}_{budget}" for budget in budgets for init in INITS}
+    facts = {key: training_facts(path) for key, path in model_dir.items()}
+    lm_dir = Path(lm_dir) if lm_dir else None
+    lm_columns = ("", "")
+    if lm_dir is not None:
+        lm_columns = (" CER % with LM | WER % with LM |", "---:|---:|")
+        lines.append(lm_description(lm_dir, {key: path / f"decode_{dev_set}_{lm_dir.name}"
+                                             for key, path in model_dir.items()}))
+    lines += [
+        "",
+        f"| labelled data | test set | encoder | CER % | WER % |{lm_columns[0]} updates | chosen update | dev CER % |",
+        f"|---|---|---|---:|---:|{lm_columns[1]}---:|---:|---:|",
+    ]
+    for budget in budgets:
+        for test_set in test_sets:
+            for init in INITS:
+                decode_dir = model_dir[budget, init] / f"decode_{test_set}"
+                scores = read_json(decode_dir / "scores.json", "cer", "wer")
+                run = facts[budget, init]
+                dev_cer = "" if run["dev_cer"] is None else f"{run['dev_cer']:.2f}"
+                with_lm = ""
+                if lm_dir is not None:
+                    lm_scores = read_json(decode_dir.with_name(f"{decode_dir.name}_{lm_dir.name}") / "scores.json",
+                                          "cer", "wer")
+                    with_lm = f" {100 * lm_scores['cer']:.2f} | {100 * lm_scores['wer']:.2f} |"
+                lines.append(f"| {budget} | {test_set} | {init} | {100 * scores['cer']:.2f} | "
+                             f"{100 * scores['wer']:.2f} |{with_lm} {run['updates']} | {run['best_update']} | "
+                             f"{dev_cer} |")
+    times = [f"{init} on {budget} {minutes(run['train_seconds'])}"
+             + (f" ({run['precision']})" if run["precision"] else "")
+             for (budget, init), run in facts.items() if run["train_seconds"] is not None]
+    if times:
+        lines += ["", "Fine-tuning wall time (m:ss, validation and checkpointing included): "
+                  + ", ".join(times) + "."]
+    return lines
+
+
+def hand_written_notes(section: list[str]) -> list[str]:
+    """The lines of ``section`` from its first ``### `` heading on, trailing blank lines dropped; [] if none."""
+    start = next((i for i, line in enumerate(section) if line.startswith("### ")), len(section))
+    notes = section[start:]
+    while notes and not notes[-1].strip():
+        notes.pop()
+    return notes
+
+
+def with_section(document: str, title: str, body: list[str]) -> str:
+    """``document`` with the section ``## title`` set to ``body``: replaced where it stands, else appended.
+
+    Sections start at lines beginning ``## ``; what precedes the first is the page head. A
+    replaced section keeps its hand-written notes (from its first ``### `` heading on) after
+    ``body``, which therefore has no ``### `` headings. A new document starts with the page title
+    and the corpus caveat.
+    """
+    title = title.strip()
+    if not document.strip():
+        document = "\n".join(["# CTC ASR: pretrained encoder vs the same model from scratch", "", CAVEAT, ""])
+    head: list[str] = []
+    sections: list[list[str]] = []
+    for line in document.splitlines():
+        if line.startswith("## "):
+            sections.append([line])
+        elif sections:
+            sections[-1].append(line)
+        else:
+            head.append(line)
+    new = [f"## {title}", "", *body]
+    titles = [section[0][3:].strip() for section in sections]
+    if title in titles:  # replace the first section of that title, drop any repeat, keep the notes of each
+        for notes in filter(None, (hand_written_notes(s) for s, t in zip(sections, titles) if t == title)):
+            new += ["", *notes]
+        first = titles.index(title)
+        sections = [new if i == first else section for i, section in enumerate(sections)
+                    if i == first or titles[i] != title]
+    else:
+        sections.append(new)
+    blocks = ["\n".join(head).strip("\n")] + ["\n".join(section).strip("\n") for section in sections]
+    return "\n\n".join(block for block in blocks if block) + "\n"
+
+
+def write_section(path: str | Path, title: str, lines: list[str]) -> None:
+    """Set the section ``## title`` of the Markdown file ``path`` (created if missing) to ``lines``."""
+    path = Path(path)
+    path.write_text(with_section(path.read_text() if path.exists() else "", title, lines))
