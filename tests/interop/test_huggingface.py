@@ -87,7 +87,7 @@ def test_unsupported_inputs_are_named():
         config_to_hf(HubertConfig.tiny("fbank"))
     alibi = HubertConfig.tiny()
     alibi.encoder.position_bias = "alibi"
-    with pytest.raises(InteropError, match="no attention position bias"):
+    with pytest.raises(InteropError, match="has no 'alibi' attention position bias"):
         config_to_hf(alibi)
     hf = config_to_hf(HubertConfig.tiny())
     with pytest.raises(InteropError, match="hidden_act='relu'"):
