@@ -40,8 +40,6 @@ def attention_statistics(model: SpeechEncoder, batches) -> AttentionStatistics:
         model: a pretraining or fine-tuned model with attention layers (its ``attention_weights``).
         batches: iterable of ``(inputs, lengths)`` of the model's input kind.
     """
-    if model.training:
-        raise ValueError("attention_statistics needs a model in eval mode (dropout and layer drop off)")
     entropy = distance = None
     uniform, frames = 0.0, 0
     for inputs, lengths in batches:

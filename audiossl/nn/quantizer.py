@@ -69,8 +69,8 @@ class GumbelProductQuantizer(nn.Module):
                 raise ValueError("the quantizer draws Gumbel noise in training mode: pass a generator")
             noise = torch.empty(logits.shape, device=generator.device).exponential_(generator=generator)
             soft = ((logits - noise.to(logits.device).log()) / temperature).softmax(-1)  # -log(E) ~ Gumbel(0, 1)
-            hard = nn.functional.one_hot(soft.argmax(-1), self.num_entries).to(soft.dtype)
             codes = soft.argmax(-1)
+            hard = nn.functional.one_hot(codes, self.num_entries).to(soft.dtype)
             choice = hard - soft.detach() + soft
         else:
             choice = hard

@@ -64,9 +64,10 @@ def contrastive_logits(context: Tensor, targets: Tensor, distractors: Tensor, lo
     Returns:
         ``(N, 1 + K)`` fp32 logits.
     """
-    candidates = torch.cat([targets[:, None], targets[distractors]], dim=1).float()  # (N, 1 + K, F)
+    negatives = targets[distractors]  # (N, K, F)
+    candidates = torch.cat([targets[:, None], negatives], dim=1).float()  # (N, 1 + K, F)
     logits = nn.functional.cosine_similarity(context.float()[:, None], candidates, dim=-1) / logit_temp
-    same = (targets[distractors] == targets[:, None]).all(-1)  # (N, K)
+    same = (negatives == targets[:, None]).all(-1)  # (N, K)
     return torch.cat([logits[:, :1], logits[:, 1:].masked_fill(same, float("-inf"))], dim=1)
 
 

@@ -10,11 +10,9 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from audiossl.checkpoint import load_checkpoint, model_from_checkpoint
-
 from audiossl.data.dataset import Batch, BucketBatchSampler, UtteranceDataset, collate, input_rate
 from audiossl.data.kaldi_dir import DataDir, DataDirError
 from audiossl.errors import ConfigError
-from audiossl.models.ctc.config import CtcConfig
 from audiossl.models.ctc.model import CtcModel, ctc_loss
 from audiossl.models.encoder import SpeechEncoder
 from audiossl.tasks.base import StepOutput, Task
@@ -24,7 +22,6 @@ from audiossl.text.scoring import error_rates
 class CtcTask(Task):
     """Loss per target token; the encoder is frozen for ``freeze_encoder_updates`` first updates."""
 
-    family = CtcConfig.family
     find_unused_parameters = True  # a frozen encoder gets no gradient
 
     def before_update(self, model: CtcModel, update: int) -> None:

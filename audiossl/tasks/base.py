@@ -24,17 +24,13 @@ class StepOutput:
 class Task:
     """Base class of training tasks (self-supervised pretraining, CTC ASR, ...).
 
+    The trained model's ``config`` (its ``family`` and ``to_dict()``) is what checkpoints store.
+
     Attributes:
-        family: registry name of the model family, stored in checkpoints.
         find_unused_parameters: whether some parameters get no gradient in some updates (DDP).
     """
 
-    family: str = ""
     find_unused_parameters: bool = False
-
-    def model_config(self, model: nn.Module) -> dict:
-        """The config dict that rebuilds ``model`` (stored in checkpoints)."""
-        return model.config.to_dict()
 
     def before_update(self, model: nn.Module, update: int) -> None:
         """Called before each update (e.g. to unfreeze an encoder)."""

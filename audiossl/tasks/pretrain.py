@@ -22,13 +22,12 @@ class PretrainingTask(Task):
     The model's ``forward(inputs, lengths, targets, generator)`` returns an
     :class:`~audiossl.objectives.output.ObjectiveOutput`; its ``metrics`` (figure →
     numerator and denominator sums) and ``valid_metric`` (the figure that chooses ``best.pt``,
-    lower is better) describe the figures. The checkpoint's family is the model config's.
+    lower is better) describe the figures.
     """
 
     find_unused_parameters = True  # layer drop leaves different layers unused on each rank
 
     def __init__(self, model: SpeechEncoder):
-        self.family = model.config.family
         self.metrics = dict(model.metrics)
         self.valid_metric = model.valid_metric
         self.model_warnings = model.health_warnings

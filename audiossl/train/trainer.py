@@ -139,7 +139,7 @@ class Trainer:
         update = self.state["update"]
         if self.info.is_main:
             path = self.ckpt_dir / f"update_{update}.pt"
-            save_checkpoint(path, self.task.family, self.task.model_config(self.model), self.model.state_dict(),
+            save_checkpoint(path, self.model.config.family, self.model.config.to_dict(), self.model.state_dict(),
                             train_state=self._train_state())
             for name in ("last.pt",) + (("best.pt",) if best else ()):
                 tmp = self.ckpt_dir / f".{name}.link"
