@@ -21,6 +21,12 @@ FAMILIES: dict[str, dict[str, Any]] = {
                "targets": "kmeans"},
     "wav2vec2": {"module": "audiossl.models.wav2vec2", "config": "Wav2Vec2Config", "build": "build_wav2vec2",
                  "targets": "none"},
+    "wavlm": {"module": "audiossl.models.wavlm", "config": "WavLMConfig", "build": "build_wavlm",
+              "targets": "kmeans"},
+    "unispeech_sat": {"module": "audiossl.models.unispeech_sat", "config": "UniSpeechSatConfig",
+                      "build": "build_unispeech_sat", "targets": "kmeans"},
+    "best_rq": {"module": "audiossl.models.best_rq", "config": "BestRqConfig", "build": "build_best_rq",
+                "targets": "none"},
     "ctc": {"module": "audiossl.models.ctc", "config": "CtcConfig", "build": "build_ctc", "targets": None},
 }
 

@@ -34,6 +34,7 @@ kmeans2_layer=4           # hidden state of the iteration-1 model clustered for 
 pretrain1_config=conf/pretrain1.yaml
 pretrain2_config=conf/pretrain2.yaml
 iter2_from_iter1=true     # iteration 2 starts from the iteration-1 model (false: from scratch, as the paper)
+noise_set=""              # noise data dir under $data for a run config's mixing section (e.g. noise)
 pretrain_args=""          # extra options for audiossl.bin.pretrain, e.g. "--set trainer.max_updates=10"
 launcher=""               # e.g. "torchrun --nproc-per-node 2" (default: one process)
 prepare_args=""           # options for the recipe's local/prepare_data.sh (e.g. "--size tiny")
@@ -57,6 +58,8 @@ help_message="Usage: $0 [options]   (run from egs/<corpus>/ssl)
   --kmeans-n-init N            k-means++ initializations tried ($kmeans_n_init)
   --pretrain1-config F / --pretrain2-config F   YAML run configs
   --iter2-from-iter1 true|false  start iteration 2 from the iteration-1 weights ($iter2_from_iter1)
+  --noise-set S                noise data dir under DATA mixed into training audio by a run config's mixing
+                               section (WavLM's denoising; none by default)
   --prepare-args '...'         options for local/prepare_data.sh
   --pretrain-args '...'        extra options for python -m audiossl.bin.pretrain
   --launcher '...'             e.g. 'torchrun --nproc-per-node 2' for DDP"
@@ -78,6 +81,7 @@ if run_stage 0; then
   done_or_log $data/.done.prepare "stage 0: preparing data dirs in $data" || {
     local/prepare_data.sh $prepare_args $data
     for set in $feature_sets; do utils/validate_data_dir.sh --no-feats $data/$set; done
+    [ -z "$noise_set" ] || utils/validate_data_dir.sh --no-feats --no-text $data/$noise_set
     touch $data/.done.prepare
   }
 fi
@@ -120,13 +124,14 @@ if run_stage 2 && kmeans_targets 2 "k-means 1"; then
 fi
 
 pretrain() {  # <iteration> <config> [--init <checkpoint>]: into $exp/<family>_iter<iteration>
-  local it=$1 config=$2 clusters=kmeans$1_clusters labels=()
+  local it=$1 config=$2 clusters=kmeans$1_clusters labels=() noise=()
   shift 2
+  [ -z "$noise_set" ] || noise=(--noise-data $data/$noise_set)
   if [ $targets = kmeans ]; then   # the labels of k-means <iteration>, and as many classes as clusters
     labels=(--set model.set.num_classes=${!clusters} --train-labels $exp/kmeans$it/$train_set.labels
             --valid-labels $exp/kmeans$it/$dev_set.labels)
   fi
-  $python -m audiossl.bin.pretrain --family $family --config $config $pretrain_args "${labels[@]}" "$@" \
+  $python -m audiossl.bin.pretrain --family $family --config $config $pretrain_args "${labels[@]}" "${noise[@]}" "$@" \
     --train-data $data/${train_set}_fbank --valid-data $data/${dev_set}_fbank $exp/${family}_iter$it
 }
 

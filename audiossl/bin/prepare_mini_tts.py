@@ -3,8 +3,10 @@
     python -m audiossl.bin.prepare_mini_tts [--size {tiny,full,large}] [--seed N] [--num-workers N]
         [--no-progress] <corpus-dir> <data-dir>
 
-Audio goes to <corpus-dir>/wav (reused when re-run with the same seed); data dirs
-train_unlab, train_1h, train_10min, dev, test, test_unseen, train_es and test_es go
+Audio goes to <corpus-dir>/wav and noise clips to <corpus-dir>/noise (both reused when
+re-run with the same seed); data dirs train_unlab, train_1h, train_10min, dev, test,
+test_unseen, train_es, test_es and noise (white, pink, brown, blue, hum, speech-shaped,
+babble of train_unlab speech, sonic-pi-samples ambience; listed in noise/utt2kind) go
 under <data-dir>.
 """
 from __future__ import annotations

@@ -4,12 +4,17 @@
         --train-data data/train_unlab_fbank [--train-labels exp/kmeans1/train_unlab.labels] \\
         [--valid-data data/dev_fbank [--valid-labels exp/kmeans1/dev.labels]] [--init <checkpoint>] <exp-dir>
 
-The config has a ``model`` section (family, size, args, set; see audiossl.models.named) and
-a ``trainer`` section (audiossl.train.trainer.TrainerConfig); any other section is an error.
+The config has a ``model`` section (family, size, args, set; see audiossl.models.named), a
+``trainer`` section (audiossl.train.trainer.TrainerConfig) and optionally ``mixing`` (below);
+any other section is an error.
 --family, when given, must be the config's family. Data dirs must hold the model's inputs:
 feats.scp with 80-dim Kaldi fbank for the fbank front end, wav.scp for the waveform one.
 Families that predict k-means labels (HuBERT) need label files, one line per utterance,
 ``utt label label ...``, one label per model frame; families that make their own targets take none.
+A ``mixing`` section turns on WavLM's denoising (some utterances overlapped with another of the
+batch or with a clip of --noise-data; targets stay those of the clean one) or, with
+``speaker_aware: true``, UniSpeech-SAT's speaker-aware mixing; the data dirs then need wav.scp
+(features are computed after mixing), e.g. ``mixing: {prob: 0.2, noise_prob: 0.5}``.
 With --init, the model starts from that checkpoint's config and weights (new label embeddings
 for this run's targets; other model settings of the run config that differ are logged as not
 used): the next HuBERT iteration continuing from the previous one, or continued pretraining.
@@ -27,7 +32,7 @@ from audiossl.data.dataset import UtteranceDataset
 from audiossl.errors import ConfigError, UserError
 from audiossl.models.named import model_config_from_section
 from audiossl.targets.labels import read_labels
-from audiossl.tasks.pretrain import PretrainingTask, check_targets, pretraining_model
+from audiossl.tasks.pretrain import PretrainingTask, check_targets, pretraining_inputs, pretraining_model
 from audiossl.train.config import check_sections, load_run_config, save_run_config, trainer_config
 from audiossl.train.trainer import Trainer
 
@@ -43,13 +48,14 @@ def main(argv=None) -> int:
     parser.add_argument("--train-labels", help="k-means labels of the training data (families that predict them)")
     parser.add_argument("--valid-data")
     parser.add_argument("--valid-labels", help="k-means labels of the validation data")
+    parser.add_argument("--noise-data", help="noise data dir (wav.scp) for the mixing section's noise")
     parser.add_argument("--init", help="start from this checkpoint (new label embeddings for these targets)")
     parser.add_argument("exp_dir")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
         run = load_run_config(args.config, args.set)
-        check_sections(run, ("model", "trainer"), args.config)
+        check_sections(run, ("model", "trainer", "mixing"), args.config)
         model_config = model_config_from_section(run.get("model", {}))
         if args.family and args.family != model_config.family:
             raise ConfigError(f"{args.config}: a {model_config.family!r} config, not {args.family!r}; "
@@ -59,18 +65,20 @@ def main(argv=None) -> int:
         torch.manual_seed(config.seed)  # reproducible initialisation
         model = pretraining_model(model_config, args.init)
 
+        inputs = pretraining_inputs(model, run.get("mixing"), args.train_data, args.noise_data)
+
         def dataset(data_dir: str, labels: str | None) -> UtteranceDataset:
             if labels is None:
-                return UtteranceDataset(data_dir, model.input_kind)
-            return UtteranceDataset(data_dir, model.input_kind, read_labels(labels),
-                                    lambda length: int(model.num_frames(torch.tensor([length]))[0]), targets_name=labels)
+                return UtteranceDataset(data_dir, inputs.input_kind)
+            return UtteranceDataset(data_dir, inputs.input_kind, read_labels(labels), inputs.num_frames,
+                                    targets_name=labels)
 
         train = dataset(args.train_data, args.train_labels)
         valid = dataset(args.valid_data, args.valid_labels) if args.valid_data else None
         save_run_config(run, args, args.exp_dir)
         logging.info("%s %s: %.1fM parameters, %d training utterances", model_config.family, run["model"].get("size"),
                      sum(p.numel() for p in model.parameters()) / 1e6, len(train))
-        Trainer(PretrainingTask(model), model, train, valid, config, args.exp_dir).fit()
+        Trainer(PretrainingTask(model), model, train, valid, config, args.exp_dir, batch_transform=inputs.transform).fit()
     except (UserError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

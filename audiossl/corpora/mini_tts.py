@@ -10,7 +10,9 @@ Layout::
     corpus_dir/text/sentences_{en,es}.tsv   cached sentence lists: id, spoken text, transcript
     corpus_dir/wav/<speaker>/<utt>.wav      audio; utterance id = <speaker>-<sentence id>
     corpus_dir/wav/seed                     the seed the audio was made with
+    corpus_dir/noise/<kind>/<clip>.wav      noise clips (audiossl.corpora.noise); babble from train_unlab
     data_dir/{train_unlab,train_1h,train_10min,dev,test,test_unseen,train_es,test_es}/
+    data_dir/noise/                         the noise clips: wav.scp, utt2spk, spk2utt, utt2dur, utt2kind
     data_dir/local/lm_text_{en,es}.txt      every transcript of the language's texts (LM text)
 
 Everything is deterministic from the seed: sentence choice uses ``random.Random(seed)``,
@@ -42,6 +44,7 @@ import soundfile
 from tqdm import tqdm
 
 from audiossl.atomic import atomic_path, write_text_atomic
+from audiossl.corpora.noise import prepare_noise
 from audiossl.data.kaldi_dir import DataDir
 from audiossl.errors import UserError
 
@@ -557,12 +560,14 @@ def prepare_mini_tts(corpus_dir: str | os.PathLike, data_dir: str | os.PathLike,
         num_workers: parallel synthesis threads (each runs engine and sox subprocesses).
 
     Returns:
-        ``{split: data dir}`` for the English splits and, when Spanish voices exist, ``train_es``
-        and ``test_es``.
+        ``{split: data dir}`` for the English splits, ``noise`` (noise clips, babble made of
+        ``train_unlab`` speech only; "tiny" size for a tiny corpus, else "full") and, when
+        Spanish voices exist, ``train_es`` and ``test_es``.
 
     Raises:
         SynthesisError: more than 5 % of the utterances failed to synthesize.
         CorpusError: ``corpus_dir`` holds audio of another seed, or too few voices or sentences are available.
+        NoiseError: ``corpus_dir/noise`` holds noise of another seed.
     """
     sizes = {"full": MiniTtsSize.full, "large": MiniTtsSize.large, "tiny": MiniTtsSize.tiny}
     if size not in sizes:
@@ -586,6 +591,9 @@ def prepare_mini_tts(corpus_dir: str | os.PathLike, data_dir: str | os.PathLike,
         if split in plan:
             write_split(data_dir / split, plan[split], corpus_dir, durations)
             written[split] = data_dir / split
+    written["noise"] = prepare_noise(corpus_dir / "noise", data_dir / "noise",
+                                     [wav_path(corpus_dir, u) for u in plan["train_unlab"]],
+                                     size="tiny" if size == "tiny" else "full", seed=seed)
     for lang, lang_sentences in sentences.items():
         if lang_sentences:
             write_lm_text(data_dir / "local" / f"lm_text_{lang}.txt", lang_sentences)

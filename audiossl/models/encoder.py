@@ -17,6 +17,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from audiossl.data.transforms import BatchTransform, FbankFromWaveform
 from audiossl.errors import ConfigError
 from audiossl.nn.frontends import SAMPLE_RATE, FeatureProjection, scale_gradient, valid_mask, waveform_to_fbank
 from audiossl.nn.transformer import TransformerEncoder
@@ -69,6 +70,13 @@ class SpeechEncoder(nn.Module):
     def inputs_from_waveforms(self, wavs: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """``(B, S)`` waveforms at :attr:`sample_rate` and ``(B,)`` samples → the inputs :meth:`encode` takes."""
         return wavs, lengths
+
+    def waveform_transform(self) -> BatchTransform | None:
+        """The batch transform that turns waveform batches into this model's inputs (None: it takes waveforms).
+
+        For training on audio that a batch transform changes first (utterance or noise mixing).
+        """
+        return None
 
     def extract_features(self, wavs: Tensor, lengths: Tensor) -> tuple[list[Tensor], Tensor]:
         """Every hidden state ``(B, T, D)`` and ``(B,)`` valid frames of ``(B, S)`` 16 kHz waveforms.
@@ -152,6 +160,9 @@ class FrontendTransformer(SpeechEncoder):
             return waveform_to_fbank(wavs, lengths, self.frontend.num_mel_bins)
         return wavs, lengths
 
+    def waveform_transform(self) -> FbankFromWaveform | None:
+        return FbankFromWaveform(self.frontend.num_mel_bins) if self.input_kind == "fbank" else None
+
     def frontend_features(self, inputs: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """Front-end output ``(B, T, C)`` (gradient scaled by ``feature_grad_mult``) and ``(B,)`` frames."""
         lengths = lengths.to(inputs.device)
@@ -204,4 +215,6 @@ class FrontendTransformer(SpeechEncoder):
             raise ValueError("attention_weights needs a model in eval mode (dropout and layer drop off)")
         hidden, frame_lengths = self.encode(inputs, lengths)
         padding = ~valid_mask(frame_lengths, hidden[0].shape[1])
-        return [layer.attention_weights(x, padding) for layer, x in zip(self.encoder.layers, hidden)], frame_lengths
+        bias = self.encoder.attention_bias(hidden[0].shape[1])
+        weights = [layer.attention_weights(x, padding, bias) for layer, x in zip(self.encoder.layers, hidden)]
+        return weights, frame_lengths

@@ -1,5 +1,6 @@
 """The Hugging Face ``transformers`` layout of the wav2vec 2.0 body that HuBERT, wav2vec 2.0 and
-WavLM share: weight names and config keys of the CNN, the feature projection and the transformer.
+WavLM share: weight names and config keys of the CNN, the feature projection and the transformer
+(WavLM's gated relative position bias included: :data:`POSITION_BIAS_NAMES`).
 
 Pure functions over plain dicts and state dicts (no file I/O, no ``transformers`` import); each
 family's ``interop.py`` adds its own parts (heads, quantizer) and its config's other keys.
@@ -27,6 +28,12 @@ BODY_NAMES: tuple[tuple[str, str], ...] = (
     ("encoder.layers.{i}.final_layer_norm.", "encoder.layers.{i}.final_layer_norm."),
     ("encoder.layers.{i}.feed_forward.intermediate_dense.", "encoder.layers.{i}.feed_forward.fc1."),
     ("encoder.layers.{i}.feed_forward.output_dense.", "encoder.layers.{i}.feed_forward.fc2."),
+)
+# WavLM's relative position bias: HF keeps the bucket table in layer 0's attention, a gate in every layer's.
+POSITION_BIAS_NAMES: tuple[tuple[str, str], ...] = (
+    ("encoder.layers.0.attention.rel_attn_embed.", "encoder.position_bias.embedding."),
+    ("encoder.layers.{i}.attention.gru_rel_pos_linear.", "encoder.layers.{i}.attention.gate.linear."),
+    ("encoder.layers.{i}.attention.gru_rel_pos_const", "encoder.layers.{i}.attention.gate.const"),
 )
 # Older transformers versions (and fairseq) store the weight-normalised positional conv as g and v.
 _LEGACY_WEIGHT_NORM = {"weight_g": "parametrizations.weight.original0", "weight_v": "parametrizations.weight.original1"}
@@ -81,8 +88,10 @@ def hf_weights(hf_state: dict[str, Tensor], base_prefix: str, dropped: tuple[str
     return state
 
 
-def body_from_hf(hf: dict[str, Any], family: str) -> tuple[FrontendConfig, EncoderConfig]:
-    """The front-end and encoder configs of a Hugging Face config dict (config.json) of ``family``.
+def body_from_hf(hf: dict[str, Any], family: str, position_bias: str = "none") -> tuple[FrontendConfig, EncoderConfig]:
+    """The front-end and encoder configs of a Hugging Face config dict (config.json) of ``family``,
+    whose attention has ``position_bias`` (``"gated_relative"``: WavLM's ``num_buckets`` and
+    ``max_bucket_distance``).
 
     Missing optional keys take Hugging Face's defaults; a missing size or a setting with no exact
     audiossl equivalent is an :class:`~audiossl.errors.InteropError`.
@@ -119,21 +128,27 @@ def body_from_hf(hf: dict[str, Any], family: str) -> tuple[FrontendConfig, Encod
             layer_norm_first=bool(hf.get("do_stable_layer_norm", False)),
             conv_pos=hf["num_conv_pos_embeddings"],
             conv_pos_groups=hf["num_conv_pos_embedding_groups"],
+            position_bias=position_bias,
+            position_buckets=hf.get("num_buckets", 320),
+            max_distance=hf.get("max_bucket_distance", 800),
         )
     except KeyError as err:
         raise InteropError(f"Hugging Face {family} config lacks {err}") from err
     return frontend, encoder
 
 
-def body_to_hf(frontend: FrontendConfig, encoder: EncoderConfig, dropout_input: float) -> dict[str, Any]:
+def body_to_hf(frontend: FrontendConfig, encoder: EncoderConfig, dropout_input: float,
+               position_bias: str = "none") -> dict[str, Any]:
     """The Hugging Face config keys of a front end, an encoder and the projection's dropout.
 
-    Only the waveform front end and the attention without position bias have an HF equivalent.
+    Only the waveform front end has an HF equivalent, and only the attention position bias of the
+    HF class written (``position_bias``: ``"none"``, or ``"gated_relative"`` for WavLM).
     """
     if frontend.kind != "waveform":
         raise InteropError(f"only the waveform front end has a Hugging Face equivalent, not {frontend.kind!r}")
-    if encoder.position_bias != "none":
-        raise InteropError(f"Hugging Face has no {encoder.position_bias!r} attention position bias")
+    if encoder.position_bias != position_bias:
+        raise InteropError(f"this Hugging Face class has attention position bias {position_bias!r}, "
+                           f"the model has {encoder.position_bias!r}")
     channels, kernels, strides = (list(column) for column in zip(*frontend.conv_layers))
     return {
         "conv_dim": channels,

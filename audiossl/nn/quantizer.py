@@ -77,3 +77,9 @@ class GumbelProductQuantizer(nn.Module):
         entries = self.codevectors.view(self.num_groups, self.num_entries, -1)  # (G, V, D / G)
         vectors = torch.einsum("ngv,gvd->ngd", choice.to(entries.dtype), entries).reshape(choice.shape[0], -1)
         return QuantizerOutput(vectors.type_as(x), codes, code_perplexity, prob_perplexity)
+
+
+def annealed_temperature(num_updates: int, max_temperature: float, min_temperature: float, decay: float) -> float:
+    """The Gumbel temperature at update ``num_updates``: ``max(max_temperature * decay ** n, min_temperature)``
+    (fairseq ``latent_temp``)."""
+    return max(max_temperature * decay ** num_updates, min_temperature)

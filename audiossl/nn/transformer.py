@@ -2,9 +2,11 @@
 
 Every module here receives built parts or plain sizes, never a config. Padding masks are
 ``(B, T)`` bool with True at padded frames. The attention and the layers are pluggable:
-an attention is any module ``attention(x (B,T,D), padding_mask) -> (B,T,D)`` with a ``dim``
-attribute (a relative position bias can be a module shared by the attentions of all
-layers), and a layer is any module ``layer(x, padding_mask) -> x``.
+an attention is any module ``attention(x (B,T,D), padding_mask, position_bias) -> (B,T,D)``
+with a ``dim`` attribute, and a layer is any module ``layer(x, padding_mask, position_bias) -> x``.
+A position bias (ALiBi, WavLM's bucketed relative bias) is one ``(H, T, T)`` tensor that the
+encoder computes once per forward and hands to every layer; an attention may gate it per query
+(:class:`PositionBiasGate`, WavLM).
 """
 from __future__ import annotations
 
@@ -94,6 +96,78 @@ class AlibiPositionBias(nn.Module):
         return -self.slopes[:, None, None] * distance
 
 
+def relative_position_buckets(relative: Tensor, num_buckets: int, max_distance: int) -> Tensor:
+    """Bucket of each relative distance ``key - query`` (T5's scheme, bidirectional, as WavLM).
+
+    Half the buckets serve positive distances, half the others. Within a half, distances below
+    ``num_buckets // 4`` get a bucket each; larger ones share buckets spaced logarithmically up
+    to ``max_distance``, beyond which all fall in the last bucket.
+
+    Args:
+        relative: long tensor of relative positions, any shape.
+
+    Returns:
+        Long bucket ids in ``[0, num_buckets)``, same shape.
+    """
+    half = num_buckets // 2
+    buckets = (relative > 0).long() * half
+    distance = relative.abs()
+    max_exact = half // 2
+    log_ratio = torch.log(distance.float().clamp(min=1) / max_exact) / math.log(max_distance / max_exact)
+    far = (max_exact + log_ratio * (half - max_exact)).long().clamp(max=half - 1)
+    return buckets + torch.where(distance < max_exact, distance, far)
+
+
+class RelativePositionBias(nn.Module):
+    """WavLM's learned relative position bias: one value per head and distance bucket.
+
+    Args:
+        num_heads: attention heads ``H``.
+        num_buckets: distance buckets (WavLM: 320).
+        max_distance: distances beyond this share the last bucket (WavLM: 800).
+    """
+
+    def __init__(self, num_heads: int, num_buckets: int, max_distance: int) -> None:
+        super().__init__()
+        self.num_buckets = num_buckets
+        self.max_distance = max_distance
+        self.embedding = nn.Embedding(num_buckets, num_heads)
+
+    def forward(self, time: int) -> Tensor:
+        """``(H, T, T)`` additive attention bias for ``T`` frames (query along dim 1, key along dim 2)."""
+        positions = torch.arange(time, device=self.embedding.weight.device)
+        buckets = relative_position_buckets(positions[None, :] - positions[:, None], self.num_buckets,
+                                            self.max_distance)
+        return self.embedding(buckets).permute(2, 0, 1)
+
+
+class PositionBiasGate(nn.Module):
+    """WavLM's gate: each query scales the relative position bias by its own content.
+
+    For head ``h`` and query frame ``i``, the head's slice ``x_i^h`` of the attention input gives
+    ``a, b = sigmoid(sum of 4 of W x_i^h + c)`` (two gates, each a sum of four projections) and
+    the bias row ``i`` is scaled by ``a (b const_h - 1) + 2`` (between 1 and 1 + const_h).
+
+    Args:
+        num_heads: attention heads ``H``.
+        head_dim: ``D / H``.
+    """
+
+    def __init__(self, num_heads: int, head_dim: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.linear = nn.Linear(head_dim, 8)
+        self.const = nn.Parameter(torch.ones(1, num_heads, 1, 1))
+
+    def forward(self, x: Tensor, bias: Tensor) -> Tensor:
+        """x ``(B, T, D)`` attention input, bias ``(H, T, T)`` → gated bias ``(B, H, T, T)``."""
+        heads = x.view(x.shape[0], x.shape[1], self.num_heads, -1).transpose(1, 2)  # (B, H, T, D / H)
+        gates = torch.sigmoid(self.linear(heads).view(*heads.shape[:-1], 2, 4).sum(-1))
+        gate_a, gate_b = gates.unbind(-1)  # (B, H, T) each
+        scale = gate_a * (gate_b * self.const[..., 0] - 1.0) + 2.0
+        return scale[..., None] * bias
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention with a key padding mask, via ``scaled_dot_product_attention``.
 
@@ -101,18 +175,18 @@ class SelfAttention(nn.Module):
         dim: fairseq ``encoder_embed_dim``.
         num_heads: fairseq ``encoder_attention_heads``.
         dropout: fairseq ``attention_dropout`` (on the attention weights, training only).
-        position_bias: a module ``position_bias(T) -> (H, T, T)`` added to the attention
-            logits (e.g. :class:`AlibiPositionBias`), or None.
+        gate: a :class:`PositionBiasGate` that scales the position bias per query (WavLM), or None
+            (the bias, if any, is added as it is).
     """
 
-    def __init__(self, dim: int, num_heads: int, dropout: float, position_bias: nn.Module | None = None) -> None:
+    def __init__(self, dim: int, num_heads: int, dropout: float, gate: PositionBiasGate | None = None) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.dim = dim
         self.num_heads = num_heads
         self.dropout = dropout
-        self.position_bias = position_bias
+        self.gate = gate
         self.q_proj = nn.Linear(dim, dim)
         self.k_proj = nn.Linear(dim, dim)
         self.v_proj = nn.Linear(dim, dim)
@@ -122,26 +196,34 @@ class SelfAttention(nn.Module):
         """``(B, T, D)`` → ``(B, H, T, D / H)``."""
         return t.view(t.shape[0], t.shape[1], self.num_heads, -1).transpose(1, 2)
 
-    def forward(self, x: Tensor, padding_mask: Tensor) -> Tensor:
-        """x ``(B, T, D)``, padding_mask ``(B, T)`` → ``(B, T, D)``; padded keys get no weight."""
+    def _bias(self, x: Tensor, position_bias: Tensor | None) -> Tensor | None:
+        """The ``(B or 1, H, T, T)`` bias added to the logits (gated per query when there is a gate)."""
+        if position_bias is None:
+            return None
+        return position_bias[None] if self.gate is None else self.gate(x, position_bias)
+
+    def forward(self, x: Tensor, padding_mask: Tensor, position_bias: Tensor | None = None) -> Tensor:
+        """x ``(B, T, D)``, padding_mask ``(B, T)``, position_bias ``(H, T, T)`` or None → ``(B, T, D)``;
+        padded keys get no weight."""
         batch, time, _ = x.shape
         q, k, v = self._heads(self.q_proj(x)), self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
         attend = ~padding_mask[:, None, None, :]
-        if self.position_bias is not None:  # (B, H, T, T) float mask: the bias, -inf at padded keys
-            attend = self.position_bias(time).to(q.dtype)[None].masked_fill(~attend, float("-inf"))
+        bias = self._bias(x, position_bias)
+        if bias is not None:  # a float mask: the bias, -inf at padded keys
+            attend = bias.to(q.dtype).masked_fill(~attend, float("-inf"))
         out = nn.functional.scaled_dot_product_attention(
             q, k, v, attn_mask=attend, dropout_p=self.dropout if self.training else 0.0
         )
         return self.out_proj(out.transpose(1, 2).reshape(batch, time, self.dim))
 
-    def attention_weights(self, x: Tensor, padding_mask: Tensor) -> Tensor:
+    def attention_weights(self, x: Tensor, padding_mask: Tensor, position_bias: Tensor | None = None) -> Tensor:
         """The ``(B, H, T, T)`` attention weights :meth:`forward` applies (no dropout), computed
         explicitly: softmax of ``q k^T / sqrt(d)`` plus the position bias, zero at padded keys."""
-        time = x.shape[1]
         q, k = self._heads(self.q_proj(x)), self._heads(self.k_proj(x))
         scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
-        if self.position_bias is not None:
-            scores = scores + self.position_bias(time).to(scores.dtype)
+        bias = self._bias(x, position_bias)
+        if bias is not None:
+            scores = scores + bias.to(scores.dtype)
         return scores.masked_fill(padding_mask[:, None, None, :], float("-inf")).softmax(-1)
 
 
@@ -172,17 +254,17 @@ class EncoderLayer(nn.Module):
         self.attention_layer_norm = nn.LayerNorm(attention.dim)
         self.final_layer_norm = nn.LayerNorm(attention.dim)
 
-    def attention_weights(self, x: Tensor, padding_mask: Tensor) -> Tensor:
+    def attention_weights(self, x: Tensor, padding_mask: Tensor, position_bias: Tensor | None = None) -> Tensor:
         """``(B, H, T, T)`` weights of this layer's attention for layer input ``x`` (``(B, T, D)``)."""
         return self.attention.attention_weights(self.attention_layer_norm(x) if self.layer_norm_first else x,
-                                                padding_mask)
+                                                padding_mask, position_bias)
 
-    def forward(self, x: Tensor, padding_mask: Tensor) -> Tensor:
-        """x ``(B, T, D)``, padding_mask ``(B, T)`` → ``(B, T, D)``."""
+    def forward(self, x: Tensor, padding_mask: Tensor, position_bias: Tensor | None = None) -> Tensor:
+        """x ``(B, T, D)``, padding_mask ``(B, T)``, position_bias ``(H, T, T)`` or None → ``(B, T, D)``."""
         if self.layer_norm_first:
-            x = x + self.dropout(self.attention(self.attention_layer_norm(x), padding_mask))
+            x = x + self.dropout(self.attention(self.attention_layer_norm(x), padding_mask, position_bias))
             return x + self.feed_forward(self.final_layer_norm(x))
-        x = self.attention_layer_norm(x + self.dropout(self.attention(x, padding_mask)))
+        x = self.attention_layer_norm(x + self.dropout(self.attention(x, padding_mask, position_bias)))
         return self.final_layer_norm(x + self.feed_forward(x))
 
 
@@ -192,7 +274,7 @@ class TransformerEncoder(nn.Module):
     Args:
         pos_embedding: e.g. :class:`ConvPositionalEmbedding`; ``pos_embedding(x, padding_mask)``
             is added to the input.
-        layers: the layer stack, each ``layer(x, padding_mask) -> x``.
+        layers: the layer stack, each ``layer(x, padding_mask, position_bias) -> x``.
         layer_norm: the encoder layer norm (fairseq ``encoder.layer_norm``): applied to the
             encoder input in post-norm mode, to the last layer's output in pre-norm mode.
         layer_norm_first: fairseq ``layer_norm_first``.
@@ -200,6 +282,8 @@ class TransformerEncoder(nn.Module):
         layer_drop: fairseq ``encoder_layerdrop``: each layer is skipped with this
             probability, only in training and only when :meth:`forward` gets a generator
             (the draws come from it); without one every layer runs.
+        position_bias: ``position_bias(T) -> (H, T, T)`` attention bias computed once per forward
+            and given to every layer (:class:`AlibiPositionBias`, :class:`RelativePositionBias`), or None.
     """
 
     def __init__(
@@ -210,9 +294,11 @@ class TransformerEncoder(nn.Module):
         layer_norm_first: bool,
         dropout: float,
         layer_drop: float,
+        position_bias: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.pos_embedding = pos_embedding
+        self.position_bias = position_bias
         self.layers = nn.ModuleList(layers)
         self.layer_norm = layer_norm
         self.layer_norm_first = layer_norm_first
@@ -244,14 +330,19 @@ class TransformerEncoder(nn.Module):
         x = self.dropout(x)
         drop = self._draw_layer_drop(generator)
         layers = self.layers if num_layers is None else self.layers[:num_layers]
+        bias = self.attention_bias(x.shape[1])
         hidden_states = [x]
         for layer, skip in zip(layers, drop):
             if not skip:
-                x = layer(x, padding_mask)
+                x = layer(x, padding_mask, bias)
             hidden_states.append(x)
         if self.layer_norm_first and len(layers) == len(self.layers):
             hidden_states[-1] = self.layer_norm(x)
         return hidden_states
+
+    def attention_bias(self, time: int) -> Tensor | None:
+        """The ``(H, T, T)`` position bias every layer's attention gets for ``T`` frames (None without one)."""
+        return None if self.position_bias is None else self.position_bias(time)
 
     def _draw_layer_drop(self, generator: torch.Generator | None) -> list[bool]:
         if not self.training or self.layer_drop <= 0.0 or generator is None:
@@ -261,8 +352,8 @@ class TransformerEncoder(nn.Module):
 
 
 def init_bert_params(module: nn.Module) -> None:
-    """fairseq ``init_bert_params`` for ``module.apply``: Linear weights ~ N(0, 0.02), biases 0."""
-    if isinstance(module, nn.Linear):
+    """fairseq ``init_bert_params`` for ``module.apply``: Linear and Embedding weights ~ N(0, 0.02), biases 0."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
         nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)

@@ -2,12 +2,19 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import Any, Callable
 
+import torch
 from torch import nn
 
 from audiossl.checkpoint import build_model, load_checkpoint, model_from_checkpoint
 from audiossl.data.dataset import Batch
+from audiossl.data.kaldi_dir import DataDir
+from audiossl.data.mixing import NoiseBank, UtteranceMixing
+from audiossl.data.transforms import BatchTransform, Compose
 from audiossl.errors import ConfigError
+from audiossl.nn.frontends import fbank_num_frames
 from audiossl.models.components import ModelConfig
 from audiossl.models.encoder import SpeechEncoder
 from audiossl.registry import get_family
@@ -85,3 +92,53 @@ def check_targets(family: str, train_labels: str | None, valid_labels: str | Non
         raise ConfigError(f"{family} predicts k-means labels: give --train-labels (and --valid-labels with --valid-data)")
     if not needs_labels and (train_labels or valid_labels):
         raise ConfigError(f"{family} makes its own targets: --train-labels and --valid-labels do not apply")
+
+
+MIXING_KEYS = ("prob", "noise_prob", "speech_ratio_db", "noise_ratio_db", "max_overlap", "speaker_aware")
+
+
+@dataclass
+class PretrainingInputs:
+    """What a pretraining run's datasets read and how batches become model inputs.
+
+    input_kind: what the datasets load (``"waveform"`` when audio is mixed before features).
+    transform: the batch transform (mixing, then features on the fly), or None.
+    num_frames: model frames of an input of a given length (to check frame-level labels).
+    """
+
+    input_kind: str
+    transform: BatchTransform | None
+    num_frames: Callable[[int], int]
+
+
+def pretraining_inputs(model: SpeechEncoder, mixing: dict[str, Any] | None, train_data: str,
+                       noise_data: str | None) -> PretrainingInputs:
+    """The inputs of a run whose config has the ``mixing`` section (None: no mixing).
+
+    ``mixing`` holds :class:`~audiossl.data.mixing.UtteranceMixing`'s settings (``prob``,
+    ``noise_prob``, ``speech_ratio_db``, ``noise_ratio_db``, ``max_overlap``) and
+    ``speaker_aware`` (mix in only other speakers' utterances, by ``train_data``'s utt2spk).
+    With mixing, the datasets read waveforms and the model's features are computed after the
+    mixing; ``noise_data`` is the noise data dir, loaded here so that a bad one fails before training.
+    """
+    if mixing is None:
+        if noise_data:
+            raise ConfigError("--noise-data is used by utterance mixing: add a mixing section to the run config")
+        return PretrainingInputs(model.input_kind, None, lambda length: int(model.num_frames(torch.tensor([length]))[0]))
+    unknown = sorted(set(mixing) - set(MIXING_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown mixing keys {unknown}; known: {list(MIXING_KEYS)}")
+    options = dict(mixing)
+    speakers = DataDir.read(train_data)["utt2spk"] if options.pop("speaker_aware", False) else None
+    if noise_data is None and options.get("noise_prob", 0.0) > 0.0:
+        raise ConfigError(f"mixing.noise_prob is {options['noise_prob']}: give the noise data dir (--noise-data)")
+    noise = NoiseBank(noise_data) if noise_data else None
+    mix = UtteranceMixing(**options, noise=noise, speakers=dict(speakers) if speakers is not None else None)
+    features = model.waveform_transform()
+    transform = Compose([mix] if features is None else [mix, features])
+
+    def num_frames(samples: int) -> int:
+        lengths = torch.tensor([samples])
+        return int(model.num_frames(lengths if features is None else fbank_num_frames(lengths))[0])
+
+    return PretrainingInputs("waveform", transform, num_frames)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from audiossl.checkpoint import build_model, save_checkpoint
-from audiossl.errors import ConfigError
+from audiossl.errors import ConfigError, UserError
 from audiossl.models.hubert import HubertConfig
 from audiossl.models.named import model_config_from_section
 from audiossl.tasks.asr import FineTuningOptions, fine_tuning_encoder, read_ctc_section
@@ -94,7 +94,7 @@ def test_unknown_sections_keys_families_sizes_and_arguments_are_named():
         check_sections({"model": {}, "trainr": {}}, ("model", "trainer"), "run.yaml")
     with pytest.raises(ConfigError, match=r"model: unknown keys \['sise'\]"):
         model_config_from_section({"family": "hubert", "sise": "tiny"})
-    with pytest.raises(ConfigError, match=r"model.family must be one of \['hubert', 'wav2vec2'\], not 'hubret'"):
+    with pytest.raises(ConfigError, match=r"model.family must be one of \['best_rq', 'hubert', 'unispeech_sat', 'wav2vec2', 'wavlm'\], not 'hubret'"):
         model_config_from_section({"family": "hubret"})
     with pytest.raises(ConfigError, match="model.size must be one of"):
         model_config_from_section({"family": "hubert", "size": "huge"})
@@ -106,3 +106,49 @@ def test_unknown_sections_keys_families_sizes_and_arguments_are_named():
     data["encoder"]["dims"] = 3
     with pytest.raises(ConfigError, match=r"unknown HubertConfig.encoder keys \['dims'\]"):
         HubertConfig.from_dict(data)
+
+
+def write_audio_dir(path, utts_speakers, seconds=1.0, seed=0):
+    """A data dir of random-noise "utterances" (wav.scp, utt2spk) at 16 kHz."""
+    import numpy as np
+    import soundfile
+
+    from audiossl.data.kaldi_dir import DataDir
+
+    path.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for utt in utts_speakers:
+        soundfile.write(path / f"{utt}.wav", rng.normal(0, 0.1, int(seconds * 16000)).astype("float32"), 16000)
+    DataDir({"wav.scp": {u: str(path / f"{u}.wav") for u in utts_speakers}, "utt2spk": dict(utts_speakers)}).write(path)
+    return path
+
+
+def test_mixing_section_reads_waveforms_and_computes_fbank_after_mixing(tmp_path):
+    from audiossl.data.dataset import Batch
+    from audiossl.data.mixing import UtteranceMixing
+    from audiossl.data.transforms import FbankFromWaveform
+    from audiossl.tasks.pretrain import pretraining_inputs
+
+    train = write_audio_dir(tmp_path / "train", {"a1": "a", "a2": "a", "b1": "b"})
+    noise = write_audio_dir(tmp_path / "noise", {"n1": "n1"}, seed=1)
+    from audiossl.models.wavlm import WavLMConfig
+
+    model = build_model("wavlm", WavLMConfig.tiny(frontend="fbank").to_dict())
+    plain = pretraining_inputs(model, None, str(train), None)
+    assert (plain.input_kind, plain.transform, plain.num_frames(100)) == ("fbank", None, 50)
+    inputs = pretraining_inputs(model, {"prob": 1.0, "noise_prob": 0.5, "speaker_aware": True}, str(train), str(noise))
+    mixing, features = inputs.transform.transforms
+    assert inputs.input_kind == "waveform" and isinstance(mixing, UtteranceMixing) and isinstance(features, FbankFromWaveform)
+    assert mixing.speakers == {"a1": "a", "a2": "a", "b1": "b"} and len(mixing.noise) == 1
+    assert inputs.num_frames(16000) == 49  # 98 fbank frames of one second, subsampled by two
+    batch = Batch(["a1", "b1"], torch.randn(2, 16000) * 0.1, torch.tensor([16000, 16000]))
+    out = inputs.transform.active(training=True)(batch, torch.Generator().manual_seed(0))
+    assert out.inputs.shape == (2, 98, 80) and out.lengths.tolist() == [98, 98]
+    with pytest.raises(ConfigError, match=r"unknown mixing keys \['probb'\]"):
+        pretraining_inputs(model, {"probb": 0.2}, str(train), None)
+    with pytest.raises(ConfigError, match="noise_prob is 0.5: give the noise data dir"):
+        pretraining_inputs(model, {"noise_prob": 0.5}, str(train), None)
+    with pytest.raises(ConfigError, match="add a mixing section"):
+        pretraining_inputs(model, None, str(train), str(noise))
+    with pytest.raises(UserError, match=str(tmp_path / "nowhere")):
+        pretraining_inputs(model, {"prob": 0.2}, str(train), str(tmp_path / "nowhere"))

@@ -154,7 +154,7 @@ def test_lm_text_is_every_transcript_of_the_language(tiny):
 
 def test_all_splits_are_valid(tiny):
     corpus, data = tiny
-    assert sorted(p.name for p in data.iterdir()) == sorted(SPLITS + ("local",))
+    assert sorted(p.name for p in data.iterdir()) == sorted(SPLITS + ("local", "noise"))
     for split in SPLITS:
         assert validate_data_dir(data / split) == [], split
         d = read(data, split)

@@ -6,7 +6,7 @@ from audiossl.checkpoint import build_model, save_checkpoint
 from audiossl.eval.attention import attention_statistics
 from audiossl.models.ctc.config import CtcConfig
 from audiossl.models.hubert import HubertConfig, build_hubert
-from audiossl.nn.transformer import AlibiPositionBias, SelfAttention
+from audiossl.nn.transformer import AlibiPositionBias, PositionBiasGate, RelativePositionBias, SelfAttention
 from audiossl.text.tokenizer import build_tokenizer
 
 
@@ -22,17 +22,19 @@ def fbank_batches(lengths=(120, 80)):
     return [(torch.randn(1, n, 80, generator=gen), torch.tensor([n])) for n in lengths]
 
 
-@pytest.mark.parametrize("bias", [None, "alibi"])
+@pytest.mark.parametrize("bias", [None, "alibi", "gated_relative"])
 def test_explicit_weights_are_what_the_fast_attention_applies(bias):
     torch.manual_seed(0)
-    attn = SelfAttention(32, 4, 0.0, AlibiPositionBias(4) if bias else None).eval()
+    attn = SelfAttention(32, 4, 0.0, PositionBiasGate(4, 8) if bias == "gated_relative" else None).eval()
+    biases = {None: lambda time: None, "alibi": AlibiPositionBias(4), "gated_relative": RelativePositionBias(4, 16, 40)}
+    position_bias = biases[bias](9)
     x = torch.randn(2, 9, 32)
     pad = torch.arange(9)[None, :] >= torch.tensor([6, 9])[:, None]
-    weights = attn.attention_weights(x, pad)
+    weights = attn.attention_weights(x, pad, position_bias)
     assert bool((weights[0, :, :, 6:] == 0).all())
     v = attn.v_proj(x).view(2, 9, 4, 8).transpose(1, 2)
     ref = attn.out_proj((weights @ v).transpose(1, 2).reshape(2, 9, 32))
-    torch.testing.assert_close(attn(x, pad), ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(attn(x, pad, position_bias), ref, atol=1e-5, rtol=1e-5)
 
 
 def test_uniform_attention_measures_as_uniform():

@@ -116,29 +116,58 @@ def test_asr_outputs_and_results_table(demo):
     assert len(hidden) == 2 and frames.tolist() == [49, 24]   # the input and the one layer kept (of 2)
 
 
-def test_wav2vec2_pretrains_and_fine_tunes_through_the_recipes(demo):
-    """--family wav2vec2: no k-means stages, one pretraining run; load_model rebuilds it; CTC fine-tunes it."""
-    exp = demo / "exp_w2v"
-    ssl = run(ssl_args(demo) + ["--stage", "1", "--exp", str(exp), "--family", "wav2vec2",
-                                "--pretrain1-config", str(EGS / "ssl/conf/wav2vec2.yaml")], demo)
+@pytest.mark.parametrize("family, config, figures", [
+    ("wav2vec2", "wav2vec2.yaml", {"acc", "code_perplexity", "temperature"}),
+    ("best_rq", "best_rq.yaml", {"acc_masked", "target_perplexity"}),
+])
+def test_families_with_own_targets_pretrain_and_fine_tune_through_the_recipes(demo, family, config, figures):
+    """--family wav2vec2 / best_rq: no k-means stages, one pretraining run; load_model rebuilds it; CTC fine-tunes it."""
+    exp = demo / f"exp_{family}"
+    ssl = run(ssl_args(demo) + ["--stage", "1", "--exp", str(exp), "--family", family,
+                                "--pretrain1-config", str(EGS / "ssl/conf" / config)], demo)
     assert ssl.returncode == 0, ssl.stdout[-3000:] + ssl.stderr[-3000:]
-    assert sum("does not apply to wav2vec2" in line for line in ssl.stdout.splitlines()) == 3
-    assert (exp / "wav2vec2_iter1/.done").exists() and not (exp / "kmeans1").exists()
-    valid = [json.loads(line) for line in (exp / "wav2vec2_iter1/valid.jsonl").read_text().splitlines()]
-    assert [r["update"] for r in valid] == [2, 4] and {"acc", "code_perplexity", "temperature"} <= valid[-1].keys()
-    model = audiossl.load_model(exp / "wav2vec2_iter1/checkpoints/best.pt")
-    assert model.config.family == "wav2vec2" and model.input_kind == "fbank"
+    assert sum(f"does not apply to {family}" in line for line in ssl.stdout.splitlines()) == 3
+    assert (exp / f"{family}_iter1/.done").exists() and not (exp / "kmeans1").exists()
+    valid = [json.loads(line) for line in (exp / f"{family}_iter1/valid.jsonl").read_text().splitlines()]
+    assert [r["update"] for r in valid] == [2, 4] and figures <= valid[-1].keys()
+    model = audiossl.load_model(exp / f"{family}_iter1/checkpoints/best.pt")
+    assert model.config.family == family and model.input_kind == "fbank"
     hidden, frames = model.extract_features(torch.randn(1, 16000) * 0.05, torch.tensor([16000]))
     assert len(hidden) == 3 and frames.tolist() == [49]
-    asr = run([str(EGS / "asr" / "run.sh"), "--data", str(demo / "data"), "--exp", str(demo / "exp_asr_w2v"),
-               "--scratch-exp", str(demo / "exp_asr"), "--pretrained", str(exp / "wav2vec2_iter1/checkpoints/best.pt"),
-               "--budgets", "train_10min", "--test-sets", "test", "--lm-text", "", "--results", str(demo / "RESULTS_w2v.md"),
-               "--results-section", "wav2vec 2.0", "--beam-size", "3", "--finetune-args", TINY_FINETUNE], demo)
+    asr = run([str(EGS / "asr" / "run.sh"), "--data", str(demo / "data"), "--exp", str(demo / f"exp_asr_{family}"),
+               "--scratch-exp", str(demo / "exp_asr"), "--pretrained", str(exp / f"{family}_iter1/checkpoints/best.pt"),
+               "--budgets", "train_10min", "--test-sets", "test", "--lm-text", "", "--results",
+               str(demo / f"RESULTS_{family}.md"), "--results-section", family, "--beam-size", "3",
+               "--finetune-args", TINY_FINETUNE], demo)
     assert asr.returncode == 0, asr.stdout[-3000:] + asr.stderr[-3000:]
-    section = (demo / "RESULTS_w2v.md").read_text().split("## wav2vec 2.0")[1]
-    assert "(wav2vec2, update 4 of its pretraining run)" in section and "| train_10min | test | pretrained |" in section
-    ctc = audiossl.load_model(demo / "exp_asr_w2v/ctc_pretrained_train_10min/checkpoints/best.pt")
-    assert ctc.config.encoder_family == "wav2vec2" and len(ctc.hidden_sizes) == 2
+    section = (demo / f"RESULTS_{family}.md").read_text().split(f"## {family}")[1]
+    assert f"({family}, update 4 of its pretraining run)" in section and "| train_10min | test | pretrained |" in section
+    ctc = audiossl.load_model(demo / f"exp_asr_{family}/ctc_pretrained_train_10min/checkpoints/best.pt")
+    assert ctc.config.encoder_family == family and len(ctc.hidden_sizes) == 2
+
+
+@pytest.mark.parametrize("family, mixed_with", [("wavlm", "noise=NoiseBank("), ("unispeech_sat", "speakers=")])
+def test_mixing_families_pretrain_and_fine_tune_through_the_recipes(demo, family, mixed_with):
+    """--family wavlm / unispeech_sat: two k-means iterations on audio mixed before its features;
+    load_model rebuilds the model; CTC fine-tunes it."""
+    exp = demo / f"exp_{family}"
+    ssl = run(ssl_args(demo) + ["--stage", "1", "--exp", str(exp), "--family", family], demo)
+    assert ssl.returncode == 0, ssl.stdout[-3000:] + ssl.stderr[-3000:]
+    for it in (1, 2):
+        log = (exp / f"{family}_iter{it}/train.log").read_text()
+        transforms = next(line for line in log.splitlines() if "batch transforms:" in line)
+        assert "UtteranceMixing(prob=0.2" in transforms and mixed_with in transforms, transforms
+        assert "FbankFromWaveform(num_mel_bins=80) in validation" in transforms
+    model = audiossl.load_model(exp / f"{family}_iter2/checkpoints/best.pt")
+    assert model.config.family == family and model.input_kind == "fbank"
+    checkpoint = str(exp / f"{family}_iter2/checkpoints/best.pt")
+    asr = run([str(EGS / "asr" / "run.sh"), "--data", str(demo / "data"), "--exp", str(demo / f"exp_asr_{family}"),
+               "--scratch-exp", str(demo / "exp_asr"), "--pretrained", checkpoint, "--budgets", "train_10min",
+               "--test-sets", "test", "--lm-text", "", "--results", str(demo / f"RESULTS_{family}.md"),
+               "--results-section", family, "--beam-size", "3", "--finetune-args", TINY_FINETUNE], demo)
+    assert asr.returncode == 0, asr.stdout[-3000:] + asr.stderr[-3000:]
+    ctc = audiossl.load_model(demo / f"exp_asr_{family}/ctc_pretrained_train_10min/checkpoints/best.pt")
+    assert ctc.config.encoder_family == family and len(ctc.hidden_sizes) == 2
 
 
 def test_another_encoder_shares_the_scratch_control(demo):

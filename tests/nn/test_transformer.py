@@ -59,11 +59,11 @@ def test_alibi_bias_is_minus_slope_times_distance():
 def test_attention_with_alibi_matches_reference_and_ignores_padding():
     torch.manual_seed(0)
     alibi = AlibiPositionBias(HEADS)
-    attn = SelfAttention(DIM, HEADS, 0.0, alibi).eval()
+    attn = SelfAttention(DIM, HEADS, 0.0).eval()
     x = torch.randn(2, 7, DIM)
     x[0, 4:] = 50.0
     pad = padding_mask([4, 7], 7)
-    out = attn(x, pad)
+    out = attn(x, pad, alibi(7))
 
     def split(t, time=7):
         return t.view(-1, time, HEADS, DIM // HEADS).transpose(1, 2)
@@ -73,7 +73,7 @@ def test_attention_with_alibi_matches_reference_and_ignores_padding():
     scores = scores.masked_fill(pad[:, None, None, :], float("-inf"))
     ref = attn.out_proj((scores.softmax(-1) @ v).transpose(1, 2).reshape(2, 7, DIM))
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(out[0, :4], attn(x[:1, :4], padding_mask([4], 4))[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out[0, :4], attn(x[:1, :4], padding_mask([4], 4), alibi(4))[0], atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("bias, rms_range", [(True, (3.0, 8.0)), (False, (25.0, 35.0))])
@@ -82,7 +82,7 @@ def test_alibi_makes_fresh_attention_local(bias, rms_range):
     its weights fall off as exp(-|distance| / 4): an rms distance of about 4 * sqrt(2) frames."""
     torch.manual_seed(0)
     time, centre = 101, 50
-    attn = SelfAttention(DIM, HEADS, 0.0, AlibiPositionBias(HEADS) if bias else None).eval()
+    attn = SelfAttention(DIM, HEADS, 0.0).eval()
     attn.apply(init_bert_params)
     with torch.no_grad():  # values carry each frame's position and its square; head 0 reads both
         for proj in (attn.v_proj, attn.out_proj):
@@ -91,7 +91,7 @@ def test_alibi_makes_fresh_attention_local(bias, rms_range):
         x = torch.randn(1, time, DIM)
         position = torch.arange(time, dtype=torch.float32)
         x[0, :, 0], x[0, :, 1] = position / time, (position / time) ** 2
-        out = attn(x, padding_mask([time], time))[0, centre] * time
+        out = attn(x, padding_mask([time], time), AlibiPositionBias(HEADS)(time) if bias else None)[0, centre] * time
     mean, mean_square = float(out[0]), float(out[1]) * time
     rms = math.sqrt(mean_square - 2 * centre * mean + centre**2)
     assert rms_range[0] < rms < rms_range[1]

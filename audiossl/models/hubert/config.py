@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar
 
-from audiossl.models.components import EncoderConfig, FrontendConfig, MaskConfig, ModelConfig, validation_errors
+from audiossl.models.components import (EncoderConfig, FrontendConfig, MaskConfig, ModelConfig, resize_body,
+                                       validation_errors)
 
 
 @dataclass
@@ -49,37 +50,28 @@ class HubertConfig(ModelConfig):
         return config
 
     @classmethod
-    def small(cls, frontend: str = "waveform") -> HubertConfig:
-        """BASE shrunk to 6 layers × 256 dim (1024 ffn, 4 heads) and 256 front-end channels.
-
-        For CPU training speed, no attention dropout (dropout on the (T, T) attention maps
-        cost 30 % of a training step) and a 32-tap positional convolution (the 128-tap one's
-        backward cost another 15 %): 1.65x faster per step on this CPU.
-        """
+    def large(cls, frontend: str = "waveform") -> HubertConfig:
+        """The paper's LARGE (fairseq ``hubert_large_ll60k``): 24 x 1024, 16 heads, pre-norm, layer-norm CNN,
+        final_dim 768."""
         config = cls.base(frontend)
-        config.frontend.conv_layers = tuple((256, kernel, stride) for _, kernel, stride in config.frontend.conv_layers)
-        config.frontend.subsampler_channels = 256
-        config.encoder.num_layers = 6
-        config.encoder.dim = 256
-        config.encoder.ffn_dim = 1024
-        config.encoder.num_heads = 4
-        config.encoder.attention_dropout = 0.0
-        config.encoder.conv_pos = 32
+        resize_body(config.frontend, config.encoder, "large")
+        config.final_dim = 768
+        config.validate()
+        return config
+
+    @classmethod
+    def small(cls, frontend: str = "waveform") -> HubertConfig:
+        """BASE shrunk for CPU training (:func:`~audiossl.models.components.resize_body` ``"small"``: 6 x 256)."""
+        config = cls.base(frontend)
+        resize_body(config.frontend, config.encoder, "small")
         config.validate()
         return config
 
     @classmethod
     def tiny(cls, frontend: str = "waveform") -> HubertConfig:
-        """A 2 × 64 model with 32 front-end channels, for tests."""
+        """A 2 x 64 model with 32 front-end channels, for tests."""
         config = cls.base(frontend)
-        config.frontend.conv_layers = tuple((32, kernel, stride) for _, kernel, stride in config.frontend.conv_layers)
-        config.frontend.subsampler_channels = 32
-        config.encoder.num_layers = 2
-        config.encoder.dim = 64
-        config.encoder.ffn_dim = 256
-        config.encoder.num_heads = 4
-        config.encoder.conv_pos = 16
-        config.encoder.conv_pos_groups = 4
+        resize_body(config.frontend, config.encoder, "tiny")
         config.final_dim = 32
         config.validate()
         return config
@@ -104,6 +96,7 @@ class HubertConfig(ModelConfig):
 
 NAMED_CONFIGS: dict[str, Callable[..., HubertConfig]] = {
     "base": HubertConfig.base,
+    "large": HubertConfig.large,
     "small": HubertConfig.small,
     "tiny": HubertConfig.tiny,
 }

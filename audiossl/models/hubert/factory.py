@@ -1,6 +1,8 @@
 """Build HuBERT from its config: the only code that reads a :class:`HubertConfig`."""
 from __future__ import annotations
 
+from typing import Any
+
 from audiossl.models.components import build_encoder, build_frontend
 from audiossl.models.hubert.config import HubertConfig
 from audiossl.models.hubert.model import HubertModel
@@ -8,14 +10,20 @@ from audiossl.nn.frontends import FeatureProjection
 from audiossl.objectives.masked_prediction import MaskedPredictionHead
 
 
-def build_hubert(config: HubertConfig) -> HubertModel:
-    """Validate ``config`` and assemble a randomly initialised :class:`HubertModel`."""
+def masked_prediction_parts(config: HubertConfig) -> dict[str, Any]:
+    """Validate ``config`` and build the parts of a masked-prediction model (HuBERT and the families
+    built on it): ``config``, ``frontend``, ``feature_projection``, ``encoder`` and ``head``."""
     config.validate()
     frontend = build_frontend(config.frontend)
-    return HubertModel(
-        config=config,
-        frontend=frontend,
-        feature_projection=FeatureProjection(frontend.output_dim, config.encoder.dim, config.dropout_input),
-        encoder=build_encoder(config.encoder),
-        head=MaskedPredictionHead(config.encoder.dim, config.final_dim, config.num_classes, config.logit_temp),
-    )
+    return {
+        "config": config,
+        "frontend": frontend,
+        "feature_projection": FeatureProjection(frontend.output_dim, config.encoder.dim, config.dropout_input),
+        "encoder": build_encoder(config.encoder),
+        "head": MaskedPredictionHead(config.encoder.dim, config.final_dim, config.num_classes, config.logit_temp),
+    }
+
+
+def build_hubert(config: HubertConfig) -> HubertModel:
+    """Validate ``config`` and assemble a randomly initialised :class:`HubertModel`."""
+    return HubertModel(**masked_prediction_parts(config))

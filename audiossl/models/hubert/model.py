@@ -45,6 +45,20 @@ class HubertModel(FrontendTransformer):
         """One masked-prediction step.
 
         Args:
+            inputs, lengths, targets, generator: as :meth:`masked_encode`.
+
+        Returns:
+            Loss and metric sums of :class:`~audiossl.objectives.masked_prediction.MaskedPredictionHead`
+            (figures: :attr:`metrics`).
+        """
+        hidden_states, targets, mask, padding_mask = self.masked_encode(inputs, lengths, targets, generator)
+        return self.head(hidden_states[-1], targets, mask, padding_mask, self.config.unmasked_weight)
+
+    def masked_encode(self, inputs: Tensor, lengths: Tensor, targets: Tensor,
+                      generator: torch.Generator) -> tuple[list[Tensor], Tensor, Tensor, Tensor]:
+        """Draw a span mask and encode the masked inputs.
+
+        Args:
             inputs, lengths: as :meth:`encode`.
             targets: ``(B, T_t)`` long cluster ids; item ``b`` holds exactly
                 ``num_frames(lengths)[b]`` labels followed by ``-100`` padding (``T_t`` may
@@ -53,8 +67,7 @@ class HubertModel(FrontendTransformer):
                 mode, the frequency warp (``config.frequency_warp``).
 
         Returns:
-            Loss and metric sums of :class:`~audiossl.objectives.masked_prediction.MaskedPredictionHead`
-            (figures: :attr:`metrics`).
+            Every hidden state ``(B, T, D)``, the targets ``(B, T)``, the mask and the padding mask ``(B, T)``.
 
         Raises:
             ValueError: an item's target count differs from its frame count.
@@ -71,8 +84,7 @@ class HubertModel(FrontendTransformer):
             factors = random_warp_factors(inputs.shape[0], self.config.frequency_warp, generator)
             inputs = warp_frequency_axis(inputs, factors)
         hidden_states, frame_lengths = self.encode(inputs, lengths, mask, generator)
-        padding_mask = ~valid_mask(frame_lengths, time)
-        return self.head(hidden_states[-1], targets, mask, padding_mask, self.config.unmasked_weight)
+        return hidden_states, targets, mask, ~valid_mask(frame_lengths, time)
 
     def encoder_only(self) -> HubertModel:
         self.head = None

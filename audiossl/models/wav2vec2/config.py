@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar
 
-from audiossl.models.components import EncoderConfig, FrontendConfig, MaskConfig, ModelConfig, validation_errors
+from audiossl.models.components import (EncoderConfig, FrontendConfig, MaskConfig, ModelConfig, resize_body,
+                                       validation_errors)
 
 
 @dataclass
@@ -65,11 +66,9 @@ class Wav2Vec2Config(ModelConfig):
         """The paper's LARGE as trained on LV-60k (fairseq2 ``large_lv60k``): 24 x 1024, 16 heads,
         layer norm first, layer-norm CNN with biases, no transformer dropout or layer drop, final_dim 768."""
         config = cls.base(frontend)
-        config.frontend.conv_mode = "layer_norm"
+        resize_body(config.frontend, config.encoder, "large")
         config.frontend.conv_bias = True
-        enc = config.encoder
-        enc.num_layers, enc.dim, enc.ffn_dim, enc.num_heads = 24, 1024, 4096, 16
-        enc.layer_norm_first, enc.dropout, enc.layer_drop = True, 0.0, 0.0
+        config.encoder.dropout, config.encoder.layer_drop = 0.0, 0.0
         config.final_dim = config.codebook_dim = 768
         config.validate()
         return config
@@ -79,11 +78,7 @@ class Wav2Vec2Config(ModelConfig):
         """BASE shrunk to 6 x 256 (1024 ffn, 4 heads), 256 front-end channels, 2 x 160 codebook
         entries of 128 dims, 50 distractors: HuBERT's ``small`` encoder, for CPU training."""
         config = cls.base(frontend)
-        config.frontend.conv_layers = tuple((256, kernel, stride) for _, kernel, stride in config.frontend.conv_layers)
-        config.frontend.subsampler_channels = 256
-        enc = config.encoder
-        enc.num_layers, enc.dim, enc.ffn_dim, enc.num_heads = 6, 256, 1024, 4
-        enc.attention_dropout, enc.conv_pos = 0.0, 32
+        resize_body(config.frontend, config.encoder, "small")
         config.final_dim = config.codebook_dim = 128
         config.codebook_entries = 160
         config.num_distractors = 50
@@ -94,11 +89,7 @@ class Wav2Vec2Config(ModelConfig):
     def tiny(cls, frontend: str = "waveform") -> Wav2Vec2Config:
         """A 2 x 64 model with 32 front-end channels and 2 x 16 codebook entries, for tests."""
         config = cls.base(frontend)
-        config.frontend.conv_layers = tuple((32, kernel, stride) for _, kernel, stride in config.frontend.conv_layers)
-        config.frontend.subsampler_channels = 32
-        enc = config.encoder
-        enc.num_layers, enc.dim, enc.ffn_dim, enc.num_heads = 2, 64, 256, 4
-        enc.conv_pos, enc.conv_pos_groups = 16, 4
+        resize_body(config.frontend, config.encoder, "tiny")
         config.final_dim = config.codebook_dim = 32
         config.codebook_entries = 16
         config.num_distractors = 10

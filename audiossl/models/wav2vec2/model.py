@@ -8,7 +8,7 @@ from audiossl.models.encoder import FrontendTransformer
 from audiossl.models.wav2vec2.config import Wav2Vec2Config
 from audiossl.nn.frontends import FeatureProjection, valid_mask
 from audiossl.nn.masking import compute_span_mask
-from audiossl.nn.quantizer import GumbelProductQuantizer
+from audiossl.nn.quantizer import GumbelProductQuantizer, annealed_temperature
 from audiossl.nn.transformer import TransformerEncoder
 from audiossl.objectives.contrastive import (CONTRASTIVE_METRICS, CollapseMonitor, contrastive_logits,
                                              sample_distractors)
@@ -49,7 +49,8 @@ class Wav2Vec2Model(FrontendTransformer):
     def set_num_updates(self, num_updates: int) -> None:
         """Anneal the Gumbel temperature to ``max(max_temperature * decay ** n, min_temperature)``."""
         config = self.config
-        self.temperature = max(config.max_temperature * config.temperature_decay ** num_updates, config.min_temperature)
+        self.temperature = annealed_temperature(num_updates, config.max_temperature, config.min_temperature,
+                                                config.temperature_decay)
 
     def health_warnings(self, figures: dict[str, float]) -> list[str]:
         return self.collapse_monitor.check(figures)

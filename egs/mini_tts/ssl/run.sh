@@ -1,14 +1,24 @@
 #!/usr/bin/env bash
-# HuBERT pretraining (two iterations) on mini_tts, the offline synthesized English corpus.
-#   ./run.sh                                  everything, demo size (see README for timings)
-#   ./run.sh --family F --pretrain1-config C  another model family (C's model.family is F; with k-means
-#                                             targets --pretrain2-config too), into exp/F_iter1
+# Self-supervised pretraining on mini_tts, the offline synthesized English corpus: HuBERT (two
+# iterations) by default, any family with --family (its configs: conf/<family>*.yaml).
+#   ./run.sh                                  HuBERT, everything, demo size (see README for timings)
+#   ./run.sh --family wavlm                   WavLM (conf/wavlm1.yaml, conf/wavlm2.yaml; noise set mixed in)
+#   ./run.sh --family unispeech_sat           UniSpeech-SAT (conf/unispeech_sat1.yaml, conf/unispeech_sat2.yaml)
+#   ./run.sh --family wav2vec2                wav2vec 2.0 (conf/wav2vec2.yaml; one run, no k-means)
 #   ./run.sh --stage 3 --stop-stage 3         one stage
 #   ./run.sh --prepare-args "--size tiny"     the tiny corpus (seconds; tests)
-# Options: ../../../recipes/ssl.sh --help
+# Later options override the family's defaults (e.g. --pretrain1-config). Options: ../../../recipes/ssl.sh --help
 cd "$(dirname "$0")"
+family=hubert
+args=("$@")
+for i in "${!args[@]}"; do [ "${args[$i]}" = --family ] && family=${args[$((i + 1))]:-}; done
+case $family in
+  hubert) defaults=(--pretrain1-config conf/pretrain1.yaml --pretrain2-config conf/pretrain2.yaml) ;;
+  wavlm) defaults=(--pretrain1-config conf/wavlm1.yaml --pretrain2-config conf/wavlm2.yaml --noise-set noise) ;;
+  unispeech_sat) defaults=(--pretrain1-config conf/unispeech_sat1.yaml --pretrain2-config conf/unispeech_sat2.yaml) ;;
+  *) defaults=(--pretrain1-config conf/$family.yaml) ;;
+esac
 exec ../../../recipes/ssl.sh \
   --feature-sets "train_unlab dev train_10min train_1h test test_unseen" \
   --kmeans1-clusters 100 --kmeans2-clusters 100 --kmeans2-layer 4 --kmeans-n-init 5 \
-  --pretrain1-config conf/pretrain1.yaml --pretrain2-config conf/pretrain2.yaml \
-  "$@"
+  "${defaults[@]}" "$@"
