@@ -1,6 +1,7 @@
 """audiossl: speech and audio self-supervised learning with Kaldi-style recipes.
 
-``audiossl.load_model(path)`` rebuilds the model of any checkpoint a recipe wrote.
+``audiossl.load_model(path)`` rebuilds the model of any checkpoint a recipe wrote, or of a local
+Hugging Face HuBERT, wav2vec 2.0 or WavLM directory.
 Importing the package is cheap (torch loads on first use), so the data-dir tools start fast.
 """
 
@@ -8,7 +9,8 @@ __version__ = "0.1.0"
 
 
 def load_model(path):
-    """The model of an audiossl checkpoint, in eval mode (see :func:`audiossl.checkpoint.load_model`)."""
+    """The model of an audiossl checkpoint or a Hugging Face directory, in eval mode
+    (see :func:`audiossl.checkpoint.load_model`)."""
     from audiossl.checkpoint import load_model as load
 
     return load(path)

@@ -68,10 +68,16 @@ def model_from_checkpoint(payload: dict) -> nn.Module:
 
 
 def load_model(path: str | os.PathLike) -> nn.Module:
-    """The model saved in any audiossl checkpoint, in eval mode, built from the file alone.
+    """The model saved in any audiossl checkpoint, or in a local Hugging Face model directory
+    (HuBERT, wav2vec 2.0, WavLM: see :func:`audiossl.interop.huggingface.load_hf`), in eval mode,
+    built from the file or directory alone.
 
     ``model.extract_features(wavs (B, S) at 16 kHz, lengths (B,))`` returns one
     (B, frames, dim) tensor per layer and the valid frames of each item; ASR models also
     have ``model.transcribe(wavs, lengths) -> list[str]``.
     """
+    if Path(path).is_dir():
+        from audiossl.interop.huggingface import load_hf  # only Hugging Face directories need the converters
+
+        return load_hf(path)
     return model_from_checkpoint(load_checkpoint(path)).eval()

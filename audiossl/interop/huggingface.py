@@ -1,67 +1,191 @@
-"""Hugging Face model directories (``config.json`` + ``model.safetensors``) for HuBERT.
+"""Hugging Face model directories (``config.json`` + weights) of HuBERT, wav2vec 2.0 and WavLM.
 
-A directory written by :func:`save_hubert` loads with ``transformers.HubertModel.from_pretrained``
-and gives the same hidden states; :func:`load_hubert` reads what ``save_pretrained`` writes
-(``model.safetensors`` or ``pytorch_model.bin``, of ``HubertModel`` or ``HubertForCTC``).
-Nothing is downloaded: the directory must be on disk.
+:func:`load_hf` reads what ``save_pretrained`` writes (``model.safetensors`` or
+``pytorch_model.bin``, loaded weights-only) for the classes in :data:`HF_FAMILIES`;
+:func:`save_hf` writes a directory that those classes load with the same hidden states.
+Nothing is downloaded: the directory must be on disk. ``config.json``'s ``model_type``
+chooses the family, its ``architectures`` the class.
 
-Padded batches: audiossl keeps padding out of the first CNN layer's group norm (BASE layout),
+``*ForCTC`` directories load as the family's encoder model: the CTC head (``lm_head``) is
+dropped. An audiossl :class:`~audiossl.models.ctc.CtcModel` would need HF's vocabulary as it
+is, and audiossl's tokenizers cannot hold it: HF's always carries ``<s>`` and ``</s>`` (with
+rows in ``lm_head``) and puts the blank at ``pad_token_id``, while a
+:class:`~audiossl.text.tokenizer.CharTokenizer` holds ``<blank>``, ``<unk>``, ``|`` at ids
+0-2 and single characters after; dropping rows would change every log-probability.
+
+Padded batches: audiossl keeps padding out of the first CNN layer's group norm (base layout),
 so each item's valid frames equal HF's output for that item alone; HF's group norm takes
-padding into its statistics, so HF's own padded-batch output differs from both. The LARGE
+padding into its statistics, so HF's own padded-batch output differs from both. The large
 layout (layer norms) agrees with HF on padded batches given HF's ``attention_mask``.
 """
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch import Tensor
 
-from audiossl.models.hubert import HubertModel, build_hubert
 from audiossl.errors import InteropError
-from audiossl.models.hubert.interop import config_from_hf, config_to_hf, state_dict_from_hf, state_dict_to_hf
+from audiossl.models.encoder import SpeechEncoder
+from audiossl.models.hubert import interop as hubert
+from audiossl.models.wav2vec2 import interop as wav2vec2
+from audiossl.models.wavlm import interop as wavlm
+from audiossl.registry import get_family
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
-def read_weights(directory: Path) -> dict[str, torch.Tensor]:
+@dataclass(frozen=True)
+class HfFamily:
+    """How one Hugging Face ``model_type`` maps onto the audiossl family of the same name (its pure converters).
+
+    Attributes:
+        classes: the HF classes read (``architectures``); the first is written for an encoder.
+        pretraining_class: the HF class that also stores :attr:`pretraining_parts` (None: no class does).
+        pretraining_parts: prefixes of audiossl weights that other classes lack (new on import).
+        config_from_hf: (HF config dict, targets of a new masked-prediction head; unused by wav2vec 2.0)
+            → audiossl config.
+    """
+
+    classes: tuple[str, ...]
+    pretraining_class: str | None
+    pretraining_parts: tuple[str, ...]
+    config_from_hf: Callable[[dict[str, Any], int], Any]
+    config_to_hf: Callable[[Any], dict[str, Any]]
+    state_dict_from_hf: Callable[[dict[str, Tensor]], dict[str, Tensor]]
+    state_dict_to_hf: Callable[[dict[str, Tensor]], dict[str, Tensor]]
+
+
+HF_FAMILIES: dict[str, HfFamily] = {
+    "hubert": HfFamily(("HubertModel", "HubertForCTC"), None, ("head.",), hubert.config_from_hf,
+                       hubert.config_to_hf, hubert.state_dict_from_hf, hubert.state_dict_to_hf),
+    "wav2vec2": HfFamily(("Wav2Vec2Model", "Wav2Vec2ForPreTraining", "Wav2Vec2ForCTC"),
+                         "Wav2Vec2ForPreTraining", ("quantizer.", "project_q.", "final_proj."),
+                         lambda hf, num_classes: wav2vec2.config_from_hf(hf), wav2vec2.config_to_hf,
+                         wav2vec2.state_dict_from_hf, wav2vec2.state_dict_to_hf),
+    "wavlm": HfFamily(("WavLMModel", "WavLMForCTC"), None, ("head.",), wavlm.config_from_hf,
+                      wavlm.config_to_hf, wavlm.state_dict_from_hf, wavlm.state_dict_to_hf),
+}
+"""HF ``model_type`` (also the audiossl family's registry name) → its classes and converters."""
+SUPPORTED_CLASSES = {name: model_type for model_type, entry in HF_FAMILIES.items() for name in entry.classes}
+"""HF class → its ``model_type``."""
+
+
+def read_weights(directory: Path) -> dict[str, Tensor]:
     """The state dict of a Hugging Face model directory (safetensors first, weights-only pickle)."""
     for name in WEIGHT_FILES:
         path = directory / name
         if path.exists():
-            if name.endswith(".safetensors"):
-                return load_file(path)
-            return torch.load(path, map_location="cpu", weights_only=True)
+            try:
+                if name.endswith(".safetensors"):
+                    return load_file(path)
+                return torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as err:  # safetensors and torch raise many types for a truncated or foreign file
+                raise InteropError(f"{path}: cannot read weights: {err}") from err
     raise InteropError(f"{directory}: no weights ({' or '.join(WEIGHT_FILES)}); sharded checkpoints are not supported")
 
 
-def load_hubert(directory: str | os.PathLike, num_classes: int = 100) -> HubertModel:
-    """An audiossl :class:`HubertModel` (eval mode) from a local Hugging Face HuBERT directory.
+def read_config(directory: Path) -> tuple[dict[str, Any], HfFamily, str | None]:
+    """``config.json``, its family and its class (None when it names none); refuses unsupported classes."""
+    path = directory / "config.json"
+    if not path.is_file():
+        raise InteropError(f"{directory}: no config.json: not a Hugging Face model directory")
+    try:
+        hf = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise InteropError(f"{path}: not JSON: {err}") from None
+    supported = ", ".join(SUPPORTED_CLASSES)
+    architectures = hf.get("architectures") or [None]
+    if len(architectures) != 1:
+        raise InteropError(f"{directory}: config.json names several classes {architectures}; need one of {supported}")
+    architecture, model_type = architectures[0], hf.get("model_type")
+    if architecture is not None and architecture not in SUPPORTED_CLASSES:
+        raise InteropError(f"{directory}: Hugging Face class {architecture} is not supported; supported: {supported}")
+    if model_type not in HF_FAMILIES:
+        raise InteropError(f"{directory}: Hugging Face model_type {model_type!r} is not supported; "
+                           f"supported: {', '.join(HF_FAMILIES)}")
+    if architecture is not None and SUPPORTED_CLASSES[architecture] != model_type:
+        raise InteropError(f"{directory}: class {architecture} does not go with model_type {model_type!r}")
+    return hf, HF_FAMILIES[model_type], architecture
 
-    The masked-prediction head, which Hugging Face does not store, is freshly initialised
-    with ``num_classes`` targets; so is the mask embedding when HF has none (a model saved
-    with ``mask_time_prob`` and ``mask_feature_prob`` 0).
+
+def load_weights(model: SpeechEncoder, hf_state: dict[str, Tensor], entry: HfFamily, stores_pretraining: bool,
+                 source: str) -> None:
+    """Load an HF state dict into ``model``, converted weight by weight.
+
+    The mask embedding and, unless ``stores_pretraining``, the pretraining parts may be absent
+    (they keep their fresh values). :class:`InteropError` names the weights missing (by HF's base
+    model names), unexpected (no audiossl equivalent, or none in this config) or of the wrong shape
+    (both by the names in ``hf_state``).
+    """
+    expected = model.state_dict()
+    state, unexpected, wrong_shape = {}, [], []
+    for hf_name, tensor in hf_state.items():
+        try:
+            converted = entry.state_dict_from_hf({hf_name: tensor})  # empty for a dropped task head
+        except InteropError:
+            unexpected.append(hf_name)
+            continue
+        for name, value in converted.items():
+            state[name] = value
+            if name not in expected:
+                unexpected.append(hf_name)
+            elif value.shape != expected[name].shape:
+                wrong_shape.append(f"{hf_name} {tuple(value.shape)} (config: {tuple(expected[name].shape)})")
+    optional = ("mask_embedding",) + (() if stores_pretraining else entry.pretraining_parts)
+    missing = [next(iter(entry.state_dict_to_hf({name: tensor})))
+               for name, tensor in expected.items() if name not in state and not name.startswith(optional)]
+    if missing or unexpected or wrong_shape:
+        raise InteropError(f"{source}: weights do not fit config.json: missing {missing}, "
+                           f"unexpected {unexpected}, wrong shape {wrong_shape}")
+    model.load_state_dict(state, strict=False)
+
+
+def load_hf(directory: str | os.PathLike, num_classes: int = 100) -> SpeechEncoder:
+    """The audiossl model (eval mode) of a local Hugging Face directory of a class in :data:`HF_FAMILIES`.
+
+    ``model.extract_features(wavs (B, S), lengths (B,))`` gives HF's ``hidden_states``, layer by
+    layer. What the HF class does not store is freshly initialised: the masked-prediction head
+    of HuBERT and WavLM (``num_classes`` targets), the quantizer and projections of wav2vec 2.0
+    unless the class is ``Wav2Vec2ForPreTraining``, the mask embedding of a model saved without
+    masking. A ``*ForCTC`` class loads as its encoder (the CTC head is dropped: see the module notes).
     """
     directory = Path(directory)
-    config_path = directory / "config.json"
-    if not config_path.exists():
-        raise InteropError(f"{directory}: no config.json: not a Hugging Face model directory")
-    model = build_hubert(config_from_hf(json.loads(config_path.read_text()), num_classes))
-    missing, unexpected = model.load_state_dict(state_dict_from_hf(read_weights(directory)), strict=False)
-    missing = [name for name in missing if not name.startswith("head.") and name != "mask_embedding"]
-    if missing or unexpected:
-        raise InteropError(f"{directory}: weights do not fit the config: missing {missing}, unexpected {unexpected}")
+    hf, entry, architecture = read_config(directory)
+    try:
+        config = entry.config_from_hf(hf, num_classes)
+    except InteropError as err:
+        raise InteropError(f"{directory}: {err}") from None
+    model = get_family(hf["model_type"]).build(config)
+    load_weights(model, read_weights(directory), entry, architecture == entry.pretraining_class, str(directory))
     return model.eval()
 
 
-def save_hubert(model: HubertModel, directory: str | os.PathLike) -> Path:
-    """Write ``model`` (without its head) as a Hugging Face ``HubertModel`` directory; returns it."""
-    config = config_to_hf(model.config)  # first: it names an unconvertible front end
-    state = {name: tensor.detach().contiguous() for name, tensor in state_dict_to_hf(model.state_dict()).items()}
+def save_hf(model: SpeechEncoder, directory: str | os.PathLike) -> Path:
+    """Write a HuBERT, wav2vec 2.0 or WavLM ``model`` as a Hugging Face directory; returns it.
+
+    The class is the family's base model (``HubertModel``, ``Wav2Vec2Model``, ``WavLMModel``),
+    or ``Wav2Vec2ForPreTraining`` (with the quantizer) for a wav2vec 2.0 model that has its
+    pretraining parts. HuBERT's and WavLM's masked-prediction heads have no HF counterpart.
+    Only the waveform front end converts.
+    """
+    family = model.config.family
+    if family not in HF_FAMILIES:
+        raise InteropError(f"a {family!r} model has no Hugging Face class here; converts: {', '.join(HF_FAMILIES)}")
+    entry = HF_FAMILIES[family]
+    config = entry.config_to_hf(model.config)  # first: it names an unconvertible front end
+    state = model.state_dict()
+    pretraining = entry.pretraining_class is not None and any(name.startswith(entry.pretraining_parts)
+                                                              for name in state)
+    config["architectures"] = [entry.pretraining_class if pretraining else entry.classes[0]]
+    hf_state = {name: tensor.detach().contiguous() for name, tensor in entry.state_dict_to_hf(state).items()}
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    save_file(state, directory / "model.safetensors", metadata={"format": "pt"})
+    save_file(hf_state, directory / "model.safetensors", metadata={"format": "pt"})
     (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return directory

@@ -1,5 +1,5 @@
-"""Hugging Face HuBERT interop, checked against transformers' own HubertModel built offline
-from a small config with random weights: layer by layer, both ways, and through the CLI."""
+"""Hugging Face directories of HuBERT, wav2vec 2.0 and WavLM, checked against transformers' own classes
+built offline from small configs with random weights: layer by layer, both ways, and through the CLI."""
 from __future__ import annotations
 
 import json
@@ -7,68 +7,156 @@ import json
 import pytest
 import torch
 import transformers
+from safetensors.torch import load_file, save_file
 
 from audiossl import load_model
 from audiossl.bin import convert
-from audiossl.checkpoint import save_checkpoint
-from audiossl.interop.huggingface import load_hubert, save_hubert
-from audiossl.models.hubert import HubertConfig, build_hubert
+from audiossl.checkpoint import build_model, save_checkpoint
 from audiossl.errors import InteropError
+from audiossl.interop.huggingface import load_hf, save_hf
+from audiossl.models.ctc.factory import ctc_over_encoder
+from audiossl.models.hubert import HubertConfig, build_hubert
 from audiossl.models.hubert.interop import config_from_hf, config_to_hf, state_dict_from_hf
+from audiossl.models.wav2vec2 import Wav2Vec2Config
+from audiossl.models.wavlm import WavLMConfig
+from audiossl.text.tokenizer import CharTokenizer
 
-LENGTHS = torch.tensor([8000, 8000])
+LAYOUTS = {"base-layout": False, "large-layout": True}
+HF_CLASSES = ("HubertModel", "HubertForCTC", "Wav2Vec2Model", "Wav2Vec2ForPreTraining", "Wav2Vec2ForCTC",
+              "WavLMModel", "WavLMForCTC")
+FAMILY_SETTINGS = {
+    "hubert": {},
+    "wav2vec2": {"num_codevectors_per_group": 12, "codevector_dim": 32, "proj_codevector_dim": 24},
+    "wavlm": {"num_buckets": 8, "max_bucket_distance": 20},  # 24 frames reach the logarithmic buckets
+}
+CTC_CLASSES = {"hubert": "HubertForCTC", "wav2vec2": "Wav2Vec2ForCTC", "wavlm": "WavLMForCTC"}
 
 
-def hf_hubert(pre_norm: bool) -> transformers.HubertModel:
-    """A 2-layer HF HuBERT; ``pre_norm``: the LARGE layout (stable layer norm, layer-norm CNN)."""
+def hf_model(name: str, pre_norm: bool, **settings) -> transformers.PreTrainedModel:
+    """A 2-layer transformers model of class ``name``; ``pre_norm``: the large layout (stable layer
+    norm, layer-norm CNN). WavLM's relative position weights are random (HF makes the gates constant)."""
     torch.manual_seed(0)
-    config = transformers.HubertConfig(
-        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
-        conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
-        do_stable_layer_norm=pre_norm, feat_extract_norm="layer" if pre_norm else "group", conv_bias=pre_norm,
-    )
-    return transformers.HubertModel(config).eval()
-
-
-def hf_hidden_states(model: transformers.HubertModel, wavs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    model_class = getattr(transformers, name)
+    model_type = model_class.config_class.model_type
+    config = model_class.config_class(
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, conv_dim=(32,) * 7,
+        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, do_stable_layer_norm=pre_norm,
+        feat_extract_norm="layer" if pre_norm else "group", conv_bias=pre_norm, vocab_size=12,
+        **FAMILY_SETTINGS[model_type], **settings)
+    model = model_class(config).eval()
     with torch.no_grad():
-        return model(wavs, output_hidden_states=True).hidden_states
+        for parameter_name, parameter in model.named_parameters():
+            if "rel_attn_embed" in parameter_name or "gru_rel_pos" in parameter_name:
+                parameter.normal_()
+    return model
 
 
-def assert_same_layers(reference, ours) -> None:
-    assert len(reference) == len(ours)
-    for index, (a, b) in enumerate(zip(reference, ours)):
+def batch(pre_norm: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(2, 8000)`` waveforms and ``(2,)`` lengths: padded for the large layout, full length for the base."""
+    lengths = torch.tensor([8000, 5000] if pre_norm else [8000, 8000])
+    wavs = torch.randn(2, 8000, generator=torch.Generator().manual_seed(1))
+    return wavs * (torch.arange(8000) < lengths[:, None]), lengths
+
+
+def assert_same_hidden_states(reference: transformers.PreTrainedModel, ours, pre_norm: bool) -> None:
+    """HF's ``hidden_states`` (with ``attention_mask`` for the large layout) equal ``extract_features``
+    on every item's valid frames."""
+    wavs, lengths = batch(pre_norm)
+    attention_mask = (torch.arange(8000) < lengths[:, None]).long() if pre_norm else None
+    with torch.no_grad():
+        expected = reference(wavs, attention_mask=attention_mask, output_hidden_states=True).hidden_states
+        hidden, frames = ours.extract_features(wavs, lengths)
+    assert frames.tolist() == ([24, 15] if pre_norm else [24, 24])
+    assert len(hidden) == len(expected) == 3
+    for index, (a, b) in enumerate(zip(expected, hidden)):
         assert a.shape == b.shape, f"hidden state {index}"
-        torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4, msg=f"hidden state {index} differs")
+        for item, valid in enumerate(frames.tolist()):
+            torch.testing.assert_close(b[item, :valid], a[item, :valid], atol=1e-4, rtol=1e-4,
+                                       msg=f"hidden state {index}, item {item}")
 
 
-@pytest.mark.parametrize("pre_norm", [False, True], ids=["base-layout", "large-layout"])
-def test_hf_directory_loads_with_the_same_hidden_states(tmp_path, pre_norm):
-    reference = hf_hubert(pre_norm)
-    reference.save_pretrained(tmp_path / "hf")
-    ours = load_hubert(tmp_path / "hf", num_classes=50)
-    assert not ours.training and ours.config.num_classes == 50
-    assert ours.config.encoder.layer_norm_first == pre_norm
-    wavs = torch.randn(2, 8000)
-    with torch.no_grad():
-        hidden, frames = ours.extract_features(wavs, LENGTHS)
-    assert frames.tolist() == [24, 24]
-    assert_same_layers(hf_hidden_states(reference, wavs), hidden)
+def load_in_transformers(directory, name: str) -> transformers.PreTrainedModel:
+    """``name`` from ``directory``; every weight but a CTC head comes from the directory, and all of
+    the directory's weights are used when it was written for ``name``."""
+    model, info = getattr(transformers, name).from_pretrained(directory, output_loading_info=True)
+    assert set(info["missing_keys"]) <= {"lm_head.weight", "lm_head.bias"} and not info["mismatched_keys"]
+    if json.loads((directory / "config.json").read_text())["architectures"] == [name]:
+        assert not info["unexpected_keys"]
+    return model.eval()
 
 
-@pytest.mark.parametrize("pre_norm", [False, True], ids=["base-layout", "large-layout"])
-def test_audiossl_model_saved_for_hf_gives_the_same_hidden_states(tmp_path, pre_norm):
-    config = HubertConfig.tiny()
+@pytest.mark.parametrize("pre_norm", LAYOUTS.values(), ids=LAYOUTS.keys())
+@pytest.mark.parametrize("name", HF_CLASSES)
+def test_hf_directory_loads_with_the_same_hidden_states(tmp_path, name, pre_norm):
+    """Each class and layout: ``load_model(dir)`` gives HF's hidden states (``*ForCTC``: its encoder),
+    and the weights written back load whole into the same class (the quantizer of Wav2Vec2ForPreTraining too)."""
+    reference = hf_model(name, pre_norm)
+    reference.save_pretrained(tmp_path / "hf", safe_serialization=name != "HubertForCTC")  # one pytorch_model.bin
+    ours = load_model(tmp_path / "hf")
+    assert ours.config.family == reference.config.model_type and not ours.training
+    assert_same_hidden_states(reference, ours, pre_norm)
+    back = load_in_transformers(save_hf(ours, tmp_path / "back"), name)
+    expected = reference.state_dict()
+    for weight, tensor in back.state_dict().items():
+        if not weight.startswith("lm_head."):
+            torch.testing.assert_close(tensor, expected[weight], rtol=0, atol=0, msg=weight)
+
+
+@pytest.mark.parametrize("pre_norm", LAYOUTS.values(), ids=LAYOUTS.keys())
+@pytest.mark.parametrize("family", ["hubert", "wav2vec2", "wavlm"])
+def test_to_hf_loads_in_transformers(tmp_path, family, pre_norm):
+    """``convert to-hf`` writes a directory that the family's classes load with the same hidden states."""
+    config = {"hubert": HubertConfig, "wav2vec2": Wav2Vec2Config, "wavlm": WavLMConfig}[family].tiny()
     config.encoder.layer_norm_first = pre_norm
     config.frontend.conv_mode = "layer_norm" if pre_norm else "default"
-    ours = build_hubert(config).eval()
-    save_hubert(ours, tmp_path / "hf")
-    reference = transformers.HubertModel.from_pretrained(tmp_path / "hf").eval()
-    wavs = torch.randn(2, 8000)
+    torch.manual_seed(0)
+    ours = build_model(family, config.to_dict()).eval()
     with torch.no_grad():
-        hidden, _ = ours.extract_features(wavs, LENGTHS)
-    assert_same_layers(hf_hidden_states(reference, wavs), hidden)
-    torch.testing.assert_close(reference.masked_spec_embed.detach(), ours.mask_embedding.detach())
+        for name, parameter in ours.named_parameters():
+            if "position_bias" in name or ".gate." in name:
+                parameter.normal_()
+    save_checkpoint(tmp_path / "model.pt", family, config.to_dict(), ours.state_dict())
+    assert convert.main(["to-hf", str(tmp_path / "model.pt"), str(tmp_path / "hf")]) == 0
+    written = json.loads((tmp_path / "hf/config.json").read_text())["architectures"]
+    assert written == [{"hubert": "HubertModel", "wav2vec2": "Wav2Vec2ForPreTraining", "wavlm": "WavLMModel"}[family]]
+    for name in (written[0], CTC_CLASSES[family]):
+        reference = load_in_transformers(tmp_path / "hf", name)
+        assert_same_hidden_states(reference, ours, pre_norm)
+    torch.testing.assert_close(reference.base_model.masked_spec_embed.detach(), ours.mask_embedding.detach())
+    if family == "wav2vec2":  # without its pretraining parts, a wav2vec 2.0 model is a Wav2Vec2Model
+        save_hf(ours.encoder_only(), tmp_path / "encoder")
+        assert json.loads((tmp_path / "encoder/config.json").read_text())["architectures"] == ["Wav2Vec2Model"]
+        assert_same_hidden_states(load_in_transformers(tmp_path / "encoder", "Wav2Vec2Model"), ours, pre_norm)
+
+
+@pytest.mark.parametrize("name", ["Wav2Vec2ForSequenceClassification", "UniSpeechSatModel"])
+def test_unsupported_class_is_refused_by_name(tmp_path, name):
+    config = getattr(transformers, name).config_class()
+    config.architectures = [name]
+    config.save_pretrained(tmp_path)
+    with pytest.raises(InteropError, match=f"class {name} is not supported; supported: HubertModel, HubertForCTC"):
+        load_model(tmp_path)
+
+
+def test_weights_that_do_not_fit_are_named(tmp_path):
+    hf_model("WavLMForCTC", pre_norm=False).save_pretrained(tmp_path / "ctc")
+    state = load_file(tmp_path / "ctc/model.safetensors")
+    del state["wavlm.encoder.layers.1.feed_forward.output_dense.weight"]
+    state["wavlm.encoder.layers.2.final_layer_norm.weight"] = torch.ones(64)  # a layer the config lacks
+    state["wavlm.adapter.proj.weight"] = torch.zeros(1)  # no audiossl equivalent
+    state["wavlm.encoder.layer_norm.bias"] = torch.zeros(32)
+    save_file(state, tmp_path / "ctc/model.safetensors")
+    with pytest.raises(InteropError) as error:
+        load_model(tmp_path / "ctc")
+    assert ("weights do not fit config.json: missing ['encoder.layers.1.feed_forward.output_dense.weight'], "
+            "unexpected ['wavlm.adapter.proj.weight', 'wavlm.encoder.layers.2.final_layer_norm.weight'], "
+            "wrong shape ['wavlm.encoder.layer_norm.bias (32,) (config: (64,))']") in str(error.value)
+    hf_model("Wav2Vec2ForPreTraining", pre_norm=False).save_pretrained(tmp_path / "pretraining")
+    state = load_file(tmp_path / "pretraining/model.safetensors")
+    del state["quantizer.codevectors"]  # the class stores its quantizer: it must be there
+    save_file(state, tmp_path / "pretraining/model.safetensors")
+    with pytest.raises(InteropError, match=r"missing \['quantizer.codevectors'\], unexpected \[\]"):
+        load_model(tmp_path / "pretraining")
 
 
 def test_config_round_trip():
@@ -87,7 +175,7 @@ def test_unsupported_inputs_are_named():
         config_to_hf(HubertConfig.tiny("fbank"))
     alibi = HubertConfig.tiny()
     alibi.encoder.position_bias = "alibi"
-    with pytest.raises(InteropError, match="has no 'alibi' attention position bias"):
+    with pytest.raises(InteropError, match="position bias 'none', the model has 'alibi'"):
         config_to_hf(alibi)
     hf = config_to_hf(HubertConfig.tiny())
     with pytest.raises(InteropError, match="hidden_act='relu'"):
@@ -113,41 +201,28 @@ def test_missing_keys_take_hugging_face_defaults():
     assert config.dropout_input == defaults.feat_proj_dropout
 
 
-def test_padded_batches(tmp_path):
-    """LARGE layout: equal to HF's padded batch with its attention mask. BASE layout: each item's
-    valid frames equal HF on that item alone (HF's group norm would let padding in)."""
-    wavs, lengths = torch.randn(2, 8000), torch.tensor([8000, 5000])
-    wavs[1, 5000:] = 0.0
-    large = hf_hubert(pre_norm=True)
-    large.save_pretrained(tmp_path / "large")
+def test_base_layout_padded_items_equal_hf_on_each_item_alone(tmp_path):
+    """HF's group norm would let padding in; audiossl's valid frames equal HF on the item alone."""
+    reference = hf_model("HubertModel", pre_norm=False)
+    reference.save_pretrained(tmp_path)
+    wavs, lengths = batch(pre_norm=True)
     with torch.no_grad():
-        reference = large(wavs, attention_mask=(torch.arange(8000) < lengths[:, None]).long(),
-                          output_hidden_states=True).hidden_states
-        hidden, frames = load_hubert(tmp_path / "large").extract_features(wavs, lengths)
+        alone = reference(wavs[1:, :5000], output_hidden_states=True).hidden_states
+        hidden, frames = load_model(tmp_path).extract_features(wavs, lengths)
     assert frames.tolist() == [24, 15]
-    for a, b in zip(reference, hidden):
-        torch.testing.assert_close(b[1, :15], a[1, :15], atol=1e-4, rtol=1e-4)
-        torch.testing.assert_close(b[0], a[0], atol=1e-4, rtol=1e-4)
-    base = hf_hubert(pre_norm=False)
-    base.save_pretrained(tmp_path / "base")
-    with torch.no_grad():
-        alone = hf_hidden_states(base, wavs[1:, :5000])
-        hidden, _ = load_hubert(tmp_path / "base").extract_features(wavs, lengths)
     for a, b in zip(alone, hidden):
         torch.testing.assert_close(b[1:, :15], a, atol=1e-4, rtol=1e-4)
 
 
 def test_hf_model_without_mask_embedding_loads(tmp_path):
-    config = hf_hubert(pre_norm=False).config
-    config.mask_time_prob = 0.0
-    transformers.HubertModel(config).save_pretrained(tmp_path / "hf")
-    model = load_hubert(tmp_path / "hf")
-    assert model.mask_embedding.shape == (64,)
+    hf_model("HubertModel", pre_norm=False, mask_time_prob=0.0).save_pretrained(tmp_path)
+    model = load_hf(tmp_path, num_classes=50)
+    assert model.mask_embedding.shape == (64,) and model.config.num_classes == 50
 
 
 def test_ctc_checkpoint_and_legacy_weight_norm_names(tmp_path):
     """HubertForCTC's ``hubert.`` prefix and the old weight_g/weight_v names load too."""
-    reference = hf_hubert(pre_norm=False)
+    reference = hf_model("HubertModel", pre_norm=False)
     state = {f"hubert.{name}": tensor for name, tensor in reference.state_dict().items()}
     for new, old in (("original0", "weight_g"), ("original1", "weight_v")):
         state[f"hubert.encoder.pos_conv_embed.conv.{old}"] = state.pop(
@@ -158,37 +233,53 @@ def test_ctc_checkpoint_and_legacy_weight_norm_names(tmp_path):
     assert not any(name.startswith("lm_head") for name in converted)
 
 
-def test_convert_cli_both_ways(tmp_path, capsys):
-    reference = hf_hubert(pre_norm=False)
+@pytest.mark.parametrize("name", ["HubertModel", "Wav2Vec2ForPreTraining", "WavLMForCTC"])
+def test_convert_cli_both_ways(tmp_path, name):
+    reference = hf_model(name, pre_norm=False)
     reference.save_pretrained(tmp_path / "hf")
     assert convert.main(["from-hf", "--num-classes", "20", str(tmp_path / "hf"), str(tmp_path / "model.pt")]) == 0
     model = load_model(tmp_path / "model.pt")
-    wavs = torch.randn(2, 8000)
-    with torch.no_grad():
-        hidden, _ = model.extract_features(wavs, LENGTHS)
-    assert_same_layers(hf_hidden_states(reference, wavs), hidden)
+    assert_same_hidden_states(reference, model, pre_norm=False)
     assert convert.main(["to-hf", str(tmp_path / "model.pt"), str(tmp_path / "back")]) == 0
-    assert json.loads((tmp_path / "back/config.json").read_text())["hidden_size"] == 64
-    assert_same_layers(hf_hidden_states(transformers.HubertModel.from_pretrained(tmp_path / "back"), wavs), hidden)
+    written = json.loads((tmp_path / "back/config.json").read_text())["architectures"][0]
+    assert_same_hidden_states(load_in_transformers(tmp_path / "back", written), model, pre_norm=False)
+
+
+def test_convert_cli_errors_are_named(tmp_path, capsys):
     assert convert.main(["from-hf", str(tmp_path / "nothing"), str(tmp_path / "x.pt")]) == 1
     assert "no config.json" in capsys.readouterr().err
+    config = transformers.Wav2Vec2Config(architectures=["Wav2Vec2ForSequenceClassification"])
+    config.save_pretrained(tmp_path / "classifier")
+    assert convert.main(["from-hf", str(tmp_path / "classifier"), str(tmp_path / "x.pt")]) == 1
+    assert "class Wav2Vec2ForSequenceClassification is not supported" in capsys.readouterr().err
+    hf_model("HubertModel", pre_norm=False).save_pretrained(tmp_path / "truncated")
+    (tmp_path / "truncated/model.safetensors").write_bytes(b"\0" * 8)
+    assert convert.main(["from-hf", str(tmp_path / "truncated"), str(tmp_path / "x.pt")]) == 1
+    assert "model.safetensors: cannot read weights" in capsys.readouterr().err
+    (tmp_path / "truncated/config.json").write_text("{")
+    assert convert.main(["from-hf", str(tmp_path / "truncated"), str(tmp_path / "x.pt")]) == 1
+    assert "config.json: not JSON" in capsys.readouterr().err
     fbank = HubertConfig.tiny("fbank")
     save_checkpoint(tmp_path / "fbank.pt", "hubert", fbank.to_dict(), build_hubert(fbank).state_dict())
     assert convert.main(["to-hf", str(tmp_path / "fbank.pt"), str(tmp_path / "no")]) == 1
     assert "only the waveform front end" in capsys.readouterr().err and not (tmp_path / "no").exists()
+    ctc = ctc_over_encoder(build_hubert(HubertConfig.tiny()).encoder_only(), CharTokenizer.train(["AB"]), {}, False)
+    save_checkpoint(tmp_path / "ctc.pt", "ctc", ctc.config.to_dict(), ctc.state_dict())
+    assert convert.main(["to-hf", str(tmp_path / "ctc.pt"), str(tmp_path / "no")]) == 1
+    assert "a 'ctc' model has no Hugging Face class here; converts: hubert, wav2vec2, wavlm" in capsys.readouterr().err
 
 
 def test_converted_checkpoint_continues_pretraining(tmp_path):
     """``pretrain --init`` takes a converted checkpoint: new head, and a masked-prediction step trains."""
     from audiossl.tasks.pretrain import pretraining_model
 
-    hf_hubert(pre_norm=False).save_pretrained(tmp_path / "hf")
+    hf_model("HubertModel", pre_norm=False).save_pretrained(tmp_path / "hf")
     assert convert.main(["from-hf", str(tmp_path / "hf"), str(tmp_path / "model.pt")]) == 0
     config = HubertConfig.tiny()
     config.num_classes = 7
     model = pretraining_model(config, str(tmp_path / "model.pt")).train()
     frames = int(model.num_frames(torch.tensor([8000])))
     targets = torch.randint(0, 7, (2, frames))
-    out = model(torch.randn(2, 8000), LENGTHS, targets, torch.Generator().manual_seed(0))
+    out = model(torch.randn(2, 8000), torch.tensor([8000, 8000]), targets, torch.Generator().manual_seed(0))
     out.loss.backward()
     assert torch.isfinite(out.loss) and model.encoder.layers[0].feed_forward.fc1.weight.grad is not None
