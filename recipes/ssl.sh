@@ -78,6 +78,10 @@ kmeans_targets() {  # <stage> <what>: true with k-means targets, else logs that 
 }
 
 if run_stage 0; then
+  if [ -n "$noise_set" ] && [ -f $data/.done.prepare ] && [ ! -d $data/$noise_set ]; then
+    echo "$(date +%T) stage 0: $data has no $noise_set set (prepared before it existed): preparing again"
+    rm $data/.done.prepare
+  fi
   done_or_log $data/.done.prepare "stage 0: preparing data dirs in $data" || {
     local/prepare_data.sh $prepare_args $data
     for set in $feature_sets; do utils/validate_data_dir.sh --no-feats $data/$set; done

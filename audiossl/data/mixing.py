@@ -15,11 +15,11 @@ from −5…5 dB (speech) and −5…20 dB (noise); a silent secondary is not mi
 in the reference, covers a random part of the primary under the same overlap bound (and at
 most the clip's length) rather than all of it: every mixed utterance keeps a clean stretch,
 the primary stays the dominant source its unchanged targets describe, and speech and noise
-share one code path. It differs from the reference where this pipeline needs it to:
+share one code path. Energies are, as the reference's, the mean powers of the whole primary (its valid samples)
+and of the whole secondary utterance or noise clip: an overlap that falls on the primary's
+silence still adds the interference at its level (measuring over the overlap would scale it
+to that silence). It differs from the reference where this pipeline needs it to:
 
-- energies are measured over the overlapped region (the reference uses the mean power of
-  the whole primary and of the whole secondary), so the drawn ratio is the ratio where the
-  two signals actually overlap, whatever silence either has elsewhere;
 - the overlap is drawn per item from its valid samples (the reference crops a batch to one
   length), the secondary is never the primary itself, and secondaries are taken from the
   batch as it came in (the reference mixes in place, so a secondary may already be mixed);
@@ -55,6 +55,7 @@ class NoiseBank:
     Attributes:
         samples: (total,) float32, all clips end to end.
         offsets, lengths: (num_clips,) int64, where each clip starts in ``samples`` and its length.
+        powers: (num_clips,) float64 mean power of each clip.
     """
 
     def __init__(self, data_dir: str | os.PathLike):
@@ -72,6 +73,7 @@ class NoiseBank:
         self.lengths = torch.tensor([clip.size for clip in audible], dtype=torch.long)
         self.offsets = torch.cumsum(self.lengths, 0) - self.lengths
         self.samples = torch.from_numpy(np.concatenate(audible))
+        self.powers = torch.tensor([np.mean(np.square(clip, dtype=np.float64)) for clip in audible])
 
     def _load(self, data: DataDir, utt: str) -> np.ndarray:
         try:
@@ -180,7 +182,12 @@ class UtteranceMixing(BatchTransform):
             secondary[plan.use_noise.to(device)] = noise.to(device, inputs.dtype)
         in_overlap = in_overlap.to(device)
         secondary = secondary * in_overlap
-        scale = mixing_scale(primary * in_overlap, secondary, plan.overlaps.to(device), plan.ratios_db.to(device))
+        powers = signal_powers(inputs, batch.lengths.to(device))  # (B,) of every utterance, valid samples only
+        secondary_powers = powers[plan.partners.to(device)]
+        if plan.use_noise.any():
+            noise_powers = self.noise.powers[plan.clips[plan.use_noise]].to(device, secondary_powers.dtype)
+            secondary_powers[plan.use_noise.to(device)] = noise_powers
+        scale = mixing_scale(powers[plan.rows.to(device)], secondary_powers, plan.ratios_db.to(device))
         mixed = inputs.clone()
         overlap_index = (plan.rows.to(device)[:, None].expand_as(in_overlap)[in_overlap], primary_positions[in_overlap])
         mixed[overlap_index] = (primary + scale[:, None].to(inputs.dtype) * secondary)[in_overlap]
@@ -238,14 +245,16 @@ class UtteranceMixing(BatchTransform):
         return f"UtteranceMixing({', '.join(parts)})"
 
 
-def mixing_scale(primary: torch.Tensor, secondary: torch.Tensor, overlaps: torch.Tensor,
-                 ratios_db: torch.Tensor) -> torch.Tensor:
-    """Gains (N,) that put ``secondary`` at ``ratios_db`` below ``primary``, both (N, W) zero past ``overlaps`` (N,).
+def signal_powers(inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(B,) float64 mean power of each item of ``inputs`` (B, S) over its ``lengths`` (B,) valid samples."""
+    valid = torch.arange(inputs.shape[1], device=inputs.device) < lengths[:, None]
+    return (inputs.double().square() * valid).sum(1) / lengths.clamp(min=1)
 
-    The energy ratio is 10·log10(P_primary / P_scaled-secondary) with mean powers over the
-    overlap; a silent secondary (under :data:`SILENCE_POWER`) gets gain 0, never inf or NaN.
+
+def mixing_scale(primary_power: torch.Tensor, secondary_power: torch.Tensor, ratios_db: torch.Tensor) -> torch.Tensor:
+    """Gains (N,) that put a secondary of mean power ``secondary_power`` (N,) ``ratios_db`` (N,) below a
+    primary of ``primary_power`` (N,): 10·log10(P_primary / (gain² P_secondary)) = ratio. A silent
+    secondary (under :data:`SILENCE_POWER`) gets gain 0, never inf or NaN.
     """
-    primary_power = primary.double().square().sum(1) / overlaps
-    secondary_power = secondary.double().square().sum(1) / overlaps
     gain = torch.sqrt(primary_power / (secondary_power.clamp(min=SILENCE_POWER) * 10.0 ** (ratios_db / 10.0)))
     return torch.where(secondary_power >= SILENCE_POWER, gain, torch.zeros_like(gain))

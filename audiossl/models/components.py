@@ -115,7 +115,8 @@ class EncoderConfig:
         errors = []
         if self.position_bias not in POSITION_BIASES:
             errors.append(f"encoder.position_bias must be one of {POSITION_BIASES}, got {self.position_bias!r}")
-        if self.position_buckets < 4 or self.position_buckets % 4 or self.max_distance <= self.position_buckets // 4:
+        buckets_ok = self.position_buckets >= 4 and not self.position_buckets % 4 and self.max_distance > self.position_buckets // 4
+        if self.position_bias == "gated_relative" and not buckets_ok:
             errors.append(f"encoder.position_buckets must be a multiple of 4 (>= 4) and max_distance > "
                           f"position_buckets / 4, got {self.position_buckets}, {self.max_distance}")
         sizes = (self.num_layers, self.dim, self.ffn_dim, self.num_heads, self.conv_pos, self.conv_pos_groups)
@@ -200,8 +201,12 @@ def _dataclass_from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
     values = {}
     for name, value in data.items():
         kind = hints[name]
-        nested = dataclasses.is_dataclass(kind) and isinstance(kind, type)
-        values[name] = _dataclass_from_dict(kind, value, f"{where}.{name}") if nested else value
+        if dataclasses.is_dataclass(kind) and isinstance(kind, type):
+            default = fields[name].default_factory  # the family's own defaults for the keys not given
+            if default is not dataclasses.MISSING and isinstance(value, dict):
+                value = {**_to_plain(dataclasses.asdict(default())), **value}
+            value = _dataclass_from_dict(kind, value, f"{where}.{name}")
+        values[name] = value
     return cls(**values)
 
 

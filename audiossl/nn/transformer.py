@@ -146,7 +146,7 @@ class PositionBiasGate(nn.Module):
 
     For head ``h`` and query frame ``i``, the head's slice ``x_i^h`` of the attention input gives
     ``a, b = sigmoid(sum of 4 of W x_i^h + c)`` (two gates, each a sum of four projections) and
-    the bias row ``i`` is scaled by ``a (b const_h - 1) + 2`` (between 1 and 1 + const_h).
+    the bias row ``i`` is scaled by ``a (b const_h - 1) + 2`` (``const_h`` learned, 1 at first).
 
     Args:
         num_heads: attention heads ``H``.
@@ -208,7 +208,7 @@ class SelfAttention(nn.Module):
         batch, time, _ = x.shape
         q, k, v = self._heads(self.q_proj(x)), self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
         attend = ~padding_mask[:, None, None, :]
-        bias = self._bias(x, position_bias)
+        bias = self._bias(x, None if position_bias is None else position_bias.to(q.dtype))
         if bias is not None:  # a float mask: the bias, -inf at padded keys
             attend = bias.to(q.dtype).masked_fill(~attend, float("-inf"))
         out = nn.functional.scaled_dot_product_attention(

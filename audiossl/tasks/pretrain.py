@@ -10,7 +10,7 @@ from torch import nn
 
 from audiossl.checkpoint import build_model, load_checkpoint, model_from_checkpoint
 from audiossl.data.dataset import Batch
-from audiossl.data.kaldi_dir import DataDir
+from audiossl.data.kaldi_dir import DataDir, DataDirError
 from audiossl.data.mixing import NoiseBank, UtteranceMixing
 from audiossl.data.transforms import BatchTransform, Compose
 from audiossl.errors import ConfigError
@@ -128,12 +128,21 @@ def pretraining_inputs(model: SpeechEncoder, mixing: dict[str, Any] | None, trai
     unknown = sorted(set(mixing) - set(MIXING_KEYS))
     if unknown:
         raise ConfigError(f"unknown mixing keys {unknown}; known: {list(MIXING_KEYS)}")
+    family = model.config.family
+    if get_family(family).targets != "kmeans":
+        raise ConfigError(f"mixing keeps the targets of the clean utterance, but {family} makes its targets from "
+                          "its input: mixing applies to families with k-means targets only")
     options = dict(mixing)
-    speakers = DataDir.read(train_data)["utt2spk"] if options.pop("speaker_aware", False) else None
+    speakers = None
+    if options.pop("speaker_aware", False):
+        data = DataDir.read(train_data)
+        if "utt2spk" not in data:
+            raise DataDirError(f"{train_data}: no utt2spk, which speaker-aware mixing needs")
+        speakers = dict(data["utt2spk"])
     if noise_data is None and options.get("noise_prob", 0.0) > 0.0:
         raise ConfigError(f"mixing.noise_prob is {options['noise_prob']}: give the noise data dir (--noise-data)")
     noise = NoiseBank(noise_data) if noise_data else None
-    mix = UtteranceMixing(**options, noise=noise, speakers=dict(speakers) if speakers is not None else None)
+    mix = UtteranceMixing(**options, noise=noise, speakers=speakers)
     features = model.waveform_transform()
     transform = Compose([mix] if features is None else [mix, features])
 

@@ -152,3 +152,29 @@ def test_mixing_section_reads_waveforms_and_computes_fbank_after_mixing(tmp_path
         pretraining_inputs(model, None, str(train), str(noise))
     with pytest.raises(UserError, match=str(tmp_path / "nowhere")):
         pretraining_inputs(model, {"prob": 0.2}, str(train), str(tmp_path / "nowhere"))
+
+
+def test_mixing_needs_k_means_targets_and_speakers_for_speaker_aware_mixing(tmp_path):
+    from audiossl.data.kaldi_dir import DataDirError
+    from audiossl.models.wav2vec2 import Wav2Vec2Config
+    from audiossl.models.wavlm import WavLMConfig
+    from audiossl.tasks.pretrain import pretraining_inputs
+
+    train = write_audio_dir(tmp_path / "train", {"a1": "a", "b1": "b"})
+    (train / "utt2spk").unlink()
+    (train / "spk2utt").unlink()
+    wav2vec2 = build_model("wav2vec2", Wav2Vec2Config.tiny(frontend="fbank").to_dict())
+    with pytest.raises(ConfigError, match="wav2vec2 makes its targets from its input"):
+        pretraining_inputs(wav2vec2, {"prob": 0.2}, str(train), None)
+    wavlm = build_model("wavlm", WavLMConfig.tiny(frontend="fbank").to_dict())
+    with pytest.raises(DataDirError, match=f"{train}: no utt2spk"):
+        pretraining_inputs(wavlm, {"speaker_aware": True}, str(train), None)
+
+
+def test_partial_nested_sections_keep_the_family_defaults():
+    from audiossl.models.best_rq import BestRqConfig
+    from audiossl.models.wavlm import WavLMConfig
+
+    assert WavLMConfig.from_dict({"encoder": {"num_layers": 3}}).encoder.position_bias == "gated_relative"
+    mask = BestRqConfig.from_dict({"mask": {"length": 10}}).mask
+    assert (mask.prob, mask.length) == (BestRqConfig().mask.prob, 10)

@@ -61,11 +61,19 @@ def overlaps_of(batch: Batch, out: Batch) -> list[tuple[int, int] | None]:
     return regions
 
 
-def ratio_db(batch: Batch, out: Batch, item: int, region: tuple[int, int]) -> float:
-    """Measured primary:added energy ratio over ``region`` of ``item``."""
-    primary = batch.inputs[item, region[0]:region[1]].double()
+def power(signal: torch.Tensor) -> float:
+    return signal.double().square().mean().item()
+
+
+def ratio_db(batch: Batch, out: Batch, item: int, region: tuple[int, int], window: torch.Tensor,
+             secondary: torch.Tensor) -> float:
+    """Primary:added energy ratio of ``item``: the whole primary's power against the whole ``secondary``'s
+    times the gain that the ``region``'s added samples apply to ``window`` (the secondary's overlapping part)."""
     added = (out.inputs - batch.inputs)[item, region[0]:region[1]].double()
-    return 10 * math.log10(primary.square().mean().item() / added.square().mean().item())
+    window = window.double()
+    gain = (added @ window) / (window @ window)
+    primary = batch.inputs[item, :LENGTHS[item]]
+    return 10 * math.log10(power(primary) / (gain.item() ** 2 * power(secondary)))
 
 
 def test_the_same_generator_state_gives_the_same_output_and_the_global_rng_is_untouched(noise_bank):
@@ -109,8 +117,10 @@ def test_speech_overlaps_are_at_most_half_the_primary_at_a_ratio_within_range():
             n = plan.rows.tolist().index(item)
             start, overlap = int(plan.primary_starts[n]), int(plan.overlaps[n])
             assert region == (start, start + overlap)
-            assert 1 <= overlap <= LENGTHS[item] // 2 and overlap <= LENGTHS[int(plan.partners[n])]
-            ratios.append(ratio_db(batch, out, item, region))
+            partner, partner_start = int(plan.partners[n]), int(plan.secondary_starts[n])
+            assert 1 <= overlap <= LENGTHS[item] // 2 and overlap <= LENGTHS[partner]
+            window = batch.inputs[partner, partner_start:partner_start + overlap]
+            ratios.append(ratio_db(batch, out, item, region, window, batch.inputs[partner, :LENGTHS[partner]]))
             assert ratios[-1] == pytest.approx(float(plan.ratios_db[n]), abs=1e-3)
     assert -5 - 1e-3 <= min(ratios) < -3 and 3 < max(ratios) <= 5 + 1e-3
 
@@ -133,8 +143,22 @@ def test_noise_is_a_scaled_window_of_a_clip_at_a_ratio_within_range(noise_bank):
             added = (out.inputs - batch.inputs)[item, start:start + overlap]
             gain = (added @ window) / (window @ window)
             torch.testing.assert_close(added, gain * window, rtol=1e-4, atol=1e-6)
-            ratios.append(ratio_db(batch, out, item, (start, start + overlap)))
+            clip_samples = noise_bank.samples[noise_bank.offsets[clip]:noise_bank.offsets[clip] + noise_bank.lengths[clip]]
+            ratios.append(ratio_db(batch, out, item, (start, start + overlap), window, clip_samples))
+            assert ratios[-1] == pytest.approx(float(plan.ratios_db[n]), abs=1e-3)
     assert -5 - 1e-3 <= min(ratios) < 0 and 15 < max(ratios) <= 20 + 1e-3
+
+
+def test_an_overlap_on_the_primary_s_silence_gets_the_interference_at_its_level():
+    """Powers are those of the whole signals (the reference's), so silence in the overlap does not mute it."""
+    speech = 0.1 * torch.randn(16000, generator=torch.Generator().manual_seed(0))
+    speech[:8000] = 0.0  # the first half is silent
+    other = 0.1 * torch.randn(16000, generator=torch.Generator().manual_seed(1))
+    batch = signal_batch([speech, other], utterances=["quiet", "loud"])
+    for seed in range(5):
+        out = UtteranceMixing(prob=1.0, max_overlap=0.25)(batch, torch.Generator().manual_seed(seed))
+        added = (out.inputs - batch.inputs)[0]
+        assert power(added[added != 0]) > power(speech) * 10 ** (-5.5 / 10)  # at most 5 dB above the speech
 
 
 def test_noise_prob_is_the_fraction_of_mixed_items_that_get_noise(noise_bank):

@@ -75,6 +75,21 @@ def test_validate_names_every_broken_rule():
         build_hubert(config)
 
 
+def test_large_is_the_papers_large_and_buckets_only_matter_to_the_gated_bias():
+    large = HubertConfig.large()
+    enc = large.encoder
+    assert (enc.num_layers, enc.dim, enc.num_heads, enc.layer_norm_first, large.frontend.conv_mode) == (
+        24, 1024, 16, True, "layer_norm")
+    assert (enc.dropout, enc.layer_drop, large.dropout_input, large.feature_grad_mult, large.final_dim) == (
+        0.0, 0.0, 0.0, 1.0, 768)
+    config = HubertConfig.tiny()
+    config.encoder.position_buckets = 2
+    config.validate()  # unused without the gated relative bias
+    config.encoder.position_bias = "gated_relative"
+    with pytest.raises(ValueError, match="position_buckets must be a multiple of 4"):
+        config.validate()
+
+
 def test_unknown_position_bias_is_named():
     config = HubertConfig.tiny()
     config.encoder.position_bias = "rope"

@@ -24,6 +24,8 @@ def test_named_sizes_contrast_the_middle_layer():
     assert UniSpeechSatConfig.large().encoder.layer_norm_first
     with pytest.raises(ConfigError, match="utterance_layer must be in"):
         UniSpeechSatConfig.from_dict({**UniSpeechSatConfig.tiny().to_dict(), "utterance_layer": 3})
+    with pytest.raises(ConfigError, match="codebook_dim 32 must be divisible by codebook_groups 3"):
+        UniSpeechSatConfig.from_dict({**UniSpeechSatConfig.tiny().to_dict(), "codebook_groups": 3})
 
 
 @pytest.mark.parametrize("frontend", ["waveform", "fbank"])

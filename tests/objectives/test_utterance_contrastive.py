@@ -7,12 +7,13 @@ from audiossl.objectives.utterance_contrastive import utterance_contrastive
 
 def test_labels_follow_the_utterance_and_the_loss_is_the_mean_bce():
     generator = torch.Generator().manual_seed(0)
-    anchors = torch.randn(12, 8)
+    anchors, quantized = torch.randn(12, 8), torch.randn(12, 8)
     utterance = torch.tensor([0] * 5 + [1] * 7)
-    out = utterance_contrastive(anchors, anchors.clone(), utterance, 6, 0.1, torch.Generator().manual_seed(0))
+    out = utterance_contrastive(anchors, quantized, utterance, 6, 0.1, torch.Generator().manual_seed(0))
     samples = torch.randint(12, (12, 6), generator=generator)  # the same draws
-    unit = torch.nn.functional.normalize(anchors, dim=-1)
-    logits = torch.cat([torch.ones(12, 1), (unit[:, None] * unit[samples]).sum(-1)], 1) / 0.1
+    unit, targets = (torch.nn.functional.normalize(t, dim=-1) for t in (anchors, quantized))
+    own = (unit * targets).sum(-1, keepdim=True)
+    logits = torch.cat([own, (unit[:, None] * targets[samples]).sum(-1)], 1) / 0.1
     labels = torch.cat([torch.ones(12, 1), (utterance[samples] == utterance[:, None]).float()], 1)
     expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels)
     assert math.isclose(out.loss.item(), expected.item(), rel_tol=1e-5)

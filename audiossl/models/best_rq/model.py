@@ -62,7 +62,9 @@ class BestRqModel(FrontendTransformer):
     frozen quantizer. A frame gets targets only when its stack is made of valid fbank frames: never
     padding, and not the last frame of an item whose fbank frames are one short of a whole stack
     (the subsampler's ``ceil(T / 2)`` frames; the CNN's frame count is ``T // 2`` or one more). The
-    masked frames' last hidden states predict each codebook's id; cross entropy as the paper.
+    masked frames' last hidden states predict each codebook's id; cross entropy as the paper. The paper
+    replaces masked input frames with N(0, 0.1) noise; here, as in every family, masked frames get the
+    learned mask embedding after the front end (NeMo's "post_conv" masking).
 
     Args:
         config: the config the parts were built from (``mask``, ``stack_frames``,

@@ -51,11 +51,13 @@ class HubertConfig(ModelConfig):
 
     @classmethod
     def large(cls, frontend: str = "waveform") -> HubertConfig:
-        """The paper's LARGE (fairseq ``hubert_large_ll60k``): 24 x 1024, 16 heads, pre-norm, layer-norm CNN,
-        final_dim 768."""
+        """The paper's LARGE (fairseq ``hubert_large_librivox``): 24 x 1024, 16 heads, pre-norm, layer-norm CNN,
+        final_dim 768, no dropout or layer drop, full gradient into the front end."""
         config = cls.base(frontend)
         resize_body(config.frontend, config.encoder, "large")
-        config.final_dim = 768
+        enc = config.encoder
+        enc.dropout = enc.attention_dropout = enc.activation_dropout = enc.layer_drop = 0.0
+        config.final_dim, config.dropout_input, config.feature_grad_mult = 768, 0.0, 1.0
         config.validate()
         return config
 

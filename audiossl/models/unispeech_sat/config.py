@@ -81,6 +81,8 @@ class UniSpeechSatConfig(HubertConfig):
                           f"got {self.utterance_layer}")
         if min(self.utterance_samples, self.codebook_groups, self.codebook_entries, self.codebook_dim) < 1:
             errors.append("utterance_samples, codebook_groups, codebook_entries and codebook_dim must be >= 1")
+        elif self.codebook_dim % self.codebook_groups:
+            errors.append(f"codebook_dim {self.codebook_dim} must be divisible by codebook_groups {self.codebook_groups}")
         if self.utterance_weight < 0.0 or self.diversity_weight < 0.0:
             errors.append("utterance_weight and diversity_weight must be >= 0")
         if not 0.0 < self.min_temperature <= self.max_temperature or not 0.0 < self.temperature_decay <= 1.0:

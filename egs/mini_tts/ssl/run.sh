@@ -11,7 +11,9 @@
 cd "$(dirname "$0")"
 family=hubert
 args=("$@")
-for i in "${!args[@]}"; do [ "${args[$i]}" = --family ] && family=${args[$((i + 1))]:-}; done
+for i in "${!args[@]}"; do
+  case ${args[$i]} in --family) family=${args[$((i + 1))]:-} ;; --family=*) family=${args[$i]#--family=} ;; esac
+done
 case $family in
   hubert) defaults=(--pretrain1-config conf/pretrain1.yaml --pretrain2-config conf/pretrain2.yaml) ;;
   wavlm) defaults=(--pretrain1-config conf/wavlm1.yaml --pretrain2-config conf/wavlm2.yaml --noise-set noise) ;;
