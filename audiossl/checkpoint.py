@@ -68,9 +68,10 @@ def model_from_checkpoint(payload: dict) -> nn.Module:
 
 
 def load_model(path: str | os.PathLike) -> nn.Module:
-    """The model saved in any audiossl checkpoint, or in a local Hugging Face model directory
-    (HuBERT, wav2vec 2.0, WavLM: see :func:`audiossl.interop.huggingface.load_hf`), in eval mode,
-    built from the file or directory alone.
+    """The model saved in any audiossl checkpoint, in a local Hugging Face model directory
+    (HuBERT, wav2vec 2.0, WavLM: see :func:`audiossl.interop.huggingface.load_hf`) or in a fairseq
+    checkpoint (wav2vec 2.0, HuBERT, unilm's WavLM: see :func:`audiossl.interop.fairseq.load_fairseq`),
+    in eval mode, built from the file or directory alone.
 
     ``model.extract_features(wavs (B, S) at 16 kHz, lengths (B,))`` returns one
     (B, frames, dim) tensor per layer and the valid frames of each item; ASR models also
@@ -80,4 +81,18 @@ def load_model(path: str | os.PathLike) -> nn.Module:
         from audiossl.interop.huggingface import load_hf  # only Hugging Face directories need the converters
 
         return load_hf(path)
-    return model_from_checkpoint(load_checkpoint(path)).eval()
+    try:
+        payload = load_checkpoint(path)
+    except CheckpointError as not_audiossl:
+        from audiossl.interop import fairseq  # foreign files only: unpickled with fairseq's allow-list
+
+        try:
+            foreign = fairseq.read_fairseq(path)
+        except fairseq.UnsafeCheckpointError:
+            raise
+        except UserError:
+            raise not_audiossl from None
+        if not fairseq.is_fairseq_checkpoint(foreign):
+            raise not_audiossl from None
+        return fairseq.model_from_fairseq(foreign, source=str(path))
+    return model_from_checkpoint(payload).eval()

@@ -1,7 +1,10 @@
-"""Convert HuBERT, wav2vec 2.0 and WavLM checkpoints between audiossl and Hugging Face model directories.
+"""Convert HuBERT, wav2vec 2.0 and WavLM checkpoints between audiossl, Hugging Face model directories
+and fairseq checkpoints.
 
     python -m audiossl.bin.convert from-hf [--num-classes K] <hf-dir> <checkpoint.pt>
     python -m audiossl.bin.convert to-hf <checkpoint.pt> <hf-dir>
+    python -m audiossl.bin.convert from-fairseq [--num-classes K] <fairseq.pt> <checkpoint.pt>
+    python -m audiossl.bin.convert to-fairseq <checkpoint.pt> <fairseq.pt>
 
 from-hf reads a local ``save_pretrained`` directory (nothing is downloaded) of ``HubertModel``,
 ``HubertForCTC``, ``Wav2Vec2Model``, ``Wav2Vec2ForPreTraining``, ``Wav2Vec2ForCTC``, ``WavLMModel``
@@ -11,6 +14,11 @@ class does not store is new: HuBERT's and WavLM's prediction head (K targets), t
 quantizer unless the class is ``Wav2Vec2ForPreTraining``. to-hf writes ``HubertModel``,
 ``Wav2Vec2ForPreTraining`` or ``WavLMModel``, which those classes load with the same hidden
 states; only waveform-front-end checkpoints have a Hugging Face equivalent.
+
+from-fairseq reads a fairseq wav2vec 2.0 or HuBERT pretraining checkpoint, or a unilm WavLM one,
+with an unpickler that admits only the types such files hold (anything else is refused by name
+and nothing in the file runs); WavLM's head, which unilm does not store, is new (K targets).
+to-fairseq writes fairseq's layout (unilm's for WavLM, without the head).
 """
 from __future__ import annotations
 
@@ -19,6 +27,7 @@ import sys
 
 from audiossl.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from audiossl.errors import UserError
+from audiossl.interop.fairseq import load_fairseq, save_fairseq
 from audiossl.interop.huggingface import load_hf, save_hf
 
 
@@ -34,13 +43,23 @@ def main(argv=None) -> int:
     to_hf = commands.add_parser("to-hf", help="audiossl checkpoint -> Hugging Face directory")
     to_hf.add_argument("source")
     to_hf.add_argument("target")
+    from_fairseq = commands.add_parser("from-fairseq", help="fairseq checkpoint -> audiossl checkpoint")
+    from_fairseq.add_argument("--num-classes", type=int, default=100,
+                              help="targets of a new WavLM prediction head (default 100)")
+    from_fairseq.add_argument("source")
+    from_fairseq.add_argument("target")
+    to_fairseq = commands.add_parser("to-fairseq", help="audiossl checkpoint -> fairseq checkpoint")
+    to_fairseq.add_argument("source")
+    to_fairseq.add_argument("target")
     args = parser.parse_args(argv)
     try:
-        if args.command == "from-hf":
-            model = load_hf(args.source, args.num_classes)
+        if args.command in ("from-hf", "from-fairseq"):
+            load = load_hf if args.command == "from-hf" else load_fairseq
+            model = load(args.source, args.num_classes)
             save_checkpoint(args.target, model.config.family, model.config.to_dict(), model.state_dict())
         else:
-            save_hf(model_from_checkpoint(load_checkpoint(args.source)), args.target)
+            save = save_hf if args.command == "to-hf" else save_fairseq
+            save(model_from_checkpoint(load_checkpoint(args.source)), args.target)
     except (UserError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

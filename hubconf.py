@@ -1,0 +1,54 @@
+"""torch.hub entry points, one per pretraining family, for a local checkout (nothing is downloaded)::
+
+    model = torch.hub.load("/path/to/audiossl", "hubert", path="exp/hubert_iter2/checkpoints/best.pt",
+                           source="local")
+    model = torch.hub.load("/path/to/audiossl", "wavlm", size="base", source="local")  # random weights
+
+``path`` is an audiossl checkpoint, a Hugging Face model directory or a fairseq checkpoint (the last two
+for HuBERT, wav2vec 2.0 and WavLM; see :func:`audiossl.load_model`); without it, ``size`` names a
+randomly initialised architecture (:func:`audiossl.list_models`). The model comes in eval mode;
+``model.extract_features(wavs (B, S) at 16 kHz, lengths (B,))`` gives every hidden state (B, T, D).
+"""
+from audiossl.checkpoint import build_model as _build_model  # underscores: torch.hub lists public callables
+from audiossl.checkpoint import load_model as _load_model
+from audiossl.errors import ConfigError as _ConfigError
+from audiossl.registry import named_configs as _named_configs
+
+dependencies = ["torch", "torchaudio", "safetensors", "numpy"]
+
+
+def _model(family: str, path, size: str):
+    if path is not None:
+        model = _load_model(path)
+        if model.config.family != family:
+            raise _ConfigError(f"{path} holds a {model.config.family!r} model, not a {family!r} one")
+        return model
+    sizes = _named_configs(family)
+    if size not in sizes:
+        raise _ConfigError(f"no {family} size {size!r}; sizes: {', '.join(sorted(sizes))}")
+    return _build_model(family, sizes[size]().to_dict()).eval()
+
+
+def hubert(path=None, size: str = "base"):
+    """HuBERT from ``path`` (audiossl, Hugging Face or fairseq), or a random one of ``size``."""
+    return _model("hubert", path, size)
+
+
+def wav2vec2(path=None, size: str = "base"):
+    """wav2vec 2.0 from ``path`` (audiossl, Hugging Face or fairseq), or a random one of ``size``."""
+    return _model("wav2vec2", path, size)
+
+
+def wavlm(path=None, size: str = "base"):
+    """WavLM from ``path`` (audiossl, Hugging Face or unilm's WavLM checkpoint), or a random one of ``size``."""
+    return _model("wavlm", path, size)
+
+
+def unispeech_sat(path=None, size: str = "base"):
+    """UniSpeech-SAT from ``path`` (an audiossl checkpoint), or a random one of ``size``."""
+    return _model("unispeech_sat", path, size)
+
+
+def best_rq(path=None, size: str = "base"):
+    """BEST-RQ from ``path`` (an audiossl checkpoint), or a random one of ``size``."""
+    return _model("best_rq", path, size)
