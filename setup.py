@@ -19,6 +19,7 @@ setup(
         "flashlight-text==0.0.7",   # the lexicon + n-gram LM CTC search (and its KenLM)
         "kaldiio>=2.18",
         "scikit-learn>=1.4",
+        "scipy>=1.10",              # the noise set's spectra and resampling
         "safetensors>=0.4",
         "tensorboard>=2.15",
         "tqdm>=4.66",
@@ -26,5 +27,6 @@ setup(
         "pyyaml>=6.0",
     ],
     # transformers (also pulled in by fairseq2 and s3prl) is the reference the interop tests compare with
-    extras_require={"test": ["pytest>=8", "transformers>=4.40"]},
+    # omegaconf (also pulled in by s3prl): the configs inside the fairseq checkpoints the tests write
+    extras_require={"test": ["pytest>=8", "transformers>=4.40", "omegaconf>=2.1"]},
 )

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from torch import nn
 
 from audiossl.errors import ConfigError
-from audiossl.nn.frontends import ConvBlock, ConvWaveformEncoder, FbankSubsampler
+from audiossl.nn.frontends import ConvBlock, ConvWaveformEncoder, FbankSubsampler, FeatureProjection
 from audiossl.nn.transformer import (
     AlibiPositionBias,
     ConvPositionalEmbedding,
@@ -285,3 +285,31 @@ def build_encoder(config: EncoderConfig) -> TransformerEncoder:
     )
     encoder.apply(init_bert_params)
     return encoder
+
+
+def build_body(frontend: FrontendConfig, encoder: EncoderConfig, dropout_input: float) -> dict[str, nn.Module]:
+    """The parts of the wav2vec 2.0 body every family shares, built in this order (the random
+    initialisation depends on it): ``frontend``, ``feature_projection`` (with ``dropout_input``)
+    and ``encoder``, keyed as :class:`~audiossl.models.encoder.FrontendTransformer` takes them."""
+    built_frontend = build_frontend(frontend)
+    return {
+        "frontend": built_frontend,
+        "feature_projection": FeatureProjection(built_frontend.output_dim, encoder.dim, dropout_input),
+        "encoder": build_encoder(encoder),
+    }
+
+
+def gumbel_quantizer_errors(groups: int, entries: int, dim: int, max_temperature: float, min_temperature: float,
+                            temperature_decay: float) -> list[str]:
+    """Violated rules of a Gumbel product quantizer's settings (fields ``codebook_groups``,
+    ``codebook_entries``, ``codebook_dim``, ``max_temperature``, ``min_temperature``, ``temperature_decay``)."""
+    errors = []
+    if min(groups, entries, dim) < 1:
+        errors.append("codebook_groups, codebook_entries and codebook_dim must be >= 1")
+    elif dim % groups:
+        errors.append(f"codebook_dim {dim} must be divisible by codebook_groups {groups}")
+    if not 0.0 < min_temperature <= max_temperature:
+        errors.append(f"need 0 < min_temperature <= max_temperature, got {min_temperature}, {max_temperature}")
+    if not 0.0 < temperature_decay <= 1.0:
+        errors.append(f"temperature_decay must be in (0, 1], got {temperature_decay}")
+    return errors

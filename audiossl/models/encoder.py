@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from audiossl.data.transforms import BatchTransform, FbankFromWaveform
 from audiossl.errors import ConfigError
 from audiossl.nn.frontends import SAMPLE_RATE, FeatureProjection, scale_gradient, valid_mask, waveform_to_fbank
+from audiossl.nn.masking import compute_span_mask
 from audiossl.nn.transformer import TransformerEncoder
 from audiossl.objectives.output import MetricRatios
 
@@ -174,6 +175,13 @@ class FrontendTransformer(SpeechEncoder):
         if grad_mult not in (0.0, 1.0):
             features = scale_gradient(features, grad_mult)
         return features, frame_lengths
+
+    def span_mask(self, shape: tuple[int, int], frame_lengths: Tensor, generator: torch.Generator) -> Tensor:
+        """``(B, T)`` bool pretraining mask of spans drawn from ``generator`` by ``config.mask`` over each
+        item's ``frame_lengths`` (``(B,)``), on their device."""
+        spans = self.config.mask
+        mask = compute_span_mask(shape, frame_lengths, spans.prob, spans.length, spans.min_masks, generator)
+        return mask.to(frame_lengths.device)
 
     def encode(self, inputs: Tensor, lengths: Tensor, mask: Tensor | None = None,
                generator: torch.Generator | None = None, num_layers: int | None = None) -> tuple[list[Tensor], Tensor]:

@@ -5,8 +5,7 @@ from torch import nn
 
 from audiossl.models.best_rq.config import BestRqConfig
 from audiossl.models.best_rq.model import BestRqModel
-from audiossl.models.components import build_encoder, build_frontend
-from audiossl.nn.frontends import FeatureProjection
+from audiossl.models.components import build_body
 from audiossl.nn.random_projection import RandomProjectionQuantizer
 
 
@@ -14,12 +13,9 @@ def build_best_rq(config: BestRqConfig) -> BestRqModel:
     """Validate ``config`` and assemble a :class:`BestRqModel`: a randomly initialised encoder and heads,
     and the quantizer that ``config.quantizer_seed`` determines."""
     config.validate()
-    frontend = build_frontend(config.frontend)
     return BestRqModel(
         config=config,
-        frontend=frontend,
-        feature_projection=FeatureProjection(frontend.output_dim, config.encoder.dim, config.dropout_input),
-        encoder=build_encoder(config.encoder),
+        **build_body(config.frontend, config.encoder, config.dropout_input),
         quantizer=RandomProjectionQuantizer(config.stack_frames * config.frontend.num_mel_bins, config.codebook_dim,
                                             config.codebook_size, config.num_codebooks, config.quantizer_seed),
         heads=nn.ModuleList(nn.Linear(config.encoder.dim, config.codebook_size) for _ in range(config.num_codebooks)),

@@ -7,7 +7,6 @@ from torch import Tensor, nn
 from audiossl.models.best_rq.config import BestRqConfig
 from audiossl.models.encoder import FrontendTransformer
 from audiossl.nn.frontends import FeatureProjection, valid_mask, waveform_to_fbank
-from audiossl.nn.masking import compute_span_mask
 from audiossl.nn.quantizer import perplexity
 from audiossl.nn.random_projection import RandomProjectionQuantizer
 from audiossl.nn.transformer import TransformerEncoder
@@ -130,9 +129,7 @@ class BestRqModel(FrontendTransformer):
             raise ValueError("BEST-RQ makes its own targets: pass targets=None")
         lengths = lengths.to(inputs.device)
         targets = self.make_targets(inputs, lengths)  # (B, T, G)
-        spans = self.config.mask
-        mask = compute_span_mask(tuple(targets.shape[:2]), self.num_frames(lengths), spans.prob, spans.length,
-                                 spans.min_masks, generator).to(inputs.device)
+        mask = self.span_mask(tuple(targets.shape[:2]), self.num_frames(lengths), generator)
         hidden_states, _ = self.encode(inputs, lengths, mask, generator)
         targeted = targets[..., 0] != IGNORE_INDEX
         scored = mask & targeted

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from audiossl.models.components import build_encoder, build_frontend
+from audiossl.models.components import build_body
 from audiossl.models.hubert.config import HubertConfig
 from audiossl.models.hubert.model import HubertModel
-from audiossl.nn.frontends import FeatureProjection
 from audiossl.objectives.masked_prediction import MaskedPredictionHead
 
 
@@ -14,12 +13,9 @@ def masked_prediction_parts(config: HubertConfig) -> dict[str, Any]:
     """Validate ``config`` and build the parts of a masked-prediction model (HuBERT and the families
     built on it): ``config``, ``frontend``, ``feature_projection``, ``encoder`` and ``head``."""
     config.validate()
-    frontend = build_frontend(config.frontend)
     return {
         "config": config,
-        "frontend": frontend,
-        "feature_projection": FeatureProjection(frontend.output_dim, config.encoder.dim, config.dropout_input),
-        "encoder": build_encoder(config.encoder),
+        **build_body(config.frontend, config.encoder, config.dropout_input),
         "head": MaskedPredictionHead(config.encoder.dim, config.final_dim, config.num_classes, config.logit_temp),
     }
 

@@ -10,7 +10,6 @@ from audiossl.models.encoder import FrontendTransformer
 from audiossl.models.hubert.config import HubertConfig
 from audiossl.nn.augment import random_warp_factors, warp_frequency_axis
 from audiossl.nn.frontends import FeatureProjection, valid_mask
-from audiossl.nn.masking import compute_span_mask
 from audiossl.nn.transformer import TransformerEncoder
 from audiossl.objectives.output import ObjectiveOutput
 from audiossl.objectives.masked_prediction import MASKED_PREDICTION_METRICS, MaskedPredictionHead
@@ -76,10 +75,7 @@ class HubertModel(FrontendTransformer):
         frame_lengths = self.num_frames(lengths)
         time = int(self.num_frames(lengths.new_tensor([inputs.shape[1]])))
         targets = self._align_targets(targets, frame_lengths, time, inputs.shape)
-        spans = self.config.mask
-        mask = compute_span_mask(
-            (inputs.shape[0], time), frame_lengths, spans.prob, spans.length, spans.min_masks, generator
-        ).to(inputs.device)
+        mask = self.span_mask((inputs.shape[0], time), frame_lengths, generator)
         if self.training and self.config.frequency_warp > 0.0:
             factors = random_warp_factors(inputs.shape[0], self.config.frequency_warp, generator)
             inputs = warp_frequency_axis(inputs, factors)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, ClassVar
 
+from audiossl.models.components import gumbel_quantizer_errors
 from audiossl.models.hubert.config import HubertConfig
 
 
@@ -79,15 +80,12 @@ class UniSpeechSatConfig(HubertConfig):
         if not 0 <= self.utterance_layer <= self.encoder.num_layers:
             errors.append(f"utterance_layer must be in [0, encoder.num_layers = {self.encoder.num_layers}], "
                           f"got {self.utterance_layer}")
-        if min(self.utterance_samples, self.codebook_groups, self.codebook_entries, self.codebook_dim) < 1:
-            errors.append("utterance_samples, codebook_groups, codebook_entries and codebook_dim must be >= 1")
-        elif self.codebook_dim % self.codebook_groups:
-            errors.append(f"codebook_dim {self.codebook_dim} must be divisible by codebook_groups {self.codebook_groups}")
+        if self.utterance_samples < 1:
+            errors.append(f"utterance_samples must be >= 1, got {self.utterance_samples}")
         if self.utterance_weight < 0.0 or self.diversity_weight < 0.0:
             errors.append("utterance_weight and diversity_weight must be >= 0")
-        if not 0.0 < self.min_temperature <= self.max_temperature or not 0.0 < self.temperature_decay <= 1.0:
-            errors.append("need 0 < min_temperature <= max_temperature and 0 < temperature_decay <= 1")
-        return errors
+        return errors + gumbel_quantizer_errors(self.codebook_groups, self.codebook_entries, self.codebook_dim,
+                                                self.max_temperature, self.min_temperature, self.temperature_decay)
 
 
 NAMED_CONFIGS: dict[str, Callable[..., UniSpeechSatConfig]] = {

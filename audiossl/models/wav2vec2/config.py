@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar
 
-from audiossl.models.components import (EncoderConfig, FrontendConfig, MaskConfig, ModelConfig, resize_body,
-                                       validation_errors)
+from audiossl.models.components import (EncoderConfig, FrontendConfig, MaskConfig, ModelConfig,
+                                       gumbel_quantizer_errors, resize_body, validation_errors)
 
 
 @dataclass
@@ -99,16 +99,10 @@ class Wav2Vec2Config(ModelConfig):
     def errors(self) -> list[str]:
         """Violated rules, each a line naming the field (empty when valid)."""
         errors = validation_errors(self.frontend, self.encoder, self.mask)
-        sizes = (self.final_dim, self.codebook_groups, self.codebook_entries, self.codebook_dim, self.num_distractors)
-        if min(sizes) < 1:
-            errors.append("final_dim, codebook_groups, codebook_entries, codebook_dim, num_distractors must be >= 1")
-        elif self.codebook_dim % self.codebook_groups:
-            errors.append(f"codebook_dim {self.codebook_dim} must be divisible by codebook_groups {self.codebook_groups}")
-        if not 0.0 < self.min_temperature <= self.max_temperature:
-            errors.append(f"need 0 < min_temperature <= max_temperature, got {self.min_temperature}, "
-                          f"{self.max_temperature}")
-        if not 0.0 < self.temperature_decay <= 1.0:
-            errors.append(f"temperature_decay must be in (0, 1], got {self.temperature_decay}")
+        if min(self.final_dim, self.num_distractors) < 1:
+            errors.append("final_dim and num_distractors must be >= 1")
+        errors += gumbel_quantizer_errors(self.codebook_groups, self.codebook_entries, self.codebook_dim,
+                                          self.max_temperature, self.min_temperature, self.temperature_decay)
         if self.logit_temp <= 0.0:
             errors.append(f"logit_temp must be > 0, got {self.logit_temp}")
         if min(self.diversity_weight, self.feature_penalty_weight, self.feature_grad_mult) < 0.0:

@@ -7,7 +7,6 @@ from torch import Tensor, nn
 from audiossl.models.encoder import FrontendTransformer
 from audiossl.models.wav2vec2.config import Wav2Vec2Config
 from audiossl.nn.frontends import FeatureProjection, valid_mask
-from audiossl.nn.masking import compute_span_mask
 from audiossl.nn.quantizer import GumbelProductQuantizer, annealed_temperature
 from audiossl.nn.transformer import TransformerEncoder
 from audiossl.objectives.contrastive import (CONTRASTIVE_METRICS, CollapseMonitor, contrastive_logits,
@@ -81,8 +80,7 @@ class Wav2Vec2Model(FrontendTransformer):
         penalty = features.float().pow(2).masked_fill(~valid[..., None], 0.0).sum() / (valid.sum() * features.shape[2])
         normed = self.feature_projection.layer_norm(features)
         x = self.feature_projection.dropout(self.feature_projection.projection(normed))
-        mask = compute_span_mask(tuple(valid.shape), frame_lengths, config.mask.prob, config.mask.length,
-                                 config.mask.min_masks, generator).to(features.device)
+        mask = self.span_mask(tuple(valid.shape), frame_lengths, generator)
         hidden, _ = self.encode_features(x, frame_lengths, mask, generator)
         quantized = self.quantizer(self.feature_dropout(normed)[mask], self.temperature, generator)
         item = mask.nonzero()[:, 0]  # the utterance of each masked frame, in order
