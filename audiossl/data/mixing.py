@@ -39,6 +39,7 @@ from audiossl.data.dataset import Batch
 from audiossl.data.kaldi_dir import DataDir, DataDirError
 from audiossl.data.transforms import BatchTransform
 from audiossl.errors import ConfigError
+from audiossl.nn.frontends import valid_mask
 
 SILENCE_POWER = 1e-9
 """Mean power (of samples in [-1, 1]) below which a signal counts as silent: −90 dB re full scale."""
@@ -171,25 +172,23 @@ class UtteranceMixing(BatchTransform):
         if not len(plan.rows):
             return batch
         device = inputs.device
+        rows, partners, use_noise = plan.rows.to(device), plan.partners.to(device), plan.use_noise.to(device)
         offsets = torch.arange(int(plan.overlaps.max()))
-        in_overlap = offsets < plan.overlaps[:, None]
+        in_overlap = (offsets < plan.overlaps[:, None]).to(device)
         primary_positions = (plan.primary_starts[:, None] + offsets).clamp(max=inputs.shape[1] - 1).to(device)
         secondary_positions = (plan.secondary_starts[:, None] + offsets).clamp(max=inputs.shape[1] - 1).to(device)
-        primary = inputs[plan.rows.to(device)[:, None], primary_positions]
-        secondary = inputs[plan.partners.to(device)[:, None], secondary_positions]
-        if plan.use_noise.any():
-            noise = self.noise.windows(plan.clips[plan.use_noise], plan.secondary_starts[plan.use_noise], len(offsets))
-            secondary[plan.use_noise.to(device)] = noise.to(device, inputs.dtype)
-        in_overlap = in_overlap.to(device)
-        secondary = secondary * in_overlap
+        primary = inputs[rows[:, None], primary_positions]
+        secondary = inputs[partners[:, None], secondary_positions]
         powers = signal_powers(inputs, batch.lengths.to(device))  # (B,) of every utterance, valid samples only
-        secondary_powers = powers[plan.partners.to(device)]
+        secondary_powers = powers[partners]
         if plan.use_noise.any():
-            noise_powers = self.noise.powers[plan.clips[plan.use_noise]].to(device, secondary_powers.dtype)
-            secondary_powers[plan.use_noise.to(device)] = noise_powers
-        scale = mixing_scale(powers[plan.rows.to(device)], secondary_powers, plan.ratios_db.to(device))
+            clips = plan.clips[plan.use_noise]
+            noise = self.noise.windows(clips, plan.secondary_starts[plan.use_noise], len(offsets))
+            secondary[use_noise] = noise.to(device, inputs.dtype)
+            secondary_powers[use_noise] = self.noise.powers[clips].to(device, secondary_powers.dtype)
+        scale = mixing_scale(powers[rows], secondary_powers, plan.ratios_db.to(device))
         mixed = inputs.clone()
-        overlap_index = (plan.rows.to(device)[:, None].expand_as(in_overlap)[in_overlap], primary_positions[in_overlap])
+        overlap_index = (rows[:, None].expand_as(in_overlap)[in_overlap], primary_positions[in_overlap])
         mixed[overlap_index] = (primary + scale[:, None].to(inputs.dtype) * secondary)[in_overlap]
         return dataclasses.replace(batch, inputs=mixed)
 
@@ -247,8 +246,7 @@ class UtteranceMixing(BatchTransform):
 
 def signal_powers(inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """(B,) float64 mean power of each item of ``inputs`` (B, S) over its ``lengths`` (B,) valid samples."""
-    valid = torch.arange(inputs.shape[1], device=inputs.device) < lengths[:, None]
-    return (inputs.double().square() * valid).sum(1) / lengths.clamp(min=1)
+    return (inputs.double().square() * valid_mask(lengths, inputs.shape[1])).sum(1) / lengths.clamp(min=1)
 
 
 def mixing_scale(primary_power: torch.Tensor, secondary_power: torch.Tensor, ratios_db: torch.Tensor) -> torch.Tensor:
