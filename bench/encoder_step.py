@@ -8,7 +8,9 @@ attention (where transformers has it), so every peer holds the same weights. The
 states on the same batch are checked equal (1e-3) before any timing. A step is the forward pass
 in eval mode (no dropout, so the outputs compare) and the backward of the mean last hidden state.
 The implementations are interleaved within each round; the median over rounds is printed, with
-each one's time over the fastest peer's (below 1: audiossl is faster). fp32 only.
+each one's time over the fastest peer's (below 1: audiossl is faster). Under ``--bf16`` (by
+default where the CPU has bf16 hardware, as ``trainer.precision: auto`` decides) each also runs
+under bf16 autocast, and its speed-up over the fastest peer's fp32 step is printed.
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from collections.abc import Callable
 
 import torch
 import transformers
+
+from audiossl.train.precision import native_bf16
 
 from audiossl.interop.huggingface import HF_FAMILIES
 from audiossl.interop.torchaudio import to_torchaudio
@@ -59,9 +63,11 @@ def implementations(family: str) -> dict[str, Callable[[torch.Tensor], torch.Ten
     return runs
 
 
-def step_seconds(run: Callable[[torch.Tensor], torch.Tensor], wavs: torch.Tensor) -> float:
+def step_seconds(run: Callable[[torch.Tensor], torch.Tensor], wavs: torch.Tensor, bf16: bool) -> float:
     start = time.perf_counter()
-    run(wavs).mean().backward()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        out = run(wavs)
+    out.float().mean().backward()
     return time.perf_counter() - start
 
 
@@ -72,11 +78,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--families", default="wav2vec2,hubert,wavlm")
+    parser.add_argument("--bf16", choices=("auto", "yes", "no"), default="auto",
+                        help="also time bf16 autocast (auto: where the CPU has bf16 hardware)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"CPU capability {torch.backends.cpu.get_cpu_capability()}; {torch.get_num_threads()} thread(s); "
-          f"batch {args.batch} x {args.seconds:g} s; fp32; median of {args.rounds} interleaved rounds")
+    native = native_bf16(torch.device("cpu"))
+    bf16 = args.bf16 == "yes" or (args.bf16 == "auto" and native)
+    print(f"CPU capability {torch.backends.cpu.get_cpu_capability()}; native bf16: {native}; "
+          f"{torch.get_num_threads()} thread(s); batch {args.batch} x {args.seconds:g} s; "
+          f"{'fp32 and bf16 autocast' if bf16 else 'fp32'}; median of {args.rounds} interleaved rounds")
     wavs = torch.randn(args.batch, int(args.seconds * 16000), generator=torch.Generator().manual_seed(0)) * 0.1
     for family in args.families.split(","):
         runs = implementations(family)
@@ -86,18 +97,20 @@ def main() -> None:
                 difference = (run(wavs) - reference).abs().max().item()
                 if difference > 1e-3:
                     raise SystemExit(f"{family}: {name}'s output differs from audiossl's by {difference:.2e}")
-        times = {name: [] for name in runs}
-        for name, run in runs.items():  # warm-up
-            step_seconds(run, wavs)
+        modes = [(name, False) for name in runs] + ([(name, True) for name in runs] if bf16 else [])
+        times: dict[tuple[str, bool], list[float]] = {mode: [] for mode in modes}
+        for name, half in modes:  # warm-up
+            step_seconds(runs[name], wavs, half)
         for _ in range(args.rounds):
-            for name, run in runs.items():
-                times[name].append(step_seconds(run, wavs))
-        medians = {name: statistics.median(values) for name, values in times.items()}
-        fastest_peer = min(value for name, value in medians.items() if name != "audiossl")
+            for name, half in modes:
+                times[name, half].append(step_seconds(runs[name], wavs, half))
+        medians = {mode: statistics.median(values) for mode, values in times.items()}
+        fastest_peer = min(value for (name, half), value in medians.items() if name != "audiossl" and not half)
         print(f"{family}: outputs equal (1e-3)")
-        for name, value in medians.items():
-            print(f"  {name:<22} {value:7.2f} s/step   {value / fastest_peer:5.2f}x the fastest peer")
-
+        for (name, half), value in medians.items():
+            label = f"{name} bf16 autocast" if half else name
+            print(f"  {label:<33} {value:7.2f} s/step   {value / fastest_peer:5.2f}x the fastest peer's fp32 "
+                  f"({fastest_peer / value:4.2f}x as fast)")
 
 if __name__ == "__main__":
     main()

@@ -46,11 +46,117 @@ def scale_gradient(x: Tensor, scale: float) -> Tensor:
     return _ScaleGradient.apply(x, scale)
 
 
-class MaskedGroupNorm(nn.Module):
-    """One group per channel, statistics over valid time steps only, computed in fp32.
+class _BlockwiseConv1d(torch.autograd.Function):
+    """Forward and backward of :func:`blockwise_conv1d`: one BLAS call per (item, block)."""
 
-    Equals fairseq's ``Fp32GroupNorm(C, C)`` of the first CNN layer (``extractor_mode=default``)
-    on unpadded inputs, and keeps padding out of the statistics of padded ones.
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, stride: int) -> Tensor:
+        blocks, matrices, frames = _blocks_and_matrices(x, weight, stride)
+        out = x.new_empty(x.shape[0], frames, weight.shape[0])
+        for b in range(x.shape[0]):
+            for j, matrix in enumerate(matrices):
+                block = blocks[b, j : j + frames, : matrix.shape[1]]
+                if j > 0:
+                    out[b].addmm_(block, matrix.t())
+                elif bias is not None:
+                    torch.addmm(bias, block, matrix.t(), out=out[b])
+                else:
+                    torch.mm(block, matrix.t(), out=out[b])
+        ctx.save_for_backward(x, weight)
+        ctx.stride, ctx.has_bias = stride, bias is not None
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
+        x, weight = ctx.saved_tensors
+        stride, (batch, time, channels) = ctx.stride, x.shape
+        blocks, matrices, frames = _blocks_and_matrices(x, weight, stride)
+        grad_out = grad_out.contiguous()
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.empty_like(x)
+            first_is_whole = matrices[0].shape[1] == blocks.shape[2]  # the first product covers whole blocks
+            if first_is_whole:
+                grad_x[:, frames * stride :].zero_()
+            else:
+                grad_x.zero_()
+            grad_blocks = grad_x[:, : blocks.shape[1] * stride].reshape(blocks.shape)
+            for b in range(batch):
+                for j, matrix in enumerate(matrices):
+                    if j == 0 and first_is_whole:
+                        torch.mm(grad_out[b], matrix, out=grad_blocks[b, :frames])
+                    else:
+                        grad_blocks[b, j : j + frames, : matrix.shape[1]].addmm_(grad_out[b], matrix)
+        if ctx.needs_input_grad[1]:
+            pieces = []
+            for j, matrix in enumerate(matrices):
+                grad_matrix = torch.zeros_like(matrix)
+                for b in range(batch):
+                    grad_matrix.addmm_(grad_out[b].t(), blocks[b, j : j + frames, : matrix.shape[1]])
+                pieces.append(grad_matrix.reshape(weight.shape[0], -1, channels).transpose(1, 2))
+            grad_weight = torch.cat(pieces, dim=-1)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad_out.sum(dim=(0, 1))
+        return grad_x, grad_weight, grad_bias, None
+
+
+def _blocks_and_matrices(x: Tensor, weight: Tensor, stride: int) -> tuple[Tensor, list[Tensor], int]:
+    """The ``(B, T // stride, stride * C_in)`` block view of ``x``, the ``J`` weight matrices
+    ``(C_out, taps * C_in)`` (tap-major, as the blocks) and the output steps."""
+    batch, time, channels = x.shape
+    num_blocks = time // stride
+    matrices = [tap.transpose(1, 2).reshape(weight.shape[0], -1) for tap in weight.split(stride, dim=-1)]
+    blocks = x[:, : num_blocks * stride].reshape(batch, num_blocks, stride * channels)
+    return blocks, matrices, max(num_blocks - len(matrices) + 1, 0)
+
+
+def _autocast_dtype(device: torch.device) -> torch.dtype | None:
+    return torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
+
+
+def blockwise_conv1d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int) -> Tensor:
+    """A strided Conv1d (no padding) over channels-last ``x (B, T, C_in)`` as matrix products.
+
+    The time axis is cut into blocks of ``stride`` steps, a free view ``(B, T // stride,
+    stride * C_in)``. Output step ``t`` reads blocks ``t .. t + J - 1`` (``J = ceil(K / stride)``,
+    the last block only in part), so per item the conv is ``J`` matrix products over strided
+    views of ``x``, and so is its backward: no unfolded copy, and where a CPU runs matrix
+    products faster than Conv1d's kernels. The result is ``Conv1d(x)``'s first
+    ``T // stride - J + 1`` steps, at most one fewer than Conv1d gives
+    (:meth:`ConvBlock.input_steps` says how many input steps to supply). Under autocast it
+    runs in the autocast dtype.
+
+    Args:
+        x: ``(B, T, C_in)``.
+        weight: ``(C_out, C_in, K)``, as ``nn.Conv1d`` holds it.
+        bias: ``(C_out,)`` or None.
+    Returns:
+        ``(B, T // stride - J + 1, C_out)``.
+    """
+    dtype = _autocast_dtype(x.device)
+    if dtype is None:
+        return _BlockwiseConv1d.apply(x.contiguous(), weight, bias, stride)
+    with torch.autocast(x.device.type, enabled=False):
+        return _BlockwiseConv1d.apply(x.to(dtype).contiguous(), weight.to(dtype),
+                                      None if bias is None else bias.to(dtype), stride)
+
+
+def conv_windows(x: Tensor, kernel: int, stride: int, frames: int) -> Tensor:
+    """The first ``frames`` input windows of a strided conv, copied: ``(B, T, C)`` → ``(B, frames, C * kernel)``
+    (channel-major, as ``nn.Conv1d.weight.reshape(C_out, -1)``)."""
+    return x.unfold(1, kernel, stride)[:, :frames].reshape(x.shape[0], frames, -1)
+
+
+class MaskedGroupNorm(nn.Module):
+    """One group per channel over valid time steps, computed in fp32 and folded into the conv before it.
+
+    Equals fairseq's ``Fp32GroupNorm(C, C)`` after the first CNN layer (``extractor_mode=default``)
+    on unpadded inputs, and keeps padding out of the statistics of padded ones. The conv is linear
+    in its input windows, so each channel's mean and variance over an item's valid steps follow
+    from the windows' mean ``μ`` and covariance ``Σ`` (``W μ + b`` and ``diag(W Σ Wᵀ)``), and the
+    normalised output is one matrix product of the windows with per-item scaled weights: no pass
+    over the ``(B, T, C)`` output is spent on statistics.
     """
 
     def __init__(self, channels: int, eps: float = 1e-5) -> None:
@@ -59,19 +165,41 @@ class MaskedGroupNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
 
-    def forward(self, x: Tensor, valid: Tensor) -> Tensor:
-        """x: ``(B, C, T)``; valid: ``(B, T)`` bool. Returns ``(B, C, T)``."""
-        weights = valid[:, None, :].float()
-        count = weights.sum(dim=-1, keepdim=True).clamp(min=1.0)
-        xf = x.float()
-        mean = (xf * weights).sum(dim=-1, keepdim=True) / count
-        var = ((xf - mean).square() * weights).sum(dim=-1, keepdim=True) / count
-        y = (xf - mean) * torch.rsqrt(var + self.eps)
-        return (y * self.weight[:, None] + self.bias[:, None]).type_as(x)
+    def normalized_conv(self, windows: Tensor, weight: Tensor, bias: Tensor | None, lengths: Tensor) -> Tensor:
+        """GroupNorm(windows @ weightᵀ + bias).
+
+        Args:
+            windows: ``(B, T, D)`` conv input windows (:func:`conv_windows`).
+            weight: ``(C, D)`` the conv as a matrix; bias ``(C,)`` or None.
+            lengths: ``(B,)`` valid steps.
+        Returns:
+            ``(B, T, C)``.
+        """
+        valid = valid_mask(lengths, windows.shape[1])[..., None].float()
+        count = valid.sum(dim=1).clamp(min=1.0)  # (B, 1)
+        windows32, weight32 = windows.float(), weight.float()
+        mean_window = (windows32 * valid).sum(dim=1) / count  # (B, D)
+        centered = (windows32 - mean_window[:, None]) * valid
+        covariance = centered.transpose(1, 2) @ centered / count[..., None]  # (B, D, D)
+        mean = mean_window @ weight32.t()  # (B, C)
+        if bias is not None:
+            mean = mean + bias
+        var = ((weight32 @ covariance) * weight32).sum(dim=-1)
+        scale = self.weight * torch.rsqrt(var + self.eps)  # (B, C)
+        offset = self.bias - mean * scale
+        if bias is not None:  # cancels the mean's bias: zero gradient, but the bias stays in the graph
+            offset = offset + bias * scale
+        scaled = weight32.t()[None] * scale[:, None, :]  # (B, D, C)
+        return torch.baddbmm(offset[:, None, :].to(windows.dtype), windows, scaled.to(windows.dtype))
 
 
 class ConvBlock(nn.Module):
     """Conv1d (no padding) → optional norm → GELU: one entry of fairseq ``conv_feature_layers``.
+
+    Runs channels-last. A block whose windows are narrower than its output (``C_in * K <= C_out``,
+    the first layer on waveforms) or that has group norm copies its windows and does one matrix
+    product (the group norm folded in); any other runs :func:`blockwise_conv1d` over views. The
+    parameters are an ``nn.Conv1d``'s.
 
     Args:
         in_channels, out_channels, kernel_size, stride: the ``(dim, kernel, stride)`` triple.
@@ -97,20 +225,35 @@ class ConvBlock(nn.Module):
             self.norm = nn.LayerNorm(out_channels)
         else:
             self.norm = None
+        self.windowed = norm == "group" or in_channels * kernel_size <= out_channels
 
     def num_frames(self, lengths: Tensor) -> Tensor:
         """Valid output steps: ``floor((L - kernel) / stride) + 1``, at least 0."""
         return (torch.div(lengths - self.kernel_size, self.stride, rounding_mode="floor") + 1).clamp(min=0)
 
+    def input_steps(self, frames: int) -> int:
+        """The input steps :meth:`forward` needs to give ``frames`` output steps."""
+        if self.windowed:
+            return self.kernel_size + self.stride * (frames - 1) if frames > 0 else 0
+        return self.stride * (frames - 1 + -(-self.kernel_size // self.stride))
+
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        """x: ``(B, C_in, L)`` → ``(B, C_out, L')`` and valid lengths ``(B,)``."""
-        x = self.conv(x)
-        lengths = self.num_frames(lengths)
-        if isinstance(self.norm, MaskedGroupNorm):
-            x = self.norm(x, valid_mask(lengths, x.shape[-1]))
-        elif self.norm is not None:
-            x = self.norm(x.transpose(1, 2)).transpose(1, 2)
-        return nn.functional.gelu(x), lengths
+        """x: ``(B, L, C_in)`` → ``(B, L', C_out)`` and valid lengths ``(B,)``."""
+        weight, bias = self.conv.weight, self.conv.bias
+        out_lengths = self.num_frames(lengths)
+        if not self.windowed:
+            x = blockwise_conv1d(x, weight, bias, self.stride)
+        else:
+            frames = max((x.shape[1] - self.kernel_size) // self.stride + 1, 0)
+            windows = conv_windows(x, self.kernel_size, self.stride, frames)
+            matrix = weight.reshape(weight.shape[0], -1)
+            if isinstance(self.norm, MaskedGroupNorm):
+                x = self.norm.normalized_conv(windows, matrix, bias, out_lengths)
+            else:
+                x = nn.functional.linear(windows, matrix, bias)
+        if isinstance(self.norm, nn.LayerNorm):
+            x = self.norm(x)
+        return nn.functional.gelu(x), out_lengths
 
 
 class ConvWaveformEncoder(nn.Module):
@@ -142,6 +285,22 @@ class ConvWaveformEncoder(nn.Module):
             lengths = block.num_frames(lengths)
         return lengths
 
+    def padded_samples(self, num_samples: int) -> int:
+        """Samples to feed so that the last block gives every frame of ``num_samples`` and a
+        block with group norm every step (its statistics see them all).
+
+        Usually ``num_samples`` itself; else a few zeros more, whose steps reach no valid frame.
+        """
+        steps = [num_samples]
+        for block in self.blocks:
+            steps.append(int(block.num_frames(torch.tensor(steps[-1]))))
+        needed = steps[-1]
+        for block, conv_steps in zip(reversed(self.blocks), reversed(steps[1:])):
+            if isinstance(block.norm, MaskedGroupNorm):
+                needed = max(needed, conv_steps)
+            needed = block.input_steps(needed)
+        return max(needed, num_samples)
+
     def forward(self, inputs: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """inputs: ``(B, S)`` float, lengths ``(B,)`` samples → ``(B, T, C)``, ``(B,)`` frames.
 
@@ -150,10 +309,12 @@ class ConvWaveformEncoder(nn.Module):
         if inputs.ndim != 2:
             raise ValueError(f"expected waveforms (B, S), got shape {tuple(inputs.shape)}")
         lengths = lengths.to(inputs.device)
-        x = inputs.masked_fill(~valid_mask(lengths, inputs.shape[1]), 0.0)[:, None, :]
+        num_samples = inputs.shape[1]
+        x = inputs.masked_fill(~valid_mask(lengths, num_samples), 0.0)
+        x = nn.functional.pad(x, (0, self.padded_samples(num_samples) - num_samples))[..., None]
         for block in self.blocks:
             x, lengths = block(x, lengths)
-        x = x.transpose(1, 2)
+        x = x[:, : int(self.num_frames(torch.tensor(num_samples)))]
         return x.masked_fill(~valid_mask(lengths, x.shape[1])[..., None], 0.0), lengths
 
 
