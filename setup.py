@@ -20,6 +20,7 @@ setup(
         "kaldiio>=2.18",
         "scikit-learn>=1.4",
         "scipy>=1.10",              # the noise set's spectra and resampling
+        "mido>=1.3",                # the MIDI files mini_music renders
         "safetensors>=0.4",
         "tensorboard>=2.15",
         "tqdm>=4.66",

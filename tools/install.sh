@@ -2,13 +2,14 @@
 # Install everything audiossl needs on Debian 12; safe to re-run (skips what is there).
 #   - Debian's contrib and non-free components are enabled for the mbrola, pico and
 #     RHVoice speech engines used by the offline corpus (egs/mini_tts).
-#   - apt packages: sox, speech engines, offline texts, CC0 ambience recordings (noise).
+#   - apt packages: sox, speech engines, offline texts, CC0 ambience recordings (noise),
+#     fluidsynth and a General MIDI soundfont (mini_music).
 #   - pip: this package (editable) with its pinned dependencies, and pytest.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 apt_packages="sox libsox-fmt-all espeak-ng mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1
   mbrola-es1 flite libttspico-utils rhvoice rhvoice-english wordnet-base diatheke sword-text-web
-  sword-text-sparv sonic-pi-samples"
+  sword-text-sparv sonic-pi-samples fluidsynth fluid-soundfont-gm"
 
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
