@@ -2,4 +2,5 @@
 
 - :mod:`audiossl.eval.attention`: how far each attention head of an encoder looks.
 - :mod:`audiossl.eval.results`: the Markdown results section of a CTC experiment grid (pretrained vs scratch).
+- :mod:`audiossl.eval.verification`: trial lists, score files, EER and minDCF of speaker verification.
 """
