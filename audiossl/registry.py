@@ -28,6 +28,8 @@ FAMILIES: dict[str, dict[str, Any]] = {
     "best_rq": {"module": "audiossl.models.best_rq", "config": "BestRqConfig", "build": "build_best_rq",
                 "targets": "none"},
     "ctc": {"module": "audiossl.models.ctc", "config": "CtcConfig", "build": "build_ctc", "targets": None},
+    "utterance": {"module": "audiossl.models.utterance", "config": "UtteranceConfig", "build": "build_utterance",
+                  "targets": None},
 }
 
 

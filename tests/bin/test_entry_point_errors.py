@@ -7,6 +7,7 @@ import pytest
 
 from audiossl.bin import compute_feats, data_dir, decode_ctc, kmeans, results_table, train_lm
 from audiossl.bin import prepare_mini_tts as prepare_mini_tts_main
+from audiossl.bin import prepare_tasks
 from audiossl.errors import ConfigError
 
 MAINS = {  # module: (a function its main calls, the main's arguments under a tmp dir)
@@ -15,6 +16,7 @@ MAINS = {  # module: (a function its main calls, the main's arguments under a tm
     decode_ctc: ("load_model", lambda tmp: [str(tmp / "model.pt"), str(tmp), str(tmp / "decode")]),
     kmeans: ("merge_label_files", lambda tmp: ["merge", str(tmp / "labels.txt"), str(tmp / "job1.txt")]),
     prepare_mini_tts_main: ("prepare_mini_tts", lambda tmp: [str(tmp / "corpus"), str(tmp / "data")]),
+    prepare_tasks: ("prepare_phoneme_dirs", lambda tmp: ["--tasks", "pr"] + [str(tmp / d) for d in "cdao"]),
     results_table: ("ctc_results_lines", lambda tmp: ["--budgets", "b", "--test-sets", "t", "--pretrained", "p.pt",
                                                       "--command", "c", "--section", "s", str(tmp / "RESULTS.md")]),
     train_lm: ("held_out_text", lambda tmp: ["--exclude-data", str(tmp), str(tmp / "text.txt"), str(tmp / "lm")]),
