@@ -289,7 +289,7 @@ class CorpusError(UserError, ValueError):
     """A corpus dir or set of installed voices that cannot give the corpus asked for; the message says why."""
 
 
-def _run(argv: list[str], stdin: str | None = None) -> str:
+def run_tool(argv: list[str], stdin: str | None = None) -> str:
     """Run a command and return its standard output; raise :class:`SynthesisError` on failure."""
     try:
         proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=300)
@@ -309,11 +309,11 @@ _MBROLA_PHONEME_FIXES = {"es1": (re.compile(r"^([eo])/", re.M), r"\1")}
 def _synthesize_mbrola(voice: Voice, text: str, out: Path) -> str:
     espeak = ["espeak-ng", "-v", f"mb-{voice.name}", "-q", "--pho", text]
     mbrola = ["mbrola", "-e", str(MBROLA_DIR / voice.name / voice.name), "-", str(out)]
-    pho = _run(espeak)
+    pho = run_tool(espeak)
     if voice.name in _MBROLA_PHONEME_FIXES:
         pattern, replacement = _MBROLA_PHONEME_FIXES[voice.name]
         pho = pattern.sub(replacement, pho)
-    _run(mbrola, pho)
+    run_tool(mbrola, pho)
     return f"{shlex.join(espeak)} | {shlex.join(mbrola)}"
 
 
@@ -332,7 +332,7 @@ def synthesize_raw(voice: Voice, text: str, out: Path) -> str:
         argv, stdin = ["RHVoice-test", "-p", voice.name, "-o", str(out)], text
     else:
         raise ValueError(f"unknown engine '{voice.engine}'")
-    _run(argv, stdin)
+    run_tool(argv, stdin)
     return shlex.join(argv)
 
 
@@ -358,7 +358,7 @@ def synthesize_utterance(voice: Voice, text: str, out: Path, seed: int, utt: str
         command = synthesize_raw(voice, text, raw)
         if not raw.is_file() or raw.stat().st_size <= 44:
             raise SynthesisError(f"{command}: no audio written")
-        _run(sox_command(raw, part, *jitter(seed, utt)))   # sox is told the type: the name's suffix does not matter
+        run_tool(sox_command(raw, part, *jitter(seed, utt)))   # sox is told the type: the name's suffix does not matter
         info = soundfile.info(str(part))
         if info.frames < MIN_SECONDS * info.samplerate:
             raise SynthesisError(f"{command}: only {info.frames / info.samplerate:.2f} s of audio after trimming")
@@ -525,14 +525,13 @@ def wav_path(corpus_dir: Path, utt: Utterance) -> Path:
     return corpus_dir / "wav" / utt.voice.speaker / f"{utt.utt}.wav"
 
 
-def _check_seed(corpus_dir: Path, seed: int) -> None:
-    """Record the seed of the audio; refuse to mix audio jittered with another seed."""
-    path = corpus_dir / "wav" / "seed"
-    if path.is_file() and path.read_text().strip() != str(seed):
-        raise CorpusError(f"{corpus_dir} holds audio made with seed {path.read_text().strip()}, not {seed}; "
-                          "use another corpus dir")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"{seed}\n")
+def check_seed(seed_file: Path, seed: int) -> None:
+    """Record in ``seed_file`` the seed the audio beside it is made with; refuse to mix in audio of another seed."""
+    if seed_file.is_file() and seed_file.read_text().strip() != str(seed):
+        raise CorpusError(f"{seed_file.parent} holds audio made with seed {seed_file.read_text().strip()}, not {seed}; "
+                          "use another directory")
+    seed_file.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(seed_file, f"{seed}\n")
 
 
 def write_split(path: Path, utts: list[Utterance], corpus_dir: Path, durations: dict[str, float]) -> None:
@@ -574,7 +573,7 @@ def prepare_mini_tts(corpus_dir: str | os.PathLike, data_dir: str | os.PathLike,
         raise ValueError(f"size must be one of {' '.join(sizes)}, got '{size}'")
     dims = sizes[size]()
     corpus_dir, data_dir = Path(corpus_dir).absolute(), Path(data_dir)
-    _check_seed(corpus_dir, seed)
+    check_seed(corpus_dir / "wav" / "seed", seed)
     sentences = {lang: load_sentences(corpus_dir, lang) for lang in LANGUAGES}
     plan = plan_corpus(dims, available_voices(), sentences, seed)
     failures = synthesize_all([u for utts in plan.values() for u in utts], corpus_dir, seed, num_workers, progress)

@@ -221,7 +221,7 @@ def synthesize_pseudo_utterance(speaker: PseudoSpeaker, text: str, out: Path, se
         command = synthesize_raw(speaker.voice, text, raw)
         if not raw.is_file() or raw.stat().st_size <= 44:
             raise SynthesisError(f"{command}: no audio written")
-        mini_tts._run(sox_command(raw, shifted, shift.cents, shift.tempo))
+        mini_tts.run_tool(sox_command(raw, shifted, shift.cents, shift.tempo))
         samples, _ = soundfile.read(str(shifted), dtype="float64")
         if len(samples) < MIN_SECONDS * SAMPLE_RATE:
             raise SynthesisError(f"{command}: only {len(samples) / SAMPLE_RATE:.2f} s of audio after trimming")
@@ -353,16 +353,6 @@ def synthesize_all(utts: Sequence[Utterance], audio_dir: Path, seed: int, num_wo
     return failures
 
 
-def _check_seed(audio_dir: Path, seed: int) -> None:
-    """Record the seed of the audio; refuse to mix audio made with another seed."""
-    path = audio_dir / "wav" / "seed"
-    if path.is_file() and path.read_text().strip() != str(seed):
-        raise CorpusError(f"{audio_dir} holds audio made with seed {path.read_text().strip()}, not {seed}; "
-                          "use another audio dir")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, f"{seed}\n")
-
-
 def write_split(path: Path, utts: Sequence[Utterance], audio_dir: Path, durations: dict[str, float]) -> None:
     """Write a Kaldi data dir (wav.scp, text, utt2spk, spk2utt, utt2dur) and log its size."""
     DataDir({
@@ -426,7 +416,7 @@ def prepare_speakers(audio_dir: str | os.PathLike, data_dir: str | os.PathLike, 
         raise ValueError(f"size must be one of {' '.join(sizes)}, got '{size}'")
     dims = sizes[size]()
     audio_dir, data_dir = Path(audio_dir).absolute(), Path(data_dir)
-    _check_seed(audio_dir, seed)
+    mini_tts.check_seed(audio_dir / "wav" / "seed", seed)
     plan = plan_speakers(dims, available_voices(), load_sentences(audio_dir, "en"), seed)
     failures = synthesize_all([u for utts in plan.values() for u in utts], audio_dir, seed, num_workers, progress)
     plan = {split: [u for u in utts if u.utt not in failures] for split, utts in plan.items()}

@@ -127,7 +127,7 @@ def test_mbrola_spanish_has_no_diphone_gaps(tmp_path):
     if voice not in mini_tts.available_voices((voice,)):
         pytest.skip("mbrola es1 not installed")
     text = "Y llamó Dios á la luz Día, y á las tinieblas llamó Noche."
-    pho = mini_tts._run(["espeak-ng", "-v", "mb-es1", "-q", "--pho", text])
+    pho = mini_tts.run_tool(["espeak-ng", "-v", "mb-es1", "-q", "--pho", text])
     assert re.search(r"^[eo]/", pho, re.M)
     proc = subprocess.run(["mbrola", "-e", str(mini_tts.MBROLA_DIR / "es1" / "es1"), "-", str(tmp_path / "raw.wav")],
                           input=mini_tts._MBROLA_PHONEME_FIXES["es1"][0].sub(r"\1", pho), capture_output=True, text=True)
@@ -244,7 +244,7 @@ def failing_for(monkeypatch, should_fail) -> None:
 
     def fake(voice, text, out):
         if should_fail(voice, text):
-            mini_tts._run(["false"])
+            mini_tts.run_tool(["false"])
         return real(voice, text, out)
 
     monkeypatch.setattr(mini_tts, "synthesize_raw", fake)
