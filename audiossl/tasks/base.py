@@ -28,9 +28,11 @@ class Task:
 
     Attributes:
         find_unused_parameters: whether some parameters get no gradient in some updates (DDP).
+        higher_is_better: whether ``best.pt`` has the highest :meth:`valid_score` (else the lowest).
     """
 
     find_unused_parameters: bool = False
+    higher_is_better: bool = False
 
     def before_update(self, model: nn.Module, update: int) -> None:
         """Called before each update (e.g. to unfreeze an encoder)."""
@@ -51,5 +53,5 @@ class Task:
         return []
 
     def valid_score(self, summary: dict[str, float]) -> float:
-        """Lower is better; chooses ``best.pt``."""
+        """Chooses ``best.pt`` (see :attr:`higher_is_better`)."""
         return summary["loss"]

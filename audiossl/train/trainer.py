@@ -86,11 +86,19 @@ class Trainer:
     ``batch_transform`` maps each collated batch before the task sees it: in training with the
     trainer's generator, in validation (always-applied transforms only) with a fixed-seed one.
     The sampler bounds batches in the dataset's input units (samples for waveform data).
+
+    ``parameter_groups`` (default: every parameter at ``config.lr``) are AdamW's groups, each a
+    dict with ``params`` and optionally its own peak ``lr`` and a ``name`` (e.g. an utterance
+    model's ``parameter_groups(head_lr, upstream_lr)``); the schedule scales every group's peak
+    alike, and ``updates.jsonl`` records each named group's rate as ``lr_<name>``.
+
+    ``best.pt`` is the checkpoint with the lowest ``task.valid_score``, or the highest when the
+    task has ``higher_is_better`` true (e.g. accuracy or mean average precision).
     """
 
     def __init__(self, task: Task, model: nn.Module, train_set: UtteranceDataset,
                  valid_set: UtteranceDataset | None, config: TrainerConfig, exp_dir: str | os.PathLike,
-                 batch_transform: BatchTransform | None = None):
+                 batch_transform: BatchTransform | None = None, parameter_groups: list[dict] | None = None):
         self.task = task
         self.config = config
         self.exp_dir = Path(exp_dir)
@@ -107,7 +115,8 @@ class Trainer:
         self.sampler = BucketBatchSampler(train_set.lengths, int(config.batch_seconds * rate), config.seed,
                                           rank=self.info.rank, world_size=self.info.world_size,
                                           max_batch_size=config.max_batch_size)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, betas=tuple(config.betas),
+        params = self.model.parameters() if parameter_groups is None else parameter_groups
+        self.optimizer = torch.optim.AdamW(params, lr=config.lr, betas=tuple(config.betas),
                                            eps=config.eps, weight_decay=config.weight_decay)
         self.scheduler = build_scheduler(self.optimizer, config.schedule)
         self.precision = resolve_precision(config.precision, self.info.device)
@@ -115,7 +124,9 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(config.seed * 7919 + self.info.rank)
         torch.manual_seed(config.seed * 104729 + self.info.rank)
         # train_seconds: wall-clock time spent training, summed over resumed runs
-        self.state = {"update": 0, "epoch": 0, "batch_index": 0, "best_score": math.inf, "bad_updates": 0,
+        self.higher_is_better = task.higher_is_better
+        self.state = {"update": 0, "epoch": 0, "batch_index": 0,
+                      "best_score": -math.inf if self.higher_is_better else math.inf, "bad_updates": 0,
                       "train_seconds": 0.0}
         self.saved_update: int | None = None  # update of the newest checkpoint in ckpt_dir
         self.ddp_model: nn.Module = self.model
@@ -307,8 +318,10 @@ class Trainer:
                 if self.valid_set is not None and (update % config.valid_interval == 0 or is_last):
                     summary = self.validate()
                     score = self.task.valid_score(summary)
-                    best = score < self.state["best_score"]
-                    self.state["best_score"] = min(score, self.state["best_score"])
+                    previous = self.state["best_score"]
+                    best = score > previous if self.higher_is_better else score < previous
+                    if best:
+                        self.state["best_score"] = score
                     self._log_summary("valid", summary, writer)
                 if update % config.save_interval == 0 or is_last or best:
                     self.save(best or (self.valid_set is None and is_last))
@@ -363,7 +376,10 @@ class Trainer:
         if not self.info.is_main:
             return
         figures = self.task.summarize(sums)
-        record = {"update": self.state["update"], "lr": self.scheduler.get_last_lr()[0],
+        rates = self.scheduler.get_last_lr()
+        named = {f"lr_{group['name']}": rate for group, rate in zip(self.optimizer.param_groups, rates)
+                 if "name" in group and len(rates) > 1}
+        record = {"update": self.state["update"], "lr": rates[0], **named,
                   "grad_norm": sums.get("grad_norm", float("nan")), **figures}
         with open(self.exp_dir / "updates.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")

@@ -1,0 +1,114 @@
+"""finetune_utterance and eval_utterance: a user's error is one line and exit 1, a bug keeps its traceback;
+bad labels, classes, checkpoints and arguments are named before anything trains."""
+from __future__ import annotations
+
+import pytest
+
+from audiossl.bin import eval_utterance, finetune_utterance
+from audiossl.checkpoint import build_model, save_checkpoint
+from audiossl.data.kaldi_dir import write_table
+from audiossl.errors import ConfigError
+from audiossl.models.hubert import HubertConfig
+
+MAINS = {  # (module, a function its main calls, the main's arguments under a tmp dir)
+    "finetune": (finetune_utterance, "load_run_config",
+                 lambda tmp: ["--pretrained", str(tmp / "m.pt"), "--label-table", "utt2spk", "--train-data", str(tmp),
+                              str(tmp / "exp")]),
+    "classify": (eval_utterance, "utterance_model",
+                 lambda tmp: ["classify", "--label-table", "utt2spk", str(tmp / "m.pt"), str(tmp), str(tmp / "out")]),
+    "verify": (eval_utterance, "utterance_model", lambda tmp: ["verify", str(tmp / "m.pt"), str(tmp), str(tmp / "o")]),
+    "results": (eval_utterance, "results_lines",
+                lambda tmp: ["results", "--pretrained-dir", str(tmp / "p"), "--scratch-dir", str(tmp / "s"),
+                             "--eval-name", "eval_test", "--pretrained", "m.pt", "--command", "run.sh",
+                             "--section", "S", str(tmp / "RESULTS.md")]),
+}
+
+
+def raising(error: Exception):
+    def fail(*args, **kwargs):
+        raise error
+    return fail
+
+
+@pytest.mark.parametrize("name", MAINS)
+@pytest.mark.parametrize("error", [ConfigError("bad.yaml: bad value"), FileNotFoundError("bad.yaml: missing")])
+def test_a_user_error_is_one_line(name, error, tmp_path, monkeypatch, capsys):
+    module, function, argv = MAINS[name]
+    monkeypatch.setattr(module, function, raising(error))
+    assert module.main(argv(tmp_path)) == 1
+    assert capsys.readouterr().err == f"error: {error}\n"
+
+
+@pytest.mark.parametrize("name", MAINS)
+@pytest.mark.parametrize("error", [RuntimeError("bug"), KeyError("bug"), ValueError("bug")])
+def test_a_bug_keeps_its_traceback(name, error, tmp_path, monkeypatch):
+    module, function, argv = MAINS[name]
+    monkeypatch.setattr(module, function, raising(error))
+    with pytest.raises(type(error)) as raised:
+        module.main(argv(tmp_path))
+    assert raised.value is error
+
+
+@pytest.fixture
+def run_files(data_dir, tmp_path):
+    """A tiny fbank HuBERT checkpoint, a run config, and the shared data dir with utt2family and labels.family."""
+    config = HubertConfig.tiny(frontend="fbank")
+    save_checkpoint(tmp_path / "m.pt", "hubert", config.to_dict(), build_model("hubert", config.to_dict()).state_dict())
+    (tmp_path / "run.yaml").write_text("utterance: {freeze_upstream: false}\n"
+                                       "trainer: {max_updates: 1, batch_seconds: 3, precision: fp32, num_workers: 0}\n")
+    write_table(data_dir / "utt2family", {"spkA-u1": "organ", "spkA-u2": "organ", "spkB-u3": "bass",
+                                          "spkB-u4": "kazoo"})
+    (data_dir / "labels.family").write_text("organ\nbass\nreed\n")
+    return tmp_path
+
+
+def finetune(tmp, *args):
+    return finetune_utterance.main(["--config", str(tmp / "run.yaml"), "--label-table", "utt2family",
+                                    "--train-data", str(tmp / "data"), *args, str(tmp / "exp")])
+
+
+def test_bad_labels_stop_the_run_before_it_trains(run_files, capsys):
+    tmp = run_files
+    assert finetune(tmp, "--pretrained", str(tmp / "m.pt")) == 1
+    err = capsys.readouterr().err
+    assert err == (f"error: {tmp}/data/utt2family:4: utterance 'spkB-u4' has label 'kazoo', not one of the 3 "
+                   "classes (organ, bass, reed)\n")
+    write_table(tmp / "data/utt2family", {"spkA-u1": "organ", "spkA-u2": "organ", "spkB-u3": "bass", "spkB-u4": "bass"})
+    assert finetune(tmp, "--pretrained", str(tmp / "m.pt")) == 1
+    assert capsys.readouterr().err == (f"error: {tmp}/data/utt2family: no training utterance of 1 of the 3 classes: "
+                                       "reed\n")
+    assert not (tmp / "exp").exists()
+    (tmp / "run.yaml").write_text("utterance: {head: {kind: linear, num_classes: 5}}\n")
+    assert finetune(tmp, "--pretrained", str(tmp / "m.pt"), "--allow-empty-classes") == 1
+    assert "utterance.head.num_classes is 5, the labels have 3 classes" in capsys.readouterr().err
+
+
+def test_init_is_one_of_pretrained_and_scratch_like(run_files, capsys):
+    tmp = run_files
+    for args in ([], ["--pretrained", str(tmp / "m.pt"), "--scratch-like", str(tmp / "m.pt")]):
+        with pytest.raises(SystemExit) as exited:
+            finetune(tmp, *args)
+        assert exited.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_evaluating_a_checkpoint_that_is_not_an_utterance_model(run_files, capsys):
+    tmp = run_files
+    assert eval_utterance.main(["classify", "--label-table", "utt2family", str(tmp / "m.pt"), str(tmp / "data"),
+                                str(tmp / "out")]) == 1
+    assert capsys.readouterr().err == (f"error: {tmp}/m.pt: a hubert model, not an utterance model (made by "
+                                       "audiossl.bin.finetune_utterance)\n")
+
+
+def test_a_class_list_that_does_not_fit_the_model(run_files, capsys):
+    tmp = run_files
+    write_table(tmp / "data/utt2family", {"spkA-u1": "organ", "spkA-u2": "organ", "spkB-u3": "bass", "spkB-u4": "bass"})
+    assert finetune(tmp, "--scratch-like", str(tmp / "m.pt"), "--allow-empty-classes") == 0
+    checkpoint = tmp / "exp/checkpoints/best.pt"
+    assert (tmp / "exp/checkpoints/classes.txt").read_text() == "organ 0\nbass 1\nreed 2\n"
+    (tmp / "two").write_text("organ\nbass\n")
+    assert eval_utterance.main(["classify", "--label-table", "utt2family", "--classes", str(tmp / "two"),
+                                str(checkpoint), str(tmp / "data"), str(tmp / "out")]) == 1
+    assert capsys.readouterr().err.endswith(f"error: {tmp}/two: 2 classes, the model of {checkpoint} has 3\n")
+    assert eval_utterance.main(["verify", str(checkpoint), str(tmp / "data"), str(tmp / "out")]) == 1
+    assert capsys.readouterr().err.endswith(f"error: [Errno 2] No such file or directory: '{tmp}/data/trials'\n")

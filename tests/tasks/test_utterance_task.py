@@ -1,0 +1,206 @@
+"""Utterance fine-tuning: class lists, label tables → class ids and their errors, the run config section,
+the task's figures as sums, and the trainer's parameter groups and higher-is-better choice of best.pt."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from audiossl.checkpoint import load_checkpoint
+from audiossl.data.dataset import UtteranceDataset, collate
+from audiossl.data.kaldi_dir import DataDirError, write_table
+from audiossl.errors import ConfigError
+from audiossl.models.hubert import HubertConfig, build_hubert
+from audiossl.models.utterance import utterance_over_encoder
+from audiossl.tasks.utterance import (UtteranceTask, check_every_class_seen, class_targets, labelled_dataset,
+                                      read_class_list, read_utterance_section, training_classes, write_classes)
+from audiossl.train.config import trainer_config
+from audiossl.train.trainer import Trainer
+from tests.conftest import synth_speechlike
+
+UTTS = ("spkA-u1", "spkA-u2", "spkB-u3", "spkB-u4")   # the shared data_dir fixture's utterances
+
+
+def labelled(data_dir: Path, **tables: dict[str, str]) -> Path:
+    """``data_dir`` with extra tables (``utt2family={...}``, ``labels_family="..."`` for labels.family)."""
+    for name, table in tables.items():
+        if name.startswith("labels"):
+            (data_dir / name.replace("_", ".")).write_text(table)
+        else:
+            write_table(data_dir / name, table)
+    return data_dir
+
+
+def tiny_model(kind: str = "linear", num_classes: int = 2, **settings):
+    torch.manual_seed(0)
+    encoder = build_hubert(HubertConfig.tiny(frontend="fbank"))
+    head = {"kind": kind, "num_classes": num_classes, "embedding_dim": 8}
+    return utterance_over_encoder(encoder, {"freeze_upstream": False, "head": head, **settings})
+
+
+def test_class_lists_with_and_without_indices(tmp_path):
+    (tmp_path / "plain").write_text("organ\nbass\n")
+    (tmp_path / "indexed").write_text("spk2 0\nspk1 1\n")
+    assert read_class_list(tmp_path / "plain") == ["organ", "bass"]
+    assert read_class_list(tmp_path / "indexed") == ["spk2", "spk1"]
+    for text, message in (("a 0\nb 2\n", "bad:2: class 'b' has index 2, expected 1"),
+                          ("a\na\n", "bad:2: class 'a' repeated"), ("a\n\n", "bad:2: expected '<class>'"),
+                          ("", "bad: no classes")):
+        (tmp_path / "bad").write_text(text)
+        with pytest.raises(DataDirError, match=message):
+            read_class_list(tmp_path / "bad")
+
+
+def test_labels_map_through_the_class_list_of_their_table(data_dir):
+    labelled(data_dir, utt2family=dict(zip(UTTS, ("organ", "bass", "organ", "reed"))),
+             labels_family="bass\nreed\norgan\n", utt2tags=dict(zip(UTTS, ("drums piano", "piano", "", "flute drums"))))
+    assert training_classes(data_dir, "utt2family", False) == ["bass", "reed", "organ"]   # labels.family first
+    assert training_classes(data_dir, "utt2tags", True) == ["drums", "flute", "piano"]    # no list: sorted values
+    labelled(data_dir, labels="spkB 0\nspkA 1\n")
+    assert training_classes(data_dir, "utt2spk", False) == ["spkB", "spkA"]               # else labels
+    assert training_classes(data_dir, "utt2spk", False, data_dir / "labels.family") == ["bass", "reed", "organ"]
+    assert class_targets(data_dir, "utt2family", ["bass", "reed", "organ"], False) == {
+        "spkA-u1": [2], "spkA-u2": [0], "spkB-u3": [2], "spkB-u4": [1]}
+    tags = class_targets(data_dir, "utt2tags", ["drums", "flute", "piano"], True)
+    assert tags == {"spkA-u1": [0, 2], "spkA-u2": [2], "spkB-u3": [], "spkB-u4": [1, 0]}
+    dataset = labelled_dataset(data_dir, "utt2spk", ["spkB", "spkA"], False, "waveform")
+    assert [int(dataset[i][2]) for i in range(4)] == [1, 1, 0, 0]
+    batch = collate([labelled_dataset(data_dir, "utt2tags", ["drums", "flute", "piano"], True, "waveform")[i]
+                     for i in range(4)])
+    assert batch.targets.tolist() == [[0, 2], [2, -100], [-100, -100], [1, 0]]
+
+
+def test_bad_labels_name_the_file_line_and_utterance(data_dir):
+    labelled(data_dir, utt2family=dict(zip(UTTS, ("organ", "kazoo", "organ", "bass"))),
+             utt2two={"spkA-u1": "a", "spkA-u2": "a b", "spkB-u3": "a", "spkB-u4": "a"},
+             utt2some={"spkA-u1": "a", "spkB-u3": "a"})
+    with pytest.raises(DataDirError, match=rf"{data_dir}/utt2family:2: utterance 'spkA-u2' has label 'kazoo', "
+                                           r"not one of the 2 classes \(organ, bass\)"):
+        class_targets(data_dir, "utt2family", ["organ", "bass"], False)
+    with pytest.raises(DataDirError, match=r"utt2two:2: utterance 'spkA-u2' has 2 labels \['a', 'b'\], a single"):
+        class_targets(data_dir, "utt2two", ["a", "b"], False)
+    assert class_targets(data_dir, "utt2two", ["a", "b"], True)["spkA-u2"] == [0, 1]
+    with pytest.raises(DataDirError, match=r"utt2some: no label for 2 utterance\(s\) .* e.g. 'spkA-u2'"):
+        class_targets(data_dir, "utt2some", ["a"], False)
+    with pytest.raises(DataDirError, match="utt2nothing: no such table"):
+        class_targets(data_dir, "utt2nothing", ["a"], False)
+    with pytest.raises(ConfigError, match="'text' is not a data dir table named utt2<label>"):
+        class_targets(data_dir, "text", ["a"], False)
+    with pytest.raises(DataDirError, match=r"train/utt2family: no training utterance of 2 of the 4 classes: reed, "
+                                           "pipe"):
+        check_every_class_seen({"u1": [0], "u2": [2]}, ["organ", "reed", "bass", "pipe"], "train/utt2family")
+
+
+def test_class_list_of_a_run_is_kept(tmp_path):
+    write_classes(tmp_path / "classes.txt", ["b", "a"])
+    assert (tmp_path / "classes.txt").read_text() == "b 0\na 1\n"
+    write_classes(tmp_path / "classes.txt", ["b", "a"])
+    with pytest.raises(ConfigError, match="classes.txt: the run started with 2 other classes"):
+        write_classes(tmp_path / "classes.txt", ["a", "b"])
+
+
+def test_utterance_section():
+    options, settings = read_utterance_section({"upstream_lr_scale": "0.5", "layers": [1, 2], "freeze_upstream": False,
+                                                "head": {"kind": "xvector", "embedding_dim": 4}}, 7)
+    assert options.upstream_lr_scale == 0.5 and options.valid_metric is None
+    assert settings == {"layers": [1, 2], "freeze_upstream": False,
+                        "head": {"kind": "xvector", "embedding_dim": 4, "num_classes": 7}}
+    with pytest.raises(ConfigError, match=r"utterance: unknown keys \['upstream_lr'\]"):
+        read_utterance_section({"upstream_lr": 0.1}, 2)
+    with pytest.raises(ConfigError, match="head.num_classes is 3, the labels have 2 classes"):
+        read_utterance_section({"head": {"num_classes": 3}}, 2)
+    with pytest.raises(ConfigError, match="valid_metric 'f1' not one of"):
+        read_utterance_section({"valid_metric": "f1"}, 2)
+    with pytest.raises(ConfigError, match="upstream_lr_scale: expected a number"):
+        read_utterance_section({"upstream_lr_scale": "fast"}, 2)
+
+
+def test_task_figures_are_sums_over_batches():
+    """Accuracy and loss of a set split in two batches equal those of the set in one batch."""
+    model = tiny_model(num_classes=3).eval()
+    task = UtteranceTask(model)
+    assert (task.valid_metric, task.higher_is_better) == ("err", False)
+    wavs = [torch.from_numpy(synth_speechlike(0.3 + 0.05 * i, i)) for i in range(5)]
+    items = [(f"u{i}", w, torch.tensor([i % 3])) for i, w in enumerate(wavs)]
+    transform = model.waveform_transform()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        def sums(part):
+            return task.valid_step(model, transform(collate(part), generator), generator)
+        whole, first, second = sums(items), sums(items[:2]), sums(items[2:])
+    split = task.summarize({k: first[k] + second[k] for k in first})
+    together = task.summarize(whole)
+    assert split.keys() == {"loss", "acc", "err"} and whole["items"] == 5.0
+    for key in split:
+        assert split[key] == pytest.approx(together[key], abs=1e-5)
+    assert together["acc"] + together["err"] == pytest.approx(1.0) and together["acc"] * 5 == whole["correct"]
+    assert UtteranceTask(model, "acc").higher_is_better
+    multilabel = UtteranceTask(tiny_model("multilabel", 4))
+    assert (multilabel.valid_metric, multilabel.higher_is_better) == ("lrap", True)
+    with pytest.raises(ConfigError, match=r"a linear head logs \['loss', 'acc', 'err'\]"):
+        UtteranceTask(model, "lrap")
+
+
+class ScriptedScore(UtteranceTask):
+    """Validation scores taken from a list, one per validation."""
+
+    def __init__(self, model, scores, higher_is_better):
+        super().__init__(model)
+        self.scores = list(scores)
+        self.higher_is_better = higher_is_better
+
+    def valid_score(self, summary):
+        return self.scores.pop(0)
+
+
+def trainer(data_dir: Path, exp: Path, task_of, **settings) -> Trainer:
+    labelled(data_dir, labels="spkA 0\nspkB 1\n")
+    model = tiny_model()
+    data = labelled_dataset(data_dir, "utt2spk", ["spkA", "spkB"], False, "waveform")
+    config = trainer_config({"max_updates": 3, "batch_seconds": 2.5, "lr": 1e-3, "precision": "fp32",
+                             "valid_interval": 1, "save_interval": 10, "keep_last": 5, "num_workers": 0,
+                             "log_interval": 1, **settings})
+    return Trainer(task_of(model), model, data, data, config, exp, batch_transform=model.waveform_transform(),
+                   parameter_groups=model.parameter_groups(1e-3, 1e-4))
+
+
+@pytest.mark.parametrize("higher_is_better, best_update", [(True, 2), (False, 1)])
+def test_best_checkpoint_follows_the_direction_of_the_score(data_dir, tmp_path, higher_is_better, best_update):
+    run = trainer(data_dir, tmp_path / "exp", lambda m: ScriptedScore(m, [0.2, 0.5, 0.3], higher_is_better))
+    run.fit()
+    best = load_checkpoint(tmp_path / "exp/checkpoints/best.pt")["train_state"]
+    assert best["update"] == best_update and best["best_score"] == {1: 0.2, 2: 0.5}[best_update]
+    kept = sorted(p.name for p in (tmp_path / "exp/checkpoints").glob("update_*.pt"))
+    assert kept == (["update_1.pt", "update_2.pt", "update_3.pt"] if higher_is_better else ["update_1.pt", "update_3.pt"])
+
+
+def test_parameter_groups_train_at_their_own_rates(data_dir, tmp_path):
+    run = trainer(data_dir, tmp_path / "exp", UtteranceTask, schedule={"name": "constant", "warmup_updates": 2})
+    upstream_before = run.model.upstream.feature_projection.projection.weight.detach().clone()
+    assert [(g["name"], g["lr"]) for g in run.optimizer.param_groups] == [("head", 0.0), ("upstream", 0.0)]
+    run.fit()
+    records = [json.loads(line) for line in (tmp_path / "exp/updates.jsonl").read_text().splitlines()]
+    assert [(r["lr_head"], r["lr_upstream"]) for r in records] == [(5e-4, 5e-5), (1e-3, 1e-4), (1e-3, 1e-4)]
+    assert all(r["lr"] == r["lr_head"] for r in records)
+    assert not torch.equal(upstream_before, run.model.upstream.feature_projection.projection.weight)
+    state = load_checkpoint(tmp_path / "exp/checkpoints/last.pt")["train_state"]
+    assert [g["lr"] for g in state["optimizer"]["param_groups"]] == [1e-3, 1e-4]
+
+
+def test_frozen_upstream_keeps_its_weights(data_dir, tmp_path):
+    """A probe: the upstream is in no parameter group, so it does not change, while the head learns."""
+    labelled(data_dir, labels="spkA 0\nspkB 1\n")
+    model = tiny_model(freeze_upstream=True)
+    data = labelled_dataset(data_dir, "utt2spk", ["spkA", "spkB"], False, "waveform")
+    groups = model.parameter_groups(1e-2, 1e-2)
+    assert [g["name"] for g in groups] == ["head"]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    config = trainer_config({"max_updates": 2, "batch_seconds": 2.5, "precision": "fp32", "num_workers": 0})
+    Trainer(UtteranceTask(model), model, data, None, config, tmp_path / "exp",
+            batch_transform=model.waveform_transform(), parameter_groups=groups).fit()
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(("head.", "featurizer.")) for k in changed)
+    assert UtteranceDataset(data_dir, "waveform").lengths == data.lengths
