@@ -20,7 +20,7 @@ from torch import nn
 
 from audiossl.atomic import atomic_path
 from audiossl.errors import UserError
-from audiossl.registry import get_family
+from audiossl.registry import build_model  # re-exported: callers build models through the checkpoint module too
 
 FORMAT = "audiossl/1"
 
@@ -52,12 +52,6 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an audiossl checkpoint (format {FORMAT})")
     return payload
-
-
-def build_model(family: str, config: dict) -> nn.Module:
-    """A freshly initialised model of ``family`` from a config dict."""
-    fam = get_family(family)
-    return fam.build(fam.config_class.from_dict(config))
 
 
 def model_from_checkpoint(payload: dict) -> nn.Module:

@@ -50,6 +50,12 @@ def get_family(name: str) -> Family:
     return Family(name, getattr(module, entry["config"]), getattr(module, entry["build"]), entry["targets"])
 
 
+def build_model(family: str, config: dict[str, Any]) -> nn.Module:
+    """A freshly initialised model of ``family`` from a config dict."""
+    entry = get_family(family)
+    return entry.build(entry.config_class.from_dict(config))
+
+
 def named_configs(name: str) -> dict[str, Callable[..., Any]]:
     """Size name -> config factory of family ``name`` (its ``NAMED_CONFIGS``)."""
     get_family(name)

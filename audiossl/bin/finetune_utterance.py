@@ -38,13 +38,11 @@ from pathlib import Path
 
 import torch
 
-from audiossl.data.dataset import UtteranceDataset
 from audiossl.errors import UserError
 from audiossl.models.utterance import utterance_over_encoder
 from audiossl.tasks.asr import FineTuningOptions, fine_tuning_encoder
-from audiossl.tasks.utterance import (CLASSES_FILE, UtteranceTask, check_every_class_seen, class_targets,
-                                      labelled_dataset, multilabel_head, read_utterance_section, training_classes,
-                                      write_classes)
+from audiossl.tasks.utterance import (CLASSES_FILE, UtteranceTask, check_every_class_seen, labelled_dataset,
+                                      multilabel_head, read_utterance_section, training_classes, write_classes)
 from audiossl.train.config import check_sections, load_run_config, save_run_config, trainer_config
 from audiossl.train.trainer import Trainer
 
@@ -75,9 +73,9 @@ def main(argv=None) -> int:
         check_sections(run, ("utterance", "trainer"), args.config)
         multilabel = multilabel_head(run.get("utterance"))
         classes = training_classes(args.train_data, args.label_table, multilabel, args.classes)
-        train_targets = class_targets(args.train_data, args.label_table, classes, multilabel)
+        train = labelled_dataset(args.train_data, args.label_table, classes, multilabel, "waveform")
         try:
-            check_every_class_seen(train_targets, classes, f"{args.train_data}/{args.label_table}")
+            check_every_class_seen(train.targets, classes, f"{args.train_data}/{args.label_table}")
         except UserError as err:
             if not args.allow_empty_classes:
                 raise
@@ -90,8 +88,6 @@ def main(argv=None) -> int:
         torch.manual_seed(train_config.seed)  # reproducible initialisation
         model = utterance_over_encoder(encoder, settings, copy_weights=args.pretrained is not None)
         task = UtteranceTask(model, options.valid_metric)
-        train = UtteranceDataset(args.train_data, "waveform", train_targets,
-                                 targets_name=f"{args.train_data}/{args.label_table}")
         valid = None
         if args.valid_data:
             valid = labelled_dataset(args.valid_data, args.label_table, classes, multilabel, "waveform")

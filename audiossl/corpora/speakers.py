@@ -399,8 +399,8 @@ def prepare_speakers(audio_dir: str | os.PathLike, data_dir: str | os.PathLike, 
 
     Args:
         size: "full" (88 SID speakers with 20 / 3 / 5 utterances, 44 ASV speakers with 12 and 14,520
-            trials; 2,992 wavs of 2.35 s on average, 2.0 h, 223 MB; about 390 CPU seconds, some
-            3-4 minutes on 2 cores) or "tiny" (a few seconds; for tests).
+            trials; 2,992 wavs of 2.35 s on average, 2.0 h, 223 MB; 15.6 min on a 2-core machine
+            that other jobs kept busy) or "tiny" (a few seconds; for tests).
         seed: fixes sentences, speakers' shifts, jitter and trials; the same seed gives identical dirs.
         num_workers: parallel synthesis threads (each runs engine and sox subprocesses).
 

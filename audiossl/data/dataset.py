@@ -167,6 +167,12 @@ class BucketBatchSampler:
         return batches
 
 
+def sorted_batches(data: UtteranceDataset, batch_seconds: float) -> torch.utils.data.DataLoader:
+    """Every utterance of ``data`` once, in length-sorted batches of at most ``batch_seconds`` of padded input."""
+    sampler = BucketBatchSampler(data.lengths, int(batch_seconds * input_rate(data.input_kind)), shuffle=False)
+    return torch.utils.data.DataLoader(data, batch_sampler=sampler.epoch_batches(0), collate_fn=collate)
+
+
 def input_rate(input_kind: str) -> int:
     """Input units per second: 100 for 10 ms fbank frames, 16000 for waveform samples."""
     return 100 if input_kind == "fbank" else SAMPLE_RATE

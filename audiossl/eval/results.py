@@ -57,17 +57,19 @@ def train_state(checkpoint: dict, path: str | Path) -> dict:
 
 
 def training_facts(model_dir: Path) -> dict:
-    """Updates trained, update of the chosen (best dev CER) checkpoint and its dev figures, from ``model_dir``."""
+    """Updates trained, the update of the chosen checkpoint (best.pt), its dev figures (its ``valid.jsonl``
+    record, or empty) and its config, the training time and precision, from ``model_dir``."""
     best_pt, last_pt = model_dir / "checkpoints" / "best.pt", model_dir / "checkpoints" / "last.pt"
-    best, last = train_state(load_checkpoint(best_pt), best_pt), train_state(load_checkpoint(last_pt), last_pt)
+    best_checkpoint = load_checkpoint(best_pt)
+    best, last = train_state(best_checkpoint, best_pt), train_state(load_checkpoint(last_pt), last_pt)
     dev = {}
     valid_log = model_dir / "valid.jsonl"
     if valid_log.exists():
         records = [parse_record(line, f"{valid_log}:{number}", ("update",))
                    for number, line in enumerate(valid_log.read_text().splitlines(), 1)]
         dev = next((r for r in records if r["update"] == best["update"]), {})
-    return {"updates": last["update"], "best_update": best["update"], "dev_cer": dev.get("cer"),
-            "dev_wer": dev.get("wer"), "train_seconds": last.get("train_seconds"), "precision": last.get("precision")}
+    return {"updates": last["update"], "best_update": best["update"], "dev": dev, "config": best_checkpoint["config"],
+            "train_seconds": last.get("train_seconds"), "precision": last.get("precision")}
 
 
 def lm_description(lm_dir: Path, dev_decodes: dict[tuple[str, str], Path]) -> str:
@@ -137,7 +139,7 @@ def ctc_results_lines(exp: str | Path, scratch_exp: str | Path, budgets: Sequenc
                 decode_dir = model_dir[budget, init] / f"decode_{test_set}"
                 scores = read_json(decode_dir / "scores.json", "cer", "wer")
                 run = facts[budget, init]
-                dev_cer = "" if run["dev_cer"] is None else f"{run['dev_cer']:.2f}"
+                dev_cer = "" if run["dev"].get("cer") is None else f"{run['dev']['cer']:.2f}"
                 with_lm = ""
                 if lm_dir is not None:
                     lm_scores = read_json(decode_dir.with_name(f"{decode_dir.name}_{lm_dir.name}") / "scores.json",

@@ -70,7 +70,7 @@ class _BlockwiseConv1d(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
         x, weight = ctx.saved_tensors
-        stride, (batch, time, channels) = ctx.stride, x.shape
+        stride, batch, channels = ctx.stride, x.shape[0], x.shape[2]
         blocks, matrices, frames = _blocks_and_matrices(x, weight, stride)
         grad_out = grad_out.contiguous()
         grad_x = grad_weight = grad_bias = None

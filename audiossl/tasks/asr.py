@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from audiossl.checkpoint import load_checkpoint, model_from_checkpoint
-from audiossl.data.dataset import Batch, BucketBatchSampler, UtteranceDataset, collate, input_rate
+from audiossl.data.dataset import Batch, UtteranceDataset, sorted_batches
 from audiossl.data.kaldi_dir import DataDir, DataDirError
 from audiossl.errors import ConfigError
 from audiossl.models.ctc.model import CtcModel, ctc_loss
@@ -67,10 +67,8 @@ def ctc_outputs(model: CtcModel, data: UtteranceDataset, batch_seconds: float,
                 progress: bool = False) -> list[tuple[list[str], Tensor, Tensor]]:
     """The network's output on every utterance of ``data``, in length-sorted batches of at most
     ``batch_seconds`` of padded input: ``(utterances, log-probs (B, T, V), frames (B,))`` per batch."""
-    sampler = BucketBatchSampler(data.lengths, int(batch_seconds * input_rate(data.input_kind)), shuffle=False)
-    loader = torch.utils.data.DataLoader(data, batch_sampler=sampler.epoch_batches(0), collate_fn=collate)
     outputs = []
-    for batch in tqdm(loader, desc=f"decode {data.data_dir}", disable=not progress):
+    for batch in tqdm(sorted_batches(data, batch_seconds), desc=f"decode {data.data_dir}", disable=not progress):
         log_probs, frames = model(batch.inputs, batch.lengths)
         outputs.append((batch.utterances, log_probs, frames))
     return outputs

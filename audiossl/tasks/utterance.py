@@ -22,6 +22,7 @@ from typing import Any
 
 from torch import nn
 
+from audiossl.atomic import write_text_atomic
 from audiossl.data.dataset import Batch, UtteranceDataset
 from audiossl.data.kaldi_dir import DataDir, DataDirError, read_table
 from audiossl.errors import ConfigError
@@ -179,7 +180,7 @@ def write_classes(path: str | os.PathLike, classes: list[str]) -> None:
             raise ConfigError(f"{path}: the run started with {len(before)} other classes; use a new exp dir")
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{name} {i}\n" for i, name in enumerate(classes)), encoding="utf-8")
+    write_text_atomic(path, "".join(f"{name} {i}\n" for i, name in enumerate(classes)))
 
 
 def labelled_dataset(data_dir: str | os.PathLike, table: str, classes: list[str], multilabel: bool,

@@ -8,15 +8,14 @@ from torch import nn
 from audiossl.models.ctc.config import CtcConfig
 from audiossl.models.ctc.model import CtcModel
 from audiossl.models.encoder import SpeechEncoder
-from audiossl.registry import get_family
+from audiossl.registry import build_model
 from audiossl.text.tokenizer import Tokenizer, tokenizer_from_dict
 
 
 def build_ctc(config: CtcConfig) -> CtcModel:
     """The encoder family's model (its pretraining parts dropped), dropout and a linear head over ``vocab_size`` tokens."""
     config.validate()
-    family = get_family(config.encoder_family)
-    encoder = family.build(family.config_class.from_dict(config.encoder)).encoder_only()
+    encoder = build_model(config.encoder_family, config.encoder).encoder_only()
     head = nn.Linear(encoder.hidden_sizes[-1], config.vocab_size)
     return CtcModel(config, encoder, nn.Dropout(config.final_dropout), head, tokenizer_from_dict(config.tokenizer))
 

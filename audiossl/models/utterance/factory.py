@@ -8,7 +8,7 @@ from audiossl.models.encoder import SpeechEncoder
 from audiossl.models.utterance.config import UtteranceConfig
 from audiossl.models.utterance.model import PooledLinearHead, UtteranceModel, XVectorHead
 from audiossl.nn.pooling import LayerWeightedSum
-from audiossl.registry import get_family
+from audiossl.registry import build_model
 
 
 def build_featurizer(config: UtteranceConfig, hidden_sizes: list[int]) -> LayerWeightedSum:
@@ -28,8 +28,7 @@ def build_featurizer(config: UtteranceConfig, hidden_sizes: list[int]) -> LayerW
 def build_utterance(config: UtteranceConfig) -> UtteranceModel:
     """The upstream family's model (its pretraining parts dropped), the featurizer and the head."""
     config.validate()
-    family = get_family(config.upstream_family)
-    upstream = family.build(family.config_class.from_dict(config.upstream)).encoder_only()
+    upstream = build_model(config.upstream_family, config.upstream).encoder_only()
     featurizer = build_featurizer(config, upstream.hidden_sizes)
     input_dim = upstream.hidden_sizes[featurizer.layers[0]]
     head_class = XVectorHead if config.head.kind == "xvector" else PooledLinearHead
