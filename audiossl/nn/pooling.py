@@ -68,14 +68,21 @@ class LayerWeightedSum(nn.Module):
         if not self.states_needed <= len(hidden_states) <= self.num_layers:
             raise ValueError(f"got {len(hidden_states)} hidden states; the selection {list(self.layers)} of "
                              f"{self.num_layers} needs {self.states_needed} to {self.num_layers}")
-        stacked = torch.stack([hidden_states[i] for i in self.layers])
+        return self.stacked(torch.stack([hidden_states[i] for i in self.layers], dim=-2))
+
+    def stacked(self, states: Tensor) -> Tensor:
+        """``(..., len(layers), D)`` the selected states stacked on the second-last axis → ``(..., D)``.
+
+        The same sum as :meth:`forward`, for states already stored side by side (cached hidden states).
+        """
+        if states.shape[-2] != len(self.layers):
+            raise ValueError(f"got {states.shape[-2]} stacked states, the selection has {len(self.layers)}")
         if self.normalize:
-            stacked = nn.functional.layer_norm(stacked, stacked.shape[-1:])
+            states = nn.functional.layer_norm(states, states.shape[-1:])
         if self.weights is None:
-            return stacked[0]
-        _, *shape = stacked.shape
-        weights = self.weights.softmax(-1).to(stacked.dtype)
-        return (weights[:, None] * stacked.reshape(len(self.layers), -1)).sum(0).view(shape)
+            return states[..., 0, :]
+        weights = self.weights.softmax(-1).to(states.dtype)
+        return torch.einsum("...ld,l->...d", states, weights)
 
 
 class ValidFrameBatchNorm(nn.BatchNorm1d):

@@ -7,7 +7,7 @@ import pytest
 
 from audiossl.bin import compute_feats, data_dir, decode_ctc, kmeans, results_table, train_lm
 from audiossl.bin import prepare_mini_tts as prepare_mini_tts_main
-from audiossl.bin import prepare_tasks
+from audiossl.bin import prepare_tasks, superb
 from audiossl.errors import ConfigError
 
 MAINS = {  # module: (a function its main calls, the main's arguments under a tmp dir)
@@ -19,6 +19,8 @@ MAINS = {  # module: (a function its main calls, the main's arguments under a tm
     prepare_tasks: ("prepare_phoneme_dirs", lambda tmp: ["--tasks", "pr"] + [str(tmp / d) for d in "cdao"]),
     results_table: ("ctc_results_lines", lambda tmp: ["--budgets", "b", "--test-sets", "t", "--pretrained", "p.pt",
                                                       "--command", "c", "--section", "s", str(tmp / "RESULTS.md")]),
+    superb: ("write_table", lambda tmp: ["table", "--section", "s", "--command", "c", str(tmp), str(tmp / "R.md"),
+                                         str(tmp / "r.csv")]),
     train_lm: ("held_out_text", lambda tmp: ["--exclude-data", str(tmp), str(tmp / "text.txt"), str(tmp / "lm")]),
 }
 

@@ -1,0 +1,227 @@
+"""SUPERB runner parts: upstreams, the hidden-state cache, labels and their errors, heads, metrics, the table."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import audiossl
+from audiossl.data.dataset import UtteranceDataset
+from audiossl.checkpoint import build_model, save_checkpoint
+from audiossl.data.kaldi_dir import DataDir, DataDirError, read_table, write_table
+from audiossl.eval.superb.cache import CacheError, HiddenStates, cache_dir, hidden_states
+from audiossl.eval.superb.heads import FrameBlstm, PooledLinear
+from audiossl.eval.superb.runner import FeatureSet, check_inputs
+from audiossl.eval.superb.table import write_table as write_superb_table
+from audiossl.eval.superb.tasks import TaskSettings, build_task, class_ids, key_score, training_classes
+from audiossl.eval.superb.upstreams import UpstreamError, default_name, open_upstream
+from audiossl.eval.verification import TrialsError
+from audiossl.interop.s3prl import import_s3prl_nn
+from audiossl.models.hubert import HubertConfig
+from audiossl.nn.frontends import valid_mask
+from audiossl.nn.pooling import LayerWeightedSum, MeanPooling
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path) -> Path:
+    """A tiny waveform HuBERT (random weights) saved as an audiossl checkpoint."""
+    config = HubertConfig.tiny()
+    torch.manual_seed(0)
+    path = tmp_path / "exp" / "hubert_iter1" / "checkpoints" / "best.pt"
+    save_checkpoint(path, "hubert", config.to_dict(), build_model("hubert", config.to_dict()).state_dict())
+    return path
+
+
+@pytest.mark.parametrize("reference, estimate, score", [
+    ("C major", "C major", 1.0), ("C major", "G major", 0.5), ("C major", "F major", 0.0),
+    ("A minor", "E minor", 0.5), ("C major", "A minor", 0.3), ("A minor", "C major", 0.3),
+    ("Eb minor", "Gb major", 0.3), ("C major", "C minor", 0.2), ("Db major", "C# major", 1.0),
+    ("C major", "D major", 0.0), ("Eb_minor", "Bb_minor", 0.5)])
+def test_key_score_is_mirex_weighting(reference, estimate, score):
+    assert key_score(reference, estimate) == score
+
+
+def test_stacked_weighted_sum_equals_the_list_form():
+    featurizer = LayerWeightedSum(4, normalize=True)
+    with torch.no_grad():
+        featurizer.weights.copy_(torch.tensor([0.5, -1.0, 2.0, 0.1]))
+    states = [torch.randn(2, 5, 3) * (i + 1) for i in range(4)]
+    assert torch.allclose(featurizer.stacked(torch.stack(states, dim=-2)), featurizer(states), atol=1e-6)
+
+
+def test_pooled_linear_on_means_equals_projector_mean_pool_linear_on_frames():
+    """SUPERB's utterance head (projector per frame, mean pooling, linear) equals ours on cached means."""
+    torch.manual_seed(0)
+    head = PooledLinear(6, 4, projector_dim=5)
+    frames, lengths = torch.randn(3, 9, 6), torch.tensor([9, 4, 6])
+    frames[~valid_mask(lengths, 9)] = 1e3  # padding must not count
+    on_frames = head.linear(MeanPooling()(head.projector(frames), lengths))
+    means = torch.stack([frames[b, :n].mean(0) for b, n in enumerate(lengths)])
+    assert torch.allclose(head(means, lengths), on_frames, atol=1e-4)
+
+
+def test_cache_holds_the_upstreams_hidden_states_and_is_keyed_by_audio(checkpoint, data_dir, tmp_path, monkeypatch):
+    upstream = open_upstream(str(checkpoint))
+    assert default_name(str(checkpoint)) == "hubert_iter1_best"
+    frames = hidden_states(tmp_path / "cache", upstream, data_dir, "frames")
+    means = hidden_states(tmp_path / "cache", upstream, data_dir, "mean")
+    model = audiossl.load_model(checkpoint)
+    audio = {utt: wav for utt, wav, _ in UtteranceDataset(data_dir, "waveform")}
+    for i, utt in enumerate(frames.utterances):
+        wav = torch.as_tensor(audio[utt])
+        with torch.no_grad():
+            states, count = model.extract_features(wav[None], torch.tensor([wav.numel()]))
+        expected = torch.stack(states, dim=2)[0, :int(count)]
+        assert np.allclose(frames.frames(i), expected.numpy(), atol=2e-3)  # float16 storage
+        assert np.allclose(means.states[i], expected.mean(0).numpy(), atol=1e-5)
+    # a second call reads the cache: the upstream is not run again
+    monkeypatch.setattr(upstream, "run", lambda *a: (_ for _ in ()).throw(AssertionError("recomputed")))
+    again = hidden_states(tmp_path / "cache", upstream, data_dir, "frames")
+    assert np.array_equal(again.states, frames.states)
+    # the same audio elsewhere: the same key; other audio: another key
+    def key(path):
+        return cache_dir(tmp_path / "cache", upstream, path, "frames").name.split("-")[-1]
+
+    same, other = tmp_path / "same", tmp_path / "other"
+    shutil.copytree(data_dir, same)
+    shutil.copytree(data_dir, other)
+    table = read_table(other / "wav.scp")
+    table.pop("spkB-u4")
+    write_table(other / "wav.scp", table)
+    assert key(same) == key(data_dir) != key(other)
+
+
+def test_cache_whose_meta_disagrees_is_an_error(checkpoint, data_dir, tmp_path):
+    upstream = open_upstream(str(checkpoint))
+    hidden_states(tmp_path / "cache", upstream, data_dir, "mean")
+    meta_path = cache_dir(tmp_path / "cache", upstream, data_dir, "mean") / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "upstream": "audiossl:another"}))
+    with pytest.raises(CacheError, match="disagrees on \\['upstream'\\]"):
+        hidden_states(tmp_path / "cache", upstream, data_dir, "mean")
+
+
+def test_s3prl_baseline_upstream_is_s3prl_itself(data_dir):
+    upstream = open_upstream("fbank")
+    wavs, lengths = torch.randn(2, 16000), torch.tensor([16000, 12000])
+    ours, frames = upstream.hidden_states(wavs, lengths)
+    reference = import_s3prl_nn().S3PRLUpstream("fbank").eval()
+    with torch.no_grad():
+        theirs, their_lengths = reference(wavs, lengths)
+    assert torch.equal(ours[0], theirs[0]) and torch.equal(frames, their_lengths[0])
+    assert upstream.hidden_sizes == [240] and upstream.frame_rate == 100 and upstream.identity.startswith("s3prl:fbank")
+
+
+def test_unknown_upstreams_are_errors_naming_them(tmp_path):
+    with pytest.raises(UpstreamError, match="'nonexistent.pt': no such file or directory, and not an s3prl baseline"):
+        open_upstream("nonexistent.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not a model")
+    with pytest.raises(UpstreamError, match=f"upstream {junk}: neither an audiossl checkpoint nor a Hugging Face"):
+        open_upstream(str(junk))
+    with pytest.raises(UpstreamError, match="neither"):
+        open_upstream(str(tmp_path))  # a directory without a Hugging Face model
+
+
+def labelled(tmp_path: Path, name: str, labels: dict[str, str], table: str = "utt2label",
+             classes: list[str] | None = None) -> Path:
+    path = tmp_path / name
+    DataDir({"wav.scp": {u: "/dev/null" for u in labels}, "utt2spk": {u: u for u in labels}, table: labels}).write(path)
+    if classes is not None:
+        (path / f"labels.{table[4:]}").write_text("".join(f"{c}\n" for c in classes))
+    return path
+
+
+def test_labels_outside_the_training_classes_and_empty_classes_are_errors(tmp_path):
+    train = labelled(tmp_path, "train", {"a": "Eb minor", "b": "C major"}, "utt2key", ["C major", "Eb minor", "G major"])
+    with pytest.raises(DataDirError, match="labels.key: no training utterance of 1 of its 3 classes: G_major"):
+        training_classes(train, "utt2key")
+    classes = training_classes(train, "utt2key", allow_empty=True)
+    assert classes == ["C_major", "Eb_minor", "G_major"]
+    assert class_ids(train, "utt2key", classes) == {"a": 1, "b": 0}
+    test = labelled(tmp_path, "test", {"c": "C major", "d": "D major"}, "utt2key")
+    with pytest.raises(DataDirError, match=r"test/utt2key:2: utterance 'd' has label 'D_major', not one of the 3"):
+        class_ids(test, "utt2key", classes)
+    tags = labelled(tmp_path, "tags", {"a": "electric_piano organ", "b": "organ"}, "utt2tags")
+    assert training_classes(tags, "utt2tags", multilabel=True) == ["electric_piano", "organ"]
+    assert class_ids(tags, "utt2tags", ["electric_piano", "organ"], multilabel=True) == {"a": [0, 1], "b": [1]}
+
+
+def test_phoneme_error_rate_is_jiwers_wer_on_phonemes(tmp_path):
+    refs = {"u1": "dh ah k ae t", "u2": "s ih t s"}
+    hyps = {"u1": "dh ah k ae", "u2": "s iy t s z"}
+    task = build_task("pr", TaskSettings())
+    task.classes = ["<blank>", "ae", "ah", "dh", "ih", "iy", "k", "s", "t", "z"]
+    figures = task.evaluate(hyps, refs, tmp_path, tmp_path)
+    assert figures["per"] == pytest.approx(jiwer.wer(list(refs.values()), list(hyps.values())))
+
+
+def test_check_names_a_trial_with_an_unknown_utterance(checkpoint, tmp_path):
+    root = tmp_path / "tasks"
+    labelled(root / "speakers", "asv_train", {"s1-a": "s1", "s2-a": "s2"}, "utt2spk")
+    labelled(root / "speakers", "sid_dev", {"s1-b": "s1", "s2-b": "s2"}, "utt2spk")
+    test = labelled(root / "speakers", "asv_test", {"s3-a": "s3", "s3-b": "s3"}, "utt2spk")
+    (test / "trials").write_text("s3-a s3-b target\ns3-a s4-a nontarget\n")
+    with pytest.raises(TrialsError, match="trials:2.*s4-a"):
+        check_inputs(str(checkpoint), ["asv"], root)
+
+
+def fake_results(exp: Path, upstream: str, task: str, value: float, higher: bool) -> None:
+    path = exp / upstream / task
+    path.mkdir(parents=True)
+    (path / "results.json").write_text(json.dumps({
+        "task": task, "upstream": upstream, "value": value, "higher_is_better": higher,
+        "hidden_state_seconds": 60.0, "train_seconds": 30.0}))
+
+
+def test_table_bolds_the_best_of_each_column(tmp_path):
+    exp = tmp_path / "exp"
+    fake_results(exp, "fbank", "pr", 0.77, False)
+    fake_results(exp, "fbank", "ks", 0.50, True)
+    fake_results(exp, "wavlm", "pr", 0.48, False)
+    fake_results(exp, "wavlm", "ks", 0.90, True)
+    fake_results(exp, "wavlm", "key", 0.30, True)
+    write_superb_table(exp, tmp_path / "RESULTS.md", tmp_path / "results.csv", "Frozen", "superb/run.sh", "a CPU")
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "| Upstream | PR PER % ↓ | KS Acc % ↑ | Key score ↑ |" in text
+    assert "| fbank | 77.0 | 50.0 | – |" in text and "| wavlm | **48.0** | **90.0** | **0.300** |" in text
+    assert "fbank 3.0 min, wavlm 4.5 min, on a CPU" in text and "Produced by `superb/run.sh`" in text
+    rows = (tmp_path / "results.csv").read_text().splitlines()
+    assert rows[0].startswith("upstream,PR PER") and rows[1] == "fbank,0.770000,0.500000,"
+
+
+def test_blstm_head_equals_a_packed_bidirectional_lstm():
+    torch.manual_seed(0)
+    head = FrameBlstm(6, 5, 4, num_layers=2, dropout=0.0).eval()
+    reference = nn.LSTM(6, 4, 2, batch_first=True, bidirectional=True)
+    weights = {}
+    for layer in range(2):
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            weights[f"{name}_l{layer}"] = getattr(head.forward_layers[layer], f"{name}_l0")
+            weights[f"{name}_l{layer}_reverse"] = getattr(head.backward_layers[layer], f"{name}_l0")
+    reference.load_state_dict(weights)
+    frames, lengths = torch.randn(3, 7, 6), torch.tensor([7, 3, 5])
+    frames[~valid_mask(lengths, 7)] = 100.0
+    packed = nn.utils.rnn.pack_padded_sequence(frames, lengths, batch_first=True, enforce_sorted=False)
+    out, _ = nn.utils.rnn.pad_packed_sequence(reference(packed)[0], batch_first=True, total_length=7)
+    valid = valid_mask(lengths, 7)
+    with torch.no_grad():
+        assert torch.allclose(head(frames, lengths)[valid], head.linear(out)[valid], atol=1e-6)
+
+
+def test_training_batches_cover_each_row_once_an_epoch():
+    states = HiddenStates("frames", [f"u{i}" for i in range(10)], np.zeros((55, 2, 3), np.float16),
+                          np.cumsum([0, *range(1, 10)]), np.arange(1, 11), 50.0)
+    data = FeatureSet(states, {})
+    batches = data.training_batches(3, torch.Generator().manual_seed(0))
+    epoch = [next(batches) for _ in range(4)]  # 10 rows: batches of 3, 3, 3, 1
+    assert sorted(r for rows in epoch for r in rows) == list(range(10))
+    assert all(rows == sorted(rows, key=lambda i: states.lengths[i]) for rows in epoch)
+    padded, lengths, _ = data.batch([9, 2])
+    assert padded.shape == (2, 10, 2, 3) and lengths.tolist() == [10, 3]
