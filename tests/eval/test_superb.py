@@ -225,3 +225,14 @@ def test_training_batches_cover_each_row_once_an_epoch():
     assert all(rows == sorted(rows, key=lambda i: states.lengths[i]) for rows in epoch)
     padded, lengths, _ = data.batch([9, 2])
     assert padded.shape == (2, 10, 2, 3) and lengths.tolist() == [10, 3]
+
+
+def test_an_intent_slot_value_unseen_in_training_is_an_error_naming_the_line(tmp_path):
+    root = tmp_path / "tasks"
+    labelled(root / "ic", "train", {"a": "activate lights kitchen", "b": "decrease heat none"}, "utt2intent")
+    test = labelled(root / "ic", "test", {"c": "decrease heat none", "d": "activate lamp none"}, "utt2intent")
+    task = build_task("ic", TaskSettings())
+    task.prepare(root, False)
+    assert task.targets(root / "ic" / "train") == {"a": [0, 1, 0], "b": [1, 0, 1]}
+    with pytest.raises(DataDirError, match=f"{test}/utt2intent:2: utterance 'd' has intent 'activate lamp none'"):
+        task.targets(test)
