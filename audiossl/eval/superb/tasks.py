@@ -281,17 +281,10 @@ class ClassTask(ProbeTask):
         return self.figures(outputs, targets)[self.dev_metric]
 
     def evaluate(self, outputs, targets, data_dir, out_dir) -> dict:
-        from audiossl.eval.utterance import plot_confusion
-        from sklearn.metrics import confusion_matrix
+        from audiossl.eval.utterance import single_label_results
 
-        utts = sorted(outputs)
-        labels = [targets[u] for u in utts]
-        predicted = [int(np.argmax(outputs[u])) for u in utts]
-        (out_dir / "predictions").write_text("".join(f"{u} {self.classes[t]} {self.classes[p]}\n"
-                                                     for u, t, p in zip(utts, labels, predicted)))
-        plot_confusion(confusion_matrix(labels, predicted, labels=list(range(len(self.classes)))), self.classes,
-                       out_dir / "confusion.png")
-        return {**self.figures(outputs, targets), "classes": len(self.classes)}
+        figures = single_label_results(outputs, {u: [t] for u, t in targets.items()}, self.classes, out_dir)
+        return {**figures, **self.figures(outputs, targets), "classes": len(self.classes)}
 
 
 class IntentTask(ProbeTask):
