@@ -29,5 +29,6 @@ setup(
     ],
     # transformers (also pulled in by fairseq2 and s3prl) is the reference the interop tests compare with
     # omegaconf (also pulled in by s3prl): the configs inside the fairseq checkpoints the tests write
-    extras_require={"test": ["pytest>=8", "transformers>=4.40", "omegaconf>=2.1"]},
+    # pytest-xdist: tools/test.sh runs the test files on two workers
+    extras_require={"test": ["pytest>=8", "pytest-xdist>=3.5", "transformers>=4.40", "omegaconf>=2.1"]},
 )

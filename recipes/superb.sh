@@ -2,8 +2,8 @@
 # SUPERB-style evaluation of one frozen upstream on speech, speaker and music tasks: a learned
 # weighted sum of its layers and a light head per task, the same budget for every upstream
 # (audiossl.eval.superb). Called by egs/<corpus>/superb/run.sh, from that directory.
-#   0  task sets under --data: pr, ks, ic, speakers (prepare_tasks), asr (copies of the mini_tts
-#      sets), 16k music (prepare_mini_music)
+#   0  the task sets that --tasks read, under --data: pr, ks, ic, speakers (prepare_tasks), asr
+#      (copies of the mini_tts sets), music (prepare_mini_music)
 #   1  check: the upstream opens, every task's labels and the ASV trials read (errors name the file)
 #   2  one probe per task: hidden states cached under --cache, training, test figures in
 #      <exp>/<name>/<task>/results.json, plots, ASV scores
@@ -57,14 +57,27 @@ results_csv=${results_csv:-$(dirname $results)/results.csv}
 export OMP_NUM_THREADS=$(env -u OMP_NUM_THREADS nproc)   # one job at a time: every core
 
 if run_stage 0; then
-  done_or_log $data/.done.tasks_$size "stage 0: $size task sets in $data" || {
-    python3 -m audiossl.bin.prepare_tasks --size $size --seed $seed --num-workers $nj \
-      ${mini_tts_corpus:-$mini_tts/$size} $mini_tts_data $audio/tasks $data
-    for set in train_1h dev test; do utils/copy_data_dir.sh $mini_tts_data/$set $data/asr/$set; done
-    python3 -m audiossl.bin.prepare_mini_music --size $size --seed $seed --num-workers $nj \
-      $audio/mini_music $data
-    touch $data/.done.tasks_$size
-  }
+  sets=()   # the task sets that --tasks read, each made once (a .done marker per set and size)
+  for task in $tasks; do
+    case $task in
+      sid|asv) task_set=speakers ;;
+      instrument|pitch|tagging|key) task_set=music ;;
+      pr|asr|ks|ic) task_set=$task ;;
+      *) echo "$0: unknown task '$task' in --tasks" >&2; exit 1 ;;
+    esac
+    [[ " ${sets[*]} " == *" $task_set "* ]] || sets+=($task_set)
+  done
+  for task_set in "${sets[@]}"; do
+    done_or_log $data/.done.${task_set}_$size "stage 0: $task_set task sets ($size) in $data" && continue
+    case $task_set in
+      asr) for split in train_1h dev test; do utils/copy_data_dir.sh $mini_tts_data/$split $data/asr/$split; done ;;
+      music) python3 -m audiossl.bin.prepare_mini_music --size $size --seed $seed --num-workers $nj \
+               $audio/mini_music $data ;;
+      *) python3 -m audiossl.bin.prepare_tasks --tasks $task_set --size $size --seed $seed --num-workers $nj \
+           ${mini_tts_corpus:-$mini_tts/$size} $mini_tts_data $audio/tasks $data ;;
+    esac
+    touch $data/.done.${task_set}_$size
+  done
 fi
 
 [ -n "$upstream" ] || { [ $stop_stage -lt 1 ] && exit 0; echo "$0: --upstream is required" >&2; exit 1; }

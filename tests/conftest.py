@@ -13,6 +13,13 @@ from audiossl.data.kaldi_dir import DataDir
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The end-to-end recipe tests first, slowest first: the workers of tools/test.sh start them
+    at once and share out the short tests while they run."""
+    order = ("test_mini_tts_recipes.py", "test_superb_recipe.py", "test_utterance_recipes.py")
+    items.sort(key=lambda item: order.index(item.path.name) if item.path.name in order else len(order))
+
+
 def synth_speechlike(seconds: float, seed: int, rate: int = 16000) -> np.ndarray:
     """A harmonic, amplitude-modulated signal with noise: (samples,) float32 in [-1, 1]."""
     rng = np.random.default_rng(seed)

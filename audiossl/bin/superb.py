@@ -13,8 +13,8 @@ audiossl.eval.superb.tasks). ``check`` reads the upstream, every task's labels a
 trials, and fails on the first problem, naming the file and line. ``task`` trains the task's probe
 on the upstream's hidden states (cached under --cache, keyed by upstream and audio) and writes
 results.json, layer_weights.png and the task's plots and scores to <out-dir>. ``table`` gathers
-<exp-dir>/<upstream>/<task>/results.json into results.csv and a section of RESULTS.md; ``name``
-prints the name an upstream gets by default.
+<exp-dir>/<upstream>/<task>/results.json into results.csv and a section of RESULTS.md, and prints
+that section; ``name`` prints the name an upstream gets by default.
 """
 from __future__ import annotations
 
@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "name":
             print(default_name(args.upstream))
         else:
-            write_table(args.exp_dir, args.results_md, args.results_csv, args.section, args.command, cpu_name())
+            print(f"## {args.section}\n")
+            print("\n".join(write_table(args.exp_dir, args.results_md, args.results_csv, args.section, args.command,
+                                         cpu_name())))
     except (UserError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

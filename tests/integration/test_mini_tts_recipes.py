@@ -214,7 +214,7 @@ def test_rerun_skips_finished_stages(demo):
 
 def test_killed_training_stage_resumes(demo):
     args = ssl_args(demo) + ["--stage", "3", "--stop-stage", "3", "--exp", str(demo / "exp_kill"),
-                             "--pretrain-args", TINY_PRETRAIN + " --set trainer.max_updates=150"]
+                             "--pretrain-args", TINY_PRETRAIN + " --set trainer.max_updates=40"]
     (demo / "exp_kill" / "kmeans1").mkdir(parents=True)
     for name in ("train_unlab.labels", "dev.labels"):
         (demo / "exp_kill" / "kmeans1" / name).write_text((demo / "exp" / "kmeans1" / name).read_text())
@@ -231,7 +231,7 @@ def test_killed_training_stage_resumes(demo):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resumed from" in (demo / "exp_kill/hubert_iter1/train.log").read_text()
     records = [json.loads(x) for x in (demo / "exp_kill/hubert_iter1/updates.jsonl").read_text().splitlines()]
-    assert [r["update"] for r in records] == list(range(1, 151))
+    assert [r["update"] for r in records] == list(range(1, 41))
 
 
 def test_ddp_pretraining_two_processes(demo):
@@ -246,48 +246,3 @@ def test_ddp_pretraining_two_processes(demo):
     assert done.returncode == 0, done.stderr[-3000:]
     state = audiossl.checkpoint.load_checkpoint(exp / "checkpoints/last.pt")["train_state"]
     assert state["world_size"] == 2 and state["update"] == 4
-
-
-SUPERB_TASKS = ("pr", "asr", "ks", "ic", "sid", "asv", "instrument", "pitch", "tagging", "key")
-
-
-def superb_args(demo: Path, *args: str) -> list[str]:
-    """egs/mini_tts/superb on the tiny task sets (made from the demo's tiny mini_tts), 4 updates a task."""
-    config = demo / "superb.yaml"
-    config.write_text("tasks:\n" + "".join(
-        f"  {t}: {{updates: 4, batch_size: 4, valid_interval: 2, head: {{hidden_size: 16, channels: 16}}}}\n"
-        for t in SUPERB_TASKS))
-    return [str(EGS / "superb" / "run.sh"), "--size", "tiny", "--data", str(demo / "superb_data"),
-            "--mini-tts-data", str(demo / "data"), "--exp", str(demo / "exp_superb"),
-            "--results", str(demo / "SUPERB.md"), "--superb-config", str(config), "--superb-args", "--allow-empty-classes",
-            *args]
-
-
-def test_superb_runs_every_task_on_the_demo_checkpoint_and_a_baseline(demo):
-    """The SUPERB runner on the demo's HuBERT (every task) and on s3prl's mfcc (KS): each task's
-    results, plots and scores, the ASV scores against the trials, one table with both upstreams."""
-    hubert = demo / "exp/hubert_iter2/checkpoints/best.pt"
-    baseline_tasks = ("ks",)
-    for upstream, tasks in ((str(hubert), SUPERB_TASKS), ("mfcc", baseline_tasks)):
-        done = run(superb_args(demo, "--upstream", upstream, "--tasks", " ".join(tasks)), demo)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    exp = demo / "exp_superb"
-    assert sorted(p.name for p in exp.iterdir()) == ["cache", "hubert_iter2_best", "mfcc"]
-    for name, tasks in (("hubert_iter2_best", SUPERB_TASKS), ("mfcc", baseline_tasks)):
-        assert sorted(p.name for p in (exp / name).iterdir()) == sorted(tasks)
-        for task in tasks:
-            results = json.loads((exp / name / task / "results.json").read_text())
-            assert results["upstream"] == name and results["dev"]["update"] in (2, 4)
-            assert results["value"] == results["figures"][results["metric"]]
-            assert (exp / name / task / "layer_weights.png").read_bytes().startswith(b"\x89PNG")
-            if task in ("ks", "ic", "sid", "instrument", "pitch", "key"):
-                assert (exp / name / task / "confusion.png").exists()
-        states = len(json.loads((exp / name / "ks" / "results.json").read_text())["layer_weights"]["weights"])
-        assert states == (1 if name == "mfcc" else len(audiossl.load_model(hubert).hidden_sizes))
-    trials = (demo / "superb_data/speakers/asv_test/trials").read_text().split("\n")
-    scores = (exp / "hubert_iter2_best" / "asv" / "scores").read_text().split("\n")
-    assert [s.split()[:2] for s in scores if s] == [t.split()[:2] for t in trials if t]
-    table = (demo / "SUPERB.md").read_text()
-    assert "| Upstream | PR PER % ↓ | ASR WER % ↓ | KS Acc % ↑ | IC Acc % ↑ | SID Acc % ↑ | ASV EER % ↓ |" in table
-    assert "| hubert_iter2_best |" in table and "| mfcc | – | – | " in table and "Produced by `superb/run.sh " in table
-    assert len((demo / "results.csv").read_text().splitlines()) == 3

@@ -59,8 +59,9 @@ def table_rows(found: dict[str, dict[str, dict]]) -> tuple[list[str], list[list[
 
 
 def write_table(exp_dir: str | os.PathLike, results_md: str | os.PathLike, csv_path: str | os.PathLike,
-                section: str, command: str, cpu: str) -> None:
-    """Write the table of every upstream under ``exp_dir`` to ``csv_path`` and to ``section`` of ``results_md``."""
+                section: str, command: str, cpu: str) -> list[str]:
+    """Write the table of every upstream under ``exp_dir`` to ``csv_path`` and to ``section`` of ``results_md``;
+    returns the section's lines."""
     found = collect(exp_dir)
     header, cells, values = table_rows(found)
     buffer = io.StringIO()
@@ -81,3 +82,4 @@ def write_table(exp_dir: str | os.PathLike, results_md: str | os.PathLike, csv_p
     if not path.exists() or not path.read_text().strip():
         write_text_atomic(path, "\n".join(PAGE_HEAD))
     write_section(path, section, lines)
+    return lines
