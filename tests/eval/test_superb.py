@@ -15,6 +15,7 @@ import audiossl
 from audiossl.data.dataset import UtteranceDataset
 from audiossl.checkpoint import build_model, save_checkpoint
 from audiossl.data.kaldi_dir import DataDir, DataDirError, read_table, write_table
+from audiossl.eval.results import ResultsError
 from audiossl.eval.superb.cache import CacheError, HiddenStates, cache_dir, hidden_states
 from audiossl.eval.superb.heads import FrameBlstm, PooledLinear
 from audiossl.eval.superb.runner import FeatureSet, check_inputs
@@ -193,7 +194,27 @@ def test_table_bolds_the_best_of_each_column(tmp_path):
     assert "| fbank | 77.0 | 50.0 | – |" in text and "| wavlm | **48.0** | **90.0** | **0.300** |" in text
     assert "fbank 3.0 min, wavlm 4.5 min, on a CPU" in text and "Produced by `superb/run.sh`" in text
     rows = (tmp_path / "results.csv").read_text().splitlines()
-    assert rows[0].startswith("upstream,PR PER") and rows[1] == "fbank,0.770000,0.500000,"
+    assert rows[0].startswith("upstream,PR PER") and rows[0].endswith(",minutes,cpu")
+    assert rows[1] == "fbank,0.770000,0.500000,,3.0,a CPU"
+
+
+def test_table_keeps_the_csv_rows_of_upstreams_not_under_exp(tmp_path):
+    """A later run on another machine adds its upstream; the earlier rows stay, an upstream run again
+    replaces its row, and each row keeps the CPU it ran on."""
+    exp, csv_path = tmp_path / "exp", tmp_path / "results.csv"
+    fake_results(exp, "fbank", "pr", 0.77, False)
+    fake_results(exp, "mfcc", "pr", 0.70, False)
+    write_superb_table(exp, tmp_path / "RESULTS.md", csv_path, "Frozen", "superb/run.sh", "CPU A")
+    shutil.rmtree(exp)
+    fake_results(exp, "hubert", "pr", 0.50, False)
+    fake_results(exp, "mfcc", "pr", 0.75, False)
+    fake_results(exp, "mfcc", "ks", 0.20, True)
+    lines = write_superb_table(exp, tmp_path / "RESULTS.md", csv_path, "Frozen", "superb/run.sh", "CPU B")
+    assert lines[2:5] == ["| fbank | 77.0 | – |", "| hubert | **50.0** | – |", "| mfcc | 75.0 | **20.0** |"]
+    assert "fbank 1.5 min, on CPU A; hubert 1.5 min, mfcc 3.0 min, on CPU B." in lines[6]
+    (tmp_path / "bad.csv").write_text("upstream,PR PER % ↓,minutes,cpu\nfbank,seventy,1.0,a CPU\n")
+    with pytest.raises(ResultsError, match="bad.csv:2"):
+        write_superb_table(exp, tmp_path / "RESULTS.md", tmp_path / "bad.csv", "Frozen", "superb/run.sh", "CPU B")
 
 
 def test_blstm_head_equals_a_packed_bidirectional_lstm():

@@ -176,7 +176,7 @@ def run_task(name: str, settings: TaskSettings, upstream: Upstream, upstream_nam
              cache_root: str | os.PathLike, out_dir: str | os.PathLike, seed: int = 0,
              allow_empty_classes: bool = False, progress: bool = False) -> dict:
     """Train and score task ``name`` on ``upstream``; writes ``out_dir`` and returns what results.json holds."""
-    from audiossl.eval.utterance import plot_layer_weights
+    from audiossl.eval.utterance import cpu_name, plot_layer_weights
 
     task = build_task(name, settings)
     data_root, out_dir = Path(data_root), Path(out_dir)
@@ -200,7 +200,7 @@ def run_task(name: str, settings: TaskSettings, upstream: Upstream, upstream_nam
                "dev": {"metric": task.dev_metric, "value": chosen["value"], "update": chosen["update"]},
                "figures": figures, "sets": [str(d) for d in dirs], "settings": asdict(settings), "seed": seed,
                "layer_weights": weights, "hidden_state_seconds": round(cached - started, 1),
-               "train_seconds": round(trained - cached, 1)}
+               "train_seconds": round(trained - cached, 1), "cpu": cpu_name()}
     write_text_atomic(out_dir / "results.json", json.dumps(results, indent=1) + "\n")
     logger.info("%s on %s: test %s %.4f (dev %s %.4f at update %d)", name, upstream_name, task.metric,
                 figures[task.metric], task.dev_metric, chosen["value"], chosen["update"])

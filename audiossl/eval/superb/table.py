@@ -4,18 +4,23 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from audiossl.atomic import write_text_atomic
 from audiossl.eval.results import ResultsError, write_section
 from audiossl.eval.superb.tasks import TASK_NAMES
 
+logger = logging.getLogger(__name__)
+
 # task → (column title, scale of the figure in the table); SUPERB's columns first, then MARBLE's
 COLUMNS = {"pr": ("PR PER % ↓", 100), "asr": ("ASR WER % ↓", 100), "ks": ("KS Acc % ↑", 100),
            "ic": ("IC Acc % ↑", 100), "sid": ("SID Acc % ↑", 100), "asv": ("ASV EER % ↓", 100),
            "instrument": ("Instrument Acc % ↑", 100), "pitch": ("Pitch Acc % ↑", 100),
            "tagging": ("Tagging ROC-AUC ↑", 1), "key": ("Key score ↑", 1)}
+TIME_COLUMNS = ["minutes", "cpu"]
 
 PAGE_HEAD = ["# SUPERB-style evaluation: frozen upstreams, learned weighted sum of layers, light heads", "",
              "The audio is synthetic (speech engines with shifted pitch, formants and tempo; a General MIDI "
@@ -23,17 +28,51 @@ PAGE_HEAD = ["# SUPERB-style evaluation: frozen upstreams, learned weighted sum 
              "or music.", ""]
 
 
-def collect(exp_dir: str | os.PathLike) -> dict[str, dict[str, dict]]:
-    """``{upstream: {task: results}}`` of every ``<exp_dir>/<upstream>/<task>/results.json``."""
+@dataclass
+class Row:
+    """One upstream's test figures by task, and the minutes its hidden states and probes took on ``cpu``."""
+    values: dict[str, float]
+    minutes: float
+    cpu: str
+
+
+def higher_is_better(task: str) -> bool:
+    """Whether a higher figure of ``task`` is better (its column title's arrow)."""
+    return COLUMNS[task][0].endswith("↑")
+
+
+def collect(exp_dir: str | os.PathLike, cpu: str) -> dict[str, Row]:
+    """``{upstream: Row}`` of every ``<exp_dir>/<upstream>/<task>/results.json`` (``cpu`` where one does not name its CPU)."""
     found: dict[str, dict[str, dict]] = {}
     for path in sorted(Path(exp_dir).glob("*/*/results.json")):
         results = json.loads(path.read_text())
         if results.get("task") not in TASK_NAMES:
             raise ResultsError(f"{path}: not a SUPERB task's results")
         found.setdefault(results["upstream"], {})[results["task"]] = results
-    if not found:
-        raise ResultsError(f"{exp_dir}: no <upstream>/<task>/results.json")
-    return found
+    return {upstream: Row({t: r["value"] for t, r in tasks.items()},
+                          sum(r["hidden_state_seconds"] + r["train_seconds"] for r in tasks.values()) / 60,
+                          next(iter(tasks.values())).get("cpu", cpu))
+            for upstream, tasks in found.items()}
+
+
+def read_csv(path: str | os.PathLike) -> dict[str, Row]:
+    """``{upstream: Row}`` of a ``results.csv`` this module wrote (none when the file does not exist)."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    titles = {title: task for task, (title, _) in COLUMNS.items()}
+    rows = {}
+    for line, record in enumerate(csv.DictReader(io.StringIO(path.read_text())), start=2):
+        unknown = sorted(set(record) - {"upstream", *titles, *TIME_COLUMNS})
+        if unknown or not set(TIME_COLUMNS) <= set(record):
+            raise ResultsError(f"{path}: columns {sorted(record)} are not those of a SUPERB table "
+                               f"(upstream, task titles, {', '.join(TIME_COLUMNS)})")
+        try:
+            values = {titles[k]: float(v) for k, v in record.items() if k in titles and v}
+            rows[record["upstream"]] = Row(values, float(record["minutes"]), record["cpu"])
+        except ValueError as error:
+            raise ResultsError(f"{path}:{line}: {error}") from None
+    return rows
 
 
 def shown(task: str, value: float) -> str:
@@ -42,42 +81,49 @@ def shown(task: str, value: float) -> str:
     return f"{scale * value:.{1 if scale == 100 else 3}f}"
 
 
-def table_rows(found: dict[str, dict[str, dict]]) -> tuple[list[str], list[list[str]], list[list[float | None]]]:
-    """Header, Markdown cells (the best shown figure of each column bold, with two upstreams or more)
-    and raw values of the tasks any upstream has."""
-    tasks = [t for t in TASK_NAMES if any(t in r for r in found.values())]
-    values = [[found[u][t]["value"] if t in found[u] else None for t in tasks] for u in found]
-    cells = [[shown(t, v) if v is not None else "–" for t, v in zip(tasks, row)] for row in values]
+def table_rows(rows: dict[str, Row]) -> tuple[list[str], list[str], list[list[str]]]:
+    """Tasks any upstream has, their column titles and the Markdown cells (the best shown figure of each
+    column bold, with two upstreams or more)."""
+    tasks = [t for t in TASK_NAMES if any(t in r.values for r in rows.values())]
+    cells = [[shown(t, r.values[t]) if t in r.values else "–" for t in tasks] for r in rows.values()]
     for column, task in enumerate(tasks):
-        present = [row[column] for row in values if row[column] is not None]
-        higher = next(found[u][task]["higher_is_better"] for u in found if task in found[u])
-        best = shown(task, max(present) if higher else min(present))
+        present = [r.values[task] for r in rows.values() if task in r.values]
+        best = shown(task, max(present) if higher_is_better(task) else min(present))
         for row in cells:
-            if row[column] == best and len(found) > 1:
+            if row[column] == best and len(rows) > 1:
                 row[column] = f"**{best}**"
-    return ["Upstream", *(COLUMNS[t][0] for t in tasks)], cells, values
+    return tasks, [COLUMNS[t][0] for t in tasks], cells
 
 
 def write_table(exp_dir: str | os.PathLike, results_md: str | os.PathLike, csv_path: str | os.PathLike,
                 section: str, command: str, cpu: str) -> list[str]:
-    """Write the table of every upstream under ``exp_dir`` to ``csv_path`` and to ``section`` of ``results_md``;
+    """Write the table of every upstream under ``exp_dir``, and of every other upstream already in
+    ``csv_path`` (earlier runs, other machines), to ``csv_path`` and to ``section`` of ``results_md``;
     returns the section's lines."""
-    found = collect(exp_dir)
-    header, cells, values = table_rows(found)
+    kept = read_csv(csv_path)
+    found = collect(exp_dir, cpu)
+    if not found and not kept:
+        raise ResultsError(f"{exp_dir}: no <upstream>/<task>/results.json, and no rows in {csv_path}")
+    for upstream in sorted(set(kept) - set(found)):
+        logger.info("%s: kept from %s (not under %s)", upstream, csv_path, exp_dir)
+    rows = dict(sorted({**kept, **found}.items()))
+    tasks, titles, cells = table_rows(rows)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["upstream", *header[1:]])
-    for upstream, row in zip(found, values):
-        writer.writerow([upstream, *("" if v is None else f"{v:.6f}" for v in row)])
+    writer.writerow(["upstream", *titles, *TIME_COLUMNS])
+    for upstream, row in rows.items():
+        writer.writerow([upstream, *(f"{row.values[t]:.6f}" if t in row.values else "" for t in tasks),
+                         f"{row.minutes:.1f}", row.cpu])
     write_text_atomic(csv_path, buffer.getvalue())
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join([upstream, *row]) + " |" for upstream, row in zip(found, cells)]
-    seconds = {u: sum(r["hidden_state_seconds"] + r["train_seconds"] for r in tasks.values())
-               for u, tasks in found.items()}
-    times = ", ".join(f"{u} {s / 60:.1f} min" for u, s in seconds.items())
+    lines = ["| " + " | ".join(["Upstream", *titles]) + " |", "|" + "---|" * (len(titles) + 1)]
+    lines += ["| " + " | ".join([upstream, *row]) + " |" for upstream, row in zip(rows, cells)]
+    by_cpu: dict[str, list[str]] = {}
+    for upstream, row in rows.items():
+        by_cpu.setdefault(row.cpu, []).append(f"{upstream} {row.minutes:.1f} min")
+    times = "; ".join(f"{', '.join(names)}, on {name}" for name, names in by_cpu.items())
     lines += ["", "Each figure is the test set's, of the probe state with the best dev figure (results.json "
               "names it). Time per upstream, hidden states and probe training over all its tasks (without "
-              f"data preparation): {times}, on {cpu}.", "", f"Produced by `{command}`."]
+              f"data preparation): {times}.", "", f"Produced by `{command}`."]
     path = Path(results_md)
     if not path.exists() or not path.read_text().strip():
         write_text_atomic(path, "\n".join(PAGE_HEAD))
