@@ -306,6 +306,8 @@ def config_to_fairseq(config: ModelConfig) -> dict[str, Any]:
                            f"converts: {', '.join(FAMILIES)}")
     if frontend.kind != "waveform":
         raise InteropError(f"only the waveform front end has a fairseq equivalent, not {frontend.kind!r}")
+    if encoder.kind != "transformer":
+        raise InteropError(f"only the transformer encoder has a fairseq equivalent, not {encoder.kind!r}")
     bias = "gated_relative" if family == "wavlm" else "none"
     if encoder.position_bias not in (bias, "none"):
         raise InteropError(f"fairseq's {family} has attention position bias {bias!r}, "

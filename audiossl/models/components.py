@@ -9,13 +9,16 @@ and :func:`build_encoder`. Field comments name the fairseq equivalents.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
 from audiossl.errors import ConfigError
+from audiossl.nn.mamba import BiMambaBlock, BiMambaEncoder, BiMambaLayer
 from audiossl.nn.frontends import ConvBlock, ConvWaveformEncoder, FbankSubsampler, FeatureProjection
 from audiossl.nn.transformer import (
     AlibiPositionBias,
@@ -34,6 +37,7 @@ ConvLayers = tuple[tuple[int, int, int], ...]
 DEFAULT_CONV_LAYERS: ConvLayers = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2
 FRONTEND_KINDS = ("waveform", "fbank")
 POSITION_BIASES = ("none", "alibi", "gated_relative")
+ENCODER_KINDS = ("transformer", "bimamba")
 CONV_MODES = ("default", "layer_norm")
 
 
@@ -79,7 +83,14 @@ class FrontendConfig:
 
 @dataclass
 class EncoderConfig:
-    """Transformer encoder (fairseq names in brackets).
+    """The encoder: a transformer (fairseq names in brackets) or a bidirectional Mamba stack.
+
+    kind: ``"transformer"`` (:class:`~audiossl.nn.transformer.TransformerEncoder`) or ``"bimamba"``
+    (:class:`~audiossl.nn.mamba.BiMambaEncoder`: pre-norm bidirectional Mamba-2 layers, SSAMBA /
+    Vision Mamba style, no positional embedding; it uses ``num_layers``, ``dim``, ``dropout``,
+    ``layer_drop`` and the ``state_dim``, ``expand``, ``head_dim``, ``conv_kernel``, ``chunk_size``
+    fields below (mamba-ssm ``d_state``, ``expand``, ``headdim``, ``d_conv``, ``chunk_size``), and
+    none of the attention fields).
 
     num_layers [encoder_layers], dim [encoder_embed_dim], ffn_dim [encoder_ffn_embed_dim],
     num_heads [encoder_attention_heads], dropout [dropout], attention_dropout
@@ -95,6 +106,7 @@ class EncoderConfig:
     position_buckets [num_buckets], max_distance [max_distance]: used by ``"gated_relative"`` only.
     """
 
+    kind: str = "transformer"
     num_layers: int = 12
     dim: int = 768
     ffn_dim: int = 3072
@@ -109,10 +121,19 @@ class EncoderConfig:
     position_bias: str = "none"
     position_buckets: int = 320
     max_distance: int = 800
+    state_dim: int = 16
+    expand: int = 2
+    head_dim: int = 64
+    conv_kernel: int = 4
+    chunk_size: int = 64
 
     def errors(self) -> list[str]:
         """Violated rules, each a line naming the field (empty when valid)."""
         errors = []
+        if self.kind not in ENCODER_KINDS:
+            errors.append(f"encoder.kind must be one of {ENCODER_KINDS}, got {self.kind!r}")
+        elif self.kind == "bimamba":
+            return errors + self._mamba_errors()
         if self.position_bias not in POSITION_BIASES:
             errors.append(f"encoder.position_bias must be one of {POSITION_BIASES}, got {self.position_bias!r}")
         buckets_ok = self.position_buckets >= 4 and not self.position_buckets % 4 and self.max_distance > self.position_buckets // 4
@@ -127,10 +148,24 @@ class EncoderConfig:
                 errors.append(f"encoder.dim {self.dim} must be divisible by encoder.num_heads {self.num_heads}")
             if self.dim % self.conv_pos_groups:
                 errors.append(f"encoder.dim {self.dim} must be divisible by conv_pos_groups {self.conv_pos_groups}")
-        for name in ("dropout", "attention_dropout", "activation_dropout", "layer_drop"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                errors.append(f"encoder.{name} must be in [0, 1), got {getattr(self, name)}")
-        return errors
+        return errors + self._rate_errors(("dropout", "attention_dropout", "activation_dropout", "layer_drop"))
+
+    def _mamba_errors(self) -> list[str]:
+        errors = []
+        if self.position_bias != "none":
+            errors.append(f"encoder.position_bias must be 'none' for a bimamba encoder, got {self.position_bias!r}")
+        sizes = (self.num_layers, self.dim, self.state_dim, self.expand, self.head_dim, self.conv_kernel, self.chunk_size)
+        if min(sizes) < 1:
+            errors.append("encoder sizes (num_layers, dim, state_dim, expand, head_dim, conv_kernel, chunk_size) "
+                          "must be >= 1")
+        elif self.expand * self.dim % self.head_dim:
+            errors.append(f"encoder.expand * encoder.dim = {self.expand * self.dim} must be a multiple of "
+                          f"encoder.head_dim {self.head_dim}")
+        return errors + self._rate_errors(("dropout", "layer_drop"))
+
+    def _rate_errors(self, names: tuple[str, ...]) -> list[str]:
+        return [f"encoder.{name} must be in [0, 1), got {getattr(self, name)}"
+                for name in names if not 0.0 <= getattr(self, name) < 1.0]
 
 
 @dataclass
@@ -255,9 +290,11 @@ def build_frontend(config: FrontendConfig) -> ConvWaveformEncoder | FbankSubsamp
     return ConvWaveformEncoder(blocks)
 
 
-def build_encoder(config: EncoderConfig) -> TransformerEncoder:
-    """Transformer encoder with conv positional embedding and the configured attention position bias,
-    initialised as fairseq (BERT init)."""
+def build_encoder(config: EncoderConfig) -> TransformerEncoder | BiMambaEncoder:
+    """The encoder ``config.kind`` names: a transformer with conv positional embedding and the
+    configured attention position bias, initialised as fairseq (BERT init), or a bidirectional Mamba stack."""
+    if config.kind == "bimamba":
+        return build_bimamba_encoder(config)
     gated = config.position_bias == "gated_relative"
     position_bias = None
     if gated:
@@ -285,6 +322,19 @@ def build_encoder(config: EncoderConfig) -> TransformerEncoder:
     )
     encoder.apply(init_bert_params)
     return encoder
+
+
+def build_bimamba_encoder(config: EncoderConfig) -> BiMambaEncoder:
+    """Bidirectional Mamba-2 layers, initialised as mamba-ssm: PyTorch's defaults, each output
+    projection scaled by ``1 / sqrt(num_layers)`` (its ``rescale_prenorm_residual``)."""
+    layers = []
+    for _ in range(config.num_layers):
+        block = BiMambaBlock(config.dim, config.state_dim, config.expand, config.head_dim, config.conv_kernel,
+                             config.chunk_size)
+        with torch.no_grad():
+            block.out_proj.weight /= math.sqrt(config.num_layers)
+        layers.append(BiMambaLayer(block, config.dropout))
+    return BiMambaEncoder(layers, nn.LayerNorm(config.dim), config.dropout, config.layer_drop)
 
 
 def build_body(frontend: FrontendConfig, encoder: EncoderConfig, dropout_input: float) -> dict[str, nn.Module]:

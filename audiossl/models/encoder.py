@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from audiossl.data.transforms import BatchTransform, FbankFromWaveform
 from audiossl.errors import ConfigError
 from audiossl.nn.frontends import SAMPLE_RATE, FeatureProjection, scale_gradient, valid_mask, waveform_to_fbank
+from audiossl.nn.mamba import BiMambaEncoder
 from audiossl.nn.masking import compute_span_mask
 from audiossl.nn.transformer import TransformerEncoder
 from audiossl.objectives.output import MetricRatios
@@ -116,7 +117,8 @@ class SpeechEncoder(nn.Module):
 
 
 class FrontendTransformer(SpeechEncoder):
-    """Front end → feature projection → (mask embedding) → transformer: the wav2vec 2.0 body.
+    """Front end → feature projection → (mask embedding) → encoder: the wav2vec 2.0 body, its encoder
+    a transformer or a bidirectional Mamba stack (``config.encoder.kind``).
 
     A family model subclasses it and adds its objective. ``config`` is the family's
     :class:`~audiossl.models.components.ModelConfig` with ``encoder`` (an
@@ -127,12 +129,12 @@ class FrontendTransformer(SpeechEncoder):
         config: the config the parts were built from.
         frontend: waveform CNN or fbank subsampler (``(B, T, C)`` at 50 frames/s).
         feature_projection: ``C → D`` (fairseq ``layer_norm``, ``post_extract_proj``, ``dropout_input``).
-        encoder: the transformer, returning all hidden states.
+        encoder: the transformer or Mamba stack, returning all hidden states.
         feature_grad_mult: gradient scale into the front end (fairseq ``feature_grad_mult``); 0 freezes it.
     """
 
     def __init__(self, config, frontend: nn.Module, feature_projection: FeatureProjection,
-                 encoder: TransformerEncoder, feature_grad_mult: float) -> None:
+                 encoder: TransformerEncoder | BiMambaEncoder, feature_grad_mult: float) -> None:
         super().__init__()
         self.config = config
         self.frontend = frontend
@@ -221,6 +223,8 @@ class FrontendTransformer(SpeechEncoder):
     def attention_weights(self, inputs: Tensor, lengths: Tensor) -> tuple[list[Tensor], Tensor]:
         if self.training:
             raise ValueError("attention_weights needs a model in eval mode (dropout and layer drop off)")
+        if self.config.encoder.kind != "transformer":
+            raise ConfigError(f"attention weights need a transformer encoder; this one is {self.config.encoder.kind!r}")
         hidden, frame_lengths = self.encode(inputs, lengths)
         padding = ~valid_mask(frame_lengths, hidden[0].shape[1])
         bias = self.encoder.attention_bias(hidden[0].shape[1])

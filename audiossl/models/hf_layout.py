@@ -146,6 +146,8 @@ def body_to_hf(frontend: FrontendConfig, encoder: EncoderConfig, dropout_input: 
     """
     if frontend.kind != "waveform":
         raise InteropError(f"only the waveform front end has a Hugging Face equivalent, not {frontend.kind!r}")
+    if encoder.kind != "transformer":
+        raise InteropError(f"only the transformer encoder has a Hugging Face equivalent, not {encoder.kind!r}")
     if encoder.position_bias != position_bias:
         raise InteropError(f"this Hugging Face class has attention position bias {position_bias!r}, "
                            f"the model has {encoder.position_bias!r}")

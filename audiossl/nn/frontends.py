@@ -30,6 +30,14 @@ def valid_mask(lengths: Tensor, time: int) -> Tensor:
     return torch.arange(time, device=lengths.device)[None, :] < lengths[:, None]
 
 
+def reverse_valid(frames: Tensor, lengths: Tensor) -> Tensor:
+    """Reverse each item's first ``lengths[b]`` frames of ``(B, T, ...)``; padding stays at the end."""
+    steps = torch.arange(frames.shape[1], device=frames.device)
+    lengths = lengths.to(frames.device)[:, None]
+    index = torch.where(steps < lengths, lengths - 1 - steps, steps)
+    return frames.gather(1, index.view(*index.shape, *[1] * (frames.dim() - 2)).expand_as(frames))
+
+
 class _ScaleGradient(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, scale: float) -> Tensor:

@@ -328,7 +328,7 @@ class TransformerEncoder(nn.Module):
         if not self.layer_norm_first:
             x = self.layer_norm(x)
         x = self.dropout(x)
-        drop = self._draw_layer_drop(generator)
+        drop = draw_layer_drop(len(self.layers), self.layer_drop, self.training, generator)
         layers = self.layers if num_layers is None else self.layers[:num_layers]
         bias = self.attention_bias(x.shape[1])
         hidden_states = [x]
@@ -344,11 +344,13 @@ class TransformerEncoder(nn.Module):
         """The ``(H, T, T)`` position bias every layer's attention gets for ``T`` frames (None without one)."""
         return None if self.position_bias is None else self.position_bias(time)
 
-    def _draw_layer_drop(self, generator: torch.Generator | None) -> list[bool]:
-        if not self.training or self.layer_drop <= 0.0 or generator is None:
-            return [False] * len(self.layers)
-        draws = torch.rand(len(self.layers), generator=generator, device=generator.device)
-        return (draws < self.layer_drop).tolist()
+def draw_layer_drop(num_layers: int, layer_drop: float, training: bool, generator: torch.Generator | None) -> list[bool]:
+    """Which of ``num_layers`` layers to skip (fairseq ``encoder_layerdrop``): each with probability
+    ``layer_drop``, drawn from ``generator``, in training only; none without a generator."""
+    if not training or layer_drop <= 0.0 or generator is None:
+        return [False] * num_layers
+    draws = torch.rand(num_layers, generator=generator, device=generator.device)
+    return (draws < layer_drop).tolist()
 
 
 def init_bert_params(module: nn.Module) -> None:

@@ -10,6 +10,7 @@ from audiossl.nn.frontends import (
     blockwise_conv1d,
     conv_windows,
     fbank_num_frames,
+    reverse_valid,
     scale_gradient,
     waveform_to_fbank,
 )
@@ -168,3 +169,9 @@ def test_scale_gradient():
 def test_conv_block_rejects_unknown_norm():
     with pytest.raises(ValueError, match="norm"):
         ConvBlock(1, 4, 3, 1, bias=False, norm="batch")
+
+
+def test_reverse_valid_reverses_each_item_within_its_length():
+    frames = torch.arange(10.0).view(2, 5)[..., None, None].expand(2, 5, 2, 3)
+    out = reverse_valid(frames, torch.tensor([5, 3]))
+    assert out[0, :, 0, 0].tolist() == [4, 3, 2, 1, 0] and out[1, :, 1, 2].tolist() == [7, 6, 5, 8, 9]

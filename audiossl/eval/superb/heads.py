@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from audiossl.nn.frontends import reverse_valid
 from audiossl.nn.pooling import LayerWeightedSum
 
 
@@ -27,13 +28,6 @@ class FrameLinear(nn.Module):
 
     def forward(self, frames: Tensor, lengths: Tensor) -> Tensor:
         return self.linear(frames)
-
-
-def reverse_valid(frames: Tensor, lengths: Tensor) -> Tensor:
-    """Reverse each item's first ``lengths[b]`` frames of ``(B, T, D)``; padding stays at the end."""
-    steps = torch.arange(frames.shape[1])
-    index = torch.where(steps < lengths[:, None], lengths[:, None] - 1 - steps, steps)
-    return frames.gather(1, index[..., None].expand_as(frames))
 
 
 class FrameBlstm(nn.Module):
