@@ -171,6 +171,27 @@ def test_mixing_families_pretrain_and_fine_tune_through_the_recipes(demo, family
     assert ctc.config.encoder_family == family and len(ctc.hidden_sizes) == 2
 
 
+@pytest.mark.parametrize("family, config", [("hubert", "mamba_hubert1"), ("wavlm", "mamba_wavlm1")])
+def test_mamba_encoders_pretrain_and_fine_tune_through_the_recipes(demo, family, config):
+    """conf/mamba_hubert1.yaml, conf/mamba_wavlm1.yaml: the family's objective on a bidirectional Mamba
+    encoder, through the same recipes; load_model rebuilds it; CTC fine-tunes its first layer."""
+    exp = demo / f"exp_{config}"
+    ssl = run(ssl_args(demo) + ["--stage", "1", "--stop-stage", "3", "--exp", str(exp), "--family", family,
+                                "--pretrain1-config", str(EGS / "ssl" / "conf" / f"{config}.yaml")], demo)
+    assert ssl.returncode == 0, ssl.stdout[-3000:] + ssl.stderr[-3000:]
+    checkpoint = str(exp / f"{family}_iter1/checkpoints/best.pt")
+    model = audiossl.load_model(checkpoint)
+    assert model.config.family == family and model.config.encoder.kind == "bimamba"
+    assert type(model.encoder).__name__ == "BiMambaEncoder" and len(model.hidden_sizes) == 3
+    asr = run([str(EGS / "asr" / "run.sh"), "--data", str(demo / "data"), "--exp", str(demo / f"exp_asr_{config}"),
+               "--scratch-exp", str(demo / "exp_asr"), "--pretrained", checkpoint, "--budgets", "train_10min",
+               "--test-sets", "test", "--lm-text", "", "--results", str(demo / f"RESULTS_{config}.md"),
+               "--results-section", config, "--beam-size", "3", "--finetune-args", TINY_FINETUNE], demo)
+    assert asr.returncode == 0, asr.stdout[-3000:] + asr.stderr[-3000:]
+    ctc = audiossl.load_model(demo / f"exp_asr_{config}/ctc_pretrained_train_10min/checkpoints/best.pt")
+    assert ctc.config.encoder_family == family and len(ctc.hidden_sizes) == 2
+
+
 def test_another_encoder_shares_the_scratch_control(demo):
     """--scratch-exp: a second encoder's table reuses the first run's scratch models, untouched."""
     scratch = demo / "exp_asr" / "ctc_scratch_train_10min"
