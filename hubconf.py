@@ -52,3 +52,8 @@ def unispeech_sat(path=None, size: str = "base"):
 def best_rq(path=None, size: str = "base"):
     """BEST-RQ from ``path`` (an audiossl checkpoint), or a random one of ``size``."""
     return _model("best_rq", path, size)
+
+
+def ssamba(path=None, size: str = "base"):
+    """SSAMBA (masked patches on a bidirectional Mamba encoder) from an audiossl ``path``, or a random one of ``size``."""
+    return _model("ssamba", path, size)

@@ -27,6 +27,8 @@ FAMILIES: dict[str, dict[str, Any]] = {
                       "build": "build_unispeech_sat", "targets": "kmeans"},
     "best_rq": {"module": "audiossl.models.best_rq", "config": "BestRqConfig", "build": "build_best_rq",
                 "targets": "none"},
+    "ssamba": {"module": "audiossl.models.ssamba", "config": "SsambaConfig", "build": "build_ssamba",
+               "targets": "none"},
     "ctc": {"module": "audiossl.models.ctc", "config": "CtcConfig", "build": "build_ctc", "targets": None},
     "utterance": {"module": "audiossl.models.utterance", "config": "UtteranceConfig", "build": "build_utterance",
                   "targets": None},

@@ -32,7 +32,7 @@ def main(argv=None) -> int:
         named = {}
         for path in args.models:
             model = load_model(path)
-            data = UtteranceDataset(args.data_dir, model.input_kind)
+            data = UtteranceDataset(args.data_dir, model.input_kind, num_mel_bins=model.num_mel_bins)
             items = (data[i] for i in range(min(args.num_utts, len(data))))
             batches = ((inputs[None], torch.tensor([inputs.shape[0]])) for _, inputs, _ in items)
             named[path] = attention_statistics(model, batches)

@@ -74,7 +74,7 @@ def main(argv=None) -> int:
                 raise LMError(f"{args.model}: {err}") from None
             check_lm_dir(args.lm_dir)
             pairs = lm_grid(args.lm_weight, args.word_score, args.lm_params_from)
-        data = UtteranceDataset(args.data_dir, model.input_kind)
+        data = UtteranceDataset(args.data_dir, model.input_kind, num_mel_bins=model.num_mel_bins)
         refs = data.data.transcripts(args.data_dir)
         outputs = ctc_outputs(model, data, args.batch_seconds, progress=sys.stderr.isatty())
         hyps = {u: h for utts, lp, fr in outputs for u, h in zip(utts, model.decode(lp, fr, args.beam_size))}

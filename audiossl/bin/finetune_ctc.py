@@ -66,12 +66,12 @@ def main(argv=None) -> int:
         torch.manual_seed(train_config.seed)  # reproducible initialisation
         model = ctc_over_encoder(encoder, tokenizer, settings, copy_weights=not args.scratch)
         train = UtteranceDataset(args.train_data, model.input_kind, token_targets(args.train_data, tokenizer),
-                                 targets_name=f"{args.train_data}/text")
+                                 targets_name=f"{args.train_data}/text", num_mel_bins=model.num_mel_bins)
         check_ctc_lengths(train, model, f"{args.train_data}/text")
         valid = None
         if args.valid_data:
             valid = UtteranceDataset(args.valid_data, model.input_kind, token_targets(args.valid_data, tokenizer),
-                                     targets_name=f"{args.valid_data}/text")
+                                     targets_name=f"{args.valid_data}/text", num_mel_bins=model.num_mel_bins)
         save_run_config(run, args, exp)
         logging.info("CTC %s: %s encoder (%s), %d %s tokens, %d training utterances",
                      "from scratch" if args.scratch else "fine-tuning", model.config.encoder_family, args.init,

@@ -69,9 +69,9 @@ def main(argv=None) -> int:
 
         def dataset(data_dir: str, labels: str | None) -> UtteranceDataset:
             if labels is None:
-                return UtteranceDataset(data_dir, inputs.input_kind)
+                return UtteranceDataset(data_dir, inputs.input_kind, num_mel_bins=model.num_mel_bins)
             return UtteranceDataset(data_dir, inputs.input_kind, read_labels(labels), inputs.num_frames,
-                                    targets_name=labels)
+                                    targets_name=labels, num_mel_bins=model.num_mel_bins)
 
         train = dataset(args.train_data, args.train_labels)
         valid = dataset(args.valid_data, args.valid_labels) if args.valid_data else None

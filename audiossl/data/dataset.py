@@ -6,6 +6,7 @@ optional per-utterance integer sequences (cluster labels, token ids).
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -16,6 +17,9 @@ import torch
 
 from audiossl.audio import SAMPLE_RATE, entry_info, load_entry
 from audiossl.data.kaldi_dir import DataDir, DataDirError
+from audiossl.nn.frontends import fbank_num_frames, waveform_to_fbank
+
+logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 
@@ -26,6 +30,8 @@ class UtteranceDataset(torch.utils.data.Dataset):
     Args:
         data_dir: a Kaldi data dir with ``feats.scp`` (fbank) or ``wav.scp`` (waveform).
         input_kind: ``"fbank"`` or ``"waveform"``.
+        num_mel_bins: the fbank bins the model takes: where ``feats.scp`` holds others (or is
+            missing), Kaldi fbank of that size is computed from the audio as items are read.
         targets: ``{utt: sequence of ints}``; utterances without targets are an error.
         target_length: expected target length for an input length (e.g. the model's frame
             count for frame-level labels); a mismatch is an error naming the utterance.
@@ -33,13 +39,22 @@ class UtteranceDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, data_dir, input_kind: str, targets: dict[str, np.ndarray] | None = None,
-                 target_length: Callable[[int], int] | None = None, targets_name: str = "targets"):
+                 target_length: Callable[[int], int] | None = None, targets_name: str = "targets",
+                 num_mel_bins: int | None = None):
         self.data = DataDir.read(data_dir)
         self.data_dir = Path(data_dir)
         self.input_kind = input_kind
         self.utterances = self.data.utterances
         if not self.utterances:
             raise DataDirError(f"{data_dir}: no utterances")
+        self.fbank_bins = None  # set when fbank is computed from the audio
+        if input_kind == "fbank" and num_mel_bins is not None and self._stored_bins() != num_mel_bins:
+            if "wav.scp" not in self.data:
+                raise DataDirError(f"{data_dir}: the model takes {num_mel_bins}-bin fbank, feats.scp holds "
+                                   f"{self._stored_bins()} and there is no wav.scp to compute them from")
+            logger.info("%s: feats.scp holds %s bins, the model takes %d: fbank is computed from wav.scp",
+                        data_dir, self._stored_bins(), num_mel_bins)
+            self.fbank_bins = num_mel_bins
         self.lengths = self._input_lengths()
         self.targets = targets
         if targets is not None:
@@ -54,13 +69,24 @@ class UtteranceDataset(torch.utils.data.Dataset):
                         raise DataDirError(f"{targets_name}: utterance '{utt}' has {len(targets[utt])} labels, "
                                            f"the model gives {expected} frames for its {length} input frames")
 
+    def _stored_bins(self) -> int | None:
+        """Bins of the first ``feats.scp`` entry (None without feats.scp)."""
+        if "feats.scp" not in self.data:
+            return None
+        return int(kaldiio.load_mat(self.data["feats.scp"][self.utterances[0]]).shape[1])
+
     def _input_lengths(self) -> list[int]:
+        if self.fbank_bins is not None:
+            return fbank_num_frames(torch.tensor(self._audio_lengths())).tolist()
         if self.input_kind == "fbank":
             if "feats.scp" not in self.data:
                 raise DataDirError(f"{self.data_dir}: no feats.scp (run steps/make_fbank.sh)")
             if "utt2num_frames" in self.data:
                 return [int(self.data["utt2num_frames"][u]) for u in self.utterances]
             return [kaldiio.load_mat(self.data["feats.scp"][u]).shape[0] for u in self.utterances]
+        return self._audio_lengths()
+
+    def _audio_lengths(self) -> list[int]:
         if "utt2num_samples" in self.data:
             return [int(self.data["utt2num_samples"][u]) for u in self.utterances]
         if "utt2dur" in self.data:
@@ -78,12 +104,14 @@ class UtteranceDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[str, torch.Tensor, torch.Tensor | None]:
         utt = self.utterances[index]
-        if self.input_kind == "fbank":
+        if self.input_kind == "fbank" and self.fbank_bins is None:
             inputs = torch.from_numpy(np.array(kaldiio.load_mat(self.data["feats.scp"][utt]), dtype=np.float32))
         else:
             entry, seg = self.data.audio_entry(utt)
             samples, _ = load_entry(entry, *(seg.start, seg.end) if seg else ())
             inputs = torch.from_numpy(samples)
+            if self.fbank_bins is not None:
+                inputs = waveform_to_fbank(inputs[None], torch.tensor([len(inputs)]), self.fbank_bins)[0][0]
         targets = None if self.targets is None else torch.as_tensor(np.asarray(self.targets[utt]), dtype=torch.long)
         return utt, inputs, targets
 

@@ -34,6 +34,8 @@ class SpeechEncoder(nn.Module):
             (``(B, T_in, F)`` Kaldi fbank at 100 frames/s): what :meth:`encode` takes.
         frame_rate: hidden-state frames per second (50 for the CNN and the fbank subsampler).
         sample_rate: waveform samples per second that :meth:`extract_features` takes (16 kHz).
+        num_mel_bins: the fbank bins :meth:`encode` takes (None for waveform input); datasets
+            compute them from the audio where a data dir's ``feats.scp`` holds others.
         hidden_sizes: feature size of each hidden state, the encoder input first.
 
     A pretraining model also has ``forward(inputs, lengths, targets, generator) ->``
@@ -48,6 +50,7 @@ class SpeechEncoder(nn.Module):
     input_kind: str
     frame_rate: float
     hidden_sizes: list[int]
+    num_mel_bins: int | None
 
     def num_frames(self, input_lengths: Tensor) -> Tensor:
         """``(B,)`` input lengths (samples or fbank frames, per :attr:`input_kind`) → ``(B,)`` frames."""
@@ -150,6 +153,10 @@ class FrontendTransformer(SpeechEncoder):
     @property
     def frame_rate(self) -> float:
         return self.frontend.frame_rate_hz
+
+    @property
+    def num_mel_bins(self) -> int | None:
+        return self.frontend.num_mel_bins if self.input_kind == "fbank" else None
 
     @property
     def hidden_sizes(self) -> list[int]:

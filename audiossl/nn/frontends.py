@@ -367,12 +367,7 @@ class FbankSubsampler(nn.Module):
         if inputs.ndim != 3 or inputs.shape[-1] != self.num_mel_bins:
             raise ValueError(f"expected fbank (B, T, {self.num_mel_bins}), got shape {tuple(inputs.shape)}")
         lengths = lengths.to(inputs.device)
-        valid = valid_mask(lengths, inputs.shape[1])[..., None]
-        weights = valid.to(inputs.dtype)
-        count = weights.sum(dim=1, keepdim=True).clamp(min=1.0)
-        mean = (inputs * weights).sum(dim=1, keepdim=True) / count
-        var = ((inputs - mean).square() * weights).sum(dim=1, keepdim=True) / count
-        x = ((inputs - mean) * torch.rsqrt(var + self.eps)).masked_fill(~valid, 0.0).transpose(1, 2)
+        x = utterance_cmvn(inputs, lengths, self.eps).transpose(1, 2)
         lengths = self.num_frames(lengths)
         for conv in self.convs:
             x = nn.functional.gelu(conv(x))
@@ -380,17 +375,73 @@ class FbankSubsampler(nn.Module):
         return x.transpose(1, 2), lengths
 
 
+def utterance_cmvn(features: Tensor, lengths: Tensor, eps: float = 1e-5) -> Tensor:
+    """Each bin of ``(B, T, F)`` features at zero mean and unit variance over the item's ``lengths[b]``
+    valid frames; padded frames zero."""
+    valid = valid_mask(lengths.to(features.device), features.shape[1])[..., None]
+    weights = valid.to(features.dtype)
+    count = weights.sum(dim=1, keepdim=True).clamp(min=1.0)
+    mean = (features * weights).sum(dim=1, keepdim=True) / count
+    var = ((features - mean).square() * weights).sum(dim=1, keepdim=True) / count
+    return ((features - mean) * torch.rsqrt(var + eps)).masked_fill(~valid, 0.0)
+
+
+class FbankPatches(nn.Module):
+    """Kaldi fbank ``(B, T, F)`` at 100 frames/s → non-overlapping patches of ``patch_frequency`` bins ×
+    ``patch_time`` frames (SSAST, SSAMBA), each bin first normalised over the utterance (:func:`utterance_cmvn`).
+
+    Patches are ordered time-major: the ``rows = F / patch_frequency`` patches of the first time
+    step (lowest bins first), then the next step's; each patch is its ``(patch_frequency,
+    patch_time)`` values flattened. A trailing partial time step is dropped. SSAST's 16 × 16 patches
+    give ``rows = 8`` tokens per 160 ms; its frame patches (``patch_frequency = F``, ``patch_time = 2``)
+    one token per 20 ms.
+
+    Args:
+        num_mel_bins: ``F`` (the papers: 128).
+        patch_frequency: bins per patch; divides ``F``.
+        patch_time: fbank frames per patch (and per time step).
+    """
+
+    input_kind = "fbank"
+
+    def __init__(self, num_mel_bins: int, patch_frequency: int, patch_time: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        if num_mel_bins % patch_frequency:
+            raise ValueError(f"patch_frequency {patch_frequency} does not divide num_mel_bins {num_mel_bins}")
+        self.num_mel_bins, self.patch_frequency, self.patch_time = num_mel_bins, patch_frequency, patch_time
+        self.rows = num_mel_bins // patch_frequency
+        self.output_dim = patch_frequency * patch_time
+        self.frame_rate_hz = 1000 / (10 * patch_time)
+        self.eps = eps
+
+    def num_frames(self, lengths: Tensor) -> Tensor:
+        """``(B,)`` fbank frames → ``(B,)`` whole time steps of patches."""
+        return torch.div(lengths, self.patch_time, rounding_mode="floor")
+
+    def forward(self, inputs: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """inputs ``(B, T, F)``, lengths ``(B,)`` → patches ``(B, rows * (T // patch_time), output_dim)`` and
+        ``(B,)`` valid patches (``rows`` per whole time step)."""
+        if inputs.ndim != 3 or inputs.shape[-1] != self.num_mel_bins:
+            raise ValueError(f"expected fbank (B, T, {self.num_mel_bins}), got shape {tuple(inputs.shape)}")
+        batch, time, _ = inputs.shape
+        steps = time // self.patch_time
+        x = utterance_cmvn(inputs, lengths, self.eps)[:, :steps * self.patch_time]
+        x = x.reshape(batch, steps, self.patch_time, self.rows, self.patch_frequency).permute(0, 1, 3, 4, 2)
+        return x.reshape(batch, steps * self.rows, self.output_dim), self.num_frames(lengths.to(inputs.device)) * self.rows
+
+
 class FeatureProjection(nn.Module):
     """LayerNorm → Linear → Dropout between a front end and the encoder.
 
     fairseq: ``layer_norm`` over the ``C`` front-end channels, ``post_extract_proj``
-    (``C → encoder_embed_dim``) and ``dropout_input``.
+    (``C → encoder_embed_dim``) and ``dropout_input``. Without ``layer_norm`` it is SSAST's patch
+    embedding (a linear map of each patch).
     """
 
-    def __init__(self, in_dim: int, out_dim: int, dropout: float) -> None:
+    def __init__(self, in_dim: int, out_dim: int, dropout: float, layer_norm: bool = True) -> None:
         super().__init__()
         self.out_dim = out_dim
-        self.layer_norm = nn.LayerNorm(in_dim)
+        self.layer_norm = nn.LayerNorm(in_dim) if layer_norm else nn.Identity()
         self.projection = nn.Linear(in_dim, out_dim)
         self.dropout = nn.Dropout(dropout)
 

@@ -88,7 +88,7 @@ class ModelLayerSource:
         from audiossl.data.dataset import UtteranceDataset
 
         self.model = model.eval()
-        self.dataset = UtteranceDataset(data_dir, model.input_kind)
+        self.dataset = UtteranceDataset(data_dir, model.input_kind, num_mel_bins=model.num_mel_bins)
         self.utterances = self.dataset.utterances
         self.index = {utt: i for i, utt in enumerate(self.utterances)}
         hidden_states = len(model.hidden_sizes)

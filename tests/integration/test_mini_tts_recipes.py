@@ -116,15 +116,18 @@ def test_asr_outputs_and_results_table(demo):
     assert len(hidden) == 2 and frames.tolist() == [49, 24]   # the input and the one layer kept (of 2)
 
 
-@pytest.mark.parametrize("family, config, figures", [
-    ("wav2vec2", "wav2vec2.yaml", {"acc", "code_perplexity", "temperature"}),
-    ("best_rq", "best_rq.yaml", {"acc_masked", "target_perplexity"}),
+@pytest.mark.parametrize("family, config, figures, size", [
+    ("wav2vec2", "wav2vec2.yaml", {"acc", "code_perplexity", "temperature"}, "tiny"),
+    ("best_rq", "best_rq.yaml", {"acc_masked", "target_perplexity"}, "tiny"),
+    ("ssamba", "ssamba.yaml", {"acc_masked", "loss_nce", "loss_mse"}, "test"),
 ])
-def test_families_with_own_targets_pretrain_and_fine_tune_through_the_recipes(demo, family, config, figures):
-    """--family wav2vec2 / best_rq: no k-means stages, one pretraining run; load_model rebuilds it; CTC fine-tunes it."""
+def test_families_with_own_targets_pretrain_and_fine_tune_through_the_recipes(demo, family, config, figures, size):
+    """--family wav2vec2 / best_rq / ssamba: no k-means stages, one pretraining run; load_model rebuilds it; CTC
+    fine-tunes it (SSAMBA's 128-bin fbank computed from the audio, the recipe's feats.scp holding 80 bins)."""
     exp = demo / f"exp_{family}"
     ssl = run(ssl_args(demo) + ["--stage", "1", "--exp", str(exp), "--family", family,
-                                "--pretrain1-config", str(EGS / "ssl/conf" / config)], demo)
+                                "--pretrain1-config", str(EGS / "ssl/conf" / config),
+                                "--pretrain-args", TINY_PRETRAIN.replace("model.size=tiny", f"model.size={size}")], demo)
     assert ssl.returncode == 0, ssl.stdout[-3000:] + ssl.stderr[-3000:]
     assert sum(f"does not apply to {family}" in line for line in ssl.stdout.splitlines()) == 3
     assert (exp / f"{family}_iter1/.done").exists() and not (exp / "kmeans1").exists()

@@ -6,7 +6,7 @@ from torch import Tensor, nn
 
 from audiossl.models.best_rq.config import BestRqConfig
 from audiossl.models.encoder import FrontendTransformer
-from audiossl.nn.frontends import FeatureProjection, valid_mask, waveform_to_fbank
+from audiossl.nn.frontends import FeatureProjection, utterance_cmvn, valid_mask, waveform_to_fbank
 from audiossl.nn.quantizer import perplexity
 from audiossl.nn.random_projection import RandomProjectionQuantizer
 from audiossl.nn.transformer import TransformerEncoder
@@ -40,13 +40,9 @@ def stack_fbank(fbank: Tensor, lengths: Tensor, stack: int, normalize: bool,
         ``(B, T // stack, stack * F)`` fp32 stacks and ``(B,)`` stacks made only of valid frames.
     """
     batch, time, bins = fbank.shape
-    valid = valid_mask(lengths, time)[..., None]
-    x = fbank.float().masked_fill(~valid, 0.0)
+    x = fbank.float().masked_fill(~valid_mask(lengths, time)[..., None], 0.0)
     if normalize:
-        count = valid.sum(dim=1, keepdim=True).clamp(min=1)
-        mean = x.sum(dim=1, keepdim=True) / count
-        var = (x - mean).square().masked_fill(~valid, 0.0).sum(dim=1, keepdim=True) / count
-        x = ((x - mean) * torch.rsqrt(var + eps)).masked_fill(~valid, 0.0)
+        x = utterance_cmvn(x, lengths, eps)
     num_stacks = time // stack
     stacks = x[:, :num_stacks * stack].reshape(batch, num_stacks, stack * bins)
     return stacks, torch.div(lengths, stack, rounding_mode="floor")

@@ -41,6 +41,10 @@ class CtcModel(SpeechEncoder):
         return self.encoder.frame_rate
 
     @property
+    def num_mel_bins(self) -> int | None:
+        return self.encoder.num_mel_bins
+
+    @property
     def hidden_sizes(self) -> list[int]:
         return self.encoder.hidden_sizes
 

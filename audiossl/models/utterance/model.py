@@ -182,6 +182,10 @@ class UtteranceModel(SpeechEncoder):
         return self.upstream.frame_rate
 
     @property
+    def num_mel_bins(self) -> int | None:
+        return self.upstream.num_mel_bins
+
+    @property
     def hidden_sizes(self) -> list[int]:
         return self.upstream.hidden_sizes
 
