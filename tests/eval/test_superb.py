@@ -25,6 +25,7 @@ from audiossl.eval.superb.upstreams import UpstreamError, default_name, open_ups
 from audiossl.eval.verification import TrialsError
 from audiossl.interop.s3prl import import_s3prl_nn
 from audiossl.models.hubert import HubertConfig
+from audiossl.models.ssamba import SsambaConfig
 from audiossl.nn.frontends import valid_mask
 from audiossl.nn.pooling import LayerWeightedSum, MeanPooling
 
@@ -96,6 +97,27 @@ def test_cache_holds_the_upstreams_hidden_states_and_is_keyed_by_audio(checkpoin
     table.pop("spkB-u4")
     write_table(other / "wav.scp", table)
     assert key(same) == key(data_dir) != key(other)
+
+
+def mamba_hubert() -> HubertConfig:
+    config = HubertConfig.tiny()
+    config.encoder.kind = "bimamba"
+    return config
+
+
+@pytest.mark.parametrize("family, config", [("ssamba", SsambaConfig.test("frame")), ("hubert", mamba_hubert())])
+def test_mamba_upstreams_give_the_runner_their_hidden_states(family, config, data_dir, tmp_path):
+    """SSAMBA and a HuBERT on a bidirectional Mamba encoder are upstreams like any other checkpoint."""
+    torch.manual_seed(0)
+    path = tmp_path / f"{family}.pt"
+    save_checkpoint(path, family, config.to_dict(), build_model(family, config.to_dict()).state_dict())
+    frames = hidden_states(tmp_path / "cache", open_upstream(str(path)), data_dir, "frames")
+    model = audiossl.load_model(path)
+    utt, wav, _ = UtteranceDataset(data_dir, "waveform")[0]
+    with torch.no_grad():
+        states, count = model.extract_features(torch.as_tensor(wav)[None], torch.tensor([len(wav)]))
+    expected = torch.stack(states, dim=2)[0, :int(count)]
+    assert np.allclose(frames.frames(frames.index()[utt]), expected.numpy(), atol=2e-3)
 
 
 def test_cache_whose_meta_disagrees_is_an_error(checkpoint, data_dir, tmp_path):
