@@ -57,3 +57,8 @@ def best_rq(path=None, size: str = "base"):
 def ssamba(path=None, size: str = "base"):
     """SSAMBA (masked patches on a bidirectional Mamba encoder) from an audiossl ``path``, or a random one of ``size``."""
     return _model("ssamba", path, size)
+
+
+def tera(path=None, size: str = "base"):
+    """TERA (reconstruction of altered fbank, 100 frames/s) from an audiossl ``path``, or a random one of ``size``."""
+    return _model("tera", path, size)

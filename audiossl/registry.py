@@ -29,6 +29,7 @@ FAMILIES: dict[str, dict[str, Any]] = {
                 "targets": "none"},
     "ssamba": {"module": "audiossl.models.ssamba", "config": "SsambaConfig", "build": "build_ssamba",
                "targets": "none"},
+    "tera": {"module": "audiossl.models.tera", "config": "TeraConfig", "build": "build_tera", "targets": "none"},
     "ctc": {"module": "audiossl.models.ctc", "config": "CtcConfig", "build": "build_ctc", "targets": None},
     "utterance": {"module": "audiossl.models.utterance", "config": "UtteranceConfig", "build": "build_utterance",
                   "targets": None},

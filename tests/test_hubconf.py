@@ -29,7 +29,7 @@ def test_entry_points_are_the_pretraining_families():
     hubconf = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(hubconf)
     entries = [name for name in dir(hubconf) if callable(getattr(hubconf, name)) and not name.startswith("_")]
-    assert entries == ["best_rq", "hubert", "ssamba", "unispeech_sat", "wav2vec2", "wavlm"]
+    assert entries == ["best_rq", "hubert", "ssamba", "tera", "unispeech_sat", "wav2vec2", "wavlm"]
 
 
 def test_load_from_a_checkpoint_path(tmp_path):
@@ -50,7 +50,8 @@ def test_load_from_a_checkpoint_path(tmp_path):
         torch.hub.load(REPO, "wav2vec2", path=tmp_path / "hubert.pt", source="local")
 
 
-@pytest.mark.parametrize("family, size", [("unispeech_sat", "tiny"), ("best_rq", "tiny"), ("ssamba", "test")])
+@pytest.mark.parametrize("family, size", [("unispeech_sat", "tiny"), ("best_rq", "tiny"), ("ssamba", "test"),
+                                          ("tera", "tiny")])
 def test_random_model_of_a_named_size(family, size):
     model = torch.hub.load(REPO, family, size=size, source="local")
     assert model.config.family == family and not model.training and len(hidden_states(model)) == 3

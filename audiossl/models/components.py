@@ -19,7 +19,7 @@ from torch import nn
 
 from audiossl.errors import ConfigError
 from audiossl.nn.mamba import BiMambaBlock, BiMambaEncoder, BiMambaLayer
-from audiossl.nn.frontends import ConvBlock, ConvWaveformEncoder, FbankSubsampler, FeatureProjection
+from audiossl.nn.frontends import ConvBlock, ConvWaveformEncoder, FbankFrames, FbankSubsampler, FeatureProjection
 from audiossl.nn.transformer import (
     AlibiPositionBias,
     ConvPositionalEmbedding,
@@ -35,7 +35,7 @@ from audiossl.nn.transformer import (
 ConvLayers = tuple[tuple[int, int, int], ...]
 
 DEFAULT_CONV_LAYERS: ConvLayers = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2
-FRONTEND_KINDS = ("waveform", "fbank")
+FRONTEND_KINDS = ("waveform", "fbank", "frames")
 POSITION_BIASES = ("none", "alibi", "gated_relative")
 ENCODER_KINDS = ("transformer", "bimamba")
 CONV_MODES = ("default", "layer_norm")
@@ -43,10 +43,11 @@ CONV_MODES = ("default", "layer_norm")
 
 @dataclass
 class FrontendConfig:
-    """Front end producing 50 frames/s features.
+    """Front end producing 50 frames/s features (100 for ``"frames"``).
 
     kind: ``"waveform"`` (:class:`~audiossl.nn.frontends.ConvWaveformEncoder`) or ``"fbank"``
-        (:class:`~audiossl.nn.frontends.FbankSubsampler`).
+        (:class:`~audiossl.nn.frontends.FbankSubsampler`), or ``"frames"``
+        (:class:`~audiossl.nn.frontends.FbankFrames`: normalised fbank at 100 frames/s, TERA's input).
     conv_layers: ``(channels, kernel, stride)`` per CNN layer (fairseq ``conv_feature_layers``).
     conv_mode: fairseq ``extractor_mode``: ``"default"`` (group norm in the first layer) or
         ``"layer_norm"`` (layer norm in every layer).
@@ -274,10 +275,12 @@ def validation_errors(frontend: FrontendConfig, encoder: EncoderConfig, mask: Ma
     return frontend.errors() + encoder.errors() + mask.errors()
 
 
-def build_frontend(config: FrontendConfig) -> ConvWaveformEncoder | FbankSubsampler:
-    """The CNN waveform encoder or the fbank subsampler described by ``config``."""
+def build_frontend(config: FrontendConfig) -> ConvWaveformEncoder | FbankSubsampler | FbankFrames:
+    """The CNN waveform encoder, the fbank subsampler or the fbank frames described by ``config``."""
     if config.kind == "fbank":
         return FbankSubsampler(config.num_mel_bins, config.subsampler_channels, config.subsampler_extra_layers)
+    if config.kind == "frames":
+        return FbankFrames(config.num_mel_bins)
     blocks = []
     in_channels = 1
     for index, (channels, kernel, stride) in enumerate(config.conv_layers):

@@ -386,6 +386,33 @@ def utterance_cmvn(features: Tensor, lengths: Tensor, eps: float = 1e-5) -> Tens
     return ((features - mean) * torch.rsqrt(var + eps)).masked_fill(~valid, 0.0)
 
 
+class FbankFrames(nn.Module):
+    """Kaldi fbank ``(B, T, F)`` at 100 frames/s, each bin normalised over the utterance
+    (:func:`utterance_cmvn`), passed on frame by frame: TERA's input, no subsampling.
+
+    Args:
+        num_mel_bins: ``F``.
+    """
+
+    input_kind = "fbank"
+    frame_rate_hz = 100
+
+    def __init__(self, num_mel_bins: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.num_mel_bins = self.output_dim = num_mel_bins
+        self.eps = eps
+
+    def num_frames(self, lengths: Tensor) -> Tensor:
+        return lengths
+
+    def forward(self, inputs: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """inputs ``(B, T, F)``, lengths ``(B,)`` → normalised ``(B, T, F)`` (padding zero), ``(B,)``."""
+        if inputs.ndim != 3 or inputs.shape[-1] != self.num_mel_bins:
+            raise ValueError(f"expected fbank (B, T, {self.num_mel_bins}), got shape {tuple(inputs.shape)}")
+        lengths = lengths.to(inputs.device)
+        return utterance_cmvn(inputs, lengths, self.eps), lengths
+
+
 class FbankPatches(nn.Module):
     """Kaldi fbank ``(B, T, F)`` at 100 frames/s → non-overlapping patches of ``patch_frequency`` bins ×
     ``patch_time`` frames (SSAST, SSAMBA), each bin first normalised over the utterance (:func:`utterance_cmvn`).

@@ -116,14 +116,16 @@ def test_asr_outputs_and_results_table(demo):
     assert len(hidden) == 2 and frames.tolist() == [49, 24]   # the input and the one layer kept (of 2)
 
 
-@pytest.mark.parametrize("family, config, figures, size", [
-    ("wav2vec2", "wav2vec2.yaml", {"acc", "code_perplexity", "temperature"}, "tiny"),
-    ("best_rq", "best_rq.yaml", {"acc_masked", "target_perplexity"}, "tiny"),
-    ("ssamba", "ssamba.yaml", {"acc_masked", "loss_nce", "loss_mse"}, "test"),
+@pytest.mark.parametrize("family, config, figures, size, frames_per_second", [
+    ("wav2vec2", "wav2vec2.yaml", {"acc", "code_perplexity", "temperature"}, "tiny", 49),
+    ("best_rq", "best_rq.yaml", {"acc_masked", "target_perplexity"}, "tiny", 49),
+    ("ssamba", "ssamba.yaml", {"acc_masked", "loss_nce", "loss_mse"}, "test", 49),
+    ("tera", "tera.yaml", {"loss_l1", "time_altered"}, "tiny", 98),
 ])
-def test_families_with_own_targets_pretrain_and_fine_tune_through_the_recipes(demo, family, config, figures, size):
-    """--family wav2vec2 / best_rq / ssamba: no k-means stages, one pretraining run; load_model rebuilds it; CTC
-    fine-tunes it (SSAMBA's 128-bin fbank computed from the audio, the recipe's feats.scp holding 80 bins)."""
+def test_families_with_own_targets_pretrain_and_fine_tune_through_the_recipes(demo, family, config, figures, size,
+                                                                               frames_per_second):
+    """--family wav2vec2 / best_rq / ssamba / tera: no k-means stages, one pretraining run; load_model rebuilds it;
+    CTC fine-tunes it (SSAMBA's 128-bin fbank computed from the audio, the recipe's feats.scp holding 80 bins)."""
     exp = demo / f"exp_{family}"
     ssl = run(ssl_args(demo) + ["--stage", "1", "--exp", str(exp), "--family", family,
                                 "--pretrain1-config", str(EGS / "ssl/conf" / config),
@@ -136,7 +138,7 @@ def test_families_with_own_targets_pretrain_and_fine_tune_through_the_recipes(de
     model = audiossl.load_model(exp / f"{family}_iter1/checkpoints/best.pt")
     assert model.config.family == family and model.input_kind == "fbank"
     hidden, frames = model.extract_features(torch.randn(1, 16000) * 0.05, torch.tensor([16000]))
-    assert len(hidden) == 3 and frames.tolist() == [49]
+    assert len(hidden) == 3 and frames.tolist() == [frames_per_second]
     asr = run([str(EGS / "asr" / "run.sh"), "--data", str(demo / "data"), "--exp", str(demo / f"exp_asr_{family}"),
                "--scratch-exp", str(demo / "exp_asr"), "--pretrained", str(exp / f"{family}_iter1/checkpoints/best.pt"),
                "--budgets", "train_10min", "--test-sets", "test", "--lm-text", "", "--results",

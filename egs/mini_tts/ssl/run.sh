@@ -6,6 +6,7 @@
 #   ./run.sh --family unispeech_sat           UniSpeech-SAT (conf/unispeech_sat1.yaml, conf/unispeech_sat2.yaml)
 #   ./run.sh --family wav2vec2                wav2vec 2.0 (conf/wav2vec2.yaml; one run, no k-means)
 #   ./run.sh --family ssamba                  SSAMBA (conf/ssamba.yaml; masked patches, bidirectional Mamba)
+#   ./run.sh --family tera                    TERA (conf/tera.yaml; altered fbank reconstructed, 100 frames/s)
 #   ./run.sh --exp exp_mamba_hubert --pretrain1-config conf/mamba_hubert1.yaml --pretrain2-config conf/mamba_hubert2.yaml
 #   ./run.sh --stage 3 --stop-stage 3         one stage
 #   ./run.sh --prepare-args "--size tiny"     the tiny corpus (seconds; tests)
