@@ -62,3 +62,8 @@ def ssamba(path=None, size: str = "base"):
 def tera(path=None, size: str = "base"):
     """TERA (reconstruction of altered fbank, 100 frames/s) from an audiossl ``path``, or a random one of ``size``."""
     return _model("tera", path, size)
+
+
+def mert(path=None, size: str = "base"):
+    """MERT (24 kHz music): a checkpoint at ``path``, else a randomly initialised ``size``."""
+    return _model("mert", path, size)

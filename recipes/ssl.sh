@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Self-supervised pretraining of a model family (--family, default HuBERT) from raw audio
 # (Kaldi-style stages). Families with k-means targets (HuBERT) train two iterations, the second
-# on clusters of the first model; the others (targets from the model itself) train once.
+# on clusters of the first model; MERT (residual-VQ targets) and the families that make their own
+# targets train once.
 # Called by egs/<corpus>/ssl/run.sh, from that directory (utils/, steps/, local/ there).
 #   0  prepare data dirs                 (local/prepare_data.sh <data> of the recipe)
-#   1  features: 80-dim fbank (model inputs); with k-means targets, 13-dim MFCC at 20 ms
-#      (iteration-1 targets) of train and dev
-#   2  k-means 1 on MFCC (per-utterance CMVN) + deltas (39-dim), labels for train and dev  (k-means targets)
+#   1  features: 80-dim fbank (model inputs; none with --inputs wav); with k-means targets on
+#      MFCC, 13-dim MFCC at 20 ms (iteration-1 targets) of train and dev
+#   2  k-means 1 on MFCC (per-utterance CMVN) + deltas (39-dim), or on the music features of
+#      --kmeans1-features; labels for train and dev  (k-means targets)
+#      residual-VQ teacher on log-mel of the training audio, its codes for train and dev  (rvq targets)
 #   3  pretraining, iteration 1          (exp/<family>_iter1)
 #   4  k-means 2 on a layer of the iteration-1 model, labels for train and dev  (k-means targets)
 #   5  pretraining, iteration 2          (exp/<family>_iter2; k-means targets)
@@ -17,7 +20,8 @@ set -euo pipefail
 stage=0
 stop_stage=100
 family=hubert             # the model family (audiossl.bin.pretrain --family); exp dirs <family>_iter<N>
-targets=""                # kmeans|none (default: the family's own, python3 -m audiossl.bin.models --target-kind)
+targets=""                # kmeans|rvq|none (default: the family's own, python3 -m audiossl.bin.models --target-kind)
+inputs=fbank              # what the model trains on: fbank (<set>_fbank feature dirs) or wav (the data dirs' audio)
 data=data                 # where the data dirs go (features inside them)
 nj=2                      # parallel jobs for features and labels
 train_set=train_unlab
@@ -31,6 +35,8 @@ kmeans_max_frames=200000
 kmeans_fit_utts=1000      # k-means is fitted on this many random training utterances (0: all)
 kmeans_n_init=20          # k-means++ initializations tried, the best kept (fairseq's 20)
 kmeans2_layer=4           # hidden state of the iteration-1 model clustered for iteration 2
+kmeans1_features=mfcc     # k-means 1 clusters: mfcc (HuBERT) or logmel_chroma (MERT-v0, 75 frames/s of the audio)
+rvq_args=""               # options for python -m audiossl.bin.rvq fit (e.g. "--codebooks 8 --updates 2000")
 pretrain1_config=conf/pretrain1.yaml
 pretrain2_config=conf/pretrain2.yaml
 iter2_from_iter1=true     # iteration 2 starts from the iteration-1 model (false: from scratch, as the paper)
@@ -43,9 +49,13 @@ help_message="Usage: $0 [options]   (run from egs/<corpus>/ssl)
   --stage N / --stop-stage M   run stages N..M (default 0..100)
   --family F                   model family pretrained ($family; python3 -m audiossl.bin.models lists them);
                                its run configs' model.family must be F; models go to EXP/F_iter1 (and _iter2)
-  --targets kmeans|none        what the model predicts (default: the family's own kind). kmeans: stages 2-5,
-                               labels of k-means on MFCC, then on the iteration-1 model; none: the model
+  --targets kmeans|rvq|none    what the model predicts (default: the family's own kind). kmeans: stages 2-5,
+                               labels of k-means on MFCC, then on the iteration-1 model; rvq: stage 2 trains
+                               a residual-VQ teacher whose codes stage 3 predicts (MERT); none: the model
                                makes its own targets: stage 3 only, stages 2, 4, 5 do nothing
+  --inputs fbank|wav           the model's training inputs: fbank feature dirs or the audio ($inputs)
+  --kmeans1-features mfcc|logmel_chroma   what k-means 1 clusters ($kmeans1_features)
+  --rvq-args '...'             options for python -m audiossl.bin.rvq fit
   --data DIR / --exp DIR       where data dirs and experiments go (data, exp); k-means dirs (EXP/kmeans1,
                                EXP/kmeans2) are not per family: give each k-means family its own --exp
   --train-set S / --dev-set S  pretraining and validation sets ($train_set, $dev_set)
@@ -69,7 +79,12 @@ help_message="Usage: $0 [options]   (run from egs/<corpus>/ssl)
 . utils/stages.sh
 python=${launcher:-python3}
 targets=${targets:-$(python3 -m audiossl.bin.models --target-kind $family)}
-case $targets in kmeans|none) ;; *) echo "$0: --targets is kmeans or none, not '$targets'" >&2; exit 1 ;; esac
+case $targets in kmeans|rvq|none) ;; *) echo "$0: --targets is kmeans, rvq or none, not '$targets'" >&2; exit 1 ;; esac
+case $inputs in fbank) input_suffix=_fbank ;; wav) input_suffix="" ;;
+  *) echo "$0: --inputs is fbank or wav, not '$inputs'" >&2; exit 1 ;; esac
+case $kmeans1_features in mfcc) kmeans1_options=(mfcc --utt-cmvn --deltas 2) ;;
+  logmel_chroma) kmeans1_options=("" --music-features logmel_chroma --utt-cmvn) ;;
+  *) echo "$0: --kmeans1-features is mfcc or logmel_chroma, not '$kmeans1_features'" >&2; exit 1 ;; esac
 iter1=$exp/${family}_iter1 iter2=$exp/${family}_iter2   # the two iterations' models
 
 kmeans_targets() {  # <stage> <what>: true with k-means targets, else logs that the stage does not apply
@@ -92,8 +107,11 @@ fi
 
 if run_stage 1; then
   for set in $feature_sets; do
-    kinds=fbank   # model inputs; MFCC (k-means 1's features) only for the sets k-means labels
-    if [ $targets = kmeans ] && { [ $set = $train_set ] || [ $set = $dev_set ]; }; then kinds="fbank mfcc"; fi
+    kinds=""   # fbank for fbank inputs; MFCC (k-means 1's features) only for the sets k-means labels
+    [ $inputs = fbank ] && kinds=fbank
+    if [ $targets = kmeans ] && [ $kmeans1_features = mfcc ] && { [ $set = $train_set ] || [ $set = $dev_set ]; }; then
+      kinds="$kinds mfcc"
+    fi
     for kind in $kinds; do   # each dir marked done on its own (<set>_<kind>/.done), as asr.sh's
       config=${kind}_config
       steps/make_feature_dir.sh --nj $nj --cmd "$feats_cmd" $kind "${!config}" $data/$set $data/${set}_$kind $exp/make_$kind/$set
@@ -101,9 +119,9 @@ if run_stage 1; then
   done
 fi
 
-labels() {  # <iteration> <features-data-suffix> <extra apply/fit options...>: fit k-means, label train and dev
-  local it=$1 suffix=$2; shift 2
-  local dir=$exp/kmeans$it clusters fit_data=$data/${train_set}_$suffix
+labels() {  # <iteration> <features-data-suffix or ""> <extra apply/fit options...>: fit k-means, label train and dev
+  local it=$1 suffix=${2:+_$2}; shift 2
+  local dir=$exp/kmeans$it clusters fit_data=$data/${train_set}$suffix
   clusters=kmeans${it}_clusters
   if [ "$kmeans_fit_utts" -gt 0 ] && [ "$(wc -l < $fit_data/utt2spk)" -gt "$kmeans_fit_utts" ]; then
     utils/subset_data_dir.sh $fit_data $kmeans_fit_utts $dir/fit_data
@@ -112,17 +130,29 @@ labels() {  # <iteration> <features-data-suffix> <extra apply/fit options...>: f
   python3 -m audiossl.bin.kmeans fit --num-clusters ${!clusters} --max-frames $kmeans_max_frames --n-init $kmeans_n_init "$@" \
     $fit_data $dir/kmeans.safetensors 2>&1 | tee $dir/fit.log
   for set in $train_set $dev_set; do
-    utils/split_data.sh --per-utt $data/${set}_$suffix $nj
+    utils/split_data.sh --per-utt $data/${set}$suffix $nj
     $train_cmd JOB=1:$nj $dir/log/apply_$set.JOB.log \
-      python3 -m audiossl.bin.kmeans apply "$@" $dir/kmeans.safetensors $data/${set}_$suffix/split${nj}utt/JOB $dir/$set.JOB.labels
-    python3 -m audiossl.bin.kmeans merge --data-dir $data/${set}_$suffix $dir/$set.labels $(seq -f "$dir/$set.%g.labels" $nj)
+      python3 -m audiossl.bin.kmeans apply "$@" $dir/kmeans.safetensors $data/${set}$suffix/split${nj}utt/JOB $dir/$set.JOB.labels
+    python3 -m audiossl.bin.kmeans merge --data-dir $data/${set}$suffix $dir/$set.labels $(seq -f "$dir/$set.%g.labels" $nj)
   done
 }
 
-if run_stage 2 && kmeans_targets 2 "k-means 1"; then
-  done_or_log $exp/kmeans1/.done "stage 2: k-means 1 ($kmeans1_clusters clusters) on MFCC + deltas" || {
+if run_stage 2 && [ $targets = rvq ]; then
+  done_or_log $exp/rvq/.done "stage 2: residual-VQ teacher on $train_set, its codes for $train_set and $dev_set" || {
+    mkdir -p $exp/rvq
+    python3 -m audiossl.bin.rvq fit $rvq_args $data/$train_set $exp/rvq/teacher.safetensors 2>&1 | tee $exp/rvq/fit.log
+    for set in $train_set $dev_set; do
+      utils/split_data.sh --per-utt $data/$set $nj
+      $train_cmd JOB=1:$nj $exp/rvq/log/apply_$set.JOB.log \
+        python3 -m audiossl.bin.rvq apply $exp/rvq/teacher.safetensors $data/$set/split${nj}utt/JOB $exp/rvq/$set.JOB.labels
+      python3 -m audiossl.bin.kmeans merge --data-dir $data/$set $exp/rvq/$set.labels $(seq -f "$exp/rvq/$set.%g.labels" $nj)
+    done
+    touch $exp/rvq/.done
+  }
+elif run_stage 2 && kmeans_targets 2 "k-means 1"; then
+  done_or_log $exp/kmeans1/.done "stage 2: k-means 1 ($kmeans1_clusters clusters) on $kmeans1_features" || {
     mkdir -p $exp/kmeans1
-    labels 1 mfcc --utt-cmvn --deltas 2
+    labels 1 "${kmeans1_options[@]}"
     touch $exp/kmeans1/.done
   }
 fi
@@ -132,11 +162,13 @@ pretrain() {  # <iteration> <config> [--init <checkpoint>]: into $exp/<family>_i
   shift 2
   [ -z "$noise_set" ] || noise=(--noise-data $data/$noise_set)
   if [ $targets = kmeans ]; then   # the labels of k-means <iteration>, and as many classes as clusters
-    labels=(--set model.set.num_classes=${!clusters} --train-labels $exp/kmeans$it/$train_set.labels
-            --valid-labels $exp/kmeans$it/$dev_set.labels)
+    labels=(--set model.set.$(python3 -m audiossl.bin.models --classes-field $family)=${!clusters}
+            --train-labels $exp/kmeans$it/$train_set.labels --valid-labels $exp/kmeans$it/$dev_set.labels)
+  elif [ $targets = rvq ]; then    # the teacher's codes
+    labels=(--train-labels $exp/rvq/$train_set.labels --valid-labels $exp/rvq/$dev_set.labels)
   fi
   $python -m audiossl.bin.pretrain --family $family --config $config $pretrain_args "${labels[@]}" "${noise[@]}" "$@" \
-    --train-data $data/${train_set}_fbank --valid-data $data/${dev_set}_fbank $exp/${family}_iter$it
+    --train-data $data/$train_set$input_suffix --valid-data $data/$dev_set$input_suffix $exp/${family}_iter$it
 }
 
 if run_stage 3; then
@@ -149,7 +181,7 @@ fi
 if run_stage 4 && kmeans_targets 4 "k-means 2"; then
   done_or_log $exp/kmeans2/.done "stage 4: k-means 2 ($kmeans2_clusters clusters) on layer $kmeans2_layer of $iter1" || {
     mkdir -p $exp/kmeans2
-    labels 2 fbank --model $iter1/checkpoints/best.pt --layer $kmeans2_layer
+    labels 2 "${input_suffix#_}" --model $iter1/checkpoints/best.pt --layer $kmeans2_layer
     touch $exp/kmeans2/.done
   }
 fi

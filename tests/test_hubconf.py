@@ -29,7 +29,7 @@ def test_entry_points_are_the_pretraining_families():
     hubconf = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(hubconf)
     entries = [name for name in dir(hubconf) if callable(getattr(hubconf, name)) and not name.startswith("_")]
-    assert entries == ["best_rq", "hubert", "ssamba", "tera", "unispeech_sat", "wav2vec2", "wavlm"]
+    assert entries == ["best_rq", "hubert", "mert", "ssamba", "tera", "unispeech_sat", "wav2vec2", "wavlm"]
 
 
 def test_load_from_a_checkpoint_path(tmp_path):

@@ -73,24 +73,24 @@ def main(argv=None) -> int:
         check_sections(run, ("utterance", "trainer"), args.config)
         multilabel = multilabel_head(run.get("utterance"))
         classes = training_classes(args.train_data, args.label_table, multilabel, args.classes)
-        train = labelled_dataset(args.train_data, args.label_table, classes, multilabel, "waveform")
+        options, settings = read_utterance_section(run.get("utterance"), len(classes))
+        train_config = trainer_config(run.get("trainer"))
+        checkpoint = args.pretrained or args.scratch_like
+        encoder = fine_tuning_encoder(checkpoint, FineTuningOptions(encoder_layers=options.encoder_layers,
+                                                                    encoder_layer_drop=options.encoder_layer_drop))
+        train = labelled_dataset(args.train_data, args.label_table, classes, multilabel, encoder.sample_rate)
         try:
             check_every_class_seen(train.targets, classes, f"{args.train_data}/{args.label_table}")
         except UserError as err:
             if not args.allow_empty_classes:
                 raise
             logger.warning("%s (--allow-empty-classes)", err)
-        options, settings = read_utterance_section(run.get("utterance"), len(classes))
-        train_config = trainer_config(run.get("trainer"))
-        checkpoint = args.pretrained or args.scratch_like
-        encoder = fine_tuning_encoder(checkpoint, FineTuningOptions(encoder_layers=options.encoder_layers,
-                                                                    encoder_layer_drop=options.encoder_layer_drop))
         torch.manual_seed(train_config.seed)  # reproducible initialisation
         model = utterance_over_encoder(encoder, settings, copy_weights=args.pretrained is not None)
         task = UtteranceTask(model, options.valid_metric)
         valid = None
         if args.valid_data:
-            valid = labelled_dataset(args.valid_data, args.label_table, classes, multilabel, "waveform")
+            valid = labelled_dataset(args.valid_data, args.label_table, classes, multilabel, encoder.sample_rate)
         exp = Path(args.exp_dir)
         write_classes(exp / "checkpoints" / CLASSES_FILE, classes)
         save_run_config(run, args, exp)

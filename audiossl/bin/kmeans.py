@@ -11,7 +11,8 @@
 
 Features are the data dir's feats.scp (with --utt-cmvn and --deltas), or with --model <checkpoint>
 --layer L the hidden states of layer L of a pretrained model on the data dir's inputs (HuBERT
-iteration 2).
+iteration 2), or with --music-features logmel_chroma log-mel and chroma of its 24 kHz audio on
+MERT's 75 frames/s grid (MERT-v0's targets; with --utt-cmvn).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import time
 
 from audiossl.data.kaldi_dir import DataDir
 from audiossl.errors import UserError
+from audiossl.features.music import FEATURE_KINDS, MusicFeatureSource
 from audiossl.targets.kmeans import (FeatureSource, KMeansModel, ModelLayerSource, ScpFeatureSource, apply_kmeans,
                                      sample_frames)
 from audiossl.targets.labels import (check_coverage, check_label_lengths, describe_counts, label_counts,
@@ -42,6 +44,8 @@ def feature_source(args) -> FeatureSource:
         # fit runs alone and may use every core; apply runs as one of several parallel jobs
         torch.set_num_threads((os.cpu_count() or 1) if args.command == "fit" else 1)
         return ModelLayerSource(load_model(args.model), args.data_dir, args.layer)
+    if args.music_features:
+        return MusicFeatureSource(args.data_dir, args.music_features, utt_cmvn=args.utt_cmvn)
     return ScpFeatureSource(args.data_dir, deltas=args.deltas, utt_cmvn=args.utt_cmvn)
 
 
@@ -58,6 +62,8 @@ def main(argv=None) -> int:
                    help="normalise each utterance's feats.scp to zero mean, unit variance before the deltas")
     p.add_argument("--model", help="cluster hidden states of this checkpoint instead of feats.scp")
     p.add_argument("--layer", type=int, default=-1, help="hidden state index with --model")
+    p.add_argument("--music-features", choices=FEATURE_KINDS,
+                   help="cluster music features of wav.scp at 24 kHz (75 frames/s) instead of feats.scp")
     p.add_argument("--batch-size", type=int, default=10000, help="mini-batch frames")
     p.add_argument("--max-iter", type=int, default=100, help="passes over the sample")
     p.add_argument("--n-init", type=int, default=20, help="k-means++ initializations tried")
@@ -70,6 +76,7 @@ def main(argv=None) -> int:
     p.add_argument("--utt-cmvn", action="store_true", help="as given to fit")
     p.add_argument("--model", help="as given to fit")
     p.add_argument("--layer", type=int, default=-1, help="as given to fit")
+    p.add_argument("--music-features", choices=FEATURE_KINDS, help="as given to fit")
     p.add_argument("kmeans_model")
     p.add_argument("data_dir")
     p.add_argument("labels")

@@ -2,7 +2,9 @@
 
     python -m audiossl.bin.models                      a table: family, targets, sizes
     python -m audiossl.bin.models --target-kind F      one word: kmeans (k-means labels from a
-                                                       recipe stage) or none (the model makes its own)
+                                                       recipe stage), rvq (a residual-VQ teacher's
+                                                       codes) or none (the model makes its own)
+    python -m audiossl.bin.models --classes-field F    the config field holding F's label classes
 """
 from __future__ import annotations
 
@@ -17,8 +19,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.models", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target-kind", metavar="FAMILY", help="print only the target kind of FAMILY")
+    parser.add_argument("--classes-field", metavar="FAMILY", help="print only the config field of FAMILY's label classes")
     args = parser.parse_args(argv)
     try:
+        if args.classes_field:
+            field = get_family(args.classes_field).classes
+            if field is None:
+                raise UserError(f"{args.classes_field} reads no label files")
+            print(field)
+            return 0
         if args.target_kind:
             targets = get_family(args.target_kind).targets
             if targets is None:

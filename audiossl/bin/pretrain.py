@@ -10,7 +10,9 @@ any other section is an error.
 --family, when given, must be the config's family. Data dirs must hold the model's inputs:
 feats.scp with 80-dim Kaldi fbank for the fbank front end, wav.scp for the waveform one.
 Families that predict k-means labels (HuBERT) need label files, one line per utterance,
-``utt label label ...``, one label per model frame; families that make their own targets take none.
+``utt label label ...``, one label per model frame; MERT takes K codes per frame (``utt 3,1 3,4 ...``,
+from python -m audiossl.bin.rvq) and 24 kHz audio (other rates are resampled, with a note in the log);
+families that make their own targets take none.
 A ``mixing`` section turns on WavLM's denoising (some utterances overlapped with another of the
 batch or with a clip of --noise-data; targets stay those of the clean one) or, with
 ``speaker_aware: true``, UniSpeech-SAT's speaker-aware mixing; the data dirs then need wav.scp
@@ -31,8 +33,7 @@ import torch
 from audiossl.data.dataset import UtteranceDataset
 from audiossl.errors import ConfigError, UserError
 from audiossl.models.named import model_config_from_section
-from audiossl.targets.labels import read_labels
-from audiossl.tasks.pretrain import PretrainingTask, check_targets, pretraining_inputs, pretraining_model
+from audiossl.tasks.pretrain import PretrainingTask, check_targets, pretraining_inputs, pretraining_model, read_targets
 from audiossl.train.config import check_sections, load_run_config, save_run_config, trainer_config
 from audiossl.train.trainer import Trainer
 
@@ -69,9 +70,10 @@ def main(argv=None) -> int:
 
         def dataset(data_dir: str, labels: str | None) -> UtteranceDataset:
             if labels is None:
-                return UtteranceDataset(data_dir, inputs.input_kind, num_mel_bins=model.num_mel_bins)
-            return UtteranceDataset(data_dir, inputs.input_kind, read_labels(labels), inputs.num_frames,
-                                    targets_name=labels, num_mel_bins=model.num_mel_bins)
+                return UtteranceDataset(data_dir, inputs.input_kind, num_mel_bins=model.num_mel_bins,
+                                        sample_rate=model.sample_rate)
+            return UtteranceDataset(data_dir, inputs.input_kind, read_targets(labels, model), inputs.num_frames,
+                                    targets_name=labels, num_mel_bins=model.num_mel_bins, sample_rate=model.sample_rate)
 
         train = dataset(args.train_data, args.train_labels)
         valid = dataset(args.valid_data, args.valid_labels) if args.valid_data else None

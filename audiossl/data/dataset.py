@@ -1,8 +1,9 @@
 """Training examples from Kaldi data dirs, length-bucketed dynamic batches and collation.
 
 Model inputs are either Kaldi features from ``feats.scp`` (kind ``"fbank"``: (frames, dim))
-or waveforms from ``wav.scp`` (kind ``"waveform"``: (samples,) at 16 kHz). Targets are
-optional per-utterance integer sequences (cluster labels, token ids).
+or waveforms from ``wav.scp`` (kind ``"waveform"``: (samples,) at the model's rate, 16 kHz by
+default). Targets are optional per-utterance integer sequences (cluster labels, token ids), or
+``(frames, K)`` arrays for K codebooks.
 """
 from __future__ import annotations
 
@@ -36,17 +37,22 @@ class UtteranceDataset(torch.utils.data.Dataset):
         target_length: expected target length for an input length (e.g. the model's frame
             count for frame-level labels); a mismatch is an error naming the utterance.
         targets_name: where the targets came from, for error messages.
+        sample_rate: waveforms are read at this rate. Audio at another rate (checked on the first
+            utterance) is resampled with a logged note, or is an error with ``resample=False``.
     """
 
     def __init__(self, data_dir, input_kind: str, targets: dict[str, np.ndarray] | None = None,
                  target_length: Callable[[int], int] | None = None, targets_name: str = "targets",
-                 num_mel_bins: int | None = None):
+                 num_mel_bins: int | None = None, sample_rate: int = SAMPLE_RATE, resample: bool = True):
         self.data = DataDir.read(data_dir)
         self.data_dir = Path(data_dir)
         self.input_kind = input_kind
+        self.sample_rate = sample_rate
         self.utterances = self.data.utterances
         if not self.utterances:
             raise DataDirError(f"{data_dir}: no utterances")
+        if input_kind == "waveform":
+            self._check_rate(resample)
         self.fbank_bins = None  # set when fbank is computed from the audio
         if input_kind == "fbank" and num_mel_bins is not None and self._stored_bins() != num_mel_bins:
             if "wav.scp" not in self.data:
@@ -69,6 +75,16 @@ class UtteranceDataset(torch.utils.data.Dataset):
                         raise DataDirError(f"{targets_name}: utterance '{utt}' has {len(targets[utt])} labels, "
                                            f"the model gives {expected} frames for its {length} input frames")
 
+    def _check_rate(self, resample: bool) -> None:
+        utt = self.utterances[0]
+        _, rate = entry_info(self.data.audio_entry(utt)[0])
+        if rate == self.sample_rate:
+            return
+        message = f"{self.data_dir}: audio at {rate} Hz (utterance '{utt}'), the model takes {self.sample_rate} Hz"
+        if not resample:
+            raise DataDirError(message + ": give a data dir at the model's rate, or allow resampling")
+        logger.info("%s: resampled as it is read", message)
+
     def _stored_bins(self) -> int | None:
         """Bins of the first ``feats.scp`` entry (None without feats.scp)."""
         if "feats.scp" not in self.data:
@@ -90,13 +106,13 @@ class UtteranceDataset(torch.utils.data.Dataset):
         if "utt2num_samples" in self.data:
             return [int(self.data["utt2num_samples"][u]) for u in self.utterances]
         if "utt2dur" in self.data:
-            return [int(round(float(self.data["utt2dur"][u]) * SAMPLE_RATE)) for u in self.utterances]
+            return [int(round(float(self.data["utt2dur"][u]) * self.sample_rate)) for u in self.utterances]
         lengths = []
         for utt in self.utterances:
             entry, seg = self.data.audio_entry(utt)
             frames, rate = entry_info(entry)
             seconds = (seg.end if seg and seg.end > 0 else frames / rate) - (seg.start if seg else 0.0)
-            lengths.append(int(round(seconds * SAMPLE_RATE)))
+            lengths.append(int(round(seconds * self.sample_rate)))
         return lengths
 
     def __len__(self) -> int:
@@ -108,7 +124,7 @@ class UtteranceDataset(torch.utils.data.Dataset):
             inputs = torch.from_numpy(np.array(kaldiio.load_mat(self.data["feats.scp"][utt]), dtype=np.float32))
         else:
             entry, seg = self.data.audio_entry(utt)
-            samples, _ = load_entry(entry, *(seg.start, seg.end) if seg else ())
+            samples, _ = load_entry(entry, *(seg.start, seg.end) if seg else (0.0, -1.0), sample_rate=self.sample_rate)
             inputs = torch.from_numpy(samples)
             if self.fbank_bins is not None:
                 inputs = waveform_to_fbank(inputs[None], torch.tensor([len(inputs)]), self.fbank_bins)[0][0]
@@ -118,7 +134,7 @@ class UtteranceDataset(torch.utils.data.Dataset):
 
 @dataclass
 class Batch:
-    """A padded batch. inputs: (B, T) waveforms or (B, T, D) features; targets: (B, L), pad -100."""
+    """A padded batch. inputs: (B, T) waveforms or (B, T, D) features; targets: (B, L) or (B, L, K), pad -100."""
 
     utterances: list[str]
     inputs: torch.Tensor
@@ -197,10 +213,10 @@ class BucketBatchSampler:
 
 def sorted_batches(data: UtteranceDataset, batch_seconds: float) -> torch.utils.data.DataLoader:
     """Every utterance of ``data`` once, in length-sorted batches of at most ``batch_seconds`` of padded input."""
-    sampler = BucketBatchSampler(data.lengths, int(batch_seconds * input_rate(data.input_kind)), shuffle=False)
+    sampler = BucketBatchSampler(data.lengths, int(batch_seconds * input_rate(data)), shuffle=False)
     return torch.utils.data.DataLoader(data, batch_sampler=sampler.epoch_batches(0), collate_fn=collate)
 
 
-def input_rate(input_kind: str) -> int:
-    """Input units per second: 100 for 10 ms fbank frames, 16000 for waveform samples."""
-    return 100 if input_kind == "fbank" else SAMPLE_RATE
+def input_rate(data: UtteranceDataset) -> int:
+    """Input units per second of ``data``: 100 for 10 ms fbank frames, else its sample rate."""
+    return 100 if data.input_kind == "fbank" else data.sample_rate

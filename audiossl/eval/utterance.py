@@ -148,7 +148,8 @@ def classify(model, checkpoint: str, data_dir: str, out_dir: Path, label_table: 
     if len(classes) != model.num_classes:
         raise UserError(f"{classes_path}: {len(classes)} classes, the model of {checkpoint} has {model.num_classes}")
     targets = class_targets(data_dir, label_table, classes, model.multilabel)
-    data = UtteranceDataset(data_dir, "waveform", targets, targets_name=f"{data_dir}/{label_table}")
+    data = UtteranceDataset(data_dir, "waveform", targets, targets_name=f"{data_dir}/{label_table}",
+                            sample_rate=model.sample_rate)
     logits = utterance_outputs(model, data, batch_seconds, embed=False, progress=progress)
     out_dir.mkdir(parents=True, exist_ok=True)
     kind = "multilabel" if model.multilabel else "classify"
@@ -163,7 +164,7 @@ def verify(model, checkpoint: str, data_dir: str, out_dir: Path, trials_path: st
     holds."""
     trials_path = Path(trials_path or Path(data_dir) / "trials")
     trials = read_trials(trials_path)
-    data = UtteranceDataset(data_dir, "waveform")
+    data = UtteranceDataset(data_dir, "waveform", sample_rate=model.sample_rate)
     check_trials(trials, data.utterances, trials_path)
     embeddings = utterance_outputs(model, data, batch_seconds, embed=True, progress=progress)
     scores = cosine_scores(trials, embeddings)

@@ -55,6 +55,8 @@ class FrontendConfig:
     num_mel_bins: fbank dimension fed to the subsampler.
     subsampler_channels: channels of the fbank subsampler convolutions.
     subsampler_extra_layers: stride-1 convolutions after the stride-2 one.
+    sample_rate: of the waveforms (fairseq task ``sample_rate``): 16 kHz, or MERT's 24 kHz for the
+        CNN (fbank front ends take 16 kHz audio).
     """
 
     kind: str = "waveform"
@@ -64,6 +66,7 @@ class FrontendConfig:
     num_mel_bins: int = 80
     subsampler_channels: int = 512
     subsampler_extra_layers: int = 1
+    sample_rate: int = 16000
 
     def __post_init__(self) -> None:
         self.conv_layers = tuple(tuple(layer) for layer in self.conv_layers)
@@ -79,6 +82,8 @@ class FrontendConfig:
             errors.append(f"frontend.conv_layers must be non-empty (channels, kernel, stride) >= 1: {self.conv_layers}")
         if self.num_mel_bins < 1 or self.subsampler_channels < 1 or self.subsampler_extra_layers < 0:
             errors.append("frontend.num_mel_bins and subsampler_channels must be >= 1, subsampler_extra_layers >= 0")
+        if self.sample_rate < 1 or (self.kind != "waveform" and self.sample_rate != 16000):
+            errors.append(f"frontend.sample_rate must be >= 1, and 16000 for fbank front ends, got {self.sample_rate}")
         return errors
 
 
@@ -290,7 +295,7 @@ def build_frontend(config: FrontendConfig) -> ConvWaveformEncoder | FbankSubsamp
             norm = "group" if index == 0 else None
         blocks.append(ConvBlock(in_channels, channels, kernel, stride, config.conv_bias, norm))
         in_channels = channels
-    return ConvWaveformEncoder(blocks)
+    return ConvWaveformEncoder(blocks, config.sample_rate)
 
 
 def build_encoder(config: EncoderConfig) -> TransformerEncoder | BiMambaEncoder:

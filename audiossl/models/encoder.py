@@ -33,10 +33,11 @@ class SpeechEncoder(nn.Module):
         input_kind: ``"waveform"`` (``(B, S)`` float at :attr:`sample_rate`) or ``"fbank"``
             (``(B, T_in, F)`` Kaldi fbank at 100 frames/s): what :meth:`encode` takes.
         frame_rate: hidden-state frames per second (50 for the CNN and the fbank subsampler).
-        sample_rate: waveform samples per second that :meth:`extract_features` takes (16 kHz).
+        sample_rate: waveform samples per second that :meth:`extract_features` takes (16 kHz; MERT 24 kHz).
         num_mel_bins: the fbank bins :meth:`encode` takes (None for waveform input); datasets
             compute them from the audio where a data dir's ``feats.scp`` holds others.
         hidden_sizes: feature size of each hidden state, the encoder input first.
+        target_codebooks: label ids per frame a label-predicting model takes (K codebooks; 1 for k-means labels).
 
     A pretraining model also has ``forward(inputs, lengths, targets, generator) ->``
     :class:`~audiossl.objectives.output.ObjectiveOutput`, the figures it logs (``metrics``: figure
@@ -46,6 +47,7 @@ class SpeechEncoder(nn.Module):
     sample_rate: ClassVar[int] = SAMPLE_RATE
     metrics: ClassVar[MetricRatios] = {}
     valid_metric: ClassVar[str] = "loss"
+    target_codebooks: ClassVar[int] = 1
 
     input_kind: str
     frame_rate: float
@@ -153,6 +155,10 @@ class FrontendTransformer(SpeechEncoder):
     @property
     def frame_rate(self) -> float:
         return self.frontend.frame_rate_hz
+
+    @property
+    def sample_rate(self) -> int:
+        return self.frontend.sample_rate
 
     @property
     def num_mel_bins(self) -> int | None:

@@ -4,7 +4,8 @@ Every front end is an ``nn.Module`` with
 
 - ``input_kind``: ``"waveform"`` (``(B, S)`` float at 16 kHz) or ``"fbank"`` (``(B, T, 80)``
   Kaldi fbank at 100 frames/s);
-- ``frame_rate_hz`` (50) and ``output_dim`` (``C``);
+- ``sample_rate`` (of the waveforms it or its fbank takes: 16 kHz, or the CNN's configured rate),
+  ``frame_rate_hz`` (50) and ``output_dim`` (``C``);
 - ``forward(inputs, lengths) -> (features (B, T', C), lengths (B,) long)``;
 - ``num_frames(lengths) -> lengths``, the valid output frames for valid input lengths.
 
@@ -274,17 +275,19 @@ class ConvWaveformEncoder(nn.Module):
 
     Args:
         blocks: the :class:`ConvBlock` stack; the first takes one input channel.
+        sample_rate: of the input waveforms (16 kHz; MERT's 24 kHz gives 75 frames/s).
     """
 
     input_kind = "waveform"
 
-    def __init__(self, blocks: Sequence[ConvBlock]) -> None:
+    def __init__(self, blocks: Sequence[ConvBlock], sample_rate: int = SAMPLE_RATE) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
         total_stride = 1
         for block in blocks:
             total_stride *= block.stride
-        self.frame_rate_hz = SAMPLE_RATE / total_stride
+        self.sample_rate = sample_rate
+        self.frame_rate_hz = sample_rate / total_stride
         self.output_dim = blocks[-1].conv.out_channels
 
     def num_frames(self, lengths: Tensor) -> Tensor:
@@ -344,6 +347,7 @@ class FbankSubsampler(nn.Module):
     """
 
     input_kind = "fbank"
+    sample_rate = SAMPLE_RATE
     frame_rate_hz = 50
 
     def __init__(self, num_mel_bins: int, channels: int, extra_layers: int, eps: float = 1e-5) -> None:
@@ -395,6 +399,7 @@ class FbankFrames(nn.Module):
     """
 
     input_kind = "fbank"
+    sample_rate = SAMPLE_RATE
     frame_rate_hz = 100
 
     def __init__(self, num_mel_bins: int, eps: float = 1e-5) -> None:
@@ -430,6 +435,7 @@ class FbankPatches(nn.Module):
     """
 
     input_kind = "fbank"
+    sample_rate = SAMPLE_RATE
 
     def __init__(self, num_mel_bins: int, patch_frequency: int, patch_time: int, eps: float = 1e-5) -> None:
         super().__init__()

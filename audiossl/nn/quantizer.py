@@ -83,3 +83,76 @@ def annealed_temperature(num_updates: int, max_temperature: float, min_temperatu
     """The Gumbel temperature at update ``num_updates``: ``max(max_temperature * decay ** n, min_temperature)``
     (fairseq ``latent_temp``)."""
     return max(max_temperature * decay ** num_updates, min_temperature)
+
+
+class ResidualVectorQuantizer(nn.Module):
+    """K codebooks of V entries applied in turn, each to what the previous ones left (SoundStream and
+    EnCodec's residual VQ); a vector's codes are its K entry ids.
+
+    Entries follow exponential moving averages of the vectors assigned to them (VQ-VAE-2's codebook
+    update) rather than gradients; an entry whose average count falls below ``dead_threshold`` is
+    restarted at a random residual of the batch, and the codebooks start from random residuals of the
+    first training batch, each drawn from the caller's generator. Gradients reach the encoder by the
+    straight-through estimator; the commitment loss pulls the encoder towards its codes.
+
+    Args:
+        num_codebooks: ``K``; codebook_size: ``V``; dim: ``D``.
+        decay: of the moving averages (0.99, as EnCodec).
+        dead_threshold: moving average of an entry's assignments per batch below which it is restarted.
+    """
+
+    def __init__(self, num_codebooks: int, codebook_size: int, dim: int, decay: float = 0.99,
+                 dead_threshold: float = 0.1) -> None:
+        super().__init__()
+        self.decay = decay
+        self.dead_threshold = dead_threshold
+        self.register_buffer("codebooks", torch.zeros(num_codebooks, codebook_size, dim))
+        self.register_buffer("counts", torch.ones(num_codebooks, codebook_size))
+        self.register_buffer("sums", torch.zeros(num_codebooks, codebook_size, dim))
+        self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
+
+    @property
+    def num_codebooks(self) -> int:
+        return self.codebooks.shape[0]
+
+    @property
+    def codebook_size(self) -> int:
+        return self.codebooks.shape[1]
+
+    def _random_rows(self, x: Tensor, count: int, generator: torch.Generator | None) -> Tensor:
+        return x[torch.randint(0, x.shape[0], (count,), generator=generator, device=x.device)]
+
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """``(N, D)`` vectors → quantized ``(N, D)`` (straight-through), codes ``(N, K)`` long and the
+        commitment loss (mean squared distance of ``x`` to its quantization). Training mode updates the codebooks."""
+        residual = x.detach()
+        quantized = torch.zeros_like(residual)
+        codes = []
+        for k in range(self.num_codebooks):
+            if self.training and not bool(self.initialized):
+                self.codebooks[k] = self._random_rows(residual, self.codebook_size, generator)
+                self.sums[k] = self.codebooks[k]
+            ids = torch.cdist(residual, self.codebooks[k]).argmin(dim=1)
+            chosen = self.codebooks[k][ids]
+            if self.training:
+                self._update(k, residual, ids, generator)
+            codes.append(ids)
+            quantized = quantized + chosen
+            residual = residual - chosen
+        if self.training:
+            self.initialized.fill_(True)
+        commitment = nn.functional.mse_loss(x, quantized)
+        return x + (quantized - x).detach(), torch.stack(codes, dim=1), commitment
+
+    @torch.no_grad()
+    def _update(self, k: int, residual: Tensor, ids: Tensor, generator: torch.Generator | None) -> None:
+        onehot = nn.functional.one_hot(ids, self.codebook_size).to(residual.dtype)
+        self.counts[k].mul_(self.decay).add_(onehot.sum(0), alpha=1 - self.decay)
+        self.sums[k].mul_(self.decay).add_(onehot.t() @ residual, alpha=1 - self.decay)
+        self.codebooks[k] = self.sums[k] / self.counts[k].clamp(min=1e-5)[:, None]
+        dead = self.counts[k] < self.dead_threshold
+        if bool(dead.any()):
+            restart = self._random_rows(residual, int(dead.sum()), generator)
+            self.codebooks[k][dead] = restart
+            self.sums[k][dead] = restart
+            self.counts[k][dead] = 1.0

@@ -88,7 +88,8 @@ class ModelLayerSource:
         from audiossl.data.dataset import UtteranceDataset
 
         self.model = model.eval()
-        self.dataset = UtteranceDataset(data_dir, model.input_kind, num_mel_bins=model.num_mel_bins)
+        self.dataset = UtteranceDataset(data_dir, model.input_kind, num_mel_bins=model.num_mel_bins,
+                                        sample_rate=model.sample_rate)
         self.utterances = self.dataset.utterances
         self.index = {utt: i for i, utt in enumerate(self.utterances)}
         hidden_states = len(model.hidden_sizes)
@@ -103,7 +104,7 @@ class ModelLayerSource:
         return hidden[self.layer][0].float().numpy()
 
 
-def _checked(source: FeatureSource, utt: str, dim: int | None) -> np.ndarray:
+def checked_features(source: FeatureSource, utt: str, dim: int | None) -> np.ndarray:
     """``source(utt)``, checked to be finite 2-D with ``dim`` columns (when given)."""
     feats = source(utt)
     if feats.ndim != 2:
@@ -129,7 +130,7 @@ def sample_frames(source: FeatureSource, max_frames: int, seed: int, progress: b
     reservoir: np.ndarray | None = None
     dim, seen = None, 0
     for utt in tqdm(source.utterances, disable=not progress, unit="utt", desc="sampling frames"):
-        feats = _checked(source, utt, dim)
+        feats = checked_features(source, utt, dim)
         dim = feats.shape[1]
         fill = 0
         if reservoir is None:
@@ -253,7 +254,7 @@ def apply_kmeans(model: KMeansModel, source: FeatureSource,
     labels: dict[str, np.ndarray] = {}
     total, frames = 0.0, 0
     for utt in tqdm(source.utterances, disable=not progress, unit="utt", desc="k-means labels"):
-        feats = _checked(source, utt, model.dim)
+        feats = checked_features(source, utt, model.dim)
         labels[utt], dists = model.assign(feats)
         total += float(dists.sum())
         frames += len(feats)

@@ -2,7 +2,8 @@
 
 The format of fairseq HuBERT's ``.km`` files with the utterance id in front, so tables
 sort, merge and check like any other data dir table. An utterance of zero frames is a
-line holding only its id.
+line holding only its id. Labels of K codebooks (residual VQ codes) write each frame's K ids
+joined by commas, ``utt 12,7,3 12,9,0 ...``: read back as ``(frames, K)`` arrays.
 """
 from __future__ import annotations
 
@@ -26,19 +27,23 @@ def _preview(utts: list[str]) -> str:
 
 
 def write_labels(path: str | os.PathLike, labels: dict[str, np.ndarray]) -> None:
-    """Write ``{utt: labels (frames,) int}`` sorted by utterance, atomically."""
+    """Write ``{utt: labels (frames,) or (frames, K) int}`` sorted by utterance, atomically."""
     table = {}
     for utt, seq in labels.items():
         seq = np.asarray(seq)
-        if seq.ndim != 1 or not np.issubdtype(seq.dtype, np.integer):
-            raise LabelError(f"{path}: labels of utterance '{utt}' must be a 1-D integer array, "
+        if seq.ndim not in (1, 2) or not np.issubdtype(seq.dtype, np.integer):
+            raise LabelError(f"{path}: labels of utterance '{utt}' must be a 1-D or 2-D integer array, "
                              f"got shape {seq.shape} dtype {seq.dtype}")
-        table[utt] = " ".join(map(str, seq.tolist()))
+        frames = seq.tolist() if seq.ndim == 1 else [",".join(map(str, frame)) for frame in seq.tolist()]
+        table[utt] = " ".join(map(str, frames))
     write_table(path, table)
 
 
 def read_labels(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a label table: ``{utt: labels (frames,) int64}`` in file order."""
+    """Read a label table: ``{utt: labels (frames,) or (frames, K) int64}`` in file order.
+
+    Every utterance of a file has the same codebook count K; one that differs is an error naming it.
+    """
     try:
         return _parse_labels(read_table(path), path)
     except DataDirError as err:
@@ -47,12 +52,34 @@ def read_labels(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 def _parse_labels(table: dict[str, str], path) -> dict[str, np.ndarray]:
     labels = {}
+    codebooks, first = None, None
     for utt, value in table.items():
+        frames = value.split()
         try:
-            labels[utt] = np.array(value.split(), dtype=np.int64)
+            if frames and "," in frames[0]:
+                seq = np.array([frame.split(",") for frame in frames], dtype=np.int64)
+            else:
+                seq = np.array(frames, dtype=np.int64)
         except ValueError:
-            raise LabelError(f"{path}: utterance '{utt}': labels must be integers, got '{value[:40]}'") from None
+            raise LabelError(f"{path}: utterance '{utt}': labels must be integers, or the same number of "
+                             f"comma-joined integers in every frame, got '{value[:40]}'") from None
+        if frames:
+            count = 1 if seq.ndim == 1 else seq.shape[1]
+            if codebooks is None:
+                codebooks, first = count, utt
+            elif count != codebooks:
+                raise LabelError(f"{path}: utterance '{utt}' has {count} codebook(s) per frame, utterance "
+                                 f"'{first}' {codebooks}")
+        labels[utt] = seq
     return labels
+
+
+def num_codebooks(labels: dict[str, np.ndarray]) -> int:
+    """K of a label table read by :func:`read_labels` (1 for plain labels)."""
+    for seq in labels.values():
+        if len(seq):
+            return 1 if seq.ndim == 1 else seq.shape[1]
+    return 1
 
 
 def merge_label_files(paths) -> dict[str, np.ndarray]:

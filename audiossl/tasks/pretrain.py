@@ -5,6 +5,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -18,6 +19,7 @@ from audiossl.nn.frontends import fbank_num_frames
 from audiossl.models.components import ModelConfig
 from audiossl.models.encoder import SpeechEncoder
 from audiossl.registry import get_family
+from audiossl.targets.labels import LabelError, num_codebooks, read_labels
 from audiossl.tasks.base import StepOutput, Task
 
 logger = logging.getLogger("audiossl.train")
@@ -64,8 +66,9 @@ def pretraining_model(config: ModelConfig, init: str | None = None) -> nn.Module
     """The model a pretraining run trains: freshly built from ``config``, or continued from checkpoint ``init``.
 
     With ``init`` the model keeps the checkpoint's config and weights (the next HuBERT iteration
-    continuing from the previous one, or continued pretraining); a family that predicts k-means
-    labels gets a new label table for ``config.num_classes`` targets. Settings of ``config``
+    continuing from the previous one, or continued pretraining); a family that predicts the labels
+    of a file (k-means clusters, a teacher's codes) gets new label tables for the run config's classes
+    (its registry ``classes`` field). Settings of ``config``
     that differ from the checkpoint's are logged as not used.
     """
     if init is None:
@@ -75,8 +78,9 @@ def pretraining_model(config: ModelConfig, init: str | None = None) -> nn.Module
         raise ConfigError(f"--init {init} is a {payload['family']!r} checkpoint, the run config's family is "
                           f"{config.family!r}")
     model = model_from_checkpoint(payload)
-    if get_family(config.family).targets == "kmeans":
-        model.reset_targets(config.num_classes)
+    family = get_family(config.family)
+    if family.classes:
+        model.reset_targets(getattr(config, family.classes))
     kept, asked = model.config.to_dict(), config.to_dict()
     ignored = sorted(key for key in asked if asked[key] != kept.get(key))
     if ignored:
@@ -85,11 +89,27 @@ def pretraining_model(config: ModelConfig, init: str | None = None) -> nn.Module
     return model
 
 
+LABEL_TARGETS = ("kmeans", "rvq")  # target kinds read from label files
+
+
+def read_targets(path: str, model: SpeechEncoder) -> dict[str, np.ndarray]:
+    """The label table at ``path``, checked to hold the codebooks per frame that ``model`` predicts."""
+    labels = read_labels(path)
+    found = num_codebooks(labels)
+    if found != model.target_codebooks:
+        raise LabelError(f"{path}: {found} codebook(s) per frame, the {model.config.family} model predicts "
+                         f"{model.target_codebooks} (its num_codebooks)")
+    return labels
+
+
 def check_targets(family: str, train_labels: str | None, valid_labels: str | None, valid_data: str | None) -> None:
-    """Labels are given exactly when ``family`` pretrains on k-means labels (and for dev when dev is given)."""
-    needs_labels = get_family(family).targets == "kmeans"
+    """Labels are given exactly when ``family`` pretrains on label files (k-means labels, residual-VQ codes),
+    and for dev when dev is given."""
+    kind = get_family(family).targets
+    needs_labels = kind in LABEL_TARGETS
     if needs_labels and (train_labels is None or (valid_data and valid_labels is None)):
-        raise ConfigError(f"{family} predicts k-means labels: give --train-labels (and --valid-labels with --valid-data)")
+        what = {"kmeans": "k-means labels", "rvq": "residual-VQ codes"}[kind]
+        raise ConfigError(f"{family} predicts {what}: give --train-labels (and --valid-labels with --valid-data)")
     if not needs_labels and (train_labels or valid_labels):
         raise ConfigError(f"{family} makes its own targets: --train-labels and --valid-labels do not apply")
 

@@ -184,10 +184,10 @@ def write_classes(path: str | os.PathLike, classes: list[str]) -> None:
 
 
 def labelled_dataset(data_dir: str | os.PathLike, table: str, classes: list[str], multilabel: bool,
-                     input_kind: str) -> UtteranceDataset:
-    """The utterances of ``data_dir`` as ``input_kind`` inputs with their class ids as targets."""
-    return UtteranceDataset(data_dir, input_kind, class_targets(data_dir, table, classes, multilabel),
-                            targets_name=str(Path(data_dir) / table))
+                     sample_rate: int) -> UtteranceDataset:
+    """The waveforms of ``data_dir`` at ``sample_rate`` with their class ids as targets."""
+    return UtteranceDataset(data_dir, "waveform", class_targets(data_dir, table, classes, multilabel),
+                            targets_name=str(Path(data_dir) / table), sample_rate=sample_rate)
 
 
 # ---------------------------------------------------------------------------- run config

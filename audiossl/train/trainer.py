@@ -111,7 +111,7 @@ class Trainer:
         transforms = Compose([] if batch_transform is None else [batch_transform])
         self.train_transform = transforms.active(training=True)
         self.valid_transform = transforms.active(training=False)
-        rate = input_rate(train_set.input_kind)
+        rate = input_rate(train_set)
         self.sampler = BucketBatchSampler(train_set.lengths, int(config.batch_seconds * rate), config.seed,
                                           rank=self.info.rank, world_size=self.info.world_size,
                                           max_batch_size=config.max_batch_size)
@@ -283,7 +283,7 @@ class Trainer:
         started, audio_seconds = time.time(), 0.0
         seconds_before = self.state["train_seconds"]
         micro: list = []
-        rate = input_rate(self.train_set.input_kind)
+        rate = input_rate(self.train_set)
         while self.state["update"] < config.max_updates:
             batches = self.sampler.epoch_batches(self.state["epoch"])
             loader = torch.utils.data.DataLoader(

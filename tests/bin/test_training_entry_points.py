@@ -94,7 +94,7 @@ def test_unknown_sections_keys_families_sizes_and_arguments_are_named():
         check_sections({"model": {}, "trainr": {}}, ("model", "trainer"), "run.yaml")
     with pytest.raises(ConfigError, match=r"model: unknown keys \['sise'\]"):
         model_config_from_section({"family": "hubert", "sise": "tiny"})
-    with pytest.raises(ConfigError, match=r"model.family must be one of \['best_rq', 'hubert', 'ssamba', 'tera', 'unispeech_sat', 'wav2vec2', 'wavlm'\], not 'hubret'"):
+    with pytest.raises(ConfigError, match=r"model.family must be one of \['best_rq', 'hubert', 'mert', 'ssamba', 'tera', 'unispeech_sat', 'wav2vec2', 'wavlm'\], not 'hubret'"):
         model_config_from_section({"family": "hubret"})
     with pytest.raises(ConfigError, match="model.size must be one of"):
         model_config_from_section({"family": "hubert", "size": "huge"})

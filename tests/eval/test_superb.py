@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -18,13 +19,14 @@ from audiossl.data.kaldi_dir import DataDir, DataDirError, read_table, write_tab
 from audiossl.eval.results import ResultsError
 from audiossl.eval.superb.cache import CacheError, HiddenStates, cache_dir, hidden_states
 from audiossl.eval.superb.heads import FrameBlstm, PooledLinear
-from audiossl.eval.superb.runner import FeatureSet, check_inputs
+from audiossl.eval.superb.runner import FeatureSet, check_inputs, sets_at_rate
 from audiossl.eval.superb.table import write_table as write_superb_table
 from audiossl.eval.superb.tasks import TaskSettings, build_task, class_ids, key_score, training_classes
 from audiossl.eval.superb.upstreams import UpstreamError, default_name, open_upstream
 from audiossl.eval.verification import TrialsError
 from audiossl.interop.s3prl import import_s3prl_nn
 from audiossl.models.hubert import HubertConfig
+from audiossl.models.mert import MertConfig
 from audiossl.models.ssamba import SsambaConfig
 from audiossl.nn.frontends import valid_mask
 from audiossl.nn.pooling import LayerWeightedSum, MeanPooling
@@ -279,3 +281,24 @@ def test_an_intent_slot_value_unseen_in_training_is_an_error_naming_the_line(tmp
     assert task.targets(root / "ic" / "train") == {"a": [0, 1, 0], "b": [1, 0, 1]}
     with pytest.raises(DataDirError, match=f"{test}/utt2intent:2: utterance 'd' has intent 'activate lamp none'"):
         task.targets(test)
+
+
+def test_a_24khz_upstream_reads_the_24k_music_sets_and_resampled_speech(data_dir, tmp_path, caplog):
+    """MERT takes 24 kHz audio: the music tasks use mini_music's 24k/ dirs, the speech sets are resampled."""
+    (tmp_path / "root/24k/notes_train").mkdir(parents=True)
+    sets = ("16k/notes_train", "16k/notes_dev", "ks/train")
+    assert sets_at_rate(sets, tmp_path / "root", 24000) == ("24k/notes_train", "16k/notes_dev", "ks/train")
+    assert sets_at_rate(sets, tmp_path / "root", 16000) == sets
+    torch.manual_seed(0)
+    config = MertConfig.tiny()
+    path = tmp_path / "mert.pt"
+    save_checkpoint(path, "mert", config.to_dict(), build_model("mert", config.to_dict()).state_dict())
+    upstream = open_upstream(str(path))
+    assert (upstream.sample_rate, upstream.frame_rate) == (24000, 75.0)
+    with caplog.at_level(logging.INFO):
+        frames = hidden_states(tmp_path / "cache", upstream, data_dir, "frames")
+    assert "the model takes 24000 Hz: resampled as it is read" in caplog.text
+    utt, wav, _ = UtteranceDataset(data_dir, "waveform", sample_rate=24000)[0]
+    with torch.no_grad():
+        states, count = audiossl.load_model(path).extract_features(torch.as_tensor(wav)[None], torch.tensor([len(wav)]))
+    assert np.allclose(frames.frames(frames.index()[utt]), torch.stack(states, dim=2)[0, :int(count)].numpy(), atol=2e-3)

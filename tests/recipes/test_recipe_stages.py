@@ -98,7 +98,7 @@ def test_targets_default_to_the_familys_own(egs):
 
 def test_bad_targets_are_refused(egs):
     bad = subprocess.run([str(ROOT / "recipes/ssl.sh"), "--targets", "clusters"], cwd=egs, capture_output=True, text=True)
-    assert bad.returncode != 0 and "--targets is kmeans or none, not 'clusters'" in bad.stderr
+    assert bad.returncode != 0 and "--targets is kmeans, rvq or none, not 'clusters'" in bad.stderr
 
 
 @pytest.mark.parametrize("name", ["ssl.sh", "asr.sh", "steps/make_feature_dir.sh"])

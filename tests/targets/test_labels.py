@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from audiossl.targets.labels import (LabelError, check_coverage, check_label_lengths, describe_counts,
-                                     label_counts, merge_label_files, read_frame_counts, read_labels,
-                                     write_labels)
+                                     label_counts, merge_label_files, num_codebooks, read_frame_counts,
+                                     read_labels, write_labels)
 
 
 def test_write_read_round_trip(tmp_path):
@@ -27,7 +27,24 @@ def test_write_rejects_non_integer_labels(tmp_path):
     with pytest.raises(LabelError, match="'u1'"):
         write_labels(tmp_path / "x.txt", {"u1": np.array([0.5, 1.0])})
     with pytest.raises(LabelError, match="'u2'"):
-        write_labels(tmp_path / "x.txt", {"u2": np.zeros((2, 2), dtype=np.int64)})
+        write_labels(tmp_path / "x.txt", {"u2": np.zeros((2, 2, 2), dtype=np.int64)})
+
+
+def test_codebook_labels_round_trip_and_a_differing_count_names_the_utterance(tmp_path):
+    codes = {"u1": np.array([[3, 1], [3, 4], [0, 15]]), "u2": np.zeros((0, 2), dtype=np.int64)}
+    path = tmp_path / "codes.txt"
+    write_labels(path, codes)
+    assert path.read_text() == "u1 3,1 3,4 0,15\nu2\n"
+    back = read_labels(path)
+    np.testing.assert_array_equal(back["u1"], codes["u1"])
+    assert num_codebooks(back) == 2 and num_codebooks({"u": np.array([1, 2])}) == 1
+    bad = tmp_path / "bad.txt"
+    bad.write_text("u1 3,1 3,4\nu2 1,2,3\n")
+    with pytest.raises(LabelError, match=r"bad\.txt: utterance 'u2' has 3 codebook\(s\) per frame, utterance 'u1' 2"):
+        read_labels(bad)
+    bad.write_text("u1 3,1 3\n")
+    with pytest.raises(LabelError, match="'u1'"):
+        read_labels(bad)
 
 
 def test_read_errors_name_file_and_utterance(tmp_path):

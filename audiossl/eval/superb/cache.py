@@ -104,7 +104,7 @@ def hidden_states(root: str | os.PathLike, upstream: Upstream, data_dir: str | o
 
 def write_cache(path: Path, upstream: Upstream, data_dir: str | os.PathLike, kind: str, meta: dict,
                 batch_seconds: float, progress: bool) -> None:
-    data = UtteranceDataset(data_dir, "waveform")
+    data = UtteranceDataset(data_dir, "waveform", sample_rate=upstream.sample_rate)
     rows: dict[str, np.ndarray] = {}
     for batch in tqdm(sorted_batches(data, batch_seconds), desc=f"{default_name(upstream.name)} on {data_dir}",
                       disable=not progress, unit="batch"):

@@ -153,6 +153,14 @@ def train_probe(task: ProbeTask, train: FeatureSet, dev: FeatureSet, seed: int, 
     return probe, best_state
 
 
+def sets_at_rate(sets: tuple[str, ...], data_root: Path, sample_rate: int) -> tuple[str, ...]:
+    """A task's ``16k/...`` sets at ``sample_rate`` where the data has them (mini_music's ``24k/`` dirs for a
+    24 kHz upstream); the others stay and are resampled as they are read (with a note in the log)."""
+    prefix = f"{sample_rate // 1000}k/"
+    return tuple(prefix + s[4:] if s.startswith("16k/") and (data_root / (prefix + s[4:])).is_dir() else s
+                 for s in sets)
+
+
 def check_inputs(upstream: str, tasks: list[str], data_root: Path, allow_empty_classes: bool = False) -> None:
     """Open ``upstream`` and read every task's label set, labels and trials; the first problem is raised
     (naming the path, file and line) before anything is trained."""
@@ -164,6 +172,7 @@ def check_inputs(upstream: str, tasks: list[str], data_root: Path, allow_empty_c
     opened = open_upstream(upstream)
     for name in tasks:
         task = build_task(name, TaskSettings())
+        task.sets = sets_at_rate(task.sets, data_root, opened.sample_rate)
         task.prepare(data_root, allow_empty_classes)
         for data_dir in task.sets:
             task.targets(data_root / data_dir)
@@ -180,6 +189,7 @@ def run_task(name: str, settings: TaskSettings, upstream: Upstream, upstream_nam
 
     task = build_task(name, settings)
     data_root, out_dir = Path(data_root), Path(out_dir)
+    task.sets = sets_at_rate(task.sets, data_root, upstream.sample_rate)
     task.prepare(data_root, allow_empty_classes)
     dirs = [data_root / s for s in task.sets]
     targets = [task.targets(d) for d in dirs]  # label errors surface before any compute

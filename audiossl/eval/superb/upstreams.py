@@ -30,7 +30,7 @@ class UpstreamError(UserError, ValueError):
 
 @dataclass
 class Upstream:
-    """A frozen feature extractor: ``(B, S)`` 16 kHz waveforms → every hidden state.
+    """A frozen feature extractor: ``(B, S)`` waveforms at ``sample_rate`` → every hidden state.
 
     Attributes:
         name: what the user passed (a path or a baseline name), for tables and logs.
@@ -38,6 +38,7 @@ class Upstream:
             directory's files, or the s3prl baseline and version): caches are keyed by it.
         hidden_sizes: feature size of each hidden state (the encoder input first).
         frame_rate: hidden-state frames per second.
+        sample_rate: of the waveforms it takes (16 kHz; MERT 24 kHz).
         run: ``(wavs (B, S), lengths (B,))`` → the ``(B, T, D)`` hidden states and ``(B,)`` valid frames.
     """
 
@@ -45,6 +46,7 @@ class Upstream:
     identity: str
     hidden_sizes: list[int]
     frame_rate: float
+    sample_rate: int
     run: Callable[[Tensor, Tensor], tuple[list[Tensor], Tensor]]
 
     @property
@@ -74,11 +76,9 @@ def encoder_upstream(path: str) -> Upstream:
 
     location = Path(path)
     encoder = load_model(location).encoder_only().eval()
-    if encoder.sample_rate != SAMPLE_RATE:
-        raise UpstreamError(f"{path}: the model takes {encoder.sample_rate} Hz audio; the task sets are {SAMPLE_RATE} Hz")
     files = sorted(p for p in location.iterdir() if p.is_file()) if location.is_dir() else [location]
     return Upstream(str(path), f"audiossl:{file_digest(files)}", list(encoder.hidden_sizes), float(encoder.frame_rate),
-                    encoder.extract_features)
+                    int(encoder.sample_rate), encoder.extract_features)
 
 
 def s3prl_upstream(name: str) -> Upstream:
@@ -94,7 +94,7 @@ def s3prl_upstream(name: str) -> Upstream:
         states, state_lengths = model(wavs, lengths)
         return states, state_lengths[0]
 
-    return Upstream(name, f"s3prl:{name}:{s3prl.__version__}", list(model.hidden_sizes), rate, run)
+    return Upstream(name, f"s3prl:{name}:{s3prl.__version__}", list(model.hidden_sizes), rate, SAMPLE_RATE, run)
 
 
 def open_upstream(spec: str) -> Upstream:

@@ -41,6 +41,10 @@ class CtcModel(SpeechEncoder):
         return self.encoder.frame_rate
 
     @property
+    def sample_rate(self) -> int:
+        return self.encoder.sample_rate
+
+    @property
     def num_mel_bins(self) -> int | None:
         return self.encoder.num_mel_bins
 

@@ -74,7 +74,7 @@ class HubertModel(FrontendTransformer):
         lengths = lengths.to(inputs.device)
         frame_lengths = self.num_frames(lengths)
         time = int(self.num_frames(lengths.new_tensor([inputs.shape[1]])))
-        targets = self._align_targets(targets, frame_lengths, time, inputs.shape)
+        targets = align_frame_targets(targets, frame_lengths, time, inputs.shape)
         mask = self.span_mask((inputs.shape[0], time), frame_lengths, generator)
         if self.training and self.config.frequency_warp > 0.0:
             factors = random_warp_factors(inputs.shape[0], self.config.frequency_warp, generator)
@@ -98,22 +98,33 @@ class HubertModel(FrontendTransformer):
         )
         self.config = dataclasses.replace(self.config, num_classes=num_classes)
 
-    @staticmethod
-    def _align_targets(targets: Tensor, frame_lengths: Tensor, time: int, input_shape: torch.Size) -> Tensor:
-        """Check targets against the frame counts and pad/crop them to ``(B, time)``."""
-        if targets.ndim != 2 or targets.shape[0] != frame_lengths.shape[0]:
-            raise ValueError(f"targets must be (B, T) with B={frame_lengths.shape[0]}, got {tuple(targets.shape)}")
-        targets = targets.to(frame_lengths.device)
-        width = max(targets.shape[1], time)
-        padded = nn.functional.pad(targets, (0, width - targets.shape[1]), value=IGNORE_INDEX)
-        labelled = padded != IGNORE_INDEX
-        ok = (labelled == valid_mask(frame_lengths, width)).all(dim=1)
-        if not bool(ok.all()):
-            bad = (~ok).nonzero().flatten().tolist()
-            raise ValueError(
-                f"target length differs from num_frames for batch items {bad}: "
-                f"targets {labelled.sum(dim=1)[bad].tolist()} vs frames {frame_lengths[bad].tolist()} "
-                f"(targets shape {tuple(targets.shape)}, inputs shape {tuple(input_shape)}); each item needs "
-                f"num_frames(lengths) labels followed by {IGNORE_INDEX} padding"
-            )
-        return padded[:, :time]
+
+def align_frame_targets(targets: Tensor, frame_lengths: Tensor, time: int, input_shape: torch.Size) -> Tensor:
+    """Check ``(B, T_t)`` (or ``(B, T_t, K)`` codebooks) frame targets against ``(B,)`` frame counts and
+    pad/crop them to ``time`` frames.
+
+    Item ``b`` must hold exactly ``frame_lengths[b]`` labels followed by ``-100`` padding.
+
+    Raises:
+        ValueError: naming the batch items whose target count differs from their frame count.
+    """
+    batch = frame_lengths.shape[0]
+    if targets.ndim not in (2, 3) or targets.shape[0] != batch:
+        raise ValueError(f"targets must be (B, T) or (B, T, K) with B={batch}, got {tuple(targets.shape)}")
+    targets = targets.to(frame_lengths.device)
+    width = max(targets.shape[1], time)
+    padding = (0, 0) * (targets.ndim - 2) + (0, width - targets.shape[1])
+    padded = nn.functional.pad(targets, padding, value=IGNORE_INDEX)
+    labelled = padded != IGNORE_INDEX
+    if labelled.ndim == 3:
+        labelled = labelled.all(dim=2)
+    ok = (labelled == valid_mask(frame_lengths, width)).all(dim=1)
+    if not bool(ok.all()):
+        bad = (~ok).nonzero().flatten().tolist()
+        raise ValueError(
+            f"target length differs from num_frames for batch items {bad}: "
+            f"targets {labelled.sum(dim=1)[bad].tolist()} vs frames {frame_lengths[bad].tolist()} "
+            f"(targets shape {tuple(targets.shape)}, inputs shape {tuple(input_shape)}); each item needs "
+            f"num_frames(lengths) labels followed by {IGNORE_INDEX} padding"
+        )
+    return padded[:, :time]

@@ -182,6 +182,10 @@ class UtteranceModel(SpeechEncoder):
         return self.upstream.frame_rate
 
     @property
+    def sample_rate(self) -> int:
+        return self.upstream.sample_rate
+
+    @property
     def num_mel_bins(self) -> int | None:
         return self.upstream.num_mel_bins
 
