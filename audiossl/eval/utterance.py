@@ -184,14 +184,15 @@ def model_facts(model_dir: Path, eval_name: str) -> dict:
 
 
 def cpu_name() -> str:
-    """The CPU's model name (from /proc/cpuinfo) and core count."""
+    """The CPU's model name (from /proc/cpuinfo), the vector instructions torch uses on it (AVX2,
+    AVX512: the same model name covers both) and the core count."""
     name = "unknown CPU"
     if Path("/proc/cpuinfo").exists():
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 name = line.split(":", 1)[1].strip()
                 break
-    return f"{name}, {os.cpu_count()} cores"
+    return f"{name} ({torch.backends.cpu.get_cpu_capability()}), {os.cpu_count()} cores"
 
 
 def shown(value: float, scale: int) -> str:
