@@ -40,6 +40,14 @@ class MaskedPredictionHead(nn.Module):
     def num_classes(self) -> int:
         return self.label_embeddings.shape[0]
 
+    def reset_classes(self, num_classes: int) -> None:
+        """A new random label table for ``num_classes`` targets (the projection is kept).
+        Rebuild the optimizer afterwards: the old table's parameter is gone."""
+        old = self.label_embeddings
+        self.label_embeddings = nn.Parameter(
+            torch.empty(num_classes, old.shape[1], dtype=old.dtype, device=old.device).uniform_()
+        )
+
     def logits(self, hidden: Tensor) -> Tensor:
         """``(..., D)`` → ``(..., num_classes)`` fp32 cosine logits."""
         projected = self.final_proj(hidden)

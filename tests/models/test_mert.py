@@ -126,3 +126,11 @@ def test_encoder_only_drops_the_heads():
     model = tiny().encoder_only()
     assert model.heads is None and model.cqt_head is None
     assert not any(name.startswith(("heads", "cqt_head")) for name in model.state_dict())
+
+
+def test_reset_targets_gives_every_head_a_new_table_and_keeps_the_encoder():
+    model = tiny()
+    encoder = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("encoder.")}
+    model.reset_targets(24)
+    assert model.config.codebook_size == 24 and all(head.num_classes == 24 for head in model.heads)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in encoder.items())

@@ -92,10 +92,7 @@ class HubertModel(FrontendTransformer):
         The encoder and the head's projection are kept; ``config.num_classes`` is updated.
         Rebuild the optimizer afterwards: the old table's parameter is gone.
         """
-        old = self.head.label_embeddings
-        self.head.label_embeddings = nn.Parameter(
-            torch.empty(num_classes, old.shape[1], dtype=old.dtype, device=old.device).uniform_()
-        )
+        self.head.reset_classes(num_classes)
         self.config = dataclasses.replace(self.config, num_classes=num_classes)
 
 

@@ -125,9 +125,7 @@ class MertModel(FrontendTransformer):
         """New random label embeddings of ``codebook_size`` entries in every head (targets of another
         teacher); ``config.codebook_size`` is updated. Rebuild the optimizer afterwards."""
         for head in self.heads:
-            old = head.label_embeddings
-            head.label_embeddings = nn.Parameter(torch.empty(codebook_size, old.shape[1], dtype=old.dtype,
-                                                             device=old.device).uniform_())
+            head.reset_classes(codebook_size)
         self.config = dataclasses.replace(self.config, codebook_size=codebook_size)
 
     def encoder_only(self) -> MertModel:
