@@ -18,8 +18,7 @@ from typing import Callable
 import librosa
 import numpy as np
 
-from audiossl.audio import load_entry
-from audiossl.data.kaldi_dir import DataDir
+from audiossl.data.dataset import UtteranceDataset
 from audiossl.errors import UserError
 from audiossl.features.store import apply_cmvn, cmvn_stats
 
@@ -72,17 +71,22 @@ def chroma(samples: np.ndarray, sample_rate: int) -> np.ndarray:
         y=x, sr=sample_rate, n_fft=MEL_FFT, hop_length=CNN_HOP))
 
 
+def check_kind(kind: str) -> None:
+    if kind not in FEATURE_KINDS:
+        raise MusicFeatureError(f"unknown music feature kind {kind!r}; known: {', '.join(FEATURE_KINDS)}")
+
+
 def music_features(samples: np.ndarray, sample_rate: int, kind: str) -> np.ndarray:
     """``"logmel"`` (128) or ``"logmel_chroma"`` (128 + 12) frames ``(T, F)`` of ``(S,)`` audio."""
+    check_kind(kind)
     if kind == "logmel":
         return log_mel(samples, sample_rate)
-    if kind == "logmel_chroma":
-        return np.concatenate([log_mel(samples, sample_rate), chroma(samples, sample_rate)], axis=1)
-    raise MusicFeatureError(f"unknown music feature kind {kind!r}; known: {', '.join(FEATURE_KINDS)}")
+    return np.concatenate([log_mel(samples, sample_rate), chroma(samples, sample_rate)], axis=1)
 
 
 class MusicFeatureSource:
-    """Music features per utterance of a data dir, read at ``sample_rate`` (a k-means or RVQ feature source).
+    """Music features per utterance of a data dir, its audio read at ``sample_rate`` by an
+    :class:`~audiossl.data.dataset.UtteranceDataset` (a k-means or RVQ feature source).
 
     ``utterances`` are the data dir's; ``source(utt)`` is ``(frames, F)`` float32 on the CNN's grid,
     with ``utt_cmvn`` normalised per utterance to zero mean and unit variance in every dimension
@@ -91,20 +95,19 @@ class MusicFeatureSource:
 
     def __init__(self, data_dir: str | os.PathLike, kind: str, sample_rate: int = MUSIC_SAMPLE_RATE,
                  utt_cmvn: bool = False):
-        if kind not in FEATURE_KINDS:
-            raise MusicFeatureError(f"unknown music feature kind {kind!r}; known: {', '.join(FEATURE_KINDS)}")
-        self.data = DataDir.read(data_dir)
+        check_kind(kind)
+        self.audio = UtteranceDataset(data_dir, "waveform", sample_rate=sample_rate)
         self.data_dir = data_dir
-        self.utterances = self.data.utterances
+        self.utterances = self.audio.utterances
+        self.index = {utt: i for i, utt in enumerate(self.utterances)}
         self.kind = kind
         self.sample_rate = sample_rate
         self.utt_cmvn = utt_cmvn
 
     def __call__(self, utt: str) -> np.ndarray:
-        entry, seg = self.data.audio_entry(utt)
-        samples, _ = load_entry(entry, *(seg.start, seg.end) if seg else (0.0, -1.0), sample_rate=self.sample_rate)
+        _, samples, _ = self.audio[self.index[utt]]
         try:
-            feats = music_features(samples, self.sample_rate, self.kind)
+            feats = music_features(samples.numpy(), self.sample_rate, self.kind)
         except MusicFeatureError as err:
             raise MusicFeatureError(f"{self.data_dir}: utterance '{utt}': {err}") from None
         return apply_cmvn(feats, cmvn_stats(feats), norm_vars=True).astype(np.float32) if self.utt_cmvn else feats
