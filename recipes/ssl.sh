@@ -129,10 +129,16 @@ labels() {  # <iteration> <features-data-suffix or ""> <extra apply/fit options.
   fi
   python3 -m audiossl.bin.kmeans fit --num-clusters ${!clusters} --max-frames $kmeans_max_frames --n-init $kmeans_n_init "$@" \
     $fit_data $dir/kmeans.safetensors 2>&1 | tee $dir/fit.log
+  label_sets $dir "$suffix" audiossl.bin.kmeans apply "$@" $dir/kmeans.safetensors
+}
+
+label_sets() {  # <dir> <data-suffix or ""> <module> <its arguments before data-dir labels-out>: label train and
+  # dev in $nj jobs each (<dir>/<set>.<job>.labels), then merge them into <dir>/<set>.labels
+  local dir=$1 suffix=$2; shift 2
   for set in $train_set $dev_set; do
     utils/split_data.sh --per-utt $data/${set}$suffix $nj
     $train_cmd JOB=1:$nj $dir/log/apply_$set.JOB.log \
-      python3 -m audiossl.bin.kmeans apply "$@" $dir/kmeans.safetensors $data/${set}$suffix/split${nj}utt/JOB $dir/$set.JOB.labels
+      python3 -m "$@" $data/${set}$suffix/split${nj}utt/JOB $dir/$set.JOB.labels
     python3 -m audiossl.bin.kmeans merge --data-dir $data/${set}$suffix $dir/$set.labels $(seq -f "$dir/$set.%g.labels" $nj)
   done
 }
@@ -141,12 +147,7 @@ if run_stage 2 && [ $targets = rvq ]; then
   done_or_log $exp/rvq/.done "stage 2: residual-VQ teacher on $train_set, its codes for $train_set and $dev_set" || {
     mkdir -p $exp/rvq
     python3 -m audiossl.bin.rvq fit $rvq_args $data/$train_set $exp/rvq/teacher.safetensors 2>&1 | tee $exp/rvq/fit.log
-    for set in $train_set $dev_set; do
-      utils/split_data.sh --per-utt $data/$set $nj
-      $train_cmd JOB=1:$nj $exp/rvq/log/apply_$set.JOB.log \
-        python3 -m audiossl.bin.rvq apply $exp/rvq/teacher.safetensors $data/$set/split${nj}utt/JOB $exp/rvq/$set.JOB.labels
-      python3 -m audiossl.bin.kmeans merge --data-dir $data/$set $exp/rvq/$set.labels $(seq -f "$exp/rvq/$set.%g.labels" $nj)
-    done
+    label_sets $exp/rvq "" audiossl.bin.rvq apply $exp/rvq/teacher.safetensors
     touch $exp/rvq/.done
   }
 elif run_stage 2 && kmeans_targets 2 "k-means 1"; then
