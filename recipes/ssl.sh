@@ -2,15 +2,17 @@
 # Self-supervised pretraining of a model family (--family, default HuBERT) from raw audio
 # (Kaldi-style stages). Families with k-means targets (HuBERT) train two iterations, the second
 # on clusters of the first model; MERT (residual-VQ targets) and the families that make their own
-# targets train once.
+# targets train once. With --init, iteration 1 continues pretraining that model on the recipe's data
+# (continued pretraining on a new language): k-means 1 clusters a layer of it instead of MFCC.
 # Called by egs/<corpus>/ssl/run.sh, from that directory (utils/, steps/, local/ there).
 #   0  prepare data dirs                 (local/prepare_data.sh <data> of the recipe)
 #   1  features: 80-dim fbank (model inputs; none with --inputs wav); with k-means targets on
 #      MFCC, 13-dim MFCC at 20 ms (iteration-1 targets) of train and dev
-#   2  k-means 1 on MFCC (per-utterance CMVN) + deltas (39-dim), or on the music features of
-#      --kmeans1-features; labels for train and dev  (k-means targets)
+#   2  k-means 1 on MFCC (per-utterance CMVN) + deltas (39-dim), on the music features of
+#      --kmeans1-features, or on layer --init-layer of the --init model; labels for train and dev
+#      (k-means targets)
 #      residual-VQ teacher on log-mel of the training audio, its codes for train and dev  (rvq targets)
-#   3  pretraining, iteration 1          (exp/<family>_iter1)
+#   3  pretraining, iteration 1          (exp/<family>_iter1; from the --init model when given)
 #   4  k-means 2 on a layer of the iteration-1 model, labels for train and dev  (k-means targets)
 #   5  pretraining, iteration 2          (exp/<family>_iter2; k-means targets)
 # A finished stage leaves a .done marker and is skipped when run again; an interrupted
@@ -40,6 +42,9 @@ rvq_args=""               # options for python -m audiossl.bin.rvq fit (e.g. "--
 pretrain1_config=conf/pretrain1.yaml
 pretrain2_config=conf/pretrain2.yaml
 iter2_from_iter1=true     # iteration 2 starts from the iteration-1 model (false: from scratch, as the paper)
+init=""                   # continue pretraining this model (checkpoint, Hugging Face dir, fairseq .pt) in iteration 1
+init_layer=4              # with --init and k-means targets: the hidden state of that model k-means 1 clusters
+keep_optimizer=false      # with --init: keep its optimizer moments and schedule position (a training checkpoint)
 noise_set=""              # noise data dir under $data for a run config's mixing section (e.g. noise)
 pretrain_args=""          # extra options for audiossl.bin.pretrain, e.g. "--set trainer.max_updates=10"
 launcher=""               # e.g. "torchrun --nproc-per-node 2" (default: one process)
@@ -68,6 +73,12 @@ help_message="Usage: $0 [options]   (run from egs/<corpus>/ssl)
   --kmeans-n-init N            k-means++ initializations tried ($kmeans_n_init)
   --pretrain1-config F / --pretrain2-config F   YAML run configs
   --iter2-from-iter1 true|false  start iteration 2 from the iteration-1 weights ($iter2_from_iter1)
+  --init MODEL                 continued pretraining: iteration 1 starts from MODEL (an audiossl checkpoint, a
+                               Hugging Face dir or a fairseq .pt of the same family), keeping its config (a run
+                               config that differs is refused by name); its k-means 1 clusters layer
+                               --init-layer of MODEL on the recipe's data; --inputs must be what MODEL reads
+  --init-layer L               hidden state of the --init model clustered by k-means 1 ($init_layer)
+  --keep-optimizer true|false  with --init: keep its AdamW moments and schedule position ($keep_optimizer)
   --noise-set S                noise data dir under DATA mixed into training audio by a run config's mixing
                                section (WavLM's denoising; none by default)
   --prepare-args '...'         options for local/prepare_data.sh
@@ -109,7 +120,7 @@ if run_stage 1; then
   for set in $feature_sets; do
     kinds=""   # fbank for fbank inputs; MFCC (k-means 1's features) only for the sets k-means labels
     [ $inputs = fbank ] && kinds=fbank
-    if [ $targets = kmeans ] && [ $kmeans1_features = mfcc ] && { [ $set = $train_set ] || [ $set = $dev_set ]; }; then
+    if [ $targets = kmeans ] && [ $kmeans1_features = mfcc ] && [ -z "$init" ] && { [ $set = $train_set ] || [ $set = $dev_set ]; }; then
       kinds="$kinds mfcc"
     fi
     for kind in $kinds; do   # each dir marked done on its own (<set>_<kind>/.done), as asr.sh's
@@ -150,6 +161,12 @@ if run_stage 2 && [ $targets = rvq ]; then
     label_sets $exp/rvq "" audiossl.bin.rvq apply $exp/rvq/teacher.safetensors
     touch $exp/rvq/.done
   }
+elif run_stage 2 && [ -n "$init" ] && kmeans_targets 2 "k-means 1"; then
+  done_or_log $exp/kmeans1/.done "stage 2: k-means 1 ($kmeans1_clusters clusters) on layer $init_layer of $init" || {
+    mkdir -p $exp/kmeans1
+    labels 1 "${input_suffix#_}" --model $init --layer $init_layer
+    touch $exp/kmeans1/.done
+  }
 elif run_stage 2 && kmeans_targets 2 "k-means 1"; then
   done_or_log $exp/kmeans1/.done "stage 2: k-means 1 ($kmeans1_clusters clusters) on $kmeans1_features" || {
     mkdir -p $exp/kmeans1
@@ -173,8 +190,11 @@ pretrain() {  # <iteration> <config> [--init <checkpoint>]: into $exp/<family>_i
 }
 
 if run_stage 3; then
-  done_or_log $iter1/.done "stage 3: pretraining $family, iteration 1 (log: $iter1/train.log)" || {
-    pretrain 1 $pretrain1_config
+  from=()
+  [ -z "$init" ] || from=(--init $init)
+  [ -z "$init" ] || ! $keep_optimizer || from+=(--keep-optimizer)
+  done_or_log $iter1/.done "stage 3: pretraining $family, iteration 1${init:+ from $init} (log: $iter1/train.log)" || {
+    pretrain 1 $pretrain1_config "${from[@]}"
     touch $iter1/.done
   }
 fi

@@ -17,9 +17,13 @@ A ``mixing`` section turns on WavLM's denoising (some utterances overlapped with
 batch or with a clip of --noise-data; targets stay those of the clean one) or, with
 ``speaker_aware: true``, UniSpeech-SAT's speaker-aware mixing; the data dirs then need wav.scp
 (features are computed after mixing), e.g. ``mixing: {prob: 0.2, noise_prob: 0.5}``.
-With --init, the model starts from that checkpoint's config and weights (new label embeddings
-for this run's targets; other model settings of the run config that differ are logged as not
-used): the next HuBERT iteration continuing from the previous one, or continued pretraining.
+With --init (anything audiossl.load_model reads: an audiossl checkpoint, a Hugging Face directory,
+a fairseq checkpoint), the model starts from that checkpoint's config and weights, with new label
+tables for this run's targets: the next HuBERT iteration continuing from the previous one, or
+continued pretraining on new data. The run config's model section then either describes the same
+model (any other setting than the class count is refused by name) or holds only `set` (e.g. the
+class count), or is left out. A new optimizer and schedule start from update 0 unless
+--keep-optimizer (an audiossl training checkpoint's AdamW moments and schedule position).
 Re-running continues from <exp-dir>/checkpoints/last.pt. Works under torchrun (one process per rank).
 """
 from __future__ import annotations
@@ -32,8 +36,8 @@ import torch
 
 from audiossl.data.dataset import UtteranceDataset
 from audiossl.errors import ConfigError, UserError
-from audiossl.models.named import model_config_from_section
-from audiossl.tasks.pretrain import PretrainingTask, check_targets, pretraining_inputs, pretraining_model, read_targets
+from audiossl.tasks.pretrain import (PretrainingTask, check_targets, init_train_state, pretraining_inputs,
+                                     pretraining_model, read_targets)
 from audiossl.train.config import check_sections, load_run_config, save_run_config, trainer_config
 from audiossl.train.trainer import Trainer
 
@@ -50,21 +54,27 @@ def main(argv=None) -> int:
     parser.add_argument("--valid-data")
     parser.add_argument("--valid-labels", help="k-means labels of the validation data")
     parser.add_argument("--noise-data", help="noise data dir (wav.scp) for the mixing section's noise")
-    parser.add_argument("--init", help="start from this checkpoint (new label embeddings for these targets)")
+    parser.add_argument("--init", help="start from this model (checkpoint, Hugging Face dir, fairseq .pt; new label "
+                                       "tables for these targets)")
+    parser.add_argument("--keep-optimizer", action="store_true",
+                        help="with --init: keep its optimizer moments and schedule position (default: fresh ones)")
     parser.add_argument("exp_dir")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
         run = load_run_config(args.config, args.set)
         check_sections(run, ("model", "trainer", "mixing"), args.config)
-        model_config = model_config_from_section(run.get("model", {}))
-        if args.family and args.family != model_config.family:
-            raise ConfigError(f"{args.config}: a {model_config.family!r} config, not {args.family!r}; "
-                              f"give a {args.family} run config")
-        check_targets(model_config.family, args.train_labels, args.valid_labels, args.valid_data)
+        if args.keep_optimizer and not args.init:
+            raise ConfigError("--keep-optimizer keeps the optimizer of the --init checkpoint: give --init")
         config = trainer_config(run.get("trainer"))
         torch.manual_seed(config.seed)  # reproducible initialisation
-        model = pretraining_model(model_config, args.init)
+        model = pretraining_model(run.get("model") or {}, args.init)
+        family = model.config.family
+        if args.family and args.family != family:
+            raise ConfigError(f"{args.init or args.config}: a {family!r} model, not {args.family!r}; "
+                              f"give a {args.family} {'checkpoint' if args.init else 'run config'}")
+        check_targets(family, args.train_labels, args.valid_labels, args.valid_data)
+        kept_state = init_train_state(args.init) if args.keep_optimizer else None
 
         inputs = pretraining_inputs(model, run.get("mixing"), args.train_data, args.noise_data)
 
@@ -78,9 +88,14 @@ def main(argv=None) -> int:
         train = dataset(args.train_data, args.train_labels)
         valid = dataset(args.valid_data, args.valid_labels) if args.valid_data else None
         save_run_config(run, args, args.exp_dir)
-        logging.info("%s %s: %.1fM parameters, %d training utterances", model_config.family, run["model"].get("size"),
+        logging.info("%s %s: %.1fM parameters, %d training utterances", family,
+                     f"from {args.init}" if args.init else run["model"].get("size"),
                      sum(p.numel() for p in model.parameters()) / 1e6, len(train))
-        Trainer(PretrainingTask(model), model, train, valid, config, args.exp_dir, batch_transform=inputs.transform).fit()
+        trainer = Trainer(PretrainingTask(model), model, train, valid, config, args.exp_dir,
+                          batch_transform=inputs.transform)
+        if kept_state is not None:
+            trainer.start_from(kept_state, args.init)
+        trainer.fit()
     except (UserError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -155,7 +155,7 @@ class IntentsSize:
     @classmethod
     def full(cls) -> "IntentsSize":
         """Every phrasing read by every English voice: test mini_tts's 3 unseen voices, dev 3, train 16."""
-        test = MiniTtsSize.full().unseen_voices
+        test = MiniTtsSize.full().english.unseen_voices
         dev = ("flite_awb", "mbrola_en1", "espeak_f5")
         train = tuple(v.speaker for v in VOICES_BY_SPEAKER.values() if v.lang == "en" and v.speaker not in test + dev)
         return cls(train, dev, test)

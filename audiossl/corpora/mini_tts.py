@@ -11,7 +11,8 @@ Layout::
     corpus_dir/wav/<speaker>/<utt>.wav      audio; utterance id = <speaker>-<sentence id>
     corpus_dir/wav/seed                     the seed the audio was made with
     corpus_dir/noise/<kind>/<clip>.wav      noise clips (audiossl.corpora.noise); babble from train_unlab
-    data_dir/{train_unlab,train_1h,train_10min,dev,test,test_unseen,train_es,test_es}/
+    data_dir/{train_unlab,train_1h,train_10min,dev,test,test_unseen}/   English
+    data_dir/{train_unlab,train_1h,train_10min,dev,test,test_unseen}_es/   Spanish (when asked for)
     data_dir/noise/                         the noise clips: wav.scp, utt2spk, spk2utt, utt2dur, utt2kind
     data_dir/local/lm_text_{en,es}.txt      every transcript of the language's texts (LM text)
 
@@ -61,7 +62,8 @@ TEMPO_RANGE = (0.9, 1.1)
 MIN_SECONDS = 0.3
 
 ENGLISH_SPLITS = ("train_unlab", "train_1h", "train_10min", "dev", "test", "test_unseen")
-SPANISH_SPLITS = ("train_es", "test_es")
+SPANISH_SPLITS = tuple(f"{split}_es" for split in ENGLISH_SPLITS)
+SPLIT_SUFFIX = {"en": "", "es": "_es"}  # a language's splits are the English names with this suffix
 
 
 # ---------------------------------------------------------------------------- text
@@ -249,6 +251,10 @@ VOICES: tuple[Voice, ...] = (
     Voice("mbrola_es1", "mbrola", "es1", "es"),
     Voice("espeak_es_m3", "espeak", "es+m3", "es"),
     Voice("espeak_es_f2", "espeak", "es-419+f2", "es"),
+    Voice("espeak_es_m1", "espeak", "es+m1", "es"),
+    Voice("espeak_es_f4", "espeak", "es+f4", "es"),
+    Voice("espeak_es_m5", "espeak", "es-419+m5", "es"),
+    Voice("espeak_es_m7", "espeak", "es+m7", "es"),
 )
 VOICES_BY_SPEAKER = {v.speaker: v for v in VOICES}
 
@@ -367,57 +373,78 @@ def synthesize_utterance(voice: Voice, text: str, out: Path, seed: int, utt: str
 # ---------------------------------------------------------------------------- corpus
 
 @dataclass(frozen=True)
-class MiniTtsSize:
-    """How big the corpus is: voices per role and utterances per voice and split.
+class LanguageSize:
+    """One language's voices and utterances per voice and split.
 
     Every utterance has its own sentence; ``train_1h`` and ``train_10min`` are the first
     ``train_1h_seconds`` / ``train_10min_seconds`` of ``train_unlab`` in a seeded,
-    speaker-balanced order. ``unlabelled_only_per_voice`` more utterances per training voice
-    go into ``train_unlab`` alone, drawn from the sentences the other splits leave, so every
-    other split is the same as without them.
+    speaker-balanced order; ``test_unseen`` is read by the unseen voices only.
     """
 
     train_voices: tuple[str, ...]
     unseen_voices: tuple[str, ...]
-    spanish_voices: tuple[str, ...]
     train_per_voice: int
     dev_per_voice: int
     test_per_voice: int
     unseen_per_voice: int
-    train_es_per_voice: int
-    test_es_per_voice: int
     train_1h_seconds: float = 3600.0
     train_10min_seconds: float = 600.0
+
+
+@dataclass(frozen=True)
+class MiniTtsSize:
+    """How big the corpus is: each language's :class:`LanguageSize`.
+
+    ``unlabelled_only_per_voice`` more utterances per English training voice go into
+    ``train_unlab`` alone, drawn from the sentences the other splits leave, so every other
+    split is the same as without them.
+    """
+
+    english: LanguageSize
+    spanish: LanguageSize
     unlabelled_only_per_voice: int = 0
 
     @classmethod
     def full(cls) -> "MiniTtsSize":
-        """19 training voices (about 2.2 h), 3 unseen voices of three engines, 4 Spanish voices."""
+        """English: 19 training voices (about 2.2 h), 3 unseen voices of three engines. Spanish: 6
+        training voices (pico and espeak-ng; about 1.5 h), 2 unseen (mbrola and an espeak-ng variant)."""
         unseen = ("flite_rms", "mbrola_us3", "rhvoice_bdl")
         train = tuple(v.speaker for v in VOICES if v.lang == "en" and v.speaker not in unseen)
-        spanish = tuple(v.speaker for v in VOICES if v.lang == "es")
-        return cls(train, unseen, spanish, train_per_voice=150, dev_per_voice=8, test_per_voice=8,
-                   unseen_per_voice=50, train_es_per_voice=40, test_es_per_voice=10)
+        unseen_es = ("mbrola_es1", "espeak_es_m7")
+        train_es = tuple(v.speaker for v in VOICES if v.lang == "es" and v.speaker not in unseen_es)
+        return cls(LanguageSize(train, unseen, train_per_voice=150, dev_per_voice=8, test_per_voice=8,
+                                unseen_per_voice=50),
+                   LanguageSize(train_es, unseen_es, train_per_voice=200, dev_per_voice=8, test_per_voice=12,
+                                unseen_per_voice=40))
 
     @classmethod
     def large(cls) -> "MiniTtsSize":
-        """The full corpus with 450 more unlabelled utterances per training voice (about 9 h in all)."""
+        """The full corpus with 450 more unlabelled utterances per English training voice (about 9 h in all)."""
         return dataclasses.replace(cls.full(), unlabelled_only_per_voice=450)
 
     @classmethod
     def tiny(cls) -> "MiniTtsSize":
-        """Three fast training voices, one unseen, two Spanish: a few seconds to synthesize."""
-        return cls(("flite_slt", "mbrola_us1", "espeak_m3"), ("flite_kal",), ("mbrola_es1", "espeak_es_m3"),
-                   train_per_voice=6, dev_per_voice=2, test_per_voice=2, unseen_per_voice=4,
-                   train_es_per_voice=3, test_es_per_voice=2, train_1h_seconds=30.0, train_10min_seconds=10.0)
+        """Three fast English training voices, one unseen; two Spanish, one unseen: seconds to synthesize."""
+        return cls(LanguageSize(("flite_slt", "mbrola_us1", "espeak_m3"), ("flite_kal",), train_per_voice=6,
+                                dev_per_voice=2, test_per_voice=2, unseen_per_voice=4, train_1h_seconds=30.0,
+                                train_10min_seconds=10.0),
+                   LanguageSize(("espeak_es_m3", "espeak_es_f2"), ("mbrola_es1",), train_per_voice=6,
+                                dev_per_voice=2, test_per_voice=2, unseen_per_voice=3, train_1h_seconds=30.0,
+                                train_10min_seconds=10.0))
+
+    def languages(self) -> dict[str, LanguageSize]:
+        return {"en": self.english, "es": self.spanish}
 
     def validate(self) -> None:
-        """Raise ValueError for unknown speakers or a voice both seen and unseen."""
-        for speaker in self.train_voices + self.unseen_voices + self.spanish_voices:
-            if speaker not in VOICES_BY_SPEAKER:
-                raise ValueError(f"unknown voice '{speaker}' (known: {' '.join(VOICES_BY_SPEAKER)})")
-        if set(self.train_voices) & set(self.unseen_voices):
-            raise ValueError("a voice cannot be both a training and an unseen voice")
+        """Raise ValueError for unknown speakers, a voice of another language, or a voice both seen and unseen."""
+        for lang, language in self.languages().items():
+            for speaker in language.train_voices + language.unseen_voices:
+                if speaker not in VOICES_BY_SPEAKER:
+                    raise ValueError(f"unknown voice '{speaker}' (known: {' '.join(VOICES_BY_SPEAKER)})")
+                if VOICES_BY_SPEAKER[speaker].lang != lang:
+                    raise ValueError(f"voice '{speaker}' does not speak {lang!r}")
+            if set(language.train_voices) & set(language.unseen_voices):
+                raise ValueError("a voice cannot be both a training and an unseen voice")
 
 
 @dataclass(frozen=True)
@@ -443,33 +470,32 @@ def _assign(blocks: list[tuple[str, list[Voice], int]], sentences: list[Sentence
     return plan
 
 
-def plan_corpus(size: MiniTtsSize, voices: list[Voice], sentences: dict[str, list[Sentence]],
-                seed: int) -> dict[str, list[Utterance]]:
-    """The utterances of every split but the labelled subsets; dev/test sentences are unseen in training."""
+def plan_corpus(size: MiniTtsSize, voices: list[Voice], sentences: dict[str, list[Sentence]], seed: int,
+                languages: tuple[str, ...] = ("en",)) -> dict[str, list[Utterance]]:
+    """The utterances of every split of ``languages`` but the labelled subsets; dev/test sentences are unseen
+    in training. Each language draws its sentences from its own seeded stream, so adding one changes no other."""
     size.validate()
     available = {v.speaker: v for v in voices}
 
     def pick(names: tuple[str, ...]) -> list[Voice]:
         return [available[n] for n in names if n in available]
 
-    train, unseen, spanish = pick(size.train_voices), pick(size.unseen_voices), pick(size.spanish_voices)
-    if not train:
-        raise CorpusError("no training voice is available")
-    log.info("voices: training %s; unseen %s; Spanish %s", " ".join(v.speaker for v in train),
-             " ".join(v.speaker for v in unseen), " ".join(v.speaker for v in spanish))
-    rng = random.Random(seed)
-    plan = _assign([("train_unlab", train, size.train_per_voice), ("dev", train, size.dev_per_voice),
-                    ("test", train, size.test_per_voice), ("test_unseen", unseen, size.unseen_per_voice)],
-                   sentences["en"], rng)
-    if spanish and sentences["es"]:
-        plan.update(_assign([("train_es", spanish, size.train_es_per_voice),
-                             ("test_es", spanish, size.test_es_per_voice)], sentences["es"], rng))
-    else:
-        log.warning("no Spanish voice or text available; train_es and test_es skipped")
-    if size.unlabelled_only_per_voice:
+    plan: dict[str, list[Utterance]] = {}
+    for lang in languages:
+        language, suffix = size.languages()[lang], SPLIT_SUFFIX[lang]
+        train, unseen = pick(language.train_voices), pick(language.unseen_voices)
+        if not train:
+            raise CorpusError(f"no {lang} training voice is available")
+        log.info("%s voices: training %s; unseen %s", lang, " ".join(v.speaker for v in train),
+                 " ".join(v.speaker for v in unseen))
+        rng = random.Random(seed if lang == "en" else f"{seed}/{lang}")
+        blocks = [("train_unlab", train, language.train_per_voice), ("dev", train, language.dev_per_voice),
+                  ("test", train, language.test_per_voice), ("test_unseen", unseen, language.unseen_per_voice)]
+        plan.update(_assign([(split + suffix, group, n) for split, group, n in blocks], sentences[lang], rng))
+    if size.unlabelled_only_per_voice and "en" in languages:
         used = {u.sentence.id for utts in plan.values() for u in utts}
         left = [s for s in sentences["en"] if s.id not in used]
-        extra = _assign([("train_unlab", train, size.unlabelled_only_per_voice)], left,
+        extra = _assign([("train_unlab", pick(size.english.train_voices), size.unlabelled_only_per_voice)], left,
                         random.Random(f"{seed}/unlabelled-only"))["train_unlab"]
         plan["train_unlab"] += [dataclasses.replace(u, unlabelled_only=True) for u in extra]
     return plan
@@ -549,19 +575,21 @@ def write_split(path: Path, utts: list[Utterance], corpus_dir: Path, durations: 
 
 
 def prepare_mini_tts(corpus_dir: str | os.PathLike, data_dir: str | os.PathLike, size: str = "full",
-                     seed: int = 0, num_workers: int = 2, progress: bool = True) -> dict[str, Path]:
+                     seed: int = 0, num_workers: int = 2, progress: bool = True,
+                     languages: tuple[str, ...] = ("en",)) -> dict[str, Path]:
     """Synthesize the corpus into ``corpus_dir`` and write its Kaldi data dirs under ``data_dir``.
 
     Args:
-        size: "full" (about 2.2 h of training audio), "large" (the full corpus with about 9 h in
-            ``train_unlab``; every other split as in "full") or "tiny" (seconds; for tests).
+        size: "full" (about 2.2 h of English training audio), "large" (the full corpus with about 9 h
+            in ``train_unlab``; every other split as in "full") or "tiny" (seconds; for tests).
         seed: fixes sentence choice and per-utterance jitter; the same seed gives identical dirs.
         num_workers: parallel synthesis threads (each runs engine and sox subprocesses).
+        languages: "en" and/or "es" (Spanish splits end in ``_es``); English is always made, as the noise
+            set's babble is English speech.
 
     Returns:
-        ``{split: data dir}`` for the English splits, ``noise`` (noise clips, babble made of
-        ``train_unlab`` speech only; "tiny" size for a tiny corpus, else "full") and, when
-        Spanish voices exist, ``train_es`` and ``test_es``.
+        ``{split: data dir}`` for every split of ``languages`` and ``noise`` (noise clips, babble made of
+        ``train_unlab`` speech only; "tiny" size for a tiny corpus, else "full").
 
     Raises:
         SynthesisError: more than 5 % of the utterances failed to synthesize.
@@ -571,31 +599,35 @@ def prepare_mini_tts(corpus_dir: str | os.PathLike, data_dir: str | os.PathLike,
     sizes = {"full": MiniTtsSize.full, "large": MiniTtsSize.large, "tiny": MiniTtsSize.tiny}
     if size not in sizes:
         raise ValueError(f"size must be one of {' '.join(sizes)}, got '{size}'")
+    unknown = sorted(set(languages) - set(SPLIT_SUFFIX))
+    if unknown:
+        raise ValueError(f"languages must be among {' '.join(SPLIT_SUFFIX)}, got {' '.join(unknown)}")
+    languages = tuple(lang for lang in SPLIT_SUFFIX if lang == "en" or lang in languages)
     dims = sizes[size]()
     corpus_dir, data_dir = Path(corpus_dir).absolute(), Path(data_dir)
     check_seed(corpus_dir / "wav" / "seed", seed)
-    sentences = {lang: load_sentences(corpus_dir, lang) for lang in LANGUAGES}
-    plan = plan_corpus(dims, available_voices(), sentences, seed)
+    sentences = {lang: load_sentences(corpus_dir, lang) for lang in languages}
+    plan = plan_corpus(dims, available_voices(), sentences, seed, languages)
     failures = synthesize_all([u for utts in plan.values() for u in utts], corpus_dir, seed, num_workers, progress)
     plan = {split: [u for u in utts if u.utt not in failures] for split, utts in plan.items()}
     durations = {}
     for u in (u for utts in plan.values() for u in utts):
         info = soundfile.info(str(wav_path(corpus_dir, u)))
         durations[u.utt] = info.frames / info.samplerate
-    order = labelled_order([u for u in plan["train_unlab"] if not u.unlabelled_only], seed)
-    plan["train_1h"] = first_seconds(order, durations, dims.train_1h_seconds)
-    plan["train_10min"] = first_seconds(order, durations, dims.train_10min_seconds)
     written = {}
-    for split in ENGLISH_SPLITS + SPANISH_SPLITS:
-        if split in plan:
-            write_split(data_dir / split, plan[split], corpus_dir, durations)
-            written[split] = data_dir / split
+    for lang in languages:
+        language, suffix = dims.languages()[lang], SPLIT_SUFFIX[lang]
+        order = labelled_order([u for u in plan["train_unlab" + suffix] if not u.unlabelled_only], seed)
+        plan["train_1h" + suffix] = first_seconds(order, durations, language.train_1h_seconds)
+        plan["train_10min" + suffix] = first_seconds(order, durations, language.train_10min_seconds)
+        for split in ENGLISH_SPLITS:
+            write_split(data_dir / (split + suffix), plan[split + suffix], corpus_dir, durations)
+            written[split + suffix] = data_dir / (split + suffix)
+        if sentences[lang]:
+            write_lm_text(data_dir / "local" / f"lm_text_{lang}.txt", sentences[lang])
     written["noise"] = prepare_noise(corpus_dir / "noise", data_dir / "noise",
                                      [wav_path(corpus_dir, u) for u in plan["train_unlab"]],
                                      size="tiny" if size == "tiny" else "full", seed=seed)
-    for lang, lang_sentences in sentences.items():
-        if lang_sentences:
-            write_lm_text(data_dir / "local" / f"lm_text_{lang}.txt", lang_sentences)
     return written
 
 

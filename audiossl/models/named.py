@@ -11,12 +11,13 @@ from audiossl.registry import FAMILIES, get_family, named_configs
 SECTION_KEYS = ("family", "size", "args", "set")
 
 
-def _merge(base: dict, changes: dict, where: str) -> dict:
+def merge_settings(base: dict, changes: dict, where: str) -> dict:
+    """``base`` with the (nested) ``changes``; a key ``base`` lacks is an error naming ``where``."""
     out = dict(base)
     for key, value in changes.items():
         if key not in out:
             raise ConfigError(f"{where}: unknown key '{key}'; known: {sorted(out)}")
-        out[key] = _merge(out[key], value, f"{where}.{key}") if isinstance(value, dict) else value
+        out[key] = merge_settings(out[key], value, f"{where}.{key}") if isinstance(value, dict) else value
     return out
 
 
@@ -45,5 +46,5 @@ def model_config_from_section(section: dict[str, Any]) -> ModelConfig:
         raise ConfigError(f"model.args: unknown arguments {wrong} of {name} size {size!r}; known: {accepted}")
     config = named[size](**args)
     if section.get("set"):
-        config = get_family(name).config_class.from_dict(_merge(config.to_dict(), section["set"], "model.set"))
+        config = get_family(name).config_class.from_dict(merge_settings(config.to_dict(), section["set"], "model.set"))
     return config

@@ -9,14 +9,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from audiossl.checkpoint import build_model, load_checkpoint, model_from_checkpoint
+from audiossl.checkpoint import CheckpointError, build_model, load_checkpoint, load_model
 from audiossl.data.dataset import Batch
 from audiossl.data.kaldi_dir import DataDir, DataDirError
 from audiossl.data.mixing import NoiseBank, UtteranceMixing
 from audiossl.data.transforms import BatchTransform, Compose
 from audiossl.errors import ConfigError
 from audiossl.nn.frontends import fbank_num_frames
-from audiossl.models.components import ModelConfig
+from audiossl.models.named import merge_settings, model_config_from_section
 from audiossl.models.encoder import SpeechEncoder
 from audiossl.registry import get_family
 from audiossl.targets.labels import LabelError, num_codebooks, read_labels
@@ -62,31 +62,69 @@ class PretrainingTask(Task):
         return summary[self.valid_metric]
 
 
-def pretraining_model(config: ModelConfig, init: str | None = None) -> nn.Module:
-    """The model a pretraining run trains: freshly built from ``config``, or continued from checkpoint ``init``.
+def pretraining_model(section: dict[str, Any], init: str | None = None) -> nn.Module:
+    """The model a pretraining run trains: built from the run config's ``model`` section, or continued from ``init``.
 
-    With ``init`` the model keeps the checkpoint's config and weights (the next HuBERT iteration
-    continuing from the previous one, or continued pretraining); a family that predicts the labels
-    of a file (k-means clusters, a teacher's codes) gets new label tables for the run config's classes
-    (its registry ``classes`` field). Settings of ``config``
-    that differ from the checkpoint's are logged as not used.
+    ``init`` is anything :func:`audiossl.load_model` reads (an audiossl checkpoint, a Hugging Face
+    directory, a fairseq checkpoint): the next HuBERT iteration continuing from the previous one, or
+    continued pretraining on new data. The model keeps that checkpoint's config and weights; a family
+    that predicts the labels of a file (k-means clusters, a teacher's codes) gets new label tables for
+    this run's targets (its registry ``classes`` field, from the section). The section may then name
+    the family and size (which must describe the checkpoint's model) or hold only ``set`` changes;
+    any setting that differs from the checkpoint's but the classes is refused by name.
     """
     if init is None:
+        config = model_config_from_section(section)
         return build_model(config.family, config.to_dict())
-    payload = load_checkpoint(init)
-    if payload["family"] != config.family:
-        raise ConfigError(f"--init {init} is a {payload['family']!r} checkpoint, the run config's family is "
-                          f"{config.family!r}")
-    model = model_from_checkpoint(payload)
-    family = get_family(config.family)
+    model = load_model(init).train()
+    family = get_family(model.config.family)
+    if family.targets is None:
+        raise ConfigError(f"--init {init}: a fine-tuned {family.name!r} model, not a pretraining family's; "
+                          "give a pretrained checkpoint")
+    kept = model.config.to_dict()
+    if section.get("family"):
+        asked_config = model_config_from_section(section)
+        if asked_config.family != family.name:
+            raise ConfigError(f"--init {init} is a {family.name!r} model, the run config's family is "
+                              f"{asked_config.family!r}")
+        asked = asked_config.to_dict()
+    else:
+        other = sorted(set(section) - {"set"})
+        if other:
+            raise ConfigError(f"model: {other} need model.family; under --init a model section without a family "
+                              "may only hold 'set' (the checkpoint's model, changed)")
+        asked = merge_settings(kept, section.get("set") or {}, "model.set")
+    refused = [difference for difference in config_differences(kept, asked)
+               if difference.split(" ", 1)[0] != family.classes]
+    if refused:
+        raise ConfigError(f"--init {init}: the model keeps the checkpoint's settings, and the run config's model "
+                          f"section differs in {'; '.join(refused)}: make them equal or leave them out")
     if family.classes:
-        model.reset_targets(getattr(config, family.classes))
-    kept, asked = model.config.to_dict(), config.to_dict()
-    ignored = sorted(key for key in asked if asked[key] != kept.get(key))
-    if ignored:
-        logger.warning("--init %s: the model keeps the checkpoint's settings; the run config's differing %s "
-                       "are not used", init, ", ".join(ignored))
+        model.reset_targets(asked[family.classes])
     return model
+
+
+def config_differences(kept: dict[str, Any], asked: dict[str, Any], prefix: str = "") -> list[str]:
+    """``"<dotted key> (<kept> in the checkpoint, <asked> in the run config)"`` for every leaf that differs."""
+    differences = []
+    for key in sorted(set(kept) | set(asked)):
+        old, new = kept.get(key), asked.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            differences += config_differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            differences.append(f"{prefix}{key} ({old!r} in the checkpoint, {new!r} in the run config)")
+    return differences
+
+
+def init_train_state(init: str) -> dict[str, Any]:
+    """The optimizer and schedule state of training checkpoint ``init`` (for a run that keeps them)."""
+    try:
+        payload = load_checkpoint(init)
+    except CheckpointError as err:
+        raise ConfigError(f"--init {init}: keeping the optimizer needs an audiossl training checkpoint ({err})") from err
+    if "train_state" not in payload:
+        raise ConfigError(f"--init {init}: holds no optimizer state (not written by training); start a new optimizer")
+    return payload["train_state"]
 
 
 LABEL_TARGETS = ("kmeans", "rvq")  # target kinds read from label files

@@ -193,6 +193,36 @@ class Trainer:
                     self.state["epoch"], self.state["batch_index"])
         return True
 
+    def start_from(self, train_state: dict, source: str) -> None:
+        """Start with another run's AdamW moments and schedule position (continued pretraining that keeps them).
+
+        This run's hyper-parameters stay; the learning rate follows this run's schedule from the other
+        run's update count on (no new warm-up), as fairseq without ``--reset-lr-scheduler``. Parameters
+        whose shape changed (a new label table) start with fresh moments. A later :meth:`resume` wins.
+        """
+        self.exp_dir.mkdir(parents=True, exist_ok=True)
+        self._setup_logging()
+        settings = [{k: v for k, v in group.items() if k != "params"} for group in self.optimizer.param_groups]
+        try:
+            self.optimizer.load_state_dict(train_state["optimizer"])
+        except ValueError as err:
+            raise TrainingError(f"{source}: its optimizer state does not fit this model: {err}") from err
+        fresh = 0
+        for group, kept in zip(self.optimizer.param_groups, settings):
+            group.update(kept)
+            for param in group["params"]:
+                moments = self.optimizer.state.get(param, {})
+                if "exp_avg" in moments and moments["exp_avg"].shape != param.shape:
+                    del self.optimizer.state[param]
+                    fresh += 1
+        steps = train_state["scheduler"]["last_epoch"]
+        self.scheduler.last_epoch = steps
+        self.scheduler._last_lr = [base * self.scheduler.lr_lambdas[0](steps) for base in self.scheduler.base_lrs]
+        for group, rate in zip(self.optimizer.param_groups, self.scheduler._last_lr):
+            group["lr"] = rate
+        logger.info("optimizer and schedule from %s: schedule at update %d (learning rate %.3g)%s", source, steps,
+                    self.scheduler._last_lr[0], f"; {fresh} reshaped parameter(s) with fresh moments" if fresh else "")
+
     def _truncate_update_log(self, update: int) -> None:
         """Forget log lines of updates after ``update`` (written by a run that was killed later)."""
         for path in (self.exp_dir / "updates.jsonl", self.exp_dir / "valid.jsonl"):

@@ -1,8 +1,6 @@
 """Helpers of the training entry points: encoder truncation, continuing from a checkpoint, run configs."""
 from __future__ import annotations
 
-import logging
-
 import pytest
 import torch
 
@@ -43,25 +41,30 @@ def test_ctc_section_refuses_unknown_keys():
         read_ctc_section({"mask_probb": 0.1})
 
 
-def test_pretraining_model_keeps_encoder_and_replaces_targets(tmp_path):
+TINY_SECTION = {"family": "hubert", "size": "tiny", "args": {"frontend": "fbank"}}
+
+
+@pytest.mark.parametrize("section", [{"set": {"num_classes": 7}}, {**TINY_SECTION, "set": {"num_classes": 7}}])
+def test_pretraining_model_keeps_encoder_and_replaces_targets(tmp_path, section):
     original = tiny_checkpoint(tmp_path / "m.pt")
-    config = HubertConfig.tiny(frontend="fbank")
-    config.num_classes = 7
-    model = pretraining_model(config, str(tmp_path / "m.pt"))
+    model = pretraining_model(section, str(tmp_path / "m.pt"))
     assert model.head.label_embeddings.shape[0] == 7 and model.config.num_classes == 7
     for name, value in original.encoder.state_dict().items():
         assert torch.equal(value, model.encoder.state_dict()[name]), name
 
 
-def test_pretraining_model_names_what_init_overrides(tmp_path, caplog):
+def test_pretraining_model_refuses_what_init_would_override(tmp_path):
     tiny_checkpoint(tmp_path / "m.pt")
-    different = HubertConfig.tiny(frontend="fbank")
-    different.num_classes, different.unmasked_weight = 7, 0.5
-    different.encoder.num_layers = 4
-    with caplog.at_level(logging.WARNING, logger="audiossl.train"):
-        model = pretraining_model(different, str(tmp_path / "m.pt"))
-    assert "differing encoder, unmasked_weight are not used" in caplog.text
-    assert model.config.encoder.num_layers == 2
+    section = {**TINY_SECTION, "set": {"num_classes": 7, "unmasked_weight": 0.5, "encoder": {"num_layers": 4}}}
+    with pytest.raises(ConfigError, match=r"differs in encoder.num_layers \(2 in the checkpoint, 4 in the run "
+                                          r"config\); unmasked_weight \(0.0 in the checkpoint, 0.5 in the run config\)"):
+        pretraining_model(section, str(tmp_path / "m.pt"))
+    with pytest.raises(ConfigError, match="a 'hubert' model, the run config's family is 'wavlm'"):
+        pretraining_model({**TINY_SECTION, "family": "wavlm"}, str(tmp_path / "m.pt"))
+    with pytest.raises(ConfigError, match=r"\['size'\] need model.family"):
+        pretraining_model({"size": "tiny"}, str(tmp_path / "m.pt"))
+    with pytest.raises(ConfigError, match="model.set: unknown key 'num_clases'"):
+        pretraining_model({"set": {"num_clases": 7}}, str(tmp_path / "m.pt"))
 
 
 def test_targets_must_match_the_family():

@@ -189,7 +189,7 @@ def test_full_plan_holds_out_voices():
     size = IntentsSize.full()
     plan = plan_intents(size, list(VOICES), seed=0)
     voices = {s: {u.voice.speaker for u in plan if u.split == s} for s in SPLITS}
-    assert voices["test"] == set(MiniTtsSize.full().unseen_voices)
+    assert voices["test"] == set(MiniTtsSize.full().english.unseen_voices)
     assert [len(voices[s]) for s in SPLITS] == [16, 3, 3]
     assert not (voices["train"] & voices["dev"]) and not (voices["train"] & voices["test"])
     assert voices["train"] | voices["dev"] | voices["test"] == {v.speaker for v in VOICES if v.lang == "en"}

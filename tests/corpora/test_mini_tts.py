@@ -49,7 +49,7 @@ def tiny(tmp_path_factory, text_cache) -> tuple[Path, Path]:
     """``(corpus_dir, data_dir)`` of a tiny corpus with seed 0."""
     root = tmp_path_factory.mktemp("tiny")
     corpus = new_corpus(root, text_cache)
-    prepare_mini_tts(corpus, root / "data", size="tiny", seed=0, progress=False)
+    prepare_mini_tts(corpus, root / "data", size="tiny", seed=0, progress=False, languages=("en", "es"))
     return corpus, root / "data"
 
 
@@ -183,26 +183,35 @@ def test_audio_is_16k_mono_trimmed_and_normalized(tiny):
             assert np.abs(samples[:edge]).max() > 0.002 and np.abs(samples[-edge:]).max() > 0.002, utt
 
 
-def test_split_relations(tiny):
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_split_relations(tiny, lang):
     _, data = tiny
-    d = {split: read(data, split) for split in SPLITS}
-    utts = {split: set(d[split].utterances) for split in SPLITS}
+    suffix = mini_tts.SPLIT_SUFFIX[lang]
+    d = {split: read(data, split + suffix) for split in ENGLISH_SPLITS}
+    utts = {split: set(d[split].utterances) for split in ENGLISH_SPLITS}
     assert utts["train_10min"] <= utts["train_1h"] <= utts["train_unlab"]
     assert utts["train_10min"] < utts["train_1h"]
-    size = MiniTtsSize.tiny()
+    size = MiniTtsSize.tiny().languages()[lang]
     for split, seconds in (("train_1h", size.train_1h_seconds), ("train_10min", size.train_10min_seconds)):
         durations = [float(v) for v in d[split]["utt2dur"].values()]
         assert sum(durations) >= seconds
-    speakers = {split: set(d[split]["utt2spk"].values()) for split in SPLITS}
+    speakers = {split: set(d[split]["utt2spk"].values()) for split in ENGLISH_SPLITS}
     assert speakers["train_10min"] == speakers["train_unlab"] == set(size.train_voices)
     assert speakers["dev"] == speakers["test"] == speakers["train_unlab"]
     assert speakers["test_unseen"] == set(size.unseen_voices)
-    assert speakers["train_es"] == speakers["test_es"] == set(size.spanish_voices)
-    sentence = {split: {u.split("-", 1)[1] for u in utts[split]} for split in SPLITS}
+    sentence = {split: {u.split("-", 1)[1] for u in utts[split]} for split in ENGLISH_SPLITS}
     for a, b in (("train_unlab", "dev"), ("train_unlab", "test"), ("train_unlab", "test_unseen"), ("dev", "test"),
-                 ("dev", "test_unseen"), ("test", "test_unseen"), ("train_es", "test_es")):
+                 ("dev", "test_unseen"), ("test", "test_unseen")):
         assert not sentence[a] & sentence[b], (a, b)
         assert not set(d[a]["text"].values()) & set(d[b]["text"].values()), (a, b)
+
+
+def test_spanish_changes_no_english_split(tiny, tmp_path):
+    corpus, data = tiny
+    english = prepare_mini_tts(corpus, tmp_path / "en", size="tiny", seed=0, progress=False)
+    assert sorted(english) == sorted(ENGLISH_SPLITS + ("noise",))
+    assert tables(tmp_path / "en") == {k: v for k, v in tables(data).items() if k.split("/")[0] not in SPANISH_SPLITS
+                                       and k != "local/lm_text_es.txt"}
 
 
 def test_rerun_reuses_audio_and_redoes_a_killed_one(tiny, tmp_path):
@@ -213,7 +222,7 @@ def test_rerun_reuses_audio_and_redoes_a_killed_one(tiny, tmp_path):
     victim.unlink()
     leftover = victim.with_name(f".{victim.name}.tmp")   # the temporary file of audiossl.atomic, left by a killed run
     leftover.write_bytes(b"RIFF half written")
-    prepare_mini_tts(corpus, tmp_path / "data", size="tiny", seed=0, progress=False)
+    prepare_mini_tts(corpus, tmp_path / "data", size="tiny", seed=0, progress=False, languages=("en", "es"))
     assert not leftover.exists()
     assert tables(tmp_path / "data") == tables(data)
     assert digest(victim) == before[victim][0]
@@ -223,7 +232,7 @@ def test_rerun_reuses_audio_and_redoes_a_killed_one(tiny, tmp_path):
 def test_fresh_run_is_identical_and_seed_matters(tiny, tmp_path, text_cache):
     corpus, data = tiny
     again = new_corpus(tmp_path / "same", text_cache)
-    prepare_mini_tts(again, tmp_path / "same" / "data", size="tiny", seed=0, progress=False)
+    prepare_mini_tts(again, tmp_path / "same" / "data", size="tiny", seed=0, progress=False, languages=("en", "es"))
     assert tables(tmp_path / "same" / "data") == {k: v.replace(str(corpus), str(again)) for k, v in tables(data).items()}
     assert {p.relative_to(corpus): digest(p) for p in (corpus / "wav").glob("*/*.wav")} \
         == {p.relative_to(again): digest(p) for p in (again / "wav").glob("*/*.wav")}
@@ -259,7 +268,7 @@ def test_a_failed_utterance_is_logged_and_skipped(tiny, tmp_path, monkeypatch, c
     with caplog.at_level(logging.WARNING, logger=mini_tts.__name__):
         prepare_mini_tts(corpus, tmp_path / "data", size="tiny", seed=0, progress=False)
     assert any(utt in r.getMessage() and "false failed (exit 1)" in r.getMessage() for r in caplog.records)
-    for split in SPLITS:
+    for split in ENGLISH_SPLITS:
         assert utt not in read(tmp_path / "data", split).utterances
         assert validate_data_dir(tmp_path / "data" / split) == []
     assert len(read(tmp_path / "data", "train_unlab").utterances) == len(read(tiny[1], "train_unlab").utterances) - 1
@@ -284,7 +293,8 @@ def test_synthesis_error_names_the_command(tmp_path):
 def test_cli(tiny, tmp_path):
     corpus, data = tiny
     proc = subprocess.run([sys.executable, "-m", "audiossl.bin.prepare_mini_tts", "--size", "tiny", "--seed", "0",
-                           "--no-progress", str(corpus), str(tmp_path / "data")], capture_output=True, text=True)
+                           "--languages", "en,es", "--no-progress", str(corpus), str(tmp_path / "data")],
+                          capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "train_unlab: 18 utterances, 3 speakers" in proc.stderr
     assert tables(tmp_path / "data") == tables(data)
@@ -294,11 +304,15 @@ def test_sizes():
     full, tiny = MiniTtsSize.full(), MiniTtsSize.tiny()
     for size in (full, tiny):
         size.validate()
-    assert 18 <= len(full.train_voices) <= 22
-    assert len({mini_tts.VOICES_BY_SPEAKER[s].engine for s in full.unseen_voices}) == len(full.unseen_voices) == 3
-    assert len(tiny.train_voices) + len(tiny.unseen_voices) == 4
+    assert 18 <= len(full.english.train_voices) <= 22 and len(full.spanish.train_voices) == 6
+    for language in (full.english, full.spanish):
+        engines = [mini_tts.VOICES_BY_SPEAKER[s].engine for s in language.unseen_voices]
+        assert len(set(engines)) == len(engines)
+    assert len(tiny.english.train_voices) + len(tiny.english.unseen_voices) == 4
     with pytest.raises(ValueError, match="unknown voice"):
-        MiniTtsSize(("nobody",), (), (), 1, 1, 1, 1, 1, 1).validate()
+        dataclasses.replace(tiny, english=dataclasses.replace(tiny.english, train_voices=("nobody",))).validate()
+    with pytest.raises(ValueError, match="voice 'flite_slt' does not speak 'es'"):
+        dataclasses.replace(tiny, spanish=dataclasses.replace(tiny.spanish, train_voices=("flite_slt",))).validate()
 
 
 def test_large_adds_unlabelled_audio_only(text_cache):
@@ -309,7 +323,7 @@ def test_large_adds_unlabelled_audio_only(text_cache):
     assert {k: v for k, v in large.items() if k != "train_unlab"} == {k: v for k, v in full.items() if k != "train_unlab"}
     extra = large["train_unlab"][len(full["train_unlab"]):]
     assert large["train_unlab"][:len(full["train_unlab"])] == full["train_unlab"]
-    assert len(extra) == 450 * len(MiniTtsSize.full().train_voices) and all(u.unlabelled_only for u in extra)
+    assert len(extra) == 450 * len(MiniTtsSize.full().english.train_voices) and all(u.unlabelled_only for u in extra)
     assert not any(u.unlabelled_only for u in full["train_unlab"])
     used = [u.sentence.id for utts in large.values() for u in utts]
     assert len(used) == len(set(used))
@@ -320,7 +334,8 @@ def test_unlabelled_only_audio_stays_out_of_the_labelled_subsets(tmp_path, text_
     corpus = new_corpus(tmp_path, text_cache)
     monkeypatch.setattr(MiniTtsSize, "tiny", classmethod(lambda cls: more))
     prepare_mini_tts(corpus, tmp_path / "data", size="tiny", seed=0, progress=False)
-    assert len(read(tmp_path / "data", "train_unlab").utterances) == (more.train_per_voice + 2) * len(more.train_voices)
+    assert len(read(tmp_path / "data", "train_unlab").utterances) == \
+        (more.english.train_per_voice + 2) * len(more.english.train_voices)
     monkeypatch.undo()
     prepare_mini_tts(corpus, tmp_path / "base", size="tiny", seed=0, progress=False)
     base = tables(tmp_path / "base")

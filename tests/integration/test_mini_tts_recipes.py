@@ -1,4 +1,4 @@
-"""The toy-size demo end to end on the CPU: egs/mini_tts/ssl then egs/mini_tts/asr.
+"""The toy-size demo end to end on the CPU: egs/mini_tts/ssl then egs/mini_tts/asr (and ssl_es, asr_es).
 
 Runs the recipes a user runs (tiny corpus, tiny model, a few updates), checks their outputs,
 that re-running skips finished stages, and that a training stage killed mid-way resumes.
@@ -195,6 +195,38 @@ def test_mamba_encoders_pretrain_and_fine_tune_through_the_recipes(demo, family,
     assert asr.returncode == 0, asr.stdout[-3000:] + asr.stderr[-3000:]
     ctc = audiossl.load_model(demo / f"exp_asr_{config}/ctc_pretrained_train_10min/checkpoints/best.pt")
     assert ctc.config.encoder_family == family and len(ctc.hidden_sizes) == 2
+
+
+def test_continued_pretraining_on_spanish_then_spanish_ctc(demo):
+    """egs/mini_tts/ssl_es: the demo's English HuBERT continues on the tiny Spanish set (k-means on its own
+    layer 1 of the Spanish audio, its optimizer and schedule kept); egs/mini_tts/asr_es fine-tunes the result
+    on Spanish labels and decodes with the Spanish word LM."""
+    data, exp = demo / "data_es", demo / "exp_es"
+    english = demo / "exp/hubert_iter2/checkpoints/best.pt"
+    tiny_run = "--set trainer.max_updates=2 --set trainer.valid_interval=1 --set trainer.save_interval=1 " \
+               "--set trainer.batch_seconds=10"
+    ssl = run([str(EGS / "ssl_es" / "run.sh"), "--english", str(english), "--data", str(data), "--exp", str(exp),
+               "--prepare-args", "--size tiny", "--init-layer", "1", "--kmeans1-clusters", "6",
+               "--kmeans-fit-utts", "10", "--keep-optimizer", "true", "--pretrain-args", tiny_run], demo)
+    assert ssl.returncode == 0, ssl.stdout[-3000:] + ssl.stderr[-3000:]
+    assert f"k-means 1 (6 clusters) on layer 1 of {english}" in ssl.stdout
+    assert not (data / "train_unlab_es_mfcc").exists() and (data / "train_unlab_es_fbank/feats.scp").exists()
+    assert "optimizer and schedule from" in (exp / "hubert_iter1/train.log").read_text()
+    before, after = audiossl.load_model(english), audiossl.load_model(exp / "hubert_iter1/checkpoints/best.pt")
+    assert {**before.config.to_dict(), "num_classes": 6} == after.config.to_dict()
+    assert not torch.equal(before.encoder.layers[0].feed_forward.fc1.weight, after.encoder.layers[0].feed_forward.fc1.weight)
+    assert not (exp / "hubert_iter2").exists()
+    asr = run([str(EGS / "asr_es" / "run.sh"), "--data", str(data), "--exp", str(demo / "exp_asr_es"),
+               "--pretrained", str(exp / "hubert_iter1/checkpoints/best.pt"), "--budgets", "train_10min_es",
+               "--test-sets", "test_es", "--lm-text", str(data / "local/lm_text_es.txt"), "--lm-weights", "1",
+               "--word-scores", "0", "--lm-beam-size", "20", "--results", str(demo / "RESULTS_es.md"),
+               "--beam-size", "3", "--finetune-args", TINY_FINETUNE], demo)
+    assert asr.returncode == 0, asr.stdout[-3000:] + asr.stderr[-3000:]
+    section = (demo / "RESULTS_es.md").read_text().split("## English HuBERT continued on Spanish")[1]
+    assert "| train_10min_es | test_es | pretrained |" in section and "| train_10min_es | test_es | scratch |" in section
+    ctc = audiossl.load_model(demo / "exp_asr_es/ctc_pretrained_train_10min_es/checkpoints/best.pt")
+    letters = {c for line in (data / "train_10min_es/text").read_text().splitlines() for c in line.split(" ", 1)[1]}
+    assert letters - {" "} <= set(ctc.tokenizer.tokens)  # Spanish letters
 
 
 def test_another_encoder_shares_the_scratch_control(demo):

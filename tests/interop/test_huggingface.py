@@ -270,14 +270,17 @@ def test_convert_cli_errors_are_named(tmp_path, capsys):
 
 
 def test_converted_checkpoint_continues_pretraining(tmp_path):
-    """``pretrain --init`` takes a converted checkpoint: new head, and a masked-prediction step trains."""
+    """``pretrain --init`` takes a Hugging Face directory or its converted checkpoint: new head, and a
+    masked-prediction step trains."""
     from audiossl.tasks.pretrain import pretraining_model
 
     hf_model("HubertModel", pre_norm=False).save_pretrained(tmp_path / "hf")
     assert convert.main(["from-hf", str(tmp_path / "hf"), str(tmp_path / "model.pt")]) == 0
-    config = HubertConfig.tiny()
-    config.num_classes = 7
-    model = pretraining_model(config, str(tmp_path / "model.pt")).train()
+    direct = pretraining_model({"set": {"num_classes": 7}}, str(tmp_path / "hf"))  # the directory itself
+    model = pretraining_model({"set": {"num_classes": 7}}, str(tmp_path / "model.pt")).train()
+    assert direct.config.to_dict() == model.config.to_dict()
+    for name, value in model.encoder.state_dict().items():
+        assert torch.equal(value, direct.encoder.state_dict()[name]), name
     frames = int(model.num_frames(torch.tensor([8000])))
     targets = torch.randint(0, 7, (2, frames))
     out = model(torch.randn(2, 8000), torch.tensor([8000, 8000]), targets, torch.Generator().manual_seed(0))

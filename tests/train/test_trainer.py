@@ -198,6 +198,25 @@ def test_non_finite_loss_before_any_checkpoint_says_none_was_saved(fbank_dir, tm
     assert run.state["update"] == run.scheduler.last_epoch == 0
 
 
+def test_a_run_can_start_from_another_runs_optimizer_and_schedule(fbank_dir, tmp_path):
+    first = make_run(fbank_dir, tmp_path / "first", max_updates=4)
+    first.fit()
+    kept = load_checkpoint(tmp_path / "first" / "checkpoints" / "last.pt")["train_state"]
+    run = make_run(fbank_dir, tmp_path / "second", max_updates=2, lr=5e-4)
+    parameters = list(run.model.parameters())
+    reshaped = next(i for i, p in enumerate(parameters) if p is run.model.head.label_embeddings)  # a new label table
+    kept["optimizer"]["state"][reshaped]["exp_avg"] = torch.zeros(3)
+    run.start_from(kept, "first/last.pt")
+    assert run.scheduler.last_epoch == 4
+    expected = 5e-4 * lr_multiplier(4, run.config.schedule)
+    assert run.optimizer.param_groups[0]["lr"] == pytest.approx(expected) and run.scheduler.get_last_lr()[0] == expected
+    assert torch.equal(run.optimizer.state[parameters[0]]["exp_avg"], kept["optimizer"]["state"][0]["exp_avg"])
+    assert parameters[reshaped] not in run.optimizer.state
+    run.fit()
+    assert run.state["update"] == 2 and run.scheduler.last_epoch == 6
+    assert "schedule at update 4" in (tmp_path / "second" / "train.log").read_text()
+
+
 def test_a_skipped_last_update_is_made_again_and_the_run_ends_with_its_checkpoint(fbank_dir, tmp_path, monkeypatch):
     run = make_run(fbank_dir, tmp_path / "exp", max_updates=4, max_bad_updates=2)
     poison(monkeypatch, run, lambda done, attempt: done == 3 and attempt == 1)

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Spanish as a new, low-resource language on mini_tts (the Reina-Valera 1909 read by Spanish voices):
+# pretraining settings whose models ../asr_es fine-tunes with CTC on 10 minutes and 1 hour of labels.
+#   ./run.sh                         continued pretraining: the English HuBERT of ../ssl (iteration 2)
+#                                    continues on train_unlab_es (1.5 h) for 150 updates, on k-means
+#                                    targets of its own layer 4 on the Spanish audio (exp_continued)
+#   ./run.sh --setting spanish       Spanish-only HuBERT at the same total compute: 850 + 150 updates
+#                                    on train_unlab_es, MFCC k-means then layer 4 (exp_spanish)
+#   ./run.sh --english MODEL         continue another model (an audiossl checkpoint, a Hugging Face dir,
+#                                    a fairseq .pt; --inputs wav for a waveform model)
+#   ./run.sh --prepare-args "--size tiny"   the tiny corpus (seconds; tests)
+# Other options: ../../../recipes/ssl.sh --help
+cd "$(dirname "$0")"
+set -euo pipefail
+setting=continued
+english=../ssl/exp/hubert_iter2/checkpoints/best.pt
+rest=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --setting) setting=$2; shift 2 ;;
+    --english) english=$2; shift 2 ;;
+    *) rest+=("$1"); shift ;;
+  esac
+done
+common=(--train-set train_unlab_es --dev-set dev_es --kmeans-n-init 5 --kmeans1-clusters 100 --kmeans2-clusters 100
+        --feature-sets "train_unlab_es dev_es train_10min_es train_1h_es test_es test_unseen_es")
+case $setting in
+  continued) exec ../../../recipes/ssl.sh "${common[@]}" --exp exp_continued --init "$english" --init-layer 4 \
+    --pretrain1-config conf/continue.yaml --stop-stage 3 "${rest[@]}" ;;
+  spanish) exec ../../../recipes/ssl.sh "${common[@]}" --exp exp_spanish --kmeans2-layer 4 \
+    --pretrain1-config conf/spanish1.yaml --pretrain2-config conf/pretrain2.yaml "${rest[@]}" ;;
+  *) echo "$0: --setting is continued or spanish, not '$setting'" >&2; exit 1 ;;
+esac
