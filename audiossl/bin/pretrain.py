@@ -24,6 +24,9 @@ continued pretraining on new data. The run config's model section then either de
 model (any other setting than the class count is refused by name) or holds only `set` (e.g. the
 class count), or is left out. A new optimizer and schedule start from update 0 unless
 --keep-optimizer (an audiossl training checkpoint's AdamW moments and schedule position).
+With trainer.language_alpha (multilingual pretraining, as XLS-R and WavLabLM), each batch holds one
+language (utt2lang), drawn with probability proportional to its amount of audio to the power alpha,
+and every logged figure is also given per language (<figure>@<language>).
 Re-running continues from <exp-dir>/checkpoints/last.pt. Works under torchrun (one process per rank).
 """
 from __future__ import annotations
@@ -91,7 +94,11 @@ def main(argv=None) -> int:
         logging.info("%s %s: %.1fM parameters, %d training utterances", family,
                      f"from {args.init}" if args.init else run["model"].get("size"),
                      sum(p.numel() for p in model.parameters()) / 1e6, len(train))
-        trainer = Trainer(PretrainingTask(model), model, train, valid, config, args.exp_dir,
+        languages = None  # with language sampling, figures per language too
+        if config.language_alpha is not None:
+            languages = {utt: lang for data in (train, valid) if data for utt, lang in zip(data.utterances,
+                                                                                      data.languages())}
+        trainer = Trainer(PretrainingTask(model, languages), model, train, valid, config, args.exp_dir,
                           batch_transform=inputs.transform)
         if kept_state is not None:
             trainer.start_from(kept_state, args.init)

@@ -8,9 +8,10 @@ default). Targets are optional per-utterance integer sequences (cluster labels, 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import kaldiio
 import numpy as np
@@ -74,6 +75,23 @@ class UtteranceDataset(torch.utils.data.Dataset):
                     if len(targets[utt]) != expected:
                         raise DataDirError(f"{targets_name}: utterance '{utt}' has {len(targets[utt])} labels, "
                                            f"the model gives {expected} frames for its {length} input frames")
+
+    def languages(self) -> list[str]:
+        """Each utterance's language, from ``utt2lang``; a missing table, a missing utterance or a language
+        with no utterance in the data dir is an error naming the file."""
+        where = self.data_dir / "utt2lang"
+        if "utt2lang" not in self.data:
+            raise DataDirError(f"{where}: missing; sampling by language needs each utterance's language")
+        table = self.data["utt2lang"]
+        missing = [u for u in self.utterances if u not in table]
+        if missing:
+            raise DataDirError(f"{where}: no language for {len(missing)} utterance(s), e.g. '{missing[0]}'")
+        languages = [table[u] for u in self.utterances]
+        silent = sorted(set(table.values()) - set(languages))
+        if silent:
+            raise DataDirError(f"{where}: no audio of language(s) {', '.join(silent)} in {self.data_dir} (none of "
+                               "their utterances has inputs)")
+        return languages
 
     def _check_rate(self, resample: bool) -> None:
         utt = self.utterances[0]
@@ -203,12 +221,75 @@ class BucketBatchSampler:
             batches.append(current)
         if self.shuffle:
             batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
-        if self.world_size > 1:
-            usable = len(batches) // self.world_size * self.world_size
-            if usable == 0:
-                raise ValueError(f"{len(batches)} batches cannot feed {self.world_size} ranks")
-            batches = batches[self.rank:usable:self.world_size]
+        return rank_share(batches, self.rank, self.world_size)
+
+
+class LanguageBatchSampler:
+    """Single-language batches, the language of each drawn with ``p_l ∝ n_l^alpha`` (XLS-R, WavLabLM).
+
+    ``n_l`` is language ``l``'s share of the input (summed lengths): ``alpha`` 1 samples by amount of
+    data, 0 uniformly over languages, in between upsamples the low-resource ones. Each epoch, every
+    language's utterances are cut into batches as :class:`BucketBatchSampler` cuts them; the epoch then
+    holds as many batches as all languages together, each drawing its language from ``p_l`` and taking
+    that language's next batch (a language whose batches run out starts a new, reshuffled pass). All of
+    it comes from generators seeded with ``(seed, epoch)``, so the trainer's (epoch, batch) position
+    resumes it exactly. Unshuffled (validation), every language's batches come once, language by language.
+
+    Args:
+        lengths, max_frames, seed, shuffle, rank, world_size, max_batch_size: as :class:`BucketBatchSampler`.
+        languages: the language of each item.
+        alpha: the sampling temperature's exponent.
+    """
+
+    def __init__(self, lengths, languages: Sequence[str], max_frames: int, alpha: float, seed: int = 0,
+                 shuffle: bool = True, rank: int = 0, world_size: int = 1, max_batch_size: int | None = None):
+        self.max_frames = max_frames
+        self.seed = seed
+        self.shuffle = shuffle
+        self.rank = rank
+        self.world_size = world_size
+        self.items = {lang: [i for i, item_lang in enumerate(languages) if item_lang == lang]
+                      for lang in sorted(set(languages))}
+        lengths = list(lengths)
+        self.buckets = {lang: BucketBatchSampler([lengths[i] for i in items], max_frames, seed * 1_009 + k, shuffle,
+                                                 max_batch_size=max_batch_size)
+                        for k, (lang, items) in enumerate(self.items.items())}
+        amounts = torch.tensor([float(sum(lengths[i] for i in items)) for items in self.items.values()],
+                               dtype=torch.float64)
+        weights = amounts ** alpha
+        self.probabilities = dict(zip(self.items, (weights / weights.sum()).tolist()))
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """This rank's batches of ``epoch`` (lists of item indices), in order."""
+        def language_pass(lang: str, n: int) -> list[list[int]]:  # pass n of the language's batches this epoch
+            items = self.items[lang]
+            return [[items[i] for i in batch] for batch in self.buckets[lang].epoch_batches(epoch * 1_000 + n)]
+
+        if not self.shuffle:
+            return rank_share([batch for lang in self.items for batch in language_pass(lang, 0)], self.rank,
+                              self.world_size)
+        queues = {lang: deque(language_pass(lang, 0)) for lang in self.items}
+        passes = dict.fromkeys(self.items, 1)
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        drawn = torch.multinomial(torch.tensor(list(self.probabilities.values()), dtype=torch.float64),
+                                  sum(len(queue) for queue in queues.values()), replacement=True, generator=generator)
+        batches = []
+        for lang in (list(self.items)[i] for i in drawn.tolist()):
+            if not queues[lang]:
+                queues[lang].extend(language_pass(lang, passes[lang]))
+                passes[lang] += 1
+            batches.append(queues[lang].popleft())
+        return rank_share(batches, self.rank, self.world_size)
+
+
+def rank_share(batches: list[list[int]], rank: int, world_size: int) -> list[list[int]]:
+    """Rank ``rank``'s every ``world_size``-th batch, the list first cut to a multiple of ``world_size``."""
+    if world_size == 1:
         return batches
+    usable = len(batches) // world_size * world_size
+    if usable == 0:
+        raise ValueError(f"{len(batches)} batches cannot feed {world_size} ranks")
+    return batches[rank:usable:world_size]
 
 
 def sorted_batches(data: UtteranceDataset, batch_seconds: float) -> torch.utils.data.DataLoader:

@@ -31,15 +31,19 @@ class PretrainingTask(Task):
     The model's ``forward(inputs, lengths, targets, generator)`` returns an
     :class:`~audiossl.objectives.output.ObjectiveOutput`; its ``metrics`` (figure →
     numerator and denominator sums) and ``valid_metric`` (the figure that chooses ``best.pt``,
-    lower is better) describe the figures.
+    lower is better) describe the figures. With ``languages`` (utterance → language; batches of one
+    language each, as the trainer's ``language_alpha`` makes them) every figure is also given per
+    language, as ``<figure>@<language>``.
     """
 
     find_unused_parameters = True  # layer drop leaves different layers unused on each rank
 
-    def __init__(self, model: SpeechEncoder):
+    def __init__(self, model: SpeechEncoder, languages: dict[str, str] | None = None):
         self.metrics = dict(model.metrics)
         self.valid_metric = model.valid_metric
         self.model_warnings = model.health_warnings
+        self.languages = languages
+        self.language_names = sorted(set(languages.values())) if languages else []
 
     def before_update(self, model: SpeechEncoder, update: int) -> None:
         model.set_num_updates(update)
@@ -50,12 +54,21 @@ class PretrainingTask(Task):
     def train_step(self, model: nn.Module, batch: Batch, generator) -> StepOutput:
         out = model(batch.inputs, batch.lengths, batch.targets, generator)
         sums = {**out.sums, "loss": float(out.loss.detach()) * batch.size, "utterances": float(batch.size)}
+        if self.languages:  # every language's keys in every step, so that ranks sum the same keys
+            spoken = {self.languages[utt] for utt in batch.utterances}
+            if len(spoken) != 1:
+                raise ValueError(f"a batch of languages {sorted(spoken)}: per-language figures need batches of one")
+            sums.update({f"{name}@{lang}": value if lang in spoken else 0.0
+                         for lang in self.language_names for name, value in list(sums.items())})
         return StepOutput(out.loss, sums)
 
     def summarize(self, sums: dict[str, float]) -> dict[str, float]:
-        figures = {"loss": sums["loss"] / max(sums["utterances"], 1.0)}
-        for name, (numerator, denominator) in self.metrics.items():
-            figures[name] = sums.get(numerator, 0.0) / max(sums.get(denominator, 0.0), 1.0)
+        figures = {}
+        heard = [f"@{lang}" for lang in self.language_names if sums.get(f"utterances@{lang}")]
+        for suffix in [""] + heard:
+            figures[f"loss{suffix}"] = sums[f"loss{suffix}"] / max(sums[f"utterances{suffix}"], 1.0)
+            for name, (numerator, denominator) in self.metrics.items():
+                figures[f"{name}{suffix}"] = sums.get(numerator + suffix, 0.0) / max(sums.get(denominator + suffix, 0.0), 1.0)
         return figures
 
     def valid_score(self, summary: dict[str, float]) -> float:

@@ -36,7 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from audiossl.checkpoint import load_checkpoint, save_checkpoint
-from audiossl.data.dataset import BucketBatchSampler, UtteranceDataset, collate, input_rate
+from audiossl.data.dataset import BucketBatchSampler, LanguageBatchSampler, UtteranceDataset, collate, input_rate
 from audiossl.data.transforms import BatchTransform, Compose
 from audiossl.errors import UserError
 from audiossl.tasks.base import Task
@@ -58,6 +58,7 @@ class TrainerConfig:
     max_updates: int = 1000
     batch_seconds: float = 160.0
     max_batch_size: int | None = None
+    language_alpha: float | None = None  # one language per batch, drawn with p ∝ amount^alpha (utt2lang); None: any mix
     accum_steps: int = 1
     lr: float = 5e-4
     weight_decay: float = 0.01
@@ -111,10 +112,7 @@ class Trainer:
         transforms = Compose([] if batch_transform is None else [batch_transform])
         self.train_transform = transforms.active(training=True)
         self.valid_transform = transforms.active(training=False)
-        rate = input_rate(train_set)
-        self.sampler = BucketBatchSampler(train_set.lengths, int(config.batch_seconds * rate), config.seed,
-                                          rank=self.info.rank, world_size=self.info.world_size,
-                                          max_batch_size=config.max_batch_size)
+        self.sampler = self._sampler(train_set, shuffle=True)
         params = self.model.parameters() if parameter_groups is None else parameter_groups
         self.optimizer = torch.optim.AdamW(params, lr=config.lr, betas=tuple(config.betas),
                                            eps=config.eps, weight_decay=config.weight_decay)
@@ -134,6 +132,18 @@ class Trainer:
             device_ids = [self.info.local_rank] if self.info.device.type == "cuda" else None
             self.ddp_model = DistributedDataParallel(self.model, device_ids=device_ids,
                                                      find_unused_parameters=task.find_unused_parameters)
+
+    def _sampler(self, data: UtteranceDataset, shuffle: bool) -> BucketBatchSampler | LanguageBatchSampler:
+        """Training batches (shuffled, this rank's share) or validation batches (every one, in order): of one
+        language each, with ``language_alpha``."""
+        config = self.config
+        max_frames = int(config.batch_seconds * input_rate(data))
+        rank, world_size = (self.info.rank, self.info.world_size) if shuffle else (0, 1)
+        if config.language_alpha is None:
+            return BucketBatchSampler(data.lengths, max_frames, config.seed, shuffle, rank, world_size,
+                                      config.max_batch_size)
+        return LanguageBatchSampler(data.lengths, data.languages(), max_frames, config.language_alpha, config.seed,
+                                    shuffle, rank, world_size, config.max_batch_size)
 
     # ---------------------------------------------------------------- checkpoints
     def _train_state(self) -> dict:
@@ -280,9 +290,7 @@ class Trainer:
         """Summed task metrics over the validation set (same masks every time: fixed seed)."""
         self.ddp_model.eval()
         generator = torch.Generator().manual_seed(self.config.seed)
-        sampler = BucketBatchSampler(self.valid_set.lengths, self.sampler.max_frames, shuffle=False,
-                                     rank=self.info.rank, world_size=1)
-        batches = sampler.epoch_batches(0)[self.info.rank::self.info.world_size]
+        batches = self._sampler(self.valid_set, shuffle=False).epoch_batches(0)[self.info.rank::self.info.world_size]
         loader = torch.utils.data.DataLoader(self.valid_set, batch_sampler=batches, collate_fn=collate)
         sums: dict[str, float] = {}
         for batch in loader:
@@ -304,6 +312,11 @@ class Trainer:
             logger.warning(warning)
         logger.info("batch transforms: %s in training, %s in validation", self._describe(self.train_transform),
                     self._describe(self.valid_transform))
+        if isinstance(self.sampler, LanguageBatchSampler):
+            hours = {lang: sum(self.train_set.lengths[i] for i in items) / input_rate(self.train_set) / 3600
+                     for lang, items in self.sampler.items.items()}
+            logger.info("batches of one language, drawn with p ∝ amount^%g: %s", self.config.language_alpha,
+                        ", ".join(f"{lang} {p:.3f} ({hours[lang]:.2f} h)" for lang, p in self.sampler.probabilities.items()))
         writer = self._tensorboard()
         config = self.config
         summary: dict[str, float] = {}

@@ -17,6 +17,7 @@ import torch
 
 import audiossl
 import audiossl.checkpoint
+from audiossl.data.kaldi_dir import DataDir
 
 EGS = Path(__file__).resolve().parents[2] / "egs" / "mini_tts"
 TINY_PRETRAIN = ("--set model.size=tiny --set trainer.max_updates=4 --set trainer.valid_interval=2 "
@@ -227,6 +228,20 @@ def test_continued_pretraining_on_spanish_then_spanish_ctc(demo):
     ctc = audiossl.load_model(demo / "exp_asr_es/ctc_pretrained_train_10min_es/checkpoints/best.pt")
     letters = {c for line in (data / "train_10min_es/text").read_text().splitlines() for c in line.split(" ", 1)[1]}
     assert letters - {" "} <= set(ctc.tokenizer.tokens)  # Spanish letters
+
+
+def test_multilingual_pretraining_samples_batches_by_language(demo):
+    """ssl_es --setting multilingual, iteration 1 on the tiny English + Spanish sets: one language per batch,
+    figures per language in the logs."""
+    data, exp = demo / "data_es", demo / "exp_multilingual"
+    ssl = run([str(EGS / "ssl_es" / "run.sh"), "--setting", "multilingual", "--data", str(data), "--exp", str(exp),
+               "--prepare-args", "--size tiny", "--kmeans1-clusters", "6", "--kmeans-fit-utts", "10",
+               "--stop-stage", "3", "--pretrain-args", TINY_PRETRAIN], demo)
+    assert ssl.returncode == 0, ssl.stdout[-3000:] + ssl.stderr[-3000:]
+    assert set(DataDir.read(data / "train_unlab_en_es_fbank")["utt2lang"].values()) == {"en", "es"}
+    assert "batches of one language, drawn with p ∝ amount^1: en 0." in (exp / "hubert_iter1/train.log").read_text()
+    valid = json.loads((exp / "hubert_iter1/valid.jsonl").read_text().splitlines()[-1])
+    assert {"acc_masked@en", "acc_masked@es", "loss@en", "loss@es"} <= valid.keys()
 
 
 def test_another_encoder_shares_the_scratch_control(demo):

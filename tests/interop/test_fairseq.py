@@ -311,3 +311,16 @@ def test_convert_cli_both_ways(tmp_path, family):
     save_checkpoint(tmp_path / "ours.pt", family, ours.config.to_dict(), ours.state_dict())
     assert convert.main(["to-fairseq", str(tmp_path / "ours.pt"), str(tmp_path / "back.pt")]) == 0
     assert_same_hidden_states(ours, load_fairseq(tmp_path / "back.pt"))
+
+
+@pytest.mark.parametrize("family", ["hubert", "wavlm"])
+def test_a_fairseq_checkpoint_continues_pretraining(tmp_path, family):
+    """``pretrain --init`` reads a fairseq file: the encoder's weights, a new label table of the run's classes."""
+    from audiossl.tasks.pretrain import pretraining_model
+
+    ours = tiny(family)
+    save_fairseq(ours, tmp_path / "model.pt")
+    model = pretraining_model({"set": {"num_classes": 7}}, str(tmp_path / "model.pt"))
+    assert model.training and model.config.num_classes == 7 and model.head.label_embeddings.shape[0] == 7
+    for name, value in ours.encoder.state_dict().items():
+        assert torch.equal(value, model.encoder.state_dict()[name]), name

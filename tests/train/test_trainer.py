@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from audiossl.checkpoint import build_model, load_checkpoint, load_model
-from audiossl.data.dataset import Batch, BucketBatchSampler, UtteranceDataset
-from audiossl.data.kaldi_dir import DataDir, merge_tables, write_table
+from audiossl.data.dataset import Batch, BucketBatchSampler, LanguageBatchSampler, UtteranceDataset
+from audiossl.data.kaldi_dir import DataDir, DataDirError, merge_tables, write_table
 from audiossl.data.transforms import BatchTransform, Compose, FbankFromWaveform
 from audiossl.features.kaldi import FeatureConfig, FeatureExtractor
 from audiossl.features.store import compute_features
@@ -36,7 +36,8 @@ def fbank_dir(data_dir: Path) -> Path:
     return data_dir
 
 
-def make_run(data_dir: Path, exp: Path, batch_transform: BatchTransform | None = None, **trainer):
+def make_run(data_dir: Path, exp: Path, batch_transform: BatchTransform | None = None,
+             languages: dict[str, str] | None = None, **trainer):
     """A tiny fbank HuBERT on ``data_dir``'s feats.scp, or on its waveforms when ``batch_transform`` is given."""
     config = HubertConfig.tiny(frontend="fbank")
     config.num_classes = 5
@@ -57,7 +58,7 @@ def make_run(data_dir: Path, exp: Path, batch_transform: BatchTransform | None =
     settings = {"max_updates": 6, "batch_seconds": 4.0, "lr": 1e-3, "precision": "fp32", "log_interval": 1,
                 "valid_interval": 3, "save_interval": 2, "num_workers": 0, "keep_last": 10,
                 "schedule": {"warmup_updates": 2}, **trainer}
-    return Trainer(PretrainingTask(model), model, train, train, trainer_config(settings), exp,
+    return Trainer(PretrainingTask(model, languages), model, train, train, trainer_config(settings), exp,
                    batch_transform=batch_transform)
 
 
@@ -298,6 +299,60 @@ def test_bucket_sampler_bounds_and_reproducibility():
     assert batches != sampler.epoch_batches(1) or len(batches) == 1
     ranks = [BucketBatchSampler(lengths, 450, seed=3, rank=r, world_size=2).epoch_batches(0) for r in (0, 1)]
     assert len(ranks[0]) == len(ranks[1]) and not {i for b in ranks[0] for i in b} & {i for b in ranks[1] for i in b}
+
+
+def test_language_sampler_draws_languages_by_temperature():
+    lengths = [100] * 40 + [100] * 10
+    languages = ["en"] * 40 + ["es"] * 10
+    for alpha, expected in ((1.0, 0.8), (0.5, 2 / 3), (0.0, 0.5)):
+        sampler = LanguageBatchSampler(lengths, languages, 200, alpha, seed=3)
+        assert sampler.probabilities["en"] == pytest.approx(expected)
+    batches = sampler.epoch_batches(0)
+    assert len(batches) == 25 and all(len({languages[i] for i in batch}) == 1 for batch in batches)
+    spanish = [batch for batch in batches if languages[batch[0]] == "es"]
+    assert len(spanish) > 5  # uniform over languages: Spanish's 5 batches come round more than once
+    assert batches == LanguageBatchSampler(lengths, languages, 200, 0.0, seed=3).epoch_batches(0)
+    assert batches != sampler.epoch_batches(1)
+    every = LanguageBatchSampler(lengths, languages, 200, 0.0, shuffle=False).epoch_batches(0)
+    assert sorted(i for batch in every for i in batch) == list(range(50))
+    ranks = [LanguageBatchSampler(lengths, languages, 200, 0.5, seed=3, rank=r, world_size=2).epoch_batches(0)
+             for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == 12 and ranks[0] != ranks[1]
+
+
+def test_languages_of_a_data_dir_name_what_is_wrong(fbank_dir):
+    data = UtteranceDataset(fbank_dir, "fbank")
+    with pytest.raises(DataDirError, match="utt2lang: missing; sampling by language needs"):
+        data.languages()
+    write_table(fbank_dir / "utt2lang", {"spkA-u1": "en", "spkA-u2": "en", "spkB-u3": "es"})
+    with pytest.raises(DataDirError, match="utt2lang: no language for 1 utterance\\(s\\), e.g. 'spkB-u4'"):
+        UtteranceDataset(fbank_dir, "fbank").languages()
+    write_table(fbank_dir / "utt2lang", {"spkA-u1": "en", "spkA-u2": "en", "spkB-u3": "es", "spkB-u4": "es",
+                                         "gone-u5": "eu"})
+    with pytest.raises(DataDirError, match="no audio of language\\(s\\) eu in"):
+        UtteranceDataset(fbank_dir, "fbank").languages()
+
+
+def test_language_sampling_logs_figures_per_language_and_resumes_exactly(fbank_dir, tmp_path, monkeypatch):
+    languages = {"spkA-u1": "en", "spkA-u2": "en", "spkB-u3": "es", "spkB-u4": "es"}
+    write_table(fbank_dir / "utt2lang", languages)
+
+    def language_run(exp: Path) -> Trainer:
+        return make_run(fbank_dir, exp, languages=languages, language_alpha=0.5, batch_seconds=3.0)
+
+    language_run(tmp_path / "straight").fit()
+    crash_at(monkeypatch, 4)
+    with pytest.raises(KeyboardInterrupt):
+        language_run(tmp_path / "resumed").fit()
+    language_run(tmp_path / "resumed").fit()
+    assert losses(tmp_path / "resumed") == losses(tmp_path / "straight")
+    updates = [json.loads(line) for line in (tmp_path / "straight" / "updates.jsonl").read_text().splitlines()]
+    for record in updates:  # each update's batch is of one language, whose figures equal the whole's
+        spoken = [lang for lang in ("en", "es") if f"loss@{lang}" in record]
+        assert len(spoken) == 1 and record[f"acc_masked@{spoken[0]}"] == record["acc_masked"]
+    valid = json.loads((tmp_path / "straight" / "valid.jsonl").read_text().splitlines()[-1])
+    assert {"loss@en", "loss@es", "acc_masked@en", "acc_masked@es"} <= valid.keys()
+    assert "batches of one language, drawn with p ∝ amount^0.5: en 0." in (tmp_path / "straight" / "train.log").read_text()
 
 
 def test_schedules():

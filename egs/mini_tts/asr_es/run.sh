@@ -6,6 +6,7 @@
 #   ./run.sh                         the English HuBERT continued on Spanish (../ssl_es/run.sh)
 #   ./run.sh --setting english       the English HuBERT of ../ssl fine-tuned directly
 #   ./run.sh --setting spanish       the Spanish-only HuBERT (../ssl_es/run.sh --setting spanish)
+#   ./run.sh --setting multilingual  the English + Spanish HuBERT (../ssl_es/run.sh --setting multilingual)
 # Other options: ../../../recipes/asr.sh --help
 cd "$(dirname "$0")"
 set -euo pipefail
@@ -24,7 +25,9 @@ case $setting in
                   --results-section "English HuBERT, no Spanish pretraining (conf/finetune.yaml)") ;;
   spanish) model=(--pretrained ../ssl_es/exp_spanish/hubert_iter2/checkpoints/best.pt --exp exp_spanish --scratch-exp exp
                   --results-section "Spanish-only HuBERT (conf/finetune.yaml)") ;;
-  *) echo "$0: --setting is continued, english or spanish, not '$setting'" >&2; exit 1 ;;
+  multilingual) model=(--pretrained ../ssl_es/exp_multilingual/hubert_iter2/checkpoints/best.pt --exp exp_multilingual
+                       --scratch-exp exp --results-section "English + Spanish HuBERT (conf/finetune.yaml)") ;;
+  *) echo "$0: --setting is continued, english, spanish or multilingual, not '$setting'" >&2; exit 1 ;;
 esac
 exec ../../../recipes/asr.sh \
   --data ../ssl_es/data --budgets "train_10min_es train_1h_es" --dev-set dev_es --test-sets "test_es test_unseen_es" \

@@ -6,6 +6,9 @@
 #                                    targets of its own layer 4 on the Spanish audio (exp_continued)
 #   ./run.sh --setting spanish       Spanish-only HuBERT at the same total compute: 850 + 150 updates
 #                                    on train_unlab_es, MFCC k-means then layer 4 (exp_spanish)
+#   ./run.sh --setting multilingual  English + Spanish HuBERT at the same total compute (WavLabLM style):
+#                                    batches of one language, p ∝ hours^1.0 in iteration 1 (850 updates),
+#                                    ^0.3 in iteration 2 (150), on train_unlab_en_es (exp_multilingual)
 #   ./run.sh --english MODEL         continue another model (an audiossl checkpoint, a Hugging Face dir,
 #                                    a fairseq .pt; --inputs wav for a waveform model)
 #   ./run.sh --prepare-args "--size tiny"   the tiny corpus (seconds; tests)
@@ -22,12 +25,16 @@ while [ $# -gt 0 ]; do
     *) rest+=("$1"); shift ;;
   esac
 done
+spanish_sets="train_unlab_es dev_es train_10min_es train_1h_es test_es test_unseen_es"
 common=(--train-set train_unlab_es --dev-set dev_es --kmeans-n-init 5 --kmeans1-clusters 100 --kmeans2-clusters 100
-        --feature-sets "train_unlab_es dev_es train_10min_es train_1h_es test_es test_unseen_es")
+        --feature-sets "$spanish_sets")
 case $setting in
   continued) exec ../../../recipes/ssl.sh "${common[@]}" --exp exp_continued --init "$english" --init-layer 4 \
     --pretrain1-config conf/continue.yaml --stop-stage 3 "${rest[@]}" ;;
   spanish) exec ../../../recipes/ssl.sh "${common[@]}" --exp exp_spanish --kmeans2-layer 4 \
     --pretrain1-config conf/spanish1.yaml --pretrain2-config conf/pretrain2.yaml "${rest[@]}" ;;
-  *) echo "$0: --setting is continued or spanish, not '$setting'" >&2; exit 1 ;;
+  multilingual) exec ../../../recipes/ssl.sh "${common[@]}" --exp exp_multilingual --kmeans2-layer 4 \
+    --train-set train_unlab_en_es --dev-set dev_en_es --feature-sets "train_unlab_en_es dev_en_es $spanish_sets" \
+    --pretrain1-config conf/multilingual1.yaml --pretrain2-config conf/multilingual2.yaml "${rest[@]}" ;;
+  *) echo "$0: --setting is continued, spanish or multilingual, not '$setting'" >&2; exit 1 ;;
 esac
