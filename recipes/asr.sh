@@ -4,11 +4,15 @@
 # Called by egs/<corpus>/asr/run.sh, from that directory.
 #   1  fbank features of the fine-tuning, dev and test sets (those the ssl recipe made are kept)
 #   2  CTC fine-tuning, for each budget from the pretrained checkpoint and from scratch (the
-#      control); --finetune-jobs of them at once
+#      control); --finetune-jobs of them at once. Self-training (--pseudo-label-from DIR): first, for
+#      each budget, DIR's pretrained model of that budget pseudo-labels --unlabelled-set with the LM
+#      (its weights from DIR's dev decode), the confident ones join the budget's labels
+#      (<budget>_st_fbank), and the fine-tuning trains on those
 #   3  a word n-gram LM and its lexicon from --lm-text, the dev and test sentences held out
 #   4  decoding and scoring of every model on every test set: CTC prefix beam search, and from
 #      the same network outputs a lexicon search with the LM, its LM weight and word score
 #      chosen on dev for each model
+#      (with --chunk-frames "N ...", also streaming: attention within chunks of N frames, no LM)
 #   5  results table (RESULTS.md)
 # Without --lm-text, stage 3 does nothing, stage 4 decodes without an LM and the table has no LM columns.
 set -euo pipefail
@@ -31,6 +35,7 @@ lm_text=""                # one normalized sentence per line: the text of the wo
 lm_order=3
 lm_dir=""                 # where the LM goes (default: $data/local/lm_<order>gram, shared by every setting)
 lm_beam_size=100
+chunk_frames=""           # streaming decodes: attention chunk sizes in frames, e.g. "8 25" (empty: none)
 lm_weights="1,2,3,4"      # tried on dev for each model, with each word score (comma-separated)
 word_scores="0,1,2,3"
 results=RESULTS.md
@@ -38,6 +43,9 @@ results_section="Demo setting"   # the section of $results this run's table goes
 results_command=""        # the command the table names (default: run.sh and this run's options)
 launcher=""
 exp=exp
+pseudo_label_from=""      # self-training: the exp dir of an earlier run whose ctc_pretrained_<budget> pseudo-labels
+unlabelled_set=""         # the set it pseudo-labels (needs <set>_fbank, and that run's LM decode of the dev set)
+pseudo_label_keep="--keep-fraction 0.5"   # which pseudo-labels join the labels (audiossl.bin.pseudo_label)
 scratch_exp=""            # experiment dir of the scratch control (default: --exp); settings that differ only
                           # in the pretrained encoder (same architecture, data and fine-tuning config) share it
 help_message="Usage: $0 --pretrained <checkpoint> [options]   (run from egs/<corpus>/asr)
@@ -62,9 +70,16 @@ help_message="Usage: $0 --pretrained <checkpoint> [options]   (run from egs/<cor
   --lm-order N / --lm-dir DIR  its order ($lm_order) and where it goes (default: DATA/local/lm_<order>gram)
   --lm-beam-size N             beam of the lexicon search with the LM ($lm_beam_size)
   --lm-weights a,b / --word-scores c,d      the grid tried on dev, comma-separated ($lm_weights / $word_scores)
+  --chunk-frames '...'         also decode the test sets as a streaming model: attention within chunks of
+                               each of these many frames (for encoders pretrained with dynamic chunks)
   --exp DIR                    experiment dir ($exp)
   --scratch-exp DIR            experiment dir of the scratch control (default: --exp), to share one control
                                between encoders of the same architecture fine-tuned with the same config
+  --pseudo-label-from DIR      self-training: DIR/ctc_pretrained_<budget> (an earlier run of this recipe, with
+                               --lm-text) pseudo-labels --unlabelled-set with the LM; each budget's models then
+                               train on its labels plus the kept pseudo-labels (<budget>_st_fbank)
+  --unlabelled-set S / --pseudo-label-keep '...'   the set, and which pseudo-labels are kept ('$pseudo_label_keep'
+                               or '--min-confidence -0.2': log-probability per frame)
   --results FILE / --results-section TITLE   where the table goes ($results, section '$results_section')
   --results-command '...'      the command the table names (default: run.sh with this run's options)"
 command_line="$(basename "$(pwd)")/run.sh${*:+$(printf " %q" "$@")}"
@@ -98,9 +113,25 @@ finetune() {  # <pretrained|scratch> <budget> [finetune_ctc options]
   local budget=$2
   shift 2
   $python -m audiossl.bin.finetune_ctc --config $finetune_config "$@" $finetune_args --init $pretrained $scratch \
-    --train-data $data/${budget}_fbank --valid-data $data/${dev_set}_fbank $dir
+    --train-data $(training_set $budget) --valid-data $data/${dev_set}_fbank $dir
   touch $dir/.done
 }
+
+training_set() {  # <budget>: the data dir its models train on
+  if [ -n "$pseudo_label_from" ]; then echo $data/${1}_st_fbank; else echo $data/${1}_fbank; fi
+}
+
+if run_stage 2 && [ -n "$pseudo_label_from" ]; then
+  [ -n "$unlabelled_set" ] && [ -n "$lm_text" ] || { echo "$0: --pseudo-label-from needs --unlabelled-set and --lm-text" >&2; exit 1; }
+  for budget in $budgets; do
+    teacher=$pseudo_label_from/ctc_pretrained_$budget
+    done_or_log $data/${budget}_st_fbank/.done "stage 2: pseudo-labels of $unlabelled_set by $teacher -> $data/${budget}_st_fbank" || {
+      python3 -m audiossl.bin.pseudo_label --lm-dir $lm_dir --lm-params-from $teacher/decode_${dev_set}_$lm_name/scores.json \
+        $pseudo_label_keep $teacher/checkpoints/best.pt $data/${unlabelled_set}_fbank $data/${budget}_fbank $data/${budget}_st_fbank
+      touch $data/${budget}_st_fbank/.done
+    }
+  done
+fi
 
 if run_stage 2; then
   thread_opts=()   # side by side, the cores are shared out; alone, the trainer's default (the cores per rank)
@@ -148,6 +179,14 @@ decode_model() {  # <model-dir>: each set, without and (with --lm-text) with the
       $model/checkpoints/best.pt $data/${set}_fbank $model/decode_$set
     touch $model/decode_$set/.done $(decode_marker $model $set)
   done
+  for chunk in $chunk_frames; do
+    for set in $test_sets; do
+      done_or_log $model/decode_${set}_chunk$chunk/.done "stage 4: decoding $set with $model in chunks of $chunk frames" && continue
+      OMP_NUM_THREADS=$threads python3 -m audiossl.bin.decode_ctc --beam-size $beam_size --chunk-frames $chunk \
+        $model/checkpoints/best.pt $data/${set}_fbank $model/decode_${set}_chunk$chunk
+      touch $model/decode_${set}_chunk$chunk/.done
+    done
+  done
 }
 
 if run_stage 4; then
@@ -157,6 +196,7 @@ if run_stage 4; then
     for init in pretrained scratch; do
       model=$(model_dir $init $budget)
       marker=$(decode_marker $model ${decode_sets##* })   # of the last set decoded: the model is done
+      [ -z "$chunk_frames" ] || marker=$model/decode_${test_sets##* }_chunk${chunk_frames##* }/.done
       [ -f $marker ] && { echo "$(date +%T) stage 4: decoding with $model: already done ($marker)"; continue; }
       free_slot $decode_jobs
       [ $decode_jobs -gt 1 ] && echo "$(date +%T) stage 4: decoding with $model (log: $model/decode.log)"
@@ -169,7 +209,7 @@ fi
 if run_stage 5; then
   echo "$(date +%T) stage 5: results table -> $results"
   python3 -m audiossl.bin.results_table --exp $exp --scratch-exp $scratch_exp --budgets "$budgets" --test-sets "$test_sets" \
-    ${lm_text:+--lm-dir $lm_dir --dev-set $dev_set} \
+    ${lm_text:+--lm-dir $lm_dir --dev-set $dev_set} ${chunk_frames:+--chunk-frames "$chunk_frames"} \
     --pretrained $pretrained --command "${results_command:-$command_line}" --section "$results_section" $results
 fi
 echo "$(date +%T) $0: done (stages $stage..$stop_stage)"

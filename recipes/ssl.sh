@@ -3,18 +3,24 @@
 # (Kaldi-style stages). Families with k-means targets (HuBERT) train two iterations, the second
 # on clusters of the first model; MERT (residual-VQ targets) and the families that make their own
 # targets train once. With --init, iteration 1 continues pretraining that model on the recipe's data
-# (continued pretraining on a new language): k-means 1 clusters a layer of it instead of MFCC.
+# (continued pretraining on a new language): k-means 1 clusters a layer of it instead of MFCC. With
+# --kmeans1-model, k-means 1 clusters a layer (or the CTC posteriors) of that model, e.g. one
+# fine-tuned with CTC on the labelled subset (ASR-derived targets: GigaAM's HuBERT-CTC, VietASR).
 # Called by egs/<corpus>/ssl/run.sh, from that directory (utils/, steps/, local/ there).
 #   0  prepare data dirs                 (local/prepare_data.sh <data> of the recipe)
 #   1  features: 80-dim fbank (model inputs; none with --inputs wav); with k-means targets on
 #      MFCC, 13-dim MFCC at 20 ms (iteration-1 targets) of train and dev
 #   2  k-means 1 on MFCC (per-utterance CMVN) + deltas (39-dim), on the music features of
-#      --kmeans1-features, or on layer --init-layer of the --init model; labels for train and dev
+#      --kmeans1-features, or on layer --kmeans1-layer of the --kmeans1-model (default: the --init
+#      model); labels for train and dev
 #      (k-means targets)
 #      residual-VQ teacher on log-mel of the training audio, its codes for train and dev  (rvq targets)
 #   3  pretraining, iteration 1          (exp/<family>_iter1; from the --init model when given)
-#   4  k-means 2 on a layer of the iteration-1 model, labels for train and dev  (k-means targets)
+#   4  k-means 2 on a layer of the iteration-1 model, labels for train and dev  (k-means targets); with
+#      --finetune-set (VietASR's ASR-biased iterations) that model is first fine-tuned with CTC on the
+#      labelled set (exp/<family>_iter1/ctc) and k-means 2 clusters the fine-tuned encoder's layer
 #   5  pretraining, iteration 2          (exp/<family>_iter2; k-means targets)
+#   6, 7, ...  k-means and pretraining of iterations 3, 4, ... up to --iterations, as stages 4 and 5
 # A finished stage leaves a .done marker and is skipped when run again; an interrupted
 # training stage continues from its last checkpoint.
 set -euo pipefail
@@ -41,9 +47,14 @@ kmeans1_features=mfcc     # k-means 1 clusters: mfcc (HuBERT) or logmel_chroma (
 rvq_args=""               # options for python -m audiossl.bin.rvq fit (e.g. "--codebooks 8 --updates 2000")
 pretrain1_config=conf/pretrain1.yaml
 pretrain2_config=conf/pretrain2.yaml
-iter2_from_iter1=true     # iteration 2 starts from the iteration-1 model (false: from scratch, as the paper)
+iterations=""             # pretraining iterations (default: 2 with k-means targets, else 1)
+iter2_from_iter1=true     # iteration k > 1 starts from the iteration k-1 model (false: from scratch, as the paper)
+finetune_set=""           # labelled set each iteration's model is CTC fine-tuned on before k-means clusters it (VietASR)
+finetune_config=conf/finetune.yaml   # the run config of that fine-tuning (ctc and trainer sections)
+finetune_args=""          # extra options for audiossl.bin.finetune_ctc there
 init=""                   # continue pretraining this model (checkpoint, Hugging Face dir, fairseq .pt) in iteration 1
-init_layer=4              # with --init and k-means targets: the hidden state of that model k-means 1 clusters
+kmeans1_model=""          # k-means 1 clusters a layer of this model instead of MFCC (default: the --init model)
+kmeans1_layer=4           # its hidden state k-means 1 clusters, or 'posteriors' (a CTC model's token probabilities)
 keep_optimizer=false      # with --init: keep its optimizer moments and schedule position (a training checkpoint)
 noise_set=""              # noise data dir under $data for a run config's mixing section (e.g. noise)
 pretrain_args=""          # extra options for audiossl.bin.pretrain, e.g. "--set trainer.max_updates=10"
@@ -67,17 +78,28 @@ help_message="Usage: $0 [options]   (run from egs/<corpus>/ssl)
   --feature-sets '...'         sets that get fbank features: add the fine-tuning and test sets ($feature_sets)
   --fbank-config F / --mfcc-config F   Kaldi feature configs ($fbank_config, $mfcc_config)
   --nj N                       parallel jobs for features and k-means labels ($nj)
-  --kmeans1-clusters K / --kmeans2-clusters K / --kmeans2-layer L
+  --kmeans1-clusters K / --kmeans2-clusters K / --kmeans2-layer L   (kmeans2: every iteration after the first)
   --kmeans-max-frames N        frames k-means is fitted on at most ($kmeans_max_frames)
   --kmeans-fit-utts N          fit k-means on N random training utterances, 0: all ($kmeans_fit_utts)
   --kmeans-n-init N            k-means++ initializations tried ($kmeans_n_init)
-  --pretrain1-config F / --pretrain2-config F   YAML run configs
-  --iter2-from-iter1 true|false  start iteration 2 from the iteration-1 weights ($iter2_from_iter1)
+  --pretrain1-config F / --pretrain2-config F   YAML run configs (pretrain2: every iteration after the first)
+  --iterations N               pretraining iterations, each after the first on k-means of the one before
+                               (default: 2 with k-means targets, else 1)
+  --iter2-from-iter1 true|false  start each iteration after the first from the weights of the one before
+                               ($iter2_from_iter1)
+  --finetune-set S             ASR-biased iterations (VietASR): before k-means 2, 3, ... the model of the
+                               iteration before is fine-tuned with CTC on the labelled set S (validated on
+                               --dev-set, which needs a text), and its fine-tuned encoder is clustered
+  --finetune-config F          run config of that fine-tuning ($finetune_config)
+  --finetune-args '...'        extra options for python -m audiossl.bin.finetune_ctc there
   --init MODEL                 continued pretraining: iteration 1 starts from MODEL (an audiossl checkpoint, a
                                Hugging Face dir or a fairseq .pt of the same family), keeping its config (a run
-                               config that differs is refused by name); its k-means 1 clusters layer
-                               --init-layer of MODEL on the recipe's data; --inputs must be what MODEL reads
-  --init-layer L               hidden state of the --init model clustered by k-means 1 ($init_layer)
+                               config that differs is refused by name); k-means 1 clusters layer
+                               --kmeans1-layer of MODEL on the recipe's data; --inputs must be what MODEL reads
+  --kmeans1-model MODEL        k-means 1 clusters a layer of MODEL instead of MFCC (any model load_model reads;
+                               a CTC model fine-tuned on labelled data gives ASR-derived targets); default: --init
+  --kmeans1-layer L|posteriors hidden state of that model clustered by k-means 1, or 'posteriors': the token
+                               probabilities of a CTC model per frame ($kmeans1_layer)
   --keep-optimizer true|false  with --init: keep its AdamW moments and schedule position ($keep_optimizer)
   --noise-set S                noise data dir under DATA mixed into training audio by a run config's mixing
                                section (WavLM's denoising; none by default)
@@ -89,6 +111,7 @@ help_message="Usage: $0 [options]   (run from egs/<corpus>/ssl)
 . utils/parse_options.sh
 . utils/stages.sh
 python=${launcher:-python3}
+kmeans1_model=${kmeans1_model:-$init}
 targets=${targets:-$(python3 -m audiossl.bin.models --target-kind $family)}
 case $targets in kmeans|rvq|none) ;; *) echo "$0: --targets is kmeans, rvq or none, not '$targets'" >&2; exit 1 ;; esac
 case $inputs in fbank) input_suffix=_fbank ;; wav) input_suffix="" ;;
@@ -96,7 +119,9 @@ case $inputs in fbank) input_suffix=_fbank ;; wav) input_suffix="" ;;
 case $kmeans1_features in mfcc) kmeans1_options=(mfcc --utt-cmvn --deltas 2) ;;
   logmel_chroma) kmeans1_options=("" --music-features logmel_chroma --utt-cmvn) ;;
   *) echo "$0: --kmeans1-features is mfcc or logmel_chroma, not '$kmeans1_features'" >&2; exit 1 ;; esac
-iter1=$exp/${family}_iter1 iter2=$exp/${family}_iter2   # the two iterations' models
+iterations=${iterations:-$([ $targets = kmeans ] && echo 2 || echo 1)}
+[ $targets = kmeans ] || [ $iterations = 1 ] || { echo "$0: --iterations $iterations needs k-means targets (not $targets)" >&2; exit 1; }
+iter1=$exp/${family}_iter1
 
 kmeans_targets() {  # <stage> <what>: true with k-means targets, else logs that the stage does not apply
   [ $targets = kmeans ] && return
@@ -117,10 +142,10 @@ if run_stage 0; then
 fi
 
 if run_stage 1; then
-  for set in $feature_sets; do
+  for set in $feature_sets $finetune_set; do
     kinds=""   # fbank for fbank inputs; MFCC (k-means 1's features) only for the sets k-means labels
     [ $inputs = fbank ] && kinds=fbank
-    if [ $targets = kmeans ] && [ $kmeans1_features = mfcc ] && [ -z "$init" ] && { [ $set = $train_set ] || [ $set = $dev_set ]; }; then
+    if [ $targets = kmeans ] && [ $kmeans1_features = mfcc ] && [ -z "$kmeans1_model" ] && { [ $set = $train_set ] || [ $set = $dev_set ]; }; then
       kinds="$kinds mfcc"
     fi
     for kind in $kinds; do   # each dir marked done on its own (<set>_<kind>/.done), as asr.sh's
@@ -130,15 +155,18 @@ if run_stage 1; then
   done
 fi
 
+clusters_of() {  # <iteration>: its number of k-means clusters
+  if [ $1 = 1 ]; then echo $kmeans1_clusters; else echo $kmeans2_clusters; fi
+}
+
 labels() {  # <iteration> <features-data-suffix or ""> <extra apply/fit options...>: fit k-means, label train and dev
   local it=$1 suffix=${2:+_$2}; shift 2
-  local dir=$exp/kmeans$it clusters fit_data=$data/${train_set}$suffix
-  clusters=kmeans${it}_clusters
+  local dir=$exp/kmeans$it clusters=$(clusters_of $it) fit_data=$data/${train_set}$suffix
   if [ "$kmeans_fit_utts" -gt 0 ] && [ "$(wc -l < $fit_data/utt2spk)" -gt "$kmeans_fit_utts" ]; then
     utils/subset_data_dir.sh $fit_data $kmeans_fit_utts $dir/fit_data
     fit_data=$dir/fit_data
   fi
-  python3 -m audiossl.bin.kmeans fit --num-clusters ${!clusters} --max-frames $kmeans_max_frames --n-init $kmeans_n_init "$@" \
+  python3 -m audiossl.bin.kmeans fit --num-clusters $clusters --max-frames $kmeans_max_frames --n-init $kmeans_n_init "$@" \
     $fit_data $dir/kmeans.safetensors 2>&1 | tee $dir/fit.log
   label_sets $dir "$suffix" audiossl.bin.kmeans apply "$@" $dir/kmeans.safetensors
 }
@@ -161,10 +189,11 @@ if run_stage 2 && [ $targets = rvq ]; then
     label_sets $exp/rvq "" audiossl.bin.rvq apply $exp/rvq/teacher.safetensors
     touch $exp/rvq/.done
   }
-elif run_stage 2 && [ -n "$init" ] && kmeans_targets 2 "k-means 1"; then
-  done_or_log $exp/kmeans1/.done "stage 2: k-means 1 ($kmeans1_clusters clusters) on layer $init_layer of $init" || {
+elif run_stage 2 && [ -n "$kmeans1_model" ] && kmeans_targets 2 "k-means 1"; then
+  [ -e "$kmeans1_model" ] || { echo "$0: --kmeans1-model $kmeans1_model: no such checkpoint or model dir" >&2; exit 1; }
+  done_or_log $exp/kmeans1/.done "stage 2: k-means 1 ($kmeans1_clusters clusters) on layer $kmeans1_layer of $kmeans1_model" || {
     mkdir -p $exp/kmeans1
-    labels 1 "${input_suffix#_}" --model $init --layer $init_layer
+    labels 1 "${input_suffix#_}" --model $kmeans1_model --layer $kmeans1_layer
     touch $exp/kmeans1/.done
   }
 elif run_stage 2 && kmeans_targets 2 "k-means 1"; then
@@ -176,11 +205,11 @@ elif run_stage 2 && kmeans_targets 2 "k-means 1"; then
 fi
 
 pretrain() {  # <iteration> <config> [--init <checkpoint>]: into $exp/<family>_iter<iteration>
-  local it=$1 config=$2 clusters=kmeans$1_clusters labels=() noise=()
+  local it=$1 config=$2 labels=() noise=()
   shift 2
   [ -z "$noise_set" ] || noise=(--noise-data $data/$noise_set)
   if [ $targets = kmeans ]; then   # the labels of k-means <iteration>, and as many classes as clusters
-    labels=(--set model.set.$(python3 -m audiossl.bin.models --classes-field $family)=${!clusters}
+    labels=(--set model.set.$(python3 -m audiossl.bin.models --classes-field $family)=$(clusters_of $it)
             --train-labels $exp/kmeans$it/$train_set.labels --valid-labels $exp/kmeans$it/$dev_set.labels)
   elif [ $targets = rvq ]; then    # the teacher's codes
     labels=(--train-labels $exp/rvq/$train_set.labels --valid-labels $exp/rvq/$dev_set.labels)
@@ -199,20 +228,32 @@ if run_stage 3; then
   }
 fi
 
-if run_stage 4 && kmeans_targets 4 "k-means 2"; then
-  done_or_log $exp/kmeans2/.done "stage 4: k-means 2 ($kmeans2_clusters clusters) on layer $kmeans2_layer of $iter1" || {
-    mkdir -p $exp/kmeans2
-    labels 2 "${input_suffix#_}" --model $iter1/checkpoints/best.pt --layer $kmeans2_layer
-    touch $exp/kmeans2/.done
-  }
-fi
-
-if run_stage 5 && kmeans_targets 5 "pretraining, iteration 2"; then
-  done_or_log $iter2/.done "stage 5: pretraining $family, iteration 2 (log: $iter2/train.log)" || {
-    init=()
-    $iter2_from_iter1 && init=(--init $iter1/checkpoints/best.pt)
-    pretrain 2 $pretrain2_config "${init[@]}"
-    touch $iter2/.done
-  }
-fi
+last=$iterations; [ $targets = kmeans ] || last=2   # other targets: stages 4 and 5 say they do not apply
+for it in $(seq 2 $last); do
+  previous=$exp/${family}_iter$((it - 1)) model=$exp/${family}_iter$it
+  if run_stage $((2 * it)) && kmeans_targets $((2 * it)) "k-means $it"; then
+    source=$previous/checkpoints/best.pt
+    if [ -n "$finetune_set" ]; then   # VietASR: cluster the previous model once fine-tuned on the labels
+      done_or_log $previous/ctc/.done "stage $((2 * it)): CTC fine-tuning of $previous on $finetune_set (log: $previous/ctc/train.log)" || {
+        $python -m audiossl.bin.finetune_ctc --config $finetune_config $finetune_args --init $source \
+          --train-data $data/$finetune_set$input_suffix --valid-data $data/$dev_set$input_suffix $previous/ctc
+        touch $previous/ctc/.done
+      }
+      source=$previous/ctc/checkpoints/best.pt
+    fi
+    done_or_log $exp/kmeans$it/.done "stage $((2 * it)): k-means $it ($kmeans2_clusters clusters) on layer $kmeans2_layer of $source" || {
+      mkdir -p $exp/kmeans$it
+      labels $it "${input_suffix#_}" --model $source --layer $kmeans2_layer
+      touch $exp/kmeans$it/.done
+    }
+  fi
+  if run_stage $((2 * it + 1)) && kmeans_targets $((2 * it + 1)) "pretraining, iteration $it"; then
+    done_or_log $model/.done "stage $((2 * it + 1)): pretraining $family, iteration $it (log: $model/train.log)" || {
+      from=()
+      $iter2_from_iter1 && from=(--init $previous/checkpoints/best.pt)
+      pretrain $it $pretrain2_config "${from[@]}"
+      touch $model/.done
+    }
+  fi
+done
 echo "$(date +%T) $0: done (stages $stage..$stop_stage)"

@@ -16,6 +16,11 @@ outputs are also decoded by a lexicon search scored by the word n-gram LM, into
 a time), <lm-decode-dir>/lm_grid.tsv lists each pair's WER and CER, and the dir holds the pair
 with the lowest WER: run this on the dev set, then decode the test sets with --lm-params-from
 the dev LM decode's scores.json.
+
+--chunk-frames N decodes as a streaming model would: the encoder attends within chunks of N frames
+(full left context, nothing past the chunk's end; the model was trained with dynamic chunks, or
+fine-tuned for them), so a frame's output waits at most N frames: the latency scores.json states
+(N / frame rate, the front end's few frames of look-ahead and per-utterance normalisation aside).
 """
 from __future__ import annotations
 
@@ -55,6 +60,8 @@ def main(argv=None) -> int:
     parser.add_argument("--token-beam", type=int, default=10,
                         help="with --lm-dir: the likeliest tokens per frame that are tried (default 10)")
     parser.add_argument("--nj", type=int, default=2, help="LM weight / word score pairs decoded at once (default 2)")
+    parser.add_argument("--chunk-frames", type=int,
+                        help="streaming: attend within chunks of this many encoder frames (default: full context)")
     parser.add_argument("model")
     parser.add_argument("data_dir")
     parser.add_argument("decode_dir")
@@ -74,19 +81,24 @@ def main(argv=None) -> int:
                 raise LMError(f"{args.model}: {err}") from None
             check_lm_dir(args.lm_dir)
             pairs = lm_grid(args.lm_weight, args.word_score, args.lm_params_from)
+        streaming = {}
+        if args.chunk_frames is not None:
+            model.set_attention_chunk(args.chunk_frames)
+            streaming = {"chunk_frames": args.chunk_frames, "latency_s": args.chunk_frames / model.frame_rate}
         data = UtteranceDataset(args.data_dir, model.input_kind, num_mel_bins=model.num_mel_bins)
         refs = data.data.transcripts(args.data_dir)
         outputs = ctc_outputs(model, data, args.batch_seconds, progress=sys.stderr.isatty())
         hyps = {u: h for utts, lp, fr in outputs for u, h in zip(utts, model.decode(lp, fr, args.beam_size))}
-        write_decode(args.decode_dir, args.model, args.data_dir, refs, hyps, {"beam_size": args.beam_size},
-                     f"{args.model} beam {args.beam_size}")
+        chunk_tag = f" chunks of {args.chunk_frames} frames" if streaming else ""
+        write_decode(args.decode_dir, args.model, args.data_dir, refs, hyps, {"beam_size": args.beam_size, **streaming},
+                     f"{args.model} beam {args.beam_size}{chunk_tag}")
         if args.lm_dir:
             hyps, settings = decode_with_lm(model.tokenizer.tokens, outputs, refs, pairs, args.lm_dir,
                                             args.lm_decode_dir, beam_size=args.lm_beam_size,
                                             token_beam=args.token_beam, nj=args.nj)
-            write_decode(args.lm_decode_dir, args.model, args.data_dir, refs, hyps, settings,
+            write_decode(args.lm_decode_dir, args.model, args.data_dir, refs, hyps, {**settings, **streaming},
                          f"{args.model} lexicon beam {args.lm_beam_size} tokens {args.token_beam} lm {args.lm_dir} "
-                         f"weight {settings['lm_weight']:g} word {settings['word_score']:g}")
+                         f"weight {settings['lm_weight']:g} word {settings['word_score']:g}{chunk_tag}")
     except (UserError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

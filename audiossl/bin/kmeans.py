@@ -10,8 +10,9 @@
         with F, that each has exactly its number of frames
 
 Features are the data dir's feats.scp (with --utt-cmvn and --deltas), or with --model <checkpoint>
---layer L the hidden states of layer L of a pretrained model on the data dir's inputs (HuBERT
-iteration 2), or with --music-features logmel_chroma log-mel and chroma of its 24 kHz audio on
+--layer L the hidden states of layer L of a pretrained or CTC fine-tuned model on the data dir's
+inputs (HuBERT iteration 2; VietASR), with --layer posteriors a CTC model's token probabilities per
+frame (GigaAM's HuBERT-CTC), or with --music-features logmel_chroma log-mel and chroma of its 24 kHz audio on
 MERT's 75 frames/s grid (MERT-v0's targets; with --utt-cmvn).
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ from audiossl.data.kaldi_dir import DataDir
 from audiossl.errors import UserError
 from audiossl.features.music import FEATURE_KINDS, MusicFeatureSource
 from audiossl.targets.kmeans import (FeatureSource, KMeansModel, ModelLayerSource, ScpFeatureSource, apply_kmeans,
-                                     sample_frames)
+                                     parse_layer, sample_frames)
 from audiossl.targets.labels import (check_coverage, check_label_lengths, describe_counts, label_counts,
                                      merge_label_files, read_frame_counts, write_labels)
 
@@ -61,7 +62,8 @@ def main(argv=None) -> int:
     p.add_argument("--utt-cmvn", action="store_true",
                    help="normalise each utterance's feats.scp to zero mean, unit variance before the deltas")
     p.add_argument("--model", help="cluster hidden states of this checkpoint instead of feats.scp")
-    p.add_argument("--layer", type=int, default=-1, help="hidden state index with --model")
+    p.add_argument("--layer", type=parse_layer, default=-1,
+                   help="hidden state index with --model, or 'posteriors': a CTC model's token probabilities")
     p.add_argument("--music-features", choices=FEATURE_KINDS,
                    help="cluster music features of wav.scp at 24 kHz (75 frames/s) instead of feats.scp")
     p.add_argument("--batch-size", type=int, default=10000, help="mini-batch frames")
@@ -75,7 +77,7 @@ def main(argv=None) -> int:
     p.add_argument("--deltas", type=int, default=0, help="as given to fit")
     p.add_argument("--utt-cmvn", action="store_true", help="as given to fit")
     p.add_argument("--model", help="as given to fit")
-    p.add_argument("--layer", type=int, default=-1, help="as given to fit")
+    p.add_argument("--layer", type=parse_layer, default=-1, help="as given to fit")
     p.add_argument("--music-features", choices=FEATURE_KINDS, help="as given to fit")
     p.add_argument("kmeans_model")
     p.add_argument("data_dir")

@@ -16,7 +16,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from audiossl.checkpoint import CheckpointError, load_checkpoint
+from audiossl.checkpoint import CheckpointError, load_checkpoint, load_model
 from audiossl.errors import UserError
 
 CAVEAT = ("The corpus is synthesized by Debian's speech engines (flat prosody, few genuinely different voices): "
@@ -101,12 +101,13 @@ def minutes(seconds: float) -> str:
 
 def ctc_results_lines(exp: str | Path, scratch_exp: str | Path, budgets: Sequence[str], test_sets: Sequence[str],
                       pretrained: str | Path, command: str, lm_dir: str | Path | None = None,
-                      dev_set: str = "dev") -> list[str]:
+                      dev_set: str = "dev", chunk_frames: Sequence[int] = ()) -> list[str]:
     """The lines of a results section: how it was made, the table and the fine-tuning times.
 
     Reads the pretrained encoder's checkpoint ``pretrained``, the models ``ctc_pretrained_<budget>``
     in ``exp`` and ``ctc_scratch_<budget>`` in ``scratch_exp``, their decodes of ``test_sets`` and,
-    with ``lm_dir``, their decodes with that LM (weights chosen on ``dev_set``). ``command`` is
+    with ``lm_dir``, their decodes with that LM (weights chosen on ``dev_set``), and with
+    ``chunk_frames``, their streaming decodes ``decode_<set>_chunk<N>`` (CER columns). ``command`` is
     the command quoted as the one that produced the results.
     """
     exp_of = {"pretrained": Path(exp), "scratch": Path(scratch_exp)}
@@ -128,10 +129,17 @@ def ctc_results_lines(exp: str | Path, scratch_exp: str | Path, budgets: Sequenc
         lm_columns = (" CER % with LM | WER % with LM |", "---:|---:|")
         lines.append(lm_description(lm_dir, {key: path / f"decode_{dev_set}_{lm_dir.name}"
                                              for key, path in model_dir.items()}))
+    chunk_columns = "".join(f" CER % chunks of {n} |" for n in chunk_frames), "---:|" * len(chunk_frames)
+    if chunk_frames:
+        rate = load_model(pretrained).frame_rate
+        lines.append("Streaming columns: the same network decoded with attention within chunks of N frames (full "
+                     "left context, no look-ahead past the chunk): a latency of "
+                     + ", ".join(f"{1000 * n / rate:.0f} ms for {n}" for n in chunk_frames) + ".")
     lines += [
         "",
-        f"| labelled data | test set | encoder | CER % | WER % |{lm_columns[0]} updates | chosen update | dev CER % |",
-        f"|---|---|---|---:|---:|{lm_columns[1]}---:|---:|---:|",
+        f"| labelled data | test set | encoder | CER % | WER % |{lm_columns[0]}{chunk_columns[0]} updates | chosen update "
+        "| dev CER % |",
+        f"|---|---|---|---:|---:|{lm_columns[1]}{chunk_columns[1]}---:|---:|---:|",
     ]
     for budget in budgets:
         for test_set in test_sets:
@@ -145,8 +153,11 @@ def ctc_results_lines(exp: str | Path, scratch_exp: str | Path, budgets: Sequenc
                     lm_scores = read_json(decode_dir.with_name(f"{decode_dir.name}_{lm_dir.name}") / "scores.json",
                                           "cer", "wer")
                     with_lm = f" {100 * lm_scores['cer']:.2f} | {100 * lm_scores['wer']:.2f} |"
+                chunked = "".join(
+                    f" {100 * read_json(decode_dir.with_name(f'{decode_dir.name}_chunk{n}') / 'scores.json', 'cer')['cer']:.2f} |"
+                    for n in chunk_frames)
                 lines.append(f"| {budget} | {test_set} | {init} | {100 * scores['cer']:.2f} | "
-                             f"{100 * scores['wer']:.2f} |{with_lm} {run['updates']} | {run['best_update']} | "
+                             f"{100 * scores['wer']:.2f} |{with_lm}{chunked} {run['updates']} | {run['best_update']} | "
                              f"{dev_cer} |")
     times = [f"{init} on {budget} {minutes(run['train_seconds'])}"
              + (f" ({run['precision']})" if run["precision"] else "")
@@ -154,6 +165,32 @@ def ctc_results_lines(exp: str | Path, scratch_exp: str | Path, budgets: Sequenc
     if times:
         lines += ["", "Fine-tuning wall time (m:ss, validation and checkpointing included): "
                   + ", ".join(times) + "."]
+    return lines
+
+
+def grid_results_lines(grid: dict[str, str | Path], budgets: Sequence[str], test_sets: Sequence[str],
+                       command: str) -> list[str]:
+    """The lines of a results section for a grid of encoders (e.g. pretraining domains): one row per
+    encoder and fine-tuning set, the CER of each test set in its column.
+
+    ``grid`` maps a row name to an experiment dir of this recipe's layout; the name ``none`` reads its
+    scratch models (``ctc_scratch_<budget>``), any other its pretrained ones (``ctc_pretrained_<budget>``).
+    The best figure of each column is bold.
+    """
+    rows = []
+    for name, exp in grid.items():
+        init = "scratch" if name == "none" else "pretrained"
+        for budget in budgets:
+            decodes = [Path(exp) / f"ctc_{init}_{budget}" / f"decode_{test_set}" / "scores.json" for test_set in test_sets]
+            rows.append((name, budget, [100 * read_json(path, "cer")["cer"] for path in decodes]))
+    best = [min(row[2][column] for row in rows) for column in range(len(test_sets))]
+    lines = [f"Produced by `{command}`.", "",
+             "| pretraining | fine-tuning set | " + " | ".join(test_sets) + " |",
+             "|---|---|" + "---:|" * len(test_sets)]
+    for name, budget, cers in rows:
+        cells = [f"**{cer:.2f}**" if f"{cer:.2f}" == f"{low:.2f}" and len(rows) > 1 else f"{cer:.2f}"
+                 for cer, low in zip(cers, best)]
+        lines.append(f"| {name} | {budget} | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -23,6 +23,7 @@ from audiossl.nn.frontends import ConvBlock, ConvWaveformEncoder, FbankFrames, F
 from audiossl.nn.transformer import (
     AlibiPositionBias,
     ConvPositionalEmbedding,
+    DynamicChunks,
     EncoderLayer,
     FeedForward,
     PositionBiasGate,
@@ -110,6 +111,12 @@ class EncoderConfig:
     layer by a :class:`~audiossl.nn.transformer.PositionBiasGate`) or ``"alibi"``
     (:class:`~audiossl.nn.transformer.AlibiPositionBias`; no fairseq or HF equivalent).
     position_buckets [num_buckets], max_distance [max_distance]: used by ``"gated_relative"`` only.
+
+    dynamic_chunks: ``(min, max)`` frames: chunkwise attention in training (GigaAM, WeNet's dynamic
+    chunks), each batch attending within chunks of a size drawn from that range (full left context, no
+    look-ahead past the chunk), or with probability ``full_context_prob`` over the whole utterance;
+    ``()`` (the default): always full context. Transformer only; inference chooses its chunk with
+    :meth:`~audiossl.models.encoder.SpeechEncoder.set_attention_chunk`.
     """
 
     kind: str = "transformer"
@@ -127,11 +134,16 @@ class EncoderConfig:
     position_bias: str = "none"
     position_buckets: int = 320
     max_distance: int = 800
+    dynamic_chunks: tuple[int, ...] = ()
+    full_context_prob: float = 0.5
     state_dim: int = 16
     expand: int = 2
     head_dim: int = 64
     conv_kernel: int = 4
     chunk_size: int = 64
+
+    def __post_init__(self) -> None:
+        self.dynamic_chunks = tuple(self.dynamic_chunks)
 
     def errors(self) -> list[str]:
         """Violated rules, each a line naming the field (empty when valid)."""
@@ -140,6 +152,11 @@ class EncoderConfig:
             errors.append(f"encoder.kind must be one of {ENCODER_KINDS}, got {self.kind!r}")
         elif self.kind == "bimamba":
             return errors + self._mamba_errors()
+        if self.dynamic_chunks and (len(self.dynamic_chunks) != 2 or not 1 <= self.dynamic_chunks[0] <= self.dynamic_chunks[1]):
+            errors.append(f"encoder.dynamic_chunks must be () or (min, max) frames with 1 <= min <= max, "
+                          f"got {list(self.dynamic_chunks)}")
+        if not 0.0 <= self.full_context_prob <= 1.0:
+            errors.append(f"encoder.full_context_prob must be in [0, 1], got {self.full_context_prob}")
         if self.position_bias not in POSITION_BIASES:
             errors.append(f"encoder.position_bias must be one of {POSITION_BIASES}, got {self.position_bias!r}")
         buckets_ok = self.position_buckets >= 4 and not self.position_buckets % 4 and self.max_distance > self.position_buckets // 4
@@ -160,6 +177,8 @@ class EncoderConfig:
         errors = []
         if self.position_bias != "none":
             errors.append(f"encoder.position_bias must be 'none' for a bimamba encoder, got {self.position_bias!r}")
+        if self.dynamic_chunks:
+            errors.append("encoder.dynamic_chunks (chunkwise attention) needs a transformer encoder, not bimamba")
         sizes = (self.num_layers, self.dim, self.state_dim, self.expand, self.head_dim, self.conv_kernel, self.chunk_size)
         if min(sizes) < 1:
             errors.append("encoder sizes (num_layers, dim, state_dim, expand, head_dim, conv_kernel, chunk_size) "
@@ -327,6 +346,7 @@ def build_encoder(config: EncoderConfig) -> TransformerEncoder | BiMambaEncoder:
         dropout=config.dropout,
         layer_drop=config.layer_drop,
         position_bias=position_bias,
+        chunks=DynamicChunks(*config.dynamic_chunks, config.full_context_prob) if config.dynamic_chunks else None,
     )
     encoder.apply(init_bert_params)
     return encoder

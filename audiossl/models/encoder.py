@@ -113,6 +113,12 @@ class SpeechEncoder(nn.Module):
         """The ``(B, H, T, T)`` attention weights of every layer (eval mode, no masking) and ``(B,)`` frames."""
         raise NotImplementedError(f"{type(self).__name__} has no attention layers")
 
+    def set_attention_chunk(self, frames: int | None) -> SpeechEncoder:
+        """Attend within chunks of ``frames`` frames (full left context, no look-ahead past the chunk) in
+        every forward from now on, training included (streaming fine-tuning and decoding); None: full
+        context again (and the configured dynamic chunks in training). In place; returns ``self``."""
+        raise ConfigError(f"{type(self).__name__} has no chunkwise attention")
+
     def set_num_updates(self, num_updates: int) -> None:
         """Called before each pretraining update (e.g. to anneal a temperature); nothing by default."""
 
@@ -227,6 +233,14 @@ class FrontendTransformer(SpeechEncoder):
             raise ConfigError(f"layer drop must be in [0, 1), got {layer_drop}")
         self.encoder.layer_drop = layer_drop
         self._set_encoder_config(layer_drop=layer_drop)
+        return self
+
+    def set_attention_chunk(self, frames: int | None) -> FrontendTransformer:
+        if not isinstance(self.encoder, TransformerEncoder):
+            raise ConfigError(f"chunkwise attention needs a transformer encoder, not {type(self.encoder).__name__}")
+        if frames is not None and frames < 1:
+            raise ConfigError(f"an attention chunk has at least 1 frame, got {frames}")
+        self.encoder.chunk_frames = frames
         return self
 
     def _set_encoder_config(self, **changes) -> None:

@@ -6,7 +6,8 @@ an attention is any module ``attention(x (B,T,D), padding_mask, position_bias) -
 with a ``dim`` attribute, and a layer is any module ``layer(x, padding_mask, position_bias) -> x``.
 A position bias (ALiBi, WavLM's bucketed relative bias) is one ``(H, T, T)`` tensor that the
 encoder computes once per forward and hands to every layer; an attention may gate it per query
-(:class:`PositionBiasGate`, WavLM).
+(:class:`PositionBiasGate`, WavLM). Chunkwise attention (streaming) is a ``(T, T)`` bool mask
+handed to every layer the same way (:func:`chunk_mask`, :class:`DynamicChunks`).
 """
 from __future__ import annotations
 
@@ -40,13 +41,19 @@ class ConvPositionalEmbedding(nn.Module):
         self.conv = weight_norm(conv, name="weight", dim=2)
         self.trim = 1 if kernel_size % 2 == 0 else 0
 
-    def forward(self, x: Tensor, padding_mask: Tensor) -> Tensor:
-        """x ``(B, T, D)`` → positional embedding ``(B, T, D)`` (to be added to x)."""
-        x = x.masked_fill(padding_mask[..., None], 0.0).transpose(1, 2)
-        x = self.conv(x)
+    def forward(self, x: Tensor, padding_mask: Tensor, chunk: int | None = None) -> Tensor:
+        """x ``(B, T, D)`` → positional embedding ``(B, T, D)`` (to be added to x). With ``chunk``
+        frames, each chunk of the sequence is convolved on its own (zero outside it), so that no
+        frame sees a later chunk (chunkwise attention)."""
+        batch, time, dim = x.shape
+        x = x.masked_fill(padding_mask[..., None], 0.0)
+        if chunk is not None:  # (B, T, D) → (B * chunks, chunk, D), the last chunk zero-padded
+            x = nn.functional.pad(x, (0, 0, 0, -time % chunk)).reshape(-1, chunk, dim)
+        x = self.conv(x.transpose(1, 2))
         if self.trim:
             x = x[..., : -self.trim]
-        return nn.functional.gelu(x).transpose(1, 2)
+        x = nn.functional.gelu(x).transpose(1, 2)
+        return x.reshape(batch, -1, dim)[:, :time] if chunk is not None else x
 
 
 class FeedForward(nn.Module):
@@ -202,12 +209,15 @@ class SelfAttention(nn.Module):
             return None
         return position_bias[None] if self.gate is None else self.gate(x, position_bias)
 
-    def forward(self, x: Tensor, padding_mask: Tensor, position_bias: Tensor | None = None) -> Tensor:
-        """x ``(B, T, D)``, padding_mask ``(B, T)``, position_bias ``(H, T, T)`` or None → ``(B, T, D)``;
-        padded keys get no weight."""
+    def forward(self, x: Tensor, padding_mask: Tensor, position_bias: Tensor | None = None,
+                chunks: Tensor | None = None) -> Tensor:
+        """x ``(B, T, D)``, padding_mask ``(B, T)``, position_bias ``(H, T, T)`` or None, chunks ``(T, T)``
+        bool (True where a query may see a key) or None → ``(B, T, D)``; padded keys get no weight."""
         batch, time, _ = x.shape
         q, k, v = self._heads(self.q_proj(x)), self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
         attend = ~padding_mask[:, None, None, :]
+        if chunks is not None:
+            attend = attend & chunks
         bias = self._bias(x, None if position_bias is None else position_bias.to(q.dtype))
         if bias is not None:  # a float mask: the bias, -inf at padded keys
             attend = bias.to(q.dtype).masked_fill(~attend, float("-inf"))
@@ -259,12 +269,14 @@ class EncoderLayer(nn.Module):
         return self.attention.attention_weights(self.attention_layer_norm(x) if self.layer_norm_first else x,
                                                 padding_mask, position_bias)
 
-    def forward(self, x: Tensor, padding_mask: Tensor, position_bias: Tensor | None = None) -> Tensor:
-        """x ``(B, T, D)``, padding_mask ``(B, T)``, position_bias ``(H, T, T)`` or None → ``(B, T, D)``."""
+    def forward(self, x: Tensor, padding_mask: Tensor, position_bias: Tensor | None = None,
+                chunks: Tensor | None = None) -> Tensor:
+        """x ``(B, T, D)``, padding_mask ``(B, T)``, position_bias ``(H, T, T)`` or None, chunks ``(T, T)``
+        bool or None (see :class:`SelfAttention`) → ``(B, T, D)``."""
         if self.layer_norm_first:
-            x = x + self.dropout(self.attention(self.attention_layer_norm(x), padding_mask, position_bias))
+            x = x + self.dropout(self.attention(self.attention_layer_norm(x), padding_mask, position_bias, chunks))
             return x + self.feed_forward(self.final_layer_norm(x))
-        x = self.attention_layer_norm(x + self.dropout(self.attention(x, padding_mask, position_bias)))
+        x = self.attention_layer_norm(x + self.dropout(self.attention(x, padding_mask, position_bias, chunks)))
         return self.final_layer_norm(x + self.feed_forward(x))
 
 
@@ -284,6 +296,12 @@ class TransformerEncoder(nn.Module):
             (the draws come from it); without one every layer runs.
         position_bias: ``position_bias(T) -> (H, T, T)`` attention bias computed once per forward
             and given to every layer (:class:`AlibiPositionBias`, :class:`RelativePositionBias`), or None.
+        chunks: chunk sizes drawn per training batch (:class:`DynamicChunks`), or None: full context.
+
+    Attributes:
+        chunk_frames: a fixed attention chunk (frames) for every forward, training and inference alike
+            (streaming fine-tuning and decoding), or None (the default): full context, or in training
+            with ``chunks`` a drawn one.
     """
 
     def __init__(
@@ -295,9 +313,12 @@ class TransformerEncoder(nn.Module):
         dropout: float,
         layer_drop: float,
         position_bias: nn.Module | None = None,
+        chunks: DynamicChunks | None = None,
     ) -> None:
         super().__init__()
         self.pos_embedding = pos_embedding
+        self.chunks = chunks
+        self.chunk_frames: int | None = None
         self.position_bias = position_bias
         self.layers = nn.ModuleList(layers)
         self.layer_norm = layer_norm
@@ -323,18 +344,22 @@ class TransformerEncoder(nn.Module):
             indices never shift. In pre-norm mode the last entry has the final layer norm
             applied (fairseq's returned ``x``; HF's last ``hidden_states``).
         """
+        chunk = self.chunk_frames
+        if chunk is None and self.chunks is not None and self.training and generator is not None:
+            chunk = self.chunks.draw(generator)
         x = x.masked_fill(padding_mask[..., None], 0.0)
-        x = x + self.pos_embedding(x, padding_mask)
+        x = x + self.pos_embedding(x, padding_mask, chunk)
         if not self.layer_norm_first:
             x = self.layer_norm(x)
         x = self.dropout(x)
         drop = draw_layer_drop(len(self.layers), self.layer_drop, self.training, generator)
         layers = self.layers if num_layers is None else self.layers[:num_layers]
         bias = self.attention_bias(x.shape[1])
+        chunks = None if chunk is None else chunk_mask(x.shape[1], chunk, x.device)
         hidden_states = [x]
         for layer, skip in zip(layers, drop):
             if not skip:
-                x = layer(x, padding_mask, bias)
+                x = layer(x, padding_mask, bias, chunks)
             hidden_states.append(x)
         if self.layer_norm_first and len(layers) == len(self.layers):
             hidden_states[-1] = self.layer_norm(x)
@@ -343,6 +368,32 @@ class TransformerEncoder(nn.Module):
     def attention_bias(self, time: int) -> Tensor | None:
         """The ``(H, T, T)`` position bias every layer's attention gets for ``T`` frames (None without one)."""
         return None if self.position_bias is None else self.position_bias(time)
+
+class DynamicChunks:
+    """Attention chunk sizes drawn per training batch (dynamic chunk training, as WeNet; GigaAM's
+    chunkwise attention), so that one model serves full context and streaming.
+
+    Args:
+        min_frames, max_frames: a drawn chunk has ``min_frames`` to ``max_frames`` frames, uniformly.
+        full_context_prob: probability of a batch with full context instead.
+    """
+
+    def __init__(self, min_frames: int, max_frames: int, full_context_prob: float) -> None:
+        self.min_frames, self.max_frames, self.full_context_prob = min_frames, max_frames, full_context_prob
+
+    def draw(self, generator: torch.Generator) -> int | None:
+        """A chunk size in frames, or None for full context, from ``generator``."""
+        if float(torch.rand((), generator=generator, device=generator.device)) < self.full_context_prob:
+            return None
+        return int(torch.randint(self.min_frames, self.max_frames + 1, (), generator=generator, device=generator.device))
+
+
+def chunk_mask(time: int, chunk: int, device: torch.device | None = None) -> Tensor:
+    """``(T, T)`` bool, True where query frame i may attend key frame j: j's chunk of ``chunk`` frames
+    is i's or an earlier one (full left context, no look-ahead past the chunk's end)."""
+    index = torch.arange(time, device=device) // chunk
+    return index[None, :] <= index[:, None]
+
 
 def draw_layer_drop(num_layers: int, layer_drop: float, training: bool, generator: torch.Generator | None) -> list[bool]:
     """Which of ``num_layers`` layers to skip (fairseq ``encoder_layerdrop``): each with probability

@@ -28,6 +28,7 @@ from audiossl.errors import UserError
 from audiossl.features.store import FeatureError, load_features
 
 FORMAT = "audiossl.kmeans/1"
+POSTERIORS = "posteriors"   # the layer name of a CTC model's token probabilities
 
 
 class KMeansError(UserError, ValueError):
@@ -74,24 +75,33 @@ class ScpFeatureSource:
 
 
 class ModelLayerSource:
-    """Hidden states of one layer of a model, per utterance of a data dir (HuBERT iteration 2).
+    """Hidden states of one layer of a model, per utterance of a data dir (HuBERT iteration 2), or
+    the frame-level CTC posteriors of a fine-tuned CTC model (GigaAM's HuBERT-CTC targets).
 
     Args:
         model: any family's :class:`~audiossl.models.encoder.SpeechEncoder` (its ``input_kind``
-            decides what is read: feats.scp for ``"fbank"``, wav.scp for ``"waveform"``).
+            decides what is read: feats.scp for ``"fbank"``, wav.scp for ``"waveform"``), or a
+            :class:`~audiossl.models.ctc.model.CtcModel`.
         data_dir: the utterances and their model inputs.
         layer: index into the hidden states (0: the transformer input; L: layer L's output;
-            negative: from the end). The layers above it are not run.
+            negative: from the end; the layers above it are not run), or ``"posteriors"``: the
+            token probabilities ``(T, V)`` of a CTC model's head.
     """
 
-    def __init__(self, model: torch.nn.Module, data_dir: str | os.PathLike, layer: int):
+    def __init__(self, model: torch.nn.Module, data_dir: str | os.PathLike, layer: int | str):
         from audiossl.data.dataset import UtteranceDataset
+        from audiossl.models.ctc.model import CtcModel
 
         self.model = model.eval()
         self.dataset = UtteranceDataset(data_dir, model.input_kind, num_mel_bins=model.num_mel_bins,
                                         sample_rate=model.sample_rate)
         self.utterances = self.dataset.utterances
         self.index = {utt: i for i, utt in enumerate(self.utterances)}
+        if layer == POSTERIORS:
+            if not isinstance(model, CtcModel):
+                raise KMeansError(f"layer '{POSTERIORS}' needs a CTC model, not a {type(model).__name__}")
+            self.layer = layer
+            return
         hidden_states = len(model.hidden_sizes)
         if not -hidden_states <= layer < hidden_states:
             raise KMeansError(f"layer {layer} does not exist: the model has {hidden_states} hidden states")
@@ -100,8 +110,22 @@ class ModelLayerSource:
     @torch.no_grad()
     def __call__(self, utt: str) -> np.ndarray:
         _, inputs, _ = self.dataset[self.index[utt]]
-        hidden, _ = self.model.encode(inputs[None], torch.tensor([inputs.shape[0]]), num_layers=self.layer)
+        lengths = torch.tensor([inputs.shape[0]])
+        if self.layer == POSTERIORS:
+            log_probs, _ = self.model(inputs[None], lengths)
+            return log_probs[0].exp().numpy()
+        hidden, _ = self.model.encode(inputs[None], lengths, num_layers=self.layer)
         return hidden[self.layer][0].float().numpy()
+
+
+def parse_layer(text: str) -> int | str:
+    """A layer as given on a command line: an integer index or ``"posteriors"``."""
+    if text == POSTERIORS:
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"a layer is an integer or '{POSTERIORS}', not '{text}'") from None
 
 
 def checked_features(source: FeatureSource, utt: str, dim: int | None) -> np.ndarray:

@@ -6,6 +6,7 @@ that re-running skips finished stages, and that a training stage killed mid-way 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -207,7 +208,7 @@ def test_continued_pretraining_on_spanish_then_spanish_ctc(demo):
     tiny_run = "--set trainer.max_updates=2 --set trainer.valid_interval=1 --set trainer.save_interval=1 " \
                "--set trainer.batch_seconds=10"
     ssl = run([str(EGS / "ssl_es" / "run.sh"), "--english", str(english), "--data", str(data), "--exp", str(exp),
-               "--prepare-args", "--size tiny", "--init-layer", "1", "--kmeans1-clusters", "6",
+               "--prepare-args", "--size tiny", "--kmeans1-layer", "1", "--kmeans1-clusters", "6",
                "--kmeans-fit-utts", "10", "--keep-optimizer", "true", "--pretrain-args", tiny_run], demo)
     assert ssl.returncode == 0, ssl.stdout[-3000:] + ssl.stderr[-3000:]
     assert f"k-means 1 (6 clusters) on layer 1 of {english}" in ssl.stdout
@@ -229,6 +230,68 @@ def test_continued_pretraining_on_spanish_then_spanish_ctc(demo):
     letters = {c for line in (data / "train_10min_es/text").read_text().splitlines() for c in line.split(" ", 1)[1]}
     assert letters - {" "} <= set(ctc.tokenizer.tokens)  # Spanish letters
 
+
+def test_asr_derived_targets_then_a_vietasr_iteration(demo):
+    """ssl_es --setting asr_targets on the tiny Spanish set: k-means 1 on the token posteriors of the scratch CTC
+    model of the test above (GigaAM's HuBERT-CTC), HuBERT on them; one VietASR iteration (that model fine-tuned
+    with CTC, k-means 2 on the fine-tuned layer 1, iteration 2), both with chunkwise attention; asr_es fine-tunes
+    the result and decodes it with full context and in chunks of 2 frames."""
+    data, exp = demo / "data_es", demo / "exp_asr_targets"
+    ctc = demo / "exp_asr_es/ctc_scratch_train_10min_es/checkpoints/best.pt"
+    ssl = run([str(EGS / "ssl_es" / "run.sh"), "--setting", "asr_targets", "--data", str(data), "--exp", str(exp),
+               "--prepare-args", "--size tiny", "--kmeans1-model", str(ctc), "--kmeans1-layer", "posteriors",
+               "--kmeans1-clusters", "6", "--kmeans2-clusters", "6", "--kmeans2-layer", "1", "--kmeans-fit-utts", "10",
+               "--finetune-set", "train_10min_es", "--finetune-args", TINY_FINETUNE, "--pretrain-args", TINY_PRETRAIN],
+              demo)
+    assert ssl.returncode == 0, ssl.stdout[-3000:] + ssl.stderr[-3000:]
+    assert f"k-means 1 (6 clusters) on layer posteriors of {ctc}" in ssl.stdout
+    fit = (exp / "kmeans1/fit.log").read_text()
+    assert f"frames of dimension {len(audiossl.load_model(ctc).tokenizer.tokens)}" in fit   # one probability per token
+    finetuned = exp / "hubert_iter1/ctc/checkpoints/best.pt"
+    assert f"k-means 2 (6 clusters) on layer 1 of {finetuned}" in ssl.stdout
+    assert audiossl.load_model(finetuned).config.encoder_family == "hubert"
+    assert (exp / "hubert_iter2/.done").exists() and not (exp / "hubert_iter3").exists()
+    pretrained = audiossl.load_model(exp / "hubert_iter2/checkpoints/best.pt")
+    assert pretrained.config.encoder.dynamic_chunks == (4, 25)
+    asr = run([str(EGS / "asr_es" / "run.sh"), "--setting", "asr_targets", "--data", str(data),
+               "--exp", str(demo / "exp_asr_es_targets"), "--scratch-exp", str(demo / "exp_asr_es"),
+               "--pretrained", str(exp / "hubert_iter2/checkpoints/best.pt"), "--budgets", "train_10min_es",
+               "--test-sets", "test_es", "--lm-text", "", "--results", str(demo / "RESULTS_es.md"),
+               "--beam-size", "3", "--finetune-args", TINY_FINETUNE, "--chunk-frames", "2"], demo)
+    assert asr.returncode == 0, asr.stdout[-3000:] + asr.stderr[-3000:]
+    section = (demo / "RESULTS_es.md").read_text().split("## HuBERT on ASR-derived targets")[1]
+    assert "a latency of 40 ms for 2" in section and "| CER % | WER % | CER % chunks of 2 |" in section
+    assert "| train_10min_es | test_es | pretrained |" in section
+    scores = json.loads((demo / "exp_asr_es_targets/ctc_pretrained_train_10min_es/decode_test_es_chunk2/scores.json")
+                        .read_text())
+    assert scores["chunk_frames"] == 2 and scores["latency_s"] == 0.04
+
+def test_self_training_pseudo_labels_with_the_lm_and_fine_tunes_again(demo):
+    """asr_es --setting self_training: the continued test's fine-tuned model pseudo-labels the tiny train_unlab_es
+    with the Spanish LM (its dev weights), the more confident half joins train_10min_es, and both models train on it."""
+    data, exp = demo / "data_es", demo / "exp_asr_es_st"
+    asr = run([str(EGS / "asr_es" / "run.sh"), "--setting", "self_training", "--data", str(data), "--exp", str(exp),
+               "--pseudo-label-from", str(demo / "exp_asr_es"), "--pretrained",
+               str(demo / "exp_es/hubert_iter1/checkpoints/best.pt"), "--budgets", "train_10min_es",
+               "--test-sets", "test_es", "--lm-text", str(data / "local/lm_text_es.txt"), "--lm-weights", "1",
+               "--word-scores", "0", "--lm-beam-size", "20", "--results", str(demo / "RESULTS_es.md"),
+               "--beam-size", "3", "--finetune-args", TINY_FINETUNE], demo)
+    assert asr.returncode == 0, asr.stdout[-3000:] + asr.stderr[-3000:]
+    combined = DataDir.read(data / "train_10min_es_st_fbank")
+    labelled = DataDir.read(data / "train_10min_es_fbank")
+    report = json.loads((data / "train_10min_es_st_fbank/pseudo_labels.json").read_text())
+    unlabelled = set(DataDir.read(data / "train_unlab_es_fbank").utterances) - set(labelled.utterances)
+    usable = [label for label in report["labels"].values() if label["text"].strip() and label["confidence"] > -math.inf]
+    assert report["pseudo_labelled"] == len(unlabelled) and report["kept"] == min(round(len(unlabelled) / 2), len(usable))
+    assert len(combined.utterances) == len(labelled.utterances) + report["kept"]
+    kept = [utt for utt, label in report["labels"].items() if label["kept"]]
+    assert all(combined["text"][utt] == report["labels"][utt]["text"] for utt in kept)
+    assert "dropped_wer" in report   # the synthetic corpus knows the true texts
+    for init in ("pretrained", "scratch"):
+        log = (exp / f"ctc_{init}_train_10min_es/finetune.log").read_text()
+        assert f"{len(combined.utterances)} training utterances" in log
+    section = (demo / "RESULTS_es.md").read_text().split("## English HuBERT continued on Spanish, one round of self")[1]
+    assert "| train_10min_es | test_es | pretrained |" in section and "| train_10min_es | test_es | scratch |" in section
 
 def test_multilingual_pretraining_samples_batches_by_language(demo):
     """ssl_es --setting multilingual, iteration 1 on the tiny English + Spanish sets: one language per batch,

@@ -345,3 +345,41 @@ def test_too_short_input_is_an_error():
 
 def test_model_type():
     assert isinstance(build_hubert(HubertConfig.tiny()), HubertModel)
+
+
+def test_dynamic_chunks_are_configured_checked_and_chosen_at_inference():
+    """encoder.dynamic_chunks builds a chunk-drawing transformer; set_attention_chunk fixes the chunk for
+    inference (a CTC model passes it to its encoder); bad ranges and a Mamba encoder are refused by name."""
+    from audiossl.models.ctc.factory import ctc_over_encoder
+    from audiossl.text.tokenizer import build_tokenizer
+
+    config = HubertConfig.tiny("fbank")
+    config.encoder.dynamic_chunks = [2, 6]
+    config = HubertConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert config.encoder.dynamic_chunks == (2, 6)
+    torch.manual_seed(0)
+    model = build_hubert(config)
+    chunks = model.encoder.chunks
+    assert (chunks.min_frames, chunks.max_frames, chunks.full_context_prob) == (2, 6, 0.5)
+    inputs, lengths = model_inputs(model, *batch(lengths=(16000, 9000)))
+    out = model(inputs, lengths, random_targets(model, lengths, config.num_classes), torch.Generator().manual_seed(0))
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    ctc = ctc_over_encoder(model.encoder_only(), build_tokenizer("char", ["AB C"], None), {}, copy_weights=True).eval()
+    with torch.no_grad():
+        full, _ = ctc(inputs, lengths)
+        chunked, _ = ctc.set_attention_chunk(5)(inputs, lengths)
+        again, _ = ctc.set_attention_chunk(None)(inputs, lengths)
+    assert not torch.allclose(full, chunked) and torch.equal(full, again)
+    for bad, message in (([3], "dynamic_chunks must be"), ([5, 2], "dynamic_chunks must be")):
+        broken = HubertConfig.tiny()
+        broken.encoder.dynamic_chunks = bad
+        with pytest.raises(ValueError, match=message):
+            broken.validate()
+    mamba = HubertConfig.tiny()
+    mamba.encoder.kind, mamba.encoder.dynamic_chunks = "bimamba", (2, 4)
+    with pytest.raises(ValueError, match="dynamic_chunks .* needs a transformer encoder"):
+        mamba.validate()
+    mamba.encoder.dynamic_chunks = ()
+    with pytest.raises(ValueError, match="chunkwise attention needs a transformer encoder"):
+        build_hubert(mamba).set_attention_chunk(4)

@@ -7,10 +7,12 @@ from torch import nn
 from audiossl.nn.transformer import (
     AlibiPositionBias,
     ConvPositionalEmbedding,
+    DynamicChunks,
     EncoderLayer,
     FeedForward,
     SelfAttention,
     TransformerEncoder,
+    chunk_mask,
     init_bert_params,
 )
 
@@ -163,3 +165,59 @@ def test_layer_drop_only_in_training_with_a_generator():
     assert not any(torch.equal(kept[i], kept[i + 1]) for i in range(6))
     for s, t in zip(kept, no_generator):
         torch.testing.assert_close(s, t)
+
+
+def test_chunk_mask_gives_full_left_context_and_no_look_ahead():
+    expected = torch.tensor([[1, 1, 0, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 1, 0], [1, 1, 1, 1, 0], [1, 1, 1, 1, 1]])
+    assert torch.equal(chunk_mask(5, 2), expected.bool())
+    assert torch.equal(chunk_mask(4, 1), torch.ones(4, 4).tril().bool())   # chunks of one frame: causal
+
+
+@pytest.mark.parametrize("layer_norm_first", [False, True])
+def test_chunked_encoder_never_sees_a_later_chunk(layer_norm_first):
+    """With chunk_frames c, changing the frames after chunk k changes no output of chunks 0..k (the
+    positional convolution included), at every layer; full context does see them."""
+    torch.manual_seed(0)
+    enc = make_encoder(layer_norm_first=layer_norm_first, kernel=8).eval()
+    x = torch.randn(1, 17, DIM)
+    later = x.clone()
+    later[:, 10:] = torch.randn(1, 7, DIM)   # chunk size 5: chunks 0 and 1 are frames 0..9
+    mask = padding_mask([17], 17)
+    enc.chunk_frames = 5
+    for a, b in zip(enc(x, mask), enc(later, mask)):
+        torch.testing.assert_close(a[:, :10], b[:, :10])
+        assert not torch.allclose(a[:, 10:], b[:, 10:])
+    enc.chunk_frames = None
+    assert not torch.allclose(enc(x, mask)[-1][:, :10], enc(later, mask)[-1][:, :10])
+
+
+def test_chunked_encoder_padding_invariance():
+    torch.manual_seed(0)
+    enc = make_encoder().eval()
+    enc.chunk_frames = 4
+    short = torch.randn(1, 9, DIM)
+    batch = torch.randn(2, 20, DIM)
+    batch[0, :9] = short[0]
+    batch[0, 9:] = 50.0
+    for s, a in zip(enc(batch, padding_mask([9, 20], 20)), enc(short, padding_mask([9], 9))):
+        torch.testing.assert_close(s[0, :9], a[0], atol=1e-4, rtol=1e-4)
+
+
+def test_dynamic_chunks_are_drawn_per_training_batch_from_the_generator():
+    chunks = DynamicChunks(2, 6, full_context_prob=0.25)
+    draws = [chunks.draw(torch.Generator().manual_seed(seed)) for seed in range(400)]
+    assert draws == [chunks.draw(torch.Generator().manual_seed(seed)) for seed in range(400)]
+    sizes = [d for d in draws if d is not None]
+    assert set(sizes) == {2, 3, 4, 5, 6} and 0.18 < draws.count(None) / len(draws) < 0.32
+    torch.manual_seed(0)
+    enc = make_encoder(p=0.0)
+    enc.chunks = DynamicChunks(3, 3, full_context_prob=0.0)
+    x, mask = torch.randn(1, 12, DIM), padding_mask([12], 12)
+    enc.eval()
+    full = enc(x, mask, torch.Generator())[-1]
+    enc.chunk_frames = 3
+    chunked = enc(x, mask)[-1]
+    enc.chunk_frames = None
+    enc.train()
+    torch.testing.assert_close(enc(x, mask, torch.Generator())[-1], chunked)   # training draws the chunk
+    torch.testing.assert_close(enc(x, mask)[-1], full)                        # no generator: full context

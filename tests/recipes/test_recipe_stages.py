@@ -88,6 +88,25 @@ def test_kmeans_targets_pretrain_on_each_iterations_labels(egs):
     assert "--init exp/hubert_iter1/checkpoints/best.pt" in iter2 and iter2.endswith(" exp/hubert_iter2")
 
 
+def test_asr_biased_iterations_fine_tune_each_model_before_clustering_it(egs):
+    """--iterations 3 --finetune-set S (VietASR): iteration 3's k-means clusters iteration 2's model once
+    CTC fine-tuned on S; iteration 3 pretrains from iteration 2 on those labels (stages 6 and 7)."""
+    for made in ("exp/hubert_iter2/ctc", "exp/hubert_iter3", "exp/kmeans3"):   # what training would make
+        (egs / made).mkdir(parents=True)
+    (egs / "exp/kmeans3/.done").touch()   # k-means itself needs the fine-tuned model that echo does not make
+    out = ssl(egs, "--stage", "6", "--targets", "kmeans", "--iterations", "3", "--finetune-set", "dev",
+              "--kmeans2-clusters", "9", "--launcher", "echo").stdout
+    finetune = [line for line in out.splitlines() if line.startswith("-m audiossl.bin.finetune_ctc ")]
+    assert finetune == ["-m audiossl.bin.finetune_ctc --config conf/finetune.yaml --init exp/hubert_iter2/checkpoints/best.pt "
+                        "--train-data data/dev_fbank --valid-data data/dev_fbank exp/hubert_iter2/ctc"]
+    assert "stage 6: k-means 3 (9 clusters) on layer 4 of exp/hubert_iter2/ctc/checkpoints/best.pt: already done" in out
+    [iter3] = pretrain_commands(out)
+    assert "--set model.set.num_classes=9 --train-labels exp/kmeans3/train_unlab.labels" in iter3
+    assert "--init exp/hubert_iter2/checkpoints/best.pt" in iter3 and iter3.endswith(" exp/hubert_iter3")
+    assert (egs / "exp/hubert_iter2/ctc/.done").exists() and (egs / "exp/hubert_iter3/.done").exists()
+    assert not (egs / "exp/hubert_iter4").exists()
+
+
 def test_targets_default_to_the_familys_own(egs):
     pytest.importorskip("audiossl.bin.models")
     (egs / "exp/hubert_iter1").mkdir(parents=True)

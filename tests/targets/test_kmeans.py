@@ -13,8 +13,8 @@ from sklearn.metrics import adjusted_rand_score
 from audiossl.bin import kmeans as cli
 from audiossl.data.kaldi_dir import DataDir, read_table, split_data_dir
 from audiossl.features.kaldi import add_deltas
-from audiossl.targets.kmeans import (KMeansError, KMeansModel, ScpFeatureSource, apply_kmeans,
-                                     sample_frames)
+from audiossl.targets.kmeans import (KMeansError, KMeansModel, ModelLayerSource, ScpFeatureSource, apply_kmeans,
+                                     parse_layer, sample_frames)
 from audiossl.targets.labels import read_labels
 
 FAST = dict(batch_size=1024, max_iter=20, n_init=3, max_no_improvement=20)
@@ -252,3 +252,32 @@ def test_cli_errors(tmp_path, capsys):
     assert run_cli(capsys, "apply", "--deltas", 2, model, data, tmp_path / "l.txt")[0] == 0
     code, err = run_cli(capsys, "merge", "--utt2num-frames", short, tmp_path / "m.txt", tmp_path / "l.txt")
     assert code == 1 and "'spk0-utt2' has" in err and "m.txt" in err
+
+
+def test_model_layer_source_reads_hidden_states_or_ctc_posteriors(tmp_path):
+    """A layer of a CTC model's encoder, or its token posteriors ('posteriors'), per utterance of a data dir."""
+    import soundfile
+
+    from audiossl.models.ctc.factory import ctc_over_encoder
+    from audiossl.models.wav2vec2 import Wav2Vec2Config, build_wav2vec2
+    from audiossl.text.tokenizer import build_tokenizer
+
+    torch.manual_seed(0)
+    encoder = build_wav2vec2(Wav2Vec2Config.tiny()).encoder_only()
+    ctc = ctc_over_encoder(encoder, build_tokenizer("char", ["AB C"], None), {}, copy_weights=True)
+    wav = tmp_path / "a.wav"
+    soundfile.write(wav, np.random.default_rng(0).normal(0, 0.1, 8000).astype(np.float32), 16000)
+    DataDir({"wav.scp": {"u1": str(wav)}, "utt2spk": {"u1": "s"}}).write(tmp_path / "d")
+
+    posteriors = ModelLayerSource(ctc, tmp_path / "d", parse_layer("posteriors"))("u1")
+    with torch.no_grad():
+        log_probs, frames = ctc.eval()(torch.from_numpy(soundfile.read(wav, dtype="float32")[0])[None], torch.tensor([8000]))
+    assert posteriors.shape == (int(frames[0]), ctc.tokenizer.vocab_size)
+    np.testing.assert_allclose(posteriors, log_probs[0].exp().numpy(), atol=1e-6)
+    np.testing.assert_allclose(posteriors.sum(1), 1.0, atol=1e-5)
+    hidden = ModelLayerSource(ctc, tmp_path / "d", parse_layer("-1"))("u1")
+    assert hidden.shape == (int(frames[0]), ctc.hidden_sizes[-1])
+    with pytest.raises(KMeansError, match="'posteriors' needs a CTC model, not a Wav2Vec2Model"):
+        ModelLayerSource(encoder, tmp_path / "d", "posteriors")
+    with pytest.raises(ValueError, match="an integer or 'posteriors', not 'top'"):
+        parse_layer("top")

@@ -65,6 +65,10 @@ class CtcModel(SpeechEncoder):
     def attention_weights(self, inputs: Tensor, lengths: Tensor) -> tuple[list[Tensor], Tensor]:
         return self.encoder.attention_weights(inputs, lengths)
 
+    def set_attention_chunk(self, frames: int | None) -> CtcModel:
+        self.encoder.set_attention_chunk(frames)
+        return self
+
     def encoder_only(self) -> SpeechEncoder:
         """The fine-tuned encoder, without the CTC head (e.g. to fine-tune it again)."""
         return self.encoder

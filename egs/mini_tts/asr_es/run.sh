@@ -7,6 +7,11 @@
 #   ./run.sh --setting english       the English HuBERT of ../ssl fine-tuned directly
 #   ./run.sh --setting spanish       the Spanish-only HuBERT (../ssl_es/run.sh --setting spanish)
 #   ./run.sh --setting multilingual  the English + Spanish HuBERT (../ssl_es/run.sh --setting multilingual)
+#   ./run.sh --setting self_training the continued HuBERT again, one round of self-training: the models of ./run.sh
+#                                    pseudo-label train_unlab_es with the LM, the more confident half joins the labels
+#   ./run.sh --setting asr_targets   the HuBERT pretrained on ASR-derived targets with chunkwise attention
+#                                    (../ssl_es/run.sh --setting asr_targets, after this recipe's scratch control:
+#                                    run any setting first), also decoded in chunks of 10 and 25 frames (streaming)
 # Other options: ../../../recipes/asr.sh --help
 cd "$(dirname "$0")"
 set -euo pipefail
@@ -27,7 +32,14 @@ case $setting in
                   --results-section "Spanish-only HuBERT (conf/finetune.yaml)") ;;
   multilingual) model=(--pretrained ../ssl_es/exp_multilingual/hubert_iter2/checkpoints/best.pt --exp exp_multilingual
                        --scratch-exp exp --results-section "English + Spanish HuBERT (conf/finetune.yaml)") ;;
-  *) echo "$0: --setting is continued, english, spanish or multilingual, not '$setting'" >&2; exit 1 ;;
+  self_training) model=(--pretrained ../ssl_es/exp_continued/hubert_iter1/checkpoints/best.pt --exp exp_self_training
+                        --pseudo-label-from exp --unlabelled-set train_unlab_es
+                        --results-section "English HuBERT continued on Spanish, one round of self-training (conf/finetune.yaml)") ;;
+  asr_targets) model=(--pretrained ../ssl_es/exp_asr_targets/hubert_iter2/checkpoints/best.pt --exp exp_asr_targets
+                      --scratch-exp exp --chunk-frames "10 25"
+                      --results-section "HuBERT on ASR-derived targets, two iterations (conf/finetune.yaml)") ;;
+  *) echo "$0: --setting is continued, english, spanish, multilingual, self_training or asr_targets, not '$setting'" >&2
+     exit 1 ;;
 esac
 exec ../../../recipes/asr.sh \
   --data ../ssl_es/data --budgets "train_10min_es train_1h_es" --dev-set dev_es --test-sets "test_es test_unseen_es" \

@@ -1,0 +1,57 @@
+"""Self-training: pseudo-label confidences, the kept ones, and the combined training data dir."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from audiossl.data.kaldi_dir import DataDir, DataDirError
+from audiossl.errors import ConfigError
+from audiossl.models.ctc.factory import ctc_over_encoder
+from audiossl.models.wav2vec2 import Wav2Vec2Config, build_wav2vec2
+from audiossl.tasks.self_training import PseudoLabel, keep_confident, pseudo_labels, with_pseudo_labels
+from audiossl.text.tokenizer import build_tokenizer
+
+
+def test_confidence_is_the_ctc_log_probability_per_frame_of_the_decoded_text():
+    torch.manual_seed(0)
+    model = ctc_over_encoder(build_wav2vec2(Wav2Vec2Config.tiny()).encoder_only(),
+                             build_tokenizer("char", ["AB BA"], None), {}, copy_weights=True)
+    vocab = model.tokenizer.vocab_size
+    log_probs = torch.randn(2, 6, vocab).log_softmax(-1)
+    frames = torch.tensor([6, 4])
+    texts = {"u1": "AB", "u2": "ABABABAB"}   # u2: more tokens than frames, no alignment
+    labels = pseudo_labels(model, [(["u1", "u2"], log_probs, frames)], lambda lp, fr: [texts["u1"], texts["u2"]])
+    ids = torch.tensor(model.tokenizer.encode("AB"))
+    nll = torch.nn.functional.ctc_loss(log_probs[0, :, None], ids[None], frames[:1], torch.tensor([2]), reduction="sum")
+    assert labels["u1"] == PseudoLabel("AB", pytest.approx(-float(nll) / 6))
+    assert labels["u2"].confidence == -math.inf
+    empty = pseudo_labels(model, [(["u3"], log_probs[:1], frames[:1])], lambda lp, fr: [""])
+    assert empty["u3"].confidence == -math.inf
+
+
+def test_keep_confident_by_threshold_or_fraction():
+    labels = {f"u{i}": PseudoLabel("A", -0.1 * i) for i in range(1, 6)}
+    labels["u0"] = PseudoLabel(" ", 0.0)            # empty text: never kept
+    labels["u9"] = PseudoLabel("A", -math.inf)
+    assert sorted(keep_confident(labels, min_confidence=-0.25)) == ["u1", "u2"]
+    assert sorted(keep_confident(labels, keep_fraction=0.5)) == ["u1", "u2", "u3", "u4"]   # half of all 7, rounded
+    with pytest.raises(ConfigError, match="one of the two"):
+        keep_confident(labels)
+    with pytest.raises(ConfigError, match=r"in \(0, 1\]"):
+        keep_confident(labels, keep_fraction=1.5)
+
+
+def test_with_pseudo_labels_adds_the_kept_utterances_with_their_texts():
+    labelled = DataDir({"utt2spk": {"a1": "s1"}, "feats.scp": {"a1": "f.ark:1"}, "text": {"a1": "AB"},
+                        "cmvn.scp": {"s1": "c.ark:1"}})
+    unlabelled = DataDir({"utt2spk": {"b1": "s1", "b2": "s2"}, "feats.scp": {"b1": "g.ark:1", "b2": "g.ark:9"},
+                          "text": {"b1": "TRUE", "b2": "TRUE"}, "cmvn.scp": {"s1": "d.ark:1", "s2": "d.ark:5"}})
+    combined = with_pseudo_labels(labelled, unlabelled, {"b2": PseudoLabel("BA", -0.25)}, "out")
+    assert combined["text"] == {"a1": "AB", "b2": "BA"} and combined["feats.scp"] == {"a1": "f.ark:1", "b2": "g.ark:9"}
+    assert combined["utt2confidence"] == {"a1": "0", "b2": "-0.2500"} and "cmvn.scp" not in combined
+    with pytest.raises(DataDirError, match="'a1' is labelled already"):
+        with_pseudo_labels(labelled, labelled, {"a1": PseudoLabel("X", 0.0)}, "out")
+    with pytest.raises(DataDirError, match="'c1', which the unlabelled set does not have"):
+        with_pseudo_labels(labelled, unlabelled, {"c1": PseudoLabel("X", 0.0)}, "out")
