@@ -7,6 +7,7 @@
     python -m audiossl.bin.data_dir combine <dest> <src>...
     python -m audiossl.bin.data_dir split [--per-utt] <data-dir> <num-parts>
     python -m audiossl.bin.data_dir spk2utt < utt2spk > spk2utt
+    python -m audiossl.bin.data_dir shift --domain noisy|radio [--seed S] [--nj N] <src> <dest> <audio-dir>
 """
 from __future__ import annotations
 
@@ -76,6 +77,15 @@ def main(argv=None) -> int:
     p.add_argument("num_parts", type=int)
 
     sub.add_parser("spk2utt", help="utt2spk on stdin to spk2utt on stdout")
+
+    p = sub.add_parser("shift", help="a copy in another acoustic domain (audiossl.corpora.domains): its audio "
+                       "written under <audio-dir>/<domain>/, utterances renamed <utt>-<domain>")
+    p.add_argument("--domain", required=True, help="noisy or radio")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--nj", type=int, default=2, help="utterances made at once")
+    p.add_argument("src")
+    p.add_argument("dest")
+    p.add_argument("audio_dir")
     args = parser.parse_args(argv)
 
     try:
@@ -115,6 +125,12 @@ def main(argv=None) -> int:
             root = Path(args.data_dir) / f"split{args.num_parts}{'utt' if args.per_utt else ''}"
             for index, part in enumerate(split_data_dir(data, args.num_parts, per_speaker=not args.per_utt), 1):
                 part.write(root / str(index))
+        elif args.command == "shift":
+            from audiossl.corpora.domains import shift_domain   # numpy, scipy: not for the other commands
+
+            shifted = shift_domain(args.src, args.dest, args.audio_dir, args.domain, args.seed, args.nj,
+                                   progress=sys.stderr.isatty())
+            print(f"{args.dest}: {len(shifted.utterances)} utterances, {args.domain}", file=sys.stderr)
         elif args.command == "spk2utt":
             for spk, utts in spk2utt_from_utt2spk(_read_utt2spk(sys.stdin)).items():
                 print(spk, utts)

@@ -163,11 +163,11 @@ def with_noise(clip: np.ndarray, speech_rms: float, noise: np.ndarray, snr_db: f
 
 
 def write_wav(path: Path, samples: np.ndarray) -> None:
-    """Write 16 kHz mono 16-bit ``samples`` (in [-1, 1]) atomically."""
+    """Write 16 kHz mono 16-bit ``samples`` (in [-1, 1]; beyond it clipped, never wrapped) atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as part:
-        soundfile.write(str(part), np.round(samples * 32767).astype("<i2"), SAMPLE_RATE, subtype="PCM_16",
-                        format="WAV")
+        soundfile.write(str(part), np.round(np.clip(samples, -1.0, 1.0) * 32767).astype("<i2"), SAMPLE_RATE,
+                        subtype="PCM_16", format="WAV")
 
 
 def render_all(jobs: dict[str, Callable[[], None]], num_workers: int, progress: bool, desc: str) -> dict[str, str]:

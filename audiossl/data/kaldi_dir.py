@@ -246,11 +246,12 @@ def fix_data_dir(path: str | os.PathLike) -> list[Problem]:
 
 
 def combine_data_dirs(sources) -> DataDir:
-    """Concatenate data dirs; a key present in two sources is an error naming both."""
+    """Concatenate data dirs; a key present in two sources with two values is an error naming both
+    (``spk2utt`` is not compared: it is made anew from ``utt2spk``, so a speaker may be in several)."""
     out: dict[str, dict[str, str]] = {}
     origin: dict[tuple[str, str], str] = {}
     parts = [(str(src), DataDir.read(src)) for src in sources]
-    common = set.intersection(*(set(d.tables) for _, d in parts)) if parts else set()
+    common = set.intersection(*(set(d.tables) for _, d in parts)) - {"spk2utt"} if parts else set()
     for src, data in parts:
         for name in common:
             table = out.setdefault(name, {})

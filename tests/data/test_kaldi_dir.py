@@ -141,6 +141,10 @@ def test_combine_and_conflict(tmp_path, data_dir, segments_dir):
     subset_utterances(data, utt_list=["spkB-u3", "spkB-u4"]).write(tmp_path / "b")
     combined = combine_data_dirs([tmp_path / "a", tmp_path / "b"])
     assert combined.utterances == ["spkA-u1", "spkB-u3", "spkB-u4"]
+    subset_utterances(data, utt_list=["spkB-u3"]).write(tmp_path / "b3")   # one speaker in two sources
+    subset_utterances(data, utt_list=["spkB-u4"]).write(tmp_path / "b4")
+    combine_data_dirs([tmp_path / "b3", tmp_path / "b4"]).write(tmp_path / "b34")
+    assert DataDir.read(tmp_path / "b34")["spk2utt"] == {"spkB": "spkB-u3 spkB-u4"}
     shutil.copytree(tmp_path / "b", tmp_path / "c")
     write_table(tmp_path / "c" / "text", {"spkB-u3": "OTHER", "spkB-u4": "EIGHT K"})
     with pytest.raises(DataDirError, match="key 'spkB-u3' also in"):
