@@ -25,7 +25,7 @@ from audiossl.audio import SAMPLE_RATE, AudioError, load_entry, resample
 from audiossl.corpora.keywords import (background, load_noise_sources, noise_kinds, render_all, rms, with_noise,
                                        write_wav)
 from audiossl.corpora.noise import MAX_PEAK, NoiseSources
-from audiossl.data.kaldi_dir import UTT_TABLES, DataDir, DataDirError
+from audiossl.data.kaldi_dir import FEATURE_TABLES, UTT_TABLES, DataDir, DataDirError
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,6 @@ RADIO_RATE = 8000
 RADIO_BAND_HZ = (300.0, 3400.0)
 RADIO_DRIVE_DB = (6.0, 12.0)
 RADIO_HISS_DB = (25.0, 35.0)
-DERIVED_TABLES = ("wav.scp", "segments", "feats.scp", "cmvn.scp", "utt2num_frames", "reco2dur")  # not carried over
 
 
 def utterance_rng(seed: int, domain: str, utt: str) -> np.random.Generator:
@@ -93,7 +92,7 @@ def shift_domain(source_dir: str | os.PathLike, out_dir: str | os.PathLike, audi
     render_all(todo, num_workers, progress, f"{domain} copy of {Path(source_dir).name}")
     renamed = {utt: f"{utt}-{domain}" for utt in source.utterances}
     tables = {name: {renamed[utt]: value for utt, value in table.items() if utt in renamed}
-              for name, table in source.tables.items() if name in UTT_TABLES and name not in DERIVED_TABLES}
+              for name, table in source.tables.items() if name in UTT_TABLES and name not in FEATURE_TABLES}
     tables["wav.scp"] = {renamed[utt]: str(path.resolve()) for utt, path in paths.items()}
     shifted_dir = DataDir(tables)
     shifted_dir.write(out_dir)

@@ -16,7 +16,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from audiossl.checkpoint import CheckpointError, load_checkpoint, load_model
+from audiossl.checkpoint import CheckpointError, load_checkpoint
 from audiossl.errors import UserError
 
 CAVEAT = ("The corpus is synthesized by Debian's speech engines (flat prosody, few genuinely different voices): "
@@ -130,11 +130,13 @@ def ctc_results_lines(exp: str | Path, scratch_exp: str | Path, budgets: Sequenc
         lines.append(lm_description(lm_dir, {key: path / f"decode_{dev_set}_{lm_dir.name}"
                                              for key, path in model_dir.items()}))
     chunk_columns = "".join(f" CER % chunks of {n} |" for n in chunk_frames), "---:|" * len(chunk_frames)
-    if chunk_frames:
-        rate = load_model(pretrained).frame_rate
+    if chunk_frames:  # the latency each streaming decode states in its scores.json
+        first = model_dir[budgets[0], INITS[0]]
+        latency = {n: read_json(first / f"decode_{test_sets[0]}_chunk{n}" / "scores.json", "latency_s")["latency_s"]
+                   for n in chunk_frames}
         lines.append("Streaming columns: the same network decoded with attention within chunks of N frames (full "
                      "left context, no look-ahead past the chunk): a latency of "
-                     + ", ".join(f"{1000 * n / rate:.0f} ms for {n}" for n in chunk_frames) + ".")
+                     + ", ".join(f"{1000 * latency[n]:.0f} ms for {n}" for n in chunk_frames) + ".")
     lines += [
         "",
         f"| labelled data | test set | encoder | CER % | WER % |{lm_columns[0]}{chunk_columns[0]} updates | chosen update "
