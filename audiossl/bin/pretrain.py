@@ -26,7 +26,9 @@ class count), or is left out. A new optimizer and schedule start from update 0 u
 --keep-optimizer (an audiossl training checkpoint's AdamW moments and schedule position).
 With trainer.language_alpha (multilingual pretraining, as XLS-R and WavLabLM), each batch holds one
 language (utt2lang), drawn with probability proportional to its amount of audio to the power alpha,
-and every logged figure is also given per language (<figure>@<language>).
+and every logged figure is also given per language (<figure>@<language>). trainer.language_stages
+changes alpha and the mix (a weight per language) at set updates, as WavLabLM's stages:
+  language_stages: [{alpha: 1.0, updates: 600}, {alpha: 0.3, weights: {es: 2.0}}]
 Re-running continues from <exp-dir>/checkpoints/last.pt. Works under torchrun (one process per rank).
 """
 from __future__ import annotations
@@ -95,7 +97,7 @@ def main(argv=None) -> int:
                      f"from {args.init}" if args.init else run["model"].get("size"),
                      sum(p.numel() for p in model.parameters()) / 1e6, len(train))
         languages = None  # with language sampling, figures per language too
-        if config.language_alpha is not None:
+        if config.language_alpha is not None or config.language_stages:
             languages = {utt: lang for data in (train, valid) if data for utt, lang in zip(data.utterances,
                                                                                       data.languages())}
         trainer = Trainer(PretrainingTask(model, languages), model, train, valid, config, args.exp_dir,

@@ -239,10 +239,13 @@ class LanguageBatchSampler:
         lengths, max_frames, seed, shuffle, rank, world_size, max_batch_size: as :class:`BucketBatchSampler`.
         languages: the language of each item.
         alpha: the sampling temperature's exponent.
+        weights: optional factor per language on ``n_l^alpha`` (the data mix; 0 leaves a language out,
+            an unnamed language keeps 1).
     """
 
     def __init__(self, lengths, languages: Sequence[str], max_frames: int, alpha: float, seed: int = 0,
-                 shuffle: bool = True, rank: int = 0, world_size: int = 1, max_batch_size: int | None = None):
+                 shuffle: bool = True, rank: int = 0, world_size: int = 1, max_batch_size: int | None = None,
+                 weights: dict[str, float] | None = None):
         self.max_frames = max_frames
         self.seed = seed
         self.shuffle = shuffle
@@ -256,8 +259,14 @@ class LanguageBatchSampler:
                         for k, (lang, items) in enumerate(self.items.items())}
         amounts = torch.tensor([float(sum(lengths[i] for i in items)) for items in self.items.values()],
                                dtype=torch.float64)
-        weights = amounts ** alpha
-        self.probabilities = dict(zip(self.items, (weights / weights.sum()).tolist()))
+        unknown = sorted(set(weights or {}) - set(self.items))
+        if unknown:
+            raise ValueError(f"language weights name {unknown}, which the data does not have ({sorted(self.items)})")
+        mix = amounts ** alpha * torch.tensor([float((weights or {}).get(lang, 1.0)) for lang in self.items],
+                                              dtype=torch.float64)
+        if not mix.sum() > 0:
+            raise ValueError(f"language weights {weights} leave no language to draw from")
+        self.probabilities = dict(zip(self.items, (mix / mix.sum()).tolist()))
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
         """This rank's batches of ``epoch`` (lists of item indices), in order."""

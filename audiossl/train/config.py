@@ -9,7 +9,7 @@ import yaml
 
 from audiossl.errors import ConfigError
 from audiossl.train.schedules import ScheduleConfig
-from audiossl.train.trainer import TrainerConfig
+from audiossl.train.trainer import LanguageStage, TrainerConfig
 
 
 def load_run_config(path: str | os.PathLike | None, overrides=()) -> dict[str, Any]:
@@ -61,11 +61,33 @@ def trainer_config(values: dict[str, Any] | None) -> TrainerConfig:
     """A :class:`TrainerConfig` from the ``trainer`` section; the schedule's length follows ``max_updates``."""
     values = dict(values or {})
     schedule = _fill(ScheduleConfig, dict(values.pop("schedule", {}) or {}), "trainer.schedule")
+    stages = values.pop("language_stages", None)
     config = _fill(TrainerConfig, values, "trainer")
+    if stages is not None:
+        config.language_stages = language_stages(stages, config)
     config.schedule = dataclasses.replace(schedule, total_updates=config.max_updates)
     if isinstance(config.betas, list):
         config.betas = tuple(config.betas)
     return config
+
+
+def language_stages(stages, config: TrainerConfig) -> list[LanguageStage]:
+    """``trainer.language_stages``: each stage but the last with its ``updates``, all within ``max_updates``."""
+    where = "trainer.language_stages"
+    if config.language_alpha is not None:
+        raise ConfigError(f"{where} and trainer.language_alpha are both set; language_alpha is one stage's alpha")
+    if not isinstance(stages, list) or not stages or not all(isinstance(stage, dict) for stage in stages):
+        raise ConfigError(f"{where}: expected a list of stages such as {{alpha: 1.0, updates: 500}}, got {stages!r}")
+    parsed = [_fill(LanguageStage, stage, f"{where}[{i}]") for i, stage in enumerate(stages)]
+    end = 0
+    for i, stage in enumerate(parsed[:-1]):
+        if not isinstance(stage.updates, int) or stage.updates <= 0:
+            raise ConfigError(f"{where}[{i}]: a stage before the last needs its length, updates: N > 0")
+        end += stage.updates
+    if end >= config.max_updates:
+        raise ConfigError(f"{where}: the stages before the last end at update {end}, not before max_updates "
+                          f"{config.max_updates}: the last stage would never run")
+    return parsed
 
 
 def save_run_config(run: dict[str, Any], cli_args, exp_dir: str | os.PathLike) -> None:

@@ -52,6 +52,19 @@ class TrainingError(UserError, RuntimeError):
 
 
 @dataclass
+class LanguageStage:
+    """A stretch of training whose batches draw their language with ``p_l ∝ weight_l · n_l^alpha``.
+
+    ``updates``: the stage's length (the last stage runs to ``max_updates`` and may leave it out);
+    ``weights``: the data mix, a factor per language (default 1; 0 leaves a language out).
+    """
+
+    alpha: float = 1.0
+    updates: int | None = None
+    weights: dict[str, float] | None = None
+
+
+@dataclass
 class TrainerConfig:
     """Optimisation and bookkeeping. ``batch_seconds`` is padded audio per batch per rank."""
 
@@ -59,6 +72,7 @@ class TrainerConfig:
     batch_seconds: float = 160.0
     max_batch_size: int | None = None
     language_alpha: float | None = None  # one language per batch, drawn with p ∝ amount^alpha (utt2lang); None: any mix
+    language_stages: list[LanguageStage] | None = None  # stage-wise alpha and mix (WavLabLM); language_alpha's stead
     accum_steps: int = 1
     lr: float = 5e-4
     weight_decay: float = 0.01
@@ -112,6 +126,10 @@ class Trainer:
         transforms = Compose([] if batch_transform is None else [batch_transform])
         self.train_transform = transforms.active(training=True)
         self.valid_transform = transforms.active(training=False)
+        if config.language_alpha is not None:
+            self.language_stages = [LanguageStage(config.language_alpha)]
+        else:
+            self.language_stages = list(config.language_stages or [])
         self.sampler = self._sampler(train_set, shuffle=True)
         params = self.model.parameters() if parameter_groups is None else parameter_groups
         self.optimizer = torch.optim.AdamW(params, lr=config.lr, betas=tuple(config.betas),
@@ -125,7 +143,7 @@ class Trainer:
         self.higher_is_better = task.higher_is_better
         self.state = {"update": 0, "epoch": 0, "batch_index": 0,
                       "best_score": -math.inf if self.higher_is_better else math.inf, "bad_updates": 0,
-                      "train_seconds": 0.0}
+                      "train_seconds": 0.0, "language_stage": 0}
         self.saved_update: int | None = None  # update of the newest checkpoint in ckpt_dir
         self.ddp_model: nn.Module = self.model
         if self.info.world_size > 1:
@@ -133,17 +151,46 @@ class Trainer:
             self.ddp_model = DistributedDataParallel(self.model, device_ids=device_ids,
                                                      find_unused_parameters=task.find_unused_parameters)
 
-    def _sampler(self, data: UtteranceDataset, shuffle: bool) -> BucketBatchSampler | LanguageBatchSampler:
+    def _sampler(self, data: UtteranceDataset, shuffle: bool, stage: int = 0) -> BucketBatchSampler | LanguageBatchSampler:
         """Training batches (shuffled, this rank's share) or validation batches (every one, in order): of one
-        language each, with ``language_alpha``."""
+        language each, drawn as language stage ``stage`` says, when there are language stages."""
         config = self.config
         max_frames = int(config.batch_seconds * input_rate(data))
         rank, world_size = (self.info.rank, self.info.world_size) if shuffle else (0, 1)
-        if config.language_alpha is None:
+        if not self.language_stages:
             return BucketBatchSampler(data.lengths, max_frames, config.seed, shuffle, rank, world_size,
                                       config.max_batch_size)
-        return LanguageBatchSampler(data.lengths, data.languages(), max_frames, config.language_alpha, config.seed,
-                                    shuffle, rank, world_size, config.max_batch_size)
+        mix = self.language_stages[stage]
+        try:
+            return LanguageBatchSampler(data.lengths, data.languages(), max_frames, mix.alpha, config.seed, shuffle,
+                                        rank, world_size, config.max_batch_size, mix.weights)
+        except ValueError as err:
+            raise TrainingError(f"trainer.language_stages[{stage}]: {err}") from None
+
+    def _language_stage_at(self, update: int) -> int:
+        """Index of the language stage that update ``update + 1`` belongs to."""
+        end = 0
+        for index, stage in enumerate(self.language_stages[:-1]):
+            end += stage.updates
+            if update < end:
+                return index
+        return max(len(self.language_stages) - 1, 0)
+
+    def _enter_language_stage(self, stage: int) -> None:
+        """Switch the training batches to language stage ``stage``, from a new epoch."""
+        self.state.update(language_stage=stage, epoch=self.state["epoch"] + 1, batch_index=0)
+        self.sampler = self._sampler(self.train_set, shuffle=True, stage=stage)
+        self._log_language_mix()
+
+    def _log_language_mix(self) -> None:
+        if isinstance(self.sampler, LanguageBatchSampler):
+            hours = {lang: sum(self.train_set.lengths[i] for i in items) / input_rate(self.train_set) / 3600
+                     for lang, items in self.sampler.items.items()}
+            stage = self.state["language_stage"]
+            logger.info("update %d: language stage %d of %d, batches of one language drawn with p ∝ weight · "
+                        "amount^%g: %s", self.state["update"], stage + 1, len(self.language_stages),
+                        self.language_stages[stage].alpha,
+                        ", ".join(f"{lang} {p:.3f} ({hours[lang]:.2f} h)" for lang, p in self.sampler.probabilities.items()))
 
     # ---------------------------------------------------------------- checkpoints
     def _train_state(self) -> dict:
@@ -196,8 +243,10 @@ class Trainer:
         if "cuda_rng" in train_state and self.info.device.type == "cuda":
             torch.cuda.set_rng_state_all(train_state["cuda_rng"][:torch.cuda.device_count()])
         # train_seconds is unknown (None) for checkpoints written before it was recorded
-        self.state = {k: train_state[k] if k != "train_seconds" else train_state.get(k) for k in self.state}
+        self.state = {k: train_state.get(k, None if k == "train_seconds" else self.state[k]) for k in self.state}
         self.saved_update = self.state["update"]
+        if self.state["language_stage"]:
+            self.sampler = self._sampler(self.train_set, shuffle=True, stage=self.state["language_stage"])
         self._truncate_update_log(self.state["update"])
         logger.info("resumed from %s at update %d (epoch %d, batch %d)", last, self.state["update"],
                     self.state["epoch"], self.state["batch_index"])
@@ -312,11 +361,7 @@ class Trainer:
             logger.warning(warning)
         logger.info("batch transforms: %s in training, %s in validation", self._describe(self.train_transform),
                     self._describe(self.valid_transform))
-        if isinstance(self.sampler, LanguageBatchSampler):
-            hours = {lang: sum(self.train_set.lengths[i] for i in items) / input_rate(self.train_set) / 3600
-                     for lang, items in self.sampler.items.items()}
-            logger.info("batches of one language, drawn with p ∝ amount^%g: %s", self.config.language_alpha,
-                        ", ".join(f"{lang} {p:.3f} ({hours[lang]:.2f} h)" for lang, p in self.sampler.probabilities.items()))
+        self._log_language_mix()
         writer = self._tensorboard()
         config = self.config
         summary: dict[str, float] = {}
@@ -328,6 +373,9 @@ class Trainer:
         micro: list = []
         rate = input_rate(self.train_set)
         while self.state["update"] < config.max_updates:
+            stage = self._language_stage_at(self.state["update"])
+            if stage != self.state["language_stage"]:
+                self._enter_language_stage(stage)
             batches = self.sampler.epoch_batches(self.state["epoch"])
             loader = torch.utils.data.DataLoader(
                 self.train_set, batch_sampler=batches[self.state["batch_index"]:], collate_fn=collate,
@@ -369,7 +417,7 @@ class Trainer:
                 if update % config.save_interval == 0 or is_last or best:
                     self.save(best or (self.valid_set is None and is_last))
                     barrier(self.info)
-                if is_last:
+                if is_last or self._language_stage_at(update) != self.state["language_stage"]:
                     break
             else:
                 self.state["epoch"] += 1

@@ -14,6 +14,7 @@ from audiossl.checkpoint import build_model, load_checkpoint, load_model
 from audiossl.data.dataset import Batch, BucketBatchSampler, LanguageBatchSampler, UtteranceDataset
 from audiossl.data.kaldi_dir import DataDir, DataDirError, merge_tables, write_table
 from audiossl.data.transforms import BatchTransform, Compose, FbankFromWaveform
+from audiossl.errors import ConfigError
 from audiossl.features.kaldi import FeatureConfig, FeatureExtractor
 from audiossl.features.store import compute_features
 from audiossl.models.hubert import HubertConfig
@@ -352,7 +353,40 @@ def test_language_sampling_logs_figures_per_language_and_resumes_exactly(fbank_d
         assert len(spoken) == 1 and record[f"acc_masked@{spoken[0]}"] == record["acc_masked"]
     valid = json.loads((tmp_path / "straight" / "valid.jsonl").read_text().splitlines()[-1])
     assert {"loss@en", "loss@es", "acc_masked@en", "acc_masked@es"} <= valid.keys()
-    assert "batches of one language, drawn with p ∝ amount^0.5: en 0." in (tmp_path / "straight" / "train.log").read_text()
+    assert "language stage 1 of 1, batches of one language drawn with p ∝ weight · amount^0.5: en 0." in (tmp_path / "straight" / "train.log").read_text()
+
+
+def test_language_stages_switch_the_mix_at_their_update_and_resume_exactly(fbank_dir, tmp_path, monkeypatch):
+    languages = {"spkA-u1": "en", "spkA-u2": "en", "spkB-u3": "es", "spkB-u4": "es"}
+    write_table(fbank_dir / "utt2lang", languages)
+    stages = [{"alpha": 1.0, "updates": 3, "weights": {"es": 0}}, {"alpha": 0.0, "weights": {"en": 0}}]
+
+    def staged_run(exp: Path) -> Trainer:
+        return make_run(fbank_dir, exp, languages=languages, language_stages=stages, batch_seconds=3.0)
+
+    staged_run(tmp_path / "straight").fit()
+    crash_at(monkeypatch, 5)
+    with pytest.raises(KeyboardInterrupt):
+        staged_run(tmp_path / "resumed").fit()
+    staged_run(tmp_path / "resumed").fit()
+    assert losses(tmp_path / "resumed") == losses(tmp_path / "straight")
+    updates = [json.loads(line) for line in (tmp_path / "straight" / "updates.jsonl").read_text().splitlines()]
+    spoken = [[lang for lang in ("en", "es") if f"loss@{lang}" in record] for record in updates]
+    assert spoken == [["en"]] * 3 + [["es"]] * 3
+    log = (tmp_path / "straight" / "train.log").read_text()
+    assert "update 3: language stage 2 of 2, batches of one language drawn with p ∝ weight · amount^0: en 0.000" in log
+
+
+@pytest.mark.parametrize("stages, message", [
+    ([{"alpha": 1.0}, {"alpha": 0.3}], r"language_stages\[0\]: a stage before the last needs its length"),
+    ([{"alpha": 1.0, "updates": 6}, {"alpha": 0.3}], "end at update 6, not before max_updates 6"),
+    ([{"alpha": 1.0, "mix": {"es": 2}}], r"language_stages\[0\]: unknown keys \['mix'\]"),
+])
+def test_language_stages_refuse_what_cannot_run(stages, message):
+    with pytest.raises(ConfigError, match=message):
+        trainer_config({"max_updates": 6, "language_stages": stages})
+    with pytest.raises(ConfigError, match="language_stages and trainer.language_alpha are both set"):
+        trainer_config({"language_alpha": 1.0, "language_stages": [{"alpha": 1.0}]})
 
 
 def test_schedules():
