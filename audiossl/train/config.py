@@ -65,6 +65,8 @@ def trainer_config(values: dict[str, Any] | None) -> TrainerConfig:
     config = _fill(TrainerConfig, values, "trainer")
     if stages is not None:
         config.language_stages = language_stages(stages, config)
+    if config.strategy not in ("ddp", "fsdp"):
+        raise ConfigError(f"trainer.strategy is ddp or fsdp, not {config.strategy!r}")
     config.schedule = dataclasses.replace(schedule, total_updates=config.max_updates)
     if isinstance(config.betas, list):
         config.betas = tuple(config.betas)

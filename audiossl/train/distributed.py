@@ -44,6 +44,15 @@ def all_reduce_sums(values: dict[str, float], info: DistInfo) -> dict[str, float
     return dict(zip(keys, tensor.tolist()))
 
 
+def all_gather_objects(value, info: DistInfo) -> list:
+    """Every rank's ``value`` (picklable), in rank order (``[value]`` in one process)."""
+    if info.world_size == 1:
+        return [value]
+    gathered = [None] * info.world_size
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
 def barrier(info: DistInfo) -> None:
     if info.world_size > 1:
         dist.barrier()

@@ -1,5 +1,5 @@
 """The training loop shared by every stage: dynamic batches, mixed precision, gradient
-accumulation, schedules, clipping, DDP, logging, and checkpoints that resume exactly.
+accumulation, schedules, clipping, DDP or FSDP, logging, and checkpoints that resume exactly.
 
 A run writes under ``exp_dir``::
 
@@ -11,8 +11,10 @@ A run writes under ``exp_dir``::
 
 Started again after being killed at any point, a run continues from ``last.pt`` with the
 same batches, masks, dropout and therefore the same losses as an uninterrupted run: the
-checkpoint holds the optimizer, scheduler, grad scaler, sampler position and every RNG
-(CPU, CUDA and the trainer's generator, which also drives the batch transforms).
+checkpoint holds the optimizer, scheduler, grad scaler, sampler position and every rank's RNGs
+(CPU, CUDA and the trainer's generator, which also drives the batch transforms). Checkpoints have
+one format whatever the strategy (one process, DDP, FSDP): a run loads another's weights and
+optimizer state.
 
 An update whose loss or gradient is not finite is skipped: its batches are consumed, but it
 is not counted and does not step the schedule; ``max_bad_updates`` skipped in a row end the
@@ -40,7 +42,8 @@ from audiossl.data.dataset import BucketBatchSampler, LanguageBatchSampler, Utte
 from audiossl.data.transforms import BatchTransform, Compose
 from audiossl.errors import UserError
 from audiossl.tasks.base import Task
-from audiossl.train.distributed import DistInfo, all_reduce_sums, barrier, cleanup, init_distributed
+from audiossl.train import sharding
+from audiossl.train.distributed import DistInfo, all_gather_objects, all_reduce_sums, barrier, cleanup, init_distributed
 from audiossl.train.precision import emulation_warning, resolve_precision
 from audiossl.train.schedules import ScheduleConfig, build_scheduler
 
@@ -90,6 +93,8 @@ class TrainerConfig:
     num_threads: int = 0             # intra-op threads per rank; 0: cores / ranks
     max_bad_updates: int = 5         # consecutive non-finite updates before giving up
     device: str = "auto"             # auto | cpu | cuda
+    strategy: str = "ddp"            # with several processes: ddp (replicas) | fsdp (sharded, FSDP2)
+    activation_checkpointing: bool = False  # recompute encoder layers in the backward pass (memory for time)
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -121,6 +126,21 @@ class Trainer:
         self.info: DistInfo = init_distributed(config.device)
         torch.set_num_threads(config.num_threads or max(1, (os.cpu_count() or 1) // self.info.world_size))
         self.model = model.to(self.info.device)
+        self.sharded = self.info.world_size > 1 and config.strategy == "fsdp"
+        if config.activation_checkpointing:
+            logger.info("activation checkpointing in %d encoder layers", sharding.checkpoint_activations(self.model))
+        self.ddp_model: nn.Module = self.model
+        if self.sharded:
+            names = {id(param): name for name, param in self.model.named_parameters()}
+            sharding.shard_model(self.model, self.info.device, self.info.world_size)
+            sharded = dict(self.model.named_parameters())
+            if parameter_groups is not None:
+                parameter_groups = [{**group, "params": [sharded[names[id(p)]] for p in group["params"]]}
+                                    for group in parameter_groups]
+        elif self.info.world_size > 1:
+            device_ids = [self.info.local_rank] if self.info.device.type == "cuda" else None
+            self.ddp_model = DistributedDataParallel(self.model, device_ids=device_ids,
+                                                     find_unused_parameters=task.find_unused_parameters)
         self.train_set = train_set
         self.valid_set = valid_set
         transforms = Compose([] if batch_transform is None else [batch_transform])
@@ -145,11 +165,6 @@ class Trainer:
                       "best_score": -math.inf if self.higher_is_better else math.inf, "bad_updates": 0,
                       "train_seconds": 0.0, "language_stage": 0}
         self.saved_update: int | None = None  # update of the newest checkpoint in ckpt_dir
-        self.ddp_model: nn.Module = self.model
-        if self.info.world_size > 1:
-            device_ids = [self.info.local_rank] if self.info.device.type == "cuda" else None
-            self.ddp_model = DistributedDataParallel(self.model, device_ids=device_ids,
-                                                     find_unused_parameters=task.find_unused_parameters)
 
     def _sampler(self, data: UtteranceDataset, shuffle: bool, stage: int = 0) -> BucketBatchSampler | LanguageBatchSampler:
         """Training batches (shuffled, this rank's share) or validation batches (every one, in order): of one
@@ -193,22 +208,62 @@ class Trainer:
                         ", ".join(f"{lang} {p:.3f} ({hours[lang]:.2f} h)" for lang, p in self.sampler.probabilities.items()))
 
     # ---------------------------------------------------------------- checkpoints
-    def _train_state(self) -> dict:
-        state = {**self.state, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                 "scaler": self.scaler.state_dict(), "generator": self.generator.get_state(),
-                 "torch_rng": torch.get_rng_state(), "trainer_config": self.config.to_dict(),
-                 "world_size": self.info.world_size, "precision": self.precision}
+    def _rng_state(self) -> dict:
+        """This rank's random streams."""
+        state = {"generator": self.generator.get_state(), "torch_rng": torch.get_rng_state()}
         if self.info.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
         return state
 
+    def _set_rng_state(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and self.info.device.type == "cuda":
+            torch.cuda.set_rng_state_all(state["cuda_rng"][:torch.cuda.device_count()])
+
+    def _model_state(self) -> dict[str, torch.Tensor]:
+        """The whole model's state dict (gathered on rank 0 when sharded; every rank must call it)."""
+        return sharding.gathered_model_state(self.model) if self.sharded else self.model.state_dict()
+
+    def _load_model_state(self, state: dict[str, torch.Tensor]) -> None:
+        if self.sharded:
+            sharding.load_model_state(self.model, state)
+        else:
+            self.model.load_state_dict(state)
+
+    def _optimizer_state(self) -> dict:
+        """AdamW's one-process ``state_dict()`` (gathered on rank 0 when sharded; every rank must call it)."""
+        if self.sharded:
+            return sharding.gathered_optimizer_state(self.model, self.optimizer)
+        return self.optimizer.state_dict()
+
+    def _load_optimizer_state(self, state: dict) -> int:
+        """Load a one-process optimizer state; moments of parameters whose shape changed (a new label table)
+        are dropped, to start fresh. Returns how many were dropped."""
+        params = [param for group in self.optimizer.param_groups for param in group["params"]]
+        kept = {index: value for index, value in state["state"].items()
+                if index >= len(params) or "exp_avg" not in value or value["exp_avg"].shape == params[index].shape}
+        if self.sharded:
+            sharding.load_optimizer_state(self.model, self.optimizer, {**state, "state": kept})
+        else:
+            self.optimizer.load_state_dict({**state, "state": kept})
+        return len(state["state"]) - len(kept)
+
+    def _train_state(self) -> dict:
+        """Everything but the weights that resuming needs (every rank must call it: it gathers)."""
+        return {**self.state, "optimizer": self._optimizer_state(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(), "rng": all_gather_objects(self._rng_state(), self.info),
+                "trainer_config": self.config.to_dict(), "world_size": self.info.world_size,
+                "precision": self.precision}
+
     def save(self, best: bool) -> None:
         """Write ``update_<N>.pt``, point ``last.pt`` (and ``best.pt``) at it, drop old ones."""
         update = self.state["update"]
+        model_state, train_state = self._model_state(), self._train_state()
         if self.info.is_main:
             path = self.ckpt_dir / f"update_{update}.pt"
-            save_checkpoint(path, self.model.config.family, self.model.config.to_dict(), self.model.state_dict(),
-                            train_state=self._train_state())
+            save_checkpoint(path, self.model.config.family, self.model.config.to_dict(), model_state,
+                            train_state=train_state)
             for name in ("last.pt",) + (("best.pt",) if best else ()):
                 tmp = self.ckpt_dir / f".{name}.link"
                 tmp.unlink(missing_ok=True)
@@ -227,24 +282,29 @@ class Trainer:
             return False
         payload = load_checkpoint(last)
         train_state = payload["train_state"]
-        if train_state["world_size"] != self.info.world_size:
-            raise TrainingError(f"{last} was written by {train_state['world_size']} ranks, this run has "
-                                f"{self.info.world_size}: the batches would differ")
+        ranks = train_state["world_size"]
+        if ranks != self.info.world_size:
+            logger.warning("resumed with a different world size: %s was written by %d rank(s), this run has %d; "
+                           "it goes on from the same batch of the epoch, but the ranks' random streams (masks, "
+                           "dropout) differ, so the losses will differ from an uninterrupted run", last, ranks,
+                           self.info.world_size)
         if train_state.get("precision", self.precision) != self.precision:
             logger.warning("%s trained in %s and continues in %s on this machine: the losses will differ from "
                            "an uninterrupted run", last, train_state["precision"], self.precision)
-        self.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(train_state["optimizer"])
+        self._load_model_state(payload["model"])
+        self._load_optimizer_state(train_state["optimizer"])
         self.scheduler.load_state_dict(train_state["scheduler"])
         if train_state["scaler"]:  # empty when the run did not train in fp16 (its scaler was off)
             self.scaler.load_state_dict(train_state["scaler"])
-        self.generator.set_state(train_state["generator"])
-        torch.set_rng_state(train_state["torch_rng"])
-        if "cuda_rng" in train_state and self.info.device.type == "cuda":
-            torch.cuda.set_rng_state_all(train_state["cuda_rng"][:torch.cuda.device_count()])
+        # checkpoints written before every rank's streams were kept hold rank 0's at the top level
+        if "rng" not in train_state:
+            self._set_rng_state(train_state)
+        elif self.info.rank < len(train_state["rng"]):  # a rank the writing run did not have keeps its fresh seed
+            self._set_rng_state(train_state["rng"][self.info.rank])
         # train_seconds is unknown (None) for checkpoints written before it was recorded
         self.state = {k: train_state.get(k, None if k == "train_seconds" else self.state[k]) for k in self.state}
         self.saved_update = self.state["update"]
+        self.state["batch_index"] = self.state["batch_index"] * ranks // self.info.world_size  # batches per rank
         if self.state["language_stage"]:
             self.sampler = self._sampler(self.train_set, shuffle=True, stage=self.state["language_stage"])
         self._truncate_update_log(self.state["update"])
@@ -263,17 +323,11 @@ class Trainer:
         self._setup_logging()
         settings = [{k: v for k, v in group.items() if k != "params"} for group in self.optimizer.param_groups]
         try:
-            self.optimizer.load_state_dict(train_state["optimizer"])
-        except ValueError as err:
+            fresh = self._load_optimizer_state(train_state["optimizer"])
+        except (ValueError, KeyError) as err:
             raise TrainingError(f"{source}: its optimizer state does not fit this model: {err}") from err
-        fresh = 0
         for group, kept in zip(self.optimizer.param_groups, settings):
             group.update(kept)
-            for param in group["params"]:
-                moments = self.optimizer.state.get(param, {})
-                if "exp_avg" in moments and moments["exp_avg"].shape != param.shape:
-                    del self.optimizer.state[param]
-                    fresh += 1
         steps = train_state["scheduler"]["last_epoch"]
         self.scheduler.last_epoch = steps
         self.scheduler._last_lr = [base * self.scheduler.lr_lambdas[0](steps) for base in self.scheduler.base_lrs]
@@ -302,16 +356,15 @@ class Trainer:
                                    targets=None if batch.targets is None else batch.targets.to(self.info.device))
 
     def _update(self, micro_batches) -> dict[str, float] | None:
-        """One optimizer update over accumulated micro-batches; None if the loss was not finite."""
+        """One optimizer update over accumulated micro-batches: the metric sums of the global batch (every
+        rank's), or None if a loss or the gradient was not finite."""
         self.ddp_model.train()
         self.task.before_update(self.model, self.state["update"])
         sums: dict[str, float] = {}
         finite = True
         for index, batch in enumerate(micro_batches):
             batch = self.train_transform(self._to_device(batch), self.generator)
-            sync = index == len(micro_batches) - 1 or self.info.world_size == 1
-            context = self.ddp_model.no_sync() if not sync else contextlib.nullcontext()
-            with context:
+            with self._gradient_sync(index == len(micro_batches) - 1):
                 with self._autocast():
                     out = self.task.train_step(self.ddp_model, batch, self.generator)
                 if not torch.isfinite(out.loss):
@@ -321,10 +374,11 @@ class Trainer:
                 self.scaler.scale(out.loss / len(micro_batches)).backward()
             for key, value in out.sums.items():
                 sums[key] = sums.get(key, 0.0) + value
-        finite = all_reduce_sums({"bad": float(not finite)}, self.info)["bad"] == 0
+        sums = all_reduce_sums({**sums, "bad_ranks": float(not finite)}, self.info)  # figures of the global batch
+        finite = sums.pop("bad_ranks") == 0
         if finite:
             self.scaler.unscale_(self.optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
+            grad_norm = sharding.full_norm(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm))
             finite = bool(torch.isfinite(grad_norm)) or self.precision == "fp16"
             sums["grad_norm"] = float(grad_norm)
         if finite:
@@ -334,18 +388,33 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return sums if finite else None
 
+    def _gradient_sync(self, sync: bool):
+        """A context in which backward passes reduce gradients over ranks (``sync``) or only accumulate."""
+        if self.sharded:
+            self.model.set_requires_gradient_sync(sync)
+            return contextlib.nullcontext()
+        if sync or self.info.world_size == 1:
+            return contextlib.nullcontext()
+        return self.ddp_model.no_sync()
+
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """Summed task metrics over the validation set (same masks every time: fixed seed)."""
         self.ddp_model.eval()
         generator = torch.Generator().manual_seed(self.config.seed)
-        batches = self._sampler(self.valid_set, shuffle=False).epoch_batches(0)[self.info.rank::self.info.world_size]
+        every = self._sampler(self.valid_set, shuffle=False).epoch_batches(0)
+        batches = every[self.info.rank::self.info.world_size]
+        counted = len(batches)
+        if self.sharded:  # every rank runs as many forwards (each gathers weights from all); extra ones not counted
+            batches += every[:math.ceil(len(every) / self.info.world_size) - counted]
         loader = torch.utils.data.DataLoader(self.valid_set, batch_sampler=batches, collate_fn=collate)
         sums: dict[str, float] = {}
-        for batch in loader:
+        for index, batch in enumerate(loader):
             batch = self.valid_transform(self._to_device(batch), generator)
             with self._autocast():
-                for key, value in self.task.valid_step(self.model, batch, generator).items():
+                values = self.task.valid_step(self.model, batch, generator)
+            if index < counted:
+                for key, value in values.items():
                     sums[key] = sums.get(key, 0.0) + value
         return self.task.summarize(all_reduce_sums(sums, self.info))
 
@@ -482,7 +551,7 @@ class Trainer:
     def _log_window(self, window: dict[str, float], started: float, audio_seconds: float) -> None:
         if not window:
             return
-        figures = self.task.summarize(all_reduce_sums(window, self.info))
+        figures = self.task.summarize(window)
         if self.info.is_main:
             for warning in self.task.health_warnings(figures):
                 logger.warning("update %d: %s", self.state["update"], warning)

@@ -167,12 +167,12 @@ def test_checkpoints_on_cuda_keep_the_cuda_generators(fbank_dir, tmp_path, monke
     on_cuda(make_run(fbank_dir, tmp_path / "exp")).save(best=False)
     last = tmp_path / "exp" / "checkpoints" / "last.pt"
     state = torch.load(last, weights_only=True)["train_state"]
-    assert all(torch.equal(a, b) for a, b in zip(state["cuda_rng"], saved, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(state["rng"][0]["cuda_rng"], saved, strict=True))
     assert on_cuda(make_run(fbank_dir, tmp_path / "exp")).resume()
     assert len(restored) == 1 and torch.equal(restored[0][0], saved[0]) and len(restored[0]) == 1  # one GPU here
 
     payload = load_checkpoint(last)  # written before the CUDA generators were saved
-    del payload["train_state"]["cuda_rng"]
+    del payload["train_state"]["rng"][0]["cuda_rng"]
     torch.save(payload, last)
     assert on_cuda(make_run(fbank_dir, tmp_path / "exp")).resume() and len(restored) == 1
 
