@@ -41,7 +41,9 @@ word_scores="0,1,2,3"
 results=RESULTS.md
 results_section="Demo setting"   # the section of $results this run's table goes in (others are kept)
 results_command=""        # the command the table names (default: run.sh and this run's options)
-launcher=""
+ngpu=1                    # training processes per node, one per GPU (CPU processes without GPUs)
+num_nodes=1               # nodes (cmd.sh: train_launch_mode slurm or hostfile)
+launcher=""               # a command prefix replacing that launch (e.g. echo: print the commands)
 exp=exp
 pseudo_label_from=""      # self-training: the exp dir of an earlier run whose ctc_pretrained_<budget> pseudo-labels
 unlabelled_set=""         # the set it pseudo-labels (needs <set>_fbank, and that run's LM decode of the dev set)
@@ -59,7 +61,9 @@ help_message="Usage: $0 --pretrained <checkpoint> [options]   (run from egs/<cor
   --test-sets '...'            sets to decode ($test_sets)
   --finetune-config F          YAML run config (ctc and trainer sections)
   --finetune-args '...'        extra options for python -m audiossl.bin.finetune_ctc
-  --launcher '...'             e.g. 'torchrun --nproc-per-node 2' for DDP fine-tuning
+  --ngpu N / --num-nodes M     training processes per node (one per GPU) and nodes, launched as
+                               cmd.sh's train_launch_mode says (local, slurm, hostfile)
+  --launcher '...'             a prefix replacing that launch, e.g. 'echo' to print the commands
   --finetune-jobs N            fine-tunes run at once ($finetune_jobs), each with nproc/N threads: on a
                                2-core CPU, two one-thread jobs had 1.27x the throughput of one
                                two-thread job; their console output goes to <model-dir>/finetune.log
@@ -88,7 +92,7 @@ command_line="$(basename "$(pwd)")/run.sh${*:+$(printf " %q" "$@")}"
 . utils/parse_options.sh
 [ -n "$pretrained" ] || { echo "$0: --pretrained is required" >&2; exit 1; }
 . utils/stages.sh
-python=${launcher:-python3}
+. utils/launch.sh
 scratch_exp=${scratch_exp:-$exp}
 lm_dir=${lm_dir:-$data/local/lm_${lm_order}gram}
 lm_name=$(basename $lm_dir)   # names the decode dirs with this LM, so that another LM decodes anew
@@ -112,7 +116,7 @@ finetune() {  # <pretrained|scratch> <budget> [finetune_ctc options]
   [ $1 = scratch ] && scratch=--scratch
   local budget=$2
   shift 2
-  $python -m audiossl.bin.finetune_ctc --config $finetune_config "$@" $finetune_args --init $pretrained $scratch \
+  launch $dir -m audiossl.bin.finetune_ctc --config $finetune_config "$@" $finetune_args --init $pretrained $scratch \
     --train-data $(training_set $budget) --valid-data $data/${dev_set}_fbank $dir
   touch $dir/.done
 }

@@ -58,7 +58,9 @@ kmeans1_layer=4           # its hidden state k-means 1 clusters, or 'posteriors'
 keep_optimizer=false      # with --init: keep its optimizer moments and schedule position (a training checkpoint)
 noise_set=""              # noise data dir under $data for a run config's mixing section (e.g. noise)
 pretrain_args=""          # extra options for audiossl.bin.pretrain, e.g. "--set trainer.max_updates=10"
-launcher=""               # e.g. "torchrun --nproc-per-node 2" (default: one process)
+ngpu=1                    # training processes per node, one per GPU (CPU processes without GPUs)
+num_nodes=1               # nodes (cmd.sh: train_launch_mode slurm or hostfile)
+launcher=""               # a command prefix replacing that launch (e.g. echo: print the commands)
 prepare_args=""           # options for the recipe's local/prepare_data.sh (e.g. "--size tiny")
 exp=exp
 help_message="Usage: $0 [options]   (run from egs/<corpus>/ssl)
@@ -105,12 +107,14 @@ help_message="Usage: $0 [options]   (run from egs/<corpus>/ssl)
                                section (WavLM's denoising; none by default)
   --prepare-args '...'         options for local/prepare_data.sh
   --pretrain-args '...'        extra options for python -m audiossl.bin.pretrain
-  --launcher '...'             e.g. 'torchrun --nproc-per-node 2' for DDP"
+  --ngpu N / --num-nodes M     training processes per node (one per GPU) and nodes, launched as
+                               cmd.sh's train_launch_mode says (local, slurm, hostfile)
+  --launcher '...'             a prefix replacing that launch, e.g. 'echo' to print the commands"
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
 . utils/stages.sh
-python=${launcher:-python3}
+. utils/launch.sh
 kmeans1_model=${kmeans1_model:-$init}
 targets=${targets:-$(python3 -m audiossl.bin.models --target-kind $family)}
 case $targets in kmeans|rvq|none) ;; *) echo "$0: --targets is kmeans, rvq or none, not '$targets'" >&2; exit 1 ;; esac
@@ -214,7 +218,7 @@ pretrain() {  # <iteration> <config> [--init <checkpoint>]: into $exp/<family>_i
   elif [ $targets = rvq ]; then    # the teacher's codes
     labels=(--train-labels $exp/rvq/$train_set.labels --valid-labels $exp/rvq/$dev_set.labels)
   fi
-  $python -m audiossl.bin.pretrain --family $family --config $config $pretrain_args "${labels[@]}" "${noise[@]}" "$@" \
+  launch $exp/${family}_iter$it -m audiossl.bin.pretrain --family $family --config $config $pretrain_args "${labels[@]}" "${noise[@]}" "$@" \
     --train-data $data/$train_set$input_suffix --valid-data $data/$dev_set$input_suffix $exp/${family}_iter$it
 }
 
@@ -235,7 +239,7 @@ for it in $(seq 2 $last); do
     source=$previous/checkpoints/best.pt
     if [ -n "$finetune_set" ]; then   # VietASR: cluster the previous model once fine-tuned on the labels
       done_or_log $previous/ctc/.done "stage $((2 * it)): CTC fine-tuning of $previous on $finetune_set (log: $previous/ctc/train.log)" || {
-        $python -m audiossl.bin.finetune_ctc --config $finetune_config $finetune_args --init $source \
+        launch $previous/ctc -m audiossl.bin.finetune_ctc --config $finetune_config $finetune_args --init $source \
           --train-data $data/$finetune_set$input_suffix --valid-data $data/$dev_set$input_suffix $previous/ctc
         touch $previous/ctc/.done
       }

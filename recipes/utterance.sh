@@ -27,7 +27,9 @@ pretrained=""             # the pretrained checkpoint (required)
 finetune_config=conf/finetune.yaml
 finetune_args=""          # extra options for audiossl.bin.finetune_utterance, e.g. "--set trainer.max_updates=10"
 eval_args=""              # extra options for audiossl.bin.eval_utterance classify|verify
-launcher=""
+ngpu=1                    # training processes per node, one per GPU (CPU processes without GPUs)
+num_nodes=1               # nodes (cmd.sh: train_launch_mode slurm or hostfile)
+launcher=""               # a command prefix replacing that launch (e.g. echo: print the commands)
 exp=exp
 results=RESULTS.md
 results_section="Fine-tuning"   # the section of $results this run's table goes in (others are kept)
@@ -44,7 +46,9 @@ help_message="Usage: $0 --pretrained <checkpoint> [options]   (run from egs/<cor
   --finetune-config F          YAML run config (utterance and trainer sections) ($finetune_config)
   --finetune-args '...'        extra options for python -m audiossl.bin.finetune_utterance
   --eval-args '...'            extra options for python -m audiossl.bin.eval_utterance classify|verify
-  --launcher '...'             e.g. 'torchrun --nproc-per-node 2' for DDP fine-tuning
+  --ngpu N / --num-nodes M     training processes per node (one per GPU) and nodes, launched as
+                               cmd.sh's train_launch_mode says (local, slurm, hostfile)
+  --launcher '...'             a prefix replacing that launch, e.g. 'echo' to print the commands
   --exp DIR                    experiment dir ($exp): <exp>/pretrained and <exp>/scratch
   --results FILE / --results-section TITLE   where the section goes ($results, '$results_section')
   --results-command '...'      the command the section names (default: run.sh with this run's options)"
@@ -57,7 +61,7 @@ command_line="$(basename "$(pwd)")/run.sh${*:+$(printf " %q" "$@")}"
 case $corpus in speakers|mini_music) ;; *) echo "$0: --corpus must be speakers or mini_music, not '$corpus'" >&2; exit 1 ;; esac
 case $eval_task in classify|verify) ;; *) echo "$0: --eval-task must be classify or verify, not '$eval_task'" >&2; exit 1 ;; esac
 . utils/stages.sh
-python=${launcher:-python3}
+. utils/launch.sh
 eval_name=eval_$(basename $test_set)
 
 if run_stage 0; then
@@ -78,7 +82,7 @@ finetune() {  # <pretrained|scratch> <stage>
   local dir=$exp/$1 init=--pretrained
   [ $1 = scratch ] && init=--scratch-like
   done_or_log $dir/.done "stage $2: fine-tuning ($1) on $train_set by $label_table (log: $dir/train.log)" && return 0
-  $python -m audiossl.bin.finetune_utterance --config $finetune_config $finetune_args $init $pretrained \
+  launch $dir -m audiossl.bin.finetune_utterance --config $finetune_config $finetune_args $init $pretrained \
     --label-table $label_table --train-data $data/$train_set --valid-data $data/$valid_set $dir
   touch $dir/.done
 }

@@ -370,15 +370,15 @@ def test_killed_training_stage_resumes(demo):
     assert [r["update"] for r in records] == list(range(1, 41))
 
 
-def test_ddp_pretraining_two_processes(demo):
-    """torchrun with two CPU ranks (gloo): both train, rank 0 writes the checkpoint."""
+def test_recipe_trains_on_two_processes(demo):
+    """--ngpu 2: the recipe's training stage under torchrun with two CPU ranks (gloo); rank 0 writes."""
     exp = demo / "exp_ddp"
-    args = ["torchrun", "--nproc-per-node", "2", "--master-port", "29531", "-m", "audiossl.bin.pretrain",
-            "--config", str(EGS / "ssl/conf/pretrain1.yaml"), *TINY_PRETRAIN.split(),
-            "--set", "model.set.num_classes=8", "--set", "trainer.batch_seconds=5",
-            "--train-data", str(demo / "data/train_unlab_fbank"), "--train-labels", str(demo / "exp/kmeans1/train_unlab.labels"),
-            "--valid-data", str(demo / "data/dev_fbank"), "--valid-labels", str(demo / "exp/kmeans1/dev.labels"), str(exp)]
-    done = run(args, demo)
+    (exp / "kmeans1").mkdir(parents=True)
+    for name in ("train_unlab.labels", "dev.labels"):
+        (exp / "kmeans1" / name).write_text((demo / "exp" / "kmeans1" / name).read_text())
+    done = run(ssl_args(demo) + ["--stage", "3", "--stop-stage", "3", "--exp", str(exp), "--ngpu", "2",
+                                 "--pretrain-args", TINY_PRETRAIN + " --set trainer.batch_seconds=5"], demo)
     assert done.returncode == 0, done.stderr[-3000:]
-    state = audiossl.checkpoint.load_checkpoint(exp / "checkpoints/last.pt")["train_state"]
+    assert "torch.distributed.run --standalone --nproc-per-node 2 -m audiossl.bin.pretrain" in done.stderr
+    state = audiossl.checkpoint.load_checkpoint(exp / "hubert_iter1/checkpoints/last.pt")["train_state"]
     assert state["world_size"] == 2 and state["update"] == 4

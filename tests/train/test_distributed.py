@@ -1,11 +1,14 @@
 """Several processes train as one: DDP and FSDP on 2 CPU ranks (gloo, torchrun) against one process with
-the same global batch, and checkpoints that move between one process and FSDP."""
+the same global batch, checkpoints that move between one process and FSDP, and the launcher's modes
+(two "nodes" on loopback, Slurm through stand-ins for sbatch, srun and scontrol)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,9 @@ from audiossl.checkpoint import build_model, load_checkpoint
 from audiossl.data.kaldi_dir import DataDir, merge_tables, write_table
 from audiossl.features.kaldi import FeatureConfig, FeatureExtractor
 from audiossl.features.store import compute_features
+from audiossl.errors import ConfigError
 from audiossl.models.hubert import HubertConfig
+from audiossl.train.launch import Launch, launch_training, slurm_script
 from conftest import synth_speechlike
 
 # Nothing random but the batches' order: no masking, dropout, layer drop or warping, so that one process
@@ -63,15 +68,18 @@ def corpus(tmp_path_factory) -> Path:
     return root
 
 
-def pretrain(corpus: Path, exp: Path, ranks: int, *settings: str) -> None:
-    """bin.pretrain on the corpus, in one process or under torchrun with ``ranks`` CPU ranks."""
-    launcher = [sys.executable] if ranks == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                                                     "--nproc-per-node", str(ranks)]
+def pretraining(corpus: Path, exp: Path, *settings: str) -> list[str]:
+    """python's arguments for bin.pretrain on the corpus into ``exp``."""
     sets = [arg for setting in settings for arg in ("--set", setting)]
-    done = subprocess.run([*launcher, "-m", "audiossl.bin.pretrain", "--config", str(corpus / "run.yaml"), *sets,
-                           "--train-data", str(corpus / "data"), "--train-labels", str(corpus / "labels"),
-                           "--valid-data", str(corpus / "data"), "--valid-labels", str(corpus / "labels"), str(exp)],
-                          capture_output=True, text=True, timeout=600)
+    return ["-m", "audiossl.bin.pretrain", "--config", str(corpus / "run.yaml"), *sets,
+            "--train-data", str(corpus / "data"), "--train-labels", str(corpus / "labels"),
+            "--valid-data", str(corpus / "data"), "--valid-labels", str(corpus / "labels"), str(exp)]
+
+
+def pretrain(corpus: Path, exp: Path, ranks: int, *settings: str) -> None:
+    """bin.pretrain on the corpus, launched locally with ``ranks`` CPU processes."""
+    done = subprocess.run([sys.executable, "-m", "audiossl.bin.launch", "--ngpu", str(ranks), str(exp), "--",
+                           *pretraining(corpus, exp, *settings)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
 
 
@@ -113,10 +121,73 @@ def test_two_ranks_train_as_one_process_and_checkpoints_move_between_them(corpus
 
 
 def test_fsdp_refuses_layer_drop(corpus, tmp_path):
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           "-m", "audiossl.bin.pretrain", "--config", str(corpus / "run.yaml"),
-                           "--set", "trainer.strategy=fsdp", "--set", "model.set.encoder.layer_drop=0.1",
-                           "--train-data", str(corpus / "data"), "--train-labels", str(corpus / "labels"),
-                           str(tmp_path / "exp")], capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-m", "audiossl.bin.launch", "--ngpu", "2", str(tmp_path), "--",
+                           *pretraining(corpus, tmp_path / "exp", "trainer.strategy=fsdp",
+                                        "model.set.encoder.layer_drop=0.1")], capture_output=True, text=True)
     assert done.returncode != 0
     assert "trainer.strategy fsdp cannot train with layer drop (TransformerEncoder.layer_drop=0.1)" in done.stderr
+
+
+def trained_by_two_ranks(exp: Path) -> None:
+    state = load_checkpoint(exp / "checkpoints/last.pt")["train_state"]
+    assert state["world_size"] == 2 and state["update"] == 4
+
+
+def test_two_nodes_of_a_hostfile_meet_on_loopback(corpus, tmp_path):
+    """The hostfile mode as a cluster would use it: the same command started on each of two "hosts"."""
+    (tmp_path / "hosts").write_text("# two nodes, one process each\n127.0.0.1\n127.0.0.1\n")
+    exp = tmp_path / "exp"
+    command = [sys.executable, "-m", "audiossl.bin.launch", "--mode", "hostfile", "--hostfile", str(tmp_path / "hosts"),
+               "--port", "29561", str(exp), "--", *pretraining(corpus, exp)]
+    nodes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [node.communicate(timeout=600)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    assert "--nnodes 2 --nproc-per-node 1 --rdzv-backend c10d --rdzv-endpoint 127.0.0.1:29561" in outputs[0]
+    trained_by_two_ranks(exp)
+
+
+STAND_INS = {  # Slurm's commands on one machine: every "node" is this one
+    "sbatch": """
+        [ "$1" = --wait ] && shift
+        export SLURM_JOB_ID=4242 SLURM_JOB_NODELIST="node[1-2]"
+        log=$(sed -n 's/^#SBATCH --output=//p' "$1" | sed "s/%j/$SLURM_JOB_ID/")
+        bash "$1" > "$log" 2>&1""",
+    "scontrol": 'echo 127.0.0.1; echo 127.0.0.2',
+    "srun": """
+        nodes=$(echo "$1" | sed 's/--nodes=//'); shift 2
+        for node in $(seq $nodes); do "$@" & done
+        for node in $(seq $nodes); do wait -n || exit 1; done""",
+}
+
+
+def test_slurm_job_script_runs_torchrun_on_each_node(corpus, tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in STAND_INS.items():
+        (bin_dir / name).write_text("#!/bin/bash\nset -u" + textwrap.dedent(body) + "\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    exp = tmp_path / "exp"
+    launch = Launch("slurm", procs_per_node=1, num_nodes=2, port=29562, slurm_args=["--partition=gpu", "--gpus-per-node={ngpu}"])
+    assert launch_training(launch, pretraining(corpus, exp), exp) == 0, (exp / "slurm-4242.log").read_text()[-3000:]
+    script = (exp / "train.sbatch").read_text()
+    assert "#SBATCH --nodes=2\n#SBATCH --ntasks-per-node=1\n" in script
+    assert "#SBATCH --partition=gpu\n#SBATCH --gpus-per-node=1\n" in script
+    assert '--rdzv-endpoint "$head:29562" --rdzv-id "$SLURM_JOB_ID" -m audiossl.bin.pretrain' in script
+    trained_by_two_ranks(exp)
+    failing = tmp_path / "failing"  # a training that fails fails the sbatch --wait, and so the recipe's stage
+    assert launch_training(launch, pretraining(corpus, failing, "trainer.strategy=zero"), failing) != 0
+    assert "trainer.strategy is ddp or fsdp, not 'zero'" in (failing / "slurm-4242.log").read_text()
+
+
+def test_launch_refuses_what_it_cannot_run(tmp_path):
+    with pytest.raises(ConfigError, match="--num-nodes 2 needs the slurm or hostfile launch mode"):
+        Launch("local", num_nodes=2)
+    with pytest.raises(ConfigError, match="the hostfile launch mode needs --hostfile"):
+        Launch("hostfile")
+    (tmp_path / "hosts").write_text("a\nb\nc\n")
+    with pytest.raises(ConfigError, match="--num-nodes 2, but hostfile .*hosts lists 3 hosts"):
+        launch_training(Launch("hostfile", num_nodes=2, hostfile=str(tmp_path / "hosts")), ["x"], tmp_path, dry_run=True)
+    with pytest.raises(ConfigError, match="hostfile .*missing: No such file"):
+        launch_training(Launch("hostfile", hostfile=str(tmp_path / "missing")), ["x"], tmp_path, dry_run=True)
+    assert "srun --nodes=3 --ntasks-per-node=1" in slurm_script(Launch("slurm", num_nodes=3), ["x"], tmp_path)
