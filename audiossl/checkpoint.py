@@ -4,13 +4,15 @@ A checkpoint is a ``torch.save`` of plain containers and tensors only, so it loa
 ``torch.load(weights_only=True)``: loading never unpickles arbitrary objects. Layout::
 
     {"format": "audiossl/1", "family": str, "config": dict, "model": state_dict,
-     "train_state": dict (training checkpoints only)}
+     "train_state": dict (training checkpoints only), "checksum": str}
 
 Writes are atomic (a temporary file, fsync, rename): a killed job or a full disk leaves
-the previous checkpoint intact.
+the previous checkpoint intact. ``checksum`` (BLAKE2b of every value, tensors' bytes included)
+is verified on load, so a file damaged on disk or in transfer is refused by name, not used.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from audiossl.errors import UserError
 from audiossl.registry import build_model  # re-exported: callers build models through the checkpoint module too
 
 FORMAT = "audiossl/1"
+FORMAT_VERSION = 1
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -37,20 +40,56 @@ def save_checkpoint(path: str | os.PathLike, family: str, config: dict, model_st
     payload: dict[str, Any] = {"format": FORMAT, "family": family, "config": config, "model": model_state}
     if train_state is not None:
         payload["train_state"] = train_state
+    payload["checksum"] = checksum(payload)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         torch.save(payload, f)
         f.flush()
         os.fsync(f.fileno())
 
 
+def checksum(payload: dict) -> str:
+    """BLAKE2b of ``payload`` without its ``checksum``: keys, values and every tensor's dtype, shape and bytes."""
+    digest = hashlib.blake2b(digest_size=16)
+
+    def feed(value) -> None:
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().cpu().contiguous()
+            digest.update(f"T{tensor.dtype}{tuple(tensor.shape)}".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(value, dict):
+            digest.update(f"D{len(value)}".encode())
+            for key in sorted(value, key=repr):
+                feed(key)
+                feed(value[key])
+        elif isinstance(value, (list, tuple)):
+            digest.update(f"L{len(value)}".encode())
+            for item in value:
+                feed(item)
+        else:
+            digest.update(f"V{value!r}".encode())
+
+    feed({key: value for key, value in payload.items() if key != "checksum"})
+    return digest.hexdigest()
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Read a checkpoint (weights-only unpickling)."""
+    """Read a checkpoint (weights-only unpickling) and verify its checksum (files written before checksums
+    were kept have none)."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a truncated or foreign file
         raise CheckpointError(f"{path}: cannot read checkpoint: {err}") from err
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    fmt = payload.get("format") if isinstance(payload, dict) else None
+    if isinstance(fmt, str) and fmt.startswith("audiossl/") and fmt != FORMAT:
+        version = fmt.removeprefix("audiossl/")
+        if version.isdigit() and int(version) > FORMAT_VERSION:
+            raise CheckpointError(f"{path}: written by a newer audiossl (format {fmt}); this one reads {FORMAT}: "
+                                  "upgrade audiossl to load it")
+    if fmt != FORMAT:
         raise CheckpointError(f"{path}: not an audiossl checkpoint (format {FORMAT})")
+    if "checksum" in payload and checksum(payload) != payload["checksum"]:
+        raise CheckpointError(f"{path}: checksum mismatch: the file was damaged after it was written; use an "
+                              "earlier checkpoint (checkpoints/update_*.pt) or a copy")
     return payload
 
 

@@ -11,3 +11,4 @@ export feats_cmd="utils/run_jobs.sh"
 export train_launch_mode=local
 export slurm_args="--gpus-per-node={ngpu}"   # sbatch options ({ngpu}: N), e.g. add --partition=gpu --time=2-0
 export hostfile=""                           # hostfile mode: one host per line
+export train_max_restarts=0                  # torchrun restarts a failed or stalled job from its last checkpoint

@@ -7,7 +7,9 @@ JOB_DIR/train.sbatch: srun starts torchrun on each of --num-nodes nodes, c10d re
 submitted with sbatch --wait, so the recipe waits for it); hostfile (run this same command on every host
 of --hostfile yourself: torchrun's rendezvous is at the first host, one node per host). --ngpu is the
 number of processes per node, one per GPU; on a machine without GPUs they share the CPU (gloo).
-The exit status is the training's.
+With --max-restarts N, torchrun restarts the processes after one fails or its watchdog ends a stalled
+one (trainer.watchdog_seconds), and training resumes from the last checkpoint. The exit status is the
+training's.
 """
 from __future__ import annotations
 
@@ -26,6 +28,9 @@ def main(argv=None) -> int:
     parser.add_argument("--ngpu", type=int, default=1, help="processes per node, one per GPU (default: 1)")
     parser.add_argument("--num-nodes", type=int, default=1, help="nodes (slurm, hostfile; default: 1)")
     parser.add_argument("--port", type=int, default=29500, help="rendezvous port on the first node")
+    parser.add_argument("--max-restarts", type=int, default=0,
+                        help="restart every process this many times after one fails or stalls (torchrun elastic); "
+                             "the training resumes from its last checkpoint (default: 0)")
     parser.add_argument("--slurm-args", default="",
                         help="sbatch options for the job script, {ngpu} replaced, e.g. '--partition=gpu "
                              "--gpus-per-node={ngpu}' (give it as --slurm-args=...)")
@@ -39,7 +44,7 @@ def main(argv=None) -> int:
         parser.error("give the training command after --, e.g. -- -m audiossl.bin.pretrain ...")
     try:
         launch = Launch(args.mode, args.ngpu, args.num_nodes, args.port, shlex.split(args.slurm_args),
-                        args.hostfile or None)
+                        args.hostfile or None, args.max_restarts)
         return launch_training(launch, command, args.job_dir, args.dry_run)
     except UserError as err:
         print(f"audiossl.bin.launch: {err}", file=sys.stderr)

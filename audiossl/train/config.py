@@ -67,6 +67,11 @@ def trainer_config(values: dict[str, Any] | None) -> TrainerConfig:
         config.language_stages = language_stages(stages, config)
     if config.strategy not in ("ddp", "fsdp"):
         raise ConfigError(f"trainer.strategy is ddp or fsdp, not {config.strategy!r}")
+    if config.strategy == "fsdp" and config.precision == "fp16":
+        raise ConfigError("trainer.precision fp16 with strategy fsdp: the loss scaler would check each rank's shard "
+                          "of the gradients apart; train FSDP in bf16 (or fp32)")
+    if config.on_scale_collapse not in ("bf16", "stop"):
+        raise ConfigError(f"trainer.on_scale_collapse is bf16 or stop, not {config.on_scale_collapse!r}")
     config.schedule = dataclasses.replace(schedule, total_updates=config.max_updates)
     if isinstance(config.betas, list):
         config.betas = tuple(config.betas)

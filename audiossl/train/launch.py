@@ -27,7 +27,8 @@ MODES = ("local", "slurm", "hostfile")
 class Launch:
     """How to run: ``procs_per_node`` processes (one per GPU; CPU processes where there is no GPU) on
     ``num_nodes`` nodes. ``slurm_args``: sbatch options of the job script, ``{ngpu}`` replaced by
-    ``procs_per_node`` (e.g. ``--gpus-per-node={ngpu}``)."""
+    ``procs_per_node`` (e.g. ``--gpus-per-node={ngpu}``). ``max_restarts``: torchrun restarts every
+    process this many times after one fails (the training resumes from its last checkpoint)."""
 
     mode: str = "local"
     procs_per_node: int = 1
@@ -35,6 +36,7 @@ class Launch:
     port: int = 29500
     slurm_args: list[str] = field(default_factory=list)
     hostfile: str | None = None
+    max_restarts: int = 0
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -49,10 +51,10 @@ class Launch:
             raise ConfigError("the hostfile launch mode needs --hostfile (hostfile in cmd.sh)")
 
 
-def torchrun(nnodes: int, procs_per_node: int) -> list[str]:
+def torchrun(launch: Launch, nnodes: int) -> list[str]:
     """torchrun of ``nnodes`` nodes meeting at a c10d rendezvous (its endpoint and id to follow)."""
     return [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(nnodes), "--nproc-per-node",
-            str(procs_per_node), "--rdzv-backend", "c10d"]
+            str(launch.procs_per_node), "--max-restarts", str(launch.max_restarts), "--rdzv-backend", "c10d"]
 
 
 def read_hosts(path: str) -> list[str]:
@@ -73,17 +75,17 @@ def run_id(job_dir: str | os.PathLike) -> str:
 
 
 def local_command(launch: Launch, python_args: list[str]) -> list[str]:
-    if launch.procs_per_node == 1:
+    if launch.procs_per_node == 1 and launch.max_restarts == 0:
         return [sys.executable, *python_args]
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
-            str(launch.procs_per_node), *python_args]
+            str(launch.procs_per_node), "--max-restarts", str(launch.max_restarts), *python_args]
 
 
 def hostfile_command(launch: Launch, python_args: list[str], job_dir: str | os.PathLike) -> list[str]:
     hosts = read_hosts(launch.hostfile)
     if launch.num_nodes not in (1, len(hosts)):
         raise ConfigError(f"--num-nodes {launch.num_nodes}, but hostfile {launch.hostfile} lists {len(hosts)} hosts")
-    return [*torchrun(len(hosts), launch.procs_per_node), "--rdzv-endpoint", f"{hosts[0]}:{launch.port}",
+    return [*torchrun(launch, len(hosts)), "--rdzv-endpoint", f"{hosts[0]}:{launch.port}",
             "--rdzv-id", run_id(job_dir), *python_args]
 
 
@@ -93,7 +95,7 @@ def slurm_script(launch: Launch, python_args: list[str], job_dir: str | os.PathL
     options = [f"--job-name={job_dir.name}", f"--nodes={launch.num_nodes}", "--ntasks-per-node=1",
                f"--output={job_dir}/slurm-%j.log",
                *(arg.replace("{ngpu}", str(launch.procs_per_node)) for arg in launch.slurm_args)]
-    command = " ".join([shlex.join(torchrun(launch.num_nodes, launch.procs_per_node)),
+    command = " ".join([shlex.join(torchrun(launch, launch.num_nodes)),
                         f'--rdzv-endpoint "$head:{launch.port}" --rdzv-id "$SLURM_JOB_ID"', shlex.join(python_args)])
     return "\n".join([
         "#!/bin/bash",

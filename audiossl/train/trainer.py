@@ -17,8 +17,12 @@ one format whatever the strategy (one process, DDP, FSDP): a run loads another's
 optimizer state.
 
 An update whose loss or gradient is not finite is skipped: its batches are consumed, but it
-is not counted and does not step the schedule; ``max_bad_updates`` skipped in a row end the
-run with a :class:`TrainingError`. Otherwise a run ends with its checkpoint at ``max_updates``.
+is not counted and does not step the schedule; the log names each and counts them all.
+``max_bad_updates`` skipped in a row end the run with a :class:`TrainingError`; in fp16, an
+overflowing gradient only lowers the dynamic loss scale, and a scale that stays under
+``loss_scale_floor`` for ``loss_scale_patience`` updates (fp16 cannot represent the gradients)
+switches the run to bf16 where the device has it natively, or ends it. Otherwise a run ends with
+its checkpoint at ``max_updates``.
 """
 from __future__ import annotations
 
@@ -43,8 +47,9 @@ from audiossl.data.transforms import BatchTransform, Compose
 from audiossl.errors import UserError
 from audiossl.tasks.base import Task
 from audiossl.train import sharding
-from audiossl.train.distributed import DistInfo, all_gather_objects, all_reduce_sums, barrier, cleanup, init_distributed
-from audiossl.train.precision import emulation_warning, resolve_precision
+from audiossl.train.distributed import (DistInfo, Watchdog, all_gather_objects, all_reduce_sums, barrier, cleanup,
+                                        init_distributed)
+from audiossl.train.precision import emulation_warning, native_bf16, resolve_precision
 from audiossl.train.schedules import ScheduleConfig, build_scheduler
 
 logger = logging.getLogger("audiossl.train")
@@ -92,8 +97,12 @@ class TrainerConfig:
     num_workers: int = 1
     num_threads: int = 0             # intra-op threads per rank; 0: cores / ranks
     max_bad_updates: int = 5         # consecutive non-finite updates before giving up
+    loss_scale_floor: float = 1e-4   # fp16: a dynamic loss scale under this (fairseq's min-loss-scale) ...
+    loss_scale_patience: int = 20    # ... for this many updates in a row has collapsed
+    on_scale_collapse: str = "bf16"  # bf16 (where native; else stop) | stop
     device: str = "auto"             # auto | cpu | cuda
     strategy: str = "ddp"            # with several processes: ddp (replicas) | fsdp (sharded, FSDP2)
+    watchdog_seconds: float = 1800.0  # with several processes: a rank without progress this long exits (0: never)
     activation_checkpointing: bool = False  # recompute encoder layers in the backward pass (memory for time)
 
     def to_dict(self) -> dict:
@@ -163,6 +172,7 @@ class Trainer:
         self.higher_is_better = task.higher_is_better
         self.state = {"update": 0, "epoch": 0, "batch_index": 0,
                       "best_score": -math.inf if self.higher_is_better else math.inf, "bad_updates": 0,
+                      "skipped_updates": 0, "low_scale_updates": 0,
                       "train_seconds": 0.0, "language_stage": 0}
         self.saved_update: int | None = None  # update of the newest checkpoint in ckpt_dir
 
@@ -262,8 +272,12 @@ class Trainer:
         model_state, train_state = self._model_state(), self._train_state()
         if self.info.is_main:
             path = self.ckpt_dir / f"update_{update}.pt"
-            save_checkpoint(path, self.model.config.family, self.model.config.to_dict(), model_state,
-                            train_state=train_state)
+            try:
+                save_checkpoint(path, self.model.config.family, self.model.config.to_dict(), model_state,
+                                train_state=train_state)
+            except OSError as err:  # e.g. a full disk: the write went to a temporary file, now removed
+                raise TrainingError(f"cannot write {path} at update {update}: {err.strerror or err}; "
+                                    f"{self._newest_checkpoint()}, intact; free space and run again to resume") from err
             for name in ("last.pt",) + (("best.pt",) if best else ()):
                 tmp = self.ckpt_dir / f".{name}.link"
                 tmp.unlink(missing_ok=True)
@@ -288,6 +302,9 @@ class Trainer:
                            "it goes on from the same batch of the epoch, but the ranks' random streams (masks, "
                            "dropout) differ, so the losses will differ from an uninterrupted run", last, ranks,
                            self.info.world_size)
+        if train_state.get("precision") == "bf16" and self.precision == "fp16":
+            logger.info("%s: the run fell back from fp16 to bf16; it goes on in bf16", last)
+            self._fall_back_to_bf16()
         if train_state.get("precision", self.precision) != self.precision:
             logger.warning("%s trained in %s and continues in %s on this machine: the losses will differ from "
                            "an uninterrupted run", last, train_state["precision"], self.precision)
@@ -355,9 +372,9 @@ class Trainer:
                                    lengths=batch.lengths.to(self.info.device),
                                    targets=None if batch.targets is None else batch.targets.to(self.info.device))
 
-    def _update(self, micro_batches) -> dict[str, float] | None:
+    def _update(self, micro_batches) -> tuple[dict[str, float], str | None]:
         """One optimizer update over accumulated micro-batches: the metric sums of the global batch (every
-        rank's), or None if a loss or the gradient was not finite."""
+        rank's), and why the update was skipped (None when it was done)."""
         self.ddp_model.train()
         self.task.before_update(self.model, self.state["update"])
         sums: dict[str, float] = {}
@@ -375,18 +392,18 @@ class Trainer:
             for key, value in out.sums.items():
                 sums[key] = sums.get(key, 0.0) + value
         sums = all_reduce_sums({**sums, "bad_ranks": float(not finite)}, self.info)  # figures of the global batch
-        finite = sums.pop("bad_ranks") == 0
-        if finite:
-            self.scaler.unscale_(self.optimizer)
-            grad_norm = sharding.full_norm(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm))
-            finite = bool(torch.isfinite(grad_norm)) or self.precision == "fp16"
-            sums["grad_norm"] = float(grad_norm)
-        if finite:
+        skipped = "non-finite loss" if sums.pop("bad_ranks") else None
+        self.scaler.unscale_(self.optimizer)  # (every method of a disabled scaler does nothing)
+        grad_norm = sharding.full_norm(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm))
+        sums["grad_norm"] = float(grad_norm)
+        if skipped is None and not torch.isfinite(grad_norm):
+            skipped = "fp16 gradient overflow" if self.scaler.is_enabled() else "non-finite gradient"
+        if skipped is None:
             self.scaler.step(self.optimizer)
-            self.scaler.update()
             self.scheduler.step()
+        self.scaler.update()  # after an overflow: a lower loss scale
         self.optimizer.zero_grad(set_to_none=True)
-        return sums if finite else None
+        return sums, skipped
 
     def _gradient_sync(self, sync: bool):
         """A context in which backward passes reduce gradients over ranks (``sync``) or only accumulate."""
@@ -441,56 +458,64 @@ class Trainer:
         seconds_before = self.state["train_seconds"]
         micro: list = []
         rate = input_rate(self.train_set)
-        while self.state["update"] < config.max_updates:
-            stage = self._language_stage_at(self.state["update"])
-            if stage != self.state["language_stage"]:
-                self._enter_language_stage(stage)
-            batches = self.sampler.epoch_batches(self.state["epoch"])
-            loader = torch.utils.data.DataLoader(
-                self.train_set, batch_sampler=batches[self.state["batch_index"]:], collate_fn=collate,
-                num_workers=config.num_workers, generator=torch.Generator().manual_seed(0),
-                persistent_workers=False)
-            for batch in loader:
-                self.state["batch_index"] += 1
-                micro.append(batch)
-                if len(micro) < config.accum_steps:
-                    continue
-                audio_seconds += sum(int(b.lengths.sum()) for b in micro) / rate
-                sums = self._update(micro)
-                micro = []
-                if seconds_before is not None:
-                    self.state["train_seconds"] = seconds_before + time.time() - started
-                if sums is None:
-                    self._skip_update()
-                    continue
-                self.state["update"] += 1
-                self.state["bad_updates"] = 0
-                bar.update()
-                for key, value in sums.items():
-                    window[key] = window.get(key, 0.0) + value
-                self._log_update(sums, writer, bar)
-                update = self.state["update"]
-                if update % config.log_interval == 0 or update == config.max_updates:
-                    self._log_window(window, started, audio_seconds)
-                    window = {}
-                is_last = update == config.max_updates
-                best = False
-                if self.valid_set is not None and (update % config.valid_interval == 0 or is_last):
-                    summary = self.validate()
-                    score = self.task.valid_score(summary)
-                    previous = self.state["best_score"]
-                    best = score > previous if self.higher_is_better else score < previous
-                    if best:
-                        self.state["best_score"] = score
-                    self._log_summary("valid", summary, writer)
-                if update % config.save_interval == 0 or is_last or best:
-                    self.save(best or (self.valid_set is None and is_last))
-                    barrier(self.info)
-                if is_last or self._language_stage_at(update) != self.state["language_stage"]:
-                    break
-            else:
-                self.state["epoch"] += 1
-                self.state["batch_index"] = 0
+        watchdog = Watchdog(config.watchdog_seconds if self.info.world_size > 1 else 0.0, self.info.rank,
+                            lambda: f"update {self.state['update'] + 1} (epoch {self.state['epoch']})")
+        with watchdog:
+            while self.state["update"] < config.max_updates:
+                stage = self._language_stage_at(self.state["update"])
+                if stage != self.state["language_stage"]:
+                    self._enter_language_stage(stage)
+                batches = self.sampler.epoch_batches(self.state["epoch"])
+                loader = torch.utils.data.DataLoader(
+                    self.train_set, batch_sampler=batches[self.state["batch_index"]:], collate_fn=collate,
+                    num_workers=config.num_workers, generator=torch.Generator().manual_seed(0),
+                    persistent_workers=False)
+                for batch in loader:
+                    self.state["batch_index"] += 1
+                    micro.append(batch)
+                    if len(micro) < config.accum_steps:
+                        continue
+                    audio_seconds += sum(int(b.lengths.sum()) for b in micro) / rate
+                    sums, skipped = self._update(micro)
+                    watchdog.beat()
+                    micro = []
+                    if seconds_before is not None:
+                        self.state["train_seconds"] = seconds_before + time.time() - started
+                    if skipped:
+                        self._skip_update(skipped)
+                    self._watch_loss_scale()
+                    if skipped:
+                        continue
+                    self.state["update"] += 1
+                    self.state["bad_updates"] = 0
+                    bar.update()
+                    for key, value in sums.items():
+                        window[key] = window.get(key, 0.0) + value
+                    self._log_update(sums, writer, bar)
+                    update = self.state["update"]
+                    if update % config.log_interval == 0 or update == config.max_updates:
+                        self._log_window(window, started, audio_seconds)
+                        window = {}
+                    is_last = update == config.max_updates
+                    best = False
+                    if self.valid_set is not None and (update % config.valid_interval == 0 or is_last):
+                        summary = self.validate()
+                        watchdog.beat()
+                        score = self.task.valid_score(summary)
+                        previous = self.state["best_score"]
+                        best = score > previous if self.higher_is_better else score < previous
+                        if best:
+                            self.state["best_score"] = score
+                        self._log_summary("valid", summary, writer)
+                    if update % config.save_interval == 0 or is_last or best:
+                        self.save(best or (self.valid_set is None and is_last))
+                        barrier(self.info)
+                        watchdog.beat()
+                    if is_last or self._language_stage_at(update) != self.state["language_stage"]:
+                        break
+                else:
+                    self.state["epoch"] += 1
+                    self.state["batch_index"] = 0
         bar.close()
         if summary:
             logger.info("final validation: %s", " ".join(f"{k}={v:.4g}" for k, v in summary.items()))
@@ -499,17 +524,48 @@ class Trainer:
         cleanup(self.info)
         return summary
 
-    def _skip_update(self) -> None:
-        """Count a non-finite update as bad (not done); raise after ``max_bad_updates`` in a row."""
-        self.state["bad_updates"] += 1
-        if self.state["bad_updates"] < self.config.max_bad_updates:
-            return
+    def _skip_update(self, reason: str) -> None:
+        """Log and count a skipped update; raise after ``max_bad_updates`` non-finite ones in a row (fp16
+        overflows do not count: the loss scale answers them)."""
+        self.state["skipped_updates"] += 1
+        if reason != "fp16 gradient overflow":
+            self.state["bad_updates"] += 1
+        scale = f", loss scale now {self.scaler.get_scale():g}" if self.scaler.is_enabled() else ""
+        logger.warning("update %d skipped: %s%s; %d update(s) skipped in all", self.state["update"] + 1, reason,
+                       scale, self.state["skipped_updates"])
+        if self.state["bad_updates"] >= self.config.max_bad_updates:
+            raise TrainingError(f"{self.state['bad_updates']} consecutive updates with a non-finite loss or gradient "
+                                f"(at update {self.state['update'] + 1}, {self.state['skipped_updates']} skipped in "
+                                f"all); see {self.exp_dir / 'train.log'}; {self._newest_checkpoint()}")
+
+    def _newest_checkpoint(self) -> str:
         if self.saved_update is None:
-            newest = "no checkpoint was saved yet"
-        else:
-            newest = f"the newest checkpoint is {self.ckpt_dir / 'last.pt'} (update {self.saved_update})"
-        raise TrainingError(f"{self.state['bad_updates']} consecutive updates with non-finite loss (at update "
-                            f"{self.state['update'] + 1}); see {self.exp_dir / 'train.log'}; {newest}")
+            return "no checkpoint was saved yet"
+        return f"the newest checkpoint is {self.ckpt_dir / 'last.pt'} (update {self.saved_update})"
+
+    def _watch_loss_scale(self) -> None:
+        """fp16: count updates with the loss scale under its floor; after ``loss_scale_patience`` in a row,
+        go on in bf16 (``on_scale_collapse``, where the device has it natively) or stop."""
+        config = self.config
+        if not self.scaler.is_enabled():
+            return
+        scale = self.scaler.get_scale()
+        low = self.state["low_scale_updates"] = self.state["low_scale_updates"] + 1 if scale < config.loss_scale_floor else 0
+        if low < config.loss_scale_patience:
+            return
+        collapse = (f"the fp16 loss scale stayed under {config.loss_scale_floor:g} for {low} updates (now {scale:g}, "
+                    f"at update {self.state['update'] + 1}): the gradients do not fit in fp16")
+        if config.on_scale_collapse == "bf16" and native_bf16(self.info.device):
+            logger.warning("%s; training goes on in bf16", collapse)
+            self._fall_back_to_bf16()
+            return
+        remedy = ("bf16, the fallback, is not native on this device; " if config.on_scale_collapse == "bf16" else "")
+        raise TrainingError(f"{collapse}; {remedy}train in bf16 or fp32 (trainer.precision); {self._newest_checkpoint()}")
+
+    def _fall_back_to_bf16(self) -> None:
+        self.precision = "bf16"
+        self.scaler = torch.amp.GradScaler(self.info.device.type, enabled=False)
+        self.state["low_scale_updates"] = 0
 
     # ---------------------------------------------------------------- logging
     @staticmethod
@@ -557,8 +613,10 @@ class Trainer:
                 logger.warning("update %d: %s", self.state["update"], warning)
         elapsed = time.time() - started
         text = " ".join(f"{k}={v:.4g}" for k, v in figures.items())
-        logger.info("update %d epoch %d lr %.3g | %s | %.1f s audio/s", self.state["update"], self.state["epoch"],
-                    self.scheduler.get_last_lr()[0], text, audio_seconds * self.info.world_size / max(elapsed, 1e-9))
+        skipped = self.state["skipped_updates"]
+        logger.info("update %d epoch %d lr %.3g | %s | %.1f s audio/s%s", self.state["update"], self.state["epoch"],
+                    self.scheduler.get_last_lr()[0], text, audio_seconds * self.info.world_size / max(elapsed, 1e-9),
+                    f" | {skipped} update(s) skipped so far" if skipped else "")
 
     def _log_summary(self, name: str, summary: dict[str, float], writer) -> None:
         if not self.info.is_main:

@@ -7,6 +7,7 @@ launch() {
     $launcher "$@"
   else
     python3 -m audiossl.bin.launch --mode "${train_launch_mode:-local}" --ngpu "$ngpu" --num-nodes "$num_nodes" \
-      --slurm-args="${slurm_args:-}" --hostfile "${hostfile:-}" "$dir" -- "$@"
+      --slurm-args="${slurm_args:-}" --hostfile "${hostfile:-}" \
+      --max-restarts "${train_max_restarts:-0}" "$dir" -- "$@"
   fi
 }

@@ -302,7 +302,7 @@ def test_multilingual_pretraining_samples_batches_by_language(demo):
                "--stop-stage", "3", "--pretrain-args", TINY_PRETRAIN], demo)
     assert ssl.returncode == 0, ssl.stdout[-3000:] + ssl.stderr[-3000:]
     assert set(DataDir.read(data / "train_unlab_en_es_fbank")["utt2lang"].values()) == {"en", "es"}
-    assert "batches of one language, drawn with p ∝ amount^1: en 0." in (exp / "hubert_iter1/train.log").read_text()
+    assert "language stage 1 of 1, batches of one language drawn with p ∝ weight · amount^1: en 0." in (exp / "hubert_iter1/train.log").read_text()
     valid = json.loads((exp / "hubert_iter1/valid.jsonl").read_text().splitlines()[-1])
     assert {"acc_masked@en", "acc_masked@es", "loss@en", "loss@es"} <= valid.keys()
 
@@ -379,6 +379,6 @@ def test_recipe_trains_on_two_processes(demo):
     done = run(ssl_args(demo) + ["--stage", "3", "--stop-stage", "3", "--exp", str(exp), "--ngpu", "2",
                                  "--pretrain-args", TINY_PRETRAIN + " --set trainer.batch_seconds=5"], demo)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "torch.distributed.run --standalone --nproc-per-node 2 -m audiossl.bin.pretrain" in done.stderr
+    assert "torch.distributed.run --standalone --nproc-per-node 2 --max-restarts 0 -m audiossl.bin.pretrain" in done.stderr
     state = audiossl.checkpoint.load_checkpoint(exp / "hubert_iter1/checkpoints/last.pt")["train_state"]
     assert state["world_size"] == 2 and state["update"] == 4

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -76,11 +77,22 @@ def pretraining(corpus: Path, exp: Path, *settings: str) -> list[str]:
             "--valid-data", str(corpus / "data"), "--valid-labels", str(corpus / "labels"), str(exp)]
 
 
-def pretrain(corpus: Path, exp: Path, ranks: int, *settings: str) -> None:
-    """bin.pretrain on the corpus, launched locally with ``ranks`` CPU processes."""
-    done = subprocess.run([sys.executable, "-m", "audiossl.bin.launch", "--ngpu", str(ranks), str(exp), "--",
-                           *pretraining(corpus, exp, *settings)], capture_output=True, text=True, timeout=600)
+def pretrain(corpus: Path, exp: Path, ranks: int, *settings: str, launch: tuple[str, ...] = (),
+             env: dict[str, str] | None = None) -> str:
+    """bin.pretrain on the corpus, launched locally with ``ranks`` CPU processes; its stderr."""
+    done = subprocess.run([sys.executable, "-m", "audiossl.bin.launch", "--ngpu", str(ranks), *launch, str(exp), "--",
+                           *pretraining(corpus, exp, *settings)], capture_output=True, text=True, timeout=600,
+                          env=None if env is None else {**os.environ, **env})
     assert done.returncode == 0, done.stderr[-4000:]
+    return done.stderr
+
+
+@pytest.fixture(scope="module")
+def one_process(corpus, tmp_path_factory) -> Path:
+    """The reference: one process, two micro-batches per update (the global batch of two ranks)."""
+    exp = tmp_path_factory.mktemp("one") / "exp"
+    pretrain(corpus, exp, 1, "trainer.accum_steps=2")
+    return exp
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -97,8 +109,8 @@ def losses(exp: Path) -> list[float]:
     return [json.loads(line)["loss"] for line in (exp / "updates.jsonl").read_text().splitlines()]
 
 
-def test_two_ranks_train_as_one_process_and_checkpoints_move_between_them(corpus, tmp_path):
-    pretrain(corpus, tmp_path / "one", 1, "trainer.accum_steps=2")
+def test_two_ranks_train_as_one_process_and_checkpoints_move_between_them(corpus, one_process, tmp_path):
+    shutil.copytree(one_process, tmp_path / "one")
     for strategy in ("ddp", "fsdp"):
         pretrain(corpus, tmp_path / strategy, 2, f"trainer.strategy={strategy}")
         assert largest_difference(tmp_path / "one/checkpoints/last.pt", tmp_path / strategy / "checkpoints/last.pt") \
@@ -128,6 +140,22 @@ def test_fsdp_refuses_layer_drop(corpus, tmp_path):
     assert "trainer.strategy fsdp cannot train with layer drop (TransformerEncoder.layer_drop=0.1)" in done.stderr
 
 
+@pytest.mark.parametrize("fault", ["kill", "stall"])
+def test_a_dead_or_stalled_rank_restarts_the_job_from_its_last_checkpoint(corpus, one_process, tmp_path, fault):
+    """Rank 1 is killed (or hangs) before update 3; torchrun restarts both ranks (after the watchdog ends
+    the stalled ones), which resume from update 2 and end where an uninterrupted run ends."""
+    stderr = pretrain(corpus, tmp_path / "exp", 2, "trainer.watchdog_seconds=4", launch=("--max-restarts", "1"),
+                      env={"AUDIOSSL_FAULT": f"{fault} 1 3",
+                           "PYTHONPATH": f"{Path(__file__).parent / 'faults'}:{os.environ.get('PYTHONPATH', '')}"})
+    if fault == "stall":
+        assert re.search(r"rank [01]: no progress for \d+ s in update 3 \(epoch 0\): a collective is waiting", stderr)
+    log = (tmp_path / "exp/train.log").read_text()
+    assert log.count("resumed from") == 1 and "at update 2 (epoch 0, batch 2)" in log
+    assert largest_difference(one_process / "checkpoints/last.pt", tmp_path / "exp/checkpoints/last.pt") < TOLERANCE
+    assert [json.loads(line)["update"] for line in (tmp_path / "exp/updates.jsonl").read_text().splitlines()] \
+        == [1, 2, 3, 4]
+
+
 def trained_by_two_ranks(exp: Path) -> None:
     state = load_checkpoint(exp / "checkpoints/last.pt")["train_state"]
     assert state["world_size"] == 2 and state["update"] == 4
@@ -142,7 +170,8 @@ def test_two_nodes_of_a_hostfile_meet_on_loopback(corpus, tmp_path):
     nodes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
     outputs = [node.communicate(timeout=600)[0] for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
-    assert "--nnodes 2 --nproc-per-node 1 --rdzv-backend c10d --rdzv-endpoint 127.0.0.1:29561" in outputs[0]
+    assert "--nnodes 2 --nproc-per-node 1 --max-restarts 0 --rdzv-backend c10d --rdzv-endpoint 127.0.0.1:29561" \
+        in outputs[0]
     trained_by_two_ranks(exp)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from audiossl.checkpoint import build_model, load_checkpoint, load_model
+from audiossl.checkpoint import build_model, checksum, load_checkpoint, load_model
 from audiossl.data.dataset import Batch, BucketBatchSampler, LanguageBatchSampler, UtteranceDataset
 from audiossl.data.kaldi_dir import DataDir, DataDirError, merge_tables, write_table
 from audiossl.data.transforms import BatchTransform, Compose, FbankFromWaveform
@@ -78,8 +78,9 @@ def crash_at(monkeypatch, call: int) -> None:
     monkeypatch.setattr(Trainer, "_update", crashing)
 
 
-def poison(monkeypatch, run: Trainer, when) -> None:
-    """Make a training loss NaN where ``when(updates done, attempt at the next one from 1)`` is true."""
+def poison(monkeypatch, run: Trainer, when, factor: float = float("nan")) -> None:
+    """Multiply a training loss by ``factor`` (NaN: a non-finite loss) where ``when(updates done, attempt at
+    the next one from 1)`` is true."""
     step = PretrainingTask.train_step
     attempts: dict[int, int] = {}
 
@@ -89,7 +90,7 @@ def poison(monkeypatch, run: Trainer, when) -> None:
             done = run.state["update"]
             attempts[done] = attempts.get(done, 0) + 1
             if when(done, attempts[done]):
-                out.loss = out.loss * float("nan")
+                out.loss = out.loss * factor
         return out
 
     monkeypatch.setattr(PretrainingTask, "train_step", poisoned)
@@ -173,7 +174,7 @@ def test_checkpoints_on_cuda_keep_the_cuda_generators(fbank_dir, tmp_path, monke
 
     payload = load_checkpoint(last)  # written before the CUDA generators were saved
     del payload["train_state"]["rng"][0]["cuda_rng"]
-    torch.save(payload, last)
+    torch.save({**payload, "checksum": checksum(payload)}, last)
     assert on_cuda(make_run(fbank_dir, tmp_path / "exp")).resume() and len(restored) == 1
 
 
@@ -181,14 +182,45 @@ def test_non_finite_loss_stops_and_keeps_checkpoints(fbank_dir, tmp_path, monkey
     run = make_run(fbank_dir, tmp_path / "exp", max_updates=8, max_bad_updates=2)
     poison(monkeypatch, run, lambda done, attempt: done >= 2)
     last = tmp_path / "exp" / "checkpoints" / "last.pt"
-    with pytest.raises(TrainingError, match="2 consecutive updates with non-finite loss") as error:
+    with pytest.raises(TrainingError, match="2 consecutive updates with a non-finite loss or gradient") as error:
         run.fit()
-    assert "(at update 3)" in str(error.value) and f"newest checkpoint is {last} (update 2)" in str(error.value)
+    assert "(at update 3, 2 skipped in all)" in str(error.value) and f"newest checkpoint is {last} (update 2)" in str(error.value)
     kept = load_checkpoint(last)
     assert kept["train_state"]["update"] == 2
     assert all(torch.isfinite(v).all() for v in kept["model"].values() if v.is_floating_point())
     assert "non-finite loss nan on utterances" in (tmp_path / "exp" / "train.log").read_text()
     assert run.state["update"] == run.scheduler.last_epoch == 2  # skipped updates neither count nor step the schedule
+
+
+def fp16_run(fbank_dir: Path, exp: Path, monkeypatch, **trainer) -> Trainer:
+    """fp16 whose gradients overflow at every scale down to 2^-8 (the loss times 2^40): each update skipped
+    and the scale halved from 2^16, under the floor of 2^10 at the 7th."""
+    run = make_run(fbank_dir, exp, precision="fp16", loss_scale_floor=1024.0, loss_scale_patience=2, max_updates=3,
+                   **trainer)
+    poison(monkeypatch, run, lambda done, attempt: run.precision == "fp16", factor=2.0 ** 40)
+    return run
+
+
+def test_fp16_overflows_lower_the_loss_scale_until_a_collapse_stops_the_run(fbank_dir, tmp_path, monkeypatch):
+    run = fp16_run(fbank_dir, tmp_path / "exp", monkeypatch, max_bad_updates=2)  # overflows are not "bad"
+    with pytest.raises(TrainingError, match=r"the fp16 loss scale stayed under 1024 for 2 updates \(now 256, at update "
+                                            r"1\): the gradients do not fit in fp16; bf16, the fallback, is not native"):
+        run.fit()
+    log = (tmp_path / "exp" / "train.log").read_text()
+    assert "update 1 skipped: fp16 gradient overflow, loss scale now 32768; 1 update(s) skipped in all" in log
+    assert "loss scale now 256; 8 update(s) skipped in all" in log and run.state["update"] == 0
+
+
+def test_fp16_collapse_goes_on_in_bf16_where_it_is_native(fbank_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr("audiossl.train.trainer.native_bf16", lambda device: True)
+    run = fp16_run(fbank_dir, tmp_path / "exp", monkeypatch)
+    run.fit()
+    assert run.state["update"] == 3 and run.precision == "bf16"
+    assert "; training goes on in bf16" in (tmp_path / "exp" / "train.log").read_text()
+    state = load_checkpoint(tmp_path / "exp" / "checkpoints" / "last.pt")["train_state"]
+    assert state["precision"] == "bf16" and state["skipped_updates"] == 8
+    resumed = fp16_run(fbank_dir, tmp_path / "exp", monkeypatch)
+    assert resumed.resume() and resumed.precision == "bf16" and not resumed.scaler.is_enabled()
 
 
 def test_non_finite_loss_before_any_checkpoint_says_none_was_saved(fbank_dir, tmp_path, monkeypatch):
@@ -198,6 +230,28 @@ def test_non_finite_loss_before_any_checkpoint_says_none_was_saved(fbank_dir, tm
         run.fit()
     assert not (tmp_path / "exp" / "checkpoints" / "last.pt").exists()
     assert run.state["update"] == run.scheduler.last_epoch == 0
+
+
+def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint_and_says_so(fbank_dir, tmp_path, monkeypatch):
+    run = make_run(fbank_dir, tmp_path / "exp", max_updates=4)
+    save = torch.save
+
+    def disk_full_at_update_4(payload, f, *args, **kwargs):
+        if payload["train_state"]["update"] == 4:
+            f.write(b"half a checkpoint")
+            raise OSError(28, "No space left on device")
+        return save(payload, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", disk_full_at_update_4)
+    last = tmp_path / "exp" / "checkpoints" / "last.pt"
+    with pytest.raises(TrainingError, match=f"cannot write .*update_4.pt at update 4: No space left on device; the "
+                                            f"newest checkpoint is {last} \\(update 3\\), intact"):
+        run.fit()
+    assert load_checkpoint(last)["train_state"]["update"] == 3  # saved as the best at the validation of update 3
+    assert sorted(p.name for p in last.parent.iterdir()) == ["best.pt", "last.pt", "update_2.pt", "update_3.pt"]
+    monkeypatch.setattr(torch, "save", save)
+    make_run(fbank_dir, tmp_path / "exp", max_updates=4).fit()  # space again: it resumes and finishes
+    assert load_checkpoint(last)["train_state"]["update"] == 4
 
 
 def test_a_run_can_start_from_another_runs_optimizer_and_schedule(fbank_dir, tmp_path):

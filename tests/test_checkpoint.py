@@ -1,0 +1,50 @@
+"""Checkpoints refuse what they cannot trust: a damaged file, a newer format, a foreign file; each by name."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from audiossl.checkpoint import FORMAT, CheckpointError, checksum, load_checkpoint, load_model, save_checkpoint
+
+
+def write(path, **tensors) -> None:
+    save_checkpoint(path, "hubert", {"num_classes": 3}, tensors, train_state={"update": 7, "rng": [torch.arange(4)]})
+
+
+def test_a_checkpoint_reads_back_with_its_checksum(tmp_path):
+    write(tmp_path / "a.pt", weight=torch.randn(4, 3), step=torch.tensor(2))
+    payload = load_checkpoint(tmp_path / "a.pt")
+    assert payload["checksum"] == checksum(payload) and payload["train_state"]["update"] == 7
+    changed = {**payload, "model": {**payload["model"], "step": torch.tensor(3)}}
+    assert checksum(changed) != payload["checksum"]   # every value counts, not only the floating-point ones
+
+
+def test_a_damaged_file_is_refused_by_name(tmp_path):
+    path = tmp_path / "update_100.pt"
+    write(path, weight=torch.zeros(256, 1024))    # 1 MiB of zero bytes, stored as they are
+    data = bytearray(path.read_bytes())
+    middle = data.index(bytes(4096)) + 2048
+    data[middle] = 1                               # one flipped bit in the weights: torch.load does not notice
+    path.write_bytes(bytes(data))
+    assert torch.load(path, weights_only=True)["model"]["weight"].count_nonzero() == 1
+    with pytest.raises(CheckpointError, match="update_100.pt: checksum mismatch: the file was damaged"):
+        load_checkpoint(path)
+    path.write_bytes(bytes(data[: len(data) // 2]))  # truncated
+    with pytest.raises(CheckpointError, match="update_100.pt: cannot read checkpoint"):
+        load_checkpoint(path)
+
+
+def test_a_newer_format_is_refused_by_name(tmp_path):
+    path = tmp_path / "future.pt"
+    torch.save({"format": "audiossl/2", "family": "hubert", "config": {}, "model": {}}, path)
+    with pytest.raises(CheckpointError, match=f"future.pt: written by a newer audiossl \\(format audiossl/2\\); "
+                                              f"this one reads {FORMAT}: upgrade audiossl"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="written by a newer audiossl"):
+        load_model(path)
+
+
+def test_files_written_before_checksums_still_load(tmp_path):
+    path = tmp_path / "old.pt"
+    torch.save({"format": FORMAT, "family": "hubert", "config": {}, "model": {"w": torch.ones(2)}}, path)
+    assert load_checkpoint(path)["model"]["w"].sum() == 2
