@@ -100,6 +100,18 @@ def losses(exp: Path) -> list[float]:
     return [json.loads(line)["loss"] for line in (exp / "updates.jsonl").read_text().splitlines()]
 
 
+def resumes_exactly(run_in, tmp_path: Path, monkeypatch, call: int) -> list[dict]:
+    """``run_in(exp).fit()`` straight, and killed at its ``call``-th update then resumed: the same losses.
+    Returns the straight run's update records."""
+    run_in(tmp_path / "straight").fit()
+    crash_at(monkeypatch, call)
+    with pytest.raises(KeyboardInterrupt):
+        run_in(tmp_path / "resumed").fit()
+    run_in(tmp_path / "resumed").fit()
+    assert losses(tmp_path / "resumed") == losses(tmp_path / "straight")
+    return [json.loads(line) for line in (tmp_path / "straight" / "updates.jsonl").read_text().splitlines()]
+
+
 def test_resume_after_interruption_gives_same_losses(fbank_dir, tmp_path, monkeypatch):
     make_run(fbank_dir, tmp_path / "straight").fit()
     reference = losses(tmp_path / "straight")
@@ -395,14 +407,7 @@ def test_language_sampling_logs_figures_per_language_and_resumes_exactly(fbank_d
     def language_run(exp: Path) -> Trainer:
         return make_run(fbank_dir, exp, languages=languages, language_alpha=0.5, batch_seconds=3.0)
 
-    language_run(tmp_path / "straight").fit()
-    crash_at(monkeypatch, 4)
-    with pytest.raises(KeyboardInterrupt):
-        language_run(tmp_path / "resumed").fit()
-    language_run(tmp_path / "resumed").fit()
-    assert losses(tmp_path / "resumed") == losses(tmp_path / "straight")
-    updates = [json.loads(line) for line in (tmp_path / "straight" / "updates.jsonl").read_text().splitlines()]
-    for record in updates:  # each update's batch is of one language, whose figures equal the whole's
+    for record in resumes_exactly(language_run, tmp_path, monkeypatch, 4):  # each update's batch is of one language, whose figures equal the whole's
         spoken = [lang for lang in ("en", "es") if f"loss@{lang}" in record]
         assert len(spoken) == 1 and record[f"acc_masked@{spoken[0]}"] == record["acc_masked"]
     valid = json.loads((tmp_path / "straight" / "valid.jsonl").read_text().splitlines()[-1])
@@ -418,13 +423,7 @@ def test_language_stages_switch_the_mix_at_their_update_and_resume_exactly(fbank
     def staged_run(exp: Path) -> Trainer:
         return make_run(fbank_dir, exp, languages=languages, language_stages=stages, batch_seconds=3.0)
 
-    staged_run(tmp_path / "straight").fit()
-    crash_at(monkeypatch, 5)
-    with pytest.raises(KeyboardInterrupt):
-        staged_run(tmp_path / "resumed").fit()
-    staged_run(tmp_path / "resumed").fit()
-    assert losses(tmp_path / "resumed") == losses(tmp_path / "straight")
-    updates = [json.loads(line) for line in (tmp_path / "straight" / "updates.jsonl").read_text().splitlines()]
+    updates = resumes_exactly(staged_run, tmp_path, monkeypatch, 5)
     spoken = [[lang for lang in ("en", "es") if f"loss@{lang}" in record] for record in updates]
     assert spoken == [["en"]] * 3 + [["es"]] * 3
     log = (tmp_path / "straight" / "train.log").read_text()
