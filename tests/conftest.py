@@ -17,7 +17,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The end-to-end recipe tests first, slowest first: the workers of tools/test.sh start them
     at once and share out the short tests while they run."""
     order = ("test_mini_tts_recipes.py", "test_superb_recipe.py", "test_utterance_recipes.py", "test_mini_music_ssl.py",
-             "test_domain_recipe.py", "test_distributed.py")
+             "test_domain_recipe.py", "test_distributed.py", "test_kill_resume.py")
     items.sort(key=lambda item: order.index(item.path.name) if item.path.name in order else len(order))
 
 

@@ -17,7 +17,6 @@ import pytest
 import torch
 
 import audiossl
-import audiossl.checkpoint
 from audiossl.data.kaldi_dir import DataDir
 
 EGS = Path(__file__).resolve().parents[2] / "egs" / "mini_tts"
@@ -368,17 +367,3 @@ def test_killed_training_stage_resumes(demo):
     assert "resumed from" in (demo / "exp_kill/hubert_iter1/train.log").read_text()
     records = [json.loads(x) for x in (demo / "exp_kill/hubert_iter1/updates.jsonl").read_text().splitlines()]
     assert [r["update"] for r in records] == list(range(1, 41))
-
-
-def test_recipe_trains_on_two_processes(demo):
-    """--ngpu 2: the recipe's training stage under torchrun with two CPU ranks (gloo); rank 0 writes."""
-    exp = demo / "exp_ddp"
-    (exp / "kmeans1").mkdir(parents=True)
-    for name in ("train_unlab.labels", "dev.labels"):
-        (exp / "kmeans1" / name).write_text((demo / "exp" / "kmeans1" / name).read_text())
-    done = run(ssl_args(demo) + ["--stage", "3", "--stop-stage", "3", "--exp", str(exp), "--ngpu", "2",
-                                 "--pretrain-args", TINY_PRETRAIN + " --set trainer.batch_seconds=5"], demo)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "torch.distributed.run --standalone --nproc-per-node 2 --max-restarts 0 -m audiossl.bin.pretrain" in done.stderr
-    state = audiossl.checkpoint.load_checkpoint(exp / "hubert_iter1/checkpoints/last.pt")["train_state"]
-    assert state["world_size"] == 2 and state["update"] == 4

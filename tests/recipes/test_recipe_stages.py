@@ -1,8 +1,10 @@
 """recipes/ssl.sh and asr.sh on a tiny recipe dir: shared feature dirs, --family/--targets, --help."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -127,3 +129,20 @@ def test_help_names_every_option(egs, name):
     options = set(re.findall(r"^([a-z][a-z0-9_]*)=", script, flags=re.M)) - {"help_message", "command_line"}
     helped = recipe(name, egs, "--help").stdout
     assert options and [o for o in options if f"--{o.replace('_', '-')}" not in helped] == []
+
+
+def test_ngpu_and_num_nodes_reach_the_launcher(egs, tmp_path):
+    """--ngpu / --num-nodes and cmd.sh's settings go to audiossl.bin.launch (here a stand-in that prints them)."""
+    shim = tmp_path / "bin" / "python3"
+    shim.parent.mkdir()
+    shim.write_text('#!/bin/bash\nif [ "$1 $2" = "-m audiossl.bin.launch" ]; then echo "launch: ${*:3}"; exit 0; fi\n'
+                    f'exec {sys.executable} "$@"\n')
+    shim.chmod(0o755)
+    (egs / "exp/wav2vec2_iter1").mkdir(parents=True)
+    done = subprocess.run([str(ROOT / "recipes/ssl.sh"), "--nj", "1", "--feature-sets", "train_unlab dev", "--stage",
+                           "3", "--family", "wav2vec2", "--targets", "none", "--ngpu", "4", "--num-nodes", "2"],
+                          cwd=egs, capture_output=True, text=True, env={**os.environ, "PATH": f"{shim.parent}:{os.environ['PATH']}"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("launch: ")]
+    assert line.startswith("launch: --mode local --ngpu 4 --num-nodes 2 --slurm-args=--gpus-per-node={ngpu} --hostfile  "
+                           "--max-restarts 0 exp/wav2vec2_iter1 -- -m audiossl.bin.pretrain --family wav2vec2 ")
