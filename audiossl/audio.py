@@ -6,6 +6,8 @@ ogg, ...) or a shell command ending in ``|`` whose standard output is such a fil
 from __future__ import annotations
 
 import io
+import logging
+import re
 import subprocess
 
 import numpy as np
@@ -14,6 +16,8 @@ import soundfile
 from audiossl.errors import UserError
 
 SAMPLE_RATE = 16000
+logger = logging.getLogger(__name__)
+_noted: set[tuple[str, str]] = set()  # (entry, what) already logged in this process
 
 
 class AudioError(UserError, RuntimeError):
@@ -41,14 +45,38 @@ def _open(entry: str):
     return entry.strip()
 
 
+STREAMED_LENGTH = 0x7FFFF000  # a data size at least this is "unknown": the header of a WAV written to a pipe
+
+
+def _check_complete(f: soundfile.SoundFile, entry: str) -> None:
+    """Refuse a file whose data chunk is shorter than its header says (a copy cut short): libsndfile
+    would read the part that is there without a word. Pipes, and WAV headers written by a stream
+    (no length known), are not checked."""
+    if is_pipe(entry):
+        return
+    declared = re.search(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", f.extra_info, re.MULTILINE)
+    if declared and int(declared.group(2)) < int(declared.group(1)) < STREAMED_LENGTH:
+        raise AudioError(f"'{entry}' is truncated: its header declares {declared.group(1)} bytes of audio, "
+                         f"the file holds {declared.group(2)}")
+
+
+def _note_once(entry: str, what: str) -> None:
+    if (entry, what) not in _noted:
+        _noted.add((entry, what))
+        logger.warning("'%s': %s", entry, what)
+
+
 def entry_info(entry: str) -> tuple[int, int]:
     """``(num_samples, sample_rate)`` of an entry, reading only the header for files."""
     source = _open(entry)
     try:
-        info = soundfile.info(source)
+        with soundfile.SoundFile(source) as f:
+            _check_complete(f, entry)
+            return f.frames, f.samplerate
+    except AudioError:
+        raise
     except (RuntimeError, soundfile.LibsndfileError) as err:
         raise AudioError(f"cannot decode '{entry}': {err}") from err
-    return info.frames, info.samplerate
 
 
 def load_entry(entry: str, start: float = 0.0, end: float = -1.0,
@@ -61,11 +89,16 @@ def load_entry(entry: str, start: float = 0.0, end: float = -1.0,
         sample_rate: resample to this rate; None keeps the file's.
 
     Returns:
-        ``(samples, rate)``; samples has shape (num_samples,). The first channel is kept.
+        ``(samples, rate)``; samples has shape (num_samples,). The first channel is kept (logged once per
+        entry). A truncated file, no samples, or NaN/inf samples raise :class:`AudioError`; an all-zero
+        region is logged once per entry.
     """
     source = _open(entry)
     try:
         with soundfile.SoundFile(source) as f:
+            _check_complete(f, entry)
+            if f.channels > 1:
+                _note_once(entry, f"{f.channels} channels: the first is kept")
             rate = f.samplerate
             first = int(round(start * rate))
             last = f.frames if end < 0 else int(round(end * rate))
@@ -78,6 +111,12 @@ def load_entry(entry: str, start: float = 0.0, end: float = -1.0,
         raise
     except (RuntimeError, soundfile.LibsndfileError) as err:
         raise AudioError(f"cannot decode '{entry}': {err}") from err
+    if samples.size == 0:
+        raise AudioError(f"'{entry}': no samples" + (f" in region {start:.3f}-{end:.3f} s" if start or end >= 0 else ""))
+    if not np.isfinite(samples).all():
+        raise AudioError(f"'{entry}': {int((~np.isfinite(samples)).sum())} NaN or inf sample(s)")
+    if not samples.any():
+        _note_once(entry, "every sample is zero (digital silence)")
     if sample_rate is not None and rate != sample_rate:
         samples, rate = resample(samples, rate, sample_rate), sample_rate
     return samples, rate

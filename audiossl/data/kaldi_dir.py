@@ -55,6 +55,17 @@ class Problem:
         return f"{where}: {self.message}"
 
 
+def _key_problem(key: str, table: dict[str, str], previous: str | None) -> str | None:
+    """What is wrong with a table line's ``key`` after the keys read so far, or None."""
+    if not key:
+        return "empty line"
+    if key in table:
+        return f"duplicate key '{key}' (first on an earlier line)"
+    if previous is not None and key < previous:
+        return f"key '{key}' is out of order after '{previous}' (sort with LC_ALL=C)"
+    return None
+
+
 def read_table(path: str | os.PathLike, problems: list[Problem] | None = None) -> dict[str, str]:
     """Read a Kaldi table into an insertion-ordered ``{key: value}`` dict.
 
@@ -64,17 +75,15 @@ def read_table(path: str | os.PathLike, problems: list[Problem] | None = None) -
     table: dict[str, str] = {}
     previous = None
     path = Path(path)
-    with open(path, encoding="utf-8") as f:
+    with open(path, "rb") as f:
         for number, raw in enumerate(f, 1):
-            line = raw.rstrip("\n")
-            key, _, value = line.strip().partition(" ")
-            found = None
-            if not key:
-                found = "empty line"
-            elif key in table:
-                found = f"duplicate key '{key}' (first on an earlier line)"
-            elif previous is not None and key < previous:
-                found = f"key '{key}' is out of order after '{previous}' (sort with LC_ALL=C)"
+            try:
+                key, _, value = raw.decode("utf-8").strip().partition(" ")
+            except UnicodeDecodeError as err:
+                key, value = "", ""
+                found = f"not UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})"
+            else:
+                found = _key_problem(key, table, previous)
             if found:
                 if problems is None:
                     raise DataDirError(f"{path}:{number}: {found}")

@@ -97,6 +97,8 @@ def _check_audio(path: Path, tables, progress: bool) -> list[Problem]:
     for recording, entry in tqdm(wav_scp.items(), desc=f"checking audio in {path}", disable=not progress, unit="rec"):
         try:
             frames, rate = entry_info(entry)
+            if frames == 0:
+                raise AudioError(f"'{entry}': no samples")
             lengths[recording] = frames / rate
         except AudioError as err:
             problems.append(Problem(str(path / "wav.scp"), _line_of(path / "wav.scp", recording),

@@ -1,0 +1,106 @@
+"""Bad audio and tables: a clear error naming the file, line or utterance, or a logged note; never a
+silent wrong result. Each case is read the three ways a recipe reads it: validation, the training
+data path (``UtteranceDataset``) and feature extraction. The table is in README.md here."""
+from __future__ import annotations
+
+import io
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from audiossl.data.dataset import BucketBatchSampler, UtteranceDataset
+from audiossl.data.kaldi_dir import DataDir
+from audiossl.data.validate import validate_data_dir
+from audiossl.errors import UserError
+from audiossl.features.kaldi import FeatureConfig, FeatureExtractor
+from audiossl.features.store import compute_features
+from conftest import synth_speechlike
+
+
+def data_dir(root: Path, audio: np.ndarray | None = None, raw: bytes | None = None, **write) -> Path:
+    """A two-utterance data dir whose first recording is ``audio`` (or the bytes ``raw``), the second fine."""
+    root.mkdir(parents=True, exist_ok=True)
+    first = root / "first.wav"
+    if raw is not None:
+        first.write_bytes(raw)
+    else:
+        soundfile.write(first, audio, 16000, **write)
+    soundfile.write(root / "second.wav", synth_speechlike(1.0, seed=1), 16000)
+    wav_scp = {"s-u1": str(first), "s-u2": str(root / "second.wav")}
+    DataDir({"wav.scp": wav_scp, "text": {u: "HELLO" for u in wav_scp}, "utt2spk": {u: "s" for u in wav_scp}}).write(
+        root / "data")
+    return root / "data"
+
+
+def read_every_way(path: Path) -> list[str]:
+    """The messages of validation, the training data path and feature extraction (empty where fine)."""
+    messages = [str(problem) for problem in validate_data_dir(path)]
+    for read in (lambda: [item for item in UtteranceDataset(path, "waveform")],
+                 lambda: compute_features(DataDir.read(path), FeatureExtractor(FeatureConfig.from_kaldi_args(
+                     "fbank", ["--num-mel-bins=80"])), path / "fbank.ark")):
+        try:
+            read()
+        except UserError as err:
+            messages.append(str(err))
+    return messages
+
+
+def truncated() -> bytes:
+    buffer = io.BytesIO()
+    soundfile.write(buffer, synth_speechlike(1.0, seed=0), 16000, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()[:3000]  # a copy cut short: the header still declares a second of audio
+
+
+NAN = synth_speechlike(1.0, seed=0)
+NAN[100:150] = np.nan
+
+
+@pytest.mark.parametrize("name, first, message, readers", [
+    ("truncated", {"raw": truncated()}, "first.wav' is truncated: its header declares 32000 bytes of audio, the file "
+                                        "holds 2956", 3),
+    ("zero-length file", {"raw": b""}, "cannot decode '.*first.wav': Error opening", 3),
+    ("no samples", {"audio": np.zeros(0, np.float32)}, "first.wav': no samples", 3),
+    # validation reads headers only: the samples are checked where they are decoded
+    ("NaN samples", {"audio": NAN, "subtype": "FLOAT"}, "first.wav': 50 NaN or inf sample\\(s\\)", 2),
+])
+def test_unreadable_audio_is_named_by_every_reader(tmp_path, name, first, message, readers):
+    messages = read_every_way(data_dir(tmp_path, **first))
+    assert len(messages) == readers and all(re.search(message, m) for m in messages), messages
+    assert "recording 's-u1'" in messages[0] if readers == 3 else "wav.scp:1" not in messages[0]
+    assert "utterance 's-u1'" in messages[-1]   # feature extraction names the utterance too
+
+
+@pytest.mark.parametrize("name, audio, note", [
+    ("all silence", np.zeros(16000, np.float32), "every sample is zero (digital silence)"),
+    ("two channels", np.stack([synth_speechlike(1.0, seed=0)] * 2, axis=1), "2 channels: the first is kept"),
+])
+def test_suspicious_audio_is_read_and_noted_once(tmp_path, caplog, name, audio, note):
+    path = data_dir(tmp_path, audio)
+    with caplog.at_level(logging.WARNING, logger="audiossl.audio"):
+        assert read_every_way(path) == []
+        list(UtteranceDataset(path, "waveform"))   # read again: not noted again
+    assert [r.getMessage() for r in caplog.records] == [f"'{tmp_path / 'first.wav'}': {note}"]
+
+
+def test_tables_not_in_utf8_are_named_by_file_and_line(tmp_path):
+    path = data_dir(tmp_path, synth_speechlike(1.0, seed=0))
+    (path / "text").write_bytes("s-u1 HELLO\ns-u2 CAF\xc9\n".encode("latin-1"))
+    assert f"{path / 'text'}:2: not UTF-8 (byte 0xc9 at column 9)" in read_every_way(path)[0]
+    with pytest.raises(UserError, match="text:2: not UTF-8"):
+        DataDir.read(path)
+
+
+def test_crlf_line_ends_read_as_lf(tmp_path):
+    path = data_dir(tmp_path, synth_speechlike(1.0, seed=0))
+    for name in ("wav.scp", "text", "utt2spk"):
+        (path / name).write_bytes((path / name).read_bytes().replace(b"\n", b"\r\n"))
+    assert read_every_way(path) == [] and DataDir.read(path)["text"] == {"s-u1": "HELLO", "s-u2": "HELLO"}
+
+
+def test_an_utterance_longer_than_the_batch_bound_is_a_batch_alone():
+    batches = BucketBatchSampler([100, 120, 5000, 90], max_frames=1000, shuffle=False).epoch_batches(0)
+    assert [2] in batches and sorted(i for batch in batches for i in batch) == [0, 1, 2, 3]
