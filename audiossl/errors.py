@@ -5,6 +5,10 @@ as one line and exit 1. Anything else is a bug (or out of memory) and keeps its 
 """
 from __future__ import annotations
 
+import functools
+import sys
+from collections.abc import Callable
+
 
 class UserError(Exception):
     """An error in what the user gave (a file, a config, a data dir); the message names it."""
@@ -16,3 +20,16 @@ class ConfigError(UserError, ValueError):
 
 class InteropError(UserError, ValueError):
     """A foreign config, checkpoint or state dict that audiossl cannot represent exactly; names what."""
+
+
+def reports_user_errors(main: Callable[..., int]) -> Callable[..., int]:
+    """Wrap a ``bin/`` entry point: a :class:`UserError` or ``OSError`` prints ``error: <message>`` on
+    stderr and returns 1; any other exception keeps its traceback."""
+    @functools.wraps(main)
+    def entry_point(*args, **kwargs) -> int:
+        try:
+            return main(*args, **kwargs)
+        except (UserError, OSError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+    return entry_point

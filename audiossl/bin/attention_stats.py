@@ -16,10 +16,11 @@ import torch
 
 from audiossl.checkpoint import load_model
 from audiossl.data.dataset import UtteranceDataset
-from audiossl.errors import UserError
+from audiossl.errors import reports_user_errors
 from audiossl.eval.attention import attention_statistics, format_statistics, plot_distances
 
 
+@reports_user_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.attention_stats", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -28,21 +29,17 @@ def main(argv=None) -> int:
     parser.add_argument("data_dir")
     parser.add_argument("models", nargs="+")
     args = parser.parse_args(argv)
-    try:
-        named = {}
-        for path in args.models:
-            model = load_model(path)
-            data = UtteranceDataset(args.data_dir, model.input_kind, num_mel_bins=model.num_mel_bins)
-            items = (data[i] for i in range(min(args.num_utts, len(data))))
-            batches = ((inputs[None], torch.tensor([inputs.shape[0]])) for _, inputs, _ in items)
-            named[path] = attention_statistics(model, batches)
-            print(format_statistics(path, named[path]))
-        if args.plot:
-            plot_distances(named, args.plot)
-            print(f"plot: {args.plot}")
-    except (UserError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    named = {}
+    for path in args.models:
+        model = load_model(path)
+        data = UtteranceDataset(args.data_dir, model.input_kind, num_mel_bins=model.num_mel_bins)
+        items = (data[i] for i in range(min(args.num_utts, len(data))))
+        batches = ((inputs[None], torch.tensor([inputs.shape[0]])) for _, inputs, _ in items)
+        named[path] = attention_statistics(model, batches)
+        print(format_statistics(path, named[path]))
+    if args.plot:
+        plot_distances(named, args.plot)
+        print(f"plot: {args.plot}")
     return 0
 
 

@@ -14,11 +14,12 @@ import sys
 from pathlib import Path
 
 from audiossl.data.kaldi_dir import DataDir, merge_tables, write_table
-from audiossl.errors import UserError
+from audiossl.errors import reports_user_errors
 from audiossl.features.kaldi import FeatureConfig, FeatureExtractor
 from audiossl.features.store import FeatureError, compute_cmvn, compute_features
 
 
+@reports_user_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.compute_feats", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -37,28 +38,24 @@ def main(argv=None) -> int:
     p.add_argument("ark")
     args = parser.parse_args(argv)
 
-    try:
-        if args.command == "extract":
-            extractor = FeatureExtractor(FeatureConfig.from_file(args.kind, args.config))
-            num_frames = compute_features(DataDir.read(args.data_dir), extractor, args.ark, progress=sys.stderr.isatty())
-            write_table(Path(args.ark).with_suffix(".utt2num_frames"), {k: str(v) for k, v in num_frames.items()})
-            print(f"{args.data_dir}: {len(num_frames)} utterances, {sum(num_frames.values())} frames", file=sys.stderr)
-        elif args.command == "merge":
-            data = DataDir.read(args.data_dir)
-            feats = merge_tables(args.scps)
-            frames = merge_tables(Path(s).with_suffix(".utt2num_frames") for s in args.scps)
-            missing = sorted(set(data.utterances) - set(feats))
-            if missing:
-                raise FeatureError(f"no features for {len(missing)} utterance(s) of {args.data_dir}, "
-                                   f"e.g. '{missing[0]}'")
-            write_table(Path(args.data_dir) / "feats.scp", feats)
-            write_table(Path(args.data_dir) / "utt2num_frames", frames)
-        elif args.command == "cmvn":
-            table = compute_cmvn(DataDir.read(args.data_dir), args.ark, per_speaker=not args.per_utt)
-            write_table(Path(args.data_dir) / "cmvn.scp", table)
-    except (UserError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    if args.command == "extract":
+        extractor = FeatureExtractor(FeatureConfig.from_file(args.kind, args.config))
+        num_frames = compute_features(DataDir.read(args.data_dir), extractor, args.ark, progress=sys.stderr.isatty())
+        write_table(Path(args.ark).with_suffix(".utt2num_frames"), {k: str(v) for k, v in num_frames.items()})
+        print(f"{args.data_dir}: {len(num_frames)} utterances, {sum(num_frames.values())} frames", file=sys.stderr)
+    elif args.command == "merge":
+        data = DataDir.read(args.data_dir)
+        feats = merge_tables(args.scps)
+        frames = merge_tables(Path(s).with_suffix(".utt2num_frames") for s in args.scps)
+        missing = sorted(set(data.utterances) - set(feats))
+        if missing:
+            raise FeatureError(f"no features for {len(missing)} utterance(s) of {args.data_dir}, "
+                               f"e.g. '{missing[0]}'")
+        write_table(Path(args.data_dir) / "feats.scp", feats)
+        write_table(Path(args.data_dir) / "utt2num_frames", frames)
+    elif args.command == "cmvn":
+        table = compute_cmvn(DataDir.read(args.data_dir), args.ark, per_speaker=not args.per_utt)
+        write_table(Path(args.data_dir) / "cmvn.scp", table)
     return 0
 
 

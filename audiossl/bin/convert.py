@@ -26,11 +26,12 @@ import argparse
 import sys
 
 from audiossl.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from audiossl.errors import UserError
+from audiossl.errors import reports_user_errors
 from audiossl.interop.fairseq import load_fairseq, save_fairseq
 from audiossl.interop.huggingface import load_hf, save_hf
 
 
+@reports_user_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.convert", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,17 +53,13 @@ def main(argv=None) -> int:
     to_fairseq.add_argument("source")
     to_fairseq.add_argument("target")
     args = parser.parse_args(argv)
-    try:
-        if args.command in ("from-hf", "from-fairseq"):
-            load = load_hf if args.command == "from-hf" else load_fairseq
-            model = load(args.source, args.num_classes)
-            save_checkpoint(args.target, model.config.family, model.config.to_dict(), model.state_dict())
-        else:
-            save = save_hf if args.command == "to-hf" else save_fairseq
-            save(model_from_checkpoint(load_checkpoint(args.source)), args.target)
-    except (UserError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    if args.command in ("from-hf", "from-fairseq"):
+        load = load_hf if args.command == "from-hf" else load_fairseq
+        model = load(args.source, args.num_classes)
+        save_checkpoint(args.target, model.config.family, model.config.to_dict(), model.state_dict())
+    else:
+        save = save_hf if args.command == "to-hf" else save_fairseq
+        save(model_from_checkpoint(load_checkpoint(args.source)), args.target)
     print(f"{args.source} -> {args.target}")
     return 0
 

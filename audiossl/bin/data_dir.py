@@ -18,7 +18,7 @@ from pathlib import Path
 from audiossl.data.kaldi_dir import (FEATURE_TABLES, DataDir, DataDirError, combine_data_dirs, fix_data_dir, spk2utt_from_utt2spk,
                                      split_data_dir, subset_utterances)
 from audiossl.data.validate import validate_data_dir
-from audiossl.errors import UserError
+from audiossl.errors import reports_user_errors
 
 
 def _keys(path: str) -> list[str]:
@@ -38,6 +38,7 @@ def _read_utt2spk(lines) -> dict[str, str]:
     return utt2spk
 
 
+@reports_user_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.data_dir", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -88,55 +89,51 @@ def main(argv=None) -> int:
     p.add_argument("audio_dir")
     args = parser.parse_args(argv)
 
-    try:
-        if args.command == "validate":
-            has_feats = (Path(args.data_dir) / "feats.scp").is_file()
-            problems = validate_data_dir(args.data_dir, check_text=not args.no_text, check_wav=not args.no_wav,
-                                         check_feats=has_feats and not args.no_feats,
-                                         decode_audio=not args.no_decode, progress=sys.stderr.isatty())
-            for problem in problems:
-                print(problem, file=sys.stderr)
-            if problems:
-                print(f"{args.data_dir}: {len(problems)} problem(s); utils/fix_data_dir.sh fixes missing/extra/"
-                      "unsorted entries", file=sys.stderr)
-                return 1
-            print(f"{args.data_dir}: valid ({len(DataDir.read(args.data_dir).utterances)} utterances)", file=sys.stderr)
-        elif args.command == "fix":
-            for problem in fix_data_dir(args.data_dir):
-                print(problem, file=sys.stderr)
-            print(f"{args.data_dir}: {len(DataDir.read(args.data_dir).utterances)} utterances after fixing",
-                  file=sys.stderr)
-        elif args.command == "copy":
-            data = DataDir.read(args.src)
-            DataDir({k: v for k, v in data.tables.items() if k not in FEATURE_TABLES}).write(args.dest)
-        elif args.command == "subset":
-            data = DataDir.read(args.src)
-            if args.utt_list or args.spk_list:
-                subset = subset_utterances(data, utt_list=_keys(args.utt_list) if args.utt_list else None,
-                                           speakers=_keys(args.spk_list) if args.spk_list else None)
-            else:
-                subset = subset_utterances(data, num=args.first or args.random, first=args.first is not None,
-                                           seed=args.seed)
-            subset.write(args.dest)
-        elif args.command == "combine":
-            combine_data_dirs(args.src).write(args.dest)
-        elif args.command == "split":
-            data = DataDir.read(args.data_dir)
-            root = Path(args.data_dir) / f"split{args.num_parts}{'utt' if args.per_utt else ''}"
-            for index, part in enumerate(split_data_dir(data, args.num_parts, per_speaker=not args.per_utt), 1):
-                part.write(root / str(index))
-        elif args.command == "shift":
-            from audiossl.corpora.domains import shift_domain   # numpy, scipy: not for the other commands
+    if args.command == "validate":
+        has_feats = (Path(args.data_dir) / "feats.scp").is_file()
+        problems = validate_data_dir(args.data_dir, check_text=not args.no_text, check_wav=not args.no_wav,
+                                     check_feats=has_feats and not args.no_feats,
+                                     decode_audio=not args.no_decode, progress=sys.stderr.isatty())
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        if problems:
+            print(f"{args.data_dir}: {len(problems)} problem(s); utils/fix_data_dir.sh fixes missing/extra/"
+                  "unsorted entries", file=sys.stderr)
+            return 1
+        print(f"{args.data_dir}: valid ({len(DataDir.read(args.data_dir).utterances)} utterances)", file=sys.stderr)
+    elif args.command == "fix":
+        for problem in fix_data_dir(args.data_dir):
+            print(problem, file=sys.stderr)
+        print(f"{args.data_dir}: {len(DataDir.read(args.data_dir).utterances)} utterances after fixing",
+              file=sys.stderr)
+    elif args.command == "copy":
+        data = DataDir.read(args.src)
+        DataDir({k: v for k, v in data.tables.items() if k not in FEATURE_TABLES}).write(args.dest)
+    elif args.command == "subset":
+        data = DataDir.read(args.src)
+        if args.utt_list or args.spk_list:
+            subset = subset_utterances(data, utt_list=_keys(args.utt_list) if args.utt_list else None,
+                                       speakers=_keys(args.spk_list) if args.spk_list else None)
+        else:
+            subset = subset_utterances(data, num=args.first or args.random, first=args.first is not None,
+                                       seed=args.seed)
+        subset.write(args.dest)
+    elif args.command == "combine":
+        combine_data_dirs(args.src).write(args.dest)
+    elif args.command == "split":
+        data = DataDir.read(args.data_dir)
+        root = Path(args.data_dir) / f"split{args.num_parts}{'utt' if args.per_utt else ''}"
+        for index, part in enumerate(split_data_dir(data, args.num_parts, per_speaker=not args.per_utt), 1):
+            part.write(root / str(index))
+    elif args.command == "shift":
+        from audiossl.corpora.domains import shift_domain   # numpy, scipy: not for the other commands
 
-            shifted = shift_domain(args.src, args.dest, args.audio_dir, args.domain, args.seed, args.nj,
-                                   progress=sys.stderr.isatty())
-            print(f"{args.dest}: {len(shifted.utterances)} utterances, {args.domain}", file=sys.stderr)
-        elif args.command == "spk2utt":
-            for spk, utts in spk2utt_from_utt2spk(_read_utt2spk(sys.stdin)).items():
-                print(spk, utts)
-    except (UserError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        shifted = shift_domain(args.src, args.dest, args.audio_dir, args.domain, args.seed, args.nj,
+                               progress=sys.stderr.isatty())
+        print(f"{args.dest}: {len(shifted.utterances)} utterances, {args.domain}", file=sys.stderr)
+    elif args.command == "spk2utt":
+        for spk, utts in spk2utt_from_utt2spk(_read_utt2spk(sys.stdin)).items():
+            print(spk, utts)
     return 0
 
 

@@ -29,7 +29,7 @@ import sys
 
 from audiossl.checkpoint import CheckpointError, load_model
 from audiossl.data.dataset import UtteranceDataset
-from audiossl.errors import UserError
+from audiossl.errors import reports_user_errors
 from audiossl.models.ctc.model import CtcModel
 from audiossl.tasks.asr import ctc_outputs
 from audiossl.text.lexicon_decode import check_char_tokens, check_lm_dir
@@ -45,6 +45,7 @@ def floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got '{text}'") from None
 
 
+@reports_user_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.decode_ctc", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -70,38 +71,34 @@ def main(argv=None) -> int:
         parser.error("--lm-params-from needs --lm-dir")
     if bool(args.lm_dir) != bool(args.lm_decode_dir):
         parser.error("--lm-dir and --lm-decode-dir go together")
-    try:
-        model = load_model(args.model)
-        if not isinstance(model, CtcModel):
-            raise CheckpointError(f"{args.model}: not a CTC model ({type(model).__name__})")
-        if args.lm_dir:  # fail before the network runs over the whole set
-            try:
-                check_char_tokens(model.tokenizer.tokens)
-            except LMError as err:
-                raise LMError(f"{args.model}: {err}") from None
-            check_lm_dir(args.lm_dir)
-            pairs = lm_grid(args.lm_weight, args.word_score, args.lm_params_from)
-        streaming = {}
-        if args.chunk_frames is not None:
-            model.set_attention_chunk(args.chunk_frames)
-            streaming = {"chunk_frames": args.chunk_frames, "latency_s": args.chunk_frames / model.frame_rate}
-        data = UtteranceDataset(args.data_dir, model.input_kind, num_mel_bins=model.num_mel_bins)
-        refs = data.data.transcripts(args.data_dir)
-        outputs = ctc_outputs(model, data, args.batch_seconds, progress=sys.stderr.isatty())
-        hyps = {u: h for utts, lp, fr in outputs for u, h in zip(utts, model.decode(lp, fr, args.beam_size))}
-        chunk_tag = f" chunks of {args.chunk_frames} frames" if streaming else ""
-        write_decode(args.decode_dir, args.model, args.data_dir, refs, hyps, {"beam_size": args.beam_size, **streaming},
-                     f"{args.model} beam {args.beam_size}{chunk_tag}")
-        if args.lm_dir:
-            hyps, settings = decode_with_lm(model.tokenizer.tokens, outputs, refs, pairs, args.lm_dir,
-                                            args.lm_decode_dir, beam_size=args.lm_beam_size,
-                                            token_beam=args.token_beam, nj=args.nj)
-            write_decode(args.lm_decode_dir, args.model, args.data_dir, refs, hyps, {**settings, **streaming},
-                         f"{args.model} lexicon beam {args.lm_beam_size} tokens {args.token_beam} lm {args.lm_dir} "
-                         f"weight {settings['lm_weight']:g} word {settings['word_score']:g}{chunk_tag}")
-    except (UserError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    model = load_model(args.model)
+    if not isinstance(model, CtcModel):
+        raise CheckpointError(f"{args.model}: not a CTC model ({type(model).__name__})")
+    if args.lm_dir:  # fail before the network runs over the whole set
+        try:
+            check_char_tokens(model.tokenizer.tokens)
+        except LMError as err:
+            raise LMError(f"{args.model}: {err}") from None
+        check_lm_dir(args.lm_dir)
+        pairs = lm_grid(args.lm_weight, args.word_score, args.lm_params_from)
+    streaming = {}
+    if args.chunk_frames is not None:
+        model.set_attention_chunk(args.chunk_frames)
+        streaming = {"chunk_frames": args.chunk_frames, "latency_s": args.chunk_frames / model.frame_rate}
+    data = UtteranceDataset(args.data_dir, model.input_kind, num_mel_bins=model.num_mel_bins)
+    refs = data.data.transcripts(args.data_dir)
+    outputs = ctc_outputs(model, data, args.batch_seconds, progress=sys.stderr.isatty())
+    hyps = {u: h for utts, lp, fr in outputs for u, h in zip(utts, model.decode(lp, fr, args.beam_size))}
+    chunk_tag = f" chunks of {args.chunk_frames} frames" if streaming else ""
+    write_decode(args.decode_dir, args.model, args.data_dir, refs, hyps, {"beam_size": args.beam_size, **streaming},
+                 f"{args.model} beam {args.beam_size}{chunk_tag}")
+    if args.lm_dir:
+        hyps, settings = decode_with_lm(model.tokenizer.tokens, outputs, refs, pairs, args.lm_dir,
+                                        args.lm_decode_dir, beam_size=args.lm_beam_size,
+                                        token_beam=args.token_beam, nj=args.nj)
+        write_decode(args.lm_decode_dir, args.model, args.data_dir, refs, hyps, {**settings, **streaming},
+                     f"{args.model} lexicon beam {args.lm_beam_size} tokens {args.token_beam} lm {args.lm_dir} "
+                     f"weight {settings['lm_weight']:g} word {settings['word_score']:g}{chunk_tag}")
     return 0
 
 

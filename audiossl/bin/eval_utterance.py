@@ -29,11 +29,12 @@ import logging
 import sys
 from pathlib import Path
 
-from audiossl.errors import UserError
+from audiossl.errors import reports_user_errors
 from audiossl.eval.utterance import classify, results_lines, save_evaluation, utterance_model, verify, write_results
 from audiossl.tasks.utterance import CLASSES_FILE
 
 
+@reports_user_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.eval_utterance", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -60,25 +61,21 @@ def main(argv=None) -> int:
     sub.add_argument("results", help="Markdown file (RESULTS.md)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    try:
-        if args.mode == "results":
-            lines = results_lines(Path(args.pretrained_dir), Path(args.scratch_dir), args.eval_name, args.pretrained,
-                                  args.command)
-            write_results(args.results, args.section, lines)
+    if args.mode == "results":
+        lines = results_lines(Path(args.pretrained_dir), Path(args.scratch_dir), args.eval_name, args.pretrained,
+                              args.command)
+        write_results(args.results, args.section, lines)
+    else:
+        out_dir = Path(args.out_dir)
+        progress = not args.no_progress and sys.stderr.isatty()
+        model = utterance_model(args.checkpoint)
+        if args.mode == "classify":
+            results = classify(model, args.checkpoint, args.data_dir, out_dir, args.label_table, args.classes,
+                               args.batch_seconds, progress)
         else:
-            out_dir = Path(args.out_dir)
-            progress = not args.no_progress and sys.stderr.isatty()
-            model = utterance_model(args.checkpoint)
-            if args.mode == "classify":
-                results = classify(model, args.checkpoint, args.data_dir, out_dir, args.label_table, args.classes,
-                                   args.batch_seconds, progress)
-            else:
-                results = verify(model, args.checkpoint, args.data_dir, out_dir, args.trials, args.batch_seconds,
-                                 progress)
-            save_evaluation(model, results, out_dir)
-    except (UserError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+            results = verify(model, args.checkpoint, args.data_dir, out_dir, args.trials, args.batch_seconds,
+                             progress)
+        save_evaluation(model, results, out_dir)
     return 0
 
 

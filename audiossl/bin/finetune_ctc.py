@@ -27,7 +27,7 @@ import torch
 from audiossl.checkpoint import load_checkpoint
 from audiossl.data.dataset import UtteranceDataset
 from audiossl.data.kaldi_dir import DataDir
-from audiossl.errors import UserError
+from audiossl.errors import reports_user_errors
 from audiossl.models.ctc.factory import ctc_over_encoder
 from audiossl.tasks.asr import CtcTask, check_ctc_lengths, fine_tuning_encoder, read_ctc_section, token_targets
 from audiossl.text.tokenizer import build_tokenizer, tokenizer_from_dict
@@ -35,6 +35,7 @@ from audiossl.train.config import check_sections, load_run_config, save_run_conf
 from audiossl.train.trainer import Trainer
 
 
+@reports_user_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.finetune_ctc", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -48,38 +49,34 @@ def main(argv=None) -> int:
     parser.add_argument("exp_dir")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    try:
-        run = load_run_config(args.config, args.set)
-        check_sections(run, ("ctc", "trainer"), args.config)
-        options, settings = read_ctc_section(run.get("ctc"))
-        train_config = trainer_config(run.get("trainer"))
-        encoder = fine_tuning_encoder(args.init, options)
-        exp = Path(args.exp_dir)
-        last = exp / "checkpoints" / "last.pt"
-        if last.exists():  # resuming: keep the tokenizer the run started with
-            tokenizer = tokenizer_from_dict(load_checkpoint(last)["config"]["tokenizer"])
-        else:
-            texts = list(DataDir.read(args.train_data).transcripts(args.train_data).values())
-            tokenizer = build_tokenizer(options.tokenizer, texts, options.vocab_size)
-        if args.scratch:
-            settings["freeze_encoder_updates"] = 0  # freezing a random encoder would only handicap the control
-        torch.manual_seed(train_config.seed)  # reproducible initialisation
-        model = ctc_over_encoder(encoder, tokenizer, settings, copy_weights=not args.scratch)
-        train = UtteranceDataset(args.train_data, model.input_kind, token_targets(args.train_data, tokenizer),
-                                 targets_name=f"{args.train_data}/text", num_mel_bins=model.num_mel_bins)
-        check_ctc_lengths(train, model, f"{args.train_data}/text")
-        valid = None
-        if args.valid_data:
-            valid = UtteranceDataset(args.valid_data, model.input_kind, token_targets(args.valid_data, tokenizer),
-                                     targets_name=f"{args.valid_data}/text", num_mel_bins=model.num_mel_bins)
-        save_run_config(run, args, exp)
-        logging.info("CTC %s: %s encoder (%s), %d %s tokens, %d training utterances",
-                     "from scratch" if args.scratch else "fine-tuning", model.config.encoder_family, args.init,
-                     tokenizer.vocab_size, options.tokenizer, len(train))
-        Trainer(CtcTask(), model, train, valid, train_config, exp).fit()
-    except (UserError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    run = load_run_config(args.config, args.set)
+    check_sections(run, ("ctc", "trainer"), args.config)
+    options, settings = read_ctc_section(run.get("ctc"))
+    train_config = trainer_config(run.get("trainer"))
+    encoder = fine_tuning_encoder(args.init, options)
+    exp = Path(args.exp_dir)
+    last = exp / "checkpoints" / "last.pt"
+    if last.exists():  # resuming: keep the tokenizer the run started with
+        tokenizer = tokenizer_from_dict(load_checkpoint(last)["config"]["tokenizer"])
+    else:
+        texts = list(DataDir.read(args.train_data).transcripts(args.train_data).values())
+        tokenizer = build_tokenizer(options.tokenizer, texts, options.vocab_size)
+    if args.scratch:
+        settings["freeze_encoder_updates"] = 0  # freezing a random encoder would only handicap the control
+    torch.manual_seed(train_config.seed)  # reproducible initialisation
+    model = ctc_over_encoder(encoder, tokenizer, settings, copy_weights=not args.scratch)
+    train = UtteranceDataset(args.train_data, model.input_kind, token_targets(args.train_data, tokenizer),
+                             targets_name=f"{args.train_data}/text", num_mel_bins=model.num_mel_bins)
+    check_ctc_lengths(train, model, f"{args.train_data}/text")
+    valid = None
+    if args.valid_data:
+        valid = UtteranceDataset(args.valid_data, model.input_kind, token_targets(args.valid_data, tokenizer),
+                                 targets_name=f"{args.valid_data}/text", num_mel_bins=model.num_mel_bins)
+    save_run_config(run, args, exp)
+    logging.info("CTC %s: %s encoder (%s), %d %s tokens, %d training utterances",
+                 "from scratch" if args.scratch else "fine-tuning", model.config.encoder_family, args.init,
+                 tokenizer.vocab_size, options.tokenizer, len(train))
+    Trainer(CtcTask(), model, train, valid, train_config, exp).fit()
     return 0
 
 

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from audiossl.errors import UserError
+from audiossl.errors import UserError, reports_user_errors
 from audiossl.models.utterance import utterance_over_encoder
 from audiossl.tasks.asr import FineTuningOptions, fine_tuning_encoder
 from audiossl.tasks.utterance import (CLASSES_FILE, UtteranceTask, check_every_class_seen, labelled_dataset,
@@ -49,6 +49,7 @@ from audiossl.train.trainer import Trainer
 logger = logging.getLogger("audiossl.train")
 
 
+@reports_user_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.finetune_utterance", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -68,42 +69,38 @@ def main(argv=None) -> int:
     parser.add_argument("exp_dir")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    run = load_run_config(args.config, args.set)
+    check_sections(run, ("utterance", "trainer"), args.config)
+    multilabel = multilabel_head(run.get("utterance"))
+    classes = training_classes(args.train_data, args.label_table, multilabel, args.classes)
+    options, settings = read_utterance_section(run.get("utterance"), len(classes))
+    train_config = trainer_config(run.get("trainer"))
+    checkpoint = args.pretrained or args.scratch_like
+    encoder = fine_tuning_encoder(checkpoint, FineTuningOptions(encoder_layers=options.encoder_layers,
+                                                                encoder_layer_drop=options.encoder_layer_drop))
+    train = labelled_dataset(args.train_data, args.label_table, classes, multilabel, encoder.sample_rate)
     try:
-        run = load_run_config(args.config, args.set)
-        check_sections(run, ("utterance", "trainer"), args.config)
-        multilabel = multilabel_head(run.get("utterance"))
-        classes = training_classes(args.train_data, args.label_table, multilabel, args.classes)
-        options, settings = read_utterance_section(run.get("utterance"), len(classes))
-        train_config = trainer_config(run.get("trainer"))
-        checkpoint = args.pretrained or args.scratch_like
-        encoder = fine_tuning_encoder(checkpoint, FineTuningOptions(encoder_layers=options.encoder_layers,
-                                                                    encoder_layer_drop=options.encoder_layer_drop))
-        train = labelled_dataset(args.train_data, args.label_table, classes, multilabel, encoder.sample_rate)
-        try:
-            check_every_class_seen(train.targets, classes, f"{args.train_data}/{args.label_table}")
-        except UserError as err:
-            if not args.allow_empty_classes:
-                raise
-            logger.warning("%s (--allow-empty-classes)", err)
-        torch.manual_seed(train_config.seed)  # reproducible initialisation
-        model = utterance_over_encoder(encoder, settings, copy_weights=args.pretrained is not None)
-        task = UtteranceTask(model, options.valid_metric)
-        valid = None
-        if args.valid_data:
-            valid = labelled_dataset(args.valid_data, args.label_table, classes, multilabel, encoder.sample_rate)
-        exp = Path(args.exp_dir)
-        write_classes(exp / "checkpoints" / CLASSES_FILE, classes)
-        save_run_config(run, args, exp)
-        groups = model.parameter_groups(train_config.lr, train_config.lr * options.upstream_lr_scale)
-        logger.info("%s: %s upstream (%s), %s head over %d classes of %s, %d training utterances; "
-                    "best.pt by dev %s (%s is better)", "fine-tuning" if args.pretrained else "from scratch",
-                    model.config.upstream_family, checkpoint, model.config.head.kind, len(classes), args.label_table,
-                    len(train), task.valid_metric, "higher" if task.higher_is_better else "lower")
-        Trainer(task, model, train, valid, train_config, exp, batch_transform=model.waveform_transform(),
-                parameter_groups=groups).fit()
-    except (UserError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        check_every_class_seen(train.targets, classes, f"{args.train_data}/{args.label_table}")
+    except UserError as err:
+        if not args.allow_empty_classes:
+            raise
+        logger.warning("%s (--allow-empty-classes)", err)
+    torch.manual_seed(train_config.seed)  # reproducible initialisation
+    model = utterance_over_encoder(encoder, settings, copy_weights=args.pretrained is not None)
+    task = UtteranceTask(model, options.valid_metric)
+    valid = None
+    if args.valid_data:
+        valid = labelled_dataset(args.valid_data, args.label_table, classes, multilabel, encoder.sample_rate)
+    exp = Path(args.exp_dir)
+    write_classes(exp / "checkpoints" / CLASSES_FILE, classes)
+    save_run_config(run, args, exp)
+    groups = model.parameter_groups(train_config.lr, train_config.lr * options.upstream_lr_scale)
+    logger.info("%s: %s upstream (%s), %s head over %d classes of %s, %d training utterances; "
+                "best.pt by dev %s (%s is better)", "fine-tuning" if args.pretrained else "from scratch",
+                model.config.upstream_family, checkpoint, model.config.head.kind, len(classes), args.label_table,
+                len(train), task.valid_metric, "higher" if task.higher_is_better else "lower")
+    Trainer(task, model, train, valid, train_config, exp, batch_transform=model.waveform_transform(),
+            parameter_groups=groups).fit()
     return 0
 
 

@@ -23,7 +23,7 @@ import sys
 import time
 
 from audiossl.data.kaldi_dir import DataDir
-from audiossl.errors import UserError
+from audiossl.errors import reports_user_errors
 from audiossl.features.music import FEATURE_KINDS, MusicFeatureSource
 from audiossl.targets.kmeans import (FeatureSource, KMeansModel, ModelLayerSource, ScpFeatureSource, apply_kmeans,
                                      parse_layer, sample_frames)
@@ -50,6 +50,7 @@ def feature_source(args) -> FeatureSource:
     return ScpFeatureSource(args.data_dir, deltas=args.deltas, utt_cmvn=args.utt_cmvn)
 
 
+@reports_user_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.kmeans", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -90,40 +91,36 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     progress = sys.stderr.isatty()
 
-    try:
-        if args.command == "fit":
-            source = feature_source(args)
-            frames = sample_frames(source, args.max_frames, args.seed, progress=progress)
-            log(f"{args.data_dir}: sampled {len(frames)} frames of dimension {frames.shape[1]}")
-            start = time.perf_counter()
-            model = KMeansModel.fit(frames, args.num_clusters, args.seed, batch_size=args.batch_size,
-                                    max_iter=args.max_iter, n_init=args.n_init, init_size=args.init_size,
-                                    max_no_improvement=args.max_no_improvement)
-            seconds = time.perf_counter() - start
-            labels, dists = model.assign(frames)
-            log(f"fit {model.num_clusters} clusters in {seconds:.1f} s; "
-                f"inertia (mean squared distance) {dists.mean():.4g}")
-            log(f"cluster usage: {describe_counts(label_counts({'sample': labels}, model.num_clusters))}")
-            model.save(args.kmeans_model)
-        elif args.command == "apply":
-            model = KMeansModel.load(args.kmeans_model)
-            source = feature_source(args)
-            labels, inertia = apply_kmeans(model, source, progress=progress)
-            write_labels(args.labels, labels)
-            log(f"{args.data_dir}: {len(labels)} utterances, {sum(map(len, labels.values()))} frames, "
-                f"inertia {inertia:.4g}; {describe_counts(label_counts(labels, model.num_clusters))}")
-        elif args.command == "merge":
-            labels = merge_label_files(args.job_labels)
-            merged = f"{args.labels} (merged from {len(args.job_labels)} job files)"
-            if args.data_dir:
-                check_coverage(labels, DataDir.read(args.data_dir).utterances, merged)
-            if args.utt2num_frames:
-                check_label_lengths(labels, read_frame_counts(args.utt2num_frames), merged)
-            write_labels(args.labels, labels)
-            log(f"{args.labels}: {len(labels)} utterances, {sum(map(len, labels.values()))} frames")
-    except (UserError, OSError) as err:
-        log(f"error: {err}")
-        return 1
+    if args.command == "fit":
+        source = feature_source(args)
+        frames = sample_frames(source, args.max_frames, args.seed, progress=progress)
+        log(f"{args.data_dir}: sampled {len(frames)} frames of dimension {frames.shape[1]}")
+        start = time.perf_counter()
+        model = KMeansModel.fit(frames, args.num_clusters, args.seed, batch_size=args.batch_size,
+                                max_iter=args.max_iter, n_init=args.n_init, init_size=args.init_size,
+                                max_no_improvement=args.max_no_improvement)
+        seconds = time.perf_counter() - start
+        labels, dists = model.assign(frames)
+        log(f"fit {model.num_clusters} clusters in {seconds:.1f} s; "
+            f"inertia (mean squared distance) {dists.mean():.4g}")
+        log(f"cluster usage: {describe_counts(label_counts({'sample': labels}, model.num_clusters))}")
+        model.save(args.kmeans_model)
+    elif args.command == "apply":
+        model = KMeansModel.load(args.kmeans_model)
+        source = feature_source(args)
+        labels, inertia = apply_kmeans(model, source, progress=progress)
+        write_labels(args.labels, labels)
+        log(f"{args.data_dir}: {len(labels)} utterances, {sum(map(len, labels.values()))} frames, "
+            f"inertia {inertia:.4g}; {describe_counts(label_counts(labels, model.num_clusters))}")
+    elif args.command == "merge":
+        labels = merge_label_files(args.job_labels)
+        merged = f"{args.labels} (merged from {len(args.job_labels)} job files)"
+        if args.data_dir:
+            check_coverage(labels, DataDir.read(args.data_dir).utterances, merged)
+        if args.utt2num_frames:
+            check_label_lengths(labels, read_frame_counts(args.utt2num_frames), merged)
+        write_labels(args.labels, labels)
+        log(f"{args.labels}: {len(labels)} utterances, {sum(map(len, labels.values()))} frames")
     return 0
 
 

@@ -17,10 +17,11 @@ import argparse
 import shlex
 import sys
 
-from audiossl.errors import UserError
+from audiossl.errors import reports_user_errors
 from audiossl.train.launch import MODES, Launch, launch_training
 
 
+@reports_user_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.launch", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -42,13 +43,9 @@ def main(argv=None) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("give the training command after --, e.g. -- -m audiossl.bin.pretrain ...")
-    try:
-        launch = Launch(args.mode, args.ngpu, args.num_nodes, args.port, shlex.split(args.slurm_args),
-                        args.hostfile or None, args.max_restarts)
-        return launch_training(launch, command, args.job_dir, args.dry_run)
-    except UserError as err:
-        print(f"audiossl.bin.launch: {err}", file=sys.stderr)
-        return 1
+    launch = Launch(args.mode, args.ngpu, args.num_nodes, args.port, shlex.split(args.slurm_args),
+                    args.hostfile or None, args.max_restarts)
+    return launch_training(launch, command, args.job_dir, args.dry_run)
 
 
 if __name__ == "__main__":

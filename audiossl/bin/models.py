@@ -11,35 +11,32 @@ from __future__ import annotations
 import argparse
 import sys
 
-from audiossl.errors import UserError
+from audiossl.errors import UserError, reports_user_errors
 from audiossl.registry import FAMILIES, get_family, list_models
 
 
+@reports_user_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.models", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target-kind", metavar="FAMILY", help="print only the target kind of FAMILY")
     parser.add_argument("--classes-field", metavar="FAMILY", help="print only the config field of FAMILY's label classes")
     args = parser.parse_args(argv)
-    try:
-        if args.classes_field:
-            field = get_family(args.classes_field).classes
-            if field is None:
-                raise UserError(f"{args.classes_field} reads no label files")
-            print(field)
-            return 0
-        if args.target_kind:
-            targets = get_family(args.target_kind).targets
-            if targets is None:
-                raise UserError(f"{args.target_kind} is not a pretraining family")
-            print(targets)
-            return 0
-        for name, sizes in list_models().items():
-            targets = FAMILIES[name]["targets"] or "(downstream)"
-            print(f"{name:16s} {targets:14s} {', '.join(sizes) or '-'}")
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    if args.classes_field:
+        field = get_family(args.classes_field).classes
+        if field is None:
+            raise UserError(f"{args.classes_field} reads no label files")
+        print(field)
+        return 0
+    if args.target_kind:
+        targets = get_family(args.target_kind).targets
+        if targets is None:
+            raise UserError(f"{args.target_kind} is not a pretraining family")
+        print(targets)
+        return 0
+    for name, sizes in list_models().items():
+        targets = FAMILIES[name]["targets"] or "(downstream)"
+        print(f"{name:16s} {targets:14s} {', '.join(sizes) or '-'}")
     return 0
 
 

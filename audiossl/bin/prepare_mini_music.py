@@ -17,9 +17,10 @@ import logging
 import sys
 
 from audiossl.corpora.mini_music import SAMPLE_RATES, SIZES, prepare_mini_music
-from audiossl.errors import UserError
+from audiossl.errors import reports_user_errors
 
 
+@reports_user_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.prepare_mini_music", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -34,13 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("data_dir")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        prepare_mini_music(args.audio_dir, args.data_dir, size=args.size, seed=args.seed,
-                           sample_rates=args.sample_rates, soundfont=args.soundfont, num_workers=args.num_workers,
-                           progress=not args.no_progress and sys.stderr.isatty())
-    except (UserError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    prepare_mini_music(args.audio_dir, args.data_dir, size=args.size, seed=args.seed,
+                       sample_rates=args.sample_rates, soundfont=args.soundfont, num_workers=args.num_workers,
+                       progress=not args.no_progress and sys.stderr.isatty())
     return 0
 
 

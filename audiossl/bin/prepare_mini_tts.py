@@ -18,9 +18,10 @@ import logging
 import sys
 
 from audiossl.corpora.mini_tts import SPLIT_SUFFIX, prepare_mini_tts
-from audiossl.errors import UserError
+from audiossl.errors import reports_user_errors
 
 
+@reports_user_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.prepare_mini_tts", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -36,13 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     if not set(languages) <= set(SPLIT_SUFFIX):
         parser.error(f"--languages: {args.languages!r} is not a comma-separated list of {', '.join(SPLIT_SUFFIX)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        prepare_mini_tts(args.corpus_dir, args.data_dir, size=args.size, seed=args.seed,
-                         num_workers=args.num_workers, progress=not args.no_progress and sys.stderr.isatty(),
-                         languages=languages)
-    except (UserError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    prepare_mini_tts(args.corpus_dir, args.data_dir, size=args.size, seed=args.seed,
+                     num_workers=args.num_workers, progress=not args.no_progress and sys.stderr.isatty(),
+                     languages=languages)
     return 0
 
 

@@ -26,12 +26,13 @@ from audiossl.corpora.intents import prepare_intents
 from audiossl.corpora.keywords import prepare_keywords
 from audiossl.corpora.phonemes import prepare_phoneme_dirs
 from audiossl.corpora.speakers import prepare_speakers
-from audiossl.errors import UserError
+from audiossl.errors import reports_user_errors
 
 TASKS = ("pr", "ks", "ic", "speakers")
 SYNTHESIZED = {"ks": prepare_keywords, "ic": prepare_intents, "speakers": prepare_speakers}
 
 
+@reports_user_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.prepare_tasks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,16 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     progress = not args.no_progress and sys.stderr.isatty()
     audio_dir, data_dir = Path(args.audio_dir), Path(args.data_dir)
-    try:
-        for task in tasks:
-            if task == "pr":
-                prepare_phoneme_dirs(args.mini_tts_corpus_dir, args.mini_tts_data_dir, data_dir / "pr")
-            else:
-                SYNTHESIZED[task](audio_dir / task, data_dir / task, size=args.size, seed=args.seed,
-                                  num_workers=args.num_workers, progress=progress)
-    except (UserError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    for task in tasks:
+        if task == "pr":
+            prepare_phoneme_dirs(args.mini_tts_corpus_dir, args.mini_tts_data_dir, data_dir / "pr")
+        else:
+            SYNTHESIZED[task](audio_dir / task, data_dir / task, size=args.size, seed=args.seed,
+                              num_workers=args.num_workers, progress=progress)
     return 0
 
 

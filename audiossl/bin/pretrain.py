@@ -40,13 +40,14 @@ import sys
 import torch
 
 from audiossl.data.dataset import UtteranceDataset
-from audiossl.errors import ConfigError, UserError
+from audiossl.errors import ConfigError, reports_user_errors
 from audiossl.tasks.pretrain import (PretrainingTask, check_targets, init_train_state, pretraining_inputs,
                                      pretraining_model, read_targets)
 from audiossl.train.config import check_sections, load_run_config, save_run_config, trainer_config
 from audiossl.train.trainer import Trainer
 
 
+@reports_user_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.pretrain", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -66,48 +67,44 @@ def main(argv=None) -> int:
     parser.add_argument("exp_dir")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    try:
-        run = load_run_config(args.config, args.set)
-        check_sections(run, ("model", "trainer", "mixing"), args.config)
-        if args.keep_optimizer and not args.init:
-            raise ConfigError("--keep-optimizer keeps the optimizer of the --init checkpoint: give --init")
-        config = trainer_config(run.get("trainer"))
-        torch.manual_seed(config.seed)  # reproducible initialisation
-        model = pretraining_model(run.get("model") or {}, args.init)
-        family = model.config.family
-        if args.family and args.family != family:
-            raise ConfigError(f"{args.init or args.config}: a {family!r} model, not {args.family!r}; "
-                              f"give a {args.family} {'checkpoint' if args.init else 'run config'}")
-        check_targets(family, args.train_labels, args.valid_labels, args.valid_data)
-        kept_state = init_train_state(args.init) if args.keep_optimizer else None
+    run = load_run_config(args.config, args.set)
+    check_sections(run, ("model", "trainer", "mixing"), args.config)
+    if args.keep_optimizer and not args.init:
+        raise ConfigError("--keep-optimizer keeps the optimizer of the --init checkpoint: give --init")
+    config = trainer_config(run.get("trainer"))
+    torch.manual_seed(config.seed)  # reproducible initialisation
+    model = pretraining_model(run.get("model") or {}, args.init)
+    family = model.config.family
+    if args.family and args.family != family:
+        raise ConfigError(f"{args.init or args.config}: a {family!r} model, not {args.family!r}; "
+                          f"give a {args.family} {'checkpoint' if args.init else 'run config'}")
+    check_targets(family, args.train_labels, args.valid_labels, args.valid_data)
+    kept_state = init_train_state(args.init) if args.keep_optimizer else None
 
-        inputs = pretraining_inputs(model, run.get("mixing"), args.train_data, args.noise_data)
+    inputs = pretraining_inputs(model, run.get("mixing"), args.train_data, args.noise_data)
 
-        def dataset(data_dir: str, labels: str | None) -> UtteranceDataset:
-            if labels is None:
-                return UtteranceDataset(data_dir, inputs.input_kind, num_mel_bins=model.num_mel_bins,
-                                        sample_rate=model.sample_rate)
-            return UtteranceDataset(data_dir, inputs.input_kind, read_targets(labels, model), inputs.num_frames,
-                                    targets_name=labels, num_mel_bins=model.num_mel_bins, sample_rate=model.sample_rate)
+    def dataset(data_dir: str, labels: str | None) -> UtteranceDataset:
+        if labels is None:
+            return UtteranceDataset(data_dir, inputs.input_kind, num_mel_bins=model.num_mel_bins,
+                                    sample_rate=model.sample_rate)
+        return UtteranceDataset(data_dir, inputs.input_kind, read_targets(labels, model), inputs.num_frames,
+                                targets_name=labels, num_mel_bins=model.num_mel_bins, sample_rate=model.sample_rate)
 
-        train = dataset(args.train_data, args.train_labels)
-        valid = dataset(args.valid_data, args.valid_labels) if args.valid_data else None
-        save_run_config(run, args, args.exp_dir)
-        logging.info("%s %s: %.1fM parameters, %d training utterances", family,
-                     f"from {args.init}" if args.init else run["model"].get("size"),
-                     sum(p.numel() for p in model.parameters()) / 1e6, len(train))
-        languages = None  # with language sampling, figures per language too
-        if config.language_alpha is not None or config.language_stages:
-            languages = {utt: lang for data in (train, valid) if data for utt, lang in zip(data.utterances,
-                                                                                      data.languages())}
-        trainer = Trainer(PretrainingTask(model, languages), model, train, valid, config, args.exp_dir,
-                          batch_transform=inputs.transform)
-        if kept_state is not None:
-            trainer.start_from(kept_state, args.init)
-        trainer.fit()
-    except (UserError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    train = dataset(args.train_data, args.train_labels)
+    valid = dataset(args.valid_data, args.valid_labels) if args.valid_data else None
+    save_run_config(run, args, args.exp_dir)
+    logging.info("%s %s: %.1fM parameters, %d training utterances", family,
+                 f"from {args.init}" if args.init else run["model"].get("size"),
+                 sum(p.numel() for p in model.parameters()) / 1e6, len(train))
+    languages = None  # with language sampling, figures per language too
+    if config.language_alpha is not None or config.language_stages:
+        languages = {utt: lang for data in (train, valid) if data for utt, lang in zip(data.utterances,
+                                                                                  data.languages())}
+    trainer = Trainer(PretrainingTask(model, languages), model, train, valid, config, args.exp_dir,
+                      batch_transform=inputs.transform)
+    if kept_state is not None:
+        trainer.start_from(kept_state, args.init)
+    trainer.fit()
     return 0
 
 

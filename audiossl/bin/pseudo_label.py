@@ -19,10 +19,11 @@ import argparse
 import json
 import sys
 
-from audiossl.errors import UserError
+from audiossl.errors import reports_user_errors
 from audiossl.tasks.self_training import write_self_training_set
 
 
+@reports_user_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.pseudo_label", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,17 +40,13 @@ def main(argv=None) -> int:
     parser.add_argument("labelled")
     parser.add_argument("out_dir")
     args = parser.parse_args(argv)
-    try:
-        report = write_self_training_set(args.model, args.unlabelled, args.labelled, args.out_dir, args.lm_dir,
-                                         args.lm_params_from, args.keep_fraction, args.min_confidence,
-                                         beam_size=args.beam_size, batch_seconds=args.batch_seconds,
-                                         progress=sys.stderr.isatty())
-        summary = {k: v for k, v in report.items() if k != "labels"}
-        print(f"{args.out_dir}: {report['labelled']} labelled + {report['kept']} of {report['pseudo_labelled']} "
-              f"pseudo-labelled utterances; {json.dumps(summary)}")
-    except (UserError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    report = write_self_training_set(args.model, args.unlabelled, args.labelled, args.out_dir, args.lm_dir,
+                                     args.lm_params_from, args.keep_fraction, args.min_confidence,
+                                     beam_size=args.beam_size, batch_seconds=args.batch_seconds,
+                                     progress=sys.stderr.isatty())
+    summary = {k: v for k, v in report.items() if k != "labels"}
+    print(f"{args.out_dir}: {report['labelled']} labelled + {report['kept']} of {report['pseudo_labelled']} "
+          f"pseudo-labelled utterances; {json.dumps(summary)}")
     return 0
 
 

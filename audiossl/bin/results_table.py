@@ -24,10 +24,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from audiossl.errors import UserError
+from audiossl.errors import reports_user_errors
 from audiossl.eval.results import ResultsError, ctc_results_lines, grid_results_lines, write_section
 
 
+@reports_user_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.results_table", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -46,21 +47,17 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not args.grid and not args.pretrained:
         parser.error("--pretrained is required without --grid")
-    try:
-        if args.grid:
-            pairs = [pair.split("=", 1) for pair in args.grid.split()]
-            if any(len(pair) != 2 for pair in pairs):
-                raise ResultsError(f"--grid takes NAME=EXP-DIR pairs, got '{args.grid}'")
-            lines = grid_results_lines(dict(pairs), args.budgets.split(), args.test_sets.split(), args.command)
-        else:
-            lines = ctc_results_lines(args.exp, args.scratch_exp or args.exp, args.budgets.split(),
-                                      args.test_sets.split(), args.pretrained, args.command, lm_dir=args.lm_dir,
-                                      dev_set=args.dev_set, chunk_frames=[int(n) for n in args.chunk_frames.split()])
-        write_section(args.output, args.section, lines)
-        print("\n".join(lines))
-    except (UserError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    if args.grid:
+        pairs = [pair.split("=", 1) for pair in args.grid.split()]
+        if any(len(pair) != 2 for pair in pairs):
+            raise ResultsError(f"--grid takes NAME=EXP-DIR pairs, got '{args.grid}'")
+        lines = grid_results_lines(dict(pairs), args.budgets.split(), args.test_sets.split(), args.command)
+    else:
+        lines = ctc_results_lines(args.exp, args.scratch_exp or args.exp, args.budgets.split(),
+                                  args.test_sets.split(), args.pretrained, args.command, lm_dir=args.lm_dir,
+                                  dev_set=args.dev_set, chunk_frames=[int(n) for n in args.chunk_frames.split()])
+    write_section(args.output, args.section, lines)
+    print("\n".join(lines))
     return 0
 
 

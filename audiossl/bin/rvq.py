@@ -19,12 +19,13 @@ import sys
 import numpy as np
 import torch
 
-from audiossl.errors import UserError
+from audiossl.errors import reports_user_errors
 from audiossl.features.music import FEATURE_KINDS, MusicFeatureSource
 from audiossl.targets.labels import write_labels
 from audiossl.targets.rvq import RvqAutoencoder, RvqConfig, apply_rvq, code_perplexities, fit_rvq, load_frames
 
 
+@reports_user_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.rvq", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -47,25 +48,21 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     progress = sys.stderr.isatty()
-    try:
-        if args.command == "fit":
-            torch.set_num_threads(os.cpu_count() or 1)
-            frames = load_frames(MusicFeatureSource(args.data_dir, args.features), args.max_frames, progress)
-            logging.info("%s: %d frames of dimension %d", args.data_dir, len(frames), frames.shape[1])
-            config = RvqConfig(args.features, frames.shape[1], args.hidden, args.latent_dim, args.codebooks,
-                               args.codebook_size)
-            fit_rvq(frames, config, args.updates, args.seed, progress=progress).save(args.teacher)
-        else:
-            torch.set_num_threads(1)  # one of several parallel jobs
-            teacher = RvqAutoencoder.load(args.teacher)
-            labels = apply_rvq(teacher, MusicFeatureSource(args.data_dir, teacher.config.features), progress)
-            write_labels(args.labels, labels)
-            codes = np.concatenate(list(labels.values()))
-            logging.info("%s: %d utterances, %d frames; code perplexity per codebook %s", args.data_dir, len(labels),
-                         len(codes), " ".join(f"{p:.0f}" for p in code_perplexities(codes, teacher.config.codebook_size)))
-    except (UserError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    if args.command == "fit":
+        torch.set_num_threads(os.cpu_count() or 1)
+        frames = load_frames(MusicFeatureSource(args.data_dir, args.features), args.max_frames, progress)
+        logging.info("%s: %d frames of dimension %d", args.data_dir, len(frames), frames.shape[1])
+        config = RvqConfig(args.features, frames.shape[1], args.hidden, args.latent_dim, args.codebooks,
+                           args.codebook_size)
+        fit_rvq(frames, config, args.updates, args.seed, progress=progress).save(args.teacher)
+    else:
+        torch.set_num_threads(1)  # one of several parallel jobs
+        teacher = RvqAutoencoder.load(args.teacher)
+        labels = apply_rvq(teacher, MusicFeatureSource(args.data_dir, teacher.config.features), progress)
+        write_labels(args.labels, labels)
+        codes = np.concatenate(list(labels.values()))
+        logging.info("%s: %d utterances, %d frames; code perplexity per codebook %s", args.data_dir, len(labels),
+                     len(codes), " ".join(f"{p:.0f}" for p in code_perplexities(codes, teacher.config.codebook_size)))
     return 0
 
 

@@ -23,7 +23,7 @@ import logging
 import sys
 from pathlib import Path
 
-from audiossl.errors import UserError
+from audiossl.errors import reports_user_errors
 from audiossl.eval.superb.runner import check_inputs, read_settings, run_task
 from audiossl.eval.superb.table import write_table
 from audiossl.eval.superb.upstreams import default_name, open_upstream
@@ -32,6 +32,7 @@ from audiossl.eval.utterance import cpu_name
 TASKS = "pr,asr,ks,ic,sid,asv,instrument,pitch,tagging,key"
 
 
+@reports_user_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.superb", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -63,24 +64,20 @@ def main(argv: list[str] | None = None) -> int:
     table.add_argument("results_csv")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    try:
-        if args.command == "check":
-            check_inputs(args.upstream, args.tasks.split(","), Path(args.data_dir), args.allow_empty_classes)
-        elif args.command == "task":
-            settings = read_settings(args.config)[args.task]
-            upstream = open_upstream(args.upstream)
-            run_task(args.task, settings, upstream, args.name or default_name(args.upstream), args.data_dir, args.cache,
-                     args.out_dir, args.seed, args.allow_empty_classes,
-                     progress=not args.no_progress and sys.stderr.isatty())
-        elif args.command == "name":
-            print(default_name(args.upstream))
-        else:
-            print(f"## {args.section}\n")
-            print("\n".join(write_table(args.exp_dir, args.results_md, args.results_csv, args.section, args.command,
-                                         cpu_name())))
-    except (UserError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    if args.command == "check":
+        check_inputs(args.upstream, args.tasks.split(","), Path(args.data_dir), args.allow_empty_classes)
+    elif args.command == "task":
+        settings = read_settings(args.config)[args.task]
+        upstream = open_upstream(args.upstream)
+        run_task(args.task, settings, upstream, args.name or default_name(args.upstream), args.data_dir, args.cache,
+                 args.out_dir, args.seed, args.allow_empty_classes,
+                 progress=not args.no_progress and sys.stderr.isatty())
+    elif args.command == "name":
+        print(default_name(args.upstream))
+    else:
+        print(f"## {args.section}\n")
+        print("\n".join(write_table(args.exp_dir, args.results_md, args.results_csv, args.section, args.command,
+                                     cpu_name())))
     return 0
 
 

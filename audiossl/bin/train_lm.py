@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from audiossl.data.kaldi_dir import DataDir, DataDirError
-from audiossl.errors import UserError
+from audiossl.errors import reports_user_errors
 from audiossl.text.lexicon_decode import LEXICON_FILE, LM_FILE
 from audiossl.text.ngram import LMError, train_arpa, write_lexicon
 
@@ -29,6 +29,7 @@ def held_out_text(data_dir: str) -> dict[str, str]:
     return data["text"]
 
 
+@reports_user_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.train_lm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -40,41 +41,37 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.order < 1:
         parser.error(f"--order must be at least 1, got {args.order}")
+    held_out = {name: held_out_text(name) for name in args.exclude_data}
+    excluded = {" ".join(t.split()) for texts in held_out.values() for t in texts.values()}
     try:
-        held_out = {name: held_out_text(name) for name in args.exclude_data}
-        excluded = {" ".join(t.split()) for texts in held_out.values() for t in texts.values()}
-        try:
-            with open(args.text, encoding="utf-8") as f:
-                lines = [" ".join(line.split()) for line in f]
-        except UnicodeDecodeError as err:
-            raise LMError(f"{args.text}: not UTF-8 text ({err})") from None
-        sentences = [line for line in lines if line]
-        kept = [line for line in sentences if line not in excluded]
-        if not kept:
-            raise LMError(f"{args.text}: no sentence left to train on")
-        lm_dir = Path(args.lm_dir)
-        lm_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            ngrams = train_arpa(kept, args.order, lm_dir / LM_FILE)
-        except LMError as err:
-            raise LMError(f"{args.text}: {err}") from None
-        vocab = {w for line in kept for w in line.split()}
-        num_words = write_lexicon(vocab, lm_dir / LEXICON_FILE)
-        oov = {}
-        for name, texts in held_out.items():
-            words = [w for t in texts.values() for w in t.split()]
-            oov[name] = sum(w not in vocab for w in words) / max(len(words), 1)
-        info = {"text": args.text, "order": args.order, "sentences": len(kept), "held_out": list(held_out),
-                "dropped_as_held_out": len(sentences) - len(kept), "lexicon_words": num_words,
-                "ngrams": ngrams, "oov_rate": oov}
-        (lm_dir / "info.json").write_text(json.dumps(info, indent=1) + "\n")
-        print(f"{lm_dir}: {args.order}-gram LM on {len(kept)} sentences ({len(sentences) - len(kept)} held-out "
-              f"sentences dropped), {num_words} lexicon words, n-grams {ngrams}")
-        for name, rate in oov.items():
-            print(f"  {name}: {100 * rate:.2f} % of the words are not in the lexicon")
-    except (UserError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        with open(args.text, encoding="utf-8") as f:
+            lines = [" ".join(line.split()) for line in f]
+    except UnicodeDecodeError as err:
+        raise LMError(f"{args.text}: not UTF-8 text ({err})") from None
+    sentences = [line for line in lines if line]
+    kept = [line for line in sentences if line not in excluded]
+    if not kept:
+        raise LMError(f"{args.text}: no sentence left to train on")
+    lm_dir = Path(args.lm_dir)
+    lm_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        ngrams = train_arpa(kept, args.order, lm_dir / LM_FILE)
+    except LMError as err:
+        raise LMError(f"{args.text}: {err}") from None
+    vocab = {w for line in kept for w in line.split()}
+    num_words = write_lexicon(vocab, lm_dir / LEXICON_FILE)
+    oov = {}
+    for name, texts in held_out.items():
+        words = [w for t in texts.values() for w in t.split()]
+        oov[name] = sum(w not in vocab for w in words) / max(len(words), 1)
+    info = {"text": args.text, "order": args.order, "sentences": len(kept), "held_out": list(held_out),
+            "dropped_as_held_out": len(sentences) - len(kept), "lexicon_words": num_words,
+            "ngrams": ngrams, "oov_rate": oov}
+    (lm_dir / "info.json").write_text(json.dumps(info, indent=1) + "\n")
+    print(f"{lm_dir}: {args.order}-gram LM on {len(kept)} sentences ({len(sentences) - len(kept)} held-out "
+          f"sentences dropped), {num_words} lexicon words, n-grams {ngrams}")
+    for name, rate in oov.items():
+        print(f"  {name}: {100 * rate:.2f} % of the words are not in the lexicon")
     return 0
 
 
