@@ -22,18 +22,14 @@ def main(argv=None) -> int:
     parser.add_argument("--target-kind", metavar="FAMILY", help="print only the target kind of FAMILY")
     parser.add_argument("--classes-field", metavar="FAMILY", help="print only the config field of FAMILY's label classes")
     args = parser.parse_args(argv)
-    if args.classes_field:
-        field = get_family(args.classes_field).classes
-        if field is None:
-            raise UserError(f"{args.classes_field} reads no label files")
-        print(field)
-        return 0
-    if args.target_kind:
-        targets = get_family(args.target_kind).targets
-        if targets is None:
-            raise UserError(f"{args.target_kind} is not a pretraining family")
-        print(targets)
-        return 0
+    for family, attribute, missing in ((args.classes_field, "classes", "reads no label files"),
+                                       (args.target_kind, "targets", "is not a pretraining family")):
+        if family:
+            value = getattr(get_family(family), attribute)
+            if value is None:
+                raise UserError(f"{family} {missing}")
+            print(value)
+            return 0
     for name, sizes in list_models().items():
         targets = FAMILIES[name]["targets"] or "(downstream)"
         print(f"{name:16s} {targets:14s} {', '.join(sizes) or '-'}")
