@@ -88,9 +88,12 @@ class Watchdog:
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._watch, name="audiossl-watchdog", daemon=True)
 
-    def __enter__(self) -> Watchdog:
-        if self.seconds > 0:
+    def start(self) -> None:
+        if self.seconds > 0 and not self.thread.is_alive():
             self.thread.start()
+
+    def __enter__(self) -> Watchdog:
+        self.start()
         return self
 
     def __exit__(self, *exc) -> None:

@@ -132,6 +132,12 @@ class Trainer:
         self.config = config
         self.exp_dir = Path(exp_dir)
         self.ckpt_dir = self.exp_dir / "checkpoints"
+        # with several processes, a watchdog from the start: joining the process group, sharding and
+        # resuming can hang on a dead rank as much as an update can
+        self.stage: str | None = "start-up (process group, model, checkpoint)"  # None: in the training loop
+        self.watchdog = Watchdog(config.watchdog_seconds if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0.0,
+                                 int(os.environ.get("RANK", "0")), self._doing)
+        self.watchdog.start()
         self.info: DistInfo = init_distributed(config.device)
         torch.set_num_threads(config.num_threads or max(1, (os.cpu_count() or 1) // self.info.world_size))
         self.model = model.to(self.info.device)
@@ -458,8 +464,9 @@ class Trainer:
         seconds_before = self.state["train_seconds"]
         micro: list = []
         rate = input_rate(self.train_set)
-        watchdog = Watchdog(config.watchdog_seconds if self.info.world_size > 1 else 0.0, self.info.rank,
-                            lambda: f"update {self.state['update'] + 1} (epoch {self.state['epoch']})")
+        watchdog = self.watchdog
+        self.stage = None
+        watchdog.beat()
         with watchdog:
             while self.state["update"] < config.max_updates:
                 stage = self._language_stage_at(self.state["update"])
@@ -523,6 +530,10 @@ class Trainer:
             writer.close()
         cleanup(self.info)
         return summary
+
+    def _doing(self) -> str:
+        """What this rank is at, for the watchdog's message."""
+        return self.stage or f"update {self.state['update'] + 1} (epoch {self.state['epoch']})"
 
     def _skip_update(self, reason: str) -> None:
         """Log and count a skipped update; raise after ``max_bad_updates`` non-finite ones in a row (fp16
