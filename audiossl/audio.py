@@ -106,7 +106,11 @@ def load_entry(entry: str, start: float = 0.0, end: float = -1.0,
                 raise AudioError(f"region {start:.3f}-{end:.3f} s is past the end of '{entry}' "
                                  f"({f.frames / rate:.3f} s)")
             f.seek(first)
-            samples = f.read(max(0, min(last, f.frames) - first), dtype="float32", always_2d=True)[:, 0]
+            count = max(0, min(last, f.frames) - first)
+            if f.subtype == "PCM_16":   # the same values as libsndfile's float conversion, in half its time
+                samples = f.read(count, dtype="int16", always_2d=True)[:, 0].astype(np.float32) / 32768
+            else:
+                samples = f.read(count, dtype="float32", always_2d=True)[:, 0]
     except AudioError:
         raise
     except (RuntimeError, soundfile.LibsndfileError) as err:

@@ -25,8 +25,8 @@ from fairseq2.data.audio import AudioDecoder, WaveformToFbankConverter
 from fairseq2.data.data_pipeline import FileMapper, read_sequence
 
 from audiossl.audio import load_entry
-from audiossl.corpora import mini_tts
 from audiossl.features.kaldi import INT16_SCALE, FeatureConfig, FeatureExtractor
+from speech import synthesize
 
 NUM_MEL_BINS = 80
 AUDIOSSL = "audiossl (load_entry + FeatureExtractor)"
@@ -44,18 +44,6 @@ SENTENCES = (
 )
 
 Extract = Callable[[list[Path]], list[torch.Tensor]]
-
-
-def synthesize(out_dir: Path, num_utts: int) -> list[Path]:
-    """Write ``num_utts`` 16 kHz mono wavs; voices and sentences cycle, pitch and tempo vary per utterance."""
-    paths = []
-    for i in range(num_utts):
-        voice = mini_tts.VOICES_BY_SPEAKER[SPEAKERS[i % len(SPEAKERS)]]
-        text = SENTENCES[i % len(SENTENCES)]
-        path = out_dir / f"utt{i:04d}.wav"
-        mini_tts.synthesize_utterance(voice, text, path, seed=0, utt=f"utt{i:04d}")
-        paths.append(path)
-    return paths
 
 
 def audiossl_fbank(paths: list[Path]) -> list[torch.Tensor]:
@@ -120,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench_fbank_") as tmp:
         start = time.perf_counter()
-        wavs = synthesize(Path(tmp), args.num_utts)
+        wavs = synthesize(Path(tmp), args.num_utts, SPEAKERS, SENTENCES)
         audio_seconds = sum(soundfile.info(str(p)).duration for p in wavs)
         print(f"{len(wavs)} utterances, {audio_seconds:.1f} s of 16 kHz audio "
               f"(synthesized in {time.perf_counter() - start:.1f} s); {NUM_MEL_BINS} mel bins, dither 0; "

@@ -41,7 +41,7 @@ kmeans1_clusters=100
 kmeans2_clusters=100
 kmeans_max_frames=200000
 kmeans_fit_utts=1000      # k-means is fitted on this many random training utterances (0: all)
-kmeans_n_init=20          # k-means++ initializations tried, the best kept (fairseq's 20)
+kmeans_n_init=3           # k-means++ seedings tried on a sample, each refined by Lloyd, the best kept
 kmeans2_layer=4           # hidden state of the iteration-1 model clustered for iteration 2
 kmeans1_features=mfcc     # k-means 1 clusters: mfcc (HuBERT) or logmel_chroma (MERT-v0, 75 frames/s of the audio)
 rvq_args=""               # options for python -m audiossl.bin.rvq fit (e.g. "--codebooks 8 --updates 2000")
@@ -81,9 +81,9 @@ help_message="Usage: $0 [options]   (run from egs/<corpus>/ssl)
   --fbank-config F / --mfcc-config F   Kaldi feature configs ($fbank_config, $mfcc_config)
   --nj N                       parallel jobs for features and k-means labels ($nj)
   --kmeans1-clusters K / --kmeans2-clusters K / --kmeans2-layer L   (kmeans2: every iteration after the first)
-  --kmeans-max-frames N        frames k-means is fitted on at most ($kmeans_max_frames)
+  --kmeans-max-frames N        frames k-means is fitted on at most, from random utterances ($kmeans_max_frames)
   --kmeans-fit-utts N          fit k-means on N random training utterances, 0: all ($kmeans_fit_utts)
-  --kmeans-n-init N            k-means++ initializations tried ($kmeans_n_init)
+  --kmeans-n-init N            k-means++ seedings tried on a sample, the best kept ($kmeans_n_init)
   --pretrain1-config F / --pretrain2-config F   YAML run configs (pretrain2: every iteration after the first)
   --iterations N               pretraining iterations, each after the first on k-means of the one before
                                (default: 2 with k-means targets, else 1)

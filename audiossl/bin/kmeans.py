@@ -2,7 +2,9 @@
 
     python -m audiossl.bin.kmeans fit --num-clusters K [--max-frames N] [--seed S] [--deltas 2] [--utt-cmvn] \\
         <data-dir> <model-out>
-        samples frames uniformly, fits mini-batch k-means, prints inertia and cluster usage
+        writes the frames of randomly ordered utterances (up to N) as shards to <model-out>.work/, fits
+        k-means++ and Lloyd's k-means streamed over them, prints inertia and cluster usage; a killed fit
+        rerun with the same arguments continues from its last shard and pass
     python -m audiossl.bin.kmeans apply [--deltas 2] [--utt-cmvn] <model> <data-dir> <labels-out.txt>
         labels every frame of a data dir (one job, e.g. on data/split4utt/JOB)
     python -m audiossl.bin.kmeans merge [--data-dir D] [--utt2num-frames F] <labels-out.txt> <job-labels>...
@@ -19,14 +21,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
+from pathlib import Path
+
+import numpy as np
 
 from audiossl.data.kaldi_dir import DataDir
 from audiossl.errors import reports_user_errors
 from audiossl.features.music import FEATURE_KINDS, MusicFeatureSource
 from audiossl.targets.kmeans import (FeatureSource, KMeansModel, ModelLayerSource, ScpFeatureSource, apply_kmeans,
-                                     parse_layer, sample_frames)
+                                     fit_kmeans, parse_layer, write_frame_shards)
 from audiossl.targets.labels import (check_coverage, check_label_lengths, describe_counts, label_counts,
                                      merge_label_files, read_frame_counts, write_labels)
 
@@ -55,9 +61,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.kmeans", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("fit", help="fit k-means on a uniform sample of a data dir's frames")
+    p = sub.add_parser("fit", help="fit k-means on the frames of a data dir's utterances")
     p.add_argument("--num-clusters", type=int, required=True, help="k (fairseq n_clusters)")
-    p.add_argument("--max-frames", type=int, default=1_000_000, help="frames sampled for fitting")
+    p.add_argument("--max-frames", type=int, default=1_000_000,
+                   help="frames clustered at most, from utterances in a seeded random order")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--deltas", type=int, default=0, help="Kaldi delta order appended to feats.scp (2 for MFCC)")
     p.add_argument("--utt-cmvn", action="store_true",
@@ -67,11 +74,12 @@ def main(argv=None) -> int:
                    help="hidden state index with --model, or 'posteriors': a CTC model's token probabilities")
     p.add_argument("--music-features", choices=FEATURE_KINDS,
                    help="cluster music features of wav.scp at 24 kHz (75 frames/s) instead of feats.scp")
-    p.add_argument("--batch-size", type=int, default=10000, help="mini-batch frames")
-    p.add_argument("--max-iter", type=int, default=100, help="passes over the sample")
-    p.add_argument("--n-init", type=int, default=20, help="k-means++ initializations tried")
-    p.add_argument("--init-size", type=int, default=None, help="frames per initialization (3 * batch size)")
-    p.add_argument("--max-no-improvement", type=int, default=100, help="mini-batches without improvement to stop")
+    p.add_argument("--n-init", type=int, default=1, help="k-means++ seedings tried on the sample, the best kept")
+    p.add_argument("--init-frames", type=int, default=None,
+                   help="frames sampled for the seedings (default max(20000, 50 k))")
+    p.add_argument("--max-passes", type=int, default=10, help="Lloyd passes over every frame at most")
+    p.add_argument("--tol", type=float, default=1e-3, help="stop when a pass improves the inertia less (relative)")
+    p.add_argument("--shard-frames", type=int, default=100_000, help="frames per shard file")
     p.add_argument("data_dir")
     p.add_argument("kmeans_model")
     p = sub.add_parser("apply", help="label every frame of a data dir")
@@ -93,18 +101,20 @@ def main(argv=None) -> int:
 
     if args.command == "fit":
         source = feature_source(args)
-        frames = sample_frames(source, args.max_frames, args.seed, progress=progress)
-        log(f"{args.data_dir}: sampled {len(frames)} frames of dimension {frames.shape[1]}")
+        work = Path(f"{args.kmeans_model}.work")
+        shards = write_frame_shards(source, work, args.max_frames, args.seed, args.shard_frames, progress=progress)
+        log(f"{args.data_dir}: {shards.num_frames} frames of dimension {shards.dim} in {len(shards.parts)} "
+            f"shard(s) under {work}")
         start = time.perf_counter()
-        model = KMeansModel.fit(frames, args.num_clusters, args.seed, batch_size=args.batch_size,
-                                max_iter=args.max_iter, n_init=args.n_init, init_size=args.init_size,
-                                max_no_improvement=args.max_no_improvement)
+        model = fit_kmeans(shards, args.num_clusters, args.seed, n_init=args.n_init, init_frames=args.init_frames,
+                           max_passes=args.max_passes, tol=args.tol, state_path=work / "fit_state.pt", log=log)
         seconds = time.perf_counter() - start
-        labels, dists = model.assign(frames)
+        labels, dists = zip(*(model.assign(block) for block in shards.blocks()))
         log(f"fit {model.num_clusters} clusters in {seconds:.1f} s; "
-            f"inertia (mean squared distance) {dists.mean():.4g}")
-        log(f"cluster usage: {describe_counts(label_counts({'sample': labels}, model.num_clusters))}")
+            f"inertia (mean squared distance) {np.concatenate(dists).mean():.4g}")
+        log(f"cluster usage: {describe_counts(label_counts({'fit': np.concatenate(labels)}, model.num_clusters))}")
         model.save(args.kmeans_model)
+        shutil.rmtree(work)
     elif args.command == "apply":
         model = KMeansModel.load(args.kmeans_model)
         source = feature_source(args)

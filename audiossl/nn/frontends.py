@@ -15,11 +15,13 @@ positions only, so batching an utterance with a longer one leaves its frames unc
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
-import torchaudio
 from torch import Tensor, nn
+
+from audiossl.features.kaldi import FeatureConfig, FeatureExtractor
 
 SAMPLE_RATE = 16000
 FBANK_WINDOW = 400  # 25 ms at 16 kHz
@@ -493,10 +495,8 @@ def fbank_num_frames(num_samples: Tensor) -> Tensor:
 
 
 def waveform_to_fbank(wavs: Tensor, lengths: Tensor, num_mel_bins: int = 80) -> tuple[Tensor, Tensor]:
-    """Kaldi fbank of each valid waveform, zero-padded to the longest.
-
-    Uses ``torchaudio.compliance.kaldi.fbank(wav * 32768, num_mel_bins, dither=0.0)`` (the
-    16-bit sample scale Kaldi sees) per item, so an item's features do not depend on its batch.
+    """Kaldi fbank (dither 0, the 16-bit sample scale Kaldi sees) of each valid waveform, zero-padded
+    to the longest. Each item is computed alone, so its features do not depend on its batch.
 
     Args:
         wavs: ``(B, S)`` float waveforms at 16 kHz in [-1, 1].
@@ -505,16 +505,15 @@ def waveform_to_fbank(wavs: Tensor, lengths: Tensor, num_mel_bins: int = 80) -> 
     Returns:
         ``(B, T, num_mel_bins)`` fbank and ``(B,)`` frames, ``T = 1 + (S - 400) // 160``.
     """
+    extractor = _fbank_extractor(num_mel_bins)
     frames = fbank_num_frames(lengths.long())
     out = wavs.new_zeros(wavs.shape[0], int(frames.max()) if frames.numel() else 0, num_mel_bins)
     for i, (num_samples, num_frames) in enumerate(zip(lengths.tolist(), frames.tolist())):
-        if num_frames == 0:
-            continue
-        feats = torchaudio.compliance.kaldi.fbank(
-            wavs[i, :num_samples][None].float() * 32768,
-            num_mel_bins=num_mel_bins,
-            dither=0.0,
-            sample_frequency=SAMPLE_RATE,
-        )
-        out[i, :num_frames] = feats.to(out.dtype)
+        if num_frames:
+            out[i, :num_frames] = extractor.compute(wavs[i, :num_samples].float() * 32768).to(out.dtype)
     return out, frames
+
+
+@functools.lru_cache(maxsize=8)
+def _fbank_extractor(num_mel_bins: int) -> FeatureExtractor:
+    return FeatureExtractor(FeatureConfig.from_kaldi_args("fbank", [f"--num-mel-bins={num_mel_bins}"]))

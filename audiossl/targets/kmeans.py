@@ -1,28 +1,34 @@
-"""HuBERT-style k-means targets: sample frames, fit mini-batch k-means, label every frame.
+"""HuBERT-style k-means targets: frames to shards on disk, Lloyd's k-means streamed over them, labels.
 
 Features come from a :class:`FeatureSource`: a callable ``utt -> (frames, dim) float32``
 with an ``utterances`` list. Iteration 1 of HuBERT clusters 39-dim MFCC + deltas +
 delta-deltas (:class:`ScpFeatureSource` with ``deltas=2``); iteration 2 clusters a
 transformer layer of the iteration-1 model, which is just another source.
 
-As in fairseq's ``examples/hubert/simple_kmeans``, features are clustered as they come,
-without per-dimension standardization, so a :class:`KMeansModel` is its centers only.
-The model file is safetensors (one ``centers`` tensor and a format tag), never a pickle.
+Fitting never holds the corpus in memory: :func:`write_frame_shards` writes the frames of
+randomly ordered utterances into ``.npy`` shards (resumable), and :func:`fit_kmeans` runs
+k-means++ with Lloyd refinement on a sample, then full Lloyd passes streamed over the shards a
+block at a time, saving its state after every pass. As in fairseq's
+``examples/hubert/simple_kmeans``, features are clustered as they come, without per-dimension
+standardization, so a :class:`KMeansModel` is its centers only. The model file is safetensors (one
+``centers`` tensor and a format tag), never a pickle.
 """
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
-from sklearn.cluster import MiniBatchKMeans
 from tqdm import tqdm
 
-from audiossl.atomic import atomic_path
+from audiossl.atomic import atomic_path, write_text_atomic
 from audiossl.data.kaldi_dir import DataDir
 from audiossl.errors import UserError
 from audiossl.features.store import FeatureError, load_features
@@ -140,40 +146,134 @@ def checked_features(source: FeatureSource, utt: str, dim: int | None) -> np.nda
     return feats
 
 
-def sample_frames(source: FeatureSource, max_frames: int, seed: int, progress: bool = False) -> np.ndarray:
-    """A uniform random sample of at most ``max_frames`` frames of the whole corpus: (n, dim).
+class FrameShards:
+    """Frames of a corpus in ``.npy`` shards, ``(n_i, dim)`` float32 each, read a block at a time.
 
-    One pass of reservoir sampling (Vitter's algorithm R, vectorized per utterance):
-    memory is ``max_frames`` frames plus one utterance; ``n = min(max_frames, total)``.
-    The same source, ``max_frames`` and ``seed`` give the same sample.
+    Made by :func:`write_frame_shards` (a directory of ``frames.<i>.npy`` beside ``frames.<i>.utts``)
+    or from arrays of frames (tests, small fits). Reads go through plain file reads, not memory maps,
+    so a process's memory stays one block whatever the corpus size.
+    """
+
+    def __init__(self, parts: list[Path | np.ndarray]):
+        self.parts = parts
+        self.sizes: list[int] = []
+        dims = set()
+        for part in parts:
+            shape = _npy_layout(part)[0] if isinstance(part, Path) else part.shape
+            if len(shape) != 2:
+                raise KMeansError(f"{part if isinstance(part, Path) else 'frames'}: shape {shape}, "
+                                  f"expected (frames, dim)")
+            self.sizes.append(shape[0])
+            dims.add(shape[1])
+        if len(dims) > 1:
+            raise KMeansError(f"frame shards of different dimensions {sorted(dims)}")
+        self.dim = dims.pop() if dims else 0
+        self.num_frames = sum(self.sizes)
+
+    @classmethod
+    def of(cls, frames: np.ndarray) -> "FrameShards":
+        """One in-memory shard of (frames, dim) features."""
+        return cls([np.ascontiguousarray(frames, dtype=np.float32)])
+
+    def blocks(self, block_frames: int = 8192) -> Iterator[np.ndarray]:
+        """Every frame once, in order, as (<= block_frames, dim) float32 arrays."""
+        for part, size in zip(self.parts, self.sizes):
+            if isinstance(part, np.ndarray):
+                yield from (part[i:i + block_frames] for i in range(0, size, block_frames))
+                continue
+            offset = _npy_layout(part)[1]
+            with open(part, "rb") as f:
+                f.seek(offset)
+                for start in range(0, size, block_frames):
+                    count = min(block_frames, size - start)
+                    block = np.fromfile(f, dtype=np.float32, count=count * self.dim)
+                    if block.size != count * self.dim:
+                        raise KMeansError(f"{part}: ends after {start * self.dim + block.size} of "
+                                          f"{size * self.dim} values (a truncated shard)")
+                    yield block.reshape(count, self.dim)
+
+    def sample(self, count: int, seed: int) -> np.ndarray:
+        """A uniform sample of ``min(count, num_frames)`` distinct frames, in shard order: (n, dim)."""
+        if count >= self.num_frames:
+            return np.concatenate(list(self.blocks()))
+        chosen = np.sort(np.random.default_rng(seed).choice(self.num_frames, count, replace=False))
+        out, start = [], 0
+        for block in self.blocks():
+            lo, hi = np.searchsorted(chosen, [start, start + len(block)])
+            out.append(block[chosen[lo:hi] - start])
+            start += len(block)
+        return np.concatenate(out)
+
+
+def _npy_layout(path: Path) -> tuple[tuple[int, ...], int]:
+    """The shape of a C-order float32 ``.npy`` file and the byte offset of its data."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            shape, fortran_order, dtype = read_header(f)
+            offset = f.tell()
+    except (OSError, ValueError) as err:
+        raise KMeansError(f"{path}: not a readable .npy shard: {err}") from err
+    if fortran_order or dtype != np.float32:
+        raise KMeansError(f"{path}: a shard is C-order float32, not {dtype}{' (Fortran order)' * fortran_order}")
+    return shape, offset
+
+
+def write_frame_shards(source: FeatureSource, directory: str | os.PathLike, max_frames: int, seed: int,
+                       shard_frames: int = 100_000, progress: bool = False) -> FrameShards:
+    """The frames of ``source``'s utterances in a seeded random order, up to ``max_frames``, as shards.
+
+    Shard ``i`` is ``frames.<i>.npy`` with ``frames.<i>.utts`` ("utt frames" per line), each written
+    atomically, the list last. A rerun with the same source and seed keeps the finished shards and
+    continues after them; memory is one shard.
     """
     if max_frames < 1:
         raise KMeansError(f"max_frames must be positive, got {max_frames}")
-    rng = np.random.default_rng(seed)
-    filling: list[np.ndarray] = []  # the first max_frames frames, until the reservoir is full
-    reservoir: np.ndarray | None = None
-    dim, seen = None, 0
-    for utt in tqdm(source.utterances, disable=not progress, unit="utt", desc="sampling frames"):
-        feats = checked_features(source, utt, dim)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    order = [source.utterances[i] for i in np.random.default_rng(seed).permutation(len(source.utterances))]
+    paths, done, written = [], 0, 0
+    while (directory / f"frames.{len(paths)}.utts").exists():
+        for line in (directory / f"frames.{len(paths)}.utts").read_text(encoding="utf-8").splitlines():
+            utt, count = line.split()
+            if done >= len(order) or order[done] != utt:
+                raise KMeansError(f"{directory}: its shards hold other utterances than this source in this "
+                                  f"order (a different data dir or seed); remove the directory")
+            done, written = done + 1, written + int(count)
+        paths.append(directory / f"frames.{len(paths)}.npy")
+    buffer: list[np.ndarray] = []
+    listing: list[str] = []
+    dim = FrameShards(paths).dim or None
+
+    def flush() -> None:
+        path = directory / f"frames.{len(paths)}.npy"
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, np.concatenate(buffer))
+        write_text_atomic(path.with_suffix(".utts"), "".join(listing))
+        paths.append(path)
+        buffer.clear()
+        listing.clear()
+
+    in_buffer = 0
+    for utt in tqdm(order[done:], disable=not progress, unit="utt", desc="frames to shards"):
+        if written >= max_frames:
+            break
+        feats = checked_features(source, utt, dim)[:max_frames - written]
         dim = feats.shape[1]
-        fill = 0
-        if reservoir is None:
-            fill = min(max_frames - seen, len(feats))
-            filling.append(feats[:fill])
-            if seen + fill == max_frames:
-                reservoir = np.concatenate(filling)
-        rest = np.arange(seen + fill, seen + len(feats))  # global indices of frames past the fill
-        if rest.size:
-            slots = rng.integers(0, rest + 1)  # frame i replaces slot j ~ U{0..i} when j < max_frames
-            keep = np.flatnonzero(slots < max_frames)
-            # Where a slot is hit twice the later frame wins, as in the sequential algorithm.
-            last = len(keep) - 1 - np.unique(slots[keep][::-1], return_index=True)[1]
-            chosen = keep[last]
-            reservoir[slots[chosen]] = feats[fill + chosen]
-        seen += len(feats)
-    if seen == 0:
-        raise KMeansError("no frames to sample: the feature source is empty")
-    return reservoir if reservoir is not None else np.concatenate(filling)
+        buffer.append(feats)
+        listing.append(f"{utt} {len(feats)}\n")
+        written += len(feats)
+        in_buffer += len(feats)
+        if in_buffer >= shard_frames:
+            flush()
+            in_buffer = 0
+    if buffer:
+        flush()
+    if written == 0:
+        raise KMeansError("no frames to cluster: the feature source is empty")
+    return FrameShards(paths)
 
 
 @dataclass
@@ -190,52 +290,23 @@ class KMeansModel:
     def dim(self) -> int:
         return self.centers.shape[1]
 
-    @classmethod
-    def fit(cls, frames: np.ndarray, num_clusters: int, seed: int, batch_size: int = 10000,
-            max_iter: int = 100, n_init: int = 20, max_no_improvement: int = 100,
-            reassignment_ratio: float = 0.0, init_size: int | None = None) -> "KMeansModel":
-        """Mini-batch k-means with k-means++ init on (frames, dim) features.
-
-        Defaults are fairseq ``simple_kmeans/learn_kmeans.py``'s (same names there);
-        ``batch_size`` and ``init_size`` (default ``3 * batch_size``) are capped at the
-        number of frames. ``max_iter`` counts passes over ``frames``; ``n_init`` k-means++
-        initializations are tried on ``init_size`` frames and the best is refined.
-        """
-        frames = np.asarray(frames, dtype=np.float32)
-        if frames.ndim != 2:
-            raise KMeansError(f"frames must be (frames, dim), got shape {frames.shape}")
-        if num_clusters < 1 or num_clusters > len(frames):
-            raise KMeansError(f"cannot fit {num_clusters} clusters to {len(frames)} frames")
-        batch_size = min(batch_size, len(frames))
-        init_size = min(init_size or 3 * batch_size, len(frames))
-        km = MiniBatchKMeans(n_clusters=num_clusters, init="k-means++", max_iter=max_iter, batch_size=batch_size,
-                             tol=0.0, max_no_improvement=max_no_improvement, init_size=init_size, n_init=n_init,
-                             reassignment_ratio=reassignment_ratio, compute_labels=False, random_state=seed)
-        km.fit(frames)
-        return cls(torch.from_numpy(km.cluster_centers_.astype(np.float32)))
-
-    def assign(self, features: np.ndarray, batch_frames: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    def assign(self, features: np.ndarray, block_frames: int = 8192) -> tuple[np.ndarray, np.ndarray]:
         """Nearest center of each frame of (frames, dim) features.
 
         Returns:
             labels (frames,) int64 and squared distances (frames,) float64.
-        Distances use the expanded square ``|x|^2 - 2 x.c + |c|^2`` in float64,
-        ``batch_frames`` frames at a time.
         """
-        features = np.asarray(features)
+        features = np.asarray(features, dtype=np.float32)
         if features.ndim != 2 or features.shape[1] != self.dim:
             raise KMeansError(f"features of shape {tuple(features.shape)} do not match the model's "
                               f"dimension {self.dim}")
-        centers = self.centers.to(torch.float64)
-        center_sq = (centers ** 2).sum(1)
         labels = np.empty(len(features), dtype=np.int64)
         dists = np.empty(len(features), dtype=np.float64)
-        for start in range(0, len(features), batch_frames):
-            x = torch.from_numpy(features[start:start + batch_frames]).to(torch.float64)
-            d = (x ** 2).sum(1, keepdim=True) - 2 * x @ centers.T + center_sq
-            best, index = d.min(1)
-            labels[start:start + len(x)] = index.numpy()
-            dists[start:start + len(x)] = best.clamp_min(0).numpy()
+        nearest = NearestCenter(self.centers)
+        for start in range(0, len(features), block_frames):
+            index, dist = nearest(torch.from_numpy(features[start:start + block_frames]))
+            labels[start:start + len(index)] = index.numpy()
+            dists[start:start + len(index)] = dist.numpy()
         return labels, dists
 
     def predict(self, features: np.ndarray) -> np.ndarray:
@@ -266,6 +337,147 @@ class KMeansModel:
             raise KMeansError(f"{path}: centers have shape {tuple(centers.shape)} and dtype {centers.dtype}, "
                               f"expected (clusters, dim) float32")
         return cls(centers)
+
+
+class NearestCenter:
+    """Nearest of fixed (k, dim) ``centers`` for blocks of frames.
+
+    One float32 matrix product: ``|x - c|^2 = |x|^2 - 2 x.c + |c|^2``, in coordinates moved to the
+    centers' mean so that it does not cancel on features far from the origin (log-mel, MFCC).
+    """
+
+    def __init__(self, centers: torch.Tensor):
+        self.origin = centers.mean(0)
+        self.moved = centers - self.origin
+        self.moved_sq = self.moved.square().sum(1)
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n, dim) frames → labels (n,) int64 and squared distances (n,) float32."""
+        x = x - self.origin
+        best, index = torch.addmm(self.moved_sq, x, self.moved.T, alpha=-2.0).min(1)
+        return index, (best + x.square().sum(1)).clamp_min(0)
+
+
+def kmeans_plus_plus(frames: torch.Tensor, num_clusters: int, generator: torch.Generator) -> torch.Tensor:
+    """Greedy k-means++ seeding (2 + ln k candidates per center, as scikit-learn's):
+    (n, dim) frames → (num_clusters, dim) centers."""
+    n = len(frames)
+    trials = 2 + int(math.log(num_clusters))
+    moved = frames - frames.mean(0)   # distances as NearestCenter computes them
+    frame_sq = moved.square().sum(1)
+    first = int(torch.randint(n, (1,), generator=generator))
+    chosen = [first]
+    closest = (frame_sq - 2 * moved @ moved[first] + frame_sq[first]).clamp_min(0)
+    for _ in range(1, num_clusters):
+        weights = closest if float(closest.sum()) > 0 else torch.ones(n)
+        candidates = torch.multinomial(weights, trials, replacement=True, generator=generator)
+        dists = torch.addmm(frame_sq[:, None] + frame_sq[candidates], moved, moved[candidates].T, alpha=-2.0)
+        dists = torch.minimum(dists.clamp_min(0), closest[:, None])   # (n, trials)
+        best = int(dists.sum(0).argmin())
+        chosen.append(int(candidates[best]))
+        closest = dists[:, best].contiguous()
+    return frames[chosen].clone()
+
+
+@dataclass
+class LloydPass:
+    """One pass of Lloyd's algorithm: the mean squared distance to the centers it started from, and
+    the centers it moved them to (empty clusters re-seeded on the frames farthest from theirs)."""
+
+    inertia: float
+    centers: torch.Tensor
+    empty: int
+
+
+def lloyd_pass(blocks: Iterator[np.ndarray], centers: torch.Tensor) -> LloydPass:
+    """Assign every frame of ``blocks`` to its nearest of (k, dim) ``centers`` and move each center
+    to the mean of its frames. Memory: the centers' sums plus one block."""
+    k, dim = centers.shape
+    nearest = NearestCenter(centers)
+    sums = torch.zeros(k, dim, dtype=torch.float64)
+    counts = torch.zeros(k, dtype=torch.float64)
+    far_dists, far_frames = torch.empty(0), torch.empty(0, dim)
+    total, frames = 0.0, 0
+    for block in blocks:
+        x = torch.from_numpy(block)
+        index, dist = nearest(x)
+        sums += torch.zeros(k, dim).index_add_(0, index, x).double()   # float32 within a block, float64 across
+        counts += torch.bincount(index, minlength=k)
+        total += float(dist.double().sum())
+        frames += len(x)
+        keep = dist.topk(min(k, len(dist))).indices   # the k farthest frames so far, for empty clusters
+        far_dists, far_frames = torch.cat((far_dists, dist[keep])), torch.cat((far_frames, x[keep]))
+        keep = far_dists.topk(min(k, len(far_dists))).indices
+        far_dists, far_frames = far_dists[keep], far_frames[keep]
+    moved = (sums / counts.clamp_min(1)[:, None]).float()
+    empty = torch.nonzero(counts == 0).flatten()
+    moved[empty] = far_frames[:len(empty)]
+    return LloydPass(total / max(frames, 1), moved, len(empty))
+
+
+def fit_kmeans(shards: FrameShards, num_clusters: int, seed: int, n_init: int = 1, init_frames: int | None = None,
+               max_passes: int = 10, tol: float = 1e-3, state_path: str | os.PathLike | None = None,
+               log: Callable[[str], None] = lambda message: None) -> "KMeansModel":
+    """Lloyd's k-means streamed over ``shards``, resumable.
+
+    1. ``n_init`` k-means++ seedings on a uniform sample of ``init_frames`` frames (default
+       ``max(20000, 50 k)``), each refined by Lloyd passes over the sample until its inertia improves
+       by less than a tenth of ``tol``; the best is kept.
+    2. Lloyd passes over every frame, one block in memory, until the inertia improves by less than
+       ``tol`` (relative) or after ``max_passes``. With ``state_path`` the centers are saved after
+       every pass and a rerun with the same settings continues from the last one saved.
+    """
+    if num_clusters < 1 or num_clusters > shards.num_frames:
+        raise KMeansError(f"cannot fit {num_clusters} clusters to {shards.num_frames} frames")
+    settings = dict(num_clusters=num_clusters, seed=seed, n_init=n_init, init_frames=init_frames,
+                    num_frames=shards.num_frames, dim=shards.dim)
+    state = _load_fit_state(state_path, settings)
+    if state is None:
+        sample = torch.from_numpy(shards.sample(init_frames or max(20_000, 50 * num_clusters), seed))
+        generator = torch.Generator().manual_seed(seed)
+        best = None
+        for attempt in range(n_init):
+            centers, inertia = kmeans_plus_plus(sample, num_clusters, generator), math.inf
+            for passes in range(1, 101):
+                step = lloyd_pass(iter([sample.numpy()]), centers)   # step.inertia: that of `centers`
+                improved = step.inertia < inertia * (1 - tol / 10)
+                inertia = min(inertia, step.inertia)
+                if not improved:
+                    break
+                centers = step.centers
+            log(f"seeding {attempt + 1}/{n_init}: inertia {inertia:.6g} on {len(sample)} sampled frames "
+                f"after {passes} passes")
+            if best is None or inertia < best[1]:
+                best = centers, inertia
+        state = dict(settings=settings, centers=best[0], history=[])
+        _save_fit_state(state_path, state)
+    while len(state["history"]) < max_passes:
+        history = state["history"]
+        step = lloyd_pass(shards.blocks(), state["centers"])
+        history.append(step.inertia)
+        log(f"pass {len(history)}: inertia {step.inertia:.6g} over {shards.num_frames} frames"
+            + (f"; {step.empty} empty clusters re-seeded" if step.empty else ""))
+        state["centers"] = step.centers
+        _save_fit_state(state_path, state)
+        if len(history) > 1 and history[-2] - history[-1] < tol * history[-1]:
+            break
+    return KMeansModel(state["centers"].contiguous())
+
+
+def _load_fit_state(path: str | os.PathLike | None, settings: dict) -> dict | None:
+    if path is None or not Path(path).exists():
+        return None
+    state = torch.load(path, weights_only=True)
+    if state["settings"] != settings:
+        raise KMeansError(f"{path}: the saved state of a different fit ({state['settings']}, not {settings}); "
+                          f"remove it to start over")
+    return state
+
+
+def _save_fit_state(path: str | os.PathLike | None, state: dict) -> None:
+    if path is not None:
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
 
 
 def apply_kmeans(model: KMeansModel, source: FeatureSource,

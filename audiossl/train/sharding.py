@@ -5,25 +5,21 @@ parameters, gradients and AdamW moments live 1/world_size on each rank and a lay
 gathered only while it runs. Checkpoints keep the one-process format, whatever the strategy: the
 gathered model state dict and the optimizer state keyed by parameter index (AdamW's own layout), so
 one-process, DDP and FSDP runs load each other's checkpoints.
+
+torch's FSDP and distributed-checkpoint modules are imported where they are used: they take a third
+of a second to import, and most runs never shard.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 from torch.distributed._composable import checkpoint
-from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                     get_optimizer_state_dict, set_model_state_dict,
-                                                     set_optimizer_state_dict)
-from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.fsdp import fully_shard
-from torch.distributed.tensor import DTensor
 
 from audiossl.errors import ConfigError
 from audiossl.nn.mamba import BiMambaLayer
 from audiossl.nn.transformer import EncoderLayer
 
 LAYER_TYPES = (EncoderLayer, BiMambaLayer)
-FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 
 def encoder_layers(model: nn.Module) -> list[nn.Module]:
@@ -50,6 +46,9 @@ def shard_model(model: nn.Module, device: torch.device, world_size: int) -> nn.M
     if dropping:
         raise ConfigError(f"trainer.strategy fsdp cannot train with layer drop ({', '.join(dropping)}): "
                           "set the model's layer drop to 0 or use strategy ddp")
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
     mesh = init_device_mesh(device.type, (world_size,))
     for layer in encoder_layers(model):
         fully_shard(layer, mesh=mesh)
@@ -59,23 +58,30 @@ def shard_model(model: nn.Module, device: torch.device, world_size: int) -> nn.M
 
 def full_norm(norm: torch.Tensor) -> torch.Tensor:
     """A gradient norm as a plain tensor (``clip_grad_norm_`` gives a DTensor for sharded parameters)."""
-    return norm.full_tensor() if isinstance(norm, DTensor) else norm
+    return norm.full_tensor() if hasattr(norm, "full_tensor") else norm
 
 
 def gathered_model_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """The full state dict of a sharded model, on CPU, on rank 0 (empty elsewhere); every rank must call it."""
-    return get_model_state_dict(model, options=FULL)
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
 def load_model_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Load a full (one-process) state dict into a sharded model, each rank keeping its shard."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
     set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
 
 
 def gathered_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     """The optimizer state of a sharded model as a one-process optimizer's ``state_dict()`` (keyed by
     parameter index), on rank 0 (empty elsewhere); every rank must call it."""
-    by_name = get_optimizer_state_dict(model, optimizer, options=FULL)
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    by_name = get_optimizer_state_dict(model, optimizer,
+                                       options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if not by_name:
         return {}
     names = [name for group in by_name["param_groups"] for name in group["params"]]
@@ -89,6 +95,8 @@ def gathered_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer)
 
 def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
     """Load a one-process optimizer ``state_dict()`` into the optimizer of a sharded model."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
     name_of = {param: name for name, param in model.named_parameters()}
     names = [name_of[param] for group in optimizer.param_groups for param in group["params"]]
     groups = [{**group, "params": [names[i] for i in group["params"]]} for group in state["param_groups"]]

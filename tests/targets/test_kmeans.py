@@ -1,4 +1,4 @@
-"""k-means targets: frame sampling, fitting, prediction, model files, and the CLI end to end."""
+"""k-means targets: frame shards, fitting (and its resume), prediction, model files, and the CLI end to end."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,11 +13,14 @@ from sklearn.metrics import adjusted_rand_score
 from audiossl.bin import kmeans as cli
 from audiossl.data.kaldi_dir import DataDir, read_table, split_data_dir
 from audiossl.features.kaldi import add_deltas
-from audiossl.targets.kmeans import (KMeansError, KMeansModel, ModelLayerSource, ScpFeatureSource, apply_kmeans,
-                                     parse_layer, sample_frames)
+from audiossl.targets.kmeans import (FrameShards, KMeansError, KMeansModel, ModelLayerSource, ScpFeatureSource,
+                                     apply_kmeans, fit_kmeans, lloyd_pass, parse_layer, write_frame_shards)
 from audiossl.targets.labels import read_labels
 
-FAST = dict(batch_size=1024, max_iter=20, n_init=3, max_no_improvement=20)
+
+
+def fit(frames: np.ndarray, num_clusters: int, seed: int, **options) -> KMeansModel:
+    return fit_kmeans(FrameShards.of(frames), num_clusters, seed, **options)
 
 
 def blobs(seed: int, num_clusters: int = 6, dim: int = 39, frames: int = 3000):
@@ -50,7 +53,7 @@ def indexed_source(lengths) -> ArraySource:
 
 def test_fit_recovers_blobs():
     frames, truth = blobs(0)
-    model = KMeansModel.fit(frames, 6, seed=1, **FAST)
+    model = fit(frames, 6, seed=1)
     assert model.centers.shape == (6, 39) and model.centers.dtype == torch.float32
     predicted = model.predict(frames)
     assert adjusted_rand_score(truth, predicted) > 0.99
@@ -63,11 +66,67 @@ def test_fit_recovers_blobs():
 
 def test_fit_is_deterministic_and_checks_its_input():
     frames, _ = blobs(1, num_clusters=4, frames=800)
-    a = KMeansModel.fit(frames, 4, seed=5, **FAST)
-    b = KMeansModel.fit(frames, 4, seed=5, **FAST)
+    a = fit(frames, 4, seed=5, n_init=3)
+    b = fit(frames, 4, seed=5, n_init=3)
     assert torch.equal(a.centers, b.centers)
     with pytest.raises(KMeansError, match="cannot fit 900 clusters to 800 frames"):
-        KMeansModel.fit(frames, 900, seed=0, **FAST)
+        fit(frames, 900, seed=0)
+
+
+def overlapping_frames(seed: int, frames: int = 6000, dim: int = 16) -> np.ndarray:
+    """Frames without clear clusters: a mixture of 60 wide Gaussians with an offset, (frames, dim) float32."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(0.0, 2.0, (60, dim)) + 10.0
+    return (means[rng.integers(0, 60, frames)] + rng.normal(0.0, 1.0, (frames, dim))).astype(np.float32)
+
+
+def test_fit_is_as_good_as_fairseqs_minibatch_kmeans():
+    """Inertia no worse than scikit-learn's MiniBatchKMeans with fairseq's settings (bench/kmeans.py: speed)."""
+    from sklearn.cluster import MiniBatchKMeans
+
+    frames = overlapping_frames(0)
+    ours = fit(frames, 40, seed=0, init_frames=2000)
+    theirs = MiniBatchKMeans(n_clusters=40, batch_size=1000, n_init=20, max_iter=100, max_no_improvement=100,
+                             tol=0.0, reassignment_ratio=0.0, random_state=0).fit(frames)
+    reference = KMeansModel(torch.from_numpy(theirs.cluster_centers_.astype(np.float32)))
+    assert ours.inertia(frames) <= 1.01 * reference.inertia(frames)
+
+
+def test_fit_streams_shards_and_resumes_where_it_stopped(tmp_path):
+    frames = overlapping_frames(1, frames=3000)
+    paths = []
+    for i, part in enumerate(np.array_split(frames, 3)):
+        paths.append(tmp_path / f"frames.{i}.npy")
+        np.save(paths[-1], part)
+    shards = FrameShards(paths)
+    assert (shards.num_frames, shards.dim) == (3000, 16)
+    np.testing.assert_array_equal(np.concatenate(list(shards.blocks(block_frames=128))), frames)
+    straight = fit_kmeans(shards, 20, seed=2, init_frames=500, max_passes=4, tol=0.0)
+    in_memory = fit(frames, 20, seed=2, init_frames=500, max_passes=4, tol=0.0)
+    # shards or one array: the same fit, up to the rounding of per-block float32 sums
+    torch.testing.assert_close(straight.centers, in_memory.centers, rtol=0, atol=1e-4)
+
+    state = tmp_path / "fit_state.pt"
+    messages: list[str] = []
+    fit_kmeans(shards, 20, seed=2, init_frames=500, max_passes=2, tol=0.0, state_path=state)  # "killed" after 2
+    resumed = fit_kmeans(shards, 20, seed=2, init_frames=500, max_passes=4, tol=0.0, state_path=state,
+                         log=messages.append)
+    assert [m.split(":")[0] for m in messages] == ["pass 3", "pass 4"]
+    assert torch.equal(resumed.centers, straight.centers)
+    with pytest.raises(KMeansError, match="fit_state.pt: the saved state of a different fit"):
+        fit_kmeans(shards, 21, seed=2, state_path=state)
+
+    truncated = tmp_path / "frames.2.npy"
+    truncated.write_bytes(truncated.read_bytes()[:-64])
+    with pytest.raises(KMeansError, match="frames.2.npy: ends after .* values"):
+        list(FrameShards(paths).blocks())
+
+
+def test_empty_clusters_are_reseeded_on_the_farthest_frames():
+    frames = np.concatenate([np.zeros((50, 2)), np.full((1, 2), 100.0)]).astype(np.float32)
+    centers = torch.tensor([[0.0, 0.0], [-500.0, -500.0]])   # the second center wins no frame
+    step = lloyd_pass(iter([frames]), centers)
+    assert step.empty == 1 and step.centers[1].tolist() == [100.0, 100.0]
 
 
 def test_predict_is_the_nearest_center_in_batches():
@@ -76,7 +135,7 @@ def test_predict_is_the_nearest_center_in_batches():
     feats = (rng.normal(0, 1, (1000, 5)) + 50.0).astype(np.float32)  # offset: cancellation in |x|^2 - 2xc
     model = KMeansModel(torch.from_numpy(centers + 50.0))
     dists = ((feats[:, None, :].astype(np.float64) - (centers + 50.0)[None].astype(np.float64)) ** 2).sum(-1)
-    labels, sq = model.assign(feats, batch_frames=64)
+    labels, sq = model.assign(feats, block_frames=64)
     np.testing.assert_array_equal(labels, dists.argmin(1))
     np.testing.assert_allclose(sq, dists.min(1), rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(model.predict(feats), labels)
@@ -87,7 +146,7 @@ def test_predict_is_the_nearest_center_in_batches():
 
 def test_save_load_round_trip(tmp_path):
     frames, _ = blobs(2, num_clusters=5, dim=13, frames=1000)
-    model = KMeansModel.fit(frames, 5, seed=0, **FAST)
+    model = fit(frames, 5, seed=0)
     path = tmp_path / "km.safetensors"
     model.save(path)
     assert [p.name for p in tmp_path.iterdir()] == ["km.safetensors"]
@@ -109,45 +168,61 @@ def test_load_rejects_other_files(tmp_path):
         KMeansModel.load(other)
 
 
-def test_sample_frames_is_deterministic_and_bounded():
-    source = indexed_source([50, 3, 0, 120, 77, 1, 249])  # 500 frames
-    a = sample_frames(source, 100, seed=7)
-    assert a.shape == (100, 1)
-    np.testing.assert_array_equal(a, sample_frames(source, 100, seed=7))
-    assert not np.array_equal(a, sample_frames(source, 100, seed=8))
-    assert len(np.unique(a)) == 100  # no frame twice
-    everything = sample_frames(source, 10_000, seed=7)
-    np.testing.assert_array_equal(np.sort(everything[:, 0]), np.arange(500))
-    assert sample_frames(source, 30, seed=0).shape == (30, 1)  # an utterance longer than the reservoir
+def test_frame_shards_take_random_utterances_up_to_a_budget_and_resume(tmp_path):
+    source = indexed_source([50, 3, 0, 20, 77, 1, 49, 30, 60, 40, 70, 100])  # 500 frames
+    shards = write_frame_shards(source, tmp_path / "a", max_frames=300, seed=3, shard_frames=40)
+    frames = np.concatenate(list(shards.blocks()))[:, 0]
+    assert shards.num_frames == 300 and len(np.unique(frames)) == 300
+    assert len(shards.parts) >= 3 and all(size >= 40 for size in shards.sizes[:-1])   # a shard closes at 40
+    listed = [line.split() for p in shards.parts for line in p.with_suffix(".utts").read_text().splitlines()]
+    assert sum(int(n) for _, n in listed) == 300
+    assert [u for u, _ in listed] != sorted(u for u, _ in listed)   # a random order of utterances
+    again = write_frame_shards(source, tmp_path / "b", max_frames=300, seed=3, shard_frames=40)
+    np.testing.assert_array_equal(np.concatenate(list(again.blocks())), np.concatenate(list(shards.blocks())))
+
+    # A run killed after its first shard continues with the next utterance.
+    for p in shards.parts[1:]:
+        p.unlink()
+        p.with_suffix(".utts").unlink()
+    resumed = write_frame_shards(source, tmp_path / "a", max_frames=300, seed=3, shard_frames=40)
+    np.testing.assert_array_equal(np.concatenate(list(resumed.blocks())), np.concatenate(list(again.blocks())))
+    with pytest.raises(KMeansError, match="other utterances than this source"):
+        write_frame_shards(source, tmp_path / "a", max_frames=300, seed=8, shard_frames=40)
+
+    everything = write_frame_shards(source, tmp_path / "c", max_frames=10_000, seed=0)
+    np.testing.assert_array_equal(np.sort(np.concatenate(list(everything.blocks()))[:, 0]), np.arange(500))
 
 
-def test_sample_frames_is_uniform():
-    lengths = [7, 130, 1, 42, 300, 20, 95, 5, 250, 150]  # 1000 frames
-    source = indexed_source(lengths)
-    seeds, k = 400, 100
+def test_frame_shards_sample_is_uniform():
+    shards = FrameShards([np.arange(start, start + n, dtype=np.float32)[:, None]
+                          for start, n in ((0, 300), (300, 1), (301, 699))])
     counts = np.zeros(1000)
-    for seed in range(seeds):
-        counts[sample_frames(source, k, seed).astype(int)[:, 0]] += 1
-    per_bin = counts.reshape(10, 100).sum(1)  # expected seeds * k / 10 = 4000, sd about 60
-    assert np.abs(per_bin - seeds * k / 10).max() < 250
-    assert counts.min() > 10 and counts.max() < 80  # every frame reachable (expected 40 each)
+    for seed in range(400):
+        sample = shards.sample(100, seed)[:, 0].astype(int)
+        assert len(np.unique(sample)) == 100
+        counts[sample] += 1
+    per_bin = counts.reshape(10, 100).sum(1)  # expected 4000 each, sd about 60
+    assert np.abs(per_bin - 4000).max() < 250 and counts.min() > 10
 
 
-def test_sample_frames_errors():
+def test_frame_shards_errors(tmp_path):
     with pytest.raises(KMeansError, match="no frames"):
-        sample_frames(indexed_source([0, 0]), 10, seed=0)
+        write_frame_shards(indexed_source([0, 0]), tmp_path / "a", 10, seed=0)
     source = ArraySource({"a": np.zeros((3, 4), np.float32), "b": np.zeros((3, 5), np.float32)})
-    with pytest.raises(KMeansError, match="'b'.*dimension 5, expected 4"):
-        sample_frames(source, 10, seed=0)
+    with pytest.raises(KMeansError, match="'[ab]'.*dimension [45], expected [45]"):
+        write_frame_shards(source, tmp_path / "b", 10, seed=0)
     source = ArraySource({"a": np.array([[0.0], [np.nan]], np.float32)})
     with pytest.raises(KMeansError, match="'a'.*NaN"):
-        sample_frames(source, 10, seed=0)
+        write_frame_shards(source, tmp_path / "c", 10, seed=0)
+    np.save(tmp_path / "f64.npy", np.zeros((3, 2)))
+    with pytest.raises(KMeansError, match="f64.npy: a shard is C-order float32"):
+        FrameShards([tmp_path / "f64.npy"])
 
 
 def test_apply_kmeans_labels_every_frame():
     frames, _ = blobs(4, num_clusters=3, dim=8, frames=600)
     source = ArraySource({"u1": frames[:250], "u2": frames[250:251], "u3": frames[251:]})
-    model = KMeansModel.fit(frames, 3, seed=0, **FAST)
+    model = fit(frames, 3, seed=0)
     labels, inertia = apply_kmeans(model, source)
     assert list(labels) == ["u1", "u2", "u3"]
     np.testing.assert_array_equal(np.concatenate(list(labels.values())), model.predict(frames))
@@ -210,9 +285,11 @@ def test_cli_fit_apply_in_jobs_merge(tmp_path, capsys):
     data = write_mfcc_like_dir(tmp_path / "d")
     model = tmp_path / "km.safetensors"
     code, err = run_cli(capsys, "fit", "--num-clusters", 4, "--max-frames", 300, "--seed", 3, "--deltas", 2,
-                        "--batch-size", 128, "--max-iter", 20, "--n-init", 3, data, model)
+                        "--n-init", 3, "--shard-frames", 100, data, model)
     assert code == 0, err
-    assert "sampled 300 frames of dimension 39" in err and "inertia" in err and "4 of 4 clusters used" in err
+    assert "300 frames of dimension 39 in 2 shard(s)" in err and "inertia" in err and "4 of 4 clusters used" in err
+    assert "seeding 3/3" in err and "pass 1: inertia" in err
+    assert not Path(f"{model}.work").exists()   # shards and fit state go once the model is written
     assert KMeansModel.load(model).centers.shape == (4, 39)
 
     code, err = run_cli(capsys, "apply", "--deltas", 2, model, data, tmp_path / "all.txt")
@@ -240,7 +317,7 @@ def test_cli_fit_apply_in_jobs_merge(tmp_path, capsys):
 def test_cli_errors(tmp_path, capsys):
     data = write_mfcc_like_dir(tmp_path / "d")
     model = tmp_path / "km.safetensors"
-    assert run_cli(capsys, "fit", "--num-clusters", 3, "--deltas", 2, "--n-init", 1, "--max-iter", 5, data, model)[0] == 0
+    assert run_cli(capsys, "fit", "--num-clusters", 3, "--deltas", 2, "--max-passes", 2, data, model)[0] == 0
     code, err = run_cli(capsys, "apply", model, data, tmp_path / "x.txt")  # fit with deltas, applied without
     assert code == 1 and "error: utterance 'spk0-utt0': features have dimension 13, expected 39" in err
     code, err = run_cli(capsys, "apply", tmp_path / "missing.safetensors", data, tmp_path / "x.txt")
