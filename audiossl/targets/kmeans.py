@@ -157,9 +157,11 @@ class FrameShards:
     def __init__(self, parts: list[Path | np.ndarray]):
         self.parts = parts
         self.sizes: list[int] = []
+        self.offsets: list[int] = []   # where each file's data starts (0 for arrays)
         dims = set()
         for part in parts:
-            shape = _npy_layout(part)[0] if isinstance(part, Path) else part.shape
+            shape, offset = _npy_layout(part) if isinstance(part, Path) else (part.shape, 0)
+            self.offsets.append(offset)
             if len(shape) != 2:
                 raise KMeansError(f"{part if isinstance(part, Path) else 'frames'}: shape {shape}, "
                                   f"expected (frames, dim)")
@@ -177,11 +179,10 @@ class FrameShards:
 
     def blocks(self, block_frames: int = 8192) -> Iterator[np.ndarray]:
         """Every frame once, in order, as (<= block_frames, dim) float32 arrays."""
-        for part, size in zip(self.parts, self.sizes):
+        for part, size, offset in zip(self.parts, self.sizes, self.offsets):
             if isinstance(part, np.ndarray):
                 yield from (part[i:i + block_frames] for i in range(0, size, block_frames))
                 continue
-            offset = _npy_layout(part)[1]
             with open(part, "rb") as f:
                 f.seek(offset)
                 for start in range(0, size, block_frames):
@@ -256,7 +257,6 @@ def write_frame_shards(source: FeatureSource, directory: str | os.PathLike, max_
         buffer.clear()
         listing.clear()
 
-    in_buffer = 0
     for utt in tqdm(order[done:], disable=not progress, unit="utt", desc="frames to shards"):
         if written >= max_frames:
             break
@@ -265,10 +265,8 @@ def write_frame_shards(source: FeatureSource, directory: str | os.PathLike, max_
         buffer.append(feats)
         listing.append(f"{utt} {len(feats)}\n")
         written += len(feats)
-        in_buffer += len(feats)
-        if in_buffer >= shard_frames:
+        if sum(map(len, buffer)) >= shard_frames:
             flush()
-            in_buffer = 0
     if buffer:
         flush()
     if written == 0:
