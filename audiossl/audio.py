@@ -107,8 +107,9 @@ def load_entry(entry: str, start: float = 0.0, end: float = -1.0,
                                  f"({f.frames / rate:.3f} s)")
             f.seek(first)
             count = max(0, min(last, f.frames) - first)
-            if f.subtype == "PCM_16":   # the same values as libsndfile's float conversion, in half its time
-                samples = f.read(count, dtype="int16", always_2d=True)[:, 0].astype(np.float32) / 32768
+            if f.subtype == "PCM_16":   # the same values as libsndfile's float conversion, in a fraction of its time
+                samples = np.multiply(f.read(count, dtype="int16", always_2d=True)[:, 0], np.float32(1 / 32768),
+                                      dtype=np.float32)
             else:
                 samples = f.read(count, dtype="float32", always_2d=True)[:, 0]
     except AudioError:

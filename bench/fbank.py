@@ -46,10 +46,15 @@ SENTENCES = (
 Extract = Callable[[list[Path]], list[torch.Tensor]]
 
 
-def audiossl_fbank(paths: list[Path]) -> list[torch.Tensor]:
-    """``audiossl.audio.load_entry`` + ``audiossl.features.kaldi.FeatureExtractor``."""
+def audiossl_fbank() -> Extract:
+    """``audiossl.audio.load_entry`` + ``audiossl.features.kaldi.FeatureExtractor`` (built once, as
+    fairseq2's decoder and converter are)."""
     extractor = FeatureExtractor(FeatureConfig.from_kaldi_args("fbank", [f"--num-mel-bins={NUM_MEL_BINS}"]))
-    return [torch.from_numpy(extractor(load_entry(str(p))[0])) for p in paths]
+
+    def run(paths: list[Path]) -> list[torch.Tensor]:
+        return [torch.from_numpy(extractor(load_entry(str(p))[0])) for p in paths]
+
+    return run
 
 
 def torchaudio_fbank(paths: list[Path]) -> list[torch.Tensor]:
@@ -101,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"needs {', '.join(missing)} to synthesize the audio")
     torch.set_num_threads(args.threads)
     extractors: dict[str, Extract] = {
-        AUDIOSSL: audiossl_fbank,
+        AUDIOSSL: audiossl_fbank(),
         REFERENCE: torchaudio_fbank,
         f"fairseq2 {fairseq2.__version__} pipeline": fairseq2_fbank(args.threads),
     }

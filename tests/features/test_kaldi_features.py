@@ -77,15 +77,22 @@ def test_steps_match_torchaudio(request, recipe_dir, tmp_path, kind, config, opt
     ("mfcc", ["--htk-compat=true", "--cepstral-lifter=0", "--snip-edges=false", "--energy-floor=0"]),
 ])
 def test_extractor_matches_torchaudio_for_every_option(kind, args):
-    """The extractor's own framing, spectrum and banks give torchaudio's features, up to float rounding."""
+    """The extractor's own framing, spectrum and banks give torchaudio's features, up to float rounding,
+    for utterances of any length in turn (its buffers kept between calls leak nothing)."""
     rng = np.random.default_rng(0)
-    samples = (0.05 * rng.standard_normal(16000 * 2 + 123)).astype(np.float32)
-    samples[:4000] *= 1e-3   # quiet frames: low mel energies, where rounding shows first
     config = FeatureConfig.from_kaldi_args(kind, args)
-    ours = FeatureExtractor(config)(samples)
-    ref = reference_features(kind, samples, **{k: v for k, v in config.options.items() if k != "dither"})
-    assert ours.shape == ref.shape
-    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-3)
+    extractor = FeatureExtractor(config)
+    done = []
+    for num_samples in (16000 * 2 + 123, 5000, 16000 * 3):
+        samples = (0.05 * rng.standard_normal(num_samples)).astype(np.float32)
+        samples[:4000] *= 1e-3   # quiet frames: low mel energies, where rounding shows first
+        ours = extractor(samples)
+        ref = reference_features(kind, samples, **{k: v for k, v in config.options.items() if k != "dither"})
+        assert ours.shape == ref.shape
+        np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-3)
+        done.append((ours, ours.copy()))
+    for returned, copy in done:   # nothing returned is a buffer written by a later call
+        np.testing.assert_array_equal(returned, copy)
 
 
 def test_config_errors_name_line(tmp_path):
