@@ -228,14 +228,17 @@ class FeatureExtractor:
                  ) -> torch.Tensor:
         """A ``shape`` view of the buffer ``name``, kept between calls on ``like``'s device and grown (with
         zeros) when too small: fresh arrays of every utterance's size would cost page faults of about
-        the time of the arithmetic. Values last written stay, so a buffer's never-written part stays zero."""
+        the time of the arithmetic. Values last written stay, so a buffer's never-written part stays zero.
+        Buffers are normal tensors even when made under ``torch.inference_mode``, so later calls outside
+        it may still write them."""
         import torch
 
         dtype = dtype or like.dtype
         size = math.prod(shape)
         buffer = self._buffers.get(name)
         if buffer is None or buffer.numel() < size or buffer.device != like.device or buffer.dtype != dtype:
-            buffer = self._buffers[name] = torch.zeros(size, dtype=dtype, device=like.device)
+            with torch.inference_mode(False):
+                buffer = self._buffers[name] = torch.zeros(size, dtype=dtype, device=like.device)
         return buffer[:size].view(shape)
 
     def _move_to(self, device: torch.device) -> None:

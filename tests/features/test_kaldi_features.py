@@ -95,6 +95,15 @@ def test_extractor_matches_torchaudio_for_every_option(kind, args):
         np.testing.assert_array_equal(returned, copy)
 
 
+def test_extractor_made_under_inference_mode_still_works_outside_it():
+    """Buffers first made under ``torch.inference_mode`` (a frozen upstream's features) stay writable later."""
+    extractor = FeatureExtractor(FeatureConfig.from_kaldi_args("fbank", []))
+    wav = torch.randn(16000) * 1000
+    with torch.inference_mode():
+        inside = extractor.compute(wav)
+    torch.testing.assert_close(extractor.compute(wav), inside, rtol=0, atol=0)
+
+
 def test_config_errors_name_line(tmp_path):
     path = tmp_path / "bad.conf"
     path.write_text("--num-mel-bins=80\n--no-such-option=1\n")

@@ -214,6 +214,7 @@ def fp16_run(fbank_dir: Path, exp: Path, monkeypatch, **trainer) -> Trainer:
 
 
 def test_fp16_overflows_lower_the_loss_scale_until_a_collapse_stops_the_run(fbank_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr("audiossl.train.trainer.native_bf16", lambda device: False)
     run = fp16_run(fbank_dir, tmp_path / "exp", monkeypatch, max_bad_updates=2)  # overflows are not "bad"
     with pytest.raises(TrainingError, match=r"the fp16 loss scale stayed under 1024 for 2 updates \(now 256, at update "
                                             r"1\): the gradients do not fit in fp16; bf16, the fallback, is not native"):
