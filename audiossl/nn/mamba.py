@@ -12,6 +12,10 @@ linear in sequence length; :func:`sequential_scan` is the loop over time it must
 with ``mamba-ssm`` installed, :func:`selective_scan` uses its fused kernel
 (``mamba_chunk_scan_combined``) instead. Padding masks are ``(B, T)`` bool, True at padded
 frames; every item's valid frames come first.
+
+On long sequences a :class:`BiMambaLayer` runs as :class:`SegmentedLayer`: in segments, the
+scans' states passed between them, recomputed in the backward pass, so that its activation
+memory is one segment's, not the sequence's.
 """
 from __future__ import annotations
 
@@ -39,7 +43,8 @@ def segment_sums(a: Tensor) -> Tensor:
     return terms.cumsum(-2).masked_fill(~lower, float("-inf"))
 
 
-def sequential_scan(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor) -> Tensor:
+def sequential_scan(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, initial_state: Tensor | None = None,
+                    return_final_state: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """The reference: the recurrence above, one frame at a time.
 
     Args:
@@ -47,27 +52,32 @@ def sequential_scan(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor) -> T
         dt: ``(batch, T, H)`` positive steps.
         A: ``(H,)`` negative decay rates.
         B, C: ``(batch, T, G, N)`` input and output projections, shared by ``H / G`` heads each.
+        initial_state: ``(batch, H, P, N)``, the state before the first frame (zeros if None).
+        return_final_state: also return the state after the last frame, ``(batch, H, P, N)``.
 
     Returns:
-        ``(batch, T, H, P)``.
+        ``(batch, T, H, P)``, and the final state if asked.
     """
     heads = x.shape[2]
     B, C = B.repeat_interleave(heads // B.shape[2], dim=2), C.repeat_interleave(heads // C.shape[2], dim=2)
-    state = x.new_zeros(x.shape[0], heads, x.shape[3], B.shape[3])
+    state = x.new_zeros(x.shape[0], heads, x.shape[3], B.shape[3]) if initial_state is None else initial_state
     outputs = []
     for t in range(x.shape[1]):
         decay = torch.exp(dt[:, t] * A)[..., None, None]
         state = decay * state + (dt[:, t, :, None] * x[:, t])[..., None] * B[:, t, :, None, :]
         outputs.append((state @ C[:, t, :, :, None])[..., 0])
-    return torch.stack(outputs, dim=1)
+    y = torch.stack(outputs, dim=1)
+    return (y, state) if return_final_state else y
 
 
-def chunked_scan(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, chunk_size: int) -> Tensor:
+def chunked_scan(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, chunk_size: int,
+                 initial_state: Tensor | None = None, return_final_state: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """:func:`sequential_scan` in chunks of ``chunk_size`` frames, built from matrix products.
 
     Time and memory are linear in ``T`` (the quadratic part is within a chunk); the recurrence
-    across chunks is a ``(chunks + 1)``-square decay matrix applied to the chunk-end states.
-    Shapes as :func:`sequential_scan`.
+    across chunks is a ``(chunks + 1)``-square decay matrix applied to the chunk-end states, the
+    initial state standing as the end state of a chunk before the first. Arguments and results as
+    :func:`sequential_scan`.
     """
     batch, time, heads, head_dim = x.shape
     groups = B.shape[2]
@@ -83,17 +93,26 @@ def chunked_scan(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, chunk_s
     # within a chunk: y_i = sum_{j <= i} (C_i . B_j) exp(a_{j+1} + ... + a_i) dt_j x_j; a difference of
     # cumulative sums is precise enough over one chunk. C_i . B_j is computed once per group.
     causal = torch.ones(chunk_size, chunk_size, dtype=torch.bool, device=x.device).tril()
-    decay = torch.exp((cumulative[..., :, None] - cumulative[..., None, :]).masked_fill(~causal, float("-inf")))
+    # in place where autograd allows: each (chunk, chunk) buffer fewer is one less per frame to allocate
+    decay = (cumulative[..., :, None] - cumulative[..., None, :]).masked_fill_(~causal, float("-inf")).exp_()
     y = ((C @ B.transpose(-1, -2)) * decay) @ inputs  # (b, G, R, c, l, P)
     # each chunk's own contribution to the state at its end: (b, G, R, c, N, P)
     chunk_states = B.transpose(-1, -2) @ (inputs * torch.exp(cumulative[..., -1:] - cumulative)[..., None])
-    # the state entering chunk k: chunk-end states of chunks j < k, decayed over chunks j+1..k-1
+    # the state entering chunk k (k = c: the final state): the end states of chunks j < k and the
+    # initial state (index 0, chunk j at j + 1), decayed over the chunks between
+    if initial_state is None:
+        states = nn.functional.pad(chunk_states, (0, 0, 0, 0, 1, 0))
+    else:
+        first = initial_state.view(batch, groups, -1, head_dim, initial_state.shape[-1]).transpose(-1, -2)
+        states = torch.cat([first[..., None, :, :], chunk_states], dim=-3)  # (b, G, R, c + 1, N, P)
     totals = nn.functional.pad(cumulative[..., -1], (1, 0))  # (b, G, R, c + 1)
-    carry = torch.exp(segment_sums(totals))[..., :-1, :-1]  # (b, G, R, c, c), [k, j] for j < k
-    states = nn.functional.pad(chunk_states, (0, 0, 0, 0, 1, 0))[..., :-1, :, :]  # state j-1 at index j
+    carry = torch.exp(segment_sums(totals))  # (b, G, R, c + 1, c + 1), [k, j] for j <= k
     entering = (carry @ states.flatten(-2)).view_as(states)
-    y = y + (C @ entering) * torch.exp(cumulative)[..., None]
-    return y.permute(0, 3, 4, 1, 2, 5).reshape(batch, chunks * chunk_size, heads, head_dim)[:, :time]
+    y = y.addcmul_(C @ entering[..., :-1, :, :], torch.exp(cumulative)[..., None])
+    y = y.permute(0, 3, 4, 1, 2, 5).reshape(batch, chunks * chunk_size, heads, head_dim)[:, :time]
+    if not return_final_state:
+        return y
+    return y, entering[..., -1, :, :].transpose(-1, -2).reshape(batch, heads, head_dim, -1)
 
 
 class RecomputedChunkedScan(torch.autograd.Function):
@@ -116,10 +135,15 @@ class RecomputedChunkedScan(torch.autograd.Function):
         return (*torch.autograd.grad(out, inputs, grad), None)
 
 
+def fused_scan(x: Tensor) -> bool:
+    """Whether scans of ``x`` run on mamba-ssm's fused CUDA kernel."""
+    return mamba_chunk_scan_combined is not None and x.is_cuda
+
+
 def selective_scan(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, chunk_size: int) -> Tensor:
     """The scan on the fastest path here: mamba-ssm's fused kernel on CUDA where it imports,
     :class:`RecomputedChunkedScan` otherwise. Shapes as :func:`sequential_scan`."""
-    if mamba_chunk_scan_combined is not None and x.is_cuda:
+    if fused_scan(x):
         return mamba_chunk_scan_combined(x, dt, A, B, C, chunk_size)
     return RecomputedChunkedScan.apply(x, dt, A, B, C, chunk_size)
 
@@ -171,27 +195,38 @@ class SelectiveScanDirection(nn.Module):
         self.D = nn.Parameter(torch.ones(num_heads))
 
     def causal_conv(self, xbc: Tensor) -> Tensor:
-        """``(batch, T, channels)`` → the same shape; frame ``t`` sees frames ``t - K + 1 .. t``."""
-        kernel, time = self.conv_weight.shape[1], xbc.shape[1]
-        padded = nn.functional.pad(xbc, (0, 0, kernel - 1, 0))
-        out = self.conv_bias + padded[:, kernel - 1:] * self.conv_weight[:, -1]
+        """``(batch, K - 1 + T, channels)``, ``K - 1`` frames of context then the frames → ``(batch, T,
+        channels)``; frame ``t`` sees frames ``t - K + 1 .. t``."""
+        kernel = self.conv_weight.shape[1]
+        time = xbc.shape[1] - kernel + 1
+        out = torch.addcmul(self.conv_bias, xbc[:, kernel - 1:], self.conv_weight[:, -1])
         for k in range(kernel - 1):
-            out = out + padded[:, k:k + time] * self.conv_weight[:, k]
+            out = out.addcmul_(xbc[:, k:k + time], self.conv_weight[:, k])  # in place: one buffer for the sum
         return out
 
-    def forward(self, xbc: Tensor, dt: Tensor, padding_mask: Tensor) -> Tensor:
-        """xbc ``(batch, T, inner_dim + 2 G N)``, dt ``(batch, T, H)`` before its bias, padding_mask
-        ``(batch, T)`` → ``(batch, T, inner_dim)``. Padded frames hold zeros for the convolution and
-        take no step (``dt = 0``), so they change nothing wherever they stand, even before the valid frames."""
-        batch, time, _ = xbc.shape
-        xbc = nn.functional.silu(self.causal_conv(xbc.masked_fill(padding_mask[..., None], 0.0)))
+    def forward(self, xbc: Tensor, dt: Tensor, padding_mask: Tensor,
+                state: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """xbc ``(batch, K - 1 + T, inner_dim + 2 G N)``: ``K - 1`` frames of convolution context, then
+        the frames, zero where padded; dt ``(batch, T, H)`` before its bias; padding_mask ``(batch, T)``.
+        Padded frames take no step (``dt = 0``), so with their zeros they change nothing wherever they
+        stand, even before the valid frames.
+
+        Without ``state`` (a whole sequence): the scan on :func:`selective_scan`'s path → ``(batch, T,
+        inner_dim)`` and None. With the ``(batch, H, P, N)`` state entering a segment:
+        :func:`chunked_scan` from it → the output and the state leaving the segment.
+        """
+        batch, time = dt.shape[:2]
+        xbc = nn.functional.silu(self.causal_conv(xbc))
         x, B, C = xbc.split([self.inner_dim, self.num_groups * self.state_dim, self.num_groups * self.state_dim], -1)
         x = x.reshape(batch, time, self.num_heads, -1)
         B, C = B.reshape(batch, time, self.num_groups, -1), C.reshape(batch, time, self.num_groups, -1)
         dt = nn.functional.softplus(dt + self.dt_bias).masked_fill(padding_mask[..., None], 0.0)
         A = -torch.exp(self.A_log.float())
-        y = selective_scan(x, dt, A, B, C, self.chunk_size) + self.D[:, None] * x
-        return y.reshape(batch, time, self.inner_dim)
+        if state is None:
+            y = selective_scan(x, dt, A, B, C, self.chunk_size)
+        else:
+            y, state = chunked_scan(x, dt, A, B, C, self.chunk_size, state, return_final_state=True)
+        return torch.addcmul(y, x, self.D[:, None]).reshape(batch, time, self.inner_dim), state
 
 
 class BiMambaBlock(nn.Module):
@@ -214,6 +249,7 @@ class BiMambaBlock(nn.Module):
         if inner % head_dim:
             raise ValueError(f"expand * dim = {inner} is not a multiple of head_dim {head_dim}")
         self.dim, heads = dim, inner // head_dim
+        self.context = conv_kernel - 1  # frames of convolution context, each direction
         self.sizes = [inner, inner + 2 * num_groups * state_dim, heads]  # z, xBC, dt
         self.in_proj = nn.Linear(dim, sum(self.sizes), bias=False)
         self.forward_scan = SelectiveScanDirection(inner, state_dim, heads, num_groups, conv_kernel, chunk_size)
@@ -221,25 +257,170 @@ class BiMambaBlock(nn.Module):
         self.norm = GatedRMSNorm(inner)
         self.out_proj = nn.Linear(inner, dim, bias=False)
 
+    def project(self, x: Tensor, padding_mask: Tensor, before: int, after: int) -> tuple[Tensor, Tensor, Tensor]:
+        """x ``(batch, L, D)``, padding_mask ``(batch, L)`` → z ``(batch, L, inner_dim)``, xbc ``(batch,
+        before + L + after, ·)`` (zero at padded frames and at the ``before`` and ``after`` frames added:
+        convolution context beyond the sequence) and dt ``(batch, L, H)``."""
+        z, xbc, dt = self.in_proj(x).split(self.sizes, dim=-1)
+        mask = nn.functional.pad(padding_mask, (before, after))[..., None]
+        return z, nn.functional.pad(xbc, (0, 0, before, after)).masked_fill_(mask, 0.0), dt
+
+    def scan(self, backward: bool, xbc: Tensor, dt: Tensor, padding_mask: Tensor,
+             state: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """One direction over ``T`` frames: xbc ``(batch, K - 1 + T + K - 1, ·)`` holds the context of
+        both, the backward direction's on the right; the rest as :meth:`SelectiveScanDirection.forward`,
+        the output in forward time."""
+        if not backward:
+            return self.forward_scan(xbc[:, :xbc.shape[1] - self.context], dt, padding_mask, state)
+        y, state = self.backward_scan(xbc[:, self.context:].flip(1), dt.flip(1), padding_mask.flip(1), state)
+        return y.flip(1), state
+
+    def output(self, ahead: Tensor, behind: Tensor, z: Tensor) -> Tensor:
+        """The directions' outputs and the gate, ``(batch, T, inner_dim)`` → ``(batch, T, D)``."""
+        return self.out_proj(self.norm((ahead + behind).mul_(0.5), z))
+
     def forward(self, x: Tensor, padding_mask: Tensor) -> Tensor:
         """x ``(batch, T, D)``, padding_mask ``(batch, T)`` → ``(batch, T, D)``."""
-        z, xbc, dt = self.in_proj(x).split(self.sizes, dim=-1)
-        ahead = self.forward_scan(xbc, dt, padding_mask)
-        behind = self.backward_scan(xbc.flip(1), dt.flip(1), padding_mask.flip(1)).flip(1)
-        return self.out_proj(self.norm((ahead + behind) / 2, z))
+        z, xbc, dt = self.project(x, padding_mask, self.context, self.context)
+        ahead, _ = self.scan(False, xbc, dt, padding_mask)
+        behind, _ = self.scan(True, xbc, dt, padding_mask)
+        return self.output(ahead, behind, z)
 
 
 class BiMambaLayer(nn.Module):
-    """Pre-norm residual around a :class:`BiMambaBlock`: ``x + Dropout(block(LN(x)))``."""
+    """Pre-norm residual around a :class:`BiMambaBlock`: ``x + Dropout(block(LN(x)))``.
 
-    def __init__(self, block: BiMambaBlock, dropout: float) -> None:
+    Sequences longer than ``segment_above`` frames (and than a segment) run ``block(LN(x))``
+    through :class:`SegmentedLayer` in segments of ``segment_frames`` (0: never), where the chunked
+    scan runs (not on mamba-ssm's CUDA kernel): activation memory of one segment, not of the whole
+    sequence, for more time.
+    """
+
+    def __init__(self, block: BiMambaBlock, dropout: float, segment_frames: int = 0, segment_above: int = 0) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(block.dim)
         self.block = block
         self.dropout = nn.Dropout(dropout)
+        self.segment_frames, self.segment_above = segment_frames, segment_above
 
     def forward(self, x: Tensor, padding_mask: Tensor) -> Tensor:
-        return x + self.dropout(self.block(self.norm(x), padding_mask))
+        if self.segment_frames and x.shape[1] > max(self.segment_above, self.segment_frames) and not fused_scan(x):
+            mixed = SegmentedLayer.apply(x, padding_mask, self, *self.parameters())
+        else:
+            mixed = self.block(self.norm(x), padding_mask)
+        return x + self.dropout(mixed)  # dropout outside SegmentedLayer: its recomputation draws no mask
+
+    def segment_inputs(self, x: Tensor, padding_mask: Tensor, start: int, stop: int,
+                       lo: int) -> tuple[Tensor, Tensor, Tensor]:
+        """The block's inputs for frames ``[start, stop)``: x ``(batch, hi - lo, D)`` holds the layer
+        input at ``[lo, hi)``, the segment and up to ``K - 1`` frames of context each side (see
+        :meth:`segment_window`); padding_mask ``(batch, T)`` → z, xbc, dt as :meth:`BiMambaBlock.project`
+        gives them for the segment alone with the sequence's context around it."""
+        context, hi = self.block.context, lo + x.shape[1]
+        z, xbc, dt = self.block.project(self.norm(x), padding_mask[:, lo:hi], lo - start + context,
+                                        stop + context - hi)
+        return z[:, start - lo:stop - lo], xbc, dt[:, start - lo:stop - lo]
+
+    def segment_window(self, start: int, stop: int, time: int) -> tuple[int, int]:
+        """``[lo, hi)``: frames ``[start, stop)`` of ``time`` and the convolutions' context around them."""
+        return max(start - self.block.context, 0), min(stop + self.block.context, time)
+
+
+class SegmentedLayer(torch.autograd.Function):
+    """``block(norm(x))`` of a :class:`BiMambaLayer` over segments of ``segment_frames`` frames, keeping
+    for the backward pass only x, the padding mask and each direction's scan state at each segment
+    boundary (``(batch, H, P, N)``), and recomputing one segment at a time there; exact gradients.
+
+    Only the scans carry state across time (the forward direction's left to right, the backward's
+    right to left) and the convolutions look ``K - 1`` frames back in their direction; the rest is
+    per frame. The forward pass runs the forward direction's states left to right, then the outputs
+    right to left. The backward pass makes two sweeps: right to left through all but the backward
+    direction, passing the gradient of the forward direction's state leftwards; then left to right
+    through the backward direction alone, passing its state's gradient rightwards. Each segment
+    recomputes the other direction's output (the norm needs it) without gradients. The backward
+    pass runs under the forward pass's autocast state.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, padding_mask: Tensor, layer: BiMambaLayer, *params: Tensor) -> Tensor:
+        block, time = layer.block, x.shape[1]
+        bounds = [(start, min(start + layer.segment_frames, time)) for start in range(0, time, layer.segment_frames)]
+        scan = block.forward_scan
+        zero = x.new_zeros(x.shape[0], scan.num_heads, scan.inner_dim // scan.num_heads, scan.state_dim)
+        ctx.autocast = x.device.type, torch.get_autocast_dtype(x.device.type), torch.is_autocast_enabled(x.device.type)
+        with uncached_autocast(*ctx.autocast):
+            ahead = [zero]  # the forward direction's state entering each segment, from the left
+            for start, stop in bounds[:-1]:
+                lo, hi = layer.segment_window(start, stop, time)
+                _, xbc, dt = layer.segment_inputs(x[:, lo:hi], padding_mask, start, stop, lo)
+                ahead.append(block.scan(False, xbc, dt, padding_mask[:, start:stop], ahead[-1])[1])
+            behind = [zero] * len(bounds)  # the backward direction's state entering each segment, from the right
+            out = None
+            for i in reversed(range(len(bounds))):
+                start, stop = bounds[i]
+                lo, hi = layer.segment_window(start, stop, time)
+                z, xbc, dt = layer.segment_inputs(x[:, lo:hi], padding_mask, start, stop, lo)
+                forward_y, _ = block.scan(False, xbc, dt, padding_mask[:, start:stop], ahead[i])
+                backward_y, leaving = block.scan(True, xbc, dt, padding_mask[:, start:stop], behind[i])
+                if i:
+                    behind[i - 1] = leaving
+                y = block.output(forward_y, backward_y, z)
+                if out is None:
+                    out = y.new_empty(*x.shape[:2], y.shape[-1])
+                out[:, start:stop] = y
+        ctx.save_for_backward(x, padding_mask, *ahead, *behind)
+        ctx.layer, ctx.bounds = layer, bounds
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        x, padding_mask, *states = ctx.saved_tensors
+        layer, bounds, time = ctx.layer, ctx.bounds, x.shape[1]
+        block, count = layer.block, len(bounds)
+        params = list(layer.parameters())
+        needed = [i for i, wanted in enumerate(ctx.needs_input_grad[3:]) if wanted]
+        # the norm and output projection take their gradient in the first sweep only
+        first_only = {id(p) for p in (*block.norm.parameters(), *block.out_proj.parameters())}
+        sums: list[Tensor | None] = [None] * len(params)
+        grad_x = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
+        with torch.enable_grad(), uncached_autocast(*ctx.autocast):
+            for backward in (False, True):
+                # (states entering each segment in this sweep's direction, in the other's), segment order
+                own, other = (states[count:], states[:count]) if backward else (states[:count], states[count:])
+                order = range(count) if backward else reversed(range(count))
+                sweep = [i for i in needed if not (backward and id(params[i]) in first_only)]
+                leaving_grad = None  # gradient of the state leaving the segment, from the one after it
+                for i in order:
+                    start, stop = bounds[i]
+                    lo, hi = layer.segment_window(start, stop, time)
+                    window = x[:, lo:hi].detach().requires_grad_(grad_x is not None)
+                    entering = own[i].detach().requires_grad_()
+                    z, xbc, dt = layer.segment_inputs(window, padding_mask, start, stop, lo)
+                    mask = padding_mask[:, start:stop]
+                    y, leaving = block.scan(backward, xbc, dt, mask, entering)
+                    with torch.no_grad():
+                        other_y, _ = block.scan(not backward, xbc, dt, mask, other[i])
+                    out = block.output(y, other_y, z.detach() if backward else z)
+                    outputs, grads = [out], [grad[:, start:stop]]
+                    if leaving_grad is not None:
+                        outputs.append(leaving)
+                        grads.append(leaving_grad)
+                    inputs = [entering, *(params[j] for j in sweep)] + ([window] if grad_x is not None else [])
+                    got = torch.autograd.grad(outputs, inputs, grads, allow_unused=True)
+                    leaving_grad = got[0]
+                    for j, g in zip(sweep, got[1:]):
+                        if g is not None:
+                            sums[j] = g if sums[j] is None else sums[j] + g
+                    if grad_x is not None:
+                        grad_x[:, lo:hi] += got[-1]
+        return (grad_x, None, None, *sums)
+
+
+def uncached_autocast(device: str, dtype: torch.dtype, enabled: bool) -> torch.autocast:
+    """Autocast as given, without its cache of cast weights: a weight cast without gradients (the
+    forward pass) must not stand in for one cast with them (the backward pass), even when both run
+    inside one outer autocast region."""
+    return torch.autocast(device, dtype, enabled, cache_enabled=False)
 
 
 class BiMambaEncoder(nn.Module):
