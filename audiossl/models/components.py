@@ -148,7 +148,7 @@ class EncoderConfig:
     conv_kernel: int = 4
     chunk_size: int = 64
     segment_frames: int = 512
-    segment_above: int = 4096
+    segment_above: int = 8192
 
     def __post_init__(self) -> None:
         self.dynamic_chunks = tuple(self.dynamic_chunks)

@@ -70,49 +70,71 @@ def sequential_scan(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, init
     return (y, state) if return_final_state else y
 
 
+def scan_chunks(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, chunk_size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The chunked scan's operands (shapes as :func:`sequential_scan`): T padded to whole chunks with
+    zero steps (no input, no decay, and nothing flows backwards), heads as ``(G, R)`` (``R`` heads
+    share a group's B) → inputs ``dt x`` ``(b, G, R, c, l, P)``, B ``(b, G, 1, c, l, N)`` and the
+    log decay summed within each chunk up to each frame, ``(b, G, R, c, l)``."""
+    batch, time, _, head_dim = x.shape
+    groups, pad = B.shape[2], -time % chunk_size
+    if pad:
+        x, dt = nn.functional.pad(x, (0, 0, 0, 0, 0, pad)), nn.functional.pad(dt, (0, 0, 0, pad))
+        B = nn.functional.pad(B, (0, 0, 0, 0, 0, pad))
+    chunks = x.shape[1] // chunk_size
+    inputs = (x * dt[..., None]).view(batch, chunks, chunk_size, groups, -1, head_dim).permute(0, 3, 4, 1, 2, 5)
+    B = B.view(batch, chunks, chunk_size, groups, 1, -1).permute(0, 3, 4, 1, 2, 5)
+    cumulative = (dt * A).view(batch, chunks, chunk_size, groups, -1).permute(0, 3, 4, 1, 2).cumsum(-1)
+    return inputs, B, cumulative
+
+
+def carried_states(inputs: Tensor, B: Tensor, cumulative: Tensor,
+                   initial_state: Tensor | None) -> tuple[Tensor, Tensor]:
+    """From :func:`scan_chunks`' operands and the ``(batch, H, P, N)`` initial state (zeros if None):
+    the state entering each chunk, ``(b, G, R, c, N, P)``, and the final state, ``(batch, H, P, N)``.
+    Each is the end states of the chunks before, and the initial state standing as the end state of
+    a chunk before the first, decayed over the chunks between (a ``(c + 1)``-square decay matrix)."""
+    # each chunk's own contribution to the state at its end: (b, G, R, c, N, P)
+    chunk_states = B.transpose(-1, -2) @ (inputs * torch.exp(cumulative[..., -1:] - cumulative)[..., None])
+    if initial_state is None:
+        states = nn.functional.pad(chunk_states, (0, 0, 0, 0, 1, 0))
+    else:
+        first = initial_state.view(*inputs.shape[:3], *initial_state.shape[-2:]).transpose(-1, -2)
+        states = torch.cat([first[..., None, :, :], chunk_states], dim=-3)
+    totals = nn.functional.pad(cumulative[..., -1], (1, 0))  # (b, G, R, c + 1)
+    carry = torch.exp(segment_sums(totals))  # (b, G, R, c + 1, c + 1), [k, j] for j <= k
+    entering = (carry @ states.flatten(-2)).view_as(states)
+    # the final state in its own buffer: a view would keep all the chunks' states alive with it
+    return entering[..., :-1, :, :], entering[..., -1, :, :].transpose(-1, -2).flatten(1, 2).contiguous()
+
+
 def chunked_scan(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, chunk_size: int,
                  initial_state: Tensor | None = None, return_final_state: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """:func:`sequential_scan` in chunks of ``chunk_size`` frames, built from matrix products.
 
-    Time and memory are linear in ``T`` (the quadratic part is within a chunk); the recurrence
-    across chunks is a ``(chunks + 1)``-square decay matrix applied to the chunk-end states, the
-    initial state standing as the end state of a chunk before the first. Arguments and results as
-    :func:`sequential_scan`.
+    Time and memory are linear in ``T``: the quadratic part is within a chunk, and across chunks
+    :func:`carried_states` passes the state. Arguments and results as :func:`sequential_scan`.
     """
     batch, time, heads, head_dim = x.shape
-    groups = B.shape[2]
-    pad = -time % chunk_size  # zero steps at the end: no input, no decay, and nothing flows backwards
-    if pad:
-        x, dt = nn.functional.pad(x, (0, 0, 0, 0, 0, pad)), nn.functional.pad(dt, (0, 0, 0, pad))
-        B, C = nn.functional.pad(B, (0, 0, 0, 0, 0, pad)), nn.functional.pad(C, (0, 0, 0, 0, 0, pad))
-    chunks = x.shape[1] // chunk_size
-    # heads as (G, R): R heads share a group's B and C; layout (b, G, R, c, l, ...), B and C (b, G, 1, c, l, N)
-    inputs = (x * dt[..., None]).view(batch, chunks, chunk_size, groups, -1, head_dim).permute(0, 3, 4, 1, 2, 5)
-    B, C = (t.view(batch, chunks, chunk_size, groups, 1, -1).permute(0, 3, 4, 1, 2, 5) for t in (B, C))
-    cumulative = (dt * A).view(batch, chunks, chunk_size, groups, -1).permute(0, 3, 4, 1, 2).cumsum(-1)
+    inputs, B, cumulative = scan_chunks(x, dt, A, B, chunk_size)
+    C = nn.functional.pad(C, (0, 0, 0, 0, 0, -time % chunk_size))
+    C = C.view(batch, -1, chunk_size, C.shape[2], 1, C.shape[3]).permute(0, 3, 4, 1, 2, 5)  # as B
     # within a chunk: y_i = sum_{j <= i} (C_i . B_j) exp(a_{j+1} + ... + a_i) dt_j x_j; a difference of
     # cumulative sums is precise enough over one chunk. C_i . B_j is computed once per group.
     causal = torch.ones(chunk_size, chunk_size, dtype=torch.bool, device=x.device).tril()
     # in place where autograd allows: each (chunk, chunk) buffer fewer is one less per frame to allocate
     decay = (cumulative[..., :, None] - cumulative[..., None, :]).masked_fill_(~causal, float("-inf")).exp_()
     y = ((C @ B.transpose(-1, -2)) * decay) @ inputs  # (b, G, R, c, l, P)
-    # each chunk's own contribution to the state at its end: (b, G, R, c, N, P)
-    chunk_states = B.transpose(-1, -2) @ (inputs * torch.exp(cumulative[..., -1:] - cumulative)[..., None])
-    # the state entering chunk k (k = c: the final state): the end states of chunks j < k and the
-    # initial state (index 0, chunk j at j + 1), decayed over the chunks between
-    if initial_state is None:
-        states = nn.functional.pad(chunk_states, (0, 0, 0, 0, 1, 0))
-    else:
-        first = initial_state.view(batch, groups, -1, head_dim, initial_state.shape[-1]).transpose(-1, -2)
-        states = torch.cat([first[..., None, :, :], chunk_states], dim=-3)  # (b, G, R, c + 1, N, P)
-    totals = nn.functional.pad(cumulative[..., -1], (1, 0))  # (b, G, R, c + 1)
-    carry = torch.exp(segment_sums(totals))  # (b, G, R, c + 1, c + 1), [k, j] for j <= k
-    entering = (carry @ states.flatten(-2)).view_as(states)
-    y = y.addcmul_(C @ entering[..., :-1, :, :], torch.exp(cumulative)[..., None])
-    y = y.permute(0, 3, 4, 1, 2, 5).reshape(batch, chunks * chunk_size, heads, head_dim)[:, :time]
-    if not return_final_state:
-        return y
-    return y, entering[..., -1, :, :].transpose(-1, -2).reshape(batch, heads, head_dim, -1)
+    entering, final_state = carried_states(inputs, B, cumulative, initial_state)
+    y = y.addcmul_(C @ entering, torch.exp(cumulative)[..., None])
+    y = y.permute(0, 3, 4, 1, 2, 5).reshape(batch, -1, heads, head_dim)[:, :time]
+    return (y, final_state) if return_final_state else y
+
+
+def chunked_final_state(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, chunk_size: int,
+                        initial_state: Tensor | None = None) -> Tensor:
+    """The final state of :func:`chunked_scan`, ``(batch, H, P, N)``, without its outputs (nor their
+    quadratic part)."""
+    return carried_states(*scan_chunks(x, dt, A, B, chunk_size), initial_state)[1]
 
 
 class RecomputedChunkedScan(torch.autograd.Function):
@@ -204,29 +226,37 @@ class SelectiveScanDirection(nn.Module):
             out = out.addcmul_(xbc[:, k:k + time], self.conv_weight[:, k])  # in place: one buffer for the sum
         return out
 
-    def forward(self, xbc: Tensor, dt: Tensor, padding_mask: Tensor,
-                state: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    def scan_inputs(self, xbc: Tensor, dt: Tensor, padding_mask: Tensor) -> tuple[Tensor, ...]:
         """xbc ``(batch, K - 1 + T, inner_dim + 2 G N)``: ``K - 1`` frames of convolution context, then
-        the frames, zero where padded; dt ``(batch, T, H)`` before its bias; padding_mask ``(batch, T)``.
-        Padded frames take no step (``dt = 0``), so with their zeros they change nothing wherever they
-        stand, even before the valid frames.
-
-        Without ``state`` (a whole sequence): the scan on :func:`selective_scan`'s path → ``(batch, T,
-        inner_dim)`` and None. With the ``(batch, H, P, N)`` state entering a segment:
-        :func:`chunked_scan` from it → the output and the state leaving the segment.
-        """
+        the frames, zero where padded; dt ``(batch, T, H)`` before its bias; padding_mask ``(batch, T)``
+        → the scan's x, dt, A, B, C (shapes as :func:`sequential_scan`). Padded frames take no step
+        (``dt = 0``), so with their zeros they change nothing wherever they stand, even before the
+        valid frames."""
         batch, time = dt.shape[:2]
         xbc = nn.functional.silu(self.causal_conv(xbc))
         x, B, C = xbc.split([self.inner_dim, self.num_groups * self.state_dim, self.num_groups * self.state_dim], -1)
         x = x.reshape(batch, time, self.num_heads, -1)
         B, C = B.reshape(batch, time, self.num_groups, -1), C.reshape(batch, time, self.num_groups, -1)
         dt = nn.functional.softplus(dt + self.dt_bias).masked_fill(padding_mask[..., None], 0.0)
-        A = -torch.exp(self.A_log.float())
+        return x, dt, -torch.exp(self.A_log.float()), B, C
+
+    def forward(self, xbc: Tensor, dt: Tensor, padding_mask: Tensor,
+                state: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Inputs as :meth:`scan_inputs`. Without ``state`` (a whole sequence): the scan on
+        :func:`selective_scan`'s path → ``(batch, T, inner_dim)`` and None. With the ``(batch, H, P,
+        N)`` state entering a segment: :func:`chunked_scan` from it → the output and the state leaving
+        the segment."""
+        x, dt, A, B, C = self.scan_inputs(xbc, dt, padding_mask)
         if state is None:
             y = selective_scan(x, dt, A, B, C, self.chunk_size)
         else:
             y, state = chunked_scan(x, dt, A, B, C, self.chunk_size, state, return_final_state=True)
-        return torch.addcmul(y, x, self.D[:, None]).reshape(batch, time, self.inner_dim), state
+        return torch.addcmul(y, x, self.D[:, None]).flatten(2), state
+
+    def final_state(self, xbc: Tensor, dt: Tensor, padding_mask: Tensor, state: Tensor) -> Tensor:
+        """The state leaving a segment that ``state`` enters, without the outputs; inputs as :meth:`forward`."""
+        x, dt, A, B, _ = self.scan_inputs(xbc, dt, padding_mask)
+        return chunked_final_state(x, dt, A, B, self.chunk_size, state)
 
 
 class BiMambaBlock(nn.Module):
@@ -257,23 +287,40 @@ class BiMambaBlock(nn.Module):
         self.norm = GatedRMSNorm(inner)
         self.out_proj = nn.Linear(inner, dim, bias=False)
 
-    def project(self, x: Tensor, padding_mask: Tensor, before: int, after: int) -> tuple[Tensor, Tensor, Tensor]:
-        """x ``(batch, L, D)``, padding_mask ``(batch, L)`` → z ``(batch, L, inner_dim)``, xbc ``(batch,
-        before + L + after, ·)`` (zero at padded frames and at the ``before`` and ``after`` frames added:
-        convolution context beyond the sequence) and dt ``(batch, L, H)``."""
-        z, xbc, dt = self.in_proj(x).split(self.sizes, dim=-1)
+    def project(self, x: Tensor, padding_mask: Tensor, before: int, after: int,
+                gate: bool = True) -> tuple[Tensor | None, Tensor, Tensor]:
+        """x ``(batch, L, D)``, padding_mask ``(batch, L)`` → z ``(batch, L, inner_dim)`` (None without
+        ``gate``, then left out of the projection), xbc ``(batch, before + L + after, ·)`` (zero at padded
+        frames and at the ``before`` and ``after`` frames added: convolution context beyond the
+        sequence) and dt ``(batch, L, H)``."""
+        if gate:
+            z, xbc, dt = self.in_proj(x).split(self.sizes, dim=-1)
+        else:
+            z, (xbc, dt) = None, nn.functional.linear(x, self.in_proj.weight[self.sizes[0]:]).split(self.sizes[1:], -1)
         mask = nn.functional.pad(padding_mask, (before, after))[..., None]
         return z, nn.functional.pad(xbc, (0, 0, before, after)).masked_fill_(mask, 0.0), dt
 
+    def oriented(self, backward: bool, xbc: Tensor, dt: Tensor,
+                 padding_mask: Tensor) -> tuple[SelectiveScanDirection, Tensor, Tensor, Tensor]:
+        """One direction and its inputs in its own time (the backward one's reversed): xbc ``(batch,
+        K - 1 + T + K - 1, ·)`` holds the convolution context of both, the backward direction's on the
+        right; dt, padding_mask ``(batch, T, ·)``."""
+        if not backward:
+            return self.forward_scan, xbc[:, :xbc.shape[1] - self.context], dt, padding_mask
+        return self.backward_scan, xbc[:, self.context:].flip(1), dt.flip(1), padding_mask.flip(1)
+
     def scan(self, backward: bool, xbc: Tensor, dt: Tensor, padding_mask: Tensor,
              state: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        """One direction over ``T`` frames: xbc ``(batch, K - 1 + T + K - 1, ·)`` holds the context of
-        both, the backward direction's on the right; the rest as :meth:`SelectiveScanDirection.forward`,
-        the output in forward time."""
-        if not backward:
-            return self.forward_scan(xbc[:, :xbc.shape[1] - self.context], dt, padding_mask, state)
-        y, state = self.backward_scan(xbc[:, self.context:].flip(1), dt.flip(1), padding_mask.flip(1), state)
-        return y.flip(1), state
+        """One direction over ``T`` frames (inputs as :meth:`oriented`), as
+        :meth:`SelectiveScanDirection.forward`; the output in forward time."""
+        direction, *inputs = self.oriented(backward, xbc, dt, padding_mask)
+        y, state = direction(*inputs, state)
+        return (y.flip(1) if backward else y), state
+
+    def final_state(self, backward: bool, xbc: Tensor, dt: Tensor, padding_mask: Tensor, state: Tensor) -> Tensor:
+        """One direction's :meth:`SelectiveScanDirection.final_state` (inputs as :meth:`oriented`)."""
+        direction, *inputs = self.oriented(backward, xbc, dt, padding_mask)
+        return direction.final_state(*inputs, state)
 
     def output(self, ahead: Tensor, behind: Tensor, z: Tensor) -> Tensor:
         """The directions' outputs and the gate, ``(batch, T, inner_dim)`` → ``(batch, T, D)``."""
@@ -310,35 +357,36 @@ class BiMambaLayer(nn.Module):
             mixed = self.block(self.norm(x), padding_mask)
         return x + self.dropout(mixed)  # dropout outside SegmentedLayer: its recomputation draws no mask
 
-    def segment_inputs(self, x: Tensor, padding_mask: Tensor, start: int, stop: int,
-                       lo: int) -> tuple[Tensor, Tensor, Tensor]:
-        """The block's inputs for frames ``[start, stop)``: x ``(batch, hi - lo, D)`` holds the layer
-        input at ``[lo, hi)``, the segment and up to ``K - 1`` frames of context each side (see
-        :meth:`segment_window`); padding_mask ``(batch, T)`` → z, xbc, dt as :meth:`BiMambaBlock.project`
-        gives them for the segment alone with the sequence's context around it."""
-        context, hi = self.block.context, lo + x.shape[1]
-        z, xbc, dt = self.block.project(self.norm(x), padding_mask[:, lo:hi], lo - start + context,
-                                        stop + context - hi)
-        return z[:, start - lo:stop - lo], xbc, dt[:, start - lo:stop - lo]
-
     def segment_window(self, start: int, stop: int, time: int) -> tuple[int, int]:
         """``[lo, hi)``: frames ``[start, stop)`` of ``time`` and the convolutions' context around them."""
         return max(start - self.block.context, 0), min(stop + self.block.context, time)
 
+    def segment_inputs(self, window: Tensor, padding_mask: Tensor, start: int, stop: int,
+                       gate: bool = True) -> tuple[Tensor | None, Tensor, Tensor]:
+        """The block's inputs for frames ``[start, stop)``: window ``(batch, hi - lo, D)``, the layer
+        input at :meth:`segment_window`; padding_mask ``(batch, T)`` → z, xbc, dt as
+        :meth:`BiMambaBlock.project` gives them, for the segment with the sequence's context around it."""
+        context = self.block.context
+        lo, hi = self.segment_window(start, stop, padding_mask.shape[1])
+        z, xbc, dt = self.block.project(self.norm(window), padding_mask[:, lo:hi], lo - start + context,
+                                        stop + context - hi, gate)
+        return None if z is None else z[:, start - lo:stop - lo], xbc, dt[:, start - lo:stop - lo]
+
 
 class SegmentedLayer(torch.autograd.Function):
     """``block(norm(x))`` of a :class:`BiMambaLayer` over segments of ``segment_frames`` frames, keeping
-    for the backward pass only x, the padding mask and each direction's scan state at each segment
-    boundary (``(batch, H, P, N)``), and recomputing one segment at a time there; exact gradients.
+    for the backward pass only x, the padding mask and each direction's scan state entering each
+    segment (``(batch, H, P, N)``), and recomputing one segment at a time there; exact gradients.
 
     Only the scans carry state across time (the forward direction's left to right, the backward's
     right to left) and the convolutions look ``K - 1`` frames back in their direction; the rest is
-    per frame. The forward pass runs the forward direction's states left to right, then the outputs
-    right to left. The backward pass makes two sweeps: right to left through all but the backward
-    direction, passing the gradient of the forward direction's state leftwards; then left to right
-    through the backward direction alone, passing its state's gradient rightwards. Each segment
-    recomputes the other direction's output (the norm needs it) without gradients. The backward
-    pass runs under the forward pass's autocast state.
+    per frame. The forward pass runs the forward direction's states left to right (without
+    outputs), then the outputs right to left. The backward pass recomputes each segment right to
+    left with gradients, passing the gradient of the forward direction's state leftwards. The
+    backward direction's state gradient flows the other way: that sweep leaves out the part coming
+    from the left, and as gradients are linear in it, a second sweep, left to right, adds it
+    through that direction's state alone (no outputs, no norm). The backward pass runs under the
+    forward pass's autocast state.
     """
 
     @staticmethod
@@ -352,14 +400,14 @@ class SegmentedLayer(torch.autograd.Function):
             ahead = [zero]  # the forward direction's state entering each segment, from the left
             for start, stop in bounds[:-1]:
                 lo, hi = layer.segment_window(start, stop, time)
-                _, xbc, dt = layer.segment_inputs(x[:, lo:hi], padding_mask, start, stop, lo)
-                ahead.append(block.scan(False, xbc, dt, padding_mask[:, start:stop], ahead[-1])[1])
+                _, xbc, dt = layer.segment_inputs(x[:, lo:hi], padding_mask, start, stop, gate=False)
+                ahead.append(block.final_state(False, xbc, dt, padding_mask[:, start:stop], ahead[-1]))
             behind = [zero] * len(bounds)  # the backward direction's state entering each segment, from the right
             out = None
             for i in reversed(range(len(bounds))):
                 start, stop = bounds[i]
                 lo, hi = layer.segment_window(start, stop, time)
-                z, xbc, dt = layer.segment_inputs(x[:, lo:hi], padding_mask, start, stop, lo)
+                z, xbc, dt = layer.segment_inputs(x[:, lo:hi], padding_mask, start, stop)
                 forward_y, _ = block.scan(False, xbc, dt, padding_mask[:, start:stop], ahead[i])
                 backward_y, leaving = block.scan(True, xbc, dt, padding_mask[:, start:stop], behind[i])
                 if i:
@@ -375,44 +423,56 @@ class SegmentedLayer(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
         x, padding_mask, *states = ctx.saved_tensors
-        layer, bounds, time = ctx.layer, ctx.bounds, x.shape[1]
-        block, count = layer.block, len(bounds)
+        layer, bounds = ctx.layer, ctx.bounds
+        block, ahead, behind, time = layer.block, states[:len(bounds)], states[len(bounds):], x.shape[1]
         params = list(layer.parameters())
         needed = [i for i, wanted in enumerate(ctx.needs_input_grad[3:]) if wanted]
-        # the norm and output projection take their gradient in the first sweep only
-        first_only = {id(p) for p in (*block.norm.parameters(), *block.out_proj.parameters())}
         sums: list[Tensor | None] = [None] * len(params)
         grad_x = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
+
+        def window(start: int, stop: int) -> tuple[int, Tensor]:
+            """``lo`` and a leaf of x's frames from ``lo``, the segment's :meth:`BiMambaLayer.segment_window`."""
+            lo, hi = layer.segment_window(start, stop, time)
+            return lo, x[:, lo:hi].detach().requires_grad_(grad_x is not None)
+
+        def differentiate(outputs: list[Tensor], grads: list[Tensor], lo: int, frames: Tensor,
+                          entering: list[Tensor]) -> tuple[Tensor, ...]:
+            """Adds the gradients of the parameters and of x's ``frames`` (from ``lo``); returns those
+            of the entering states."""
+            inputs = [*entering, *(params[j] for j in needed)] + ([frames] if grad_x is not None else [])
+            got = torch.autograd.grad(outputs, inputs, grads, allow_unused=True)
+            for j, g in zip(needed, got[len(entering):]):
+                if g is not None:
+                    sums[j] = g if sums[j] is None else sums[j] + g
+            if grad_x is not None:
+                grad_x[:, lo:lo + frames.shape[1]] += got[-1]
+            return got[:len(entering)]
+
         with torch.enable_grad(), uncached_autocast(*ctx.autocast):
-            for backward in (False, True):
-                # (states entering each segment in this sweep's direction, in the other's), segment order
-                own, other = (states[count:], states[:count]) if backward else (states[:count], states[count:])
-                order = range(count) if backward else reversed(range(count))
-                sweep = [i for i in needed if not (backward and id(params[i]) in first_only)]
-                leaving_grad = None  # gradient of the state leaving the segment, from the one after it
-                for i in order:
-                    start, stop = bounds[i]
-                    lo, hi = layer.segment_window(start, stop, time)
-                    window = x[:, lo:hi].detach().requires_grad_(grad_x is not None)
-                    entering = own[i].detach().requires_grad_()
-                    z, xbc, dt = layer.segment_inputs(window, padding_mask, start, stop, lo)
-                    mask = padding_mask[:, start:stop]
-                    y, leaving = block.scan(backward, xbc, dt, mask, entering)
-                    with torch.no_grad():
-                        other_y, _ = block.scan(not backward, xbc, dt, mask, other[i])
-                    out = block.output(y, other_y, z.detach() if backward else z)
-                    outputs, grads = [out], [grad[:, start:stop]]
-                    if leaving_grad is not None:
-                        outputs.append(leaving)
-                        grads.append(leaving_grad)
-                    inputs = [entering, *(params[j] for j in sweep)] + ([window] if grad_x is not None else [])
-                    got = torch.autograd.grad(outputs, inputs, grads, allow_unused=True)
-                    leaving_grad = got[0]
-                    for j, g in zip(sweep, got[1:]):
-                        if g is not None:
-                            sums[j] = g if sums[j] is None else sums[j] + g
-                    if grad_x is not None:
-                        grad_x[:, lo:hi] += got[-1]
+            ahead_grad = None  # of the forward direction's state leaving the segment (entering the next)
+            behind_grads = [None] * len(bounds)  # of the backward direction's entering state, via outputs
+            for i in reversed(range(len(bounds))):
+                start, stop = bounds[i]
+                lo, frames = window(start, stop)
+                z, xbc, dt = layer.segment_inputs(frames, padding_mask, start, stop)
+                entering = [ahead[i].detach().requires_grad_(), behind[i].detach().requires_grad_()]
+                forward_y, leaving = block.scan(False, xbc, dt, padding_mask[:, start:stop], entering[0])
+                backward_y, _ = block.scan(True, xbc, dt, padding_mask[:, start:stop], entering[1])
+                outputs, grads = [block.output(forward_y, backward_y, z)], [grad[:, start:stop]]
+                if ahead_grad is not None:
+                    outputs.append(leaving)
+                    grads.append(ahead_grad)
+                ahead_grad, behind_grads[i] = differentiate(outputs, grads, lo, frames, entering)
+            behind_grad = None  # of the backward direction's state leaving the segment (entering the previous)
+            for i in range(len(bounds)):
+                start, stop = bounds[i]
+                if behind_grad is not None:
+                    lo, frames = window(start, stop)
+                    _, xbc, dt = layer.segment_inputs(frames, padding_mask, start, stop, gate=False)
+                    entering = [behind[i].detach().requires_grad_()]
+                    leaving = block.final_state(True, xbc, dt, padding_mask[:, start:stop], entering[0])
+                    behind_grads[i] = behind_grads[i] + differentiate([leaving], [behind_grad], lo, frames, entering)[0]
+                behind_grad = behind_grads[i]
         return (grad_x, None, None, *sums)
 
 

@@ -12,7 +12,15 @@ from audiossl.models.components import EncoderConfig, build_encoder
 from audiossl.models.hubert import HubertConfig
 from audiossl.nn import mamba
 from audiossl.nn.frontends import valid_mask
-from audiossl.nn.mamba import BiMambaBlock, BiMambaLayer, chunked_scan, segment_sums, selective_scan, sequential_scan
+from audiossl.nn.mamba import (
+    BiMambaBlock,
+    BiMambaLayer,
+    chunked_final_state,
+    chunked_scan,
+    segment_sums,
+    selective_scan,
+    sequential_scan,
+)
 
 
 def scan_inputs(time: int, heads: int = 4, head_dim: int = 3, groups: int = 2, state: int = 5,
@@ -50,20 +58,28 @@ def test_chunked_scan_equals_the_sequential_reference(time, chunk_size):
 
 @pytest.mark.parametrize("time, chunk_size, initial", [(1, 4, True), (37, 8, False), (37, 8, True), (129, 16, True)])
 def test_chunked_scan_states_equal_the_sequential_reference(time, chunk_size, initial):
-    """From an initial state (or zeros) and to the final state: values and the gradients of every input."""
+    """From an initial state (or zeros) to the final state, with the outputs and without them: values
+    and the gradients of every input."""
     inputs = scan_inputs(time)
     if initial:
-        generator = torch.Generator().manual_seed(1)
-        inputs.append(torch.randn(2, 4, 3, 5, generator=generator, dtype=torch.float64).requires_grad_())
-    expected = sequential_scan(*inputs[:5], inputs[5] if initial else None, return_final_state=True)
-    got = chunked_scan(*inputs[:5], chunk_size, inputs[5] if initial else None, return_final_state=True)
+        inputs.append(torch.randn(2, 4, 3, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64))
+        inputs[-1].requires_grad_()
+    x, dt, A, B, C, *state = inputs
+    expected = sequential_scan(x, dt, A, B, C, *state, return_final_state=True)
+    got = chunked_scan(x, dt, A, B, C, chunk_size, *state, return_final_state=True)
+    final = chunked_final_state(x, dt, A, B, chunk_size, *state)
+    for e, g in zip(expected + expected[1:], got + (final,)):
+        assert g.shape == e.shape and torch.allclose(g, e, atol=1e-10)
     generator = torch.Generator().manual_seed(2)
     weights = [torch.randn(t.shape, generator=generator, dtype=t.dtype) for t in expected]
-    grads = torch.autograd.grad(sum((t * w).sum() for t, w in zip(expected, weights)), inputs)
+    grads = torch.autograd.grad(sum((t * w).sum() for t, w in zip(expected, weights)), inputs, retain_graph=True)
     chunked_grads = torch.autograd.grad(sum((t * w).sum() for t, w in zip(got, weights)), inputs)
-    for e, g in zip(expected, got):
-        assert g.shape == e.shape and torch.allclose(g, e, atol=1e-10)
     for name, g, c in zip("x dt A B C initial".split(), grads, chunked_grads):
+        assert torch.allclose(c, g, atol=1e-9), name
+    final_inputs = [x, dt, A, B, *state]
+    final_grads = torch.autograd.grad((expected[1] * weights[1]).sum(), final_inputs)
+    for name, g, c in zip("x dt A B initial".split(), final_grads,
+                          torch.autograd.grad((final * weights[1]).sum(), final_inputs)):
         assert torch.allclose(c, g, atol=1e-9), name
 
 
