@@ -103,7 +103,8 @@ class EncoderConfig:
     in segments of ``segment_frames`` (a multiple of ``chunk_size``; 0: never), recomputed in the
     backward pass (:class:`~audiossl.nn.mamba.SegmentedLayer`, where the chunked scan runs, not
     mamba-ssm's CUDA kernel): activation memory of one segment instead of the whole sequence, for
-    about 1.5 times the layer's time. Shorter sequences keep the faster unsegmented layer.
+    about 1.5 times the layer's time (``bench/mamba.py``); shorter sequences keep the faster
+    unsegmented layer. Longer segments are faster and take more memory.
 
     num_layers [encoder_layers], dim [encoder_embed_dim], ffn_dim [encoder_ffn_embed_dim],
     num_heads [encoder_attention_heads], dropout [dropout], attention_dropout
@@ -147,7 +148,7 @@ class EncoderConfig:
     head_dim: int = 64
     conv_kernel: int = 4
     chunk_size: int = 64
-    segment_frames: int = 512
+    segment_frames: int = 1024
     segment_above: int = 8192
 
     def __post_init__(self) -> None:

@@ -93,8 +93,9 @@ def carried_states(inputs: Tensor, B: Tensor, cumulative: Tensor,
     the state entering each chunk, ``(b, G, R, c, N, P)``, and the final state, ``(batch, H, P, N)``.
     Each is the end states of the chunks before, and the initial state standing as the end state of
     a chunk before the first, decayed over the chunks between (a ``(c + 1)``-square decay matrix)."""
-    # each chunk's own contribution to the state at its end: (b, G, R, c, N, P)
-    chunk_states = B.transpose(-1, -2) @ (inputs * torch.exp(cumulative[..., -1:] - cumulative)[..., None])
+    # each chunk's own contribution to the state at its end, (b, G, R, c, N, P); the decay to the
+    # chunk's end weighs B, (l, N) per head, smaller than the inputs' (l, P)
+    chunk_states = (B * torch.exp(cumulative[..., -1:] - cumulative)[..., None]).transpose(-1, -2) @ inputs
     if initial_state is None:
         states = nn.functional.pad(chunk_states, (0, 0, 0, 0, 1, 0))
     else:
@@ -125,7 +126,7 @@ def chunked_scan(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, chunk_s
     decay = (cumulative[..., :, None] - cumulative[..., None, :]).masked_fill_(~causal, float("-inf")).exp_()
     y = ((C @ B.transpose(-1, -2)) * decay) @ inputs  # (b, G, R, c, l, P)
     entering, final_state = carried_states(inputs, B, cumulative, initial_state)
-    y = y.addcmul_(C @ entering, torch.exp(cumulative)[..., None])
+    y = y.add_((C * torch.exp(cumulative)[..., None]) @ entering)  # the decay on (l, N), not on (l, P)
     y = y.permute(0, 3, 4, 1, 2, 5).reshape(batch, -1, heads, head_dim)[:, :time]
     return (y, final_state) if return_final_state else y
 
@@ -179,8 +180,36 @@ class GatedRMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, y: Tensor, z: Tensor) -> Tensor:
-        y = y * nn.functional.silu(z)
-        return y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+        """y, z ``(..., dim)`` → ``(..., dim)``, in the dtype ``y * z`` promotes to."""
+        return GatedRMSNormFunction.apply(y, z, self.weight, self.eps)
+
+
+class GatedRMSNormFunction(torch.autograd.Function):
+    """:class:`GatedRMSNorm`'s ``y * silu(z) * rsqrt(mean((y * silu(z))^2) + eps) * weight`` keeping
+    only y, z and the inverse RMS for the backward pass, which recomputes the gate: two buffers of
+    y's size in the forward pass instead of five, none kept."""
+
+    @staticmethod
+    def forward(ctx, y: Tensor, z: Tensor, weight: Tensor, eps: float) -> Tensor:
+        gated = y * nn.functional.silu(z)
+        inverse_rms = torch.rsqrt(torch.linalg.vector_norm(gated, dim=-1, keepdim=True).square() / y.shape[-1] + eps)
+        ctx.save_for_backward(y, z, weight, inverse_rms)
+        return gated.mul_(inverse_rms).mul_(weight)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        y, z, weight, inverse_rms = ctx.saved_tensors
+        sigmoid = torch.sigmoid(z)
+        gate = z * sigmoid
+        normed = (y * gate).mul_(inverse_rms)
+        grad_weight = (grad * normed).flatten(0, -2).sum(0)
+        # through the RMS: d/d gated = r (g - n mean(g n)), r the inverse RMS, n the normed, g its gradient
+        grad_normed = grad * weight
+        projection = (grad_normed * normed).mean(-1, keepdim=True)
+        grad_gated = grad_normed.sub_(normed.mul_(projection)).mul_(inverse_rms)
+        grad_y = grad_gated * gate
+        grad_z = grad_gated.mul_(y).mul_(sigmoid.mul_(1 + z * (1 - sigmoid)))  # silu' = s (1 + z (1 - s))
+        return grad_y.to(y.dtype), grad_z.to(z.dtype), grad_weight.to(weight.dtype), None
 
 
 class SelectiveScanDirection(nn.Module):
@@ -293,10 +322,10 @@ class BiMambaBlock(nn.Module):
         ``gate``, then left out of the projection), xbc ``(batch, before + L + after, ·)`` (zero at padded
         frames and at the ``before`` and ``after`` frames added: convolution context beyond the
         sequence) and dt ``(batch, L, H)``."""
-        if gate:
-            z, xbc, dt = self.in_proj(x).split(self.sizes, dim=-1)
-        else:
-            z, (xbc, dt) = None, nn.functional.linear(x, self.in_proj.weight[self.sizes[0]:]).split(self.sizes[1:], -1)
+        # z apart: its own buffer, which the norm keeps for the backward pass, and left out without the gate
+        weight = self.in_proj.weight
+        z = nn.functional.linear(x, weight[:self.sizes[0]]) if gate else None
+        xbc, dt = nn.functional.linear(x, weight[self.sizes[0]:]).split(self.sizes[1:], dim=-1)
         mask = nn.functional.pad(padding_mask, (before, after))[..., None]
         return z, nn.functional.pad(xbc, (0, 0, before, after)).masked_fill_(mask, 0.0), dt
 

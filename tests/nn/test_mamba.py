@@ -15,6 +15,7 @@ from audiossl.nn.frontends import valid_mask
 from audiossl.nn.mamba import (
     BiMambaBlock,
     BiMambaLayer,
+    GatedRMSNorm,
     chunked_final_state,
     chunked_scan,
     segment_sums,
@@ -97,6 +98,23 @@ def test_mamba_ssm_kernel_equals_the_chunked_scan():
     inputs = [t.detach().float() for t in scan_inputs(300, heads=4, head_dim=16, groups=1, state=16, device="cuda")]
     fused = selective_scan(*inputs, 64)
     assert torch.allclose(fused, chunked_scan(*inputs, 64), atol=1e-3, rtol=1e-3)
+
+
+def test_gated_rms_norm_equals_its_formula():
+    """Values and the gradients of y, z and the scale: its backward pass is written out."""
+    torch.manual_seed(0)
+    norm = GatedRMSNorm(16).double()
+    with torch.no_grad():
+        norm.weight.normal_()
+    y, z = (torch.randn(3, 5, 16, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    gated = y * torch.nn.functional.silu(z)
+    expected = gated * torch.rsqrt(gated.pow(2).mean(-1, keepdim=True) + norm.eps) * norm.weight
+    got = norm(y, z)
+    assert torch.allclose(got, expected, atol=1e-12)
+    weights = torch.randn_like(got)
+    for g, e in zip(torch.autograd.grad((got * weights).sum(), [y, z, norm.weight]),
+                    torch.autograd.grad((expected * weights).sum(), [y, z, norm.weight])):
+        assert torch.allclose(g, e, atol=1e-12)
 
 
 def test_bidirectional_block_ignores_padding_and_sees_both_directions():
