@@ -82,6 +82,7 @@ def scan_chunks(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, chunk_size: int) ->
         B = nn.functional.pad(B, (0, 0, 0, 0, 0, pad))
     chunks = x.shape[1] // chunk_size
     inputs = (x * dt[..., None]).view(batch, chunks, chunk_size, groups, -1, head_dim).permute(0, 3, 4, 1, 2, 5)
+    inputs = inputs.contiguous()  # once: both matrix products would copy the permuted layout each, and keep it
     B = B.view(batch, chunks, chunk_size, groups, 1, -1).permute(0, 3, 4, 1, 2, 5)
     cumulative = (dt * A).view(batch, chunks, chunk_size, groups, -1).permute(0, 3, 4, 1, 2).cumsum(-1)
     return inputs, B, cumulative
