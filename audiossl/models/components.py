@@ -103,7 +103,7 @@ class EncoderConfig:
     in segments of ``segment_frames`` (a multiple of ``chunk_size``; 0: never), recomputed in the
     backward pass (:class:`~audiossl.nn.mamba.SegmentedLayer`, where the chunked scan runs, not
     mamba-ssm's CUDA kernel): activation memory of one segment instead of the whole sequence, for
-    about 1.5 times the layer's time (``bench/mamba.py``); shorter sequences keep the faster
+    about 1.5-1.6 times the layer's time (``bench/mamba.py``); shorter sequences keep the faster
     unsegmented layer. Longer segments are faster and take more memory.
 
     num_layers [encoder_layers], dim [encoder_embed_dim], ffn_dim [encoder_ffn_embed_dim],

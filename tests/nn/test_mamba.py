@@ -181,15 +181,29 @@ def test_segmented_layer_ignores_padding():
 
 
 def test_segmented_layer_under_bf16_autocast_follows_the_unsegmented_one():
-    """The backward pass recomputes under the forward pass's autocast: bf16 values and gradients."""
+    """The forward pass under bf16 autocast, the backward pass outside it as the trainer runs them (and
+    inside it): the recomputation restores the forward pass's autocast, and the values and gradients
+    follow the unsegmented layers' to bf16's precision."""
     torch.manual_seed(0)
-    whole, segmented = build_encoder(bimamba_config(0)), build_encoder(bimamba_config(48))
+    whole, segmented = (build_encoder(bimamba_config(frames, dropout=0.0, layer_drop=0.0)) for frames in (0, 48))
     segmented.load_state_dict(whole.state_dict())
+    dtypes = []  # of the output projection's results, forward and backward passes
+    for layer in segmented.layers:
+        layer.block.out_proj.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
     x, padding = torch.randn(2, 173, 16), ~valid_mask(torch.tensor([173, 150]), 173)
     with torch.autocast("cpu", torch.bfloat16):
-        got, expected = step(segmented, x, padding), step(whole, x, padding)
-    assert got[0].dtype == expected[0].dtype == torch.float32  # the last layer norm runs in fp32
-    for name, g, e in zip(["output", "x"] + [n for n, _ in whole.named_parameters()], got, expected):
+        outputs = [encoder(x, padding)[-1] for encoder in (segmented, whole)]
+    forward_calls = len(dtypes)
+    weights = torch.randn(outputs[0].shape, generator=torch.Generator().manual_seed(1))
+    got, expected = (torch.autograd.grad((out * weights).sum(), list(encoder.parameters()))
+                     for out, encoder in zip(outputs, (segmented, whole)))
+    assert len(dtypes) > forward_calls and set(dtypes) == {torch.bfloat16}
+    assert close(outputs[0], outputs[1], 0.05)
+    for (name, _), g, e in zip(whole.named_parameters(), got, expected):
+        assert close(g, e, 0.05), name
+    with torch.autocast("cpu", torch.bfloat16):  # the backward pass inside: no weight cast without gradients reused
+        inside = step(segmented, x, padding)[2:]
+    for (name, _), g, e in zip(whole.named_parameters(), inside, got):
         assert close(g, e, 0.05), name
 
 
