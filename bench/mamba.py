@@ -4,9 +4,11 @@
         [--math-lengths 1000,2000,4000,8000] [--layers 2] [--dim 256] [--rounds 3] [--threads 0]
 
 Four encoders of the same depth and width (``EncoderConfig`` defaults otherwise, dropout and
-layer drop 0): ``bimamba`` (the chunked scan), ``sequential`` (the same weights on the reference
-scan, a loop over frames), ``transformer`` (the project's, 4 heads, FFN 4 x dim; PyTorch picks
-its CPU attention kernel, a flash kernel whose memory is linear in T) and ``transformer_math``
+layer drop 0): ``bimamba`` (the chunked scan; utterances longer than ``segment_above`` frames in
+segments of ``segment_frames``, recomputed in the backward pass), ``sequential`` (the same weights
+on the reference scan, a loop over frames, never segmented), ``transformer`` (the project's, 4
+heads, FFN 4 x dim; PyTorch picks its CPU attention kernel, a flash kernel whose memory is linear
+in T) and ``transformer_math``
 (the same with the math kernel forced: the (T, T) attention maps are stored). A step is a
 forward+backward of one utterance of T frames (the encoder's input, as the front end gives it).
 Each (encoder, length) runs in its own child process, so the peak resident memory it reports
@@ -47,7 +49,8 @@ def build(name: str, layers: int, dim: int) -> torch.nn.Module:
     kind = "bimamba" if name in ("bimamba", "sequential") else "transformer"
     config = EncoderConfig(kind=kind, num_layers=layers, dim=dim, ffn_dim=4 * dim, num_heads=4, dropout=0.0,
                            attention_dropout=0.0, layer_drop=0.0, conv_pos=32)
-    if name == "sequential":  # every scan of this process goes through the reference loop
+    if name == "sequential":  # every scan of this process goes through the reference loop (segments do not)
+        config.segment_frames = 0
         mamba.selective_scan = lambda x, dt, A, B, C, chunk_size: mamba.sequential_scan(x, dt, A, B, C)
     return build_encoder(config)
 

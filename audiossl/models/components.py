@@ -96,8 +96,15 @@ class EncoderConfig:
     (:class:`~audiossl.nn.mamba.BiMambaEncoder`: pre-norm bidirectional Mamba-2 layers, SSAMBA /
     Vision Mamba style, no positional embedding; it uses ``num_layers``, ``dim``, ``dropout``,
     ``layer_drop`` and the ``state_dim``, ``expand``, ``head_dim``, ``conv_kernel``, ``chunk_size``
-    fields below (mamba-ssm ``d_state``, ``expand``, ``headdim``, ``d_conv``, ``chunk_size``), and
-    none of the attention fields).
+    fields below (mamba-ssm ``d_state``, ``expand``, ``headdim``, ``d_conv``, ``chunk_size``),
+    ``segment_frames`` and ``segment_above``, and none of the attention fields).
+
+    segment_frames, segment_above: bimamba layers run sequences longer than ``segment_above`` frames
+    in segments of ``segment_frames`` (a multiple of ``chunk_size``; 0: never), recomputed in the
+    backward pass (:class:`~audiossl.nn.mamba.SegmentedLayer`, where the chunked scan runs, not
+    mamba-ssm's CUDA kernel): activation memory of one segment instead of the whole sequence, for
+    about 1.5-1.6 times the layer's time (``bench/mamba.py``); shorter sequences keep the faster
+    unsegmented layer. Longer segments are faster and take more memory.
 
     num_layers [encoder_layers], dim [encoder_embed_dim], ffn_dim [encoder_ffn_embed_dim],
     num_heads [encoder_attention_heads], dropout [dropout], attention_dropout
@@ -141,6 +148,8 @@ class EncoderConfig:
     head_dim: int = 64
     conv_kernel: int = 4
     chunk_size: int = 64
+    segment_frames: int = 1024
+    segment_above: int = 8192
 
     def __post_init__(self) -> None:
         self.dynamic_chunks = tuple(self.dynamic_chunks)
@@ -183,9 +192,16 @@ class EncoderConfig:
         if min(sizes) < 1:
             errors.append("encoder sizes (num_layers, dim, state_dim, expand, head_dim, conv_kernel, chunk_size) "
                           "must be >= 1")
-        elif self.expand * self.dim % self.head_dim:
-            errors.append(f"encoder.expand * encoder.dim = {self.expand * self.dim} must be a multiple of "
-                          f"encoder.head_dim {self.head_dim}")
+        else:
+            if self.expand * self.dim % self.head_dim:
+                errors.append(f"encoder.expand * encoder.dim = {self.expand * self.dim} must be a multiple of "
+                              f"encoder.head_dim {self.head_dim}")
+            if self.segment_frames < 0 or self.segment_frames % self.chunk_size:
+                errors.append(f"encoder.segment_frames must be 0 or a positive multiple of encoder.chunk_size "
+                              f"{self.chunk_size}, got {self.segment_frames}")
+            if self.segment_above < self.segment_frames:
+                errors.append(f"encoder.segment_above must be >= encoder.segment_frames, got {self.segment_above} "
+                              f"< {self.segment_frames}")
         return errors + self._rate_errors(("dropout", "layer_drop"))
 
     def _rate_errors(self, names: tuple[str, ...]) -> list[str]:
@@ -361,7 +377,7 @@ def build_bimamba_encoder(config: EncoderConfig) -> BiMambaEncoder:
                              config.chunk_size)
         with torch.no_grad():
             block.out_proj.weight /= math.sqrt(config.num_layers)
-        layers.append(BiMambaLayer(block, config.dropout))
+        layers.append(BiMambaLayer(block, config.dropout, config.segment_frames, config.segment_above))
     return BiMambaEncoder(layers, nn.LayerNorm(config.dim), config.dropout, config.layer_drop)
 
 
