@@ -296,9 +296,11 @@ class Trainer:
         self.saved_update = update
 
     def resume(self) -> bool:
-        """Continue from ``checkpoints/last.pt`` when it exists; True if resumed."""
+        """Continue from ``checkpoints/last.pt`` when it exists; True if resumed. Without it the run
+        starts afresh and forgets the update log lines of a run killed before its first checkpoint."""
         last = self.ckpt_dir / "last.pt"
         if not last.exists():
+            self._truncate_update_log(0)
             return False
         payload = load_checkpoint(last)
         train_state = payload["train_state"]

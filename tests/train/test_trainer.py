@@ -466,3 +466,15 @@ def test_health_warnings_of_the_task_reach_the_log(fbank_dir, tmp_path, monkeypa
     make_run(fbank_dir, tmp_path / "exp", max_updates=3).fit()
     assert len(seen) == 3 and "acc_masked" in seen[0]
     assert "WARNING update 2: codebook collapse: test" in (tmp_path / "exp" / "train.log").read_text()
+
+
+def test_a_fresh_start_forgets_the_log_of_a_run_killed_before_its_first_checkpoint(fbank_dir, tmp_path):
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    stale = "".join(json.dumps({"update": u, "loss": 9.0}) + "\n" for u in (1, 2, 3))
+    (exp / "updates.jsonl").write_text(stale)   # written by a run killed before update 4's save
+    (exp / "valid.jsonl").write_text(stale)
+    make_run(fbank_dir, exp, max_updates=2).fit()
+    updates = [json.loads(line) for line in (exp / "updates.jsonl").read_text().splitlines()]
+    assert [r["update"] for r in updates] == [1, 2] and all(r["loss"] != 9.0 for r in updates)
+    assert all(json.loads(line)["loss"] != 9.0 for line in (exp / "valid.jsonl").read_text().splitlines())
