@@ -39,6 +39,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "extract":
+        import torch
+
+        torch.set_num_threads(1)  # one of several parallel jobs; more threads slow these small operations
         extractor = FeatureExtractor(FeatureConfig.from_file(args.kind, args.config))
         num_frames = compute_features(DataDir.read(args.data_dir), extractor, args.ark, progress=sys.stderr.isatty())
         write_table(Path(args.ark).with_suffix(".utt2num_frames"), {k: str(v) for k, v in num_frames.items()})
