@@ -1,7 +1,7 @@
 """Probe why BEST-RQ does not learn on mini_tts: train the small body on its own targets, briefly.
 
     python local/best_rq_probe.py --loss {masked,visible,both} [--updates 75] [--codes 8192] [--lr 1e-3]
-        [--head {linear,cosine}] [--mask-length 20 --mask-prob 0.4] [--data data]
+        [--head {linear,cosine}] [--mask-length 20 --mask-prob 0.4] [--mask-input {embedding,noise}] [--data data]
     python local/best_rq_probe.py --checkpoint exp_best_rq/best_rq_iter1/checkpoints/best.pt
 
 Run from egs/mini_tts/ssl after its stage 1 (fbank of train_unlab and dev). ``masked`` is BEST-RQ's
@@ -11,6 +11,9 @@ to the masked one. Every 25 updates it prints the dev cross entropy and accuracy
 loss scores (masked frames, or all frames for ``visible``) and how many distinct ids the model
 predicts on one dev batch: 1 means its outputs there no longer depend on the input.
 ``--head cosine`` swaps the softmax layer for HuBERT's (cosine to learned code embeddings / 0.1).
+``--mask-input noise`` masks as the paper: the masked frames' normalised fbank (both 10 ms frames of
+a masked model frame) replaced by N(0, 0.1) noise before the front end, instead of the learned mask
+embedding after it (the front end normalises its input again, so the noise is scaled slightly).
 Batches: 6 random utterances; AdamW, linear warmup over 30 updates, gradients clipped at 10.
 ``--checkpoint`` trains nothing: it scores a pretrained BEST-RQ model on dev (accuracy and distinct
 predicted ids at masked frames, and at every frame with nothing masked) and says how often a
@@ -28,6 +31,7 @@ from torch import nn
 from audiossl.checkpoint import load_checkpoint, model_from_checkpoint
 from audiossl.data.dataset import UtteranceDataset, collate
 from audiossl.models.best_rq import BestRqConfig, build_best_rq
+from audiossl.nn.frontends import utterance_cmvn
 
 
 class CosineHead(nn.Module):
@@ -82,6 +86,8 @@ def main() -> None:
     parser.add_argument("--head", choices=("linear", "cosine"), default="linear")
     parser.add_argument("--mask-length", type=int, default=None, help="span length (default: best_rq's 20)")
     parser.add_argument("--mask-prob", type=float, default=None, help="span start rate (default: best_rq's 0.4)")
+    parser.add_argument("--mask-input", choices=("embedding", "noise"), default="embedding",
+                        help="masked frames: the learned embedding after the front end, or noise in its input")
     parser.add_argument("--data", default="data")
     args = parser.parse_args()
     if args.checkpoint:
@@ -106,7 +112,13 @@ def main() -> None:
         targets = model.make_targets(batch.inputs, batch.lengths)[..., 0]
         mask = None if args.loss == "visible" else \
             model.span_mask(tuple(targets.shape), model.num_frames(batch.lengths), generator)
-        hidden = model.encode(batch.inputs, batch.lengths, mask, generator if training else None)[0][-1]
+        inputs, hidden_mask = batch.inputs, mask
+        if mask is not None and args.mask_input == "noise":
+            inputs = utterance_cmvn(inputs, batch.lengths)
+            fbank_mask = mask.repeat_interleave(config.stack_frames, dim=1)[:, :inputs.shape[1], None]
+            inputs = torch.where(fbank_mask, 0.1 * torch.randn(inputs.shape, generator=generator), inputs)
+            hidden_mask = None
+        hidden = model.encode(inputs, batch.lengths, hidden_mask, generator if training else None)[0][-1]
         has_target = targets != -100
         frames = has_target if mask is None else mask & has_target
         logits = model.heads[0](hidden[frames])
@@ -135,7 +147,7 @@ def main() -> None:
                 results = [scored(collate([dev[i] for i in range(j, j + 8)]), False) for j in range(0, 48, 8)]
             loss = sum(r[0].item() for r in results) / len(results)
             accuracy = sum(r[1] for r in results) / len(results)
-            print(f"loss {args.loss} head {args.head} codes {args.codes} update {update}: train {total.item():.3f} "
+            print(f"loss {args.loss} head {args.head} codes {args.codes} mask {args.mask_input} update {update}: train {total.item():.3f} "
                   f"dev {loss:.3f}, dev accuracy {accuracy:.3f}, distinct predictions {results[0][2]} "
                   f"({time.time() - start:.0f} s)", flush=True)
 
