@@ -71,7 +71,8 @@ help_message="Usage: $0 --pretrained <checkpoint> [options]   (run from egs/<cor
                                nj/N LM grid points at a time; output in <model-dir>/decode.log
   --beam-size N                CTC prefix beam search width (1: greedy)
   --lm-text FILE               text of the word n-gram LM, one sentence per line (default: no LM decoding)
-  --lm-order N / --lm-dir DIR  its order ($lm_order) and where it goes (default: DATA/local/lm_<order>gram)
+  --lm-order N / --lm-dir DIR  its order ($lm_order) and where it goes (default: DATA/local/lm_<order>gram);
+                               an LM dir built from another text (or an edited one) is refused by name
   --lm-beam-size N             beam of the lexicon search with the LM ($lm_beam_size)
   --lm-weights a,b / --word-scores c,d      the grid tried on dev, comma-separated ($lm_weights / $word_scores)
   --chunk-frames '...'         also decode the test sets as a streaming model: attention within chunks of
@@ -152,12 +153,19 @@ if run_stage 2; then
 fi
 
 if run_stage 3 && [ -n "$lm_text" ]; then
+  [ -f "$lm_text" ] || { echo "$0: $lm_text: no LM text (the ssl recipe's stage 0 writes it; for data" \
+    "prepared before it did, remove $data/.done.prepare and re-run that stage: the audio is reused)" >&2; exit 1; }
+  # the marker names the text and its checksum: an LM dir built from another text is refused, not reused
+  lm_source="$(realpath $lm_text) $(sha256sum < $lm_text | cut -d' ' -f1)"
+  if [ -s $lm_dir/.done ] && [ "$(cat $lm_dir/.done)" != "$lm_source" ]; then
+    echo "$0: $lm_dir holds the LM of $(cut -d' ' -f1 $lm_dir/.done) as it was then, not of $lm_text as it is now:" \
+      "give this LM its own --lm-dir (decodes are named after it), or remove $lm_dir to rebuild it there" >&2
+    exit 1
+  fi
   done_or_log $lm_dir/.done "stage 3: ${lm_order}-gram LM of $lm_text in $lm_dir" || {
-    [ -f "$lm_text" ] || { echo "$0: $lm_text: no LM text (the ssl recipe's stage 0 writes it; for data" \
-      "prepared before it did, remove $data/.done.prepare and re-run that stage: the audio is reused)" >&2; exit 1; }
     python3 -m audiossl.bin.train_lm --order $lm_order $(for set in $dev_set $test_sets; do echo --exclude-data $data/$set; done) \
       $lm_text $lm_dir
-    touch $lm_dir/.done
+    echo "$lm_source" > $lm_dir/.done
   }
 fi
 

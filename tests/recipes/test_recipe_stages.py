@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import random
 import re
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from audiossl.data.kaldi_dir import DataDir
+from audiossl.data.kaldi_dir import DataDir, write_table
 
 ROOT = Path(__file__).resolve().parents[2]
 SYNTH = "sox -n -r 16000 -b 16 -c 1 -t wav - synth {seconds} sine {freq} |"
@@ -146,3 +147,23 @@ def test_ngpu_and_num_nodes_reach_the_launcher(egs, tmp_path):
     [line] = [line for line in done.stdout.splitlines() if line.startswith("launch: ")]
     assert line.startswith("launch: --mode local --ngpu 4 --num-nodes 2 --slurm-args=--gpus-per-node={ngpu} --hostfile  "
                            "--max-restarts 0 exp/wav2vec2_iter1 -- -m audiossl.bin.pretrain --family wav2vec2 ")
+
+
+def test_an_lm_dir_built_from_another_text_is_refused_not_reused(egs):
+    write_table(egs / "data/dev/text", {utt: "A HELD OUT LINE" for utt in DataDir.read(egs / "data/dev").utterances})
+    words, rng = [f"W{i}" for i in range(400)], random.Random(0)   # Zipf-like: some words seen once or twice
+    lm_text = egs / "lm_text"
+    lm_text.write_text("".join(" ".join(rng.choices(words, [1 / (i + 1) for i in range(400)], k=6)) + "\n"
+                               for _ in range(300)))
+    stage3 = ("--stage", "3", "--stop-stage", "3", "--pretrained", "none", "--budgets", "", "--test-sets", "",
+              "--lm-text", str(lm_text))
+    recipe("asr.sh", egs, *stage3)
+    lm_dir = egs / "data/local/lm_3gram"
+    assert (lm_dir / ".done").read_text().split()[0] == str(lm_text.resolve())
+    assert "already done" in recipe("asr.sh", egs, *stage3).stdout
+    lm_text.write_text(lm_text.read_text() + "W1 W2 W3\n")
+    refused = subprocess.run([str(ROOT / "recipes/asr.sh"), *stage3], cwd=egs, capture_output=True, text=True)
+    assert refused.returncode == 1 and f"{lm_dir.relative_to(egs)} holds the LM of {lm_text.resolve()}" in refused.stderr
+    assert "give this LM its own --lm-dir" in refused.stderr
+    recipe("asr.sh", egs, *stage3, "--lm-dir", "data/local/lm_other")
+    assert (egs / "data/local/lm_other/.done").exists()
