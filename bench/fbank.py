@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-utts", type=int, default=40, help="utterances to synthesize (default 40)")
     parser.add_argument("--repeats", type=int, default=10, help="timed passes per path; the best counts (default 10)")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads and fairseq2 num_parallel_calls (default 1)")
+                        help="torch intra-op threads, fairseq2 num_parallel_calls and the cores the process is "
+                             "pinned to (default 1)")
     args = parser.parse_args(argv)
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) > args.threads:  # pinned before any library starts its threads

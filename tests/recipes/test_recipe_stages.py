@@ -151,10 +151,10 @@ def test_ngpu_and_num_nodes_reach_the_launcher(egs, tmp_path):
 
 def test_an_lm_dir_built_from_another_text_is_refused_not_reused(egs):
     write_table(egs / "data/dev/text", {utt: "A HELD OUT LINE" for utt in DataDir.read(egs / "data/dev").utterances})
-    words, rng = [f"W{i}" for i in range(400)], random.Random(0)   # Zipf-like: some words seen once or twice
+    words, rng = [f"W{i}" for i in range(400)], random.Random(0)
+    zipf = [1 / (i + 1) for i in range(len(words))]   # some words seen once or twice, as Kneser-Ney needs
     lm_text = egs / "lm_text"
-    lm_text.write_text("".join(" ".join(rng.choices(words, [1 / (i + 1) for i in range(400)], k=6)) + "\n"
-                               for _ in range(300)))
+    lm_text.write_text("".join(" ".join(rng.choices(words, zipf, k=6)) + "\n" for _ in range(300)))
     stage3 = ("--stage", "3", "--stop-stage", "3", "--pretrained", "none", "--budgets", "", "--test-sets", "",
               "--lm-text", str(lm_text))
     recipe("asr.sh", egs, *stage3)
@@ -163,7 +163,8 @@ def test_an_lm_dir_built_from_another_text_is_refused_not_reused(egs):
     assert "already done" in recipe("asr.sh", egs, *stage3).stdout
     lm_text.write_text(lm_text.read_text() + "W1 W2 W3\n")
     refused = subprocess.run([str(ROOT / "recipes/asr.sh"), *stage3], cwd=egs, capture_output=True, text=True)
-    assert refused.returncode == 1 and f"{lm_dir.relative_to(egs)} holds the LM of {lm_text.resolve()}" in refused.stderr
+    assert refused.returncode == 1
+    assert f"{lm_dir.relative_to(egs)} holds the LM of {lm_text.resolve()}" in refused.stderr
     assert "give this LM its own --lm-dir" in refused.stderr
     recipe("asr.sh", egs, *stage3, "--lm-dir", "data/local/lm_other")
     assert (egs / "data/local/lm_other/.done").exists()

@@ -147,9 +147,9 @@ def main() -> None:
                 results = [scored(collate([dev[i] for i in range(j, j + 8)]), False) for j in range(0, 48, 8)]
             loss = sum(r[0].item() for r in results) / len(results)
             accuracy = sum(r[1] for r in results) / len(results)
-            print(f"loss {args.loss} head {args.head} codes {args.codes} mask {args.mask_input} update {update}: train {total.item():.3f} "
-                  f"dev {loss:.3f}, dev accuracy {accuracy:.3f}, distinct predictions {results[0][2]} "
-                  f"({time.time() - start:.0f} s)", flush=True)
+            print(f"loss {args.loss} head {args.head} codes {args.codes} mask {args.mask_input} update {update}: "
+                  f"train {total.item():.3f} dev {loss:.3f}, dev accuracy {accuracy:.3f}, "
+                  f"distinct predictions {results[0][2]} ({time.time() - start:.0f} s)", flush=True)
 
 
 if __name__ == "__main__":
