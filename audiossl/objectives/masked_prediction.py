@@ -105,3 +105,34 @@ class MaskedPredictionHead(nn.Module):
             stats = torch.stack([ce_masked.detach(), ce_unmasked.detach(), (correct * masked).sum(),
                                  (correct * ~masked).sum(), num_masked.float(), num_unmasked.float()]).tolist()
         return ObjectiveOutput(loss=loss, sums=dict(zip(_SUM_NAMES, stats)))
+
+
+
+class PredictionCollapseMonitor:
+    """Names a masked-prediction run that predicts no better than the targets' commonest id.
+
+    A model that has learned only how often each target id occurs (its masked loss at the targets'
+    unigram entropy) names the commonest ids at every masked frame, so its masked accuracy is that of
+    always naming the batch's commonest id (``acc_commonest``); one that has learned anything about
+    the frames does better. The sign, held for ``patience`` log intervals in a row: ``acc_masked`` at
+    most ``acc_commonest``.
+
+    Args:
+        patience: consecutive intervals before warning.
+    """
+
+    def __init__(self, patience: int) -> None:
+        self.patience = patience
+        self.collapsed = 0
+
+    def check(self, figures: dict[str, float]) -> list[str]:
+        """Warnings for this interval's ``figures`` (``acc_masked``, ``acc_commonest``); empty while healthy."""
+        accuracy, commonest = figures["acc_masked"], figures["acc_commonest"]
+        self.collapsed = self.collapsed + 1 if accuracy <= commonest else 0
+        if self.collapsed < self.patience:
+            return []
+        return [f"masked predictions collapsed: masked accuracy {accuracy:.4f} is no better than always naming the "
+                f"batch's commonest target id ({commonest:.4f}) for {self.collapsed} log intervals (the model has "
+                f"learned how often each id occurs, nothing about the frames); remedies: shorter mask spans "
+                f"(mask.length) so that masked frames have visible neighbours, a lower lr or a longer warmup, larger "
+                f"batches and more updates, fewer codes"]

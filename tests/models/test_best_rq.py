@@ -181,9 +181,31 @@ def test_a_step_trains_the_encoder_and_heads_and_leaves_the_quantizer(frontend):
     assert out.loss.item() == pytest.approx(sums["loss_masked"] / sums["masked_frames"], rel=1e-5)
     assert sums["masked_frames"] > 0 and 0 <= sums["correct_masked"] <= sums["masked_frames"]
     assert 1.0 <= sums["target_perplexity"] <= model.config.codebook_size
+    assert 0 < sums["correct_commonest"] <= sums["masked_frames"]
     figures = PretrainingTask(model).summarize({**sums, "loss": out.loss.item() * 2, "utterances": 2.0})
-    assert {"acc_masked", "loss_masked", "target_perplexity"} <= figures.keys()
+    assert {"acc_masked", "acc_commonest", "loss_masked", "target_perplexity"} <= figures.keys()
     assert PretrainingTask(model).valid_metric == "loss_masked"
+
+
+def test_predicting_the_commonest_id_everywhere_is_named_in_the_log():
+    """A head that names the batch's commonest target id at every frame is exactly as accurate as
+    ``acc_commonest``; after ``collapse_patience`` log intervals the task's health check says so."""
+    model = tiny(collapse_patience=2).eval()
+    inputs, lengths = inputs_for(model, lengths=(32000, 32000))
+    targets = model.make_targets(inputs, lengths)[..., 0]
+    commonest = int(targets[targets != IGNORE_INDEX].bincount().argmax())
+    with torch.no_grad():
+        model.heads[0].weight.zero_()
+        model.heads[0].bias.zero_()
+        model.heads[0].bias[commonest] = 10.0
+    out = model(inputs, lengths, None, torch.Generator().manual_seed(0))
+    assert out.sums["correct_commonest"] == out.sums["correct_masked"] > 0
+    task = PretrainingTask(model)
+    figures = task.summarize({**out.sums, "loss": out.loss.item() * 2, "utterances": 2.0})
+    assert task.health_warnings(figures) == []
+    warning, = task.health_warnings(figures)
+    assert "masked predictions collapsed" in warning and "mask.length" in warning
+    assert task.health_warnings({**figures, "acc_masked": 2 * figures["acc_commonest"]}) == []  # learning again
 
 
 def test_the_step_is_seeded_scores_masked_targeted_frames_and_refuses_targets(monkeypatch):

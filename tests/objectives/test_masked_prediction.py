@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from audiossl.objectives.masked_prediction import MaskedPredictionHead
+from audiossl.objectives.masked_prediction import MaskedPredictionHead, PredictionCollapseMonitor
 
 
 def hand_built_head(temp=0.5):
@@ -101,3 +101,14 @@ def test_rejects_bad_targets_and_shapes():
     # targets under padding are ignored
     out = head(hidden, torch.tensor([[0, 1, -100]]), ok, torch.tensor([[False, False, True]]), 0.0)
     assert out.sums["unmasked_frames"] == 2 and out.sums["masked_frames"] == 0
+
+
+def test_prediction_collapse_is_named_after_patience_intervals_and_the_count_restarts():
+    monitor = PredictionCollapseMonitor(patience=3)
+    collapsed = {"acc_masked": 0.041, "acc_commonest": 0.045}
+    healthy = {"acc_masked": 0.098, "acc_commonest": 0.045}
+    assert monitor.check(collapsed) == [] and monitor.check(collapsed) == []
+    warning, = monitor.check(collapsed)
+    assert "0.0410" in warning and "0.0450" in warning and "3 log intervals" in warning
+    assert monitor.check(healthy) == []
+    assert monitor.check(collapsed) == []  # counted from 1 again

@@ -45,6 +45,9 @@ class BestRqConfig(ModelConfig):
     feature_grad_mult: gradient scale into the front end [fairseq ``feature_grad_mult``]: 1.0 with
         the fbank subsampler (the paper trains its conv subsampling fully), 0.1 as fairseq for the CNN.
     dropout_input: dropout after the feature projection [fairseq ``dropout_input``].
+    collapse_patience: a run whose masked accuracy stays at most that of always naming the batch's
+        commonest target id for this many log intervals is named in the log
+        (:class:`~audiossl.objectives.masked_prediction.PredictionCollapseMonitor`).
     """
 
     family: ClassVar[str] = "best_rq"
@@ -60,6 +63,7 @@ class BestRqConfig(ModelConfig):
     normalize_per_utterance: bool = True
     feature_grad_mult: float = 1.0
     dropout_input: float = 0.1
+    collapse_patience: int = 4
 
     @classmethod
     def base(cls, frontend: str = "fbank") -> BestRqConfig:
@@ -108,6 +112,8 @@ class BestRqConfig(ModelConfig):
             errors.append(f"feature_grad_mult must be >= 0, got {self.feature_grad_mult}")
         if not 0.0 <= self.dropout_input < 1.0:
             errors.append(f"dropout_input must be in [0, 1), got {self.dropout_input}")
+        if self.collapse_patience < 1:
+            errors.append(f"collapse_patience must be >= 1, got {self.collapse_patience}")
         return errors
 
     def _stacking_errors(self) -> list[str]:

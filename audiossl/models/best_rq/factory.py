@@ -6,6 +6,7 @@ from torch import nn
 from audiossl.models.best_rq.config import BestRqConfig
 from audiossl.models.best_rq.model import BestRqModel
 from audiossl.models.components import build_body
+from audiossl.objectives.masked_prediction import PredictionCollapseMonitor
 from audiossl.nn.random_projection import RandomProjectionQuantizer
 
 
@@ -19,4 +20,5 @@ def build_best_rq(config: BestRqConfig) -> BestRqModel:
         quantizer=RandomProjectionQuantizer(config.stack_frames * config.frontend.num_mel_bins, config.codebook_dim,
                                             config.codebook_size, config.num_codebooks, config.quantizer_seed),
         heads=nn.ModuleList(nn.Linear(config.encoder.dim, config.codebook_size) for _ in range(config.num_codebooks)),
+        collapse_monitor=PredictionCollapseMonitor(config.collapse_patience),
     )

@@ -10,14 +10,18 @@ from audiossl.nn.frontends import FeatureProjection, utterance_cmvn, valid_mask,
 from audiossl.nn.quantizer import perplexity
 from audiossl.nn.random_projection import RandomProjectionQuantizer
 from audiossl.nn.transformer import TransformerEncoder
+from audiossl.objectives.masked_prediction import PredictionCollapseMonitor
 from audiossl.objectives.output import MetricRatios, ObjectiveOutput
 
 IGNORE_INDEX = -100
 
-# logged figures: top-1 accuracy and cross entropy per masked frame (each the mean over codebooks), and the
-# perplexity of the batch's target ids (mean over codebooks, at most codebook_size): low means a degenerate quantizer
+# logged figures (each the mean over codebooks): top-1 accuracy and cross entropy per masked frame, the
+# accuracy at masked frames of always naming the batch's commonest target id (acc_masked above it: the model
+# has learned more than how often each id occurs), and the perplexity of the batch's target ids (at most
+# codebook_size; low: a degenerate quantizer)
 BEST_RQ_METRICS: MetricRatios = {
     "acc_masked": ("correct_masked", "masked_frames"),
+    "acc_commonest": ("correct_commonest", "masked_frames"),
     "loss_masked": ("loss_masked", "masked_frames"),
     "target_perplexity": ("target_perplexity", "batches"),
 }
@@ -68,16 +72,22 @@ class BestRqModel(FrontendTransformer):
         quantizer: the frozen random-projection quantizer of stacked fbank frames.
         heads: one ``Linear(dim, codebook_size)`` per codebook (the paper's softmax layer; NeMo
             ``MultiSoftmaxDecoder``).
+        collapse_monitor: names a run whose masked predictions collapsed, from the logged figures.
     """
 
     metrics = BEST_RQ_METRICS
     valid_metric = "loss_masked"
 
     def __init__(self, config: BestRqConfig, frontend: nn.Module, feature_projection: FeatureProjection,
-                 encoder: TransformerEncoder, quantizer: RandomProjectionQuantizer, heads: nn.ModuleList) -> None:
+                 encoder: TransformerEncoder, quantizer: RandomProjectionQuantizer, heads: nn.ModuleList,
+                 collapse_monitor: PredictionCollapseMonitor) -> None:
         super().__init__(config, frontend, feature_projection, encoder, config.feature_grad_mult)
         self.quantizer = quantizer
         self.heads = heads
+        self.collapse_monitor = collapse_monitor
+
+    def health_warnings(self, figures: dict[str, float]) -> list[str]:
+        return self.collapse_monitor.check(figures)
 
     @torch.no_grad()
     def make_targets(self, inputs: Tensor, lengths: Tensor) -> Tensor:
@@ -131,11 +141,11 @@ class BestRqModel(FrontendTransformer):
         scored = mask & targeted
         states, labels = hidden_states[-1][scored], targets[scored]  # (N, D), (N, G)
         cross_entropy = hidden_states[-1].new_zeros((), dtype=torch.float32)
-        correct = labels.new_zeros(())
+        predictions = []
         for codebook, head in enumerate(self.heads):
             logits = head(states).float()
             cross_entropy = cross_entropy + nn.functional.cross_entropy(logits, labels[:, codebook], reduction="sum")
-            correct = correct + (logits.argmax(dim=-1) == labels[:, codebook]).sum()
+            predictions.append(logits.argmax(dim=-1))
         num_codebooks = len(self.heads)
         num_scored = scored.sum()
         loss = cross_entropy / (num_codebooks * num_scored.clamp(min=1))
@@ -144,9 +154,11 @@ class BestRqModel(FrontendTransformer):
             counts = torch.zeros(num_codebooks, self.quantizer.codebook_size, device=ids.device)
             counts.scatter_add_(1, ids.t(), torch.ones(ids.t().shape, device=ids.device))
             usage = perplexity(counts / counts.sum(dim=1, keepdim=True).clamp(min=1.0)) / num_codebooks
+            correct = (torch.stack(predictions, dim=1) == labels).sum()
+            commonest = (labels == counts.argmax(dim=1)).sum()
             stats = torch.stack([cross_entropy.detach() / num_codebooks, correct.float() / num_codebooks,
-                                 num_scored.float(), usage]).tolist()
-        names = ("loss_masked", "correct_masked", "masked_frames", "target_perplexity")
+                                 commonest.float() / num_codebooks, num_scored.float(), usage]).tolist()
+        names = ("loss_masked", "correct_masked", "correct_commonest", "masked_frames", "target_perplexity")
         return ObjectiveOutput(loss, {**dict(zip(names, stats)), "batches": 1.0})
 
     def encoder_only(self) -> BestRqModel:

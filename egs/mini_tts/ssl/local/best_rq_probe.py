@@ -18,6 +18,9 @@ Batches: 6 random utterances; AdamW, linear warmup over 30 updates, gradients cl
 ``--checkpoint`` trains nothing: it scores a pretrained BEST-RQ model on dev (accuracy and distinct
 predicted ids at masked frames, and at every frame with nothing masked) and says how often a
 frame's id equals the previous frame's.
+Both first print the unigram floor: the dev cross entropy and accuracy of predicting every frame
+from the training targets' id frequencies alone (add-one smoothed). A dev loss at the floor means
+the model has learned how often each id occurs and nothing about the frame.
 """
 from __future__ import annotations
 
@@ -32,6 +35,8 @@ from audiossl.checkpoint import load_checkpoint, model_from_checkpoint
 from audiossl.data.dataset import UtteranceDataset, collate
 from audiossl.models.best_rq import BestRqConfig, build_best_rq
 from audiossl.nn.frontends import utterance_cmvn
+
+DEV_UTTERANCES = 48  # the dev figures of a training probe: its first 48 utterances, in batches of 8
 
 
 class CosineHead(nn.Module):
@@ -48,8 +53,30 @@ class CosineHead(nn.Module):
 
 
 @torch.no_grad()
-def score_checkpoint(path: str, dev: UtteranceDataset) -> None:
+def print_unigram_floor(model, train: UtteranceDataset, dev: UtteranceDataset, dev_utterances: int) -> None:
+    """The dev cross entropy and accuracy of the training targets' (add-one smoothed) id frequencies."""
+    def targets_of(data: UtteranceDataset, count: int) -> torch.Tensor:
+        ids = []
+        for start in range(0, count, 16):
+            batch = collate([data[i] for i in range(start, min(start + 16, count))])
+            targets = model.make_targets(batch.inputs, batch.lengths)[..., 0]
+            ids.append(targets[targets != -100])
+        return torch.cat(ids)
+
+    codes = model.quantizer.codebook_size
+    counts = torch.bincount(targets_of(train, len(train)), minlength=codes).double() + 1.0
+    dev_ids = targets_of(dev, dev_utterances)
+    cross_entropy = -(counts / counts.sum()).log()[dev_ids].mean()
+    accuracy = (dev_ids == counts.argmax()).double().mean()
+    print(f"unigram floor ({codes} codes; id frequencies of {len(train)} training utterances, "
+          f"{len(dev_ids)} frames of {dev_utterances} dev utterances): dev cross entropy {cross_entropy:.3f}, "
+          f"accuracy {accuracy:.3f}", flush=True)
+
+
+@torch.no_grad()
+def score_checkpoint(path: str, train: UtteranceDataset, dev: UtteranceDataset) -> None:
     model = model_from_checkpoint(load_checkpoint(path)).eval()
+    print_unigram_floor(model, train, dev, len(dev))
     generator = torch.Generator().manual_seed(0)
     right = {"masked": [], "visible": []}
     predicted = {"masked": [], "visible": []}
@@ -90,8 +117,10 @@ def main() -> None:
                         help="masked frames: the learned embedding after the front end, or noise in its input")
     parser.add_argument("--data", default="data")
     args = parser.parse_args()
+    train = UtteranceDataset(f"{args.data}/train_unlab_fbank", "fbank")
+    dev = UtteranceDataset(f"{args.data}/dev_fbank", "fbank")
     if args.checkpoint:
-        score_checkpoint(args.checkpoint, UtteranceDataset(f"{args.data}/dev_fbank", "fbank"))
+        score_checkpoint(args.checkpoint, train, dev)
         return
     torch.manual_seed(0)
     sampler = random.Random(0)
@@ -102,8 +131,7 @@ def main() -> None:
     model = build_best_rq(config)
     if args.head == "cosine":
         model.heads[0] = CosineHead(config.encoder.dim, args.codes)
-    train = UtteranceDataset(f"{args.data}/train_unlab_fbank", "fbank")
-    dev = UtteranceDataset(f"{args.data}/dev_fbank", "fbank")
+    print_unigram_floor(model, train, dev, DEV_UTTERANCES)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     generator = torch.Generator().manual_seed(0)
 
@@ -144,7 +172,8 @@ def main() -> None:
         if update % 25 == 0:
             model.eval()
             with torch.no_grad():
-                results = [scored(collate([dev[i] for i in range(j, j + 8)]), False) for j in range(0, 48, 8)]
+                results = [scored(collate([dev[i] for i in range(j, j + 8)]), False)
+                           for j in range(0, DEV_UTTERANCES, 8)]
             loss = sum(r[0].item() for r in results) / len(results)
             accuracy = sum(r[1] for r in results) / len(results)
             print(f"loss {args.loss} head {args.head} codes {args.codes} mask {args.mask_input} update {update}: "
