@@ -107,15 +107,15 @@ class MaskedPredictionHead(nn.Module):
         return ObjectiveOutput(loss=loss, sums=dict(zip(_SUM_NAMES, stats)))
 
 
-
 class PredictionCollapseMonitor:
-    """Names a masked-prediction run that predicts no better than the targets' commonest id.
+    """Names a masked-prediction run that predicts no better than each batch's commonest target id.
 
-    A model that has learned only how often each target id occurs (its masked loss at the targets'
-    unigram entropy) names the commonest ids at every masked frame, so its masked accuracy is that of
-    always naming the batch's commonest id (``acc_commonest``); one that has learned anything about
-    the frames does better. The sign, held for ``patience`` log intervals in a row: ``acc_masked`` at
-    most ``acc_commonest``.
+    A model that has learned only how often each target id occurs (its masked loss at the unigram
+    floor) names the commonest ids at every masked frame, so its masked accuracy is at most that of
+    always naming the batch's commonest id (``acc_commonest``; chosen on the batch's own targets, an
+    upper bound of what any fixed-frequency predictor scores); one that has learned from the frames
+    does better. The sign, held for ``patience`` log intervals in a row: ``acc_masked`` at most
+    ``acc_commonest``. A run may show it for a while before it starts learning.
 
     Args:
         patience: consecutive intervals before warning.
@@ -131,8 +131,8 @@ class PredictionCollapseMonitor:
         self.collapsed = self.collapsed + 1 if accuracy <= commonest else 0
         if self.collapsed < self.patience:
             return []
-        return [f"masked predictions collapsed: masked accuracy {accuracy:.4f} is no better than always naming the "
-                f"batch's commonest target id ({commonest:.4f}) for {self.collapsed} log intervals (the model has "
-                f"learned how often each id occurs, nothing about the frames); remedies: shorter mask spans "
+        return [f"masked predictions collapsed: masked accuracy {accuracy:.4f} has been no better than always naming "
+                f"the batch's commonest target id ({commonest:.4f}) for {self.collapsed} log intervals: so far the "
+                f"model predicts how often each id occurs, not the frames; if it lasts, remedies: shorter mask spans "
                 f"(mask.length) so that masked frames have visible neighbours, a lower lr or a longer warmup, larger "
                 f"batches and more updates, fewer codes"]

@@ -187,9 +187,10 @@ def test_a_step_trains_the_encoder_and_heads_and_leaves_the_quantizer(frontend):
     assert PretrainingTask(model).valid_metric == "loss_masked"
 
 
-def test_predicting_the_commonest_id_everywhere_is_named_in_the_log():
+def test_predicting_the_commonest_id_everywhere_is_named_by_the_health_check():
     """A head that names the batch's commonest target id at every frame is exactly as accurate as
-    ``acc_commonest``; after ``collapse_patience`` log intervals the task's health check says so."""
+    ``acc_commonest``; after ``collapse_patience`` log intervals the task's health check (which the
+    trainer logs) says so."""
     model = tiny(collapse_patience=2).eval()
     inputs, lengths = inputs_for(model, lengths=(32000, 32000))
     targets = model.make_targets(inputs, lengths)[..., 0]
@@ -238,6 +239,13 @@ def test_several_codebooks_each_get_a_head_and_the_loss_is_their_mean():
     assert out.loss.item() == pytest.approx(out.sums["loss_masked"] / out.sums["masked_frames"], rel=1e-5)
     out.loss.backward()
     assert all(head.weight.grad.abs().sum() > 0 for head in model.heads)
+    # acc_commonest: per codebook, the masked frames whose id is that codebook's commonest in the batch
+    mask = model.span_mask(tuple(targets.shape[:2]), model.num_frames(lengths), torch.Generator().manual_seed(0))
+    targeted = targets[..., 0] != IGNORE_INDEX
+    labels = targets[mask & targeted]
+    commonest = [int(targets[targeted][:, g].bincount().argmax()) for g in range(3)]
+    expected = sum(int((labels[:, g] == commonest[g]).sum()) for g in range(3)) / 3
+    assert out.sums["masked_frames"] == len(labels) and out.sums["correct_commonest"] == pytest.approx(expected)
 
 
 def test_autocast_leaves_the_targets_unchanged():

@@ -45,7 +45,7 @@ class BestRqConfig(ModelConfig):
     feature_grad_mult: gradient scale into the front end [fairseq ``feature_grad_mult``]: 1.0 with
         the fbank subsampler (the paper trains its conv subsampling fully), 0.1 as fairseq for the CNN.
     dropout_input: dropout after the feature projection [fairseq ``dropout_input``].
-    collapse_patience: a run whose masked accuracy stays at most that of always naming the batch's
+    collapse_patience: a run whose masked accuracy stays at most that of always naming each batch's
         commonest target id for this many log intervals is named in the log
         (:class:`~audiossl.objectives.masked_prediction.PredictionCollapseMonitor`).
     """

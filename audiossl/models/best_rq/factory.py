@@ -6,8 +6,8 @@ from torch import nn
 from audiossl.models.best_rq.config import BestRqConfig
 from audiossl.models.best_rq.model import BestRqModel
 from audiossl.models.components import build_body
-from audiossl.objectives.masked_prediction import PredictionCollapseMonitor
 from audiossl.nn.random_projection import RandomProjectionQuantizer
+from audiossl.objectives.masked_prediction import PredictionCollapseMonitor
 
 
 def build_best_rq(config: BestRqConfig) -> BestRqModel:

@@ -16,9 +16,9 @@ from audiossl.objectives.output import MetricRatios, ObjectiveOutput
 IGNORE_INDEX = -100
 
 # logged figures (each the mean over codebooks): top-1 accuracy and cross entropy per masked frame, the
-# accuracy at masked frames of always naming the batch's commonest target id (acc_masked above it: the model
-# has learned more than how often each id occurs), and the perplexity of the batch's target ids (at most
-# codebook_size; low: a degenerate quantizer)
+# accuracy at masked frames of always naming each batch's commonest target id (chosen on the batch's own
+# targets; acc_masked above it: the model has learned more than how often each id occurs), and the
+# perplexity of the batch's target ids (at most codebook_size; low: a degenerate quantizer)
 BEST_RQ_METRICS: MetricRatios = {
     "acc_masked": ("correct_masked", "masked_frames"),
     "acc_commonest": ("correct_commonest", "masked_frames"),

@@ -15,9 +15,9 @@ predicts on one dev batch: 1 means its outputs there no longer depend on the inp
 a masked model frame) replaced by N(0, 0.1) noise before the front end, instead of the learned mask
 embedding after it (the front end normalises its input again, so the noise is scaled slightly).
 Batches: 6 random utterances; AdamW, linear warmup over 30 updates, gradients clipped at 10.
-``--checkpoint`` trains nothing: it scores a pretrained BEST-RQ model on dev (accuracy and distinct
-predicted ids at masked frames, and at every frame with nothing masked) and says how often a
-frame's id equals the previous frame's.
+``--checkpoint`` trains nothing: it scores a pretrained BEST-RQ model's first codebook on dev
+(accuracy and distinct predicted ids at masked frames, and at every frame with nothing masked) and
+says how often a frame's id equals the previous frame's.
 Both first print the unigram floor: the dev cross entropy and accuracy of predicting every frame
 from the training targets' id frequencies alone (add-one smoothed). A dev loss at the floor means
 the model has learned how often each id occurs and nothing about the frame.
