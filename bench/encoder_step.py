@@ -7,10 +7,19 @@ is converted to torchaudio's ``Wav2Vec2Model`` and to transformers' model with e
 attention (where transformers has it), so every peer holds the same weights. Their last hidden
 states on the same batch are checked equal (1e-3) before any timing. A step is the forward pass
 in eval mode (no dropout, so the outputs compare) and the backward of the mean last hidden state.
-The implementations are interleaved within each round; the median over rounds is printed, with
-each one's time over the fastest peer's (below 1: audiossl is faster). Under ``--bf16`` (by
+The implementations are interleaved within each round; the median step over rounds is printed,
+with each one's time over the fastest peer's in the same round (below 1: audiossl is faster), the
+median over rounds and its range: a ratio within one round is immune to the machine's slow drift,
+which moves whole rounds by several percent on a shared virtual machine. Under ``--bf16`` (by
 default where the CPU has bf16 hardware, as ``trainer.precision: auto`` decides) each also runs
-under bf16 autocast, and its speed-up over the fastest peer's fp32 step is printed.
+under bf16 autocast, and its time over the fastest peer's fp32 step is printed the same way.
+
+Each row also gives the step's rate of matrix arithmetic: three times the forward pass's
+multiply-add FLOPs (torch's ``FlopCounterMode`` on torchaudio's forward; the backward does twice
+the forward's products) over the step's time, and that rate as a share of the CPU's matrix-product
+peak: the best 2048 x 2048 product in the row's precision, measured before the first round and
+after each (the machine's speed drifts). A step near the peak has little to gain but by doing
+fewer products.
 """
 from __future__ import annotations
 
@@ -21,6 +30,7 @@ from collections.abc import Callable
 
 import torch
 import transformers
+from torch.utils.flop_counter import FlopCounterMode
 
 from audiossl.train.precision import native_bf16
 
@@ -63,6 +73,25 @@ def implementations(family: str) -> dict[str, Callable[[torch.Tensor], torch.Ten
     return runs
 
 
+def step_flops(run: Callable[[torch.Tensor], torch.Tensor], wavs: torch.Tensor) -> float:
+    """Multiply-add FLOPs of a forward+backward step: three times the forward's (counted on ``run``)."""
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        run(wavs)
+    return 3.0 * counter.get_total_flops()
+
+
+def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of the best of ``repeats`` ``size`` x ``size`` matrix products in ``dtype``."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * size**3 / best
+
+
 def step_seconds(run: Callable[[torch.Tensor], torch.Tensor], wavs: torch.Tensor, bf16: bool) -> float:
     start = time.perf_counter()
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -88,6 +117,8 @@ def main() -> None:
     print(f"CPU capability {torch.backends.cpu.get_cpu_capability()}; native bf16: {native}; "
           f"{torch.get_num_threads()} thread(s); batch {args.batch} x {args.seconds:g} s; "
           f"{'fp32 and bf16 autocast' if bf16 else 'fp32'}; median of {args.rounds} interleaved rounds")
+    dtypes = {False: torch.float32} | ({True: torch.bfloat16} if bf16 else {})
+    peaks = {half: matmul_peak(dtype) for half, dtype in dtypes.items()}
     wavs = torch.randn(args.batch, int(args.seconds * 16000), generator=torch.Generator().manual_seed(0)) * 0.1
     for family in args.families.split(","):
         runs = implementations(family)
@@ -104,13 +135,21 @@ def main() -> None:
         for _ in range(args.rounds):
             for name, half in modes:
                 times[name, half].append(step_seconds(runs[name], wavs, half))
+            peaks = {half: max(peak, matmul_peak(dtypes[half])) for half, peak in peaks.items()}
         medians = {mode: statistics.median(values) for mode, values in times.items()}
-        fastest_peer = min(value for (name, half), value in medians.items() if name != "audiossl" and not half)
-        print(f"{family}: outputs equal (1e-3)")
+        fastest_peer = min((mode for mode in medians if mode[0] != "audiossl" and not mode[1]), key=medians.get)
+        flops = step_flops(runs["torchaudio"], wavs)
+        print(f"{family}: outputs equal (1e-3); {flops / 1e9:.0f} GFLOP of matrix products a step; fastest peer "
+              f"in fp32: {fastest_peer[0]}; matrix-product peak so far (2048 x 2048): " + ", ".join(
+                  f"{'bf16' if half else 'fp32'} {peak / 1e9:.0f} GFLOP/s" for half, peak in peaks.items()))
         for (name, half), value in medians.items():
             label = f"{name} bf16 autocast" if half else name
-            print(f"  {label:<33} {value:7.2f} s/step   {value / fastest_peer:5.2f}x the fastest peer's fp32 "
-                  f"({fastest_peer / value:4.2f}x as fast)")
+            ratios = [mine / peer for mine, peer in zip(times[name, half], times[fastest_peer])]
+            ratio, rate = statistics.median(ratios), flops / value
+            print(f"  {label:<33} {value:5.2f} s/step   {ratio:4.2f}x the fastest peer's fp32 step "
+                  f"({1 / ratio:4.2f}x as fast; rounds {min(ratios):4.2f}-{max(ratios):4.2f})   "
+                  f"{rate / 1e9:3.0f} GFLOP/s = {rate / peaks[half]:3.0%} of peak")
+
 
 if __name__ == "__main__":
     main()
