@@ -1,6 +1,6 @@
 """A forward+backward step of BASE-size wav2vec 2.0, HuBERT and WavLM: audiossl against torchaudio and transformers.
 
-    python bench/encoder_step.py [--rounds 3] [--batch 2] [--seconds 4] [--threads 0] [--families wav2vec2,hubert,wavlm]
+    python bench/encoder_step.py [--rounds 3] [--warmup 1] [--batch 2] [--seconds 4] [--threads 0] [--families wav2vec2,hubert,wavlm]
 
 For each family, one randomly initialised audiossl BASE model (waveform front end, layer drop 0)
 is converted to torchaudio's ``Wav2Vec2Model`` and to transformers' model with eager and with sdpa
@@ -103,6 +103,7 @@ def step_seconds(run: Callable[[torch.Tensor], torch.Tensor], wavs: torch.Tensor
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
@@ -130,8 +131,9 @@ def main() -> None:
                     raise SystemExit(f"{family}: {name}'s output differs from audiossl's by {difference:.2e}")
         modes = [(name, False) for name in runs] + ([(name, True) for name in runs] if bf16 else [])
         times: dict[tuple[str, bool], list[float]] = {mode: [] for mode in modes}
-        for name, half in modes:  # warm-up
-            step_seconds(runs[name], wavs, half)
+        for _ in range(args.warmup):
+            for name, half in modes:
+                step_seconds(runs[name], wavs, half)
         for _ in range(args.rounds):
             for name, half in modes:
                 times[name, half].append(step_seconds(runs[name], wavs, half))
