@@ -1,6 +1,7 @@
 """A forward+backward step of BASE-size wav2vec 2.0, HuBERT and WavLM: audiossl against torchaudio and transformers.
 
-    python bench/encoder_step.py [--rounds 3] [--warmup 1] [--batch 2] [--seconds 4] [--threads 0] [--families wav2vec2,hubert,wavlm]
+    python bench/encoder_step.py [--rounds 3] [--warmup 1] [--batch 2] [--seconds 4] [--threads 0]
+        [--families wav2vec2,hubert,wavlm] [--bf16 auto|yes|no]
 
 For each family, one randomly initialised audiossl BASE model (waveform front end, layer drop 0)
 is converted to torchaudio's ``Wav2Vec2Model`` and to transformers' model with eager and with sdpa
