@@ -34,6 +34,7 @@ from torch import nn
 from audiossl.checkpoint import load_checkpoint, model_from_checkpoint
 from audiossl.data.dataset import UtteranceDataset, collate
 from audiossl.models.best_rq import BestRqConfig, build_best_rq
+from audiossl.models.best_rq.model import IGNORE_INDEX
 from audiossl.nn.frontends import utterance_cmvn
 
 DEV_UTTERANCES = 48  # the dev figures of a training probe: its first 48 utterances, in batches of 8
@@ -60,7 +61,7 @@ def print_unigram_floor(model, train: UtteranceDataset, dev: UtteranceDataset, d
         for start in range(0, count, 16):
             batch = collate([data[i] for i in range(start, min(start + 16, count))])
             targets = model.make_targets(batch.inputs, batch.lengths)[..., 0]
-            ids.append(targets[targets != -100])
+            ids.append(targets[targets != IGNORE_INDEX])
         return torch.cat(ids)
 
     codes = model.quantizer.codebook_size
@@ -84,7 +85,7 @@ def score_checkpoint(path: str, train: UtteranceDataset, dev: UtteranceDataset) 
     for start in range(0, len(dev), 8):
         batch = collate([dev[i] for i in range(start, min(start + 8, len(dev)))])
         targets = model.make_targets(batch.inputs, batch.lengths)[..., 0]
-        has_target = targets != -100
+        has_target = targets != IGNORE_INDEX
         mask = model.span_mask(tuple(targets.shape), model.num_frames(batch.lengths), generator)
         for name, hidden_mask, frames in (("masked", mask, mask & has_target), ("visible", None, has_target)):
             hidden = model.encode(batch.inputs, batch.lengths, hidden_mask)[0][-1]
@@ -147,7 +148,7 @@ def main() -> None:
             inputs = torch.where(fbank_mask, 0.1 * torch.randn(inputs.shape, generator=generator), inputs)
             hidden_mask = None
         hidden = model.encode(inputs, batch.lengths, hidden_mask, generator if training else None)[0][-1]
-        has_target = targets != -100
+        has_target = targets != IGNORE_INDEX
         frames = has_target if mask is None else mask & has_target
         logits = model.heads[0](hidden[frames])
         loss = nn.functional.cross_entropy(logits, targets[frames])
