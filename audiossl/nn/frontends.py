@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from audiossl.features.kaldi import FeatureConfig, FeatureExtractor
+from audiossl.nn.conv import blockwise_conv1d, winograd_stride2_conv1d
 
 SAMPLE_RATE = 16000
 FBANK_WINDOW = 400  # 25 ms at 16 kHz
@@ -55,102 +56,6 @@ class _ScaleGradient(torch.autograd.Function):
 def scale_gradient(x: Tensor, scale: float) -> Tensor:
     """Identity forward; multiplies the gradient by ``scale`` (fairseq ``GradMultiply``)."""
     return _ScaleGradient.apply(x, scale)
-
-
-class _BlockwiseConv1d(torch.autograd.Function):
-    """Forward and backward of :func:`blockwise_conv1d`: one BLAS call per (item, block)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, stride: int) -> Tensor:
-        blocks, matrices, frames = _blocks_and_matrices(x, weight, stride)
-        out = x.new_empty(x.shape[0], frames, weight.shape[0])
-        for b in range(x.shape[0]):
-            for j, matrix in enumerate(matrices):
-                block = blocks[b, j : j + frames, : matrix.shape[1]]
-                if j > 0:
-                    out[b].addmm_(block, matrix.t())
-                elif bias is not None:
-                    torch.addmm(bias, block, matrix.t(), out=out[b])
-                else:
-                    torch.mm(block, matrix.t(), out=out[b])
-        ctx.save_for_backward(x, weight)
-        ctx.stride, ctx.has_bias = stride, bias is not None
-        return out
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
-        x, weight = ctx.saved_tensors
-        stride, batch, channels = ctx.stride, x.shape[0], x.shape[2]
-        blocks, matrices, frames = _blocks_and_matrices(x, weight, stride)
-        grad_out = grad_out.contiguous()
-        grad_x = grad_weight = grad_bias = None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.empty_like(x)
-            first_is_whole = matrices[0].shape[1] == blocks.shape[2]  # the first product covers whole blocks
-            if first_is_whole:
-                grad_x[:, frames * stride :].zero_()
-            else:
-                grad_x.zero_()
-            grad_blocks = grad_x[:, : blocks.shape[1] * stride].reshape(blocks.shape)
-            for b in range(batch):
-                for j, matrix in enumerate(matrices):
-                    if j == 0 and first_is_whole:
-                        torch.mm(grad_out[b], matrix, out=grad_blocks[b, :frames])
-                    else:
-                        grad_blocks[b, j : j + frames, : matrix.shape[1]].addmm_(grad_out[b], matrix)
-        if ctx.needs_input_grad[1]:
-            pieces = []
-            for j, matrix in enumerate(matrices):
-                grad_matrix = torch.zeros_like(matrix)
-                for b in range(batch):
-                    grad_matrix.addmm_(grad_out[b].t(), blocks[b, j : j + frames, : matrix.shape[1]])
-                pieces.append(grad_matrix.reshape(weight.shape[0], -1, channels).transpose(1, 2))
-            grad_weight = torch.cat(pieces, dim=-1)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_bias = grad_out.sum(dim=(0, 1))
-        return grad_x, grad_weight, grad_bias, None
-
-
-def _blocks_and_matrices(x: Tensor, weight: Tensor, stride: int) -> tuple[Tensor, list[Tensor], int]:
-    """The ``(B, T // stride, stride * C_in)`` block view of ``x``, the ``J`` weight matrices
-    ``(C_out, taps * C_in)`` (tap-major, as the blocks) and the output steps."""
-    batch, time, channels = x.shape
-    num_blocks = time // stride
-    matrices = [tap.transpose(1, 2).reshape(weight.shape[0], -1) for tap in weight.split(stride, dim=-1)]
-    blocks = x[:, : num_blocks * stride].reshape(batch, num_blocks, stride * channels)
-    return blocks, matrices, max(num_blocks - len(matrices) + 1, 0)
-
-
-def _autocast_dtype(device: torch.device) -> torch.dtype | None:
-    return torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
-
-
-def blockwise_conv1d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int) -> Tensor:
-    """A strided Conv1d (no padding) over channels-last ``x (B, T, C_in)`` as matrix products.
-
-    The time axis is cut into blocks of ``stride`` steps, a free view ``(B, T // stride,
-    stride * C_in)``. Output step ``t`` reads blocks ``t .. t + J - 1`` (``J = ceil(K / stride)``,
-    the last block only in part), so per item the conv is ``J`` matrix products over strided
-    views of ``x``, and so is its backward: no unfolded copy, and where a CPU runs matrix
-    products faster than Conv1d's kernels. The result is ``Conv1d(x)``'s first
-    ``T // stride - J + 1`` steps, at most one fewer than Conv1d gives
-    (:meth:`ConvBlock.input_steps` says how many input steps to supply). Under autocast it
-    runs in the autocast dtype.
-
-    Args:
-        x: ``(B, T, C_in)``.
-        weight: ``(C_out, C_in, K)``, as ``nn.Conv1d`` holds it.
-        bias: ``(C_out,)`` or None.
-    Returns:
-        ``(B, T // stride - J + 1, C_out)``.
-    """
-    dtype = _autocast_dtype(x.device)
-    if dtype is None:
-        return _BlockwiseConv1d.apply(x.contiguous(), weight, bias, stride)
-    with torch.autocast(x.device.type, enabled=False):
-        return _BlockwiseConv1d.apply(x.to(dtype).contiguous(), weight.to(dtype),
-                                      None if bias is None else bias.to(dtype), stride)
 
 
 def conv_windows(x: Tensor, kernel: int, stride: int, frames: int) -> Tensor:
@@ -209,8 +114,8 @@ class ConvBlock(nn.Module):
 
     Runs channels-last. A block whose windows are narrower than its output (``C_in * K <= C_out``,
     the first layer on waveforms) or that has group norm copies its windows and does one matrix
-    product (the group norm folded in); any other runs :func:`blockwise_conv1d` over views. The
-    parameters are an ``nn.Conv1d``'s.
+    product (the group norm folded in); a kernel-3 stride-2 one runs :func:`winograd_stride2_conv1d`
+    and any other :func:`blockwise_conv1d`, both over views. The parameters are an ``nn.Conv1d``'s.
 
     Args:
         in_channels, out_channels, kernel_size, stride: the ``(dim, kernel, stride)`` triple.
@@ -252,7 +157,9 @@ class ConvBlock(nn.Module):
         """x: ``(B, L, C_in)`` → ``(B, L', C_out)`` and valid lengths ``(B,)``."""
         weight, bias = self.conv.weight, self.conv.bias
         out_lengths = self.num_frames(lengths)
-        if not self.windowed:
+        if not self.windowed and (self.kernel_size, self.stride) == (3, 2):
+            x = winograd_stride2_conv1d(x, weight, bias)
+        elif not self.windowed:
             x = blockwise_conv1d(x, weight, bias, self.stride)
         else:
             frames = max((x.shape[1] - self.kernel_size) // self.stride + 1, 0)

@@ -18,6 +18,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from audiossl.nn.conv import wide_grouped_conv1d
+
 
 class ConvPositionalEmbedding(nn.Module):
     """Convolutional relative positional embedding (fairseq ``pos_conv``).
@@ -49,7 +51,8 @@ class ConvPositionalEmbedding(nn.Module):
         x = x.masked_fill(padding_mask[..., None], 0.0)
         if chunk is not None:  # (B, T, D) → (B * chunks, chunk, D), the last chunk zero-padded
             x = nn.functional.pad(x, (0, 0, 0, -time % chunk)).reshape(-1, chunk, dim)
-        x = self.conv(x.transpose(1, 2))
+        conv = self.conv
+        x = wide_grouped_conv1d(x.transpose(1, 2), conv.weight, conv.bias, conv.padding[0], conv.groups)
         if self.trim:
             x = x[..., : -self.trim]
         x = nn.functional.gelu(x).transpose(1, 2)

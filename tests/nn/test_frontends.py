@@ -7,7 +7,6 @@ from audiossl.nn.frontends import (
     ConvWaveformEncoder,
     FbankSubsampler,
     MaskedGroupNorm,
-    blockwise_conv1d,
     conv_windows,
     fbank_num_frames,
     reverse_valid,
@@ -105,36 +104,6 @@ def test_waveform_to_fbank_matches_kaldi_per_item():
     ref = torchaudio.compliance.kaldi.fbank(wavs[1:2, :4321] * 32768, num_mel_bins=80, dither=0.0)
     torch.testing.assert_close(fbank[1, :25], ref)
     assert (fbank[1, 25:] == 0).all() and (fbank[2] == 0).all()
-
-
-@pytest.mark.parametrize("kernel,stride", [(10, 5), (3, 2), (2, 2), (4, 3), (2, 3), (7, 2), (3, 1)])
-@pytest.mark.parametrize("time", [11, 12, 37])
-def test_blockwise_conv1d_equals_conv1d_values_and_gradients(kernel, stride, time):
-    torch.manual_seed(0)
-    x = torch.randn(3, time, 5, dtype=torch.float64, requires_grad=True)
-    weight = torch.randn(4, 5, kernel, dtype=torch.float64, requires_grad=True)
-    bias = torch.randn(4, dtype=torch.float64, requires_grad=True)
-    out = blockwise_conv1d(x, weight, bias, stride)
-    ref = torch.nn.functional.conv1d(x.transpose(1, 2), weight, bias, stride=stride).transpose(1, 2)
-    frames = out.shape[1]
-    assert frames == time // stride - -(-kernel // stride) + 1 and ref.shape[1] - frames in (0, 1)
-    torch.testing.assert_close(out, ref[:, :frames])
-    grad = torch.randn_like(out)
-    ours = torch.autograd.grad(out, (x, weight, bias), grad)
-    theirs = torch.autograd.grad(ref[:, :frames], (x, weight, bias), grad)
-    for a, b in zip(ours, theirs):
-        torch.testing.assert_close(a, b)
-
-
-def test_blockwise_conv1d_runs_in_the_autocast_dtype():
-    torch.manual_seed(0)
-    x, weight = torch.randn(2, 40, 8), torch.randn(6, 8, 3, requires_grad=True)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = blockwise_conv1d(x, weight, None, 2)
-    assert out.dtype == torch.bfloat16
-    torch.testing.assert_close(out.float(), blockwise_conv1d(x, weight, None, 2), atol=0.1, rtol=0.05)
-    out.float().sum().backward()
-    assert weight.grad.dtype == torch.float32
 
 
 @pytest.mark.parametrize("bias", [False, True])

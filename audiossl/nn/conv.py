@@ -1,0 +1,287 @@
+"""Convolutions as the products a CPU runs fastest, each with its own backward.
+
+PyTorch's CPU kernels for these shapes spend far more time in the backward than in the
+forward (measured in ``bench/encoder_step.py``'s step); these functions give the same
+results and gradients as ``nn.functional.conv1d`` with fewer or faster products:
+
+- :func:`blockwise_conv1d`: a strided conv over channels-last input as matrix products over
+  block views, no unfolded copy;
+- :func:`winograd_stride2_conv1d`: the kernel-3 stride-2 conv of the wav2vec 2.0 CNN with a
+  sixth fewer products (Winograd's minimal filtering);
+- :func:`wide_grouped_conv1d`: a grouped stride-1 conv with a wide kernel (the convolutional
+  positional embedding) whose two backward products are forward convolutions.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class _BlockwiseConv1d(torch.autograd.Function):
+    """Forward and backward of :func:`blockwise_conv1d`: one BLAS call per (item, block)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, stride: int) -> Tensor:
+        blocks, matrices, frames = _blocks_and_matrices(x, weight, stride)
+        out = x.new_empty(x.shape[0], frames, weight.shape[0])
+        for b in range(x.shape[0]):
+            for j, matrix in enumerate(matrices):
+                block = blocks[b, j : j + frames, : matrix.shape[1]]
+                if j > 0:
+                    out[b].addmm_(block, matrix.t())
+                elif bias is not None:
+                    torch.addmm(bias, block, matrix.t(), out=out[b])
+                else:
+                    torch.mm(block, matrix.t(), out=out[b])
+        ctx.save_for_backward(x, weight)
+        ctx.stride, ctx.has_bias = stride, bias is not None
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
+        x, weight = ctx.saved_tensors
+        stride, batch, channels = ctx.stride, x.shape[0], x.shape[2]
+        blocks, matrices, frames = _blocks_and_matrices(x, weight, stride)
+        grad_out = grad_out.contiguous()
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.empty_like(x)
+            first_is_whole = matrices[0].shape[1] == blocks.shape[2]  # the first product covers whole blocks
+            if first_is_whole:
+                grad_x[:, frames * stride :].zero_()
+            else:
+                grad_x.zero_()
+            grad_blocks = grad_x[:, : blocks.shape[1] * stride].reshape(blocks.shape)
+            for b in range(batch):
+                for j, matrix in enumerate(matrices):
+                    if j == 0 and first_is_whole:
+                        torch.mm(grad_out[b], matrix, out=grad_blocks[b, :frames])
+                    else:
+                        grad_blocks[b, j : j + frames, : matrix.shape[1]].addmm_(grad_out[b], matrix)
+        if ctx.needs_input_grad[1]:
+            pieces = []
+            for j, matrix in enumerate(matrices):
+                grad_matrix = torch.zeros_like(matrix)
+                for b in range(batch):
+                    grad_matrix.addmm_(grad_out[b].t(), blocks[b, j : j + frames, : matrix.shape[1]])
+                pieces.append(grad_matrix.reshape(weight.shape[0], -1, channels).transpose(1, 2))
+            grad_weight = torch.cat(pieces, dim=-1)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad_out.sum(dim=(0, 1))
+        return grad_x, grad_weight, grad_bias, None
+
+
+def _blocks_and_matrices(x: Tensor, weight: Tensor, stride: int) -> tuple[Tensor, list[Tensor], int]:
+    """The ``(B, T // stride, stride * C_in)`` block view of ``x``, the ``J`` weight matrices
+    ``(C_out, taps * C_in)`` (tap-major, as the blocks) and the output steps."""
+    batch, time, channels = x.shape
+    num_blocks = time // stride
+    matrices = [tap.transpose(1, 2).reshape(weight.shape[0], -1) for tap in weight.split(stride, dim=-1)]
+    blocks = x[:, : num_blocks * stride].reshape(batch, num_blocks, stride * channels)
+    return blocks, matrices, max(num_blocks - len(matrices) + 1, 0)
+
+
+def blockwise_conv1d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int) -> Tensor:
+    """A strided Conv1d (no padding) over channels-last ``x (B, T, C_in)`` as matrix products.
+
+    The time axis is cut into blocks of ``stride`` steps, a free view ``(B, T // stride,
+    stride * C_in)``. Output step ``t`` reads blocks ``t .. t + J - 1`` (``J = ceil(K / stride)``,
+    the last block only in part), so per item the conv is ``J`` matrix products over strided
+    views of ``x``, and so is its backward: no unfolded copy, and where a CPU runs matrix
+    products faster than Conv1d's kernels. The result is ``Conv1d(x)``'s first
+    ``T // stride - J + 1`` steps, at most one fewer than Conv1d gives
+    (:meth:`ConvBlock.input_steps` says how many input steps to supply). Under autocast it
+    runs in the autocast dtype.
+
+    Args:
+        x: ``(B, T, C_in)``.
+        weight: ``(C_out, C_in, K)``, as ``nn.Conv1d`` holds it.
+        bias: ``(C_out,)`` or None.
+    Returns:
+        ``(B, T // stride - J + 1, C_out)``.
+    """
+    return _in_autocast_dtype(_BlockwiseConv1d.apply, x, weight, bias, stride)
+
+
+def _two_tap_correlation(seq: Tensor, first: Tensor, second: Tensor, out: Tensor, bias: Tensor | None = None) -> None:
+    """``out[t] = seq[t] @ first + seq[t + 1] @ second (+ bias)`` for every row ``t`` of ``out (n, C_out)``.
+
+    Winograd's minimal filtering F(2, 2): each pair of rows takes three products, not four,
+    ``(seq[2s] - seq[2s+1]) @ first``, ``seq[2s+1] @ (first + second)`` (shared by the pair) and
+    ``(seq[2s+2] - seq[2s+1]) @ second``; the differences and the pair's copy are the extra
+    passes. ``seq (≥ n + 1, C_in)`` and ``out`` may be strided row views; ``first``, ``second``
+    ``(C_in, C_out)``.
+    """
+    rows = out.shape[0]
+    pairs = rows // 2
+    if pairs:
+        differences = seq[: 2 * pairs] - seq[1 : 2 * pairs + 1]  # seq[k] - seq[k + 1]
+        shared, odd = out[0 : 2 * pairs : 2], out[1 : 2 * pairs : 2]
+        if bias is None:
+            torch.mm(seq[1 : 2 * pairs : 2], first + second, out=shared)
+        else:
+            torch.addmm(bias, seq[1 : 2 * pairs : 2], first + second, out=shared)
+        odd.copy_(shared)
+        shared.addmm_(differences[0::2], first)
+        odd.addmm_(differences[1::2], second, alpha=-1.0)
+    if rows % 2:
+        last = out[rows - 1 : rows]
+        if bias is None:
+            torch.mm(seq[rows - 1 : rows], first, out=last)
+        else:
+            torch.addmm(bias, seq[rows - 1 : rows], first, out=last)
+        last.addmm_(seq[rows : rows + 1], second)
+
+
+class _WinogradStride2Conv1d(torch.autograd.Function):
+    """Forward and backward of :func:`winograd_stride2_conv1d`."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        frames = max(x.shape[1] // 2 - 1, 0)
+        taps = weight.permute(2, 1, 0).contiguous()  # (3, C_in, C_out)
+        out = x.new_empty(x.shape[0], frames, weight.shape[0])
+        for item, out_item in zip(x, out):
+            _two_tap_correlation(item[0::2], taps[0], taps[2], out_item, bias)
+            out_item.addmm_(item[1 : 2 * frames : 2], taps[1])
+        ctx.save_for_backward(x, taps)
+        ctx.has_bias = bias is not None
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        x, taps = ctx.saved_tensors
+        frames = grad_out.shape[1]
+        grad_out = grad_out.contiguous()
+        taps = taps.transpose(1, 2)  # (3, C_out, C_in)
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            # Even input rows 2m get grad[m] @ W0 + grad[m - 1] @ W2: the same two-tap correlation.
+            grad_x = torch.empty_like(x)
+            grad_x[:, 2 * frames + 1 :].zero_()
+            for grad, grad_item in zip(grad_out, grad_x):
+                if frames:
+                    torch.mm(grad[:1], taps[0], out=grad_item[:1])
+                    _two_tap_correlation(grad, taps[2], taps[0], grad_item[2 : 2 * frames : 2])
+                    torch.mm(grad[-1:], taps[2], out=grad_item[2 * frames : 2 * frames + 1])
+                    torch.mm(grad, taps[1], out=grad_item[1 : 2 * frames : 2])
+                else:
+                    grad_item.zero_()
+        if ctx.needs_input_grad[1]:
+            grad_taps = [x.new_zeros(taps.shape[1:]) for _ in range(3)]
+            for grad, item in zip(grad_out, x):
+                _two_tap_weight_gradients(grad, item[0::2], grad_taps[0], grad_taps[2])
+                grad_taps[1].addmm_(grad.t(), item[1 : 2 * frames : 2])
+            grad_weight = torch.stack(grad_taps, dim=-1)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad_out.sum(dim=(0, 1))
+        return grad_x, grad_weight, grad_bias
+
+
+def _two_tap_weight_gradients(grad: Tensor, seq: Tensor, grad_first: Tensor, grad_second: Tensor) -> None:
+    """Adds ``Σ_t grad[t]ᵀ seq[t]`` to ``grad_first`` and ``Σ_t grad[t]ᵀ seq[t + 1]`` to ``grad_second``
+    (the weight gradients of :func:`_two_tap_correlation`), also with three products per pair of rows.
+
+    grad: ``(n, C_out)``; seq: ``(≥ n + 1, C_in)``; the gradients ``(C_out, C_in)``.
+    """
+    rows = grad.shape[0]
+    pairs = rows // 2
+    if pairs:
+        differences = seq[: 2 * pairs] - seq[1 : 2 * pairs + 1]
+        shared = torch.mm((grad[0 : 2 * pairs : 2] + grad[1 : 2 * pairs : 2]).t(), seq[1 : 2 * pairs : 2])
+        grad_first.add_(shared).addmm_(grad[0 : 2 * pairs : 2].t(), differences[0::2])
+        grad_second.add_(shared).addmm_(grad[1 : 2 * pairs : 2].t(), differences[1::2], alpha=-1.0)
+    if rows % 2:
+        grad_first.addmm_(grad[rows - 1 : rows].t(), seq[rows - 1 : rows])
+        grad_second.addmm_(grad[rows - 1 : rows].t(), seq[rows : rows + 1])
+
+
+def winograd_stride2_conv1d(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """A kernel-3, stride-2 Conv1d (no padding) over channels-last ``x (B, T, C_in)`` with a sixth fewer products.
+
+    Output step ``t`` is ``x[2t] W0 + x[2t+1] W1 + x[2t+2] W2``: a two-tap correlation of the
+    even steps with ``(W0, W2)``, done as Winograd F(2, 2) (:func:`_two_tap_correlation`, three
+    products per two outputs), plus one product of the odd steps with ``W1``. The input and
+    weight gradients are done the same way, so the forward and both backward products shrink
+    from 6 to 5 per two outputs. Gives the steps :func:`blockwise_conv1d` gives (``T // 2 - 1``);
+    under autocast it runs in the autocast dtype.
+
+    Args:
+        x: ``(B, T, C_in)``.
+        weight: ``(C_out, C_in, 3)``, as ``nn.Conv1d`` holds it.
+        bias: ``(C_out,)`` or None.
+    Returns:
+        ``(B, T // 2 - 1, C_out)``.
+    """
+    if weight.shape[-1] != 3:
+        raise ValueError(f"winograd_stride2_conv1d takes kernel 3, got weight of shape {tuple(weight.shape)}")
+    return _in_autocast_dtype(_WinogradStride2Conv1d.apply, x, weight, bias)
+
+
+class _WideGroupedConv1d(torch.autograd.Function):
+    """Forward and backward of :func:`wide_grouped_conv1d`."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, padding: int, groups: int) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.padding, ctx.groups, ctx.has_bias = padding, groups, bias is not None
+        return nn.functional.conv1d(x, weight, bias, padding=padding, groups=groups)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None, None, None]:
+        x, weight = ctx.saved_tensors
+        padding, groups = ctx.padding, ctx.groups
+        batch, channels_in, _ = x.shape
+        channels_out, group_in, kernel = weight.shape
+        group_out = channels_out // groups
+        frames = grad_out.shape[-1]
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:  # the time-reversed gradient correlated with each group's transposed taps
+            transposed = weight.reshape(groups, group_out, group_in, kernel).transpose(1, 2)
+            grad_x = nn.functional.conv1d(grad_out.flip(-1), transposed.reshape(channels_in, group_out, kernel),
+                                          padding=kernel - 1 - padding, groups=groups).flip(-1)
+        if ctx.needs_input_grad[1]:  # input channels as the batch, the gradient as the kernel
+            padded = nn.functional.pad(x, (padding, padding))
+            inputs = padded.reshape(batch, groups, group_in, -1).permute(2, 1, 0, 3).reshape(group_in, groups * batch, -1)
+            kernels = grad_out.reshape(batch, groups, group_out, frames).permute(1, 2, 0, 3).reshape(channels_out, batch, frames)
+            lags = nn.functional.conv1d(inputs, kernels, groups=groups)  # (group_in, C_out, kernel)
+            grad_weight = lags.transpose(0, 1).contiguous()
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad_out.sum(dim=(0, 2))
+        return grad_x, grad_weight, grad_bias, None, None
+
+
+def wide_grouped_conv1d(x: Tensor, weight: Tensor, bias: Tensor | None, padding: int, groups: int) -> Tensor:
+    """``nn.functional.conv1d(x, weight, bias, padding=padding, groups=groups)`` (stride 1) whose
+    backward runs as two forward convolutions.
+
+    For a wide kernel over few channels per group (wav2vec 2.0's positional conv: kernel 128,
+    16 groups of 48 channels) the CPU backward kernel is slow (about 3.5x the forward). Here
+    the input gradient is the time-reversed output gradient correlated with the transposed taps, and
+    the weight gradient a convolution of the padded input (its channels as the batch) with the
+    output gradient as the kernel: each about the forward's time.
+
+    Args:
+        x: ``(B, C_in, L)``.
+        weight: ``(C_out, C_in / groups, K)``; ``padding <= K - 1``.
+        bias: ``(C_out,)`` or None.
+    Returns:
+        ``(B, C_out, L + 2 * padding - K + 1)``.
+    """
+    return _in_autocast_dtype(_WideGroupedConv1d.apply, x, weight, bias, padding, groups)
+
+
+def _in_autocast_dtype(conv, x: Tensor, weight: Tensor, bias: Tensor | None, *args):
+    """``conv(x, weight, bias, *args)`` on contiguous ``x``, in the autocast dtype where autocast is on."""
+    dtype = _autocast_dtype(x.device)
+    if dtype is None:
+        return conv(x.contiguous(), weight, bias, *args)
+    with torch.autocast(x.device.type, enabled=False):
+        return conv(x.to(dtype).contiguous(), weight.to(dtype), None if bias is None else bias.to(dtype), *args)
+
+
+def _autocast_dtype(device: torch.device) -> torch.dtype | None:
+    return torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None

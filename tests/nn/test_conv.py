@@ -1,0 +1,81 @@
+import pytest
+import torch
+from torch.nn import functional as F
+
+from audiossl.nn.conv import blockwise_conv1d, wide_grouped_conv1d, winograd_stride2_conv1d
+
+
+def assert_same_values_and_gradients(out, ref, inputs):
+    torch.testing.assert_close(out, ref)
+    grad = torch.randn_like(out)
+    ours = torch.autograd.grad(out, inputs, grad)
+    theirs = torch.autograd.grad(ref, inputs, grad)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b)
+
+
+def channels_last_conv1d(x, weight, bias, stride):
+    return F.conv1d(x.transpose(1, 2), weight, bias, stride=stride).transpose(1, 2)
+
+
+@pytest.mark.parametrize("kernel,stride", [(10, 5), (3, 2), (2, 2), (4, 3), (2, 3), (7, 2), (3, 1)])
+@pytest.mark.parametrize("time", [11, 12, 37])
+def test_blockwise_conv1d_equals_conv1d_values_and_gradients(kernel, stride, time):
+    torch.manual_seed(0)
+    x = torch.randn(3, time, 5, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(4, 5, kernel, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    out = blockwise_conv1d(x, weight, bias, stride)
+    ref = channels_last_conv1d(x, weight, bias, stride)
+    frames = out.shape[1]
+    assert frames == time // stride - -(-kernel // stride) + 1 and ref.shape[1] - frames in (0, 1)
+    assert_same_values_and_gradients(out, ref[:, :frames], (x, weight, bias))
+
+
+@pytest.mark.parametrize("time", [2, 3, 4, 5, 6, 7, 8, 9, 20, 21, 37])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_winograd_stride2_conv1d_equals_conv1d_values_and_gradients(time, with_bias):
+    torch.manual_seed(time)
+    x = torch.randn(2, time, 5, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(4, 5, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(4, dtype=torch.float64, requires_grad=True) if with_bias else None
+    out = winograd_stride2_conv1d(x, weight, bias)
+    frames = max(time // 2 - 1, 0)
+    assert out.shape == (2, frames, 4)
+    inputs = (x, weight) if bias is None else (x, weight, bias)
+    if frames:
+        assert_same_values_and_gradients(out, channels_last_conv1d(x, weight, bias, 2)[:, :frames], inputs)
+    else:
+        assert torch.autograd.grad(out.sum(), x)[0].eq(0).all()
+
+
+def test_winograd_stride2_conv1d_takes_kernel_3_only():
+    with pytest.raises(ValueError, match="kernel 3"):
+        winograd_stride2_conv1d(torch.randn(1, 10, 2), torch.randn(3, 2, 4), None)
+
+
+@pytest.mark.parametrize("kernel,padding,groups", [(8, 4, 3), (7, 3, 1), (5, 0, 3), (4, 3, 1), (128, 64, 3)])
+def test_wide_grouped_conv1d_equals_conv1d_values_and_gradients(kernel, padding, groups):
+    torch.manual_seed(kernel)
+    x = torch.randn(2, 6, 17, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(9, 6 // groups, kernel, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(9, dtype=torch.float64, requires_grad=True)
+    out = wide_grouped_conv1d(x, weight, bias, padding, groups)
+    ref = F.conv1d(x, weight, bias, padding=padding, groups=groups)
+    assert_same_values_and_gradients(out, ref, (x, weight, bias))
+
+
+@pytest.mark.parametrize("conv", [
+    lambda x, w: blockwise_conv1d(x, w, None, 2),
+    lambda x, w: winograd_stride2_conv1d(x, w, None),
+    lambda x, w: wide_grouped_conv1d(x.transpose(1, 2), w, None, 1, 1),
+], ids=["blockwise", "winograd", "wide_grouped"])
+def test_convs_run_in_the_autocast_dtype(conv):
+    torch.manual_seed(0)
+    x, weight = torch.randn(2, 40, 8), torch.randn(8, 8, 3, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = conv(x, weight)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), conv(x, weight), atol=0.1, rtol=0.05)
+    out.float().sum().backward()
+    assert weight.grad.dtype == torch.float32
