@@ -1,7 +1,7 @@
 """A forward+backward step of BASE-size wav2vec 2.0, HuBERT and WavLM: audiossl against torchaudio and transformers.
 
     python bench/encoder_step.py [--rounds 3] [--warmup 1] [--batch 2] [--seconds 4] [--threads 0]
-        [--families wav2vec2,hubert,wavlm] [--bf16 auto|yes|no]
+        [--families wav2vec2,hubert,wavlm] [--bf16 auto|yes|no] [--profile]
 
 For each family, one randomly initialised audiossl BASE model (waveform front end, layer drop 0)
 is converted to torchaudio's ``Wav2Vec2Model`` and to transformers' model with eager and with sdpa
@@ -21,6 +21,10 @@ the forward's products) over the step's time, and that rate as a share of the CP
 peak: the best 2048 x 2048 product in the row's precision, measured before the first round and
 after each (the machine's speed drifts). A step near the peak has little to gain but by doing
 fewer products.
+
+``--profile`` then prints where an fp32 step of each implementation spends its time, by kind of
+operation (torch's profiler, self time of the ops; the median over three steps after the timed
+rounds; profiling slows every step a little).
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ from collections.abc import Callable
 
 import torch
 import transformers
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from audiossl.train.precision import native_bf16
@@ -101,6 +106,32 @@ def step_seconds(run: Callable[[torch.Tensor], torch.Tensor], wavs: torch.Tensor
     return time.perf_counter() - start
 
 
+# op names (prefixes) -> the kind a --profile row counts them in; attention done as explicit products
+# (transformers eager, WavLM's float bias) counts as matrix products and other
+OPERATION_KINDS = {
+    "matrix products": ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"),
+    "convolutions": ("aten::mkldnn_convolution", "aten::convolution_backward", "aten::_convolution"),
+    "attention": ("aten::_scaled_dot_product",),
+    "GELU": ("aten::gelu",),
+}
+
+
+def profile_kinds(run: Callable[[torch.Tensor], torch.Tensor], wavs: torch.Tensor, steps: int = 3) -> dict[str, float]:
+    """Seconds of an fp32 step's op self time by kind (:data:`OPERATION_KINDS`, the rest as "other"),
+    each the median over ``steps`` steps."""
+    samples: dict[str, list[float]] = {kind: [] for kind in [*OPERATION_KINDS, "other"]}
+    for _ in range(steps):
+        with profile(activities=[ProfilerActivity.CPU]) as profiler:
+            step_seconds(run, wavs, False)
+        seconds = dict.fromkeys(samples, 0.0)
+        for event in profiler.key_averages():
+            kind = next((kind for kind, prefixes in OPERATION_KINDS.items() if event.key.startswith(prefixes)), "other")
+            seconds[kind] += event.self_cpu_time_total / 1e6
+        for kind, value in seconds.items():
+            samples[kind].append(value)
+    return {kind: statistics.median(values) for kind, values in samples.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
@@ -111,6 +142,7 @@ def main() -> None:
     parser.add_argument("--families", default="wav2vec2,hubert,wavlm")
     parser.add_argument("--bf16", choices=("auto", "yes", "no"), default="auto",
                         help="also time bf16 autocast (auto: where the CPU has bf16 hardware)")
+    parser.add_argument("--profile", action="store_true", help="then print where each fp32 step spends its time")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -152,6 +184,12 @@ def main() -> None:
             print(f"  {label:<33} {value:5.2f} s/step   {ratio:4.2f}x the fastest peer's fp32 step "
                   f"({1 / ratio:4.2f}x as fast; rounds {min(ratios):4.2f}-{max(ratios):4.2f})   "
                   f"{rate / 1e9:3.0f} GFLOP/s = {rate / peaks[half]:3.0%} of peak")
+        if args.profile:
+            kinds = [*OPERATION_KINDS, "other", "sum"]
+            print("  an fp32 step by kind of operation (s):   " + "".join(f"{kind:>16}" for kind in kinds))
+            for name, run in runs.items():
+                seconds = profile_kinds(run, wavs)
+                print(f"  {name:<39}" + "".join(f"{value:16.3f}" for value in [*seconds.values(), sum(seconds.values())]))
 
 
 if __name__ == "__main__":
