@@ -7,12 +7,16 @@ from torch import Tensor, nn
 from audiossl.objectives.output import MetricRatios, ObjectiveOutput
 
 # the additive sums of :meth:`MaskedPredictionHead.forward`, in this order
-_SUM_NAMES = ("loss_masked", "loss_unmasked", "correct_masked", "correct_unmasked", "masked_frames", "unmasked_frames")
+_SUM_NAMES = ("loss_masked", "loss_unmasked", "correct_masked", "correct_unmasked", "correct_commonest",
+              "masked_frames", "unmasked_frames")
 
-# logged figures: mean cross entropy per masked frame, top-1 accuracy on masked and unmasked frames
+# logged figures: top-1 accuracy on masked and unmasked frames, the accuracy at masked frames of always
+# naming each batch's commonest target id (acc_masked above it: the model has learned more than how often
+# each id occurs; :class:`PredictionCollapseMonitor`), mean cross entropy per masked frame
 MASKED_PREDICTION_METRICS: MetricRatios = {
     "acc_masked": ("correct_masked", "masked_frames"),
     "acc_unmasked": ("correct_unmasked", "unmasked_frames"),
+    "acc_commonest": ("correct_commonest", "masked_frames"),
     "loss_masked": ("loss_masked", "masked_frames"),
 }
 
@@ -75,7 +79,8 @@ class MaskedPredictionHead(nn.Module):
 
         Returns:
             The loss and sums over valid frames: ``loss_masked`` / ``loss_unmasked`` (cross
-            entropy), ``correct_masked`` / ``correct_unmasked`` (top-1 hits),
+            entropy), ``correct_masked`` / ``correct_unmasked`` (top-1 hits), ``correct_commonest``
+            (masked frames whose target is the commonest among the batch's masked targets),
             ``masked_frames`` / ``unmasked_frames`` (see :data:`MASKED_PREDICTION_METRICS`).
         """
         if not (targets.shape == mask.shape == padding_mask.shape == hidden.shape[:2]):
@@ -102,8 +107,10 @@ class MaskedPredictionHead(nn.Module):
         loss = (ce_masked + unmasked_weight * ce_unmasked) / num_masked.clamp(min=1)
 
         with torch.no_grad():
+            commonest = torch.bincount(labels[masked], minlength=1).max()
             stats = torch.stack([ce_masked.detach(), ce_unmasked.detach(), (correct * masked).sum(),
-                                 (correct * ~masked).sum(), num_masked.float(), num_unmasked.float()]).tolist()
+                                 (correct * ~masked).sum(), commonest.float(), num_masked.float(),
+                                 num_unmasked.float()]).tolist()
         return ObjectiveOutput(loss=loss, sums=dict(zip(_SUM_NAMES, stats)))
 
 

@@ -7,6 +7,7 @@ from audiossl.models.hubert import NAMED_CONFIGS, HubertConfig, HubertModel, bui
 from audiossl.models.hubert import model as hubert_model
 from audiossl.nn.frontends import waveform_to_fbank
 from audiossl.nn.transformer import AlibiPositionBias
+from audiossl.tasks.pretrain import PretrainingTask
 
 FRONTENDS = ["waveform", "fbank"]
 
@@ -187,6 +188,27 @@ def test_forward_backward_every_size(name, frontend):
     assert model.head.label_embeddings.grad.abs().sum() > 0
     frontend_grads = [p.grad for p in model.frontend.parameters()]
     assert all(g is not None for g in frontend_grads) and sum(g.abs().sum() for g in frontend_grads) > 0
+
+
+def test_acc_commonest_is_what_always_naming_the_commonest_id_scores():
+    """The logged ``acc_commonest``: the masked accuracy of a head that names the batch's commonest
+    masked target id at every frame (``acc_masked`` above it: the model has learned from the frames)."""
+    torch.manual_seed(0)
+    config = HubertConfig.tiny("fbank")
+    config.num_classes = 8
+    model = build_hubert(config).eval()
+    inputs, lengths = model_inputs(model, *batch(lengths=(32000, 32000)))
+    targets = random_targets(model, lengths, 3)  # ids 0-2 only, so that one of them is the commonest
+    masked = model.span_mask(targets.shape, model.num_frames(lengths), torch.Generator().manual_seed(0))
+    commonest = int(targets[masked & (targets >= 0)].bincount().argmax())
+    with torch.no_grad():
+        model.head.label_embeddings.copy_(torch.eye(8, config.final_dim))
+        model.head.final_proj.weight.zero_()
+        model.head.final_proj.bias.copy_(model.head.label_embeddings[commonest])
+    out = model(inputs, lengths, targets, torch.Generator().manual_seed(0))
+    assert out.sums["correct_commonest"] == out.sums["correct_masked"] > 0
+    figures = PretrainingTask(model).summarize({**out.sums, "loss": out.loss.item() * 2, "utterances": 2.0})
+    assert figures["acc_commonest"] == figures["acc_masked"] > 1 / 3
 
 
 @pytest.mark.parametrize("frontend", FRONTENDS)

@@ -32,6 +32,8 @@ def test_hand_built_accuracies_counts_and_loss():
     assert m["correct_masked"] == 3
     # unmasked valid frames: (0,3) ok, (0,4) wrong (ties class 0 and 1, target 2), (1,0) ok, (1,1) wrong
     assert m["correct_unmasked"] == 2
+    # the masked targets 0, 1, 0, 2: always naming 0 scores 2
+    assert m["correct_commonest"] == 2
 
     def ce(vec, target):
         v = torch.tensor(vec) / torch.tensor(vec).norm()
