@@ -1,8 +1,9 @@
 """Convolutions as the products a CPU runs fastest, each with its own backward.
 
 PyTorch's CPU kernels for these shapes spend far more time in the backward than in the
-forward (measured in ``bench/encoder_step.py``'s step); these functions give the same
-results and gradients as ``nn.functional.conv1d`` with fewer or faster products:
+forward (``bench/conv.py``); these functions give the values and first-order gradients of
+``nn.functional.conv1d`` (the strided ones its steps that whole blocks cover) with fewer or
+faster products, and sum weight gradients over the batch in fp32 under autocast:
 
 - :func:`blockwise_conv1d`: a strided conv over channels-last input as matrix products over
   block views, no unfolded copy;
@@ -62,9 +63,9 @@ class _BlockwiseConv1d(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             pieces = []
             for j, matrix in enumerate(matrices):
-                grad_matrix = torch.zeros_like(matrix)
+                grad_matrix = _gradient_sum(matrix)
                 for b in range(batch):
-                    grad_matrix.addmm_(grad_out[b].t(), blocks[b, j : j + frames, : matrix.shape[1]])
+                    _add_product(grad_matrix, grad_out[b].t(), blocks[b, j : j + frames, : matrix.shape[1]])
                 pieces.append(grad_matrix.reshape(weight.shape[0], -1, channels).transpose(1, 2))
             grad_weight = torch.cat(pieces, dim=-1)
         if ctx.has_bias and ctx.needs_input_grad[2]:
@@ -117,13 +118,13 @@ def _two_tap_correlation(seq: Tensor, first: Tensor, second: Tensor, out: Tensor
     pairs = rows // 2
     if pairs:
         differences = seq[: 2 * pairs] - seq[1 : 2 * pairs + 1]  # seq[k] - seq[k + 1]
-        shared, odd = out[0 : 2 * pairs : 2], out[1 : 2 * pairs : 2]
-        if bias is None:
-            torch.mm(seq[1 : 2 * pairs : 2], first + second, out=shared)
+        even, odd = out[0 : 2 * pairs : 2], out[1 : 2 * pairs : 2]
+        if bias is None:  # the pair's shared product, in both rows
+            torch.mm(seq[1 : 2 * pairs : 2], first + second, out=even)
         else:
-            torch.addmm(bias, seq[1 : 2 * pairs : 2], first + second, out=shared)
-        odd.copy_(shared)
-        shared.addmm_(differences[0::2], first)
+            torch.addmm(bias, seq[1 : 2 * pairs : 2], first + second, out=even)
+        odd.copy_(even)
+        even.addmm_(differences[0::2], first)
         odd.addmm_(differences[1::2], second, alpha=-1.0)
     if rows % 2:
         last = out[rows - 1 : rows]
@@ -170,10 +171,10 @@ class _WinogradStride2Conv1d(torch.autograd.Function):
                 else:
                     grad_item.zero_()
         if ctx.needs_input_grad[1]:
-            grad_taps = [x.new_zeros(taps.shape[1:]) for _ in range(3)]
+            grad_taps = [_gradient_sum(tap) for tap in taps]
             for grad, item in zip(grad_out, x):
                 _two_tap_weight_gradients(grad, item[0::2], grad_taps[0], grad_taps[2])
-                grad_taps[1].addmm_(grad.t(), item[1 : 2 * frames : 2])
+                _add_product(grad_taps[1], grad.t(), item[1 : 2 * frames : 2])
             grad_weight = torch.stack(grad_taps, dim=-1)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad_out.sum(dim=(0, 1))
@@ -191,11 +192,13 @@ def _two_tap_weight_gradients(grad: Tensor, seq: Tensor, grad_first: Tensor, gra
     if pairs:
         differences = seq[: 2 * pairs] - seq[1 : 2 * pairs + 1]
         shared = torch.mm((grad[0 : 2 * pairs : 2] + grad[1 : 2 * pairs : 2]).t(), seq[1 : 2 * pairs : 2])
-        grad_first.add_(shared).addmm_(grad[0 : 2 * pairs : 2].t(), differences[0::2])
-        grad_second.add_(shared).addmm_(grad[1 : 2 * pairs : 2].t(), differences[1::2], alpha=-1.0)
+        grad_first += shared
+        _add_product(grad_first, grad[0 : 2 * pairs : 2].t(), differences[0::2])
+        grad_second += shared
+        _add_product(grad_second, grad[1 : 2 * pairs : 2].t(), differences[1::2], alpha=-1.0)
     if rows % 2:
-        grad_first.addmm_(grad[rows - 1 : rows].t(), seq[rows - 1 : rows])
-        grad_second.addmm_(grad[rows - 1 : rows].t(), seq[rows : rows + 1])
+        _add_product(grad_first, grad[rows - 1 : rows].t(), seq[rows - 1 : rows])
+        _add_product(grad_second, grad[rows - 1 : rows].t(), seq[rows : rows + 1])
 
 
 def winograd_stride2_conv1d(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -206,14 +209,15 @@ def winograd_stride2_conv1d(x: Tensor, weight: Tensor, bias: Tensor | None) -> T
     products per two outputs), plus one product of the odd steps with ``W1``. The input and
     weight gradients are done the same way, so the forward and both backward products shrink
     from 6 to 5 per two outputs. Gives the steps :func:`blockwise_conv1d` gives (``T // 2 - 1``);
-    under autocast it runs in the autocast dtype.
+    under autocast it runs in the autocast dtype, where the rounded differences give its outputs and
+    input gradients about twice a direct convolution's rounding error.
 
     Args:
         x: ``(B, T, C_in)``.
         weight: ``(C_out, C_in, 3)``, as ``nn.Conv1d`` holds it.
         bias: ``(C_out,)`` or None.
     Returns:
-        ``(B, T // 2 - 1, C_out)``.
+        ``(B, max(T // 2 - 1, 0), C_out)``.
     """
     if weight.shape[-1] != 3:
         raise ValueError(f"winograd_stride2_conv1d takes kernel 3, got weight of shape {tuple(weight.shape)}")
@@ -260,9 +264,10 @@ def wide_grouped_conv1d(x: Tensor, weight: Tensor, bias: Tensor | None, padding:
 
     For a wide kernel over few channels per group (wav2vec 2.0's positional conv: kernel 128,
     16 groups of 48 channels) the CPU backward kernel is slow (about 3.5x the forward). Here
-    the input gradient is the time-reversed output gradient correlated with the transposed taps, and
-    the weight gradient a convolution of the padded input (its channels as the batch) with the
-    output gradient as the kernel: each about the forward's time.
+    the input gradient is the time-reversed output gradient correlated with the transposed taps,
+    and the weight gradient a convolution of the padded input (its channels as the batch) with
+    the output gradient as the kernel: each about the forward's time. Under autocast it runs in
+    the autocast dtype. On other devices than the CPU it is ``nn.functional.conv1d``.
 
     Args:
         x: ``(B, C_in, L)``.
@@ -271,13 +276,18 @@ def wide_grouped_conv1d(x: Tensor, weight: Tensor, bias: Tensor | None, padding:
     Returns:
         ``(B, C_out, L + 2 * padding - K + 1)``.
     """
+    if not 0 <= padding < weight.shape[-1]:
+        raise ValueError(f"wide_grouped_conv1d takes padding 0 to kernel - 1 = {weight.shape[-1] - 1}, got {padding}")
+    if x.device.type != "cpu":
+        return nn.functional.conv1d(x, weight, bias, padding=padding, groups=groups)
     return _in_autocast_dtype(_WideGroupedConv1d.apply, x, weight, bias, padding, groups)
 
 
 def _in_autocast_dtype(conv, x: Tensor, weight: Tensor, bias: Tensor | None, *args):
-    """``conv(x, weight, bias, *args)`` on contiguous ``x``, in the autocast dtype where autocast is on."""
+    """``conv(x, weight, bias, *args)`` on contiguous ``x``, in the autocast dtype where autocast is on
+    (float64 stays float64, as autocast leaves it)."""
     dtype = _autocast_dtype(x.device)
-    if dtype is None:
+    if dtype is None or x.dtype == torch.float64:
         return conv(x.contiguous(), weight, bias, *args)
     with torch.autocast(x.device.type, enabled=False):
         return conv(x.to(dtype).contiguous(), weight.to(dtype), None if bias is None else bias.to(dtype), *args)
@@ -285,3 +295,17 @@ def _in_autocast_dtype(conv, x: Tensor, weight: Tensor, bias: Tensor | None, *ar
 
 def _autocast_dtype(device: torch.device) -> torch.dtype | None:
     return torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
+
+
+def _gradient_sum(like: Tensor) -> Tensor:
+    """A zero accumulator for a weight gradient shaped ``like``: fp32 for lower precisions, so that
+    the per-item products are summed in fp32 and the sum is rounded once."""
+    return torch.zeros(like.shape, dtype=torch.promote_types(like.dtype, torch.float32), device=like.device)
+
+
+def _add_product(total: Tensor, a: Tensor, b: Tensor, alpha: float = 1.0) -> None:
+    """``total += alpha * a @ b``, in one BLAS call where ``total`` has the operands' dtype."""
+    if total.dtype == a.dtype:
+        total.addmm_(a, b, alpha=alpha)
+    else:
+        total.add_(torch.mm(a, b), alpha=alpha)

@@ -115,7 +115,8 @@ class ConvBlock(nn.Module):
     Runs channels-last. A block whose windows are narrower than its output (``C_in * K <= C_out``,
     the first layer on waveforms) or that has group norm copies its windows and does one matrix
     product (the group norm folded in); a kernel-3 stride-2 one runs :func:`winograd_stride2_conv1d`
-    and any other :func:`blockwise_conv1d`, both over views. The parameters are an ``nn.Conv1d``'s.
+    on the CPU (where fewer products pay; measured in ``bench/conv.py``) and any other
+    :func:`blockwise_conv1d`, both over views. The parameters are an ``nn.Conv1d``'s.
 
     Args:
         in_channels, out_channels, kernel_size, stride: the ``(dim, kernel, stride)`` triple.
@@ -157,7 +158,7 @@ class ConvBlock(nn.Module):
         """x: ``(B, L, C_in)`` → ``(B, L', C_out)`` and valid lengths ``(B,)``."""
         weight, bias = self.conv.weight, self.conv.bias
         out_lengths = self.num_frames(lengths)
-        if not self.windowed and (self.kernel_size, self.stride) == (3, 2):
+        if not self.windowed and (self.kernel_size, self.stride) == (3, 2) and x.device.type == "cpu":
             x = winograd_stride2_conv1d(x, weight, bias)
         elif not self.windowed:
             x = blockwise_conv1d(x, weight, bias, self.stride)
