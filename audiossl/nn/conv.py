@@ -286,15 +286,12 @@ def wide_grouped_conv1d(x: Tensor, weight: Tensor, bias: Tensor | None, padding:
 def _in_autocast_dtype(conv, x: Tensor, weight: Tensor, bias: Tensor | None, *args):
     """``conv(x, weight, bias, *args)`` on contiguous ``x``, in the autocast dtype where autocast is on
     (float64 stays float64, as autocast leaves it)."""
-    dtype = _autocast_dtype(x.device)
+    device = x.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
     if dtype is None or x.dtype == torch.float64:
         return conv(x.contiguous(), weight, bias, *args)
-    with torch.autocast(x.device.type, enabled=False):
+    with torch.autocast(device, enabled=False):
         return conv(x.to(dtype).contiguous(), weight.to(dtype), None if bias is None else bias.to(dtype), *args)
-
-
-def _autocast_dtype(device: torch.device) -> torch.dtype | None:
-    return torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
 
 
 def _gradient_sum(like: Tensor) -> Tensor:

@@ -12,7 +12,7 @@ _SUM_NAMES = ("loss_masked", "loss_unmasked", "correct_masked", "correct_unmaske
 
 # logged figures: top-1 accuracy on masked and unmasked frames, the accuracy at masked frames of always
 # naming each batch's commonest target id (acc_masked above it: the model has learned more than how often
-# each id occurs; :class:`PredictionCollapseMonitor`), mean cross entropy per masked frame
+# each id occurs), mean cross entropy per masked frame
 MASKED_PREDICTION_METRICS: MetricRatios = {
     "acc_masked": ("correct_masked", "masked_frames"),
     "acc_unmasked": ("correct_unmasked", "unmasked_frames"),
