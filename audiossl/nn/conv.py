@@ -9,10 +9,14 @@ faster products, and sum weight gradients over the batch in fp32 under autocast:
   block views, no unfolded copy;
 - :func:`winograd_stride2_conv1d`: the kernel-3 stride-2 conv of the wav2vec 2.0 CNN with a
   sixth fewer products (Winograd's minimal filtering);
+- :func:`windowed_gelu_winograd_conv1d`: that CNN's first two layers, the first made chunk by
+  chunk and never stored;
 - :func:`wide_grouped_conv1d`: a grouped stride-1 conv with a wide kernel (the convolutional
   positional embedding) whose two backward products are forward convolutions.
 """
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -102,7 +106,7 @@ def blockwise_conv1d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int
     Returns:
         ``(B, T // stride - J + 1, C_out)``.
     """
-    return _in_autocast_dtype(_BlockwiseConv1d.apply, x, weight, bias, stride)
+    return _in_autocast_dtype(_BlockwiseConv1d.apply, (x, weight, bias), stride)
 
 
 def _two_tap_correlation(seq: Tensor, first: Tensor, second: Tensor, out: Tensor, bias: Tensor | None = None) -> None:
@@ -144,8 +148,7 @@ class _WinogradStride2Conv1d(torch.autograd.Function):
         taps = weight.permute(2, 1, 0).contiguous()  # (3, C_in, C_out)
         out = x.new_empty(x.shape[0], frames, weight.shape[0])
         for item, out_item in zip(x, out):
-            _two_tap_correlation(item[0::2], taps[0], taps[2], out_item, bias)
-            out_item.addmm_(item[1 : 2 * frames : 2], taps[1])
+            _winograd_rows(item, taps, bias, out_item)
         ctx.save_for_backward(x, taps)
         ctx.has_bias = bias is not None
         return out
@@ -159,26 +162,50 @@ class _WinogradStride2Conv1d(torch.autograd.Function):
         taps = taps.transpose(1, 2)  # (3, C_out, C_in)
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            # Even input rows 2m get grad[m] @ W0 + grad[m - 1] @ W2: the same two-tap correlation.
             grad_x = torch.empty_like(x)
-            grad_x[:, 2 * frames + 1 :].zero_()
-            for grad, grad_item in zip(grad_out, grad_x):
-                if frames:
-                    torch.mm(grad[:1], taps[0], out=grad_item[:1])
-                    _two_tap_correlation(grad, taps[2], taps[0], grad_item[2 : 2 * frames : 2])
-                    torch.mm(grad[-1:], taps[2], out=grad_item[2 * frames : 2 * frames + 1])
-                    torch.mm(grad, taps[1], out=grad_item[1 : 2 * frames : 2])
-                else:
-                    grad_item.zero_()
+            grad_x[:, 2 * frames + 1 if frames else 0 :].zero_()
+            if frames:
+                for grad, grad_item in zip(grad_out, grad_x):
+                    _winograd_input_gradient(grad, taps, 0, frames, grad_item)
         if ctx.needs_input_grad[1]:
             grad_taps = [_gradient_sum(tap) for tap in taps]
             for grad, item in zip(grad_out, x):
-                _two_tap_weight_gradients(grad, item[0::2], grad_taps[0], grad_taps[2])
-                _add_product(grad_taps[1], grad.t(), item[1 : 2 * frames : 2])
+                _winograd_weight_gradients(grad, item, grad_taps)
             grad_weight = torch.stack(grad_taps, dim=-1)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad_out.sum(dim=(0, 1))
         return grad_x, grad_weight, grad_bias
+
+
+def _winograd_rows(x: Tensor, taps: Tensor, bias: Tensor | None, out: Tensor) -> None:
+    """``out[t] = x[2t] W0 + x[2t+1] W1 + x[2t+2] W2 (+ bias)`` for every row of ``out (n, C_out)``;
+    ``x (≥ 2n + 1, C_in)``, ``taps (3, C_in, C_out)``."""
+    _two_tap_correlation(x[0::2], taps[0], taps[2], out, bias)
+    out.addmm_(x[1 : 2 * out.shape[0] : 2], taps[1])
+
+
+def _winograd_input_gradient(grad: Tensor, taps: Tensor, start: int, stop: int, out: Tensor) -> None:
+    """Rows ``2 start`` to ``2 stop - 1`` of one item's input gradient (and row ``2 n`` where ``stop``
+    is the last of ``n`` outputs) into ``out``, from ``grad (n, C_out)``: even rows ``2m`` get
+    ``grad[m] W0ᵀ + grad[m - 1] W2ᵀ``, the same two-tap correlation as the forward, odd rows
+    ``grad[m] W1ᵀ``. ``taps (3, C_out, C_in)``."""
+    outputs = stop - start
+    even = out[0 : 2 * outputs : 2]
+    if start == 0:
+        torch.mm(grad[:1], taps[0], out=even[:1])
+        _two_tap_correlation(grad[:stop], taps[2], taps[0], even[1:])
+    else:
+        _two_tap_correlation(grad[start - 1 : stop], taps[2], taps[0], even)
+    if stop == grad.shape[0]:
+        torch.mm(grad[stop - 1 : stop], taps[2], out=out[2 * outputs : 2 * outputs + 1])
+    torch.mm(grad[start:stop], taps[1], out=out[1 : 2 * outputs : 2])
+
+
+def _winograd_weight_gradients(grad: Tensor, x: Tensor, grad_taps: Sequence[Tensor]) -> None:
+    """Adds the three taps' gradients ``Σ_t grad[t]ᵀ x[2t + k]`` (``(C_out, C_in)`` each) of one item's
+    ``grad (n, C_out)`` and input ``x (≥ 2n + 1, C_in)`` to ``grad_taps``."""
+    _two_tap_weight_gradients(grad, x[0::2], grad_taps[0], grad_taps[2])
+    _add_product(grad_taps[1], grad.t(), x[1 : 2 * grad.shape[0] : 2])
 
 
 def _two_tap_weight_gradients(grad: Tensor, seq: Tensor, grad_first: Tensor, grad_second: Tensor) -> None:
@@ -221,7 +248,81 @@ def winograd_stride2_conv1d(x: Tensor, weight: Tensor, bias: Tensor | None) -> T
     """
     if weight.shape[-1] != 3:
         raise ValueError(f"winograd_stride2_conv1d takes kernel 3, got weight of shape {tuple(weight.shape)}")
-    return _in_autocast_dtype(_WinogradStride2Conv1d.apply, x, weight, bias)
+    return _in_autocast_dtype(_WinogradStride2Conv1d.apply, (x, weight, bias))
+
+
+class _WindowedGeluWinogradConv1d(torch.autograd.Function):
+    """Forward and backward of :func:`windowed_gelu_winograd_conv1d`."""
+
+    @staticmethod
+    def forward(ctx, windows: Tensor, weight: Tensor, offset: Tensor, conv_weight: Tensor, conv_bias: Tensor | None,
+                chunk: int) -> Tensor:
+        frames = max(windows.shape[1] // 2 - 1, 0)
+        taps = conv_weight.permute(2, 1, 0).contiguous()  # (3, C, C_out)
+        out = windows.new_empty(windows.shape[0], frames, conv_weight.shape[0])
+        for start in range(0, frames, chunk):
+            stop = min(start + chunk, frames)
+            _, hidden = _windowed_gelu(windows, weight, offset, 2 * start, 2 * stop + 1)
+            for hidden_item, out_item in zip(hidden, out[:, start:stop]):
+                _winograd_rows(hidden_item, taps, conv_bias, out_item)
+        ctx.save_for_backward(windows, weight, offset, taps)
+        ctx.chunk, ctx.has_bias = chunk, conv_bias is not None
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: Tensor) -> tuple[None, Tensor, Tensor, Tensor, Tensor | None, None]:
+        windows, weight, offset, taps = ctx.saved_tensors
+        frames = grad_out.shape[1]
+        grad_out = grad_out.contiguous()
+        taps = taps.transpose(1, 2)  # (3, C_out, C)
+        grad_taps = [_gradient_sum(tap) for tap in taps]
+        grad_weight, grad_offset = _gradient_sum(weight), _gradient_sum(offset)
+        for start in range(0, frames, ctx.chunk):
+            stop = min(start + ctx.chunk, frames)
+            rows = 2 * (stop - start) + (stop == frames)  # the first layer's rows whose gradient is complete
+            pre, hidden = _windowed_gelu(windows, weight, offset, 2 * start, 2 * stop + 1)
+            grad_hidden = pre.new_empty(pre.shape[0], rows, pre.shape[2])
+            for grad, hidden_item, grad_item in zip(grad_out, hidden, grad_hidden):
+                _winograd_weight_gradients(grad[start:stop], hidden_item, grad_taps)
+                _winograd_input_gradient(grad, taps, start, stop, grad_item)
+            grad_pre = torch.ops.aten.gelu_backward.grad_input(grad_hidden, pre[:, :rows], grad_input=grad_hidden)
+            grad_weight.add_(torch.bmm(windows[:, 2 * start : 2 * start + rows].transpose(1, 2), grad_pre))
+            grad_offset.add_(grad_pre.sum(dim=1, keepdim=True))
+        grad_bias = grad_out.sum(dim=(0, 1)) if ctx.has_bias else None
+        return None, grad_weight, grad_offset, torch.stack(grad_taps, dim=-1), grad_bias, None
+
+
+def _windowed_gelu(windows: Tensor, weight: Tensor, offset: Tensor, start: int, stop: int) -> tuple[Tensor, Tensor]:
+    """The pre-activation ``windows[:, start:stop] @ weight + offset`` and its GELU, ``(B, n, C)`` each."""
+    pre = torch.baddbmm(offset, windows[:, start:stop], weight)
+    return pre, nn.functional.gelu(pre)
+
+
+def windowed_gelu_winograd_conv1d(windows: Tensor, weight: Tensor, offset: Tensor, conv_weight: Tensor,
+                                  conv_bias: Tensor | None, chunk: int = 2048) -> Tensor:
+    """``winograd_stride2_conv1d(gelu(windows @ weight + offset), conv_weight, conv_bias)`` without
+    ever holding the first product whole: the wav2vec 2.0 CNN's first two layers.
+
+    The first layer's output (``(B, T, C)``, the CNN's largest tensor: 52 MB for two 4 s utterances)
+    is made ``chunk`` output steps at a time, fed to the second layer and dropped; the backward
+    makes it again, chunk by chunk (a product over 10-sample windows, cheap next to the second
+    layer's). So neither it nor its gradient is ever stored or allocated whole, which saves
+    their memory and the page faults of fresh allocations that size. The waveform gets no gradient.
+
+    Args:
+        windows: ``(B, T, D)`` the first layer's input windows.
+        weight: ``(B, D, C)`` its weights (per item: a folded group norm scales them), offset
+            ``(B, 1, C)`` its bias.
+        conv_weight: ``(C_out, C, 3)``, the second layer's, as ``nn.Conv1d`` holds it; conv_bias
+            ``(C_out,)`` or None.
+        chunk: second-layer output steps made at a time.
+    Returns:
+        ``(B, max(T // 2 - 1, 0), C_out)``.
+    """
+    if conv_weight.shape[-1] != 3:
+        raise ValueError(f"windowed_gelu_winograd_conv1d takes kernel 3, got weight of shape {tuple(conv_weight.shape)}")
+    return _in_autocast_dtype(_WindowedGeluWinogradConv1d.apply, (windows, weight, offset, conv_weight, conv_bias), chunk)
 
 
 class _WideGroupedConv1d(torch.autograd.Function):
@@ -280,18 +381,19 @@ def wide_grouped_conv1d(x: Tensor, weight: Tensor, bias: Tensor | None, padding:
         raise ValueError(f"wide_grouped_conv1d takes padding 0 to kernel - 1 = {weight.shape[-1] - 1}, got {padding}")
     if x.device.type != "cpu":
         return nn.functional.conv1d(x, weight, bias, padding=padding, groups=groups)
-    return _in_autocast_dtype(_WideGroupedConv1d.apply, x, weight, bias, padding, groups)
+    return _in_autocast_dtype(_WideGroupedConv1d.apply, (x, weight, bias), padding, groups)
 
 
-def _in_autocast_dtype(conv, x: Tensor, weight: Tensor, bias: Tensor | None, *args):
-    """``conv(x, weight, bias, *args)`` on contiguous ``x``, in the autocast dtype where autocast is on
-    (float64 stays float64, as autocast leaves it)."""
-    device = x.device.type
+def _in_autocast_dtype(conv, tensors: Sequence[Tensor | None], *args):
+    """``conv(*tensors, *args)`` with the first tensor contiguous, all in the autocast dtype where
+    autocast is on (float64 stays float64, as autocast leaves it)."""
+    device = tensors[0].device.type
     dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
-    if dtype is None or x.dtype == torch.float64:
-        return conv(x.contiguous(), weight, bias, *args)
+    if dtype is None or tensors[0].dtype == torch.float64:
+        return conv(tensors[0].contiguous(), *tensors[1:], *args)
+    cast = [None if tensor is None else tensor.to(dtype) for tensor in tensors]
     with torch.autocast(device, enabled=False):
-        return conv(x.to(dtype).contiguous(), weight.to(dtype), None if bias is None else bias.to(dtype), *args)
+        return conv(cast[0].contiguous(), *cast[1:], *args)
 
 
 def _gradient_sum(like: Tensor) -> Tensor:

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from audiossl.features.kaldi import FeatureConfig, FeatureExtractor
-from audiossl.nn.conv import blockwise_conv1d, winograd_stride2_conv1d
+from audiossl.nn.conv import blockwise_conv1d, windowed_gelu_winograd_conv1d, winograd_stride2_conv1d
 
 SAMPLE_RATE = 16000
 FBANK_WINDOW = 400  # 25 ms at 16 kHz
@@ -91,6 +91,12 @@ class MaskedGroupNorm(nn.Module):
         Returns:
             ``(B, T, C)``.
         """
+        scaled, offset = self.fold(windows, weight, bias, lengths)
+        return torch.baddbmm(offset, windows, scaled)
+
+    def fold(self, windows: Tensor, weight: Tensor, bias: Tensor | None, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """The per-item weights ``(B, D, C)`` and offsets ``(B, 1, C)`` (in the windows' dtype) with
+        ``windows @ weights + offsets`` = :meth:`normalized_conv`; arguments as there."""
         valid = valid_mask(lengths, windows.shape[1])[..., None].float()
         count = valid.sum(dim=1).clamp(min=1.0)  # (B, 1)
         windows32, weight32 = windows.float(), weight.float()
@@ -106,7 +112,7 @@ class MaskedGroupNorm(nn.Module):
         if bias is not None:  # cancels the mean's bias: zero gradient, but the bias stays in the graph
             offset = offset + bias * scale
         scaled = weight32.t()[None] * scale[:, None, :]  # (B, D, C)
-        return torch.baddbmm(offset[:, None, :].to(windows.dtype), windows, scaled.to(windows.dtype))
+        return scaled.to(windows.dtype), offset[:, None, :].to(windows.dtype)
 
 
 class ConvBlock(nn.Module):
@@ -154,25 +160,42 @@ class ConvBlock(nn.Module):
             return self.kernel_size + self.stride * (frames - 1) if frames > 0 else 0
         return self.stride * (frames - 1 + -(-self.kernel_size // self.stride))
 
+    def uses_winograd(self, device: torch.device) -> bool:
+        """Whether the conv runs as :func:`winograd_stride2_conv1d` (kernel 3, stride 2, on the CPU)."""
+        return not self.windowed and (self.kernel_size, self.stride) == (3, 2) and device.type == "cpu"
+
+    def folded_operands(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """For a group-norm block: its windows ``(B, L', C_in * K)``, weights ``(B, C_in * K, C_out)``
+        and offsets ``(B, 1, C_out)``, the norm folded in: the conv and norm give ``windows @
+        weights + offsets``. x ``(B, L, C_in)``, lengths ``(B,)`` valid input steps."""
+        if not isinstance(self.norm, MaskedGroupNorm):
+            raise ValueError("folded_operands needs a block with group norm")
+        frames = max((x.shape[1] - self.kernel_size) // self.stride + 1, 0)
+        windows = conv_windows(x, self.kernel_size, self.stride, frames)
+        matrix = self.conv.weight.reshape(self.conv.out_channels, -1)
+        return windows, *self.norm.fold(windows, matrix, self.conv.bias, self.num_frames(lengths))
+
+    def activate(self, x: Tensor) -> Tensor:
+        """The conv's output ``(B, L', C_out)`` → the block's: layer norm (if the block has it), GELU."""
+        if isinstance(self.norm, nn.LayerNorm):
+            x = self.norm(x)
+        return nn.functional.gelu(x)
+
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """x: ``(B, L, C_in)`` → ``(B, L', C_out)`` and valid lengths ``(B,)``."""
         weight, bias = self.conv.weight, self.conv.bias
-        out_lengths = self.num_frames(lengths)
-        if not self.windowed and (self.kernel_size, self.stride) == (3, 2) and x.device.type == "cpu":
+        if self.uses_winograd(x.device):
             x = winograd_stride2_conv1d(x, weight, bias)
         elif not self.windowed:
             x = blockwise_conv1d(x, weight, bias, self.stride)
+        elif isinstance(self.norm, MaskedGroupNorm):
+            windows, scaled, offset = self.folded_operands(x, lengths)
+            x = torch.baddbmm(offset, windows, scaled)
         else:
             frames = max((x.shape[1] - self.kernel_size) // self.stride + 1, 0)
             windows = conv_windows(x, self.kernel_size, self.stride, frames)
-            matrix = weight.reshape(weight.shape[0], -1)
-            if isinstance(self.norm, MaskedGroupNorm):
-                x = self.norm.normalized_conv(windows, matrix, bias, out_lengths)
-            else:
-                x = nn.functional.linear(windows, matrix, bias)
-        if isinstance(self.norm, nn.LayerNorm):
-            x = self.norm(x)
-        return nn.functional.gelu(x), out_lengths
+            x = nn.functional.linear(windows, weight.reshape(weight.shape[0], -1), bias)
+        return self.activate(x), self.num_frames(lengths)
 
 
 class ConvWaveformEncoder(nn.Module):
@@ -199,6 +222,13 @@ class ConvWaveformEncoder(nn.Module):
         self.sample_rate = sample_rate
         self.frame_rate_hz = sample_rate / total_stride
         self.output_dim = blocks[-1].conv.out_channels
+
+    def _fuses_first_two_blocks(self, x: Tensor) -> bool:
+        """Whether the first two blocks run as one :func:`windowed_gelu_winograd_conv1d` on ``x``
+        (fairseq's default layout on the CPU: a group-norm first layer, a Winograd second one,
+        and no gradient wanted for the waveform)."""
+        return (len(self.blocks) > 1 and isinstance(self.blocks[0].norm, MaskedGroupNorm)
+                and self.blocks[1].uses_winograd(x.device) and not x.requires_grad)
 
     def num_frames(self, lengths: Tensor) -> Tensor:
         """``(B,)`` samples → ``(B,)`` valid frames."""
@@ -233,7 +263,13 @@ class ConvWaveformEncoder(nn.Module):
         num_samples = inputs.shape[1]
         x = inputs.masked_fill(~valid_mask(lengths, num_samples), 0.0)
         x = nn.functional.pad(x, (0, self.padded_samples(num_samples) - num_samples))[..., None]
-        for block in self.blocks:
+        blocks = list(self.blocks)
+        if self._fuses_first_two_blocks(x):
+            first, second = blocks.pop(0), blocks.pop(0)
+            operands = first.folded_operands(x, lengths)
+            x = second.activate(windowed_gelu_winograd_conv1d(*operands, second.conv.weight, second.conv.bias))
+            lengths = second.num_frames(first.num_frames(lengths))
+        for block in blocks:
             x, lengths = block(x, lengths)
         x = x[:, : int(self.num_frames(torch.tensor(num_samples)))]
         return x.masked_fill(~valid_mask(lengths, x.shape[1])[..., None], 0.0), lengths

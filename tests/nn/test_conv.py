@@ -2,7 +2,12 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from audiossl.nn.conv import blockwise_conv1d, wide_grouped_conv1d, winograd_stride2_conv1d
+from audiossl.nn.conv import (
+    blockwise_conv1d,
+    wide_grouped_conv1d,
+    windowed_gelu_winograd_conv1d,
+    winograd_stride2_conv1d,
+)
 
 
 def assert_same_values_and_gradients(out, ref, inputs):
@@ -54,6 +59,28 @@ def test_winograd_stride2_conv1d_takes_kernel_3_only():
         winograd_stride2_conv1d(torch.randn(1, 10, 2), torch.randn(3, 2, 4), None)
 
 
+
+@pytest.mark.parametrize("time", [2, 5, 6, 9, 14, 15, 40])
+@pytest.mark.parametrize("chunk", [1, 2, 3, 2048])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_windowed_gelu_winograd_conv1d_equals_its_two_layers(time, chunk, with_bias):
+    """Made chunk by chunk and remade in the backward, it gives the two layers' values and gradients."""
+    torch.manual_seed(time)
+    windows = torch.randn(2, time, 4, dtype=torch.float64)
+    weight = torch.randn(2, 4, 5, dtype=torch.float64, requires_grad=True)
+    offset = torch.randn(2, 1, 5, dtype=torch.float64, requires_grad=True)
+    conv_weight = torch.randn(3, 5, 3, dtype=torch.float64, requires_grad=True)
+    conv_bias = torch.randn(3, dtype=torch.float64, requires_grad=True) if with_bias else None
+    out = windowed_gelu_winograd_conv1d(windows, weight, offset, conv_weight, conv_bias, chunk)
+    frames = max(time // 2 - 1, 0)
+    assert out.shape == (2, frames, 3)
+    inputs = [weight, offset, conv_weight] + ([conv_bias] if with_bias else [])
+    if frames:
+        hidden = F.gelu(torch.baddbmm(offset, windows, weight))
+        assert_same_values_and_gradients(out, channels_last_conv1d(hidden, conv_weight, conv_bias, 2)[:, :frames], inputs)
+    else:
+        assert all(grad.eq(0).all() for grad in torch.autograd.grad(out.sum(), inputs))
+
 @pytest.mark.parametrize("kernel,padding,groups", [(8, 4, 3), (7, 3, 1), (5, 0, 3), (4, 3, 1), (128, 64, 3)])
 def test_wide_grouped_conv1d_equals_conv1d_values_and_gradients(kernel, padding, groups):
     torch.manual_seed(kernel)
@@ -69,7 +96,8 @@ def test_wide_grouped_conv1d_equals_conv1d_values_and_gradients(kernel, padding,
     lambda x, w: blockwise_conv1d(x, w, None, 2),
     lambda x, w: winograd_stride2_conv1d(x, w, None),
     lambda x, w: wide_grouped_conv1d(x.transpose(1, 2), w, None, 1, 1),
-], ids=["blockwise", "winograd", "wide_grouped"])
+    lambda x, w: windowed_gelu_winograd_conv1d(x, torch.eye(8).expand(2, 8, 8), torch.zeros(2, 1, 8), w, None, 7),
+], ids=["blockwise", "winograd", "wide_grouped", "windowed_gelu_winograd"])
 def test_convs_run_in_the_autocast_dtype(conv):
     torch.manual_seed(0)
     x, weight = torch.randn(2, 40, 8), torch.randn(8, 8, 3, requires_grad=True)

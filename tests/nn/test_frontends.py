@@ -127,6 +127,29 @@ def test_folded_group_norm_equals_group_norm_of_the_conv_over_valid_steps(bias):
     assert bias is False or torch.allclose(conv.bias.grad, torch.zeros(6, dtype=torch.float64), atol=1e-9)
 
 
+
+def test_first_two_blocks_run_fused_as_they_run_one_by_one():
+    """The fused first two blocks (never holding the first's output) equal the blocks run in turn,
+    on a padded batch, in values and parameter gradients."""
+    torch.manual_seed(0)
+    enc = conv_encoder().double()
+    wavs, lengths = torch.randn(3, 5000, dtype=torch.float64), torch.tensor([5000, 3111, 800])
+    assert enc._fuses_first_two_blocks(wavs[..., None])
+    feats, frames = enc(wavs, lengths)
+    grads = torch.autograd.grad(feats.square().sum(), list(enc.parameters()))
+
+    def one_by_one(inputs, lengths):
+        x = torch.nn.functional.pad(inputs, (0, enc.padded_samples(inputs.shape[1]) - inputs.shape[1]))[..., None]
+        for block in enc.blocks:
+            x, lengths = block(x, lengths)
+        return x[:, : feats.shape[1]].masked_fill(torch.arange(feats.shape[1])[None, :, None] >= lengths[:, None, None], 0)
+
+    ref = one_by_one(wavs.masked_fill(torch.arange(5000)[None] >= lengths[:, None], 0.0), lengths)
+    torch.testing.assert_close(feats, ref)
+    for ours, theirs in zip(grads, torch.autograd.grad(ref.square().sum(), list(enc.parameters()))):
+        torch.testing.assert_close(ours, theirs)
+    assert frames.tolist() == enc.num_frames(lengths).tolist()
+
 def test_scale_gradient():
     x = torch.ones(3, requires_grad=True)
     y = scale_gradient(x, 0.1)
