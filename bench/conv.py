@@ -2,7 +2,12 @@
 
     python bench/conv.py [--rounds 7] [--batch 2] [--seconds 4] [--threads 0]
 
-For the CNN's four kernel-3 stride-2 layers (512 channels, at the steps a batch of ``--seconds``
+For the whole CNN (fairseq's default layout: 512 channels, group norm after the first layer) it
+times torch's ``Conv1d``, ``GroupNorm`` and GELU over channels-first input, audiossl's
+``ConvBlock``s run one after the other, and ``ConvWaveformEncoder``, which on the CPU runs the
+first two layers as one ``windowed_gelu_winograd_conv1d`` and makes each further Winograd layer's
+input GELU on the fly, and prints the tensors each saves for the backward. For the CNN's four
+kernel-3 stride-2 layers (512 channels, at the steps a batch of ``--seconds``
 of audio gives each) it times torch's ``Conv1d`` over channels-first input (as torchaudio and
 transformers run it), audiossl's blockwise matrix products (``blockwise_conv1d``) and Winograd
 F(2, 2) (``winograd_stride2_conv1d``); for the positional convolution (768 channels, kernel 128,
@@ -23,8 +28,62 @@ import torch
 from torch.nn import functional as F
 
 from audiossl.nn.conv import blockwise_conv1d, wide_grouped_conv1d, winograd_stride2_conv1d
+from audiossl.nn.frontends import ConvBlock, ConvWaveformEncoder
 
 Step = Callable[[], tuple[torch.Tensor, list[torch.Tensor]]]
+CNN_LAYOUT = [(10, 5)] + [(3, 2)] * 4 + [(2, 2)] * 2  # fairseq's conv_feature_layers: (kernel, stride)
+
+
+def feature_encoder(batch: int, samples: int, channels: int = 512) -> dict[str, Step]:
+    """name -> step for the whole CNN over ``batch`` waveforms of ``samples`` samples."""
+    blocks = [ConvBlock(1 if i == 0 else channels, channels, kernel, stride, False, "group" if i == 0 else None)
+              for i, (kernel, stride) in enumerate(CNN_LAYOUT)]
+    encoder = ConvWaveformEncoder(blocks)
+    frames = int(encoder.num_frames(torch.tensor(samples)))
+    wavs, lengths = torch.randn(batch, samples), torch.full((batch,), samples)
+    grad = torch.randn(batch, frames, channels)
+    params = list(encoder.parameters())
+
+    def torch_cnn() -> torch.Tensor:
+        x = wavs[:, None]
+        for block in blocks:
+            x = F.conv1d(x, block.conv.weight, stride=block.stride)
+            if block.norm is not None:
+                x = F.group_norm(x, channels, block.norm.weight, block.norm.bias)
+            x = F.gelu(x)
+        return x.transpose(1, 2)
+
+    def one_by_one() -> torch.Tensor:
+        x, steps = wavs[..., None], lengths
+        for block in blocks:
+            x, steps = block(x, steps)
+        return x
+
+    def run(cnn: Callable[[], torch.Tensor]) -> Step:
+        def step():
+            out = cnn()[:, :frames]
+            out.backward(grad)
+            grads = [param.grad for param in params]
+            for param in params:
+                param.grad = None
+            return out, grads
+        return step
+
+    return {"torch Conv1d + GroupNorm + GELU": run(torch_cnn), "audiossl ConvBlocks one by one": run(one_by_one),
+            "audiossl ConvWaveformEncoder": run(lambda: encoder(wavs, lengths)[0])}
+
+
+def saved_mib(step: Step) -> float:
+    """MiB of the tensors ``step``'s forward saves for its backward (each storage once)."""
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        step()
+    return sum(storages.values()) / 2**20
 
 
 def cnn_layer(batch: int, steps: int, channels: int = 512) -> dict[str, Step]:
@@ -99,8 +158,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    steps = int(args.seconds * 16000 - 10) // 5 + 1  # after the first CNN layer (kernel 10, stride 5)
-    cases = {}
+    samples = int(args.seconds * 16000)
+    cases = {f"whole CNN: {args.batch} x {samples} samples": feature_encoder(args.batch, samples)}
+    steps = (samples - 10) // 5 + 1  # after the first CNN layer (kernel 10, stride 5)
     for layer in range(2, 6):
         steps += steps % 2  # the front end pads each block's input to whole blocks
         cases[f"CNN layer {layer}: {args.batch} x {steps} steps x 512 -> {steps // 2 - 1}"] = cnn_layer(args.batch, steps)
@@ -121,8 +181,8 @@ def main() -> None:
         print(f"{title}: outputs and gradients equal")
         for name, seconds in times.items():
             ratios = [ours / theirs for ours, theirs in zip(seconds, reference)]
-            print(f"  {name:30s} {1e3 * statistics.median(seconds):8.1f} ms   {statistics.median(ratios):.2f}x torch's "
-                  f"(rounds {min(ratios):.2f}-{max(ratios):.2f})")
+            print(f"  {name:32s} {1e3 * statistics.median(seconds):8.1f} ms   {statistics.median(ratios):.2f}x torch's "
+                  f"(rounds {min(ratios):.2f}-{max(ratios):.2f})   {saved_mib(implementations[name]):6.0f} MiB saved for the backward")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@ is converted to torchaudio's ``Wav2Vec2Model`` and to transformers' model with e
 attention (where transformers has it), so every peer holds the same weights. Their last hidden
 states on the same batch are checked equal (1e-3) before any timing. A step is the forward pass
 in eval mode (no dropout, so the outputs compare) and the backward of the mean last hidden state.
-The implementations are interleaved within each round; the median step over rounds is printed,
+Each implementation runs in a process of its own (spawned by this one, each building the same
+weights), so that its memory allocator's state is its own, as in a training run, not left by the
+implementations or families timed before it. The implementations take turns within each round
+(one process steps while the others wait); the median step over rounds is printed,
 with each one's time over the fastest peer's in the same round (below 1: audiossl is faster), the
 median over rounds and its range: a ratio within one round is immune to the machine's slow drift,
 which moves whole rounds by several percent on a shared virtual machine. Under ``--bf16`` (by
@@ -29,9 +32,11 @@ rounds; profiling slows every step a little).
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import time
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 
 import torch
 import transformers
@@ -56,27 +61,25 @@ def full_lengths(wavs: torch.Tensor) -> torch.Tensor:
     return torch.full((wavs.shape[0],), wavs.shape[1])
 
 
-def implementations(family: str) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
-    """name -> ``run(wavs (B, S)) -> last hidden state (B, T, D)``, every model with the same weights."""
+IMPLEMENTATIONS = ("audiossl", "torchaudio", "transformers eager", "transformers sdpa")
+
+
+def build_implementation(family: str, name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``run(wavs (B, S)) -> last hidden state (B, T, D)`` of implementation ``name``: audiossl's BASE
+    model with seed 0, or that model converted (every process builds the same weights)."""
     config_class, build = BUILDERS[family]
     torch.manual_seed(0)
     ours = build(config_class.base()).with_layer_drop(0.0).encoder_only().eval()
-    runs = {"audiossl": lambda wavs: ours.extract_features(wavs, full_lengths(wavs))[0][-1]}
-    audio = to_torchaudio(ours).eval()
-    runs["torchaudio"] = lambda wavs: audio(wavs)[0]
-    entry = HF_CLASSES[family]
-    converters = HF_FAMILIES[family]
-    hf_state = converters.state_dict_to_hf(ours.state_dict())
-    for attention in ("eager", "sdpa"):
-        try:
-            config = entry.config_class(**converters.config_to_hf(ours.config), attn_implementation=attention)
-            hf = entry(config).eval()
-        except (ValueError, ImportError) as err:
-            print(f"  {family}: transformers {attention} attention not available: {str(err).split('. ')[0]}")
-            continue
-        hf.load_state_dict(hf_state)
-        runs[f"transformers {attention}"] = lambda wavs, hf=hf: hf(wavs).last_hidden_state
-    return runs
+    if name == "audiossl":
+        return lambda wavs: ours.extract_features(wavs, full_lengths(wavs))[0][-1]
+    if name == "torchaudio":
+        audio = to_torchaudio(ours).eval()
+        return lambda wavs: audio(wavs)[0]
+    entry, converters = HF_CLASSES[family], HF_FAMILIES[family]
+    config = entry.config_class(**converters.config_to_hf(ours.config), attn_implementation=name.split()[-1])
+    hf = entry(config).eval()
+    hf.load_state_dict(converters.state_dict_to_hf(ours.state_dict()))
+    return lambda wavs: hf(wavs).last_hidden_state
 
 
 def step_flops(run: Callable[[torch.Tensor], torch.Tensor], wavs: torch.Tensor) -> float:
@@ -104,6 +107,53 @@ def step_seconds(run: Callable[[torch.Tensor], torch.Tensor], wavs: torch.Tensor
         out = run(wavs)
     out.float().mean().backward()
     return time.perf_counter() - start
+
+
+def serve(connection: Connection, family: str, name: str, threads: int, wavs: torch.Tensor) -> None:
+    """A worker process: builds one implementation, then answers ``(command, args)`` until ``close``."""
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        run = build_implementation(family, name)
+    except (ValueError, ImportError) as err:  # transformers without this attention for the family
+        connection.send(f"{name} not available: {str(err).split('. ')[0]}")
+        return
+    commands = {
+        "output": lambda: run(wavs).detach(),
+        "step": lambda bf16: step_seconds(run, wavs, bf16),
+        "flops": lambda: step_flops(run, wavs),
+        "profile": lambda: profile_kinds(run, wavs),
+    }
+    connection.send("ready")
+    while (message := connection.recv())[0] != "close":
+        command, args = message
+        if command == "output":
+            with torch.no_grad():
+                connection.send(commands[command]())
+        else:
+            connection.send(commands[command](*args))
+
+
+class Worker:
+    """One implementation in a spawned process of its own (:func:`serve`)."""
+
+    def __init__(self, family: str, name: str, threads: int, wavs: torch.Tensor) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.connection, child = context.Pipe()
+        self.process = context.Process(target=serve, args=(child, family, name, threads, wavs), daemon=True)
+        self.process.start()
+        if not self.connection.poll(600):
+            raise SystemExit(f"{family}: the process running {name} did not start")
+        self.unavailable = None if (answer := self.connection.recv()) == "ready" else answer
+
+    def __call__(self, command: str, *args):
+        self.connection.send((command, args))
+        return self.connection.recv()
+
+    def close(self) -> None:
+        if self.unavailable is None:
+            self.connection.send(("close", ()))
+        self.process.join()
 
 
 # op names (prefixes) -> the kind a --profile row counts them in; attention done as explicit products
@@ -155,42 +205,54 @@ def main() -> None:
     peaks = {half: matmul_peak(dtype) for half, dtype in dtypes.items()}
     wavs = torch.randn(args.batch, int(args.seconds * 16000), generator=torch.Generator().manual_seed(0)) * 0.1
     for family in args.families.split(","):
-        runs = implementations(family)
-        with torch.no_grad():
-            reference = runs["audiossl"](wavs)
-            for name, run in runs.items():
-                difference = (run(wavs) - reference).abs().max().item()
-                if difference > 1e-3:
-                    raise SystemExit(f"{family}: {name}'s output differs from audiossl's by {difference:.2e}")
-        modes = [(name, False) for name in runs] + ([(name, True) for name in runs] if bf16 else [])
-        times: dict[tuple[str, bool], list[float]] = {mode: [] for mode in modes}
-        for _ in range(args.warmup):
-            for name, half in modes:
-                step_seconds(runs[name], wavs, half)
-        for _ in range(args.rounds):
-            for name, half in modes:
-                times[name, half].append(step_seconds(runs[name], wavs, half))
-            peaks = {half: max(peak, matmul_peak(dtypes[half])) for half, peak in peaks.items()}
-        medians = {mode: statistics.median(values) for mode, values in times.items()}
-        fastest_peer = min((mode for mode in medians if mode[0] != "audiossl" and not mode[1]), key=medians.get)
-        flops = step_flops(runs["torchaudio"], wavs)
-        print(f"{family}: outputs equal (1e-3); {flops / 1e9:.0f} GFLOP of matrix products a step; fastest peer "
-              f"in fp32: {fastest_peer[0]}; matrix-product peak so far (2048 x 2048): " + ", ".join(
-                  f"{'bf16' if half else 'fp32'} {peak / 1e9:.0f} GFLOP/s" for half, peak in peaks.items()))
-        for (name, half), value in medians.items():
-            label = f"{name} bf16 autocast" if half else name
-            ratios = [mine / peer for mine, peer in zip(times[name, half], times[fastest_peer])]
-            ratio, rate = statistics.median(ratios), flops / value
-            print(f"  {label:<33} {value:5.2f} s/step   {ratio:4.2f}x the fastest peer's fp32 step "
-                  f"({1 / ratio:4.2f}x as fast; rounds {min(ratios):4.2f}-{max(ratios):4.2f})   "
-                  f"{rate / 1e9:3.0f} GFLOP/s = {rate / peaks[half]:3.0%} of peak")
-        if args.profile:
-            kinds = [*OPERATION_KINDS, "other", "sum"]
-            print("  an fp32 step by kind of operation (s):   " + "".join(f"{kind:>16}" for kind in kinds))
-            for name, run in runs.items():
-                seconds = profile_kinds(run, wavs)
-                print(f"  {name:<39}" + "".join(f"{value:16.3f}" for value in [*seconds.values(), sum(seconds.values())]))
+        workers = {name: Worker(family, name, args.threads, wavs) for name in IMPLEMENTATIONS}
+        try:
+            for name, worker in list(workers.items()):
+                if worker.unavailable:
+                    print(f"  {family}: {worker.unavailable}")
+                    workers.pop(name).close()
+            time_family(family, workers, args, bf16, dtypes, peaks)
+        finally:
+            for worker in workers.values():
+                worker.close()
 
+
+def time_family(family: str, workers: dict[str, Worker], args: argparse.Namespace, bf16: bool,
+                dtypes: dict[bool, torch.dtype], peaks: dict[bool, float]) -> None:
+    """Checks the outputs equal, times the interleaved rounds and prints the family's rows."""
+    reference = workers["audiossl"]("output")
+    for name, worker in workers.items():
+        difference = (worker("output") - reference).abs().max().item()
+        if difference > 1e-3:
+            raise SystemExit(f"{family}: {name}'s output differs from audiossl's by {difference:.2e}")
+    modes = [(name, False) for name in workers] + ([(name, True) for name in workers] if bf16 else [])
+    times: dict[tuple[str, bool], list[float]] = {mode: [] for mode in modes}
+    for _ in range(args.warmup):
+        for name, half in modes:
+            workers[name]("step", half)
+    for _ in range(args.rounds):
+        for name, half in modes:
+            times[name, half].append(workers[name]("step", half))
+        peaks.update({half: max(peak, matmul_peak(dtypes[half])) for half, peak in peaks.items()})
+    medians = {mode: statistics.median(values) for mode, values in times.items()}
+    fastest_peer = min((mode for mode in medians if mode[0] != "audiossl" and not mode[1]), key=medians.get)
+    flops = workers["torchaudio"]("flops")
+    print(f"{family}: outputs equal (1e-3); {flops / 1e9:.0f} GFLOP of matrix products a step; fastest peer "
+          f"in fp32: {fastest_peer[0]}; matrix-product peak so far (2048 x 2048): " + ", ".join(
+              f"{'bf16' if half else 'fp32'} {peak / 1e9:.0f} GFLOP/s" for half, peak in peaks.items()))
+    for (name, half), value in medians.items():
+        label = f"{name} bf16 autocast" if half else name
+        ratios = [mine / peer for mine, peer in zip(times[name, half], times[fastest_peer])]
+        ratio, rate = statistics.median(ratios), flops / value
+        print(f"  {label:<33} {value:5.2f} s/step   {ratio:4.2f}x the fastest peer's fp32 step "
+              f"({1 / ratio:4.2f}x as fast; rounds {min(ratios):4.2f}-{max(ratios):4.2f})   "
+              f"{rate / 1e9:3.0f} GFLOP/s = {rate / peaks[half]:3.0%} of peak")
+    if args.profile:
+        kinds = [*OPERATION_KINDS, "other", "sum"]
+        print("  an fp32 step by kind of operation (s):   " + "".join(f"{kind:>16}" for kind in kinds))
+        for name, worker in workers.items():
+            seconds = worker("profile")
+            print(f"  {name:<39}" + "".join(f"{value:16.3f}" for value in [*seconds.values(), sum(seconds.values())]))
 
 if __name__ == "__main__":
     main()

@@ -140,41 +140,123 @@ def _two_tap_correlation(seq: Tensor, first: Tensor, second: Tensor, out: Tensor
 
 
 class _WinogradStride2Conv1d(torch.autograd.Function):
-    """Forward and backward of :func:`winograd_stride2_conv1d`."""
+    """Forward and backward of the kernel-3 stride-2 conv over an input that ``source`` makes from
+    ``inputs``, ``chunk`` output steps at a time (:class:`_GivenInput`, :class:`_GeluInput`,
+    :class:`_WindowedGeluInput`)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        frames = max(x.shape[1] // 2 - 1, 0)
+    def forward(ctx, source: type[_GivenInput], chunk: int, weight: Tensor, bias: Tensor | None, *inputs: Tensor) -> Tensor:
+        frames = max(inputs[0].shape[1] // 2 - 1, 0)
         taps = weight.permute(2, 1, 0).contiguous()  # (3, C_in, C_out)
-        out = x.new_empty(x.shape[0], frames, weight.shape[0])
-        for item, out_item in zip(x, out):
-            _winograd_rows(item, taps, bias, out_item)
-        ctx.save_for_backward(x, taps)
-        ctx.has_bias = bias is not None
+        out = inputs[0].new_empty(inputs[0].shape[0], frames, weight.shape[0])
+        for start in range(0, frames, chunk):
+            stop = min(start + chunk, frames)
+            hidden, _ = source.rows(inputs, 2 * start, 2 * stop + 1)
+            for hidden_item, out_item in zip(hidden, out[:, start:stop]):
+                _winograd_rows(hidden_item, taps, bias, out_item)
+        ctx.save_for_backward(taps, *inputs)
+        ctx.source, ctx.chunk, ctx.has_bias = source, chunk, bias is not None
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-        x, taps = ctx.saved_tensors
-        frames = grad_out.shape[1]
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        taps, *inputs = ctx.saved_tensors
+        source, frames = ctx.source, grad_out.shape[1]
         grad_out = grad_out.contiguous()
         taps = taps.transpose(1, 2)  # (3, C_out, C_in)
-        grad_x = grad_weight = grad_bias = None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.empty_like(x)
-            grad_x[:, 2 * frames + 1 if frames else 0 :].zero_()
-            if frames:
-                for grad, grad_item in zip(grad_out, grad_x):
-                    _winograd_input_gradient(grad, taps, 0, frames, grad_item)
-        if ctx.needs_input_grad[1]:
-            grad_taps = [_gradient_sum(tap) for tap in taps]
-            for grad, item in zip(grad_out, x):
-                _winograd_weight_gradients(grad, item, grad_taps)
-            grad_weight = torch.stack(grad_taps, dim=-1)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_bias = grad_out.sum(dim=(0, 1))
-        return grad_x, grad_weight, grad_bias
+        grad_taps = [_gradient_sum(tap) for tap in taps] if ctx.needs_input_grad[2] else None
+        grads = source.input_gradients(inputs, ctx.needs_input_grad[4:], frames)
+        for start in range(0, frames, ctx.chunk):
+            stop = min(start + ctx.chunk, frames)
+            hidden, made_from = source.rows(inputs, 2 * start, 2 * stop + 1)
+            # the input rows whose gradient this chunk completes (and row 2 * frames with the last)
+            grad_rows = source.rows_gradient(grads, hidden, 2 * start, 2 * (stop - start) + (stop == frames))
+            for item, hidden_item in enumerate(hidden):
+                if grad_taps is not None:
+                    _winograd_weight_gradients(grad_out[item, start:stop], hidden_item, grad_taps)
+                if grad_rows is not None:
+                    _winograd_input_gradient(grad_out[item], taps, start, stop, grad_rows[item])
+            if grad_rows is not None:
+                source.backpropagate(inputs, made_from, grad_rows, 2 * start, grads)
+        grad_weight = None if grad_taps is None else torch.stack(grad_taps, dim=-1)
+        grad_bias = grad_out.sum(dim=(0, 1)) if ctx.has_bias and ctx.needs_input_grad[3] else None
+        return None, None, grad_weight, grad_bias, *grads
+
+
+class _GivenInput:
+    """The conv's input as given, ``inputs = (x (B, T, C),)``."""
+
+    @staticmethod
+    def rows(inputs: Sequence[Tensor], start: int, stop: int) -> tuple[Tensor, Tensor]:
+        """The input rows ``start:stop`` ``(B, n, C)`` and what they are made from."""
+        rows = inputs[0][:, start:stop]
+        return rows, rows
+
+    @staticmethod
+    def input_gradients(inputs: Sequence[Tensor], needs: Sequence[bool], frames: int) -> list[Tensor | None]:
+        """The gradients of ``inputs`` to fill (None where none is wanted)."""
+        if not needs[0]:
+            return [None]
+        grad = torch.empty_like(inputs[0])
+        grad[:, 2 * frames + 1 if frames else 0 :].zero_()  # rows no output reads
+        return [grad]
+
+    @staticmethod
+    def rows_gradient(grads: list[Tensor | None], hidden: Tensor, start: int, rows: int) -> Tensor | None:
+        """Where the gradient of input rows ``start:start + rows`` goes, or None where none is wanted."""
+        return None if grads[0] is None else grads[0][:, start : start + rows]
+
+    @staticmethod
+    def backpropagate(inputs: Sequence[Tensor], made_from: Tensor, grad_rows: Tensor, start: int,
+                      grads: list[Tensor | None]) -> None:
+        """Takes the gradient of input rows ``start:`` back to ``grads`` (here it is there already)."""
+
+
+class _GeluInput(_GivenInput):
+    """The conv's input is ``gelu(pre)``, ``inputs = (pre (B, T, C),)``: the previous layer's
+    activation, made chunk by chunk in the forward and again in the backward, never stored whole."""
+
+    @staticmethod
+    def rows(inputs: Sequence[Tensor], start: int, stop: int) -> tuple[Tensor, Tensor]:
+        pre = inputs[0][:, start:stop]
+        return nn.functional.gelu(pre), pre
+
+    @staticmethod
+    def backpropagate(inputs: Sequence[Tensor], made_from: Tensor, grad_rows: Tensor, start: int,
+                      grads: list[Tensor | None]) -> None:
+        torch.ops.aten.gelu_backward.grad_input(grad_rows, made_from[:, : grad_rows.shape[1]], grad_input=grad_rows)
+
+
+class _WindowedGeluInput:
+    """The conv's input is ``gelu(windows @ weight + offset)``, ``inputs = (windows (B, T, D), weight
+    (B, D, C), offset (B, 1, C))``: the CNN's first layer over waveform windows, made chunk by chunk
+    in the forward and again in the backward, never stored whole. The windows get no gradient."""
+
+    @staticmethod
+    def rows(inputs: Sequence[Tensor], start: int, stop: int) -> tuple[Tensor, Tensor]:
+        windows, weight, offset = inputs
+        pre = torch.baddbmm(offset, windows[:, start:stop], weight)
+        return nn.functional.gelu(pre), pre
+
+    @staticmethod
+    def input_gradients(inputs: Sequence[Tensor], needs: Sequence[bool], frames: int) -> list[Tensor | None]:
+        return [None] + [_gradient_sum(tensor) if need else None for tensor, need in zip(inputs[1:], needs[1:])]
+
+    @staticmethod
+    def rows_gradient(grads: list[Tensor | None], hidden: Tensor, start: int, rows: int) -> Tensor | None:
+        wanted = grads[1] is not None or grads[2] is not None
+        return hidden.new_empty(hidden.shape[0], rows, hidden.shape[2]) if wanted else None
+
+    @staticmethod
+    def backpropagate(inputs: Sequence[Tensor], made_from: Tensor, grad_rows: Tensor, start: int,
+                      grads: list[Tensor | None]) -> None:
+        _GeluInput.backpropagate(inputs, made_from, grad_rows, start, grads)
+        if grads[1] is not None:
+            windows = inputs[0][:, start : start + grad_rows.shape[1]]
+            grads[1].add_(torch.bmm(windows.transpose(1, 2), grad_rows))
+        if grads[2] is not None:
+            grads[2].add_(grad_rows.sum(dim=1, keepdim=True))
 
 
 def _winograd_rows(x: Tensor, taps: Tensor, bias: Tensor | None, out: Tensor) -> None:
@@ -228,7 +310,8 @@ def _two_tap_weight_gradients(grad: Tensor, seq: Tensor, grad_first: Tensor, gra
         _add_product(grad_second, grad[rows - 1 : rows].t(), seq[rows : rows + 1])
 
 
-def winograd_stride2_conv1d(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+def winograd_stride2_conv1d(x: Tensor, weight: Tensor, bias: Tensor | None, *, gelu_first: bool = False,
+                            chunk: int = 2048) -> Tensor:
     """A kernel-3, stride-2 Conv1d (no padding) over channels-last ``x (B, T, C_in)`` with a sixth fewer products.
 
     Output step ``t`` is ``x[2t] W0 + x[2t+1] W1 + x[2t+2] W2``: a two-tap correlation of the
@@ -239,6 +322,10 @@ def winograd_stride2_conv1d(x: Tensor, weight: Tensor, bias: Tensor | None) -> T
     under autocast it runs in the autocast dtype, where the rounded differences give its outputs and
     input gradients about twice a direct convolution's rounding error.
 
+    With ``gelu_first`` the conv takes ``gelu(x)`` (the previous CNN layer's activation), made
+    ``chunk`` output steps at a time in the forward and again in the backward: neither it nor its
+    gradient is stored or allocated whole, only ``x``, which the GELU's backward needs anyway.
+
     Args:
         x: ``(B, T, C_in)``.
         weight: ``(C_out, C_in, 3)``, as ``nn.Conv1d`` holds it.
@@ -246,57 +333,10 @@ def winograd_stride2_conv1d(x: Tensor, weight: Tensor, bias: Tensor | None) -> T
     Returns:
         ``(B, max(T // 2 - 1, 0), C_out)``.
     """
-    if weight.shape[-1] != 3:
-        raise ValueError(f"winograd_stride2_conv1d takes kernel 3, got weight of shape {tuple(weight.shape)}")
-    return _in_autocast_dtype(_WinogradStride2Conv1d.apply, (x, weight, bias))
-
-
-class _WindowedGeluWinogradConv1d(torch.autograd.Function):
-    """Forward and backward of :func:`windowed_gelu_winograd_conv1d`."""
-
-    @staticmethod
-    def forward(ctx, windows: Tensor, weight: Tensor, offset: Tensor, conv_weight: Tensor, conv_bias: Tensor | None,
-                chunk: int) -> Tensor:
-        frames = max(windows.shape[1] // 2 - 1, 0)
-        taps = conv_weight.permute(2, 1, 0).contiguous()  # (3, C, C_out)
-        out = windows.new_empty(windows.shape[0], frames, conv_weight.shape[0])
-        for start in range(0, frames, chunk):
-            stop = min(start + chunk, frames)
-            _, hidden = _windowed_gelu(windows, weight, offset, 2 * start, 2 * stop + 1)
-            for hidden_item, out_item in zip(hidden, out[:, start:stop]):
-                _winograd_rows(hidden_item, taps, conv_bias, out_item)
-        ctx.save_for_backward(windows, weight, offset, taps)
-        ctx.chunk, ctx.has_bias = chunk, conv_bias is not None
-        return out
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out: Tensor) -> tuple[None, Tensor, Tensor, Tensor, Tensor | None, None]:
-        windows, weight, offset, taps = ctx.saved_tensors
-        frames = grad_out.shape[1]
-        grad_out = grad_out.contiguous()
-        taps = taps.transpose(1, 2)  # (3, C_out, C)
-        grad_taps = [_gradient_sum(tap) for tap in taps]
-        grad_weight, grad_offset = _gradient_sum(weight), _gradient_sum(offset)
-        for start in range(0, frames, ctx.chunk):
-            stop = min(start + ctx.chunk, frames)
-            rows = 2 * (stop - start) + (stop == frames)  # the first layer's rows whose gradient is complete
-            pre, hidden = _windowed_gelu(windows, weight, offset, 2 * start, 2 * stop + 1)
-            grad_hidden = pre.new_empty(pre.shape[0], rows, pre.shape[2])
-            for grad, hidden_item, grad_item in zip(grad_out, hidden, grad_hidden):
-                _winograd_weight_gradients(grad[start:stop], hidden_item, grad_taps)
-                _winograd_input_gradient(grad, taps, start, stop, grad_item)
-            grad_pre = torch.ops.aten.gelu_backward.grad_input(grad_hidden, pre[:, :rows], grad_input=grad_hidden)
-            grad_weight.add_(torch.bmm(windows[:, 2 * start : 2 * start + rows].transpose(1, 2), grad_pre))
-            grad_offset.add_(grad_pre.sum(dim=1, keepdim=True))
-        grad_bias = grad_out.sum(dim=(0, 1)) if ctx.has_bias else None
-        return None, grad_weight, grad_offset, torch.stack(grad_taps, dim=-1), grad_bias, None
-
-
-def _windowed_gelu(windows: Tensor, weight: Tensor, offset: Tensor, start: int, stop: int) -> tuple[Tensor, Tensor]:
-    """The pre-activation ``windows[:, start:stop] @ weight + offset`` and its GELU, ``(B, n, C)`` each."""
-    pre = torch.baddbmm(offset, windows[:, start:stop], weight)
-    return pre, nn.functional.gelu(pre)
+    _check_kernel_3(weight)
+    source, chunk = (_GeluInput, chunk) if gelu_first else (_GivenInput, max(x.shape[1], 1))
+    return _in_autocast_dtype(lambda x, weight, bias: _WinogradStride2Conv1d.apply(source, chunk, weight, bias, x),
+                              (x, weight, bias))
 
 
 def windowed_gelu_winograd_conv1d(windows: Tensor, weight: Tensor, offset: Tensor, conv_weight: Tensor,
@@ -308,7 +348,7 @@ def windowed_gelu_winograd_conv1d(windows: Tensor, weight: Tensor, offset: Tenso
     is made ``chunk`` output steps at a time, fed to the second layer and dropped; the backward
     makes it again, chunk by chunk (a product over 10-sample windows, cheap next to the second
     layer's). So neither it nor its gradient is ever stored or allocated whole, which saves
-    their memory and the page faults of fresh allocations that size. The waveform gets no gradient.
+    their memory and the page faults of fresh allocations that size. The windows get no gradient.
 
     Args:
         windows: ``(B, T, D)`` the first layer's input windows.
@@ -320,9 +360,18 @@ def windowed_gelu_winograd_conv1d(windows: Tensor, weight: Tensor, offset: Tenso
     Returns:
         ``(B, max(T // 2 - 1, 0), C_out)``.
     """
-    if conv_weight.shape[-1] != 3:
-        raise ValueError(f"windowed_gelu_winograd_conv1d takes kernel 3, got weight of shape {tuple(conv_weight.shape)}")
-    return _in_autocast_dtype(_WindowedGeluWinogradConv1d.apply, (windows, weight, offset, conv_weight, conv_bias), chunk)
+    _check_kernel_3(conv_weight)
+    if windows.requires_grad:
+        raise ValueError("windowed_gelu_winograd_conv1d gives the windows no gradient; run the layers one by one")
+    return _in_autocast_dtype(
+        lambda windows, weight, offset, conv_weight, conv_bias: _WinogradStride2Conv1d.apply(
+            _WindowedGeluInput, chunk, conv_weight, conv_bias, windows, weight, offset),
+        (windows, weight, offset, conv_weight, conv_bias))
+
+
+def _check_kernel_3(weight: Tensor) -> None:
+    if weight.shape[-1] != 3:
+        raise ValueError(f"the Winograd stride-2 conv takes kernel 3, got weight of shape {tuple(weight.shape)}")
 
 
 class _WideGroupedConv1d(torch.autograd.Function):

@@ -123,6 +123,8 @@ class ConvBlock(nn.Module):
     product (the group norm folded in); a kernel-3 stride-2 one runs :func:`winograd_stride2_conv1d`
     on the CPU (where fewer products pay; measured in ``bench/conv.py``) and any other
     :func:`blockwise_conv1d`, both over views. The parameters are an ``nn.Conv1d``'s.
+    :class:`ConvWaveformEncoder` may run a block fused with the one before (its methods
+    :meth:`folded_operands`, :meth:`uses_winograd` and :meth:`activate` serve that).
 
     Args:
         in_channels, out_channels, kernel_size, stride: the ``(dim, kernel, stride)`` triple.
@@ -223,6 +225,27 @@ class ConvWaveformEncoder(nn.Module):
         self.frame_rate_hz = sample_rate / total_stride
         self.output_dim = blocks[-1].conv.out_channels
 
+    def _run_blocks(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """The blocks over ``x (B, S, 1)``. Fairseq's default layout on the CPU runs fused: the group-norm
+        first block and the second as one :func:`windowed_gelu_winograd_conv1d`, and each further
+        Winograd block takes the conv output of the block before and makes its GELU on the fly
+        (``gelu_first``), so no block's output feeding a Winograd block is stored whole."""
+        if not self._fuses_first_two_blocks(x):
+            for block in self.blocks:
+                x, lengths = block(x, lengths)
+            return x, lengths
+        first, last, *rest = self.blocks
+        x = windowed_gelu_winograd_conv1d(*first.folded_operands(x, lengths), last.conv.weight, last.conv.bias)
+        lengths = last.num_frames(first.num_frames(lengths))
+        while rest and rest[0].uses_winograd(x.device) and last.norm is None:  # x: last's conv output
+            last, *rest = rest
+            x = winograd_stride2_conv1d(x, last.conv.weight, last.conv.bias, gelu_first=True)
+            lengths = last.num_frames(lengths)
+        x = last.activate(x)
+        for block in rest:
+            x, lengths = block(x, lengths)
+        return x, lengths
+
     def _fuses_first_two_blocks(self, x: Tensor) -> bool:
         """Whether the first two blocks run as one :func:`windowed_gelu_winograd_conv1d` on ``x``
         (fairseq's default layout on the CPU: a group-norm first layer, a Winograd second one,
@@ -263,14 +286,7 @@ class ConvWaveformEncoder(nn.Module):
         num_samples = inputs.shape[1]
         x = inputs.masked_fill(~valid_mask(lengths, num_samples), 0.0)
         x = nn.functional.pad(x, (0, self.padded_samples(num_samples) - num_samples))[..., None]
-        blocks = list(self.blocks)
-        if self._fuses_first_two_blocks(x):
-            first, second = blocks.pop(0), blocks.pop(0)
-            operands = first.folded_operands(x, lengths)
-            x = second.activate(windowed_gelu_winograd_conv1d(*operands, second.conv.weight, second.conv.bias))
-            lengths = second.num_frames(first.num_frames(lengths))
-        for block in blocks:
-            x, lengths = block(x, lengths)
+        x, lengths = self._run_blocks(x, lengths)
         x = x[:, : int(self.num_frames(torch.tensor(num_samples)))]
         return x.masked_fill(~valid_mask(lengths, x.shape[1])[..., None], 0.0), lengths
 

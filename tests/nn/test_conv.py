@@ -39,23 +39,31 @@ def test_blockwise_conv1d_equals_conv1d_values_and_gradients(kernel, stride, tim
 
 @pytest.mark.parametrize("time", [2, 3, 4, 5, 6, 7, 8, 9, 20, 21, 37])
 @pytest.mark.parametrize("with_bias", [False, True])
-def test_winograd_stride2_conv1d_equals_conv1d_values_and_gradients(time, with_bias):
+@pytest.mark.parametrize("gelu_first,chunk", [(False, 2048), (True, 1), (True, 3), (True, 2048)])
+def test_winograd_stride2_conv1d_equals_conv1d_values_and_gradients(time, with_bias, gelu_first, chunk):
     torch.manual_seed(time)
     x = torch.randn(2, time, 5, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(4, 5, 3, dtype=torch.float64, requires_grad=True)
     bias = torch.randn(4, dtype=torch.float64, requires_grad=True) if with_bias else None
-    out = winograd_stride2_conv1d(x, weight, bias)
+    out = winograd_stride2_conv1d(x, weight, bias, gelu_first=gelu_first, chunk=chunk)
     frames = max(time // 2 - 1, 0)
     assert out.shape == (2, frames, 4)
     inputs = (x, weight) if bias is None else (x, weight, bias)
     if frames:
-        assert_same_values_and_gradients(out, channels_last_conv1d(x, weight, bias, 2)[:, :frames], inputs)
+        ref = channels_last_conv1d(F.gelu(x) if gelu_first else x, weight, bias, 2)[:, :frames]
+        assert_same_values_and_gradients(out, ref, inputs)
     else:
         assert torch.autograd.grad(out.sum(), x)[0].eq(0).all()
 
 
+def test_windowed_gelu_winograd_conv1d_refuses_windows_that_want_a_gradient():
+    windows = torch.randn(1, 12, 2, requires_grad=True)
+    with pytest.raises(ValueError, match="gives the windows no gradient"):
+        windowed_gelu_winograd_conv1d(windows, torch.randn(1, 2, 4), torch.randn(1, 1, 4), torch.randn(3, 4, 3), None)
+
+
 def test_winograd_stride2_conv1d_takes_kernel_3_only():
-    with pytest.raises(ValueError, match="kernel 3"):
+    with pytest.raises(ValueError, match="takes kernel 3"):
         winograd_stride2_conv1d(torch.randn(1, 10, 2), torch.randn(3, 2, 4), None)
 
 
@@ -96,8 +104,9 @@ def test_wide_grouped_conv1d_equals_conv1d_values_and_gradients(kernel, padding,
     lambda x, w: blockwise_conv1d(x, w, None, 2),
     lambda x, w: winograd_stride2_conv1d(x, w, None),
     lambda x, w: wide_grouped_conv1d(x.transpose(1, 2), w, None, 1, 1),
+    lambda x, w: winograd_stride2_conv1d(x, w, None, gelu_first=True, chunk=7),
     lambda x, w: windowed_gelu_winograd_conv1d(x, torch.eye(8).expand(2, 8, 8), torch.zeros(2, 1, 8), w, None, 7),
-], ids=["blockwise", "winograd", "wide_grouped", "windowed_gelu_winograd"])
+], ids=["blockwise", "winograd", "wide_grouped", "gelu_winograd", "windowed_gelu_winograd"])
 def test_convs_run_in_the_autocast_dtype(conv):
     torch.manual_seed(0)
     x, weight = torch.randn(2, 40, 8), torch.randn(8, 8, 3, requires_grad=True)
@@ -123,7 +132,8 @@ def test_float64_stays_float64_under_autocast():
 @pytest.mark.parametrize("conv", [
     lambda x, w: blockwise_conv1d(x, w, None, 2),
     lambda x, w: winograd_stride2_conv1d(x, w, None),
-], ids=["blockwise", "winograd"])
+    lambda x, w: winograd_stride2_conv1d(x, w, None, gelu_first=True, chunk=16),
+], ids=["blockwise", "winograd", "gelu_winograd"])
 def test_bf16_weight_gradients_are_summed_over_the_batch_in_fp32(conv):
     """Summed in bf16, item by item, the weight gradient's rounding error grew with the batch (1.4e-2
     relative at 64 items); summed in fp32 it stays that of one product."""
