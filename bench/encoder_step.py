@@ -23,7 +23,9 @@ multiply-add FLOPs (torch's ``FlopCounterMode`` on torchaudio's forward; the bac
 the forward's products) over the step's time, and that rate as a share of the CPU's matrix-product
 peak: the best 2048 x 2048 product in the row's precision, measured before the first round and
 after each (the machine's speed drifts). A step near the peak has little to gain but by doing
-fewer products.
+fewer products. Last comes the median of the page faults a step took in its process: fresh
+pages the kernel maps and zeroes, which glibc's allocator asks for again on every step for
+blocks above its mmap threshold (at most 32 MiB) and whenever it has trimmed its heap.
 
 ``--profile`` then prints where an fp32 step of each implementation spends its time, by kind of
 operation (torch's profiler, self time of the ops; the median over three steps after the timed
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -109,6 +112,13 @@ def step_seconds(run: Callable[[torch.Tensor], torch.Tensor], wavs: torch.Tensor
     return time.perf_counter() - start
 
 
+def counted_step(run: Callable[[torch.Tensor], torch.Tensor], wavs: torch.Tensor, bf16: bool) -> tuple[float, int]:
+    """A step's seconds and the page faults (minor: fresh pages the kernel maps and zeroes) it took."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    seconds = step_seconds(run, wavs, bf16)
+    return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
 def serve(connection: Connection, family: str, name: str, threads: int, wavs: torch.Tensor) -> None:
     """A worker process: builds one implementation, then answers ``(command, args)`` until ``close``."""
     if threads:
@@ -120,7 +130,7 @@ def serve(connection: Connection, family: str, name: str, threads: int, wavs: to
         return
     commands = {
         "output": lambda: run(wavs).detach(),
-        "step": lambda bf16: step_seconds(run, wavs, bf16),
+        "step": lambda bf16: counted_step(run, wavs, bf16),
         "flops": lambda: step_flops(run, wavs),
         "profile": lambda: profile_kinds(run, wavs),
     }
@@ -227,12 +237,15 @@ def time_family(family: str, workers: dict[str, Worker], args: argparse.Namespac
             raise SystemExit(f"{family}: {name}'s output differs from audiossl's by {difference:.2e}")
     modes = [(name, False) for name in workers] + ([(name, True) for name in workers] if bf16 else [])
     times: dict[tuple[str, bool], list[float]] = {mode: [] for mode in modes}
+    faults: dict[tuple[str, bool], list[int]] = {mode: [] for mode in modes}
     for _ in range(args.warmup):
         for name, half in modes:
             workers[name]("step", half)
     for _ in range(args.rounds):
         for name, half in modes:
-            times[name, half].append(workers[name]("step", half))
+            seconds, count = workers[name]("step", half)
+            times[name, half].append(seconds)
+            faults[name, half].append(count)
         peaks.update({half: max(peak, matmul_peak(dtypes[half])) for half, peak in peaks.items()})
     medians = {mode: statistics.median(values) for mode, values in times.items()}
     fastest_peer = min((mode for mode in medians if mode[0] != "audiossl" and not mode[1]), key=medians.get)
@@ -246,7 +259,8 @@ def time_family(family: str, workers: dict[str, Worker], args: argparse.Namespac
         ratio, rate = statistics.median(ratios), flops / value
         print(f"  {label:<33} {value:5.2f} s/step   {ratio:4.2f}x the fastest peer's fp32 step "
               f"({1 / ratio:4.2f}x as fast; rounds {min(ratios):4.2f}-{max(ratios):4.2f})   "
-              f"{rate / 1e9:3.0f} GFLOP/s = {rate / peaks[half]:3.0%} of peak")
+              f"{rate / 1e9:3.0f} GFLOP/s = {rate / peaks[half]:3.0%} of peak   "
+              f"{statistics.median(faults[name, half]) / 1e3:4.0f}k page faults")
     if args.profile:
         kinds = [*OPERATION_KINDS, "other", "sum"]
         print("  an fp32 step by kind of operation (s):   " + "".join(f"{kind:>16}" for kind in kinds))
