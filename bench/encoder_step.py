@@ -128,8 +128,13 @@ def serve(connection: Connection, family: str, name: str, threads: int, wavs: to
     except (ValueError, ImportError) as err:  # transformers without this attention for the family
         connection.send(f"{name} not available: {str(err).split('. ')[0]}")
         return
+
+    def output() -> torch.Tensor:
+        with torch.no_grad():
+            return run(wavs)
+
     commands = {
-        "output": lambda: run(wavs).detach(),
+        "output": output,
         "step": lambda bf16: counted_step(run, wavs, bf16),
         "flops": lambda: step_flops(run, wavs),
         "profile": lambda: profile_kinds(run, wavs),
@@ -137,11 +142,7 @@ def serve(connection: Connection, family: str, name: str, threads: int, wavs: to
     connection.send("ready")
     while (message := connection.recv())[0] != "close":
         command, args = message
-        if command == "output":
-            with torch.no_grad():
-                connection.send(commands[command]())
-        else:
-            connection.send(commands[command](*args))
+        connection.send(commands[command](*args))
 
 
 class Worker:

@@ -172,10 +172,17 @@ class ConvBlock(nn.Module):
         weights + offsets``. x ``(B, L, C_in)``, lengths ``(B,)`` valid input steps."""
         if not isinstance(self.norm, MaskedGroupNorm):
             raise ValueError("folded_operands needs a block with group norm")
+        windows = self._windows(x)
+        return windows, *self.norm.fold(windows, self._matrix(), self.conv.bias, self.num_frames(lengths))
+
+    def _windows(self, x: Tensor) -> Tensor:
+        """The conv's input windows, copied: ``(B, L, C_in)`` → ``(B, L', C_in * K)``."""
         frames = max((x.shape[1] - self.kernel_size) // self.stride + 1, 0)
-        windows = conv_windows(x, self.kernel_size, self.stride, frames)
-        matrix = self.conv.weight.reshape(self.conv.out_channels, -1)
-        return windows, *self.norm.fold(windows, matrix, self.conv.bias, self.num_frames(lengths))
+        return conv_windows(x, self.kernel_size, self.stride, frames)
+
+    def _matrix(self) -> Tensor:
+        """The conv weight as a ``(C_out, C_in * K)`` matrix (channel-major, as the windows)."""
+        return self.conv.weight.reshape(self.conv.out_channels, -1)
 
     def activate(self, x: Tensor) -> Tensor:
         """The conv's output ``(B, L', C_out)`` → the block's: layer norm (if the block has it), GELU."""
@@ -191,12 +198,9 @@ class ConvBlock(nn.Module):
         elif not self.windowed:
             x = blockwise_conv1d(x, weight, bias, self.stride)
         elif isinstance(self.norm, MaskedGroupNorm):
-            windows, scaled, offset = self.folded_operands(x, lengths)
-            x = torch.baddbmm(offset, windows, scaled)
+            x = self.norm.normalized_conv(self._windows(x), self._matrix(), bias, self.num_frames(lengths))
         else:
-            frames = max((x.shape[1] - self.kernel_size) // self.stride + 1, 0)
-            windows = conv_windows(x, self.kernel_size, self.stride, frames)
-            x = nn.functional.linear(windows, weight.reshape(weight.shape[0], -1), bias)
+            x = nn.functional.linear(self._windows(x), self._matrix(), bias)
         return self.activate(x), self.num_frames(lengths)
 
 
