@@ -222,22 +222,45 @@ class SelfAttention(nn.Module):
         if chunks is not None:
             attend = attend & chunks
         bias = self._bias(x, None if position_bias is None else position_bias.to(q.dtype))
-        if bias is not None:  # a float mask: the bias, -inf at padded keys
+        dropout = self.dropout if self.training else 0.0
+        if bias is None:
+            out = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=attend, dropout_p=dropout)
+        elif x.device.type == "cpu":
+            # the CPU's fused kernel cannot give a float mask a gradient: SDPA would fall back to
+            # its slower unfused path, so the same products are written out (softmax in fp32 at least)
+            logits = _biased_logits(q, k, bias, attend)
+            weights = logits.softmax(-1, dtype=torch.promote_types(logits.dtype, torch.float32)).to(v.dtype)
+            out = nn.functional.dropout(weights, dropout, self.training) @ v
+        else:  # a float mask: the bias, -inf at padded keys
             attend = bias.to(q.dtype).masked_fill(~attend, float("-inf"))
-        out = nn.functional.scaled_dot_product_attention(
-            q, k, v, attn_mask=attend, dropout_p=self.dropout if self.training else 0.0
-        )
+            out = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=attend, dropout_p=dropout)
         return self.out_proj(out.transpose(1, 2).reshape(batch, time, self.dim))
 
     def attention_weights(self, x: Tensor, padding_mask: Tensor, position_bias: Tensor | None = None) -> Tensor:
         """The ``(B, H, T, T)`` attention weights :meth:`forward` applies (no dropout), computed
         explicitly: softmax of ``q k^T / sqrt(d)`` plus the position bias, zero at padded keys."""
         q, k = self._heads(self.q_proj(x)), self._heads(self.k_proj(x))
-        scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
         bias = self._bias(x, position_bias)
-        if bias is not None:
-            scores = scores + bias.to(scores.dtype)
-        return scores.masked_fill(padding_mask[:, None, None, :], float("-inf")).softmax(-1)
+        if bias is None:
+            bias = q.new_zeros(1, 1, 1, 1)
+        return _biased_logits(q, k, bias.to(q.dtype), ~padding_mask[:, None, None, :]).softmax(-1)
+
+
+def _biased_logits(q: Tensor, k: Tensor, bias: Tensor, attend: Tensor) -> Tensor:
+    """Attention logits ``q k^T / sqrt(d) + bias``, ``-inf`` where a query may not see a key.
+
+    Args:
+        q, k: ``(B, H, T, d)``.
+        bias: broadcastable to ``(B, H, T, T)``.
+        attend: bool, broadcastable to ``(B, H, T, T)``, True where a query may see a key.
+    Returns:
+        ``(B, H, T, T)``: one batched product added to the masked bias.
+    """
+    batch, heads, time, dim = q.shape
+    masked = bias.expand(batch, heads, time, time).masked_fill(~attend, float("-inf"))
+    logits = torch.baddbmm(masked.reshape(batch * heads, time, time), q.reshape(batch * heads, time, dim),
+                           k.reshape(batch * heads, time, dim).transpose(1, 2), alpha=dim**-0.5)
+    return logits.view(batch, heads, time, time)
 
 
 class EncoderLayer(nn.Module):

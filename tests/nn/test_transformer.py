@@ -10,6 +10,8 @@ from audiossl.nn.transformer import (
     DynamicChunks,
     EncoderLayer,
     FeedForward,
+    PositionBiasGate,
+    RelativePositionBias,
     SelfAttention,
     TransformerEncoder,
     chunk_mask,
@@ -76,6 +78,46 @@ def test_attention_with_alibi_matches_reference_and_ignores_padding():
     ref = attn.out_proj((scores.softmax(-1) @ v).transpose(1, 2).reshape(2, 7, DIM))
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(out[0, :4], attn(x[:1, :4], padding_mask([4], 4), alibi(4))[0], atol=1e-5, rtol=1e-5)
+
+
+def test_gated_bias_attention_equals_sdpa_with_the_float_mask_in_values_and_gradients():
+    """On the CPU a bias that needs a gradient takes the written-out products; SDPA's float mask is
+    the reference, on a padded batch with chunks, float64."""
+    torch.manual_seed(0)
+    attn = SelfAttention(DIM, HEADS, 0.0, gate=PositionBiasGate(HEADS, DIM // HEADS)).double().eval()
+    relative = RelativePositionBias(HEADS, num_buckets=16, max_distance=20).double()
+    x = torch.randn(2, 9, DIM, dtype=torch.float64, requires_grad=True)
+    pad, chunks = padding_mask([6, 9], 9), chunk_mask(9, 3)
+    params = [x, *attn.parameters(), *relative.parameters()]
+
+    out = attn(x, pad, relative(9), chunks)
+    grads = torch.autograd.grad(out.square().sum(), params)
+
+    def split(t):
+        return t.view(2, 9, HEADS, DIM // HEADS).transpose(1, 2)
+
+    q, k, v = split(attn.q_proj(x)), split(attn.k_proj(x)), split(attn.v_proj(x))
+    mask = attn.gate(x, relative(9)).masked_fill(pad[:, None, None, :] | ~chunks, float("-inf"))
+    ref_heads = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    ref = attn.out_proj(ref_heads.transpose(1, 2).reshape(2, 9, DIM))
+    ref_grads = torch.autograd.grad(ref.square().sum(), params)
+    torch.testing.assert_close(out, ref)
+    for grad, ref_grad in zip(grads, ref_grads):
+        torch.testing.assert_close(grad, ref_grad)
+    weights = attn.attention_weights(x, pad, relative(9))
+    assert bool((weights[0, :, :, 6:] == 0).all())
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, HEADS, 9, dtype=torch.float64))
+
+
+def test_gated_bias_attention_under_bf16_autocast_stays_close_to_fp32():
+    torch.manual_seed(0)
+    attn = SelfAttention(DIM, HEADS, 0.0, gate=PositionBiasGate(HEADS, DIM // HEADS)).eval()
+    bias = RelativePositionBias(HEADS, num_buckets=16, max_distance=20)(9)
+    x, pad = torch.randn(2, 9, DIM), padding_mask([6, 9], 9)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = attn(x, pad, bias)
+    assert low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), attn(x, pad, bias), atol=5e-2, rtol=5e-2)
 
 
 @pytest.mark.parametrize("bias, rms_range", [(True, (3.0, 8.0)), (False, (25.0, 35.0))])
