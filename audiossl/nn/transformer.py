@@ -225,8 +225,8 @@ class SelfAttention(nn.Module):
         dropout = self.dropout if self.training else 0.0
         if bias is None:
             out = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=attend, dropout_p=dropout)
-        elif x.device.type == "cpu":
-            # the CPU's fused kernel cannot give a float mask a gradient: SDPA would fall back to
+        elif x.device.type == "cpu" and bias.requires_grad:
+            # the CPU's fused kernel gives no float mask a gradient: SDPA would fall back to
             # its slower unfused path, so the same products are written out (softmax in fp32 at least)
             logits = _biased_logits(q, k, bias, attend)
             weights = logits.softmax(-1, dtype=torch.promote_types(logits.dtype, torch.float32)).to(v.dtype)
