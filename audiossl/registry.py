@@ -50,6 +50,11 @@ class Family:
     classes: str | None
 
 
+def pretraining_families() -> list[str]:
+    """The families that pretrain (those with a target kind), sorted."""
+    return sorted(family for family, entry in FAMILIES.items() if entry["targets"] is not None)
+
+
 def get_family(name: str) -> Family:
     """The family registered as ``name``; an unknown name lists the known ones."""
     if name not in FAMILIES:

@@ -41,6 +41,7 @@ import torch
 
 from audiossl.data.dataset import UtteranceDataset
 from audiossl.errors import ConfigError, reports_user_errors
+from audiossl.registry import pretraining_families
 from audiossl.tasks.pretrain import (PretrainingTask, check_targets, init_train_state, pretraining_inputs,
                                      pretraining_model, read_targets)
 from audiossl.train.config import check_sections, load_run_config, save_run_config, trainer_config
@@ -52,7 +53,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.pretrain", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML run config (model and trainer sections)")
-    parser.add_argument("--family", help="the model family the config must describe (e.g. hubert)")
+    parser.add_argument("--family", choices=pretraining_families(),
+                        help="the model family the config must describe (e.g. hubert)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. trainer.max_updates=100 (repeatable)")
     parser.add_argument("--train-data", required=True)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from audiossl.config_fields import dataclass_from_dict, plain
 from audiossl.errors import ConfigError
 from audiossl.nn.mamba import BiMambaBlock, BiMambaEncoder, BiMambaLayer
 from audiossl.nn.frontends import ConvBlock, ConvWaveformEncoder, FbankFrames, FbankSubsampler, FeatureProjection
@@ -248,42 +248,14 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict of JSON types (tuples become lists)."""
-        return _to_plain(dataclasses.asdict(self))
+        return plain(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]):
         """Inverse of :meth:`to_dict`; unknown keys are errors naming them. The result is validated."""
-        config = _dataclass_from_dict(cls, data, cls.__name__)
+        config = dataclass_from_dict(cls, data, cls.__name__)
         config.validate()
         return config
-
-
-def _to_plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _to_plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_to_plain(item) for item in value]
-    return value
-
-
-def _dataclass_from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(f"unknown {where} keys {unknown}; known: {sorted(fields)}")
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for name, value in data.items():
-        kind = hints[name]
-        if dataclasses.is_dataclass(kind) and isinstance(kind, type):
-            default = fields[name].default_factory  # the family's own defaults for the keys not given
-            if default is not dataclasses.MISSING and isinstance(value, dict):
-                value = {**_to_plain(dataclasses.asdict(default())), **value}
-            value = _dataclass_from_dict(kind, value, f"{where}.{name}")
-        values[name] = value
-    return cls(**values)
 
 
 def resize_body(frontend: FrontendConfig, encoder: EncoderConfig, size: str) -> None:

@@ -12,10 +12,12 @@ from tqdm import tqdm
 from audiossl.checkpoint import load_checkpoint, model_from_checkpoint
 from audiossl.data.dataset import Batch, UtteranceDataset, sorted_batches
 from audiossl.data.kaldi_dir import DataDir, DataDirError
+from audiossl.config_fields import dataclass_from_dict
 from audiossl.errors import ConfigError
 from audiossl.models.ctc.model import CtcModel, ctc_loss
 from audiossl.models.encoder import SpeechEncoder
 from audiossl.tasks.base import StepOutput, Task
+from audiossl.text.tokenizer import TOKENIZER_KINDS
 from audiossl.text.scoring import error_rates
 
 
@@ -109,13 +111,24 @@ def read_ctc_section(section: dict[str, Any] | None) -> tuple[FineTuningOptions,
 
     An unknown key is a :class:`~audiossl.errors.ConfigError` that lists the known ones.
     """
+    if not isinstance(section or {}, dict):
+        raise ConfigError(f"ctc: expected a mapping of keys, got {section!r}")
     section = dict(section or {})
     settings = {key: section.pop(key) for key in CTC_SETTINGS if key in section}
     known = [f.name for f in dataclasses.fields(FineTuningOptions)]
     unknown = sorted(set(section) - set(known))
     if unknown:
         raise ConfigError(f"ctc: unknown keys {unknown}; known: {sorted(known + list(CTC_SETTINGS))}")
-    return FineTuningOptions(**section), settings
+    options = dataclass_from_dict(FineTuningOptions, section, "ctc")
+    if options.tokenizer not in TOKENIZER_KINDS:
+        raise ConfigError(f"ctc.tokenizer is one of {list(TOKENIZER_KINDS)}, not {options.tokenizer!r}")
+    if (options.tokenizer == "char") != (options.vocab_size is None):
+        raise ConfigError(f"ctc.vocab_size: a {options.tokenizer} tokenizer "
+                          + ("takes its vocabulary from the data: leave vocab_size out" if options.tokenizer == "char"
+                             else "needs vocab_size, its number of pieces (blank and <unk> included)"))
+    if options.vocab_size is not None and options.vocab_size < 3:
+        raise ConfigError(f"ctc.vocab_size is {options.vocab_size}: at least 3 (blank, <unk> and a piece)")
+    return options, settings
 
 
 def fine_tuning_encoder(checkpoint: str, options: FineTuningOptions) -> SpeechEncoder:

@@ -23,6 +23,7 @@ from typing import Any
 from torch import nn
 
 from audiossl.atomic import write_text_atomic
+from audiossl.config_fields import dataclass_from_dict
 from audiossl.data.dataset import Batch, UtteranceDataset
 from audiossl.data.kaldi_dir import DataDir, DataDirError, read_table
 from audiossl.errors import ConfigError
@@ -222,20 +223,16 @@ def multilabel_head(section: dict[str, Any] | None) -> bool:
 def read_utterance_section(section: dict[str, Any] | None, num_classes: int) -> tuple[UtteranceOptions, dict[str, Any]]:
     """A run config's ``utterance`` section → the fine-tuning options and the UtteranceConfig settings,
     whose ``head.num_classes`` is set to ``num_classes`` (a different value given is a ConfigError)."""
+    if not isinstance(section or {}, dict):
+        raise ConfigError(f"utterance: expected a mapping of keys, got {section!r}")
     section = dict(section or {})
     option_names = [f.name for f in dataclasses.fields(UtteranceOptions)]
     model_names = [f.name for f in dataclasses.fields(UtteranceConfig) if f.name not in ("upstream_family", "upstream")]
     unknown = sorted(set(section) - set(option_names) - set(model_names))
     if unknown:
         raise ConfigError(f"utterance: unknown keys {unknown}; known: {sorted(option_names + model_names)}")
-    values = {key: section.pop(key) for key in option_names if key in section}
-    if "upstream_lr_scale" in values:
-        try:
-            values["upstream_lr_scale"] = float(values["upstream_lr_scale"])
-        except (TypeError, ValueError):
-            raise ConfigError(f"utterance.upstream_lr_scale: expected a number, got {values['upstream_lr_scale']!r}") \
-                from None
-    options = UtteranceOptions(**values)
+    options = dataclass_from_dict(UtteranceOptions, {key: section.pop(key) for key in option_names if key in section},
+                                  "utterance")
     if options.valid_metric is not None and options.valid_metric not in HIGHER_IS_BETTER:
         raise ConfigError(f"utterance.valid_metric {options.valid_metric!r} not one of {sorted(HIGHER_IS_BETTER)}")
     head = dict(section.get("head") or {})

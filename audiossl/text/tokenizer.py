@@ -16,7 +16,10 @@ from typing import Any, ClassVar, Protocol
 
 import sentencepiece as spm
 
+from audiossl.errors import ConfigError, UserError
+
 BLANK_ID = 0
+TOKENIZER_KINDS = ("char", "bpe", "unigram")  # what build_tokenizer trains
 """Id of the CTC blank in every tokenizer (fairseq's ``<pad>``/HF's ``pad_token`` in wav2vec2 CTC)."""
 
 
@@ -143,17 +146,21 @@ class SentencePieceTokenizer:
             raise ValueError(f"model_type must be 'bpe' or 'unigram', got {model_type!r}")
         sentences = [s for s in (" ".join(t.split()) for t in texts) if s]
         if not sentences:
-            raise ValueError("no non-empty transcripts to train on")
+            raise UserError("no non-empty transcripts to train a tokenizer on")
         if max_sentences is not None and len(sentences) > max_sentences:
             keep = sorted(random.Random(seed).sample(range(len(sentences)), max_sentences))
             sentences = [sentences[i] for i in keep]
         model = io.BytesIO()
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(sentences), model_writer=model, vocab_size=vocab_size,
-            model_type=model_type, character_coverage=1.0, normalization_rule_name="identity",
-            pad_id=BLANK_ID, pad_piece="<blank>", unk_id=1, bos_id=-1, eos_id=-1,
-            input_sentence_size=0, minloglevel=2,
-        )
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(sentences), model_writer=model, vocab_size=vocab_size,
+                model_type=model_type, character_coverage=1.0, normalization_rule_name="identity",
+                pad_id=BLANK_ID, pad_piece="<blank>", unk_id=1, bos_id=-1, eos_id=-1,
+                input_sentence_size=0, minloglevel=2,
+            )
+        except RuntimeError as err:  # e.g. a vocab_size under the characters seen, or over what the text holds
+            raise ConfigError(f"SentencePiece cannot make a {model_type} vocabulary of {vocab_size} pieces "
+                              f"from these transcripts: {err}") from None
         return cls(model.getvalue())
 
     @property
@@ -196,13 +203,13 @@ def build_tokenizer(kind: str, texts: Iterable[str], vocab_size: int | None = No
     """
     if kind == "char":
         if vocab_size is not None:
-            raise ValueError("a char tokenizer's vocabulary comes from the data: leave vocab_size unset")
+            raise ConfigError("a char tokenizer's vocabulary comes from the data: leave vocab_size unset")
         return CharTokenizer.train(texts)
     if kind in ("bpe", "unigram"):
         if vocab_size is None:
-            raise ValueError(f"a {kind} tokenizer needs vocab_size")
+            raise ConfigError(f"a {kind} tokenizer needs vocab_size")
         return SentencePieceTokenizer.train(texts, vocab_size, kind, seed=seed, max_sentences=max_sentences)
-    raise ValueError(f"unknown tokenizer kind {kind!r}: expected 'char', 'bpe' or 'unigram'")
+    raise ConfigError(f"unknown tokenizer kind {kind!r}: expected one of {list(TOKENIZER_KINDS)}")
 
 
 def tokenizer_from_dict(d: dict[str, Any]) -> Tokenizer:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from audiossl.errors import ConfigError
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
@@ -30,7 +31,7 @@ def resolve_precision(requested: str, device: torch.device) -> str:
     is emulated (it still works, many times slower: see :func:`emulation_warning`).
     """
     if requested not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not '{requested}'")
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, not '{requested}'")
     if requested == "auto":
         return "bf16" if native_bf16(device) else "fp32"
     return requested

@@ -13,6 +13,9 @@ from functools import partial
 
 import torch
 
+from audiossl.errors import ConfigError
+
+SCHEDULES = ("polynomial", "tri_stage", "constant")
 
 @dataclass
 class ScheduleConfig:
@@ -42,7 +45,7 @@ def lr_multiplier(update: int, config: ScheduleConfig) -> float:
         span = max(1, config.total_updates - warmup - config.hold_updates)
         progress = min(1.0, (update - warmup - config.hold_updates) / span)
         return math.exp(math.log(max(config.final_lr_scale, 1e-12)) * progress)
-    raise ValueError(f"unknown schedule '{config.name}' (polynomial, tri_stage, constant)")
+    raise ConfigError(f"unknown schedule {config.name!r}: expected one of {list(SCHEDULES)}")
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, config: ScheduleConfig) -> torch.optim.lr_scheduler.LambdaLR:

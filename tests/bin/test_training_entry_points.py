@@ -6,10 +6,12 @@ import torch
 
 from audiossl.checkpoint import build_model, save_checkpoint
 from audiossl.errors import ConfigError, UserError
+from audiossl.models.ctc.config import CtcConfig
 from audiossl.models.hubert import HubertConfig
 from audiossl.models.named import model_config_from_section
 from audiossl.tasks.asr import FineTuningOptions, fine_tuning_encoder, read_ctc_section
 from audiossl.tasks.pretrain import check_targets, pretraining_model
+from audiossl.text.tokenizer import build_tokenizer
 from audiossl.train.config import check_sections, load_run_config, trainer_config
 
 
@@ -92,6 +94,68 @@ def test_run_config_overrides_and_types(tmp_path):
         model_config_from_section({"family": "hubert", "size": "tiny", "set": {"wat": 1}})
 
 
+@pytest.mark.parametrize("values, message", [
+    ({"max_updates": "abc"}, "trainer.max_updates: expected a whole number, got 'abc'"),
+    ({"betas": "abc"}, r"trainer.betas: expected a list of 2 \(a number, a number\)"),
+    ({"schedule": "abc"}, "trainer.schedule: expected a mapping of ScheduleConfig keys"),
+    ([{"lr": 1}], "trainer: expected a mapping of keys"),
+    ({"precision": "fp8"}, r"trainer.precision is 'fp8'; it must be one of \['auto', 'bf16', 'fp16', 'fp32'\]"),
+    ({"schedule": {"name": "cosin"}}, "trainer.schedule.name is 'cosin'; it must be one of"),
+    ({"lr": -1}, "trainer.lr is -1.0; it must be more than 0"),
+    ({"clip_norm": -1}, "trainer.clip_norm is -1.0; it must be more than 0"),
+    ({"device": "gpu0"}, "trainer.device is 'gpu0'; it must be auto, cpu or cuda"),
+    ({"max_updates": 0, "save_interval": 0, "keep_last": 0},
+     "max_updates is 0; it must be at least 1\n  trainer.save_interval is 0.*\n  trainer.keep_last is 0"),
+])
+def test_trainer_values_of_the_wrong_type_or_range_are_named(values, message):
+    with pytest.raises(ConfigError, match=message):
+        trainer_config(values)
+
+
+def test_numbers_written_as_yaml_text_and_lists_for_tuples_are_read():
+    config = trainer_config(load_run_config(None, ["trainer.max_updates=1e3", "trainer.lr=2e-3",
+                                                   "trainer.betas=[0.9, 0.99]"])["trainer"])
+    assert (config.max_updates, config.lr, config.betas) == (1000, 0.002, (0.9, 0.99))
+
+
+def test_a_run_config_that_is_not_yaml_is_named(tmp_path):
+    (tmp_path / "run.yaml").write_text("trainer:\n  lr: [1, 2\n")
+    with pytest.raises(ConfigError, match="run.yaml: not valid YAML: while parsing"):
+        load_run_config(tmp_path / "run.yaml")
+    with pytest.raises(ConfigError, match=r"override 'trainer.lr=\[1,': not valid YAML"):
+        load_run_config(None, ["trainer.lr=[1,"])
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"set": {"encoder": {"dropout": "abc"}}}, "HubertConfig.encoder.dropout: expected a number, got 'abc'"),
+    ({"set": {"encoder": {"num_layers": "two"}}}, "HubertConfig.encoder.num_layers: expected a whole number"),
+    ({"set": 5}, "model.set: expected a mapping of config keys to change, got 5"),
+    ({"args": {"frontend": 3}}, "model.args.frontend: expected text, got 3"),
+])
+def test_model_values_of_the_wrong_type_are_named(section, message):
+    with pytest.raises(ConfigError, match=message):
+        model_config_from_section({"family": "hubert", "size": "tiny", **section})
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"tokenizer": "wordpiece"}, r"ctc.tokenizer is one of \['char', 'bpe', 'unigram'\], not 'wordpiece'"),
+    ({"tokenizer": "bpe"}, "a bpe tokenizer needs vocab_size"),
+    ({"tokenizer": "char", "vocab_size": 30}, "leave vocab_size out"),
+    ({"tokenizer": "bpe", "vocab_size": 0}, "ctc.vocab_size is 0: at least 3"),
+])
+def test_ctc_values_of_the_wrong_kind_are_named(section, message):
+    with pytest.raises(ConfigError, match=message):
+        read_ctc_section(section)
+    _, settings = read_ctc_section({"mask_prob": "abc"})  # a CtcConfig field: checked when the model is built
+    with pytest.raises(ConfigError, match="CtcConfig.mask_prob: expected a number, got 'abc'"):
+        CtcConfig.from_dict({"encoder": {"x": 1}, "vocab_size": 5, **settings})
+
+
+def test_a_sentencepiece_vocabulary_it_cannot_make_is_a_config_error():
+    with pytest.raises(ConfigError, match="SentencePiece cannot make a bpe vocabulary of 5 pieces"):
+        build_tokenizer("bpe", ["hello world", "a quick brown fox"], 5)
+
+
 def test_unknown_sections_keys_families_sizes_and_arguments_are_named():
     with pytest.raises(ConfigError, match=r"run.yaml: unknown sections \['trainr'\]"):
         check_sections({"model": {}, "trainr": {}}, ("model", "trainer"), "run.yaml")
@@ -107,7 +171,7 @@ def test_unknown_sections_keys_families_sizes_and_arguments_are_named():
         model_config_from_section({"family": "hubert", "size": "tiny", "set": {"encoder": {"dims": 3}}})
     data = HubertConfig.tiny().to_dict()
     data["encoder"]["dims"] = 3
-    with pytest.raises(ConfigError, match=r"unknown HubertConfig.encoder keys \['dims'\]"):
+    with pytest.raises(ConfigError, match=r"HubertConfig.encoder: unknown keys \['dims'\]"):
         HubertConfig.from_dict(data)
 
 

@@ -207,7 +207,7 @@ def test_slurm_job_script_runs_torchrun_on_each_node(corpus, tmp_path, monkeypat
     trained_by_two_ranks(exp)
     failing = tmp_path / "failing"  # a training that fails fails the sbatch --wait, and so the recipe's stage
     assert launch_training(launch, pretraining(corpus, failing, "trainer.strategy=zero"), failing) != 0
-    assert "trainer.strategy is ddp or fsdp, not 'zero'" in (failing / "slurm-4242.log").read_text()
+    assert "trainer.strategy is 'zero'; it must be ddp or fsdp" in (failing / "slurm-4242.log").read_text()
 
 
 def test_launch_refuses_what_it_cannot_run(tmp_path):

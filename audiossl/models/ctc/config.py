@@ -5,6 +5,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
+from audiossl.config_fields import dataclass_from_dict
 from audiossl.errors import ConfigError
 
 
@@ -51,11 +52,7 @@ class CtcConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CtcConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown CtcConfig keys {unknown}; known: {sorted(known)}")
-        config = cls(**data)
+        config = dataclass_from_dict(cls, data, "CtcConfig")
         config.validate()
         return config
 
