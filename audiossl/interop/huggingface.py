@@ -138,7 +138,7 @@ def load_weights(model: SpeechEncoder, hf_state: dict[str, Tensor], entry: HfFam
             elif value.shape != expected[name].shape:
                 wrong_shape.append(f"{hf_name} {tuple(value.shape)} (config: {tuple(expected[name].shape)})")
     optional = ("mask_embedding",) + (() if stores_pretraining else entry.pretraining_parts)
-    missing = [next(iter(entry.state_dict_to_hf({name: tensor})))
+    missing = [next(iter(entry.state_dict_to_hf({name: tensor})), name)  # audiossl's name where HF has none
                for name, tensor in expected.items() if name not in state and not name.startswith(optional)]
     if missing or unexpected or wrong_shape:
         raise InteropError(f"{source}: weights do not fit config.json: missing {missing}, "
@@ -162,7 +162,8 @@ def load_hf(directory: str | os.PathLike, num_classes: int = 100) -> SpeechEncod
     except InteropError as err:
         raise InteropError(f"{directory}: {err}") from None
     model = get_family(hf["model_type"]).build(config)
-    load_weights(model, read_weights(directory), entry, architecture == entry.pretraining_class, str(directory))
+    stores_pretraining = architecture is not None and architecture == entry.pretraining_class
+    load_weights(model, read_weights(directory), entry, stores_pretraining, str(directory))
     return model.eval()
 
 

@@ -129,6 +129,17 @@ def test_to_hf_loads_in_transformers(tmp_path, family, pre_norm):
         assert_same_hidden_states(load_in_transformers(tmp_path / "encoder", "Wav2Vec2Model"), ours, pre_norm)
 
 
+@pytest.mark.parametrize("name", ["HubertModel", "Wav2Vec2ForPreTraining"])
+def test_a_config_without_architectures_loads_by_its_model_type(tmp_path, name):
+    """config.json may leave ``architectures`` out (hand-made or old files): model_type picks the family."""
+    reference = hf_model(name, pre_norm=False)
+    reference.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["architectures"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert_same_hidden_states(reference, load_model(tmp_path), pre_norm=False)
+
+
 @pytest.mark.parametrize("name", ["Wav2Vec2ForSequenceClassification", "UniSpeechSatModel"])
 def test_unsupported_class_is_refused_by_name(tmp_path, name):
     config = getattr(transformers, name).config_class()
