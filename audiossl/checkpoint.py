@@ -78,7 +78,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a truncated or foreign file
-        raise CheckpointError(f"{path}: cannot read checkpoint: {err}") from err
+        raise CheckpointError(f"{path}: cannot read checkpoint: {_load_failure(err)}") from err
     fmt = payload.get("format") if isinstance(payload, dict) else None
     if isinstance(fmt, str) and fmt.startswith("audiossl/") and fmt != FORMAT:
         version = fmt.removeprefix("audiossl/")
@@ -91,6 +91,18 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"{path}: checksum mismatch: the file was damaged after it was written; use an "
                               "earlier checkpoint (checkpoints/update_*.pt) or a copy")
     return payload
+
+
+def _load_failure(err: Exception) -> str:
+    """Why torch could not read a file, without its advice to unpickle it in full (which runs any code in it)."""
+    if isinstance(err, OSError):
+        return err.strerror or str(err)
+    text = str(err)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+    text = text.split(" Please use", 1)[0]  # torch's advice to allow the file's classes
+    return (f"not a torch.save file of tensors and plain data, or a damaged one "
+            f"({type(err).__name__}: {' '.join(text.split())})")
 
 
 def model_from_checkpoint(payload: dict) -> nn.Module:

@@ -1,6 +1,8 @@
 """Checkpoints refuse what they cannot trust: a damaged file, a newer format, a foreign file; each by name."""
 from __future__ import annotations
 
+import argparse
+
 import pytest
 import torch
 
@@ -32,6 +34,16 @@ def test_a_damaged_file_is_refused_by_name(tmp_path):
     path.write_bytes(bytes(data[: len(data) // 2]))  # truncated
     with pytest.raises(CheckpointError, match="update_100.pt: cannot read checkpoint"):
         load_checkpoint(path)
+
+
+def test_a_file_of_other_objects_is_refused_without_advice_to_unpickle_it(tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save({"args": argparse.Namespace(lr=1.0)}, path)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: cannot read checkpoint: not a torch.save file of tensors and plain data")
+    assert "argparse.Namespace" in message and "weights_only" not in message and "allowlist" not in message
 
 
 def test_a_newer_format_is_refused_by_name(tmp_path):
