@@ -36,6 +36,7 @@ from torch import Tensor
 from torch._weights_only_unpickler import _get_allowed_globals  # torch's own weights-only set
 
 from audiossl.atomic import atomic_path
+from audiossl.config_fields import checked_value
 from audiossl.errors import ConfigError, InteropError
 from audiossl.models.components import ConvLayers, EncoderConfig, FrontendConfig, MaskConfig, ModelConfig
 from audiossl.models.encoder import SpeechEncoder
@@ -246,8 +247,14 @@ def config_from_fairseq(family: str, settings: dict[str, Any], num_classes: int 
     sizes a HuBERT/WavLM head that the checkpoint does not store.
     """
     def get(key: str, default: Any) -> Any:
+        """The setting, or fairseq's default; a scalar must have its default's type (a number may be text)."""
         value = settings.get(key)
-        return default if value is None else value
+        if value is None or type(default) not in (bool, int, float, str):
+            return default if value is None else value
+        try:
+            return checked_value(value, type(default), f"fairseq setting {key}")
+        except ConfigError as err:
+            raise InteropError(str(err)) from None
 
     relative = family == "wavlm" and bool(get("relative_position_embedding", False))
     need = {"activation_fn": "gelu", "layer_type": "transformer", "pos_conv_depth": 1, "conv_pos_batch_norm": False,

@@ -260,6 +260,10 @@ def test_foreign_settings_and_weights_are_named(tmp_path):
         load_with({"_name": "transformer_lm"})
     with pytest.raises(InteropError, match="cannot read conv_feature_layers"):
         load_with({"conv_feature_layers": "[(32, 10, 5)] + __import__('os').system('true')"})
+    with pytest.raises(InteropError, match="fairseq setting encoder_layers: expected a whole number, got 'two'"):
+        load_with({"encoder_layers": "two"})
+    with pytest.raises(InteropError, match="fairseq setting dropout: expected a number, got 'none'"):
+        load_with({"dropout": "none"})
     state = dict(payload["model"])
     del state["encoder.layers.1.fc2.weight"]
     state["encoder.layers.2.fc1.bias"] = torch.zeros(256)
