@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from audiossl.checkpoint import CheckpointError, build_model, load_checkpoint, load_model
+from audiossl.config_fields import checked_value
 from audiossl.data.dataset import Batch
 from audiossl.data.kaldi_dir import DataDir, DataDirError
 from audiossl.data.mixing import NoiseBank, UtteranceMixing
@@ -165,7 +166,9 @@ def check_targets(family: str, train_labels: str | None, valid_labels: str | Non
         raise ConfigError(f"{family} makes its own targets: --train-labels and --valid-labels do not apply")
 
 
-MIXING_KEYS = ("prob", "noise_prob", "speech_ratio_db", "noise_ratio_db", "max_overlap", "speaker_aware")
+# the mixing section's keys and their types: UtteranceMixing's settings, and speaker_aware
+MIXING_KEYS = {"prob": float, "noise_prob": float, "speech_ratio_db": tuple[float, float],
+               "noise_ratio_db": tuple[float, float], "max_overlap": float, "speaker_aware": bool}
 
 
 @dataclass
@@ -196,9 +199,12 @@ def pretraining_inputs(model: SpeechEncoder, mixing: dict[str, Any] | None, trai
         if noise_data:
             raise ConfigError("--noise-data is used by utterance mixing: add a mixing section to the run config")
         return PretrainingInputs(model.input_kind, None, lambda length: int(model.num_frames(torch.tensor([length]))[0]))
+    if not isinstance(mixing, dict):
+        raise ConfigError(f"mixing: expected a mapping of keys, got {mixing!r}")
     unknown = sorted(set(mixing) - set(MIXING_KEYS))
     if unknown:
         raise ConfigError(f"unknown mixing keys {unknown}; known: {list(MIXING_KEYS)}")
+    mixing = {key: checked_value(value, MIXING_KEYS[key], f"mixing.{key}") for key, value in mixing.items()}
     family = model.config.family
     if get_family(family).targets != "kmeans":
         raise ConfigError(f"mixing keeps the targets of the clean utterance, but {family} makes its targets from "

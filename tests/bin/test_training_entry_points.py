@@ -213,6 +213,8 @@ def test_mixing_section_reads_waveforms_and_computes_fbank_after_mixing(tmp_path
     assert out.inputs.shape == (2, 98, 80) and out.lengths.tolist() == [98, 98]
     with pytest.raises(ConfigError, match=r"unknown mixing keys \['probb'\]"):
         pretraining_inputs(model, {"probb": 0.2}, str(train), None)
+    with pytest.raises(ConfigError, match=r"mixing.speech_ratio_db: expected a list of 2 \(a number, a number\)"):
+        pretraining_inputs(model, {"speech_ratio_db": "loud"}, str(train), None)
     with pytest.raises(ConfigError, match="noise_prob is 0.5: give the noise data dir"):
         pretraining_inputs(model, {"noise_prob": 0.5}, str(train), None)
     with pytest.raises(ConfigError, match="add a mixing section"):
