@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from audiossl.bin.arguments import positive_int
 from audiossl.data.kaldi_dir import (FEATURE_TABLES, DataDir, DataDirError, combine_data_dirs, fix_data_dir, spk2utt_from_utt2spk,
                                      split_data_dir, subset_utterances)
 from audiossl.data.validate import validate_data_dir
@@ -60,8 +61,8 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("subset", help="copy a subset of utterances into a new data dir")
     group = p.add_mutually_exclusive_group(required=True)
-    group.add_argument("--first", type=int, help="the first N utterances")
-    group.add_argument("--random", type=int, help="N utterances at random (--seed)")
+    group.add_argument("--first", type=positive_int, help="the first N utterances")
+    group.add_argument("--random", type=positive_int, help="N utterances at random (--seed)")
     group.add_argument("--utt-list", help="a file whose first column lists utterances")
     group.add_argument("--spk-list", help="a file whose first column lists speakers")
     p.add_argument("--seed", type=int, default=0)
@@ -75,7 +76,7 @@ def main(argv=None) -> int:
     p = sub.add_parser("split", help="split into <data-dir>/split<N>[utt]/{1..N}")
     p.add_argument("--per-utt", action="store_true", help="split by utterance, not by speaker")
     p.add_argument("data_dir")
-    p.add_argument("num_parts", type=int)
+    p.add_argument("num_parts", type=positive_int)
 
     sub.add_parser("spk2utt", help="utt2spk on stdin to spk2utt on stdout")
 
@@ -83,7 +84,7 @@ def main(argv=None) -> int:
                        "written under <audio-dir>/<domain>/, utterances renamed <utt>-<domain>")
     p.add_argument("--domain", required=True, help="noisy or radio")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--nj", type=int, default=2, help="utterances made at once")
+    p.add_argument("--nj", type=positive_int, default=2, help="utterances made at once")
     p.add_argument("src")
     p.add_argument("dest")
     p.add_argument("audio_dir")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from audiossl.bin.arguments import positive_float, positive_int
 from audiossl.checkpoint import CheckpointError, load_model
 from audiossl.data.dataset import UtteranceDataset
 from audiossl.errors import reports_user_errors
@@ -49,19 +50,19 @@ def floats(text: str) -> list[float]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.decode_ctc", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--beam-size", type=int, default=1, help="1: greedy; more: CTC prefix beam search")
-    parser.add_argument("--batch-seconds", type=float, default=200.0)
+    parser.add_argument("--beam-size", type=positive_int, default=1, help="1: greedy; more: CTC prefix beam search")
+    parser.add_argument("--batch-seconds", type=positive_float, default=200.0)
     parser.add_argument("--lm-dir", help="LM dir (lm.arpa, lexicon.txt): also a lexicon search with a word n-gram LM")
     parser.add_argument("--lm-decode-dir", help="with --lm-dir: where the decode with the LM goes")
-    parser.add_argument("--lm-beam-size", type=int, default=100, help="with --lm-dir: hypotheses kept per frame (default 100)")
+    parser.add_argument("--lm-beam-size", type=positive_int, default=100, help="with --lm-dir: hypotheses kept per frame (default 100)")
     parser.add_argument("--lm-weight", type=floats, default=[2.0], help="LM weight(s), comma-separated (default 2)")
     parser.add_argument("--word-score", type=floats, default=[0.0], help="word score(s), comma-separated (default 0)")
     parser.add_argument("--lm-params-from", metavar="SCORES_JSON",
                         help="take the LM weight and word score from another decode's scores.json")
-    parser.add_argument("--token-beam", type=int, default=10,
+    parser.add_argument("--token-beam", type=positive_int, default=10,
                         help="with --lm-dir: the likeliest tokens per frame that are tried (default 10)")
-    parser.add_argument("--nj", type=int, default=2, help="LM weight / word score pairs decoded at once (default 2)")
-    parser.add_argument("--chunk-frames", type=int,
+    parser.add_argument("--nj", type=positive_int, default=2, help="LM weight / word score pairs decoded at once (default 2)")
+    parser.add_argument("--chunk-frames", type=positive_int,
                         help="streaming: attend within chunks of this many encoder frames (default: full context)")
     parser.add_argument("model")
     parser.add_argument("data_dir")

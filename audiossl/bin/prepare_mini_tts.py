@@ -17,6 +17,7 @@ import argparse
 import logging
 import sys
 
+from audiossl.bin.arguments import positive_int
 from audiossl.corpora.mini_tts import SPLIT_SUFFIX, prepare_mini_tts
 from audiossl.errors import reports_user_errors
 
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", choices=("tiny", "full", "large"), default="full", help="corpus size (default full)")
     parser.add_argument("--languages", default="en", help="comma-separated: en (always made), es (default en)")
     parser.add_argument("--seed", type=int, default=0, help="sentence choice and jitter seed (default 0)")
-    parser.add_argument("--num-workers", type=int, default=2, help="parallel synthesis jobs (default 2)")
+    parser.add_argument("--num-workers", type=positive_int, default=2, help="parallel synthesis jobs (default 2)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("corpus_dir")
     parser.add_argument("data_dir")

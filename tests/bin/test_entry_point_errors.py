@@ -54,3 +54,32 @@ def test_malformed_inputs_are_user_errors(monkeypatch, capsys):
     monkeypatch.setattr("sys.stdin", io.StringIO("u1 s1\nu2\n"))
     assert data_dir.main(["spk2utt"]) == 1
     assert capsys.readouterr().err == "error: <stdin>:2: expected 'utterance speaker', got 'u2'\n"
+
+
+@pytest.mark.parametrize("main, argv, option", [
+    (data_dir, ["subset", "--first", "0", "src", "dest"], "--first"),
+    (data_dir, ["subset", "--first", "-2", "src", "dest"], "--first"),
+    (data_dir, ["subset", "--random", "-1", "src", "dest"], "--random"),
+    (data_dir, ["split", "src", "0"], "num_parts"),
+    (decode_ctc, ["--beam-size", "0", "m.pt", "d", "out"], "--beam-size"),
+    (decode_ctc, ["--batch-seconds", "0", "m.pt", "d", "out"], "--batch-seconds"),
+    (decode_ctc, ["--batch-seconds", "nan", "m.pt", "d", "out"], "--batch-seconds"),
+    (prepare_mini_tts_main, ["--num-workers", "0", "corpus", "data"], "--num-workers"),
+])
+def test_a_count_or_size_below_one_is_a_usage_error_naming_the_option(main, argv, option, tmp_path, monkeypatch,
+                                                                      capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        main.main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: expected a positive" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []   # nothing made before the arguments are checked
+
+
+def test_subset_of_more_utterances_than_the_data_dir_has_is_refused(tmp_path, capsys):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "utt2spk").write_text("u1 s\nu2 s\n")
+    assert data_dir.main(["subset", "--first", "3", str(tmp_path / "src"), str(tmp_path / "dest")]) == 1
+    assert capsys.readouterr().err == "error: asked for 3 utterances, the data dir has 2\n"
+    assert not (tmp_path / "dest").exists()
