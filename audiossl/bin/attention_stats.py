@@ -14,6 +14,7 @@ import sys
 
 import torch
 
+from audiossl.bin.arguments import positive_int
 from audiossl.checkpoint import load_model
 from audiossl.data.dataset import UtteranceDataset
 from audiossl.errors import reports_user_errors
@@ -24,7 +25,7 @@ from audiossl.eval.attention import attention_statistics, format_statistics, plo
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.attention_stats", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--num-utts", type=int, default=32, help="first N utterances of the data dir")
+    parser.add_argument("--num-utts", type=positive_int, default=32, help="first N utterances of the data dir")
     parser.add_argument("--plot", help="write a PNG of each head's attention distance per layer")
     parser.add_argument("data_dir")
     parser.add_argument("models", nargs="+")

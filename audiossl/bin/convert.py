@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from audiossl.bin.arguments import positive_int
 from audiossl.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from audiossl.errors import reports_user_errors
 from audiossl.interop.fairseq import load_fairseq, save_fairseq
@@ -37,7 +38,7 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     from_hf = commands.add_parser("from-hf", help="Hugging Face directory -> audiossl checkpoint")
-    from_hf.add_argument("--num-classes", type=int, default=100,
+    from_hf.add_argument("--num-classes", type=positive_int, default=100,
                          help="targets of the new HuBERT/WavLM prediction head (default 100)")
     from_hf.add_argument("source")
     from_hf.add_argument("target")
@@ -45,7 +46,7 @@ def main(argv=None) -> int:
     to_hf.add_argument("source")
     to_hf.add_argument("target")
     from_fairseq = commands.add_parser("from-fairseq", help="fairseq checkpoint -> audiossl checkpoint")
-    from_fairseq.add_argument("--num-classes", type=int, default=100,
+    from_fairseq.add_argument("--num-classes", type=positive_int, default=100,
                               help="targets of a new WavLM prediction head (default 100)")
     from_fairseq.add_argument("source")
     from_fairseq.add_argument("target")

@@ -29,6 +29,7 @@ import logging
 import sys
 from pathlib import Path
 
+from audiossl.bin.arguments import positive_float
 from audiossl.errors import reports_user_errors
 from audiossl.eval.utterance import classify, results_lines, save_evaluation, utterance_model, verify, write_results
 from audiossl.tasks.utterance import CLASSES_FILE
@@ -46,7 +47,8 @@ def main(argv=None) -> int:
             sub.add_argument("--classes", help=f"class list (default: {CLASSES_FILE} beside the checkpoint)")
         else:
             sub.add_argument("--trials", help="trial list (default: <data-dir>/trials)")
-        sub.add_argument("--batch-seconds", type=float, default=60.0, help="padded audio per batch (default 60)")
+        sub.add_argument("--batch-seconds", type=positive_float, default=60.0,
+                         help="padded audio per batch (default 60)")
         sub.add_argument("--no-progress", action="store_true")
         sub.add_argument("checkpoint")
         sub.add_argument("data_dir")

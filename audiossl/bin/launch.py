@@ -17,6 +17,7 @@ import argparse
 import shlex
 import sys
 
+from audiossl.bin.arguments import positive_int
 from audiossl.errors import reports_user_errors
 from audiossl.train.launch import MODES, Launch, launch_training
 
@@ -26,9 +27,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.launch", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=MODES, default="local", help="where it runs (default: %(default)s)")
-    parser.add_argument("--ngpu", type=int, default=1, help="processes per node, one per GPU (default: 1)")
-    parser.add_argument("--num-nodes", type=int, default=1, help="nodes (slurm, hostfile; default: 1)")
-    parser.add_argument("--port", type=int, default=29500, help="rendezvous port on the first node")
+    parser.add_argument("--ngpu", type=positive_int, default=1, help="processes per node, one per GPU (default: 1)")
+    parser.add_argument("--num-nodes", type=positive_int, default=1, help="nodes (slurm, hostfile; default: 1)")
+    parser.add_argument("--port", type=positive_int, default=29500, help="rendezvous port on the first node")
     parser.add_argument("--max-restarts", type=int, default=0,
                         help="restart every process this many times after one fails or stalls (torchrun elastic); "
                              "the training resumes from its last checkpoint (default: 0)")

@@ -16,6 +16,7 @@ import argparse
 import logging
 import sys
 
+from audiossl.bin.arguments import positive_int
 from audiossl.corpora.mini_music import SAMPLE_RATES, SIZES, prepare_mini_music
 from audiossl.errors import reports_user_errors
 
@@ -26,10 +27,10 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=tuple(SIZES), default="full", help="corpus size (default full)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every clip (default 0)")
-    parser.add_argument("--sample-rates", type=int, nargs="+", default=list(SAMPLE_RATES), metavar="HZ",
+    parser.add_argument("--sample-rates", type=positive_int, nargs="+", default=list(SAMPLE_RATES), metavar="HZ",
                         help="sample rates of the data dirs (default 16000 24000)")
     parser.add_argument("--soundfont", help="General MIDI .sf2 (default FluidR3_GM, else TimGM6mb)")
-    parser.add_argument("--num-workers", type=int, default=2, help="fluidsynth processes at once (default 2)")
+    parser.add_argument("--num-workers", type=positive_int, default=2, help="fluidsynth processes at once (default 2)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("audio_dir")
     parser.add_argument("data_dir")

@@ -22,6 +22,7 @@ import logging
 import sys
 from pathlib import Path
 
+from audiossl.bin.arguments import positive_int
 from audiossl.corpora.intents import prepare_intents
 from audiossl.corpora.keywords import prepare_keywords
 from audiossl.corpora.phonemes import prepare_phoneme_dirs
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated subset of {','.join(TASKS)}")
     parser.add_argument("--size", choices=("tiny", "full"), default="full", help="set sizes (default full)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every choice and jitter (default 0)")
-    parser.add_argument("--num-workers", type=int, default=2, help="parallel synthesis jobs (default 2)")
+    parser.add_argument("--num-workers", type=positive_int, default=2, help="parallel synthesis jobs (default 2)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("mini_tts_corpus_dir")
     parser.add_argument("mini_tts_data_dir")

@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 
+from audiossl.bin.arguments import positive_float, positive_int
 from audiossl.errors import reports_user_errors
 from audiossl.tasks.self_training import write_self_training_set
 
@@ -31,10 +32,11 @@ def main(argv=None) -> int:
     parser.add_argument("--lm-params-from", required=True, metavar="SCORES_JSON",
                         help="the LM weight and word score of this decode (a dev decode with the LM)")
     keep = parser.add_mutually_exclusive_group(required=True)
-    keep.add_argument("--keep-fraction", type=float, help="keep this fraction of the pseudo-labels, the most confident")
+    keep.add_argument("--keep-fraction", type=positive_float,
+                      help="keep this fraction of the pseudo-labels, the most confident")
     keep.add_argument("--min-confidence", type=float, help="keep those with at least this log-probability per frame")
-    parser.add_argument("--beam-size", type=int, default=100, help="hypotheses kept per frame (default 100)")
-    parser.add_argument("--batch-seconds", type=float, default=200.0)
+    parser.add_argument("--beam-size", type=positive_int, default=100, help="hypotheses kept per frame (default 100)")
+    parser.add_argument("--batch-seconds", type=positive_float, default=200.0)
     parser.add_argument("model")
     parser.add_argument("unlabelled")
     parser.add_argument("labelled")

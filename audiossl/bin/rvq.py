@@ -19,6 +19,7 @@ import sys
 import numpy as np
 import torch
 
+from audiossl.bin.arguments import positive_int
 from audiossl.errors import reports_user_errors
 from audiossl.features.music import FEATURE_KINDS, MusicFeatureSource
 from audiossl.targets.labels import write_labels
@@ -31,12 +32,12 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("fit", help="train the residual-VQ teacher on a data dir's music")
-    p.add_argument("--codebooks", type=int, default=8, help="K, codes per frame (EnCodec's 8 in MERT)")
-    p.add_argument("--codebook-size", type=int, default=256, help="V, entries per codebook")
-    p.add_argument("--latent-dim", type=int, default=64, help="size of the quantized vectors")
-    p.add_argument("--hidden", type=int, default=256, help="conv channels of the autoencoder")
-    p.add_argument("--updates", type=int, default=2000, help="Adam updates of 32 windows of 64 frames")
-    p.add_argument("--max-frames", type=int, default=500_000, help="frames read for training (75 a second)")
+    p.add_argument("--codebooks", type=positive_int, default=8, help="K, codes per frame (EnCodec's 8 in MERT)")
+    p.add_argument("--codebook-size", type=positive_int, default=256, help="V, entries per codebook")
+    p.add_argument("--latent-dim", type=positive_int, default=64, help="size of the quantized vectors")
+    p.add_argument("--hidden", type=positive_int, default=256, help="conv channels of the autoencoder")
+    p.add_argument("--updates", type=positive_int, default=2000, help="Adam updates of 32 windows of 64 frames")
+    p.add_argument("--max-frames", type=positive_int, default=500_000, help="frames read for training (75 a second)")
     p.add_argument("--features", choices=FEATURE_KINDS, default="logmel")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("data_dir")

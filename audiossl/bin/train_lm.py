@@ -15,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+from audiossl.bin.arguments import positive_int
 from audiossl.data.kaldi_dir import DataDir, DataDirError
 from audiossl.errors import reports_user_errors
 from audiossl.text.lexicon_decode import LEXICON_FILE, LM_FILE
@@ -33,14 +34,12 @@ def held_out_text(data_dir: str) -> dict[str, str]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.train_lm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--order", type=int, default=3, help="n-gram order (default 3)")
+    parser.add_argument("--order", type=positive_int, default=3, help="n-gram order (default 3)")
     parser.add_argument("--exclude-data", action="append", default=[], metavar="DIR",
                         help="data dir whose transcripts are removed from the text (repeatable)")
     parser.add_argument("text")
     parser.add_argument("lm_dir")
     args = parser.parse_args(argv)
-    if args.order < 1:
-        parser.error(f"--order must be at least 1, got {args.order}")
     held_out = {name: held_out_text(name) for name in args.exclude_data}
     excluded = {" ".join(t.split()) for texts in held_out.values() for t in texts.values()}
     try:

@@ -7,7 +7,8 @@ import pytest
 
 from audiossl.bin import compute_feats, data_dir, decode_ctc, kmeans, results_table, train_lm
 from audiossl.bin import prepare_mini_tts as prepare_mini_tts_main
-from audiossl.bin import prepare_tasks, superb
+from audiossl.bin import attention_stats, convert, eval_utterance, launch, prepare_mini_music, prepare_tasks, pseudo_label
+from audiossl.bin import rvq, superb
 from audiossl.errors import ConfigError
 
 MAINS = {  # module: (a function its main calls, the main's arguments under a tmp dir)
@@ -65,6 +66,16 @@ def test_malformed_inputs_are_user_errors(monkeypatch, capsys):
     (decode_ctc, ["--batch-seconds", "0", "m.pt", "d", "out"], "--batch-seconds"),
     (decode_ctc, ["--batch-seconds", "nan", "m.pt", "d", "out"], "--batch-seconds"),
     (prepare_mini_tts_main, ["--num-workers", "0", "corpus", "data"], "--num-workers"),
+    (attention_stats, ["--num-utts", "0", "d", "m.pt"], "--num-utts"),
+    (convert, ["from-hf", "--num-classes", "0", "hf", "m.pt"], "--num-classes"),
+    (eval_utterance, ["classify", "--label-table", "t", "--batch-seconds", "-1", "m.pt", "d", "out"], "--batch-seconds"),
+    (launch, ["--ngpu", "0", "--", "true"], "--ngpu"),
+    (prepare_mini_music, ["--num-workers", "0", "corpus", "data"], "--num-workers"),
+    (prepare_tasks, ["--num-workers", "0", "c", "d", "a", "o"], "--num-workers"),
+    (pseudo_label, ["--lm-dir", "l", "--lm-params-from", "s", "--keep-fraction", "0", "m.pt", "d", "out"],
+     "--keep-fraction"),
+    (rvq, ["fit", "--codebooks", "0", "d", "out"], "--codebooks"),
+    (train_lm, ["--order", "0", "text", "lm"], "--order"),
 ])
 def test_a_count_or_size_below_one_is_a_usage_error_naming_the_option(main, argv, option, tmp_path, monkeypatch,
                                                                       capsys):
