@@ -16,10 +16,11 @@ import audiossl
 from audiossl.data.dataset import UtteranceDataset
 from audiossl.checkpoint import build_model, save_checkpoint
 from audiossl.data.kaldi_dir import DataDir, DataDirError, read_table, write_table
+from audiossl.errors import ConfigError
 from audiossl.eval.results import ResultsError
 from audiossl.eval.superb.cache import CacheError, HiddenStates, cache_dir, hidden_states
 from audiossl.eval.superb.heads import FrameBlstm, PooledLinear
-from audiossl.eval.superb.runner import FeatureSet, check_inputs, sets_at_rate
+from audiossl.eval.superb.runner import FeatureSet, check_inputs, read_settings, sets_at_rate
 from audiossl.eval.superb.table import write_table as write_superb_table
 from audiossl.eval.superb.tasks import TaskSettings, build_task, class_ids, key_score, training_classes
 from audiossl.eval.superb.upstreams import UpstreamError, default_name, open_upstream
@@ -302,3 +303,15 @@ def test_a_24khz_upstream_reads_the_24k_music_sets_and_resampled_speech(data_dir
     with torch.no_grad():
         states, count = audiossl.load_model(path).extract_features(torch.as_tensor(wav)[None], torch.tensor([len(wav)]))
     assert np.allclose(frames.frames(frames.index()[utt]), torch.stack(states, dim=2)[0, :int(count)].numpy(), atol=2e-3)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("tasks: {sid: {updates: abc}}", "tasks.sid.updates: expected a whole number, got 'abc'"),
+    ("tasks: {sid: {lr: -1, batch_size: 0}}", "tasks.sid: batch_size, lr must be more than 0, got 0, -1.0"),
+    ("tasks: {sid: {updates: 5}", "not valid YAML"),
+    ("tasks: {sdi: {}}", r"unknown keys \['sdi'\]"),
+])
+def test_a_bad_task_setting_is_named(tmp_path, text, message):
+    (tmp_path / "superb.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        read_settings(tmp_path / "superb.yaml")

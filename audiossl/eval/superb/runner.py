@@ -19,35 +19,41 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 from tqdm import tqdm
 
 from audiossl.atomic import write_text_atomic
+from audiossl.config_fields import dataclass_from_dict
 from audiossl.errors import ConfigError
 from audiossl.eval.superb.cache import HiddenStates, hidden_states
 from audiossl.eval.superb.heads import Probe
 from audiossl.eval.superb.tasks import TASK_NAMES, ProbeTask, TaskSettings, build_task
 from audiossl.eval.superb.upstreams import Upstream
 from audiossl.nn.pooling import LayerWeightedSum
+from audiossl.train.config import load_run_config
 
 logger = logging.getLogger("audiossl.superb")
 
 
 def read_settings(path: str | os.PathLike) -> dict[str, TaskSettings]:
-    """The ``tasks`` section of a SUPERB config: ``{task: TaskSettings}`` for every task of :data:`TASK_NAMES`."""
-    config = yaml.safe_load(Path(path).read_text()) or {}
+    """The ``tasks`` section of a SUPERB config: ``{task: TaskSettings}`` for every task of
+    :data:`TASK_NAMES`, each value checked by type and range."""
+    config = load_run_config(path)
     section = config.get("tasks") or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: tasks: expected a mapping of task sections, got {section!r}")
     unknown = sorted(set(config) - {"tasks"}) + sorted(set(section) - set(TASK_NAMES))
     if unknown:
         raise ConfigError(f"{path}: unknown keys {unknown} (a 'tasks' section with {', '.join(TASK_NAMES)})")
     settings = {}
     for name in TASK_NAMES:
-        values = dict(section.get(name) or {})
-        fields = set(TaskSettings.__dataclass_fields__)
-        if set(values) - fields:
-            raise ConfigError(f"{path}: tasks.{name}: unknown keys {sorted(set(values) - fields)}; known {sorted(fields)}")
-        settings[name] = TaskSettings(**values)
+        task = dataclass_from_dict(TaskSettings, section.get(name) or {}, f"{path}: tasks.{name}")
+        low = [key for key in ("updates", "batch_size", "valid_interval") if getattr(task, key) < 1]
+        low += ["lr"] if task.lr <= 0 else []
+        if low:
+            raise ConfigError(f"{path}: tasks.{name}: {', '.join(low)} must be more than 0, got "
+                              + ", ".join(str(getattr(task, key)) for key in low))
+        settings[name] = task
     return settings
 
 
