@@ -25,7 +25,9 @@ def compute_features(data: DataDir, extractor: FeatureExtractor, ark_path: str |
                      progress: bool = False) -> dict[str, int]:
     """Compute features of every utterance into ``ark_path`` and its ``.scp`` beside it.
 
-    Each recording is decoded once, however many ``segments`` it holds.
+    Each recording is decoded once, however many ``segments`` it holds. Both files are written
+    beside their places and moved there only when every utterance is done, so a failure leaves the
+    previous ark and scp as they were.
 
     Returns:
         ``{utterance: num_frames}``. The scp is ``ark_path`` with suffix ``.scp``.
@@ -33,6 +35,27 @@ def compute_features(data: DataDir, extractor: FeatureExtractor, ark_path: str |
     ark_path = Path(ark_path).absolute()
     ark_path.parent.mkdir(parents=True, exist_ok=True)
     scp_path = ark_path.with_suffix(".scp")
+    tmp_ark, tmp_scp = (path.with_name(f".{path.name}.tmp") for path in (ark_path, scp_path))
+    try:
+        num_frames = _write_features(data, extractor, tmp_ark, tmp_scp,
+                                    f"{extractor.config.kind} {ark_path.name}" if progress else None)
+        lines = tmp_scp.read_text(encoding="utf-8").splitlines()
+        tmp_scp.write_text("".join(f"{utt} {ark_path}:{entry.rpartition(':')[2]}\n"
+                                   for utt, entry in (line.split(" ", 1) for line in lines)), encoding="utf-8")
+        # No scp while the ark is swapped: a job killed in between leaves none rather than a mismatched pair.
+        scp_path.unlink(missing_ok=True)
+        os.replace(tmp_ark, ark_path)
+        os.replace(tmp_scp, scp_path)
+    finally:
+        tmp_ark.unlink(missing_ok=True)
+        tmp_scp.unlink(missing_ok=True)
+    return num_frames
+
+
+def _write_features(data: DataDir, extractor: FeatureExtractor, ark_path: Path, scp_path: Path,
+                    progress: str | None) -> dict[str, int]:
+    """The work of :func:`compute_features`, into ``ark_path`` and ``scp_path`` as named; ``progress``:
+    the progress bar's title, or None for no bar."""
     by_recording: dict[str, list[str]] = {}
     for utt in data.utterances:
         seg = data.segment(utt)
@@ -40,8 +63,7 @@ def compute_features(data: DataDir, extractor: FeatureExtractor, ark_path: str |
     rate = extractor.config.sample_rate
     num_frames: dict[str, int] = {}
     with kaldiio.WriteHelper(f"ark,scp:{ark_path},{scp_path}") as writer, \
-            tqdm(total=len(data.utterances), disable=not progress, unit="utt",
-                 desc=f"{extractor.config.kind} {ark_path.name}") as bar:
+            tqdm(total=len(data.utterances), disable=progress is None, unit="utt", desc=progress) as bar:
         for recording, utts in by_recording.items():
             entry = data["wav.scp"][recording]
             try:

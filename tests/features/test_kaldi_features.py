@@ -130,3 +130,21 @@ def test_too_short_utterance_named(segments_dir):
     extractor = FeatureExtractor(FeatureConfig.from_kaldi_args("fbank", []))
     with pytest.raises(FeatureError, match="utterance 'spk1-s1': 160 samples is shorter than one 400-sample window"):
         compute_features(DataDir.read(segments_dir), extractor, segments_dir / "x.ark")
+
+
+def test_a_failed_rerun_keeps_the_earlier_ark_and_scp(data_dir, tmp_path):
+    extractor = FeatureExtractor(FeatureConfig.from_kaldi_args("fbank", []))
+    ark = tmp_path / "feats" / "raw.ark"
+    frames = compute_features(DataDir.read(data_dir), extractor, ark)
+    scp = read_table(ark.with_suffix(".scp"))
+    assert set(scp) == set(frames) and all(entry.startswith(f"{ark}:") for entry in scp.values())
+    assert kaldiio.load_mat(scp["spkA-u1"]).shape == (frames["spkA-u1"], 23)
+    before = ark.read_bytes(), ark.with_suffix(".scp").read_bytes()
+
+    wav_scp = read_table(data_dir / "wav.scp")
+    (tmp_path / "bad.wav").write_bytes(b"not audio")
+    write_table(data_dir / "wav.scp", {**wav_scp, "spkB-u3": str(tmp_path / "bad.wav")})
+    with pytest.raises(FeatureError, match="utterance 'spkB-u3'"):
+        compute_features(DataDir.read(data_dir), extractor, ark)
+    assert (ark.read_bytes(), ark.with_suffix(".scp").read_bytes()) == before
+    assert sorted(p.name for p in ark.parent.iterdir()) == ["raw.ark", "raw.scp"]   # no temporaries left
