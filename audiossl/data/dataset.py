@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-import kaldiio
 import numpy as np
 import torch
 
-from audiossl.audio import SAMPLE_RATE, entry_info, load_entry
-from audiossl.data.kaldi_dir import DataDir, DataDirError
+from audiossl.audio import SAMPLE_RATE, AudioError, entry_info, load_entry
+from audiossl.data.kaldi_dir import DataDir, DataDirError, Segment
+from audiossl.features.store import FeatureError, read_matrix
 from audiossl.nn.frontends import fbank_num_frames, waveform_to_fbank
 
 logger = logging.getLogger(__name__)
@@ -93,9 +93,57 @@ class UtteranceDataset(torch.utils.data.Dataset):
                                "their utterances has inputs)")
         return languages
 
+    def _where(self, name: str, key: str) -> str:
+        """``<data dir>/<name>:<line>`` of ``key`` (a table read whole holds one key a line, in order)."""
+        return f"{self.data_dir / name}:{list(self.data[name]).index(key) + 1}"
+
+    def _entry(self, name: str, key: str, what: str) -> str:
+        """``key``'s value in table ``name``; a DataDirError naming the file and ``what`` has none."""
+        if key not in self.data[name]:
+            raise DataDirError(f"{self.data_dir / name}: no entry for {what}")
+        return self.data[name][key]
+
+    def _features(self, utt: str) -> np.ndarray:
+        """``utt``'s ``feats.scp`` matrix; a DataDirError naming the line, utterance and entry when unreadable."""
+        entry = self._entry("feats.scp", utt, f"utterance '{utt}'")
+        try:
+            return read_matrix(entry)
+        except FeatureError as err:
+            raise DataDirError(f"{self._where('feats.scp', utt)}: utterance '{utt}': {err}") from err
+
+    def _audio_entry(self, utt: str) -> tuple[str, Segment | None, str]:
+        """``utt``'s ``wav.scp`` entry, its segment, and where the entry is (for errors)."""
+        seg = self.data.segment(utt)
+        recording = seg.recording if seg else utt
+        named = f"utterance '{utt}'" + (f" (recording '{recording}')" if seg else "")
+        entry = self._entry("wav.scp", recording, named)
+        where = f"{self._where('wav.scp', recording)}: {named}"
+        if not entry:
+            raise DataDirError(f"{where}: no audio path or command")
+        return entry, seg, where
+
+    def _counts(self, name: str, parse: Callable[[str], int | float], expected: str) -> list:
+        """Each utterance's number in table ``name``, parsed and checked positive and finite; a DataDirError
+        naming the line, utterance and value of a bad one, or the utterance without one."""
+        values = []
+        for utt in self.utterances:
+            text = self._entry(name, utt, f"utterance '{utt}'")
+            try:
+                value = parse(text)
+            except ValueError:
+                value = None
+            if value is None or not 0 < value < float("inf"):
+                raise DataDirError(f"{self._where(name, utt)}: utterance '{utt}': expected {expected}, got '{text}'")
+            values.append(value)
+        return values
+
     def _check_rate(self, resample: bool) -> None:
         utt = self.utterances[0]
-        _, rate = entry_info(self.data.audio_entry(utt)[0])
+        entry, _, where = self._audio_entry(utt)
+        try:
+            _, rate = entry_info(entry)
+        except AudioError as err:
+            raise AudioError(f"{where}: {err}") from err
         if rate == self.sample_rate:
             return
         message = f"{self.data_dir}: audio at {rate} Hz (utterance '{utt}'), the model takes {self.sample_rate} Hz"
@@ -107,7 +155,7 @@ class UtteranceDataset(torch.utils.data.Dataset):
         """Bins of the first ``feats.scp`` entry (None without feats.scp)."""
         if "feats.scp" not in self.data:
             return None
-        return int(kaldiio.load_mat(self.data["feats.scp"][self.utterances[0]]).shape[1])
+        return int(self._features(self.utterances[0]).shape[1])
 
     def _input_lengths(self) -> list[int]:
         if self.fbank_bins is not None:
@@ -116,19 +164,23 @@ class UtteranceDataset(torch.utils.data.Dataset):
             if "feats.scp" not in self.data:
                 raise DataDirError(f"{self.data_dir}: no feats.scp (run steps/make_fbank.sh)")
             if "utt2num_frames" in self.data:
-                return [int(self.data["utt2num_frames"][u]) for u in self.utterances]
-            return [kaldiio.load_mat(self.data["feats.scp"][u]).shape[0] for u in self.utterances]
+                return self._counts("utt2num_frames", int, "a positive integer")
+            return [self._features(u).shape[0] for u in self.utterances]
         return self._audio_lengths()
 
     def _audio_lengths(self) -> list[int]:
         if "utt2num_samples" in self.data:
-            return [int(self.data["utt2num_samples"][u]) for u in self.utterances]
+            return self._counts("utt2num_samples", int, "a positive integer")
         if "utt2dur" in self.data:
-            return [int(round(float(self.data["utt2dur"][u]) * self.sample_rate)) for u in self.utterances]
+            durations = self._counts("utt2dur", float, "a positive number of seconds")
+            return [int(round(seconds * self.sample_rate)) for seconds in durations]
         lengths = []
         for utt in self.utterances:
-            entry, seg = self.data.audio_entry(utt)
-            frames, rate = entry_info(entry)
+            entry, seg, where = self._audio_entry(utt)
+            try:
+                frames, rate = entry_info(entry)
+            except AudioError as err:
+                raise AudioError(f"{where}: {err}") from err
             seconds = (seg.end if seg and seg.end > 0 else frames / rate) - (seg.start if seg else 0.0)
             lengths.append(int(round(seconds * self.sample_rate)))
         return lengths
@@ -139,10 +191,14 @@ class UtteranceDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[str, torch.Tensor, torch.Tensor | None]:
         utt = self.utterances[index]
         if self.input_kind == "fbank" and self.fbank_bins is None:
-            inputs = torch.from_numpy(np.array(kaldiio.load_mat(self.data["feats.scp"][utt]), dtype=np.float32))
+            inputs = torch.from_numpy(np.array(self._features(utt), dtype=np.float32))
         else:
-            entry, seg = self.data.audio_entry(utt)
-            samples, _ = load_entry(entry, *(seg.start, seg.end) if seg else (0.0, -1.0), sample_rate=self.sample_rate)
+            entry, seg, where = self._audio_entry(utt)
+            try:
+                samples, _ = load_entry(entry, *(seg.start, seg.end) if seg else (0.0, -1.0),
+                                        sample_rate=self.sample_rate)
+            except AudioError as err:
+                raise AudioError(f"{where}: {err}") from err
             inputs = torch.from_numpy(samples)
             if self.fbank_bins is not None:
                 inputs = waveform_to_fbank(inputs[None], torch.tensor([len(inputs)]), self.fbank_bins)[0][0]

@@ -61,12 +61,49 @@ def validate_data_dir(path, check_text: bool = True, check_wav: bool = True, che
         for utt, words in tables["text"].items():
             if not words.strip():
                 problems.append(Problem(str(path / "text"), _line_of(path / "text", utt), f"utterance '{utt}' has an empty transcript"))
+    problems += _check_values(path, tables)
     if "segments" in tables:
         problems += _check_segments(path, tables)
     if check_wav and decode_audio and "wav.scp" in tables:
         problems += _check_audio(path, tables, progress)
     if check_feats and "feats.scp" in tables:
         problems += _check_feats(path, tables["feats.scp"])
+    return problems
+
+
+def _is_count(value: str) -> bool:
+    return value.isascii() and value.isdigit() and int(value) > 0
+
+
+def _is_duration(value: str) -> bool:
+    try:
+        return 0 < float(value) < float("inf")
+    except ValueError:
+        return False
+
+
+# What a value of each table must be: a test and how to say it (segments are checked on their own).
+VALUE_RULES = {
+    "utt2spk": (lambda value: len(value.split()) == 1, "one speaker id"),
+    "utt2lang": (lambda value: len(value.split()) == 1, "one language id"),
+    "utt2num_frames": (_is_count, "a positive integer"),
+    "utt2num_samples": (_is_count, "a positive integer"),
+    "utt2dur": (_is_duration, "a positive number of seconds"),
+    "reco2dur": (_is_duration, "a positive number of seconds"),
+    "wav.scp": (bool, "an audio path or a command ending in '|'"),
+    "feats.scp": (bool, "an 'ark:offset' entry"),
+    "cmvn.scp": (bool, "an 'ark:offset' entry"),
+}
+
+
+def _check_values(path: Path, tables) -> list[Problem]:
+    """A problem for each value that its table's rule refuses, naming file, line, key and value."""
+    problems = []
+    for name, (accepts, expected) in VALUE_RULES.items():
+        for key, value in tables.get(name, {}).items():
+            if not accepts(value):
+                problems.append(Problem(str(path / name), _line_of(path / name, key),
+                                        f"'{key}': expected {expected}, got '{value}'"))
     return problems
 
 
@@ -116,15 +153,15 @@ def _check_audio(path: Path, tables, progress: bool) -> list[Problem]:
 
 
 def _check_feats(path: Path, feats_scp) -> list[Problem]:
-    import kaldiio
+    from audiossl.features.store import FeatureError, read_matrix
 
     problems = []
     for utt, entry in feats_scp.items():
         try:
-            matrix = kaldiio.load_mat(entry)
+            matrix = read_matrix(entry)
             if matrix.ndim != 2 or matrix.shape[0] == 0:
-                raise ValueError(f"shape {matrix.shape}")
-        except Exception as err:  # kaldiio raises many types for a bad ark
+                raise FeatureError(f"features '{entry}' have shape {matrix.shape}")
+        except FeatureError as err:
             problems.append(Problem(str(path / "feats.scp"), _line_of(path / "feats.scp", utt),
-                                    f"utterance '{utt}': cannot read features '{entry}': {err}"))
+                                    f"utterance '{utt}': {err}"))
     return problems

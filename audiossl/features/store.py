@@ -91,6 +91,15 @@ def _write_features(data: DataDir, extractor: FeatureExtractor, ark_path: Path, 
     return num_frames
 
 
+def read_matrix(entry: str) -> np.ndarray:
+    """The matrix of one ``feats.scp`` (or ``cmvn.scp``) entry; a FeatureError naming the entry when a
+    path, offset or ark is bad."""
+    try:
+        return kaldiio.load_mat(entry)
+    except Exception as err:  # kaldiio raises many types for a bad ark; past its end, a bare AssertionError
+        raise FeatureError(f"cannot read features '{entry}': {str(err).strip() or type(err).__name__}") from err
+
+
 def load_features(entry: str, deltas: int = 0, utt_cmvn: bool = False) -> np.ndarray:
     """Read one ``feats.scp`` entry (frames, dim).
 
@@ -98,7 +107,7 @@ def load_features(entry: str, deltas: int = 0, utt_cmvn: bool = False) -> np.nda
     utterance (Kaldi ``apply-cmvn --norm-vars=true`` with per-utterance statistics); then
     Kaldi deltas up to ``deltas`` are appended.
     """
-    feats = kaldiio.load_mat(entry)
+    feats = read_matrix(entry)
     if utt_cmvn:
         feats = apply_cmvn(feats, cmvn_stats(feats), norm_vars=True)
     return add_deltas(feats, order=deltas) if deltas else feats

@@ -75,8 +75,8 @@ class ScpFeatureSource:
     def __call__(self, utt: str) -> np.ndarray:
         try:
             feats = load_features(self.scp[utt], deltas=self.deltas, utt_cmvn=self.utt_cmvn)
-        except (OSError, ValueError) as err:
-            raise FeatureError(f"utterance '{utt}': cannot read features '{self.scp[utt]}': {err}") from err
+        except FeatureError as err:
+            raise FeatureError(f"utterance '{utt}': {err}") from err
         return np.asarray(feats, dtype=np.float32)
 
 

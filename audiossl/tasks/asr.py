@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,8 @@ from audiossl.models.encoder import SpeechEncoder
 from audiossl.tasks.base import StepOutput, Task
 from audiossl.text.tokenizer import TOKENIZER_KINDS
 from audiossl.text.scoring import error_rates
+
+logger = logging.getLogger(__name__)
 
 
 class CtcTask(Task):
@@ -60,8 +63,16 @@ class CtcTask(Task):
 
 
 def token_targets(data_dir, tokenizer) -> dict[str, list[int]]:
-    """Token ids of each utterance's transcript (the data dir's ``text``, one line per utterance)."""
-    return {utt: tokenizer.encode(text) for utt, text in DataDir.read(data_dir).transcripts(data_dir).items()}
+    """Token ids of each utterance's transcript (the data dir's ``text``, one line per utterance).
+
+    An empty transcript is legal (Kaldi allows it: the utterance is trained towards blanks) and is
+    logged once, with the utterances that have one."""
+    texts = DataDir.read(data_dir).transcripts(data_dir)
+    empty = [utt for utt, text in texts.items() if not text.strip()]
+    if empty:
+        logger.warning("%s/text: %d empty transcript(s), trained on as all blank: %s%s", data_dir, len(empty),
+                       ", ".join(empty[:10]), ", ..." if len(empty) > 10 else "")
+    return {utt: tokenizer.encode(text) for utt, text in texts.items()}
 
 
 @torch.no_grad()

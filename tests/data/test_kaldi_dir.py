@@ -64,6 +64,17 @@ def test_empty_transcript_named(data_dir):
     assert f"{data_dir / 'text'}:3: utterance 'spkB-u3' has an empty transcript" in messages(validate_data_dir(data_dir))
 
 
+def test_malformed_values_named(data_dir):
+    (data_dir / "utt2spk").write_text("spkA-u1 spkA\nspkA-u2\nspkB-u3 spkB\nspkB-u4 spkB\n")
+    write_table(data_dir / "utt2num_frames", {"spkA-u1": "130", "spkA-u2": "abc", "spkB-u3": "-4", "spkB-u4": "90"})
+    write_table(data_dir / "utt2dur", {"spkA-u1": "1.3", "spkA-u2": "2.0", "spkB-u3": "0.9", "spkB-u4": "nan"})
+    out = messages(validate_data_dir(data_dir))
+    assert f"{data_dir / 'utt2spk'}:2: 'spkA-u2': expected one speaker id, got ''" in out
+    assert f"{data_dir / 'utt2num_frames'}:2: 'spkA-u2': expected a positive integer, got 'abc'" in out
+    assert f"{data_dir / 'utt2num_frames'}:3: 'spkB-u3': expected a positive integer, got '-4'" in out
+    assert f"{data_dir / 'utt2dur'}:4: 'spkB-u4': expected a positive number of seconds, got 'nan'" in out
+
+
 def test_missing_audio_named(data_dir, audio_dir):
     (audio_dir / "rec2.wav").unlink()
     out = messages(validate_data_dir(data_dir))

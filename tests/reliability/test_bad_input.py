@@ -70,7 +70,8 @@ NAN[100:150] = np.nan
 def test_unreadable_audio_is_named_by_every_reader(tmp_path, name, first, message, readers):
     messages = read_every_way(data_dir(tmp_path, **first))
     assert len(messages) == readers and all(re.search(message, m) for m in messages), messages
-    assert "recording 's-u1'" in messages[0] if readers == 3 else "wav.scp:1" not in messages[0]
+    assert "recording 's-u1'" in messages[0] if readers == 3 else "recording" not in messages[0]
+    assert "wav.scp:1: utterance 's-u1'" in messages[-2]   # the data path names the line and utterance
     assert "utterance 's-u1'" in messages[-1]   # feature extraction names the utterance too
 
 
@@ -104,3 +105,57 @@ def test_crlf_line_ends_read_as_lf(tmp_path):
 def test_an_utterance_longer_than_the_batch_bound_is_a_batch_alone():
     batches = BucketBatchSampler([100, 120, 5000, 90], max_frames=1000, shuffle=False).epoch_batches(0)
     assert [2] in batches and sorted(i for batch in batches for i in batch) == [0, 1, 2, 3]
+
+
+def fbank_dir(root: Path) -> Path:
+    """A data dir of two utterances with feats.scp (5 and 7 frames of 4 bins) and utt2num_frames."""
+    import kaldiio
+
+    root.mkdir(parents=True, exist_ok=True)
+    feats = {"s-u1": np.zeros((5, 4), np.float32), "s-u2": np.ones((7, 4), np.float32)}
+    kaldiio.save_ark(str(root / "feats.ark"), feats, scp=str(root / "feats.scp"))
+    DataDir({"feats.scp": DataDir.read(root).tables["feats.scp"], "utt2spk": {u: "s" for u in feats},
+             "utt2num_frames": {"s-u1": "5", "s-u2": "7"}}).write(root / "data")
+    return root / "data"
+
+
+def rewrite(path: Path, old: str, new: str) -> None:
+    path.write_text(path.read_text().replace(old, new))
+
+
+@pytest.mark.parametrize("name, table, old, new, message", [
+    ("offset past the end", "feats.scp", "feats.ark:", "feats.ark:9999", "feats.scp:1: utterance 's-u1': cannot read "
+                                                                        "features '.*feats.ark:9999.*': AssertionError"),
+    ("garbage offset", "feats.scp", "feats.ark:", "feats.ark:x", "feats.scp:1: utterance 's-u1': cannot read features"),
+    ("frame count not a number", "utt2num_frames", "s-u2 7", "s-u2 abc", "utt2num_frames:2: utterance 's-u2': "
+                                                                         "expected a positive integer, got 'abc'"),
+    ("frame count missing", "utt2num_frames", "s-u2 7\n", "", "utt2num_frames: no entry for utterance 's-u2'"),
+])
+def test_bad_feature_tables_are_named_by_line_utterance_and_value(tmp_path, name, table, old, new, message):
+    path = fbank_dir(tmp_path)
+    rewrite(path / table, old, new)
+    if table == "feats.scp":   # frames are then counted from feats.scp, which reads every entry
+        (path / "utt2num_frames").unlink()
+    with pytest.raises(UserError, match=message):
+        UtteranceDataset(path, "fbank")
+
+
+def test_an_empty_audio_entry_is_named_by_line_and_utterance(tmp_path):
+    path = data_dir(tmp_path, synth_speechlike(1.0, seed=0))
+    (path / "wav.scp").write_text(f"s-u1 {tmp_path / 'first.wav'}\ns-u2\n")
+    with pytest.raises(UserError, match=f"{path / 'wav.scp'}:2: utterance 's-u2': no audio path or command"):
+        UtteranceDataset(path, "waveform")
+    assert f"{path / 'wav.scp'}:2: 's-u2': expected an audio path" in "\n".join(map(str, validate_data_dir(path)))
+
+
+def test_an_empty_transcript_is_trained_on_and_noted_once(tmp_path, caplog):
+    from audiossl.tasks.asr import token_targets
+    from audiossl.text.tokenizer import build_tokenizer
+
+    path = data_dir(tmp_path, synth_speechlike(1.0, seed=0))
+    (path / "text").write_text("s-u1\ns-u2 HELLO\n")
+    with caplog.at_level(logging.WARNING, logger="audiossl.tasks.asr"):
+        targets = token_targets(path, build_tokenizer("char", ["HELLO"], None))
+    assert targets["s-u1"] == [] and len(targets["s-u2"]) == 5
+    assert [r.getMessage() for r in caplog.records] == [f"{path}/text: 1 empty transcript(s), trained on as all "
+                                                        "blank: s-u1"]
