@@ -4,7 +4,8 @@
         <data-dir> <model-out>
         writes the frames of randomly ordered utterances (up to N) as shards to <model-out>.work/, fits
         k-means++ and Lloyd's k-means streamed over them, prints inertia and cluster usage; a killed fit
-        rerun with the same arguments continues from its last shard and pass
+        rerun with the same arguments continues from its last shard and pass (shards made with other
+        features, settings or inputs are made again)
     python -m audiossl.bin.kmeans apply [--deltas 2] [--utt-cmvn] <model> <data-dir> <labels-out.txt>
         labels every frame of a data dir (one job, e.g. on data/split4utt/JOB)
     python -m audiossl.bin.kmeans merge [--data-dir D] [--utt2num-frames F] <labels-out.txt> <job-labels>...
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from audiossl.bin.arguments import positive_int
 from audiossl.data.kaldi_dir import DataDir
 from audiossl.errors import reports_user_errors
 from audiossl.features.music import FEATURE_KINDS, MusicFeatureSource
@@ -62,8 +64,8 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("fit", help="fit k-means on the frames of a data dir's utterances")
-    p.add_argument("--num-clusters", type=int, required=True, help="k (fairseq n_clusters)")
-    p.add_argument("--max-frames", type=int, default=1_000_000,
+    p.add_argument("--num-clusters", type=positive_int, required=True, help="k (fairseq n_clusters)")
+    p.add_argument("--max-frames", type=positive_int, default=1_000_000,
                    help="frames clustered at most, from utterances in a seeded random order")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--deltas", type=int, default=0, help="Kaldi delta order appended to feats.scp (2 for MFCC)")
@@ -74,12 +76,12 @@ def main(argv=None) -> int:
                    help="hidden state index with --model, or 'posteriors': a CTC model's token probabilities")
     p.add_argument("--music-features", choices=FEATURE_KINDS,
                    help="cluster music features of wav.scp at 24 kHz (75 frames/s) instead of feats.scp")
-    p.add_argument("--n-init", type=int, default=1, help="k-means++ seedings tried on the sample, the best kept")
-    p.add_argument("--init-frames", type=int, default=None,
+    p.add_argument("--n-init", type=positive_int, default=1, help="k-means++ seedings tried on the sample, the best kept")
+    p.add_argument("--init-frames", type=positive_int, default=None,
                    help="frames sampled for the seedings (default max(20000, 50 k))")
-    p.add_argument("--max-passes", type=int, default=10, help="Lloyd passes over every frame at most")
+    p.add_argument("--max-passes", type=positive_int, default=10, help="Lloyd passes over every frame at most")
     p.add_argument("--tol", type=float, default=1e-3, help="stop when a pass improves the inertia less (relative)")
-    p.add_argument("--shard-frames", type=int, default=100_000, help="frames per shard file")
+    p.add_argument("--shard-frames", type=positive_int, default=100_000, help="frames per shard file")
     p.add_argument("data_dir")
     p.add_argument("kmeans_model")
     p = sub.add_parser("apply", help="label every frame of a data dir")
@@ -102,7 +104,8 @@ def main(argv=None) -> int:
     if args.command == "fit":
         source = feature_source(args)
         work = Path(f"{args.kmeans_model}.work")
-        shards = write_frame_shards(source, work, args.max_frames, args.seed, args.shard_frames, progress=progress)
+        shards = write_frame_shards(source, work, args.max_frames, args.seed, args.shard_frames, progress=progress,
+                                    log=log)
         log(f"{args.data_dir}: {shards.num_frames} frames of dimension {shards.dim} in {len(shards.parts)} "
             f"shard(s) under {work}")
         start = time.perf_counter()

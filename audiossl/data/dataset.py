@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from audiossl.audio import SAMPLE_RATE, AudioError, entry_info, load_entry
-from audiossl.data.kaldi_dir import DataDir, DataDirError, Segment
-from audiossl.features.store import FeatureError, read_matrix
+from audiossl.data.kaldi_dir import DataDir, DataDirError, Segment, table_digest
+from audiossl.features.store import FeatureError, ark_stamps, read_matrix
 from audiossl.nn.frontends import fbank_num_frames, waveform_to_fbank
 
 logger = logging.getLogger(__name__)
@@ -75,6 +75,16 @@ class UtteranceDataset(torch.utils.data.Dataset):
                     if len(targets[utt]) != expected:
                         raise DataDirError(f"{targets_name}: utterance '{utt}' has {len(targets[utt])} labels, "
                                            f"the model gives {expected} frames for its {length} input frames")
+
+    @property
+    def identity(self) -> dict:
+        """What the items are made of: input kind and rate, and the input tables' digests with the size and
+        time of the arks that feats.scp points into (audio files are known by their wav.scp entries)."""
+        tables = {name: table_digest(self.data[name]) for name in ("wav.scp", "segments", "feats.scp")
+                  if name in self.data}
+        arks = ark_stamps(self.data["feats.scp"]) if "feats.scp" in self.data else {}
+        return dict(input_kind=self.input_kind, sample_rate=self.sample_rate, fbank_bins=self.fbank_bins,
+                    tables=tables, arks=arks)
 
     def languages(self) -> list[str]:
         """Each utterance's language, from ``utt2lang``; a missing table, a missing utterance or a language

@@ -24,6 +24,7 @@ Keys are sorted in byte order (Kaldi's ``LC_ALL=C sort``).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import shutil
@@ -101,6 +102,14 @@ def write_table(path: str | os.PathLike, table: dict[str, str]) -> None:
         for key in sorted(table):
             value = table[key]
             f.write(f"{key} {value}\n" if value != "" else f"{key}\n")
+
+
+def table_digest(table: dict[str, str]) -> str:
+    """SHA-256 of a table's lines, in order: tells whether it changed."""
+    digest = hashlib.sha256()
+    for key, value in table.items():
+        digest.update(f"{key} {value}\n".encode("utf-8"))
+    return digest.hexdigest()
 
 
 def merge_tables(paths) -> dict[str, str]:

@@ -100,6 +100,17 @@ def read_matrix(entry: str) -> np.ndarray:
         raise FeatureError(f"cannot read features '{entry}': {str(err).strip() or type(err).__name__}") from err
 
 
+def ark_stamps(feats_scp: dict[str, str]) -> dict[str, list[int]]:
+    """Size and modification time (ns) of each ark file that a ``feats.scp`` table points into: tells
+    whether its features were written again."""
+    stamps = {}
+    for ark in sorted({entry.rpartition(":")[0] for entry in feats_scp.values()}):
+        if os.path.isfile(ark):
+            stat = os.stat(ark)
+            stamps[ark] = [stat.st_size, stat.st_mtime_ns]
+    return stamps
+
+
 def load_features(entry: str, deltas: int = 0, utt_cmvn: bool = False) -> np.ndarray:
     """Read one ``feats.scp`` entry (frames, dim).
 

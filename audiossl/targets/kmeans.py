@@ -6,7 +6,8 @@ delta-deltas (:class:`ScpFeatureSource` with ``deltas=2``); iteration 2 clusters
 transformer layer of the iteration-1 model, which is just another source.
 
 Fitting never holds the corpus in memory: :func:`write_frame_shards` writes the frames of
-randomly ordered utterances into ``.npy`` shards (resumable), and :func:`fit_kmeans` runs
+randomly ordered utterances into ``.npy`` shards (resumable; rebuilt when the source's settings or
+inputs change), and :func:`fit_kmeans` runs
 k-means++ with Lloyd refinement on a sample, then full Lloyd passes streamed over the shards a
 block at a time, saving its state after every pass. As in fairseq's
 ``examples/hubert/simple_kmeans``, features are clustered as they come, without per-dimension
@@ -15,8 +16,11 @@ standardization, so a :class:`KMeansModel` is its centers only. The model file i
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +33,9 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from audiossl.atomic import atomic_path, write_text_atomic
-from audiossl.data.kaldi_dir import DataDir
+from audiossl.data.kaldi_dir import DataDir, table_digest
 from audiossl.errors import UserError
-from audiossl.features.store import FeatureError, load_features
+from audiossl.features.store import FeatureError, ark_stamps, load_features
 
 FORMAT = "audiossl.kmeans/1"
 POSTERIORS = "posteriors"   # the layer name of a CTC model's token probabilities
@@ -42,9 +46,14 @@ class KMeansError(UserError, ValueError):
 
 
 class FeatureSource(Protocol):
-    """Frame features per utterance: ``source(utt)`` is (frames, dim) float32."""
+    """Frame features per utterance: ``source(utt)`` is (frames, dim) float32.
+
+    ``identity`` is what the features are made of, as JSON-able values: settings, and the inputs'
+    digests or file sizes and times; frame shards record it, and are made again when it changes.
+    """
 
     utterances: list[str]
+    identity: dict
 
     def __call__(self, utt: str) -> np.ndarray: ...
 
@@ -79,6 +88,11 @@ class ScpFeatureSource:
             raise FeatureError(f"utterance '{utt}': {err}") from err
         return np.asarray(feats, dtype=np.float32)
 
+    @property
+    def identity(self) -> dict:
+        return dict(source="feats.scp", deltas=self.deltas, utt_cmvn=self.utt_cmvn, feats_scp=table_digest(self.scp),
+                    arks=ark_stamps(self.scp))
+
 
 class ModelLayerSource:
     """Hidden states of one layer of a model, per utterance of a data dir (HuBERT iteration 2), or
@@ -112,6 +126,15 @@ class ModelLayerSource:
         if not -hidden_states <= layer < hidden_states:
             raise KMeansError(f"layer {layer} does not exist: the model has {hidden_states} hidden states")
         self.layer = layer % hidden_states
+
+    @property
+    def identity(self) -> dict:
+        weights = hashlib.sha256()
+        for name, tensor in self.model.state_dict().items():
+            weights.update(f"{name} {tuple(tensor.shape)} {tensor.dtype}".encode("utf-8"))
+            weights.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        return dict(source="model", model=type(self.model).__name__, weights=weights.hexdigest(), layer=self.layer,
+                    inputs=self.dataset.identity)
 
     @torch.no_grad()
     def __call__(self, utt: str) -> np.ndarray:
@@ -223,26 +246,27 @@ def _npy_layout(path: Path) -> tuple[tuple[int, ...], int]:
 
 
 def write_frame_shards(source: FeatureSource, directory: str | os.PathLike, max_frames: int, seed: int,
-                       shard_frames: int = 100_000, progress: bool = False) -> FrameShards:
+                       shard_frames: int = 100_000, progress: bool = False,
+                       log: Callable[[str], None] = lambda message: None) -> FrameShards:
     """The frames of ``source``'s utterances in a seeded random order, up to ``max_frames``, as shards.
 
     Shard ``i`` is ``frames.<i>.npy`` with ``frames.<i>.utts`` ("utt frames" per line), each written
-    atomically, the list last. A rerun with the same source and seed keeps the finished shards and
-    continues after them; memory is one shard.
+    atomically, the list last; ``shards.json`` records the settings and ``source.identity``. A rerun
+    with the same record keeps the finished shards and continues after them; with another (other
+    features, deltas, CMVN, budget, seed, or inputs written again) everything in ``directory``, the
+    shards' own, is removed and made again, with a ``log`` line saying what changed. Memory is one shard.
     """
     if max_frames < 1:
         raise KMeansError(f"max_frames must be positive, got {max_frames}")
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     order = [source.utterances[i] for i in np.random.default_rng(seed).permutation(len(source.utterances))]
+    record = dict(max_frames=max_frames, seed=seed, shard_frames=shard_frames,
+                  utterances=hashlib.sha256("\n".join(order).encode("utf-8")).hexdigest(), source=source.identity)
+    _start_shards(directory, record, log)
     paths, done, written = [], 0, 0
     while (directory / f"frames.{len(paths)}.utts").exists():
         for line in (directory / f"frames.{len(paths)}.utts").read_text(encoding="utf-8").splitlines():
-            utt, count = line.split()
-            if done >= len(order) or order[done] != utt:
-                raise KMeansError(f"{directory}: its shards hold other utterances than this source in this "
-                                  f"order (a different data dir or seed); remove the directory")
-            done, written = done + 1, written + int(count)
+            done, written = done + 1, written + int(line.split()[1])
         paths.append(directory / f"frames.{len(paths)}.npy")
     buffer: list[np.ndarray] = []
     listing: list[str] = []
@@ -272,6 +296,32 @@ def write_frame_shards(source: FeatureSource, directory: str | os.PathLike, max_
     if written == 0:
         raise KMeansError("no frames to cluster: the feature source is empty")
     return FrameShards(paths)
+
+
+def _start_shards(directory: Path, record: dict, log: Callable[[str], None]) -> None:
+    """Make ``directory`` hold shards of ``record``: keep it when its ``shards.json`` is ``record``,
+    else empty it (saying why) and write ``record``."""
+    record_path = directory / "shards.json"
+    if record_path.exists():
+        changes = _changes(json.loads(record_path.read_text(encoding="utf-8")), record)
+        if not changes:
+            return
+        log(f"{directory}: frames made again, their settings or inputs changed: {'; '.join(changes[:3])}"
+            + ("; ..." if len(changes) > 3 else ""))
+        shutil.rmtree(directory)
+    elif (directory / "frames.0.utts").exists():
+        log(f"{directory}: frames made again, the shards there have no record of their settings")
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(record_path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+
+
+def _changes(old, new, key: str = "") -> list[str]:
+    """``key: old -> new`` for each value that differs between two JSON-like records (nested keys dotted)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [change for k in sorted(set(old) | set(new), key=str)
+                for change in _changes(old.get(k), new.get(k), f"{key}.{k}" if key else str(k))]
+    return [] if old == new else [f"{key}: {old!r} -> {new!r}"]
 
 
 @dataclass
@@ -449,16 +499,15 @@ def fit_kmeans(shards: FrameShards, num_clusters: int, seed: int, n_init: int = 
                 best = centers, inertia
         state = dict(settings=settings, centers=best[0], history=[])
         _save_fit_state(state_path, state)
-    while len(state["history"]) < max_passes:
-        history = state["history"]
+    history = state["history"]
+    # Decided from the saved history, so that a fit stopped after its last pass ends on rerun as it would have.
+    while len(history) < max_passes and not (len(history) > 1 and history[-2] - history[-1] < tol * history[-1]):
         step = lloyd_pass(shards.blocks(), state["centers"])
         history.append(step.inertia)
         log(f"pass {len(history)}: inertia {step.inertia:.6g} over {shards.num_frames} frames"
             + (f"; {step.empty} empty clusters re-seeded" if step.empty else ""))
         state["centers"] = step.centers
         _save_fit_state(state_path, state)
-        if len(history) > 1 and history[-2] - history[-1] < tol * history[-1]:
-            break
     return KMeansModel(state["centers"].contiguous())
 
 

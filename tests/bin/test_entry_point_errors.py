@@ -76,6 +76,8 @@ def test_malformed_inputs_are_user_errors(monkeypatch, capsys):
      "--keep-fraction"),
     (rvq, ["fit", "--codebooks", "0", "d", "out"], "--codebooks"),
     (train_lm, ["--order", "0", "text", "lm"], "--order"),
+    (kmeans, ["fit", "--num-clusters", "0", "d", "km.safetensors"], "--num-clusters"),
+    (kmeans, ["fit", "--num-clusters", "4", "--max-frames", "-1", "d", "km.safetensors"], "--max-frames"),
 ])
 def test_a_count_or_size_below_one_is_a_usage_error_naming_the_option(main, argv, option, tmp_path, monkeypatch,
                                                                       capsys):

@@ -1,6 +1,7 @@
 """k-means targets: frame shards, fitting (and its resume), prediction, model files, and the CLI end to end."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import kaldiio
@@ -34,9 +35,10 @@ def blobs(seed: int, num_clusters: int = 6, dim: int = 39, frames: int = 3000):
 class ArraySource:
     """A feature source over in-memory arrays."""
 
-    def __init__(self, feats: dict[str, np.ndarray]):
+    def __init__(self, feats: dict[str, np.ndarray], identity: dict | None = None):
         self.feats = feats
         self.utterances = sorted(feats)
+        self.identity = identity or {}
 
     def __call__(self, utt: str) -> np.ndarray:
         return self.feats[utt]
@@ -186,11 +188,68 @@ def test_frame_shards_take_random_utterances_up_to_a_budget_and_resume(tmp_path)
         p.with_suffix(".utts").unlink()
     resumed = write_frame_shards(source, tmp_path / "a", max_frames=300, seed=3, shard_frames=40)
     np.testing.assert_array_equal(np.concatenate(list(resumed.blocks())), np.concatenate(list(again.blocks())))
-    with pytest.raises(KMeansError, match="other utterances than this source"):
-        write_frame_shards(source, tmp_path / "a", max_frames=300, seed=8, shard_frames=40)
+    messages: list[str] = []
+    reordered = write_frame_shards(source, tmp_path / "a", max_frames=300, seed=8, shard_frames=40,
+                                   log=messages.append)
+    assert len(messages) == 1 and messages[0].startswith(
+        f"{tmp_path / 'a'}: frames made again, their settings or inputs changed: seed: 3 -> 8; utterances: '")
+    other_order = write_frame_shards(source, tmp_path / "d", max_frames=300, seed=8, shard_frames=40)
+    np.testing.assert_array_equal(np.concatenate(list(reordered.blocks())), np.concatenate(list(other_order.blocks())))
 
     everything = write_frame_shards(source, tmp_path / "c", max_frames=10_000, seed=0)
     np.testing.assert_array_equal(np.sort(np.concatenate(list(everything.blocks()))[:, 0]), np.arange(500))
+
+
+def test_frame_shards_of_other_settings_or_inputs_are_made_again(tmp_path):
+    """Leftover shards of another --deltas, --utt-cmvn, --max-frames or feats.scp are not reused."""
+    data = write_mfcc_like_dir(tmp_path / "d")
+    work = tmp_path / "km.work"
+    messages: list[str] = []
+
+    def shards(**options):
+        messages.clear()
+        settings = {"max_frames": 200, **options}
+        source = ScpFeatureSource(data, deltas=settings.pop("deltas", 0), utt_cmvn=settings.pop("utt_cmvn", False))
+        return write_frame_shards(source, work, seed=0, shard_frames=50, log=messages.append, **settings)
+
+    assert shards().dim == 13 and messages == []
+    (work / "fit_state.pt").write_bytes(b"a fit of these frames")
+    assert shards().dim == 13 and messages == [] and (work / "fit_state.pt").exists()   # the same: kept
+    assert shards(deltas=2).dim == 39
+    assert messages == [f"{work}: frames made again, their settings or inputs changed: source.deltas: 0 -> 2"]
+    assert not (work / "fit_state.pt").exists()   # a fit of other frames goes with them
+    normalised = shards(deltas=2, utt_cmvn=True)
+    assert "source.utt_cmvn: False -> True" in messages[0]
+    assert abs(float(np.concatenate(list(normalised.blocks()))[:, :13].mean())) < 0.2
+    assert shards(deltas=2, utt_cmvn=True, max_frames=120).num_frames == 120
+    assert "max_frames: 200 -> 120" in messages[0]
+
+    ark = tmp_path / "d" / "feats.ark"   # features written again (same size), or another feats.scp
+    ark.write_bytes(ark.read_bytes())
+    os.utime(ark, ns=(1, 1))   # whatever the clock's resolution
+    shards(deltas=2, utt_cmvn=True, max_frames=120)
+    assert f"source.arks.{ark}: [" in messages[0]
+    (data / "feats.scp").write_text((data / "feats.scp").read_text().replace(str(ark), f"{tmp_path}/d/../d/feats.ark"))
+    shards(deltas=2, utt_cmvn=True, max_frames=120)
+    assert "source.feats_scp: " in messages[0]
+
+    (work / "shards.json").unlink()   # shards of an earlier audiossl, without a record
+    shards(deltas=2, utt_cmvn=True, max_frames=120)
+    assert messages == [f"{work}: frames made again, the shards there have no record of their settings"]
+
+
+def test_a_fit_stopped_after_its_last_pass_writes_the_same_model_on_rerun(tmp_path):
+    shards = FrameShards.of(overlapping_frames(2, frames=2000))
+    options = dict(num_clusters=10, seed=0, init_frames=500, max_passes=20, tol=0.05)
+    straight = fit_kmeans(shards, **options)
+    messages: list[str] = []
+    stopped = fit_kmeans(shards, state_path=tmp_path / "fit_state.pt", log=messages.append, **options)
+    passes = [m for m in messages if m.startswith("pass ")]
+    assert 1 < len(passes) < 20   # it converged before max_passes
+    messages.clear()
+    rerun = fit_kmeans(shards, state_path=tmp_path / "fit_state.pt", log=messages.append, **options)
+    assert messages == [] and torch.equal(rerun.centers, stopped.centers)
+    assert torch.equal(rerun.centers, straight.centers)
 
 
 def test_frame_shards_sample_is_uniform():
