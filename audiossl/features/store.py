@@ -5,6 +5,8 @@ Files written here are read by any Kaldi-speaking tool (kaldiio, Kaldi binaries)
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import kaldiio
@@ -33,15 +35,24 @@ def compute_features(data: DataDir, extractor: FeatureExtractor, ark_path: str |
         ``{utterance: num_frames}``. The scp is ``ark_path`` with suffix ``.scp``.
     """
     ark_path = Path(ark_path).absolute()
+    with ark_pair_in_place(ark_path) as (tmp_ark, tmp_scp):
+        return _write_features(data, extractor, tmp_ark, tmp_scp,
+                               f"{extractor.config.kind} {ark_path.name}" if progress else None)
+
+
+@contextmanager
+def ark_pair_in_place(ark_path: Path) -> Iterator[tuple[Path, Path]]:
+    """Temporary ark and scp paths beside ``ark_path`` and its ``.scp``, moved onto them when the block
+    ends without an error (the scp's entries pointed at ``ark_path``); on an error both are removed and
+    the previous pair is left as it was."""
     ark_path.parent.mkdir(parents=True, exist_ok=True)
     scp_path = ark_path.with_suffix(".scp")
     tmp_ark, tmp_scp = (path.with_name(f".{path.name}.tmp") for path in (ark_path, scp_path))
     try:
-        num_frames = _write_features(data, extractor, tmp_ark, tmp_scp,
-                                    f"{extractor.config.kind} {ark_path.name}" if progress else None)
+        yield tmp_ark, tmp_scp
         lines = tmp_scp.read_text(encoding="utf-8").splitlines()
-        tmp_scp.write_text("".join(f"{utt} {ark_path}:{entry.rpartition(':')[2]}\n"
-                                   for utt, entry in (line.split(" ", 1) for line in lines)), encoding="utf-8")
+        tmp_scp.write_text("".join(f"{key} {ark_path}:{entry.rpartition(':')[2]}\n"
+                                   for key, entry in (line.split(" ", 1) for line in lines)), encoding="utf-8")
         # No scp while the ark is swapped: a job killed in between leaves none rather than a mismatched pair.
         scp_path.unlink(missing_ok=True)
         os.replace(tmp_ark, ark_path)
@@ -49,7 +60,6 @@ def compute_features(data: DataDir, extractor: FeatureExtractor, ark_path: str |
     finally:
         tmp_ark.unlink(missing_ok=True)
         tmp_scp.unlink(missing_ok=True)
-    return num_frames
 
 
 def _write_features(data: DataDir, extractor: FeatureExtractor, ark_path: Path, scp_path: Path,
@@ -149,7 +159,8 @@ def apply_cmvn(feats: np.ndarray, stats: np.ndarray, norm_vars: bool = False) ->
 
 
 def compute_cmvn(data: DataDir, ark_path: str | os.PathLike, per_speaker: bool = True) -> dict[str, str]:
-    """Per-speaker (or per-utterance) CMVN statistics of ``feats.scp`` into ``ark_path``/``.scp``.
+    """Per-speaker (or per-utterance) CMVN statistics of ``feats.scp`` into ``ark_path``/``.scp``
+    (the previous pair kept if it fails).
 
     Returns the ``cmvn.scp`` table ``{speaker: ark:offset}``.
     """
@@ -158,8 +169,9 @@ def compute_cmvn(data: DataDir, ark_path: str | os.PathLike, per_speaker: bool =
     groups: dict[str, list[str]] = {}
     for utt in data.utterances:
         groups.setdefault(data["utt2spk"][utt] if per_speaker else utt, []).append(utt)
-    with kaldiio.WriteHelper(f"ark,scp:{ark_path},{scp_path}") as writer:
+    with ark_pair_in_place(ark_path) as (tmp_ark, tmp_scp), \
+            kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer:
         for key in sorted(groups):
-            total = sum(cmvn_stats(kaldiio.load_mat(data["feats.scp"][u])) for u in groups[key])
+            total = sum(cmvn_stats(read_matrix(data["feats.scp"][u])) for u in groups[key])
             writer(key, total)
     return read_table(scp_path)

@@ -12,7 +12,7 @@ import torchaudio.compliance.kaldi as reference
 from audiossl.audio import load_entry
 from audiossl.data.kaldi_dir import DataDir, read_table, write_table
 from audiossl.features.kaldi import FeatureConfig, FeatureConfigError, FeatureExtractor, add_deltas
-from audiossl.features.store import FeatureError, apply_cmvn, cmvn_stats, compute_features
+from audiossl.features.store import FeatureError, apply_cmvn, cmvn_stats, compute_cmvn, compute_features
 
 
 def reference_features(kind: str, samples: np.ndarray, **options) -> np.ndarray:
@@ -148,3 +148,20 @@ def test_a_failed_rerun_keeps_the_earlier_ark_and_scp(data_dir, tmp_path):
         compute_features(DataDir.read(data_dir), extractor, ark)
     assert (ark.read_bytes(), ark.with_suffix(".scp").read_bytes()) == before
     assert sorted(p.name for p in ark.parent.iterdir()) == ["raw.ark", "raw.scp"]   # no temporaries left
+
+
+def test_a_failed_cmvn_rerun_keeps_the_earlier_statistics(data_dir, tmp_path):
+    extractor = FeatureExtractor(FeatureConfig.from_kaldi_args("fbank", []))
+    ark = tmp_path / "feats" / "raw.ark"
+    compute_features(DataDir.read(data_dir), extractor, ark)
+    feats_scp = read_table(ark.with_suffix(".scp"))
+    write_table(data_dir / "feats.scp", feats_scp)
+    cmvn = tmp_path / "feats" / "cmvn.ark"
+    assert set(compute_cmvn(DataDir.read(data_dir), cmvn)) == set(read_table(data_dir / "utt2spk").values())
+    before = cmvn.read_bytes(), cmvn.with_suffix(".scp").read_bytes()
+
+    write_table(data_dir / "feats.scp", {**feats_scp, "spkB-u3": f"{ark}:999999999"})
+    with pytest.raises(FeatureError, match=f"cannot read features '{ark}:999999999'"):
+        compute_cmvn(DataDir.read(data_dir), cmvn)
+    assert (cmvn.read_bytes(), cmvn.with_suffix(".scp").read_bytes()) == before
+    assert sorted(p.name for p in cmvn.parent.iterdir()) == ["cmvn.ark", "cmvn.scp", "raw.ark", "raw.scp"]
