@@ -15,28 +15,37 @@ done_or_log() {
 #   in_background N LOG CMD...   runs CMD (a command or a shell function) with its output in LOG once
 #                                fewer than N jobs run; with N 1, in the foreground, output to the terminal
 #   wait_background              waits for every job; a failed one ends the recipe, naming its log
-# A recipe that exits (an error, Ctrl-C) kills the jobs still running.
-declare -A background_logs=()   # pid -> log
+# Each job runs in its own process group: a recipe that exits (an error, Ctrl-C, SIGTERM) kills the
+# whole of every job still running, the training processes a shell function started included.
+declare -A background_logs=()   # pid (= process group) -> log
 in_background() {
   local jobs=$1 log=$2
   shift 2
   if [ "$jobs" -le 1 ]; then "$@"; return; fi
   free_slot "$jobs"
   mkdir -p "$(dirname "$log")"
-  "$@" > "$log" 2>&1 &
+  set -m   # job control only to start the job in a process group of its own
+  "$@" > "$log" 2>&1 < /dev/null &
+  set +m
   background_logs[$!]=$log
-  trap 'kill ${!background_logs[@]} 2>/dev/null || true' EXIT
+  trap _kill_background EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
 }
 free_slot() {
   while [ ${#background_logs[@]} -ge "$1" ]; do _wait_one_background; done
 }
 wait_background() {
   while [ ${#background_logs[@]} -gt 0 ]; do _wait_one_background; done
-  trap - EXIT
+  trap - EXIT INT TERM
 }
 _wait_one_background() {
   local pid
   wait -n -p pid || { echo "$0: a job failed: see ${background_logs[$pid]}" >&2; exit 1; }
   echo "$(date +%T) done: ${background_logs[$pid]}"
   unset "background_logs[$pid]"
+}
+_kill_background() {
+  local pid
+  for pid in "${!background_logs[@]}"; do kill -- -"$pid" 2>/dev/null || true; done
 }
