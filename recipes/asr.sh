@@ -63,7 +63,8 @@ help_message="Usage: $0 --pretrained <checkpoint> [options]   (run from egs/<cor
   --finetune-args '...'        extra options for python -m audiossl.bin.finetune_ctc
   --ngpu N / --num-nodes M     training processes per node (one per GPU) and nodes, launched as
                                cmd.sh's train_launch_mode says (local, slurm, hostfile)
-  --launcher '...'             a prefix replacing that launch, e.g. 'echo' to print the commands
+  --launcher '...'             a prefix replacing that launch, e.g. 'echo' to print the commands (a dry run:
+                               no training stage is marked done)
   --finetune-jobs N            fine-tunes run at once ($finetune_jobs), each with nproc/N threads: on a
                                2-core CPU, two one-thread jobs had 1.27x the throughput of one
                                two-thread job; their console output goes to <model-dir>/finetune.log
@@ -119,7 +120,7 @@ finetune() {  # <pretrained|scratch> <budget> [finetune_ctc options]
   shift 2
   launch $dir -m audiossl.bin.finetune_ctc --config $finetune_config "$@" $finetune_args --init $pretrained $scratch \
     --train-data $(training_set $budget) --valid-data $data/${dev_set}_fbank $dir
-  touch $dir/.done
+  mark_trained $dir/.done $dir/checkpoints/best.pt
 }
 
 training_set() {  # <budget>: the data dir its models train on

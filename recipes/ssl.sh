@@ -109,7 +109,8 @@ help_message="Usage: $0 [options]   (run from egs/<corpus>/ssl)
   --pretrain-args '...'        extra options for python -m audiossl.bin.pretrain
   --ngpu N / --num-nodes M     training processes per node (one per GPU) and nodes, launched as
                                cmd.sh's train_launch_mode says (local, slurm, hostfile)
-  --launcher '...'             a prefix replacing that launch, e.g. 'echo' to print the commands"
+  --launcher '...'             a prefix replacing that launch, e.g. 'echo' to print the commands (a dry run:
+                               no training stage is marked done)"
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
@@ -228,7 +229,7 @@ if run_stage 3; then
   [ -z "$init" ] || ! $keep_optimizer || from+=(--keep-optimizer)
   done_or_log $iter1/.done "stage 3: pretraining $family, iteration 1${init:+ from $init} (log: $iter1/train.log)" || {
     pretrain 1 $pretrain1_config "${from[@]}"
-    touch $iter1/.done
+    mark_trained $iter1/.done $iter1/checkpoints/best.pt
   }
 fi
 
@@ -241,7 +242,7 @@ for it in $(seq 2 $last); do
       done_or_log $previous/ctc/.done "stage $((2 * it)): CTC fine-tuning of $previous on $finetune_set (log: $previous/ctc/train.log)" || {
         launch $previous/ctc -m audiossl.bin.finetune_ctc --config $finetune_config $finetune_args --init $source \
           --train-data $data/$finetune_set$input_suffix --valid-data $data/$dev_set$input_suffix $previous/ctc
-        touch $previous/ctc/.done
+        mark_trained $previous/ctc/.done $previous/ctc/checkpoints/best.pt
       }
       source=$previous/ctc/checkpoints/best.pt
     fi
@@ -256,7 +257,7 @@ for it in $(seq 2 $last); do
       from=()
       $iter2_from_iter1 && from=(--init $previous/checkpoints/best.pt)
       pretrain $it $pretrain2_config "${from[@]}"
-      touch $model/.done
+      mark_trained $model/.done $model/checkpoints/best.pt
     }
   fi
 done

@@ -48,7 +48,8 @@ help_message="Usage: $0 --pretrained <checkpoint> [options]   (run from egs/<cor
   --eval-args '...'            extra options for python -m audiossl.bin.eval_utterance classify|verify
   --ngpu N / --num-nodes M     training processes per node (one per GPU) and nodes, launched as
                                cmd.sh's train_launch_mode says (local, slurm, hostfile)
-  --launcher '...'             a prefix replacing that launch, e.g. 'echo' to print the commands
+  --launcher '...'             a prefix replacing that launch, e.g. 'echo' to print the commands (a dry run:
+                               no training stage is marked done)
   --exp DIR                    experiment dir ($exp): <exp>/pretrained and <exp>/scratch
   --results FILE / --results-section TITLE   where the section goes ($results, '$results_section')
   --results-command '...'      the command the section names (default: run.sh with this run's options)"
@@ -84,7 +85,7 @@ finetune() {  # <pretrained|scratch> <stage>
   done_or_log $dir/.done "stage $2: fine-tuning ($1) on $train_set by $label_table (log: $dir/train.log)" && return 0
   launch $dir -m audiossl.bin.finetune_utterance --config $finetune_config $finetune_args $init $pretrained \
     --label-table $label_table --train-data $data/$train_set --valid-data $data/$valid_set $dir
-  touch $dir/.done
+  mark_trained $dir/.done $dir/checkpoints/best.pt
 }
 
 if run_stage 1; then finetune pretrained 1; fi

@@ -11,3 +11,12 @@ launch() {
       --max-restarts "${train_max_restarts:-0}" "$dir" -- "$@"
   fi
 }
+
+# mark_trained <marker> <checkpoint>: after a launch, marks its stage done once <checkpoint> (what the next
+# stage reads) exists, and fails naming it otherwise (e.g. no validation score was ever finite, so no
+# best.pt). A dry run (--launcher echo) marks nothing, so that a later run trains.
+mark_trained() {
+  if [ "${launcher%% *}" = echo ]; then echo "$(date +%T) dry run: $1 not written"; return; fi
+  [ -f "$2" ] || { echo "$0: training ended without $2 (no finite validation score?): see $(dirname "$1")/train.log" >&2; exit 1; }
+  touch "$1"
+}

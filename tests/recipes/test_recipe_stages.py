@@ -1,4 +1,5 @@
-"""recipes/ssl.sh and asr.sh on a tiny recipe dir: shared feature dirs, --family/--targets, --help."""
+"""recipes/ssl.sh, asr.sh and utterance.sh on a tiny recipe dir: shared feature dirs, --family/--targets,
+dry runs and the checkpoint a training stage must leave, --help."""
 from __future__ import annotations
 
 import os
@@ -19,7 +20,7 @@ SYNTH = "sox -n -r 16000 -b 16 -c 1 -t wav - synth {seconds} sine {freq} |"
 @pytest.fixture
 def egs(recipe_dir: Path) -> Path:
     """An egs/<corpus>/<task> dir: the site's path.sh and cmd.sh, configs, train_unlab and dev of sox tones."""
-    for name in ("path.sh", "cmd.sh"):
+    for name in ("path.sh", "cmd.sh", "db.sh"):
         (recipe_dir / name).symlink_to(ROOT / "local" / name)
     (recipe_dir / "conf").mkdir()
     (recipe_dir / "conf/fbank.conf").write_text("--num-mel-bins=23\n")
@@ -74,7 +75,7 @@ def test_targets_none_pretrains_once_without_labels(egs):
     assert command.startswith("-m audiossl.bin.pretrain --family wav2vec2 --config conf/pretrain1.yaml ")
     assert "labels" not in command and "num_classes" not in command
     assert command.endswith("--train-data data/train_unlab_fbank --valid-data data/dev_fbank exp/wav2vec2_iter1")
-    assert (egs / "exp/wav2vec2_iter1/.done").exists() and not (egs / "exp/kmeans1").exists()
+    assert not (egs / "exp/wav2vec2_iter1/.done").exists() and not (egs / "exp/kmeans1").exists()
 
 
 def test_kmeans_targets_pretrain_on_each_iterations_labels(egs):
@@ -106,8 +107,41 @@ def test_asr_biased_iterations_fine_tune_each_model_before_clustering_it(egs):
     [iter3] = pretrain_commands(out)
     assert "--set model.set.num_classes=9 --train-labels exp/kmeans3/train_unlab.labels" in iter3
     assert "--init exp/hubert_iter2/checkpoints/best.pt" in iter3 and iter3.endswith(" exp/hubert_iter3")
-    assert (egs / "exp/hubert_iter2/ctc/.done").exists() and (egs / "exp/hubert_iter3/.done").exists()
+    assert not (egs / "exp/hubert_iter2/ctc/.done").exists() and not (egs / "exp/hubert_iter3/.done").exists()
     assert not (egs / "exp/hubert_iter4").exists()
+
+
+TRAINING_STAGES = {   # recipe, its options for one training stage, the model dir it trains
+    "ssl.sh": (["--nj", "1", "--stage", "3", "--stop-stage", "3", "--family", "wav2vec2", "--targets", "none"],
+               "exp/wav2vec2_iter1"),
+    "asr.sh": (["--stage", "2", "--stop-stage", "2", "--pretrained", "none", "--budgets", "dev"], "exp/ctc_pretrained_dev"),
+    "utterance.sh": (["--stage", "2", "--stop-stage", "2", "--pretrained", "none"], "exp/scratch"),
+}
+
+
+@pytest.mark.parametrize("name", TRAINING_STAGES)
+def test_a_dry_run_or_a_run_without_best_pt_marks_no_training_stage_done(egs, tmp_path, name):
+    """--launcher echo prints the command and writes no .done, so the next run trains; a run that ends
+    without checkpoints/best.pt (no finite validation score) fails naming it, not done; one with it is done."""
+    options, model = TRAINING_STAGES[name]
+    (egs / model).mkdir(parents=True)
+    out = recipe(name, egs, *options, "--launcher", "echo").stdout
+    assert f"dry run: {model}/.done not written" in out and f" {model}\n" in out
+    assert not (egs / model / ".done").exists()
+    train = tmp_path / "train"   # stands in for the launch: trains into the last argument, saving best.pt or not
+    train.write_text('#!/bin/sh\nfor dir; do :; done\necho "training $dir"\nmkdir -p "$dir/checkpoints"\n'
+                     '[ -z "$SAVE_BEST" ] || touch "$dir/checkpoints/best.pt"\n')
+    train.chmod(0o755)
+    failed = subprocess.run([str(ROOT / "recipes" / name), *options, "--launcher", str(train)], cwd=egs,
+                            capture_output=True, text=True)
+    assert failed.returncode == 1 and f"training {model}" in failed.stdout
+    assert f"training ended without {model}/checkpoints/best.pt" in failed.stderr
+    assert not (egs / model / ".done").exists()
+    trained = subprocess.run([str(ROOT / "recipes" / name), *options, "--launcher", str(train)], cwd=egs,
+                             capture_output=True, text=True, env={**os.environ, "SAVE_BEST": "1"})
+    assert trained.returncode == 0 and f"training {model}" in trained.stdout, trained.stderr[-2000:]
+    assert (egs / model / ".done").exists()
+    assert "already done" in recipe(name, egs, *options, "--launcher", "echo").stdout
 
 
 def test_targets_default_to_the_familys_own(egs):
@@ -139,7 +173,8 @@ def test_ngpu_and_num_nodes_reach_the_launcher(egs, tmp_path):
     shim.write_text('#!/bin/bash\nif [ "$1 $2" = "-m audiossl.bin.launch" ]; then echo "launch: ${*:3}"; exit 0; fi\n'
                     f'exec {sys.executable} "$@"\n')
     shim.chmod(0o755)
-    (egs / "exp/wav2vec2_iter1").mkdir(parents=True)
+    (egs / "exp/wav2vec2_iter1/checkpoints").mkdir(parents=True)   # what training would make
+    (egs / "exp/wav2vec2_iter1/checkpoints/best.pt").touch()
     done = subprocess.run([str(ROOT / "recipes/ssl.sh"), "--nj", "1", "--feature-sets", "train_unlab dev", "--stage",
                            "3", "--family", "wav2vec2", "--targets", "none", "--ngpu", "4", "--num-nodes", "2"],
                           cwd=egs, capture_output=True, text=True, env={**os.environ, "PATH": f"{shim.parent}:{os.environ['PATH']}"})
