@@ -157,7 +157,7 @@ if run_stage 3 && [ -n "$lm_text" ]; then
   [ -f "$lm_text" ] || { echo "$0: $lm_text: no LM text (the ssl recipe's stage 0 writes it; for data" \
     "prepared before it did, remove $data/.done.prepare and re-run that stage: the audio is reused)" >&2; exit 1; }
   # the marker names the text and its checksum: an LM dir built from another text is refused, not reused
-  lm_source="$(realpath $lm_text) $(sha256sum < $lm_text | cut -d' ' -f1)"
+  lm_source="$(realpath $lm_text) $(file_digest $lm_text)"
   if [ -s $lm_dir/.done ] && [ "$(cat $lm_dir/.done)" != "$lm_source" ]; then
     echo "$0: $lm_dir holds the LM of $(cut -d' ' -f1 $lm_dir/.done) as it was then, not of $lm_text as it is now:" \
       "give this LM its own --lm-dir (decodes are named after it), or remove $lm_dir to rebuild it there" >&2

@@ -21,8 +21,9 @@
 #      labelled set (exp/<family>_iter1/ctc) and k-means 2 clusters the fine-tuned encoder's layer
 #   5  pretraining, iteration 2          (exp/<family>_iter2; k-means targets)
 #   6, 7, ...  k-means and pretraining of iterations 3, 4, ... up to --iterations, as stages 4 and 5
-# A finished stage leaves a .done marker and is skipped when run again; an interrupted
-# training stage continues from its last checkpoint.
+# A finished stage leaves a .done marker and is skipped when run again; the markers of features,
+# k-means and residual-VQ record the options their output depends on, and the stage is done again
+# when they change. An interrupted training stage continues from its last checkpoint.
 set -euo pipefail
 
 stage=0
@@ -164,6 +165,15 @@ clusters_of() {  # <iteration>: its number of k-means clusters
   if [ $1 = 1 ]; then echo $kmeans1_clusters; else echo $kmeans2_clusters; fi
 }
 
+kmeans_settings() {  # <iteration> <what it clusters...>: the options its labels depend on (its .done)
+  echo "clusters=$(clusters_of $1) max_frames=$kmeans_max_frames fit_utts=$kmeans_fit_utts n_init=$kmeans_n_init" \
+    "train_set=$train_set dev_set=$dev_set ${*:2}"
+}
+
+model_inputs() {  # what a model clustered by k-means reads: the audio, or fbank of --fbank-config
+  if [ $inputs = wav ]; then echo inputs=wav; else echo "inputs=fbank fbank_config=$(file_digest "$fbank_config")"; fi
+}
+
 labels() {  # <iteration> <features-data-suffix or ""> <extra apply/fit options...>: fit k-means, label train and dev
   local it=$1 suffix=${2:+_$2}; shift 2
   local dir=$exp/kmeans$it clusters=$(clusters_of $it) fit_data=$data/${train_set}$suffix
@@ -188,24 +198,29 @@ label_sets() {  # <dir> <data-suffix or ""> <module> <its arguments before data-
 }
 
 if run_stage 2 && [ $targets = rvq ]; then
-  done_or_log $exp/rvq/.done "stage 2: residual-VQ teacher on $train_set, its codes for $train_set and $dev_set" || {
+  settings="rvq_args=$rvq_args train_set=$train_set dev_set=$dev_set"
+  done_with_settings $exp/rvq/.done "$settings" "stage 2: residual-VQ teacher on $train_set, its codes for $train_set and $dev_set" || {
     mkdir -p $exp/rvq
     python3 -m audiossl.bin.rvq fit $rvq_args $data/$train_set $exp/rvq/teacher.safetensors 2>&1 | tee $exp/rvq/fit.log
     label_sets $exp/rvq "" audiossl.bin.rvq apply $exp/rvq/teacher.safetensors
-    touch $exp/rvq/.done
+    echo "$settings" > $exp/rvq/.done
   }
 elif run_stage 2 && [ -n "$kmeans1_model" ] && kmeans_targets 2 "k-means 1"; then
   [ -e "$kmeans1_model" ] || { echo "$0: --kmeans1-model $kmeans1_model: no such checkpoint or model dir" >&2; exit 1; }
-  done_or_log $exp/kmeans1/.done "stage 2: k-means 1 ($kmeans1_clusters clusters) on layer $kmeans1_layer of $kmeans1_model" || {
+  settings=$(kmeans_settings 1 model=$kmeans1_model layer=$kmeans1_layer $(model_inputs))
+  done_with_settings $exp/kmeans1/.done "$settings" "stage 2: k-means 1 ($kmeans1_clusters clusters) on layer $kmeans1_layer of $kmeans1_model" || {
     mkdir -p $exp/kmeans1
     labels 1 "${input_suffix#_}" --model $kmeans1_model --layer $kmeans1_layer
-    touch $exp/kmeans1/.done
+    echo "$settings" > $exp/kmeans1/.done
   }
 elif run_stage 2 && kmeans_targets 2 "k-means 1"; then
-  done_or_log $exp/kmeans1/.done "stage 2: k-means 1 ($kmeans1_clusters clusters) on $kmeans1_features" || {
+  features=features=$kmeans1_features   # MFCC of --mfcc-config, or music features of the audio
+  [ $kmeans1_features != mfcc ] || features+=" mfcc_config=$(file_digest "$mfcc_config")"
+  settings=$(kmeans_settings 1 $features)
+  done_with_settings $exp/kmeans1/.done "$settings" "stage 2: k-means 1 ($kmeans1_clusters clusters) on $kmeans1_features" || {
     mkdir -p $exp/kmeans1
     labels 1 "${kmeans1_options[@]}"
-    touch $exp/kmeans1/.done
+    echo "$settings" > $exp/kmeans1/.done
   }
 fi
 
@@ -246,10 +261,11 @@ for it in $(seq 2 $last); do
       }
       source=$previous/ctc/checkpoints/best.pt
     fi
-    done_or_log $exp/kmeans$it/.done "stage $((2 * it)): k-means $it ($kmeans2_clusters clusters) on layer $kmeans2_layer of $source" || {
+    settings=$(kmeans_settings $it model=$source layer=$kmeans2_layer $(model_inputs))
+    done_with_settings $exp/kmeans$it/.done "$settings" "stage $((2 * it)): k-means $it ($kmeans2_clusters clusters) on layer $kmeans2_layer of $source" || {
       mkdir -p $exp/kmeans$it
       labels $it "${input_suffix#_}" --model $source --layer $kmeans2_layer
-      touch $exp/kmeans$it/.done
+      echo "$settings" > $exp/kmeans$it/.done
     }
   fi
   if run_stage $((2 * it + 1)) && kmeans_targets $((2 * it + 1)) "pretraining, iteration $it"; then

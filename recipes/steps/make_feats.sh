@@ -30,5 +30,5 @@ $cmd JOB=1:"$nj" "$logdir/make_${kind}_$name.JOB.log" \
 scps=()
 for ((n = 1; n <= nj; n++)); do scps+=("$featdir/raw_${kind}_$name.$n.scp"); done
 python3 -m audiossl.bin.compute_feats merge "$data" "${scps[@]}"
-[ -n "$kind_config" ] && cp "$kind_config" "$data/conf_$kind"
+if [ -n "$kind_config" ]; then cp "$kind_config" "$data/conf_$kind"; else rm -f "$data/conf_$kind"; fi
 echo "$0: succeeded computing $kind for $data ($nutt utterances)"

@@ -1,6 +1,10 @@
 # Stage helpers sourced by the recipes (after parse_options.sh has set stage and stop_stage).
 #   run_stage N               true when N is within --stage..--stop-stage
 #   done_or_log MARKER MSG    logs MSG with the time; true (skip the work) when MARKER exists
+#   done_with_settings MARKER SETTINGS MSG   as done_or_log for a stage whose output depends on options:
+#                             true only when MARKER holds SETTINGS (one line, which the stage writes into
+#                             MARKER when done); a marker of other settings is removed and the stage done again
+#   file_digest FILE          the SHA-256 of FILE's content ("none" for ''), for SETTINGS that name a config
 #   free_slot, in_background, wait_background   jobs side by side (below)
 
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
@@ -8,6 +12,23 @@ run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 done_or_log() {
   if [ -f "$1" ]; then echo "$(date +%T) $2: already done ($1)"; return 0; fi
   echo "$(date +%T) $2"; return 1
+}
+
+done_with_settings() {
+  local recorded
+  if [ -f "$1" ]; then
+    recorded=$(head -n 1 "$1")
+    if [ "$recorded" = "$2" ]; then echo "$(date +%T) $3: already done ($1)"; return 0; fi
+    echo "$(date +%T) $3: doing it again: $1 records other settings (${recorded:-none}), not $2"
+    rm "$1"
+  else
+    echo "$(date +%T) $3"
+  fi
+  return 1
+}
+
+file_digest() {
+  if [ -z "$1" ]; then echo none; else sha256sum < "$1" | cut -d' ' -f1; fi
 }
 
 # Jobs side by side (e.g. the fine-tunes of a stage), at most N at once:

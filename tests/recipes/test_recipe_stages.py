@@ -2,6 +2,7 @@
 dry runs and the checkpoint a training stage must leave, --help."""
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import re
@@ -97,7 +98,11 @@ def test_asr_biased_iterations_fine_tune_each_model_before_clustering_it(egs):
     CTC fine-tuned on S; iteration 3 pretrains from iteration 2 on those labels (stages 6 and 7)."""
     for made in ("exp/hubert_iter2/ctc", "exp/hubert_iter3", "exp/kmeans3"):   # what training would make
         (egs / made).mkdir(parents=True)
-    (egs / "exp/kmeans3/.done").touch()   # k-means itself needs the fine-tuned model that echo does not make
+    # k-means itself needs the fine-tuned model that echo does not make: its marker, as k-means 3 would write it
+    fbank_config = hashlib.sha256((egs / "conf/fbank.conf").read_bytes()).hexdigest()
+    (egs / "exp/kmeans3/.done").write_text(
+        "clusters=9 max_frames=200000 fit_utts=1000 n_init=3 train_set=train_unlab dev_set=dev "
+        f"model=exp/hubert_iter2/ctc/checkpoints/best.pt layer=4 inputs=fbank fbank_config={fbank_config}\n")
     out = ssl(egs, "--stage", "6", "--targets", "kmeans", "--iterations", "3", "--finetune-set", "dev",
               "--kmeans2-clusters", "9", "--launcher", "echo").stdout
     finetune = [line for line in out.splitlines() if line.startswith("-m audiossl.bin.finetune_ctc ")]
@@ -144,6 +149,53 @@ def test_a_dry_run_or_a_run_without_best_pt_marks_no_training_stage_done(egs, tm
     assert "already done" in recipe(name, egs, *options, "--launcher", "echo").stdout
 
 
+def python_shim(tmp_path: Path, module: str) -> dict[str, str]:
+    """An environment whose python3 prints the arguments of `python3 -m <module>` instead of running it."""
+    shim = tmp_path / "bin" / "python3"
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/bash\nif [ "$1 $2" = "-m {module}" ]; then echo "{module}: ${{*:3}}"; exit 0; fi\n'
+                    f'exec {sys.executable} "$@"\n')
+    shim.chmod(0o755)
+    return {**os.environ, "PATH": f"{shim.parent}:{os.environ['PATH']}"}
+
+
+def test_kmeans_is_done_again_when_its_settings_change(egs, tmp_path):
+    """The k-means marker records the options the labels depend on: the same ones skip the stage, another
+    number of clusters (or fitting option) fits and labels again, and the log says why."""
+    env = python_shim(tmp_path, "audiossl.bin.kmeans")
+    stage2 = [str(ROOT / "recipes/ssl.sh"), "--nj", "1", "--stage", "2", "--stop-stage", "2", "--targets", "kmeans",
+              "--inputs", "wav", "--kmeans1-features", "logmel_chroma"]
+
+    def run(*args: str) -> str:
+        done = subprocess.run([*stage2, *args], cwd=egs, capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    assert "audiossl.bin.kmeans: fit --num-clusters 7 " in run("--kmeans1-clusters", "7")
+    marker = (egs / "exp/kmeans1/.done").read_text()
+    assert "clusters=7 " in marker and "features=logmel_chroma" in marker
+    again = run("--kmeans1-clusters", "7")
+    assert "k-means 1 (7 clusters) on logmel_chroma: already done" in again and "fit" not in again
+    redone = run("--kmeans1-clusters", "9")
+    assert f"doing it again: exp/kmeans1/.done records other settings ({marker.strip()})" in redone
+    assert "audiossl.bin.kmeans: fit --num-clusters 9 " in redone
+    assert "clusters=9 " in (egs / "exp/kmeans1/.done").read_text()
+    assert "audiossl.bin.kmeans: fit --num-clusters 9 --max-frames 200000 --n-init 5 " in run(
+        "--kmeans1-clusters", "9", "--kmeans-n-init", "5")
+
+
+def test_a_feature_dir_is_made_again_for_another_config(egs):
+    """make_feature_dir.sh's marker records the config's checksum: an edited config makes the features again."""
+    dev_only = ("--stage", "1", "--stop-stage", "1", "--feature-sets", "dev", "--train-set", "dev", "--targets", "kmeans")
+    ssl(egs, *dev_only)
+    assert "features: mfcc of data/dev in data/dev_mfcc: already done" in ssl(egs, *dev_only).stdout
+    (egs / "conf/mfcc.conf").write_text("--frame-shift=10\n")
+    out = ssl(egs, *dev_only).stdout
+    assert "features: mfcc of data/dev in data/dev_mfcc: doing it again" in out
+    assert "features: fbank of data/dev in data/dev_fbank: already done" in out
+    assert (egs / "data/dev_mfcc/conf_mfcc").read_text() == "--frame-shift=10\n"
+
+
 def test_targets_default_to_the_familys_own(egs):
     pytest.importorskip("audiossl.bin.models")
     (egs / "exp/hubert_iter1").mkdir(parents=True)
@@ -168,19 +220,15 @@ def test_help_names_every_option(egs, name):
 
 def test_ngpu_and_num_nodes_reach_the_launcher(egs, tmp_path):
     """--ngpu / --num-nodes and cmd.sh's settings go to audiossl.bin.launch (here a stand-in that prints them)."""
-    shim = tmp_path / "bin" / "python3"
-    shim.parent.mkdir()
-    shim.write_text('#!/bin/bash\nif [ "$1 $2" = "-m audiossl.bin.launch" ]; then echo "launch: ${*:3}"; exit 0; fi\n'
-                    f'exec {sys.executable} "$@"\n')
-    shim.chmod(0o755)
+    env = python_shim(tmp_path, "audiossl.bin.launch")
     (egs / "exp/wav2vec2_iter1/checkpoints").mkdir(parents=True)   # what training would make
     (egs / "exp/wav2vec2_iter1/checkpoints/best.pt").touch()
     done = subprocess.run([str(ROOT / "recipes/ssl.sh"), "--nj", "1", "--feature-sets", "train_unlab dev", "--stage",
                            "3", "--family", "wav2vec2", "--targets", "none", "--ngpu", "4", "--num-nodes", "2"],
-                          cwd=egs, capture_output=True, text=True, env={**os.environ, "PATH": f"{shim.parent}:{os.environ['PATH']}"})
+                          cwd=egs, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
-    [line] = [line for line in done.stdout.splitlines() if line.startswith("launch: ")]
-    assert line.startswith("launch: --mode local --ngpu 4 --num-nodes 2 --slurm-args=--gpus-per-node={ngpu} --hostfile  "
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("audiossl.bin.launch: ")]
+    assert line.startswith("audiossl.bin.launch: --mode local --ngpu 4 --num-nodes 2 --slurm-args=--gpus-per-node={ngpu} --hostfile  "
                            "--max-restarts 0 exp/wav2vec2_iter1 -- -m audiossl.bin.pretrain --family wav2vec2 ")
 
 
