@@ -131,10 +131,11 @@ if run_stage 2 && [ -n "$pseudo_label_from" ]; then
   [ -n "$unlabelled_set" ] && [ -n "$lm_text" ] || { echo "$0: --pseudo-label-from needs --unlabelled-set and --lm-text" >&2; exit 1; }
   for budget in $budgets; do
     teacher=$pseudo_label_from/ctc_pretrained_$budget
-    done_or_log $data/${budget}_st_fbank/.done "stage 2: pseudo-labels of $unlabelled_set by $teacher -> $data/${budget}_st_fbank" || {
+    settings="teacher=$teacher unlabelled_set=$unlabelled_set lm_dir=$lm_dir keep=$pseudo_label_keep"
+    done_with_settings $data/${budget}_st_fbank/.done "$settings" "stage 2: pseudo-labels of $unlabelled_set by $teacher -> $data/${budget}_st_fbank" || {
       python3 -m audiossl.bin.pseudo_label --lm-dir $lm_dir --lm-params-from $teacher/decode_${dev_set}_$lm_name/scores.json \
         $pseudo_label_keep $teacher/checkpoints/best.pt $data/${unlabelled_set}_fbank $data/${budget}_fbank $data/${budget}_st_fbank
-      touch $data/${budget}_st_fbank/.done
+      echo "$settings" > $data/${budget}_st_fbank/.done
     }
   done
 fi
@@ -171,14 +172,24 @@ if run_stage 3 && [ -n "$lm_text" ]; then
 fi
 
 decode_sets=$(echo ${lm_text:+$dev_set} $test_sets)   # with an LM, dev first: its decode chooses the LM weights
+# what the decode markers record: a decode with other settings is made again (with an LM, the dev grid
+# chooses the weights of every test set)
+plain_settings="beam_size=$beam_size"
+decode_settings="$plain_settings${lm_text:+ lm_beam_size=$lm_beam_size lm_weights=$lm_weights word_scores=$word_scores}"
 decode_marker() {  # <model-dir> <set>: the marker of its decode (with an LM, of the LM decode, made with the other)
   if [ -n "$lm_text" ]; then echo $1/decode_$2_$lm_name/.done; else echo $1/decode_$2/.done; fi
+}
+
+decoded() {  # <model-dir>: true when its last decode, and its last chunked one, were made with these settings
+  has_settings $(decode_marker $1 ${decode_sets##* }) "$decode_settings" && { [ -z "$chunk_frames" ] ||
+    has_settings $1/decode_${test_sets##* }_chunk${chunk_frames##* }/.done "$plain_settings"; }
 }
 
 decode_model() {  # <model-dir>: each set, without and (with --lm-text) with the LM
   local model=$1 set lm_opts
   for set in $decode_sets; do
-    done_or_log $(decode_marker $model $set) "stage 4: decoding $set with $model${lm_text:+ (and the LM $lm_dir)}" && continue
+    done_with_settings $(decode_marker $model $set) "$decode_settings" \
+      "stage 4: decoding $set with $model${lm_text:+ (and the LM $lm_dir)}" && continue
     lm_opts=()
     if [ -n "$lm_text" ]; then
       lm_opts=(--nj $grid_jobs --lm-dir $lm_dir --lm-decode-dir $model/decode_${set}_$lm_name --lm-beam-size $lm_beam_size)
@@ -190,14 +201,16 @@ decode_model() {  # <model-dir>: each set, without and (with --lm-text) with the
     fi
     OMP_NUM_THREADS=$threads python3 -m audiossl.bin.decode_ctc --beam-size $beam_size "${lm_opts[@]}" \
       $model/checkpoints/best.pt $data/${set}_fbank $model/decode_$set
-    touch $model/decode_$set/.done $(decode_marker $model $set)
+    echo "$plain_settings" > $model/decode_$set/.done
+    echo "$decode_settings" > $(decode_marker $model $set)
   done
   for chunk in $chunk_frames; do
     for set in $test_sets; do
-      done_or_log $model/decode_${set}_chunk$chunk/.done "stage 4: decoding $set with $model in chunks of $chunk frames" && continue
+      done_with_settings $model/decode_${set}_chunk$chunk/.done "$plain_settings" \
+        "stage 4: decoding $set with $model in chunks of $chunk frames" && continue
       OMP_NUM_THREADS=$threads python3 -m audiossl.bin.decode_ctc --beam-size $beam_size --chunk-frames $chunk \
         $model/checkpoints/best.pt $data/${set}_fbank $model/decode_${set}_chunk$chunk
-      touch $model/decode_${set}_chunk$chunk/.done
+      echo "$plain_settings" > $model/decode_${set}_chunk$chunk/.done
     done
   done
 }
@@ -208,9 +221,7 @@ if run_stage 4; then
   for budget in $budgets; do
     for init in pretrained scratch; do
       model=$(model_dir $init $budget)
-      marker=$(decode_marker $model ${decode_sets##* })   # of the last set decoded: the model is done
-      [ -z "$chunk_frames" ] || marker=$model/decode_${test_sets##* }_chunk${chunk_frames##* }/.done
-      [ -f $marker ] && { echo "$(date +%T) stage 4: decoding with $model: already done ($marker)"; continue; }
+      decoded $model && { echo "$(date +%T) stage 4: decoding with $model: already done"; continue; }
       free_slot $decode_jobs
       [ $decode_jobs -gt 1 ] && echo "$(date +%T) stage 4: decoding with $model (log: $model/decode.log)"
       in_background $decode_jobs $model/decode.log decode_model $model

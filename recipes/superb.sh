@@ -89,13 +89,15 @@ if run_stage 1; then
 fi
 
 if run_stage 2; then
+  config_digest=$(file_digest $superb_config)
   for task in $tasks; do
     dir=$exp/$name/$task
-    done_or_log $dir/.done "stage 2: $task on $name (log: $dir/log)" && continue
+    settings="upstream=$upstream config=$config_digest seed=$seed args=$superb_args"   # what the figures depend on
+    done_with_settings $dir/.done "$settings" "stage 2: $task on $name (log: $dir/log)" && continue
     mkdir -p $dir
     python3 -m audiossl.bin.superb task --upstream $upstream --name $name --config $superb_config --cache $cache \
       --seed $seed --no-progress $superb_args $task $data $dir 2> >(tee $dir/log >&2)
-    touch $dir/.done
+    echo "$settings" > $dir/.done
   done
 fi
 

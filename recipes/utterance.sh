@@ -94,7 +94,8 @@ if run_stage 2; then finetune scratch 2; fi
 if run_stage 3; then
   for init in pretrained scratch; do
     out=$exp/$init/$eval_name
-    done_or_log $out/.done "stage 3: $eval_task, $init model on $test_set" && continue
+    settings="eval_task=$eval_task test_set=$test_set label_table=$label_table eval_args=$eval_args"
+    done_with_settings $out/.done "$settings" "stage 3: $eval_task, $init model on $test_set" && continue
     if [ $eval_task = classify ]; then
       python3 -m audiossl.bin.eval_utterance classify --label-table $label_table --no-progress $eval_args \
         $exp/$init/checkpoints/best.pt $data/$test_set $out
@@ -102,7 +103,7 @@ if run_stage 3; then
       python3 -m audiossl.bin.eval_utterance verify --no-progress $eval_args \
         $exp/$init/checkpoints/best.pt $data/$test_set $out
     fi
-    touch $out/.done
+    echo "$settings" > $out/.done
   done
 fi
 

@@ -4,6 +4,7 @@
 #   done_with_settings MARKER SETTINGS MSG   as done_or_log for a stage whose output depends on options:
 #                             true only when MARKER holds SETTINGS (one line, which the stage writes into
 #                             MARKER when done); a marker of other settings is removed and the stage done again
+#   has_settings MARKER SETTINGS   true when MARKER exists and records SETTINGS
 #   file_digest FILE          the SHA-256 of FILE's content ("none" for ''), for SETTINGS that name a config
 #   free_slot, in_background, wait_background   jobs side by side (below)
 
@@ -14,11 +15,13 @@ done_or_log() {
   echo "$(date +%T) $2"; return 1
 }
 
+has_settings() { [ -f "$1" ] && [ "$(head -n 1 "$1")" = "$2" ]; }
+
 done_with_settings() {
   local recorded
+  if has_settings "$1" "$2"; then echo "$(date +%T) $3: already done ($1)"; return 0; fi
   if [ -f "$1" ]; then
     recorded=$(head -n 1 "$1")
-    if [ "$recorded" = "$2" ]; then echo "$(date +%T) $3: already done ($1)"; return 0; fi
     echo "$(date +%T) $3: doing it again: $1 records other settings (${recorded:-none}), not $2"
     rm "$1"
   else

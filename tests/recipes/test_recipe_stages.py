@@ -184,6 +184,43 @@ def test_kmeans_is_done_again_when_its_settings_change(egs, tmp_path):
         "--kmeans1-clusters", "9", "--kmeans-n-init", "5")
 
 
+OPTION_STAGES = {   # recipe, its options for a stage whose output depends on options, the module it runs, its
+    # output dirs (that module would make them), an option that changes the output, what the module gets then
+    "asr.sh decodes": ("asr.sh", ["--stage", "4", "--stop-stage", "4", "--pretrained", "none", "--budgets", "dev",
+                                  "--test-sets", "test"], "audiossl.bin.decode_ctc",
+                       ["exp/ctc_pretrained_dev/decode_test", "exp/ctc_scratch_dev/decode_test"],
+                       ["--beam-size", "4"], "--beam-size 4 exp/ctc_scratch_dev/checkpoints/best.pt"),
+    "utterance.sh evaluation": ("utterance.sh", ["--stage", "3", "--stop-stage", "3", "--pretrained", "none"],
+                                "audiossl.bin.eval_utterance", ["exp/pretrained/eval_sid_test", "exp/scratch/eval_sid_test"],
+                                ["--eval-args", "--batch-size 2"], "classify --label-table utt2spk --no-progress --batch-size 2"),
+    "superb.sh tasks": ("superb.sh", ["--stage", "2", "--stop-stage", "2", "--upstream", "fbank", "--name", "fbank",
+                                      "--tasks", "ks"], "audiossl.bin.superb", [], ["--seed", "1"], "--seed 1 "),
+}
+
+
+@pytest.mark.parametrize("name", OPTION_STAGES)
+def test_a_stage_is_done_again_when_an_option_of_its_output_changes(egs, tmp_path, name):
+    """Decodes, evaluations and SUPERB tasks: the same options skip the stage, another one does it again."""
+    script, options, module, outputs, change, changed = OPTION_STAGES[name]
+    env = python_shim(tmp_path, module)
+    for output in outputs:
+        (egs / output).mkdir(parents=True)
+    (egs / "conf/superb.yaml").write_text("{}\n")
+
+    def run(*args: str) -> str:
+        done = subprocess.run([str(ROOT / "recipes" / script), *options, *args], cwd=egs, capture_output=True,
+                              text=True, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    assert f"{module}: " in run()
+    again = run()
+    assert "already done" in again and f"{module}: " not in again
+    redone = run(*change)
+    assert "doing it again" in redone and changed in redone
+    assert "already done" in run(*change)
+
+
 def test_a_feature_dir_is_made_again_for_another_config(egs):
     """make_feature_dir.sh's marker records the config's checksum: an edited config makes the features again."""
     dev_only = ("--stage", "1", "--stop-stage", "1", "--feature-sets", "dev", "--train-set", "dev", "--targets", "kmeans")
