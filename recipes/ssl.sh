@@ -214,9 +214,9 @@ elif run_stage 2 && [ -n "$kmeans1_model" ] && kmeans_targets 2 "k-means 1"; the
     echo "$settings" > $exp/kmeans1/.done
   }
 elif run_stage 2 && kmeans_targets 2 "k-means 1"; then
-  features=features=$kmeans1_features   # MFCC of --mfcc-config, or music features of the audio
-  [ $kmeans1_features != mfcc ] || features+=" mfcc_config=$(file_digest "$mfcc_config")"
-  settings=$(kmeans_settings 1 $features)
+  clustered="features=$kmeans1_features"   # MFCC of --mfcc-config, or music features of the audio
+  [ $kmeans1_features != mfcc ] || clustered+=" mfcc_config=$(file_digest "$mfcc_config")"
+  settings=$(kmeans_settings 1 $clustered)
   done_with_settings $exp/kmeans1/.done "$settings" "stage 2: k-means 1 ($kmeans1_clusters clusters) on $kmeans1_features" || {
     mkdir -p $exp/kmeans1
     labels 1 "${kmeans1_options[@]}"

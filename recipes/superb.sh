@@ -89,10 +89,9 @@ if run_stage 1; then
 fi
 
 if run_stage 2; then
-  config_digest=$(file_digest $superb_config)
+  settings="upstream=$upstream config=$(file_digest $superb_config) seed=$seed args=$superb_args"   # what the figures depend on
   for task in $tasks; do
     dir=$exp/$name/$task
-    settings="upstream=$upstream config=$config_digest seed=$seed args=$superb_args"   # what the figures depend on
     done_with_settings $dir/.done "$settings" "stage 2: $task on $name (log: $dir/log)" && continue
     mkdir -p $dir
     python3 -m audiossl.bin.superb task --upstream $upstream --name $name --config $superb_config --cache $cache \
