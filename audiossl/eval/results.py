@@ -16,6 +16,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from audiossl.atomic import write_text_atomic
 from audiossl.checkpoint import CheckpointError, load_checkpoint
 from audiossl.errors import UserError
 
@@ -240,6 +241,7 @@ def with_section(document: str, title: str, body: list[str]) -> str:
 
 
 def write_section(path: str | Path, title: str, lines: list[str]) -> None:
-    """Set the section ``## title`` of the Markdown file ``path`` (created if missing) to ``lines``."""
+    """Set the section ``## title`` of the Markdown file ``path`` (created if missing) to ``lines``; written
+    atomically, so a full disk leaves the file with its other sections as it was."""
     path = Path(path)
-    path.write_text(with_section(path.read_text() if path.exists() else "", title, lines))
+    write_text_atomic(path, with_section(path.read_text() if path.exists() else "", title, lines))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -9,7 +10,7 @@ from audiossl.bin import results_table
 from audiossl.checkpoint import save_checkpoint
 from audiossl.errors import UserError
 from audiossl.eval.results import (CAVEAT, ResultsError, ctc_results_lines, minutes, parse_record, read_json,
-                                   with_section)
+                                   with_section, write_section)
 
 
 def test_sections_are_added_replaced_and_kept():
@@ -43,6 +44,22 @@ def test_a_replaced_section_keeps_its_notes():
 def test_the_notes_of_a_repeated_section_are_kept():
     document = "## A\n\nold 1\n\n### Notes\n\nfirst\n\n## A\n\nold 2\n\n### More\n\nsecond\n"
     assert with_section(document, "A", ["new"]) == "## A\n\nnew\n\n### Notes\n\nfirst\n\n### More\n\nsecond\n"
+
+
+def test_a_full_disk_while_writing_a_section_keeps_the_file_as_it_was(tmp_path, monkeypatch):
+    results = tmp_path / "RESULTS.md"
+    write_section(results, "A", ["| a |"])
+    before = results.read_text()
+    write_text = Path.write_text
+
+    def disk_full(self, text, *args, **kwargs):
+        write_text(self, text[:len(text) // 2], *args, **kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(OSError, match="No space left on device"):
+        write_section(results, "B", ["| b |"])
+    assert results.read_text() == before and [p.name for p in tmp_path.iterdir()] == ["RESULTS.md"]
 
 
 def test_minutes():
