@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -31,8 +32,8 @@ from audiossl.errors import reports_user_errors
 from audiossl.models.ctc.factory import ctc_over_encoder
 from audiossl.tasks.asr import CtcTask, check_ctc_lengths, fine_tuning_encoder, read_ctc_section, token_targets
 from audiossl.text.tokenizer import build_tokenizer, tokenizer_from_dict
-from audiossl.train.config import check_sections, load_run_config, save_run_config, trainer_config
-from audiossl.train.trainer import Trainer
+from audiossl.train.config import check_sections, load_run_config, trainer_config
+from audiossl.train.trainer import Trainer, run_record
 
 
 @reports_user_errors
@@ -72,11 +73,12 @@ def main(argv=None) -> int:
     if args.valid_data:
         valid = UtteranceDataset(args.valid_data, model.input_kind, token_targets(args.valid_data, tokenizer),
                                  targets_name=f"{args.valid_data}/text", num_mel_bins=model.num_mel_bins)
-    save_run_config(run, args, exp)
     logging.info("CTC %s: %s encoder (%s), %d %s tokens, %d training utterances",
                  "from scratch" if args.scratch else "fine-tuning", model.config.encoder_family, args.init,
                  tokenizer.vocab_size, options.tokenizer, len(train))
-    Trainer(CtcTask(), model, train, valid, train_config, exp).fit()
+    Trainer(CtcTask(), model, train, valid, train_config, exp,
+            origin={"--init": os.path.abspath(args.init), "--scratch": args.scratch},
+            run_config=run_record(run, args)).fit()
     return 0
 
 

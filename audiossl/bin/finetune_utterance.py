@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -43,8 +44,8 @@ from audiossl.models.utterance import utterance_over_encoder
 from audiossl.tasks.asr import FineTuningOptions, fine_tuning_encoder
 from audiossl.tasks.utterance import (CLASSES_FILE, UtteranceTask, check_every_class_seen, labelled_dataset,
                                       multilabel_head, read_utterance_section, training_classes, write_classes)
-from audiossl.train.config import check_sections, load_run_config, save_run_config, trainer_config
-from audiossl.train.trainer import Trainer
+from audiossl.train.config import check_sections, load_run_config, trainer_config
+from audiossl.train.trainer import Trainer, run_record
 
 logger = logging.getLogger("audiossl.train")
 
@@ -93,14 +94,14 @@ def main(argv=None) -> int:
         valid = labelled_dataset(args.valid_data, args.label_table, classes, multilabel, encoder.sample_rate)
     exp = Path(args.exp_dir)
     write_classes(exp / "checkpoints" / CLASSES_FILE, classes)
-    save_run_config(run, args, exp)
     groups = model.parameter_groups(train_config.lr, train_config.lr * options.upstream_lr_scale)
     logger.info("%s: %s upstream (%s), %s head over %d classes of %s, %d training utterances; "
                 "best.pt by dev %s (%s is better)", "fine-tuning" if args.pretrained else "from scratch",
                 model.config.upstream_family, checkpoint, model.config.head.kind, len(classes), args.label_table,
                 len(train), task.valid_metric, "higher" if task.higher_is_better else "lower")
+    origin = {"--pretrained" if args.pretrained else "--scratch-like": os.path.abspath(checkpoint)}
     Trainer(task, model, train, valid, train_config, exp, batch_transform=model.waveform_transform(),
-            parameter_groups=groups).fit()
+            parameter_groups=groups, origin=origin, run_config=run_record(run, args)).fit()
     return 0
 
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 import torch
@@ -44,8 +45,8 @@ from audiossl.errors import ConfigError, reports_user_errors
 from audiossl.registry import pretraining_families
 from audiossl.tasks.pretrain import (PretrainingTask, check_targets, init_train_state, pretraining_inputs,
                                      pretraining_model, read_targets)
-from audiossl.train.config import check_sections, load_run_config, save_run_config, trainer_config
-from audiossl.train.trainer import Trainer
+from audiossl.train.config import check_sections, load_run_config, trainer_config
+from audiossl.train.trainer import Trainer, run_record
 
 
 @reports_user_errors
@@ -94,7 +95,6 @@ def main(argv=None) -> int:
 
     train = dataset(args.train_data, args.train_labels)
     valid = dataset(args.valid_data, args.valid_labels) if args.valid_data else None
-    save_run_config(run, args, args.exp_dir)
     logging.info("%s %s: %.1fM parameters, %d training utterances", family,
                  f"from {args.init}" if args.init else run["model"].get("size"),
                  sum(p.numel() for p in model.parameters()) / 1e6, len(train))
@@ -103,7 +103,8 @@ def main(argv=None) -> int:
         languages = {utt: lang for data in (train, valid) if data for utt, lang in zip(data.utterances,
                                                                                   data.languages())}
     trainer = Trainer(PretrainingTask(model, languages), model, train, valid, config, args.exp_dir,
-                      batch_transform=inputs.transform)
+                      batch_transform=inputs.transform, origin={"--init": args.init and os.path.abspath(args.init)},
+                      run_config=run_record(run, args))
     if kept_state is not None:
         trainer.start_from(kept_state, args.init)
     trainer.fit()

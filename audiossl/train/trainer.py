@@ -5,16 +5,22 @@ A run writes under ``exp_dir``::
 
     checkpoints/update_<N>.pt   every ``save_interval`` updates (the newest ``keep_last`` kept)
     checkpoints/last.pt         the newest checkpoint (a hard link)
-    checkpoints/best.pt         the checkpoint with the best validation score (a hard link)
+    checkpoints/best.pt         the checkpoint with the best validation score (a hard link; without
+                                a finite score, the final checkpoint)
+    config.yaml                 the run config and command (when given), written once the run starts
     train.log                   human-readable log;  updates.jsonl: one JSON line per update
     tensorboard/                scalars for tensorboard
+    train.lock                  held while a trainer writes the dir: a second one is refused
 
 Started again after being killed at any point, a run continues from ``last.pt`` with the
 same batches, masks, dropout and therefore the same losses as an uninterrupted run: the
 checkpoint holds the optimizer, scheduler, grad scaler, sampler position and every rank's RNGs
 (CPU, CUDA and the trainer's generator, which also drives the batch transforms). Checkpoints have
 one format whatever the strategy (one process, DDP, FSDP): a run loads another's weights and
-optimizer state.
+optimizer state. A run started again must be the one that wrote ``last.pt``: another model, origin
+(``origin``, e.g. the --init checkpoint) or trainer setting that shapes the training is refused by
+name before anything is written (see :data:`RESUMABLE` for the settings that may change).
+A file that cannot be written (a full disk) stops the run naming it and the newest checkpoint.
 
 An update whose loss or gradient is not finite is skipped: its batches are consumed, but it
 is not counted and does not step the schedule; the log names each and counts them all.
@@ -28,19 +34,27 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
+import fcntl
 import json
 import logging
 import math
 import os
+import socket
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NoReturn
 
 import torch
+import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from audiossl.atomic import write_text_atomic
 from audiossl.checkpoint import load_checkpoint, save_checkpoint
 from audiossl.data.dataset import BucketBatchSampler, LanguageBatchSampler, UtteranceDataset, collate, input_rate
 from audiossl.data.transforms import BatchTransform, Compose
@@ -50,7 +64,7 @@ from audiossl.train import sharding
 from audiossl.train.distributed import (DistInfo, Watchdog, all_gather_objects, all_reduce_sums, barrier, cleanup,
                                         init_distributed)
 from audiossl.train.precision import emulation_warning, native_bf16, resolve_precision
-from audiossl.train.schedules import ScheduleConfig, build_scheduler
+from audiossl.train.schedules import ScheduleConfig, build_scheduler, lr_multiplier
 
 logger = logging.getLogger("audiossl.train")
 
@@ -109,6 +123,49 @@ class TrainerConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
+# Trainer settings a resumed run may change: bookkeeping, hardware, and what to do on failures; precision
+# changes are warned about. Any other must stay but for ``accum_steps``, which may change with the number
+# of processes so long as the batches per update stay, and ``max_updates`` where the learning rates of
+# the updates done stay (a constant schedule, or a run still in its warmup).
+RESUMABLE = frozenset({"precision", "device", "strategy", "num_workers", "num_threads", "log_interval",
+                       "valid_interval", "save_interval", "keep_last", "max_bad_updates", "loss_scale_floor",
+                       "loss_scale_patience", "on_scale_collapse", "watchdog_seconds", "activation_checkpointing"})
+LOCK_FILE = "train.lock"
+# torch.save's zip writer turns a failed write (a full disk) into a RuntimeError saying one of these
+TORCH_WRITER_FAILURES = ("PytorchStreamWriter", "inline_container")
+
+
+def run_record(run: dict[str, Any], cli_args) -> dict[str, Any]:
+    """What ``config.yaml`` keeps of a run: its effective run config and the command's other arguments."""
+    return {**run, "data": {k: v for k, v in vars(cli_args).items() if k not in ("config", "set")}}
+
+
+def differences(prefix: str, then: dict, now: dict) -> list[tuple[str, Any, Any]]:
+    """``(dotted key, then, now)`` of each value that differs between two nested dicts; a key only one has
+    (written by another version) is not compared."""
+    found = []
+    for key in [key for key in then if key in now]:
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(then[key], dict) and isinstance(now[key], dict):
+            found += differences(name, then[key], now[key])
+        elif then[key] != now[key]:
+            found.append((name, then[key], now[key]))
+    return found
+
+
+class _TrainLog(logging.FileHandler):
+    """``train.log``, whose failed writes (a full disk) stop the run through ``on_error`` where logging would
+    print a traceback and go on."""
+
+    on_error: Callable[[Path, OSError], NoReturn]
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            self.on_error(Path(self.baseFilename), error)
+        super().handleError(record)
+
+
 class Trainer:
     """Trains ``model`` on ``task`` until ``config.max_updates``, resuming from ``exp_dir`` if possible.
 
@@ -123,13 +180,20 @@ class Trainer:
 
     ``best.pt`` is the checkpoint with the lowest ``task.valid_score``, or the highest when the
     task has ``higher_is_better`` true (e.g. accuracy or mean average precision).
+
+    ``origin`` names what the model started from beyond its config (e.g. ``{"--init": path}``); the
+    checkpoints record it and a resumed run must have the same. ``run_config`` (see :func:`run_record`)
+    is written to ``config.yaml`` once the run starts, after the checks of a resumed run.
     """
 
     def __init__(self, task: Task, model: nn.Module, train_set: UtteranceDataset,
                  valid_set: UtteranceDataset | None, config: TrainerConfig, exp_dir: str | os.PathLike,
-                 batch_transform: BatchTransform | None = None, parameter_groups: list[dict] | None = None):
+                 batch_transform: BatchTransform | None = None, parameter_groups: list[dict] | None = None,
+                 origin: dict[str, Any] | None = None, run_config: dict[str, Any] | None = None):
         self.task = task
         self.config = config
+        self.origin = dict(origin or {})
+        self.run_config = run_config
         self.exp_dir = Path(exp_dir)
         self.ckpt_dir = self.exp_dir / "checkpoints"
         # with several processes, a watchdog from the start: joining the process group, sharding and
@@ -269,11 +333,15 @@ class Trainer:
         """Everything but the weights that resuming needs (every rank must call it: it gathers)."""
         return {**self.state, "optimizer": self._optimizer_state(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(), "rng": all_gather_objects(self._rng_state(), self.info),
-                "trainer_config": self.config.to_dict(), "world_size": self.info.world_size,
+                "trainer_config": self.config.to_dict(), "origin": self.origin, "world_size": self.info.world_size,
                 "precision": self.precision}
 
     def save(self, best: bool) -> None:
-        """Write ``update_<N>.pt``, point ``last.pt`` (and ``best.pt``) at it, drop old ones."""
+        """Write ``update_<N>.pt``, point ``best.pt`` (if ``best``) then ``last.pt`` at it, drop old ones.
+
+        In that order, a run killed between the two links resumes from the previous ``last.pt`` and
+        makes this update, and its best checkpoint, again; the other order would leave ``best.pt``
+        stale for good (the resumed state already counts this update's score as the best)."""
         update = self.state["update"]
         model_state, train_state = self._model_state(), self._train_state()
         if self.info.is_main:
@@ -281,10 +349,11 @@ class Trainer:
             try:
                 save_checkpoint(path, self.model.config.family, self.model.config.to_dict(), model_state,
                                 train_state=train_state)
-            except OSError as err:  # e.g. a full disk: the write went to a temporary file, now removed
-                raise TrainingError(f"cannot write {path} at update {update}: {err.strerror or err}; "
-                                    f"{self._newest_checkpoint()}, intact; free space and run again to resume") from err
-            for name in ("last.pt",) + (("best.pt",) if best else ()):
+            except (OSError, RuntimeError) as err:  # e.g. a full disk: the write went to a temporary file, now removed
+                if isinstance(err, RuntimeError) and not any(mark in str(err) for mark in TORCH_WRITER_FAILURES):
+                    raise
+                self._write_failed(path, err)
+            for name in (("best.pt",) if best else ()) + ("last.pt",):
                 tmp = self.ckpt_dir / f".{name}.link"
                 tmp.unlink(missing_ok=True)
                 os.link(path, tmp)
@@ -303,6 +372,7 @@ class Trainer:
             self._truncate_update_log(0)
             return False
         payload = load_checkpoint(last)
+        self._check_same_run(payload, last)
         train_state = payload["train_state"]
         ranks = train_state["world_size"]
         if ranks != self.info.world_size:
@@ -337,6 +407,45 @@ class Trainer:
                     self.state["epoch"], self.state["batch_index"])
         return True
 
+    def _check_same_run(self, payload: dict, path: Path) -> None:
+        """Refuse to resume from checkpoint ``payload`` (read from ``path``) a run that differs from the one
+        that wrote it in its model, origin or a trainer setting that shapes the training (all but
+        :data:`RESUMABLE`): resuming would half-apply the change (the checkpoint's weights, schedule and
+        peak learning rates win) or fail on the weights' shapes."""
+        state = payload["train_state"]
+        then, now = (dict(config) for config in (state["trainer_config"], self.config.to_dict()))
+        for config in (then, now):
+            config["schedule"] = {k: v for k, v in config["schedule"].items() if k != "total_updates"}  # max_updates
+        shaping = [k for k in then if k not in RESUMABLE | {"accum_steps", "max_updates"}]  # those two: below
+        changed = [f"{key}: {old!r} then, {new!r} now" for key, old, new in (
+            differences("model", {"family": payload["family"], **payload["config"]},
+                        {"family": self.model.config.family, **self.model.config.to_dict()})
+            + differences("", state.get("origin", {}), self.origin)
+            + differences("trainer", {k: then[k] for k in shaping}, {k: now[k] for k in shaping if k in now}))]
+        ranks, world_size = state["world_size"], self.info.world_size
+        if then["accum_steps"] * ranks != now["accum_steps"] * world_size:  # another number of processes may keep them
+            changed.append(f"trainer.accum_steps: {then['accum_steps']} with {ranks} process(es) then, "
+                           f"{now['accum_steps']} with {world_size} now (the batches per update must stay)")
+        if then["lr"] == now["lr"] and state["scheduler"]["base_lrs"] != self.scheduler.base_lrs:
+            changed.append(f"the peak learning rates of the parameter groups: {state['scheduler']['base_lrs']} then, "
+                           f"{self.scheduler.base_lrs} now")
+        done, schedule = state["update"], self.config.schedule
+        old_schedule = dataclasses.replace(schedule, total_updates=then["max_updates"])
+        if now["max_updates"] < done:
+            changed.append(f"trainer.max_updates: {then['max_updates']} then, {now['max_updates']} now, under the "
+                           f"{done} updates done")
+        elif then["max_updates"] != now["max_updates"] and any(  # the rates so far, and the next one's (already set)
+                lr_multiplier(step, old_schedule) != lr_multiplier(step, schedule)
+                for step in range(state["scheduler"]["last_epoch"] + 1)):
+            changed.append(f"trainer.max_updates: {then['max_updates']} then, {now['max_updates']} now (the "
+                           f"{schedule.name} schedule spans max_updates: the learning rates of the "
+                           f"{done} updates done would not be the new value's; it may change only where they stay, "
+                           "as in a constant schedule or within the warmup)")
+        if changed:
+            raise TrainingError(f"{path}: this run differs from the one that wrote the checkpoint: "
+                                f"{'; '.join(changed)}. To resume it, put the old values back; to train with the "
+                                f"new ones, give another exp dir than {self.exp_dir}")
+
     def start_from(self, train_state: dict, source: str) -> None:
         """Start with another run's AdamW moments and schedule position (continued pretraining that keeps them).
 
@@ -362,11 +471,13 @@ class Trainer:
                     self.scheduler._last_lr[0], f"; {fresh} reshaped parameter(s) with fresh moments" if fresh else "")
 
     def _truncate_update_log(self, update: int) -> None:
-        """Forget log lines of updates after ``update`` (written by a run that was killed later)."""
+        """Forget log lines of updates after ``update`` (written by a run that was killed later); atomically,
+        so that a full disk or a kill leaves the log as it was."""
         for path in (self.exp_dir / "updates.jsonl", self.exp_dir / "valid.jsonl"):
             if self.info.is_main and path.exists():
                 lines = [line for line in path.read_text().splitlines() if json.loads(line)["update"] <= update]
-                path.write_text("".join(line + "\n" for line in lines))
+                with self._writing(path):
+                    write_text_atomic(path, "".join(line + "\n" for line in lines))
 
     # ---------------------------------------------------------------- loop
     def _autocast(self):
@@ -432,7 +543,9 @@ class Trainer:
         counted = len(batches)
         if self.sharded:  # every rank runs as many forwards (each gathers weights from all); extra ones not counted
             batches += every[:math.ceil(len(every) / self.info.world_size) - counted]
-        loader = torch.utils.data.DataLoader(self.valid_set, batch_sampler=batches, collate_fn=collate)
+        # a generator of its own: a loader draws its workers' base seed, which would move the training's global stream
+        loader = torch.utils.data.DataLoader(self.valid_set, batch_sampler=batches, collate_fn=collate,
+                                             generator=torch.Generator().manual_seed(0))
         sums: dict[str, float] = {}
         for index, batch in enumerate(loader):
             batch = self.valid_transform(self._to_device(batch), generator)
@@ -446,8 +559,43 @@ class Trainer:
     def fit(self) -> dict[str, float]:
         """Train to ``max_updates``; returns the last validation summary (empty without a valid set)."""
         self.exp_dir.mkdir(parents=True, exist_ok=True)
-        self._setup_logging()
-        self.resume()
+        with self._exp_dir_lock():
+            self._setup_logging()
+            self.resume()
+            if self.run_config is not None and self.info.is_main:
+                with self._writing(self.exp_dir / "config.yaml"):
+                    write_text_atomic(self.exp_dir / "config.yaml", yaml.safe_dump(self.run_config, sort_keys=False))
+            return self._train()
+
+    @contextlib.contextmanager
+    def _exp_dir_lock(self):
+        """Hold ``exp_dir/train.lock`` while training (on rank 0: a job's ranks share the dir); a second trainer
+        of the dir is refused, naming the holder. A POSIX lock: the kernel drops it when its process ends, however
+        it ends, and the data loader's forked workers do not inherit it."""
+        if not self.info.is_main:
+            yield
+            return
+        path = self.exp_dir / LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as err:
+                if err.errno not in (errno.EACCES, errno.EAGAIN):  # a file system without locks
+                    logger.warning("cannot lock %s (%s): nothing keeps a second trainer from writing %s",
+                                   path, err.strerror, self.exp_dir)
+                else:
+                    holder = os.read(fd, 256).decode(errors="replace").strip() or "a process"
+                    raise TrainingError(f"{self.exp_dir}: another trainer is writing this exp dir ({holder} holds "
+                                        f"{path}); wait for it to end, or give another exp dir") from None
+            with self._writing(path):
+                os.ftruncate(fd, 0)
+                os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+            yield
+        finally:
+            os.close(fd)  # (and with it the lock)
+
+    def _train(self) -> dict[str, float]:
         logger.info("precision %s (configured %s) on %s, %d thread(s) per rank", self.precision,
                     self.config.precision, self.info.device, torch.get_num_threads())
         warning = emulation_warning(self.precision, self.info.device)
@@ -511,13 +659,22 @@ class Trainer:
                         summary = self.validate()
                         watchdog.beat()
                         score = self.task.valid_score(summary)
+                        if not math.isfinite(score):
+                            logger.warning("update %d: the validation score is %s (%s): this checkpoint cannot be "
+                                           "best.pt", update, score, " ".join(f"{k}={v}" for k, v in summary.items()
+                                                                              if not math.isfinite(v)))
                         previous = self.state["best_score"]
                         best = score > previous if self.higher_is_better else score < previous
                         if best:
                             self.state["best_score"] = score
                         self._log_summary("valid", summary, writer)
+                    if is_last and not math.isfinite(self.state["best_score"]):  # no finite score: the final one
+                        if self.valid_set is not None:
+                            logger.warning("update %d: no validation gave a finite score: best.pt is the final "
+                                           "checkpoint", update)
+                        best = True
                     if update % config.save_interval == 0 or is_last or best:
-                        self.save(best or (self.valid_set is None and is_last))
+                        self.save(best)
                         barrier(self.info)
                         watchdog.beat()
                     if is_last or self._language_stage_at(update) != self.state["language_stage"]:
@@ -529,7 +686,8 @@ class Trainer:
         if summary:
             logger.info("final validation: %s", " ".join(f"{k}={v:.4g}" for k, v in summary.items()))
         if writer is not None:
-            writer.close()
+            with self._writing(self.exp_dir / "tensorboard"):
+                writer.close()
         cleanup(self.info)
         return summary
 
@@ -550,6 +708,20 @@ class Trainer:
             raise TrainingError(f"{self.state['bad_updates']} consecutive updates with a non-finite loss or gradient "
                                 f"(at update {self.state['update'] + 1}, {self.state['skipped_updates']} skipped in "
                                 f"all); see {self.exp_dir / 'train.log'}; {self._newest_checkpoint()}")
+
+    @contextlib.contextmanager
+    def _writing(self, path: Path):
+        """A block that writes ``path``: an OSError (a full disk) stops the run, naming it and the newest checkpoint."""
+        try:
+            yield
+        except OSError as err:
+            self._write_failed(path, err)
+
+    def _write_failed(self, path: Path, err: Exception) -> NoReturn:
+        cause = err if isinstance(err, OSError) else err.__context__  # torch's writer: a RuntimeError after an OSError
+        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else f"{err} (is the disk full?)"
+        raise TrainingError(f"cannot write {path} at update {self.state['update']}: {reason}; "
+                            f"{self._newest_checkpoint()}, intact; free space and run again to resume") from err
 
     def _newest_checkpoint(self) -> str:
         if self.saved_update is None:
@@ -586,20 +758,25 @@ class Trainer:
         return ", ".join(map(repr, transforms.transforms)) or "none"
 
     def _setup_logging(self) -> None:
-        if self.info.is_main and not any(isinstance(h, logging.FileHandler) and
-                                         Path(h.baseFilename) == (self.exp_dir / "train.log").absolute()
-                                         for h in logger.handlers):
-            handler = logging.FileHandler(self.exp_dir / "train.log")
+        """Log to ``train.log`` too (rank 0); a write that fails there stops this trainer's run."""
+        if not self.info.is_main:
+            return
+        path = (self.exp_dir / "train.log").absolute()
+        handler = next((h for h in logger.handlers if isinstance(h, _TrainLog) and Path(h.baseFilename) == path), None)
+        if handler is None:
+            handler = _TrainLog(path)
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
             logger.addHandler(handler)
             logger.setLevel(logging.INFO)
+        handler.on_error = self._write_failed
 
     def _tensorboard(self):
         if not self.info.is_main:
             return None
         from torch.utils.tensorboard import SummaryWriter
 
-        return SummaryWriter(str(self.exp_dir / "tensorboard"))
+        with self._writing(self.exp_dir / "tensorboard"):
+            return SummaryWriter(str(self.exp_dir / "tensorboard"))
 
     def _log_update(self, sums: dict[str, float], writer, bar) -> None:
         if not self.info.is_main:
@@ -610,11 +787,12 @@ class Trainer:
                  if "name" in group and len(rates) > 1}
         record = {"update": self.state["update"], "lr": rates[0], **named,
                   "grad_norm": sums.get("grad_norm", float("nan")), **figures}
-        with open(self.exp_dir / "updates.jsonl", "a") as f:
+        with self._writing(self.exp_dir / "updates.jsonl"), open(self.exp_dir / "updates.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
-        for key, value in record.items():
-            if key != "update":
-                writer.add_scalar(f"train/{key}", value, self.state["update"])
+        with self._writing(self.exp_dir / "tensorboard"):
+            for key, value in record.items():
+                if key != "update":
+                    writer.add_scalar(f"train/{key}", value, self.state["update"])
         bar.set_postfix({k: f"{v:.3g}" for k, v in list(figures.items())[:3]}, refresh=False)
 
     def _log_window(self, window: dict[str, float], started: float, audio_seconds: float) -> None:
@@ -636,7 +814,8 @@ class Trainer:
             return
         logger.info("update %d %s | %s", self.state["update"], name,
                     " ".join(f"{k}={v:.4g}" for k, v in summary.items()))
-        with open(self.exp_dir / f"{name}.jsonl", "a") as f:
+        with self._writing(self.exp_dir / f"{name}.jsonl"), open(self.exp_dir / f"{name}.jsonl", "a") as f:
             f.write(json.dumps({"update": self.state["update"], **summary}) + "\n")
-        for key, value in summary.items():
-            writer.add_scalar(f"{name}/{key}", value, self.state["update"])
+        with self._writing(self.exp_dir / "tensorboard"):
+            for key, value in summary.items():
+                writer.add_scalar(f"{name}/{key}", value, self.state["update"])

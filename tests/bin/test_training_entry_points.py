@@ -247,3 +247,65 @@ def test_partial_nested_sections_keep_the_family_defaults():
     assert WavLMConfig.from_dict({"encoder": {"num_layers": 3}}).encoder.position_bias == "gated_relative"
     mask = BestRqConfig.from_dict({"mask": {"length": 10}}).mask
     assert (mask.prob, mask.length) == (BestRqConfig().mask.prob, 10)
+
+
+@pytest.fixture
+def fbank_corpus(data_dir, tmp_path):
+    """The shared data dir with 80-dim fbank, random labels per frame of a tiny HuBERT, and two tiny HuBERT
+    checkpoints of the same shapes (other weights) to start from."""
+    import numpy as np
+    import yaml
+
+    from audiossl.data.kaldi_dir import DataDir, merge_tables, write_table
+    from audiossl.features.kaldi import FeatureConfig, FeatureExtractor
+    from audiossl.features.store import compute_features
+
+    extractor = FeatureExtractor(FeatureConfig.from_kaldi_args("fbank", ["--num-mel-bins=80"]))
+    frames = compute_features(DataDir.read(data_dir), extractor, data_dir / "fbank" / "raw.ark")
+    write_table(data_dir / "feats.scp", merge_tables([data_dir / "fbank" / "raw.scp"]))
+    write_table(data_dir / "utt2num_frames", {k: str(v) for k, v in frames.items()})
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = tiny_checkpoint(tmp_path / f"tiny{seed}.pt")
+    rng = np.random.default_rng(0)
+    write_table(tmp_path / "labels", {utt: " ".join(map(str, rng.integers(0, 5, int(n))))
+                                      for utt, n in zip(frames, model.num_frames(torch.tensor(list(frames.values()))))})
+    trainer = {"max_updates": 2, "batch_seconds": 4.0, "precision": "fp32", "num_workers": 0, "save_interval": 2}
+    (tmp_path / "pretrain.yaml").write_text(yaml.safe_dump({"model": {**TINY_SECTION, "set": {"num_classes": 5}},
+                                                            "trainer": trainer}))
+    (tmp_path / "ctc.yaml").write_text(yaml.safe_dump({"ctc": {"tokenizer": "char"}, "trainer": trainer}))
+    return data_dir
+
+
+def test_a_resumed_pretraining_of_another_model_is_refused_and_keeps_the_run_config(fbank_corpus, tmp_path, capsys):
+    from audiossl.bin import pretrain
+
+    exp = tmp_path / "exp"
+    command = ["--config", str(tmp_path / "pretrain.yaml"), "--train-data", str(fbank_corpus),
+               "--train-labels", str(tmp_path / "labels"), str(exp)]
+    assert pretrain.main(command) == 0
+    config = (exp / "config.yaml").read_text()
+    assert "num_classes: 5" in config and f"exp_dir: {exp}" in config
+    capsys.readouterr()
+    assert pretrain.main(["--set", "model.set.encoder.num_layers=3", *command]) == 1
+    assert (f"error: {exp}/checkpoints/last.pt: this run differs from the one that wrote the checkpoint: "
+            "model.encoder.num_layers: 2 then, 3 now. To resume it, put the old values back") in capsys.readouterr().err
+    assert (exp / "config.yaml").read_text() == config
+
+
+def test_a_resumed_fine_tuning_from_another_checkpoint_is_refused(fbank_corpus, tmp_path, capsys):
+    from audiossl.bin import finetune_ctc
+
+    exp = tmp_path / "ctc"
+
+    def command(init: str) -> list[str]:
+        return ["--config", str(tmp_path / "ctc.yaml"), "--init", str(tmp_path / init), "--train-data",
+                str(fbank_corpus), str(exp)]
+
+    assert finetune_ctc.main(command("tiny0.pt")) == 0
+    config = (exp / "config.yaml").read_text()
+    capsys.readouterr()
+    assert finetune_ctc.main(command("tiny1.pt")) == 1  # the same shapes: only the origin tells them apart
+    assert (f"--init: '{tmp_path}/tiny0.pt' then, '{tmp_path}/tiny1.pt' now. To resume it"
+            in capsys.readouterr().err)
+    assert (exp / "config.yaml").read_text() == config

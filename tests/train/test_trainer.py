@@ -4,11 +4,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
+import re
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from audiossl.checkpoint import build_model, checksum, load_checkpoint, load_model
 from audiossl.data.dataset import Batch, BucketBatchSampler, LanguageBatchSampler, UtteranceDataset
@@ -38,7 +44,8 @@ def fbank_dir(data_dir: Path) -> Path:
 
 
 def make_run(data_dir: Path, exp: Path, batch_transform: BatchTransform | None = None,
-             languages: dict[str, str] | None = None, **trainer):
+             languages: dict[str, str] | None = None, origin: dict | None = None, run_config: dict | None = None,
+             **trainer):
     """A tiny fbank HuBERT on ``data_dir``'s feats.scp, or on its waveforms when ``batch_transform`` is given."""
     config = HubertConfig.tiny(frontend="fbank")
     config.num_classes = 5
@@ -60,7 +67,7 @@ def make_run(data_dir: Path, exp: Path, batch_transform: BatchTransform | None =
                 "valid_interval": 3, "save_interval": 2, "num_workers": 0, "keep_last": 10,
                 "schedule": {"warmup_updates": 2}, **trainer}
     return Trainer(PretrainingTask(model, languages), model, train, train, trainer_config(settings), exp,
-                   batch_transform=batch_transform)
+                   batch_transform=batch_transform, origin=origin, run_config=run_config)
 
 
 def crash_at(monkeypatch, call: int) -> None:
@@ -245,19 +252,44 @@ def test_non_finite_loss_before_any_checkpoint_says_none_was_saved(fbank_dir, tm
     assert run.state["update"] == run.scheduler.last_epoch == 0
 
 
-def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint_and_says_so(fbank_dir, tmp_path, monkeypatch):
+def disk_full() -> None:
+    raise OSError(28, "No space left on device")
+
+
+def zip_writer_after_disk_full() -> None:
+    """What torch.save into a file object raises on a full disk: its zip writer fails after the file's OSError."""
+    try:
+        disk_full()
+    except OSError:
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 704 vs 598") from None
+
+
+def zip_writer_failed() -> None:
+    """What torch.save to a path raises on a full disk (the zip writer's own write)."""
+    raise RuntimeError("[enforce fail at inline_container.cc:858] . PytorchStreamWriter failed writing file data/0: "
+                       "file write failed")
+
+
+@pytest.mark.parametrize("fail, reason", [
+    (disk_full, "No space left on device"),
+    (zip_writer_after_disk_full, "No space left on device"),
+    (zip_writer_failed, re.escape("[enforce fail at inline_container.cc:858] . PytorchStreamWriter failed writing "
+                                  "file data/0: file write failed (is the disk full?)")),
+], ids=["OSError", "zip writer after OSError", "zip writer"])
+def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint_and_says_so(fbank_dir, tmp_path, monkeypatch, fail,
+                                                                             reason):
     run = make_run(fbank_dir, tmp_path / "exp", max_updates=4)
     save = torch.save
 
     def disk_full_at_update_4(payload, f, *args, **kwargs):
         if payload["train_state"]["update"] == 4:
             f.write(b"half a checkpoint")
-            raise OSError(28, "No space left on device")
+            fail()
         return save(payload, f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", disk_full_at_update_4)
     last = tmp_path / "exp" / "checkpoints" / "last.pt"
-    with pytest.raises(TrainingError, match=f"cannot write .*update_4.pt at update 4: No space left on device; the "
+    with pytest.raises(TrainingError, match=f"cannot write .*update_4.pt at update 4: {reason}; the "
                                             f"newest checkpoint is {last} \\(update 3\\), intact"):
         run.fit()
     assert load_checkpoint(last)["train_state"]["update"] == 3  # saved as the best at the validation of update 3
@@ -478,3 +510,159 @@ def test_a_fresh_start_forgets_the_log_of_a_run_killed_before_its_first_checkpoi
     updates = [json.loads(line) for line in (exp / "updates.jsonl").read_text().splitlines()]
     assert [r["update"] for r in updates] == [1, 2] and all(r["loss"] != 9.0 for r in updates)
     assert all(json.loads(line)["loss"] != 9.0 for line in (exp / "valid.jsonl").read_text().splitlines())
+
+
+def test_a_resumed_run_must_be_the_one_that_wrote_the_checkpoint(fbank_dir, tmp_path):
+    exp = tmp_path / "exp"
+    make_run(fbank_dir, exp, max_updates=4, origin={"--init": "a.pt"}).fit()
+    last, log = exp / "checkpoints" / "last.pt", (exp / "updates.jsonl").read_text()
+    changed = make_run(fbank_dir, exp, max_updates=4, lr=5e-4, seed=2, origin={"--init": "b.pt"})
+    with pytest.raises(TrainingError, match=f"{last}: this run differs from the one that wrote the checkpoint: "
+                                            r"--init: 'a.pt' then, 'b.pt' now; trainer.lr: 0.001 then, 0.0005 now; "
+                                            r"trainer.seed: 1 then, 2 now\. To resume it, put the old values back; "
+                                            f"to train with the new ones, give another exp dir than {exp}"):
+        changed.fit()
+    with pytest.raises(TrainingError, match=r"trainer.max_updates: 4 then, 6 now \(the polynomial schedule spans "
+                                            r"max_updates: the learning rates of the 4 updates done would not be"):
+        make_run(fbank_dir, exp, max_updates=6, origin={"--init": "a.pt"}).fit()
+    assert (exp / "updates.jsonl").read_text() == log and load_checkpoint(last)["train_state"]["update"] == 4
+    # bookkeeping may change; so may accum_steps with the number of processes, keeping the batches per update
+    make_run(fbank_dir, exp, max_updates=4, origin={"--init": "a.pt"}, keep_last=1, log_interval=2).fit()
+    with pytest.raises(TrainingError, match=r"trainer.accum_steps: 1 with 1 process\(es\) then, 2 with 1 now"):
+        make_run(fbank_dir, exp, max_updates=4, origin={"--init": "a.pt"}, accum_steps=2).fit()
+
+
+def test_a_run_with_a_constant_schedule_may_be_extended(fbank_dir, tmp_path):
+    exp = tmp_path / "exp"
+    constant = {"name": "constant", "warmup_updates": 2}
+    make_run(fbank_dir, exp, max_updates=4, schedule=constant).fit()
+    make_run(fbank_dir, exp, max_updates=6, schedule=constant).fit()
+    make_run(fbank_dir, tmp_path / "straight", max_updates=6, schedule=constant).fit()
+    assert losses(exp) == losses(tmp_path / "straight")
+    with pytest.raises(TrainingError, match="trainer.max_updates: 6 then, 5 now, under the 6 updates done"):
+        make_run(fbank_dir, exp, max_updates=5, schedule=constant).fit()
+
+
+def test_the_run_config_is_written_once_the_run_starts(fbank_dir, tmp_path):
+    exp = tmp_path / "exp"
+    make_run(fbank_dir, exp, max_updates=2, run_config={"trainer": {"max_updates": 2}}).fit()
+    assert yaml.safe_load((exp / "config.yaml").read_text()) == {"trainer": {"max_updates": 2}}
+    with pytest.raises(TrainingError, match="trainer.lr: 0.001 then, 0.002 now"):
+        make_run(fbank_dir, exp, max_updates=2, lr=2e-3, run_config={"trainer": {"lr": 2e-3}}).fit()
+    assert yaml.safe_load((exp / "config.yaml").read_text()) == {"trainer": {"max_updates": 2}}
+
+
+def test_a_second_trainer_of_an_exp_dir_is_refused_naming_the_holder(fbank_dir, tmp_path):
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import fcntl, os, sys
+        fd = os.open({str(exp / 'train.lock')!r}, os.O_RDWR | os.O_CREAT)
+        fcntl.lockf(fd, fcntl.LOCK_EX)
+        os.write(fd, f"pid {{os.getpid()}} on here".encode())
+        print("locked", flush=True)
+        sys.stdin.read()
+    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        with pytest.raises(TrainingError, match=f"{exp}: another trainer is writing this exp dir \\(pid {holder.pid} on "
+                                                f"here holds {exp / 'train.lock'}\\); wait for it to end"):
+            make_run(fbank_dir, exp, max_updates=2).fit()
+        assert sorted(p.name for p in exp.iterdir()) == ["train.lock"]
+    finally:
+        holder.communicate("")
+    make_run(fbank_dir, exp, max_updates=2).fit()  # the holder is gone
+    assert len(losses(exp)) == 2
+
+
+def test_a_kill_between_the_links_of_a_best_checkpoint_leaves_best_and_last_consistent(fbank_dir, tmp_path,
+                                                                                       monkeypatch):
+    make_run(fbank_dir, tmp_path / "straight", max_updates=4).fit()
+    replace, links = os.replace, []
+
+    def killed_at_the_second_link_of_update_4(src, dst):  # update 2: last.pt; 3 and 4 (each the best): both
+        if Path(dst).name in ("best.pt", "last.pt"):
+            links.append(dst)
+            if len(links) == 5:
+                raise KeyboardInterrupt("killed")
+        return replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", killed_at_the_second_link_of_update_4)
+    with pytest.raises(KeyboardInterrupt):
+        make_run(fbank_dir, tmp_path / "exp", max_updates=4).fit()
+    monkeypatch.setattr(os, "replace", replace)
+    make_run(fbank_dir, tmp_path / "exp", max_updates=4).fit()
+    best, straight = (load_checkpoint(e / "checkpoints" / "best.pt") for e in (tmp_path / "exp", tmp_path / "straight"))
+    assert best["train_state"]["update"] == straight["train_state"]["update"] == 4
+    assert all(torch.equal(value, straight["model"][key]) for key, value in best["model"].items())
+
+
+def test_a_validation_score_never_finite_is_warned_about_and_best_pt_is_the_final_checkpoint(fbank_dir, tmp_path,
+                                                                                            monkeypatch):
+    valid_step = PretrainingTask.valid_step
+
+    def nan_figures(self, model, batch, generator):
+        return {key: float("nan") for key in valid_step(self, model, batch, generator)}
+
+    monkeypatch.setattr(PretrainingTask, "valid_step", nan_figures)
+    make_run(fbank_dir, tmp_path / "exp", max_updates=4).fit()
+    ckpts, log = tmp_path / "exp" / "checkpoints", (tmp_path / "exp" / "train.log").read_text()
+    assert (ckpts / "best.pt").samefile(ckpts / "last.pt") and (ckpts / "last.pt").samefile(ckpts / "update_4.pt")
+    assert "update 3: the validation score is nan (loss=nan acc_masked=nan " in log and "cannot be best.pt" in log
+    assert "update 4: no validation gave a finite score: best.pt is the final checkpoint" in log
+
+
+def disk_full_from_update_3(monkeypatch, run: Trainer, log: str) -> None:
+    """From the third update on, writes to ``log`` (updates.jsonl, train.log or tensorboard) fail: a full disk."""
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    def fill_the_disk():
+        if log == "updates.jsonl":
+            monkeypatch.setattr("audiossl.train.trainer.open", lambda path, *a, **k: full() if Path(path).name == log
+                                else open(path, *a, **k), raising=False)
+        elif log == "train.log":
+            handler = next(h for h in logging.getLogger("audiossl.train").handlers
+                           if getattr(h, "baseFilename", None) == str((run.exp_dir / log).absolute()))
+            monkeypatch.setattr(handler, "stream", type("Full", (), {"write": full, "flush": full})())
+        else:
+            monkeypatch.setattr("torch.utils.tensorboard.SummaryWriter.add_scalar", full)
+
+    update = Trainer._update
+
+    def filling(self, micro):
+        if self.state["update"] == 2:
+            fill_the_disk()
+        return update(self, micro)
+
+    monkeypatch.setattr(Trainer, "_update", filling)
+
+
+@pytest.mark.parametrize("log", ["updates.jsonl", "train.log", "tensorboard"])
+def test_a_full_disk_while_logging_names_the_log_and_the_newest_checkpoint(fbank_dir, tmp_path, monkeypatch, log):
+    run = make_run(fbank_dir, tmp_path / "exp", max_updates=4)
+    disk_full_from_update_3(monkeypatch, run, log)
+    last = tmp_path / "exp" / "checkpoints" / "last.pt"
+    with pytest.raises(TrainingError, match=f"cannot write {tmp_path / 'exp' / log} at update 3: No space left on "
+                                            f"device; the newest checkpoint is {last} \\(update 2\\), intact"):
+        run.fit()
+    assert load_checkpoint(last)["train_state"]["update"] == 2
+
+
+def test_a_full_disk_while_resuming_keeps_the_update_log(fbank_dir, tmp_path, monkeypatch):
+    crash_at(monkeypatch, 4)
+    with pytest.raises(KeyboardInterrupt):
+        make_run(fbank_dir, tmp_path / "exp", max_updates=4, valid_interval=4).fit()
+    log = tmp_path / "exp" / "updates.jsonl"
+    before = log.read_text()
+    assert len(before.splitlines()) == 3  # update 3 is forgotten on resuming from update 2
+    write_text = Path.write_text
+
+    def disk_full(self, text, *args, **kwargs):
+        write_text(self, text[:len(text) // 2], *args, **kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(TrainingError, match=f"cannot write {log} at update 2: No space left on device"):
+        make_run(fbank_dir, tmp_path / "exp", max_updates=4, valid_interval=4).fit()
+    assert log.read_text() == before
