@@ -13,7 +13,8 @@ layers; the top layers of a briefly pretrained HuBERT are specialised to its tar
 run's value is not carried over), ``final_dropout``, ``mask_prob``, ``mask_length`` and
 ``freeze_encoder_updates``; its ``trainer`` section the optimisation. The tokenizer is trained
 on the training transcripts and stored in the model's checkpoints. The checkpoint with the
-lowest dev CER is ``<exp-dir>/checkpoints/best.pt``. Re-running continues from last.pt.
+lowest dev CER is ``<exp-dir>/checkpoints/best.pt``. Re-running continues from last.pt, with the same
+--init, --scratch and settings (a change is refused by name).
 """
 from __future__ import annotations
 

@@ -26,8 +26,9 @@ for multilabel ones by default; acc, lrap and exact_match count higher as better
 
 Writes <exp-dir>/checkpoints/{best,last,update_N}.pt (``audiossl.load_model`` rebuilds the
 model from any of them), <exp-dir>/checkpoints/classes.txt (``<class> <index>`` lines) and
-<exp-dir>/config.yaml. Re-running continues from last.pt. Inputs are read as waveforms; a
-model with a fbank front end computes its features on the fly.
+<exp-dir>/config.yaml. Re-running continues from last.pt, with the same checkpoint and settings (a
+change is refused by name). Inputs are read as waveforms; a model with a fbank front end computes
+its features on the fly.
 """
 from __future__ import annotations
 

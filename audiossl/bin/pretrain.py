@@ -29,7 +29,9 @@ language (utt2lang), drawn with probability proportional to its amount of audio 
 and every logged figure is also given per language (<figure>@<language>). trainer.language_stages
 changes alpha and the mix (a weight per language) at set updates, as WavLabLM's stages:
   language_stages: [{alpha: 1.0, updates: 600}, {alpha: 0.3, weights: {es: 2.0}}]
-Re-running continues from <exp-dir>/checkpoints/last.pt. Works under torchrun (one process per rank).
+Re-running continues from <exp-dir>/checkpoints/last.pt, with the same model, --init and training settings (a
+change is refused by name; trainer.max_updates may grow where the learning rates so far stay: a constant
+schedule, or within the warmup). Works under torchrun (one process per rank).
 """
 from __future__ import annotations
 
