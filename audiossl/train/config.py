@@ -126,11 +126,3 @@ def language_stages(config: TrainerConfig) -> None:
     if end >= config.max_updates:
         raise ConfigError(f"{where}: the stages before the last end at update {end}, not before max_updates "
                           f"{config.max_updates}: the last stage would never run")
-
-
-def save_run_config(run: dict[str, Any], cli_args, exp_dir: str | os.PathLike) -> None:
-    """Write ``exp_dir/config.yaml``: the effective run config and the command's other arguments."""
-    data = {k: v for k, v in vars(cli_args).items() if k not in ("config", "set")}
-    os.makedirs(exp_dir, exist_ok=True)
-    with open(os.path.join(exp_dir, "config.yaml"), "w", encoding="utf-8") as f:
-        yaml.safe_dump({**run, "data": data}, f, sort_keys=False)

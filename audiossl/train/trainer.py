@@ -543,9 +543,7 @@ class Trainer:
         counted = len(batches)
         if self.sharded:  # every rank runs as many forwards (each gathers weights from all); extra ones not counted
             batches += every[:math.ceil(len(every) / self.info.world_size) - counted]
-        # a generator of its own: a loader draws its workers' base seed, which would move the training's global stream
-        loader = torch.utils.data.DataLoader(self.valid_set, batch_sampler=batches, collate_fn=collate,
-                                             generator=torch.Generator().manual_seed(0))
+        loader = torch.utils.data.DataLoader(self.valid_set, batch_sampler=batches, collate_fn=collate)
         sums: dict[str, float] = {}
         for index, batch in enumerate(loader):
             batch = self.valid_transform(self._to_device(batch), generator)
