@@ -121,16 +121,22 @@ class UtteranceDataset(torch.utils.data.Dataset):
         except FeatureError as err:
             raise DataDirError(f"{self._where('feats.scp', utt)}: utterance '{utt}': {err}") from err
 
-    def _audio_entry(self, utt: str) -> tuple[str, Segment | None, str]:
-        """``utt``'s ``wav.scp`` entry, its segment, and where the entry is (for errors)."""
+    def _audio_entry(self, utt: str) -> tuple[str, Segment | None]:
+        """``utt``'s ``wav.scp`` entry and its segment; a DataDirError naming the line when the entry is empty."""
         seg = self.data.segment(utt)
-        recording = seg.recording if seg else utt
-        named = f"utterance '{utt}'" + (f" (recording '{recording}')" if seg else "")
-        entry = self._entry("wav.scp", recording, named)
-        where = f"{self._where('wav.scp', recording)}: {named}"
+        entry = self._entry("wav.scp", seg.recording if seg else utt, self._named(utt, seg))
         if not entry:
-            raise DataDirError(f"{where}: no audio path or command")
-        return entry, seg, where
+            raise DataDirError(f"{self._audio_where(utt)}: no audio path or command")
+        return entry, seg
+
+    def _audio_where(self, utt: str) -> str:
+        """Where ``utt``'s audio entry is, for errors: file, line, utterance (and recording)."""
+        seg = self.data.segment(utt)
+        return f"{self._where('wav.scp', seg.recording if seg else utt)}: {self._named(utt, seg)}"
+
+    @staticmethod
+    def _named(utt: str, seg: Segment | None) -> str:
+        return f"utterance '{utt}'" + (f" (recording '{seg.recording}')" if seg else "")
 
     def _counts(self, name: str, parse: Callable[[str], int | float], expected: str) -> list:
         """Each utterance's number in table ``name``, parsed and checked positive and finite; a DataDirError
@@ -149,11 +155,11 @@ class UtteranceDataset(torch.utils.data.Dataset):
 
     def _check_rate(self, resample: bool) -> None:
         utt = self.utterances[0]
-        entry, _, where = self._audio_entry(utt)
+        entry, _ = self._audio_entry(utt)
         try:
             _, rate = entry_info(entry)
         except AudioError as err:
-            raise AudioError(f"{where}: {err}") from err
+            raise AudioError(f"{self._audio_where(utt)}: {err}") from err
         if rate == self.sample_rate:
             return
         message = f"{self.data_dir}: audio at {rate} Hz (utterance '{utt}'), the model takes {self.sample_rate} Hz"
@@ -186,11 +192,11 @@ class UtteranceDataset(torch.utils.data.Dataset):
             return [int(round(seconds * self.sample_rate)) for seconds in durations]
         lengths = []
         for utt in self.utterances:
-            entry, seg, where = self._audio_entry(utt)
+            entry, seg = self._audio_entry(utt)
             try:
                 frames, rate = entry_info(entry)
             except AudioError as err:
-                raise AudioError(f"{where}: {err}") from err
+                raise AudioError(f"{self._audio_where(utt)}: {err}") from err
             seconds = (seg.end if seg and seg.end > 0 else frames / rate) - (seg.start if seg else 0.0)
             lengths.append(int(round(seconds * self.sample_rate)))
         return lengths
@@ -203,12 +209,12 @@ class UtteranceDataset(torch.utils.data.Dataset):
         if self.input_kind == "fbank" and self.fbank_bins is None:
             inputs = torch.from_numpy(np.array(self._features(utt), dtype=np.float32))
         else:
-            entry, seg, where = self._audio_entry(utt)
+            entry, seg = self._audio_entry(utt)
             try:
                 samples, _ = load_entry(entry, *(seg.start, seg.end) if seg else (0.0, -1.0),
                                         sample_rate=self.sample_rate)
             except AudioError as err:
-                raise AudioError(f"{where}: {err}") from err
+                raise AudioError(f"{self._audio_where(utt)}: {err}") from err
             inputs = torch.from_numpy(samples)
             if self.fbank_bins is not None:
                 inputs = waveform_to_fbank(inputs[None], torch.tensor([len(inputs)]), self.fbank_bins)[0][0]
