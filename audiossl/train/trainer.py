@@ -559,11 +559,18 @@ class Trainer:
         self.exp_dir.mkdir(parents=True, exist_ok=True)
         with self._exp_dir_lock():
             self._setup_logging()
-            self.resume()
-            if self.run_config is not None and self.info.is_main:
-                with self._writing(self.exp_dir / "config.yaml"):
-                    write_text_atomic(self.exp_dir / "config.yaml", yaml.safe_dump(self.run_config, sort_keys=False))
-            return self._train()
+            try:
+                self.resume()
+                if self.run_config is not None and self.info.is_main:
+                    with self._writing(self.exp_dir / "config.yaml"):
+                        write_text_atomic(self.exp_dir / "config.yaml",
+                                          yaml.safe_dump(self.run_config, sort_keys=False))
+                return self._train()
+            finally:  # a later trainer in this process logs to its own train.log only
+                for handler in [h for h in logger.handlers if isinstance(h, _TrainLog)]:
+                    logger.removeHandler(handler)
+                    with contextlib.suppress(OSError):  # a full disk has been reported already
+                        handler.close()
 
     @contextlib.contextmanager
     def _exp_dir_lock(self):

@@ -667,3 +667,10 @@ def test_a_full_disk_while_resuming_keeps_the_update_log(fbank_dir, tmp_path, mo
     with pytest.raises(TrainingError, match=f"cannot write {log} at update 2: No space left on device"):
         make_run(fbank_dir, tmp_path / "exp", max_updates=4, valid_interval=4).fit()
     assert log.read_text() == before
+
+
+def test_a_later_trainer_in_the_process_logs_to_its_own_train_log_only(fbank_dir, tmp_path):
+    make_run(fbank_dir, tmp_path / "first", max_updates=1).fit()
+    make_run(fbank_dir, tmp_path / "second", max_updates=1).fit()
+    assert str(tmp_path / "second") not in (tmp_path / "first" / "train.log").read_text()
+    assert str(tmp_path / "second") in (tmp_path / "second" / "train.log").read_text()
