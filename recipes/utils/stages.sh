@@ -7,6 +7,7 @@
 #   has_settings MARKER SETTINGS   true when MARKER exists and records SETTINGS
 #   file_digest FILE          the SHA-256 of FILE's content ("none" for ''), for SETTINGS that name a config
 #   free_slot, in_background, wait_background   jobs side by side (below)
+#   run_recipe CMD...         runs another recipe, which a signal to this one ends too (below)
 
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 
@@ -39,9 +40,10 @@ file_digest() {
 #   in_background N LOG CMD...   runs CMD (a command or a shell function) with its output in LOG once
 #                                fewer than N jobs run; with N 1, in the foreground, output to the terminal
 #   wait_background              waits for every job; a failed one ends the recipe, naming its log
-# Each job runs in its own process group: a recipe that exits (an error, Ctrl-C, SIGTERM) kills the
-# whole of every job still running, the training processes a shell function started included.
+# Each job runs in its own process group: a recipe that exits (an error, Ctrl-C, SIGTERM, SIGHUP) kills
+# the whole of every job still running, the training processes a shell function started included.
 declare -A background_logs=()   # pid (= process group) -> log
+recipe_pid=""                   # the process group of the recipe run_recipe runs
 in_background() {
   local jobs=$1 log=$2
   shift 2
@@ -52,16 +54,14 @@ in_background() {
   "$@" > "$log" 2>&1 < /dev/null &
   set +m
   background_logs[$!]=$log
-  trap _kill_background EXIT
-  trap 'exit 130' INT
-  trap 'exit 143' TERM
+  _kill_jobs_on_exit
 }
 free_slot() {
   while [ ${#background_logs[@]} -ge "$1" ]; do _wait_one_background; done
 }
 wait_background() {
   while [ ${#background_logs[@]} -gt 0 ]; do _wait_one_background; done
-  trap - EXIT INT TERM
+  trap - EXIT HUP INT TERM
 }
 _wait_one_background() {
   local pid
@@ -69,7 +69,29 @@ _wait_one_background() {
   echo "$(date +%T) done: ${background_logs[$pid]}"
   unset "background_logs[$pid]"
 }
-_kill_background() {
+_kill_jobs_on_exit() {   # a signal exits the recipe (a trapped signal interrupts wait), and its exit kills the jobs
+  trap _kill_jobs EXIT
+  trap 'exit 129' HUP
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+_kill_jobs() {
   local pid
-  for pid in "${!background_logs[@]}"; do kill -- -"$pid" 2>/dev/null || true; done
+  for pid in "${!background_logs[@]}" $recipe_pid; do kill -- -"$pid" 2>/dev/null || true; done
+}
+
+# run_recipe CMD...: runs the recipe CMD (e.g. ../../../recipes/ssl.sh with options) and returns its status.
+# A recipe run in the foreground would outlive a SIGTERM or SIGHUP to this one (bash waits for it before
+# running a trap): CMD runs in a process group of its own, which this recipe's end kills whole.
+run_recipe() {
+  local status=0
+  set -m
+  "$@" < /dev/null &
+  set +m
+  recipe_pid=$!
+  _kill_jobs_on_exit
+  wait "$recipe_pid" || status=$?
+  recipe_pid=""
+  [ ${#background_logs[@]} -gt 0 ] || trap - EXIT HUP INT TERM
+  return $status
 }

@@ -1,4 +1,4 @@
-"""recipes/utils/stages.sh: background jobs end with the recipe; markers that record a stage's settings."""
+"""recipes/utils/stages.sh: background jobs, and recipes a recipe runs, end with the recipe."""
 from __future__ import annotations
 
 import signal
@@ -19,7 +19,7 @@ def alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize("end", ["error", "SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("end", ["error", "SIGTERM", "SIGINT", "SIGHUP"])
 def test_a_recipe_that_ends_ends_its_jobs_training_processes(tmp_path, end):
     """A job that is a shell function starting a long process (as asr.sh's fine-tunes start training):
     when the recipe fails or is signalled, that grandchild ends too, not only the job's subshell."""
@@ -43,3 +43,35 @@ echo started
     while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive(pid)
+
+
+def wait_ended(*pids: int) -> None:
+    deadline = time.monotonic() + 5
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in pids)
+
+
+@pytest.mark.parametrize("end", ["SIGTERM", "SIGHUP", "SIGINT"])
+def test_a_signal_to_a_recipe_ends_the_recipe_it_runs(tmp_path, end):
+    """egs/mini_tts/domain/run.sh runs ssl.sh (here a stand-in whose training is a long process): a signal to
+    the outer recipe ends it, the inner recipe and that process, rather than leaving them to run on."""
+    domain = tmp_path / "egs/mini_tts/domain"
+    domain.mkdir(parents=True)
+    domain.joinpath("run.sh").write_text((ROOT / "egs/mini_tts/domain/run.sh").read_text())
+    domain.joinpath("path.sh").write_text("")
+    domain.joinpath("utils").symlink_to(ROOT / "recipes/utils")
+    inner = tmp_path / "recipes/ssl.sh"
+    inner.parent.mkdir()
+    inner.write_text(f"#!/bin/bash\necho $$ > {tmp_path}/inner.pid\nsh -c 'echo $$ > {tmp_path}/train.pid; exec sleep 300'\n")
+    inner.chmod(0o755)
+    outer = subprocess.Popen(["bash", str(domain / "run.sh"), "--stop-stage", "0", "--pretrain-domains", "clean"],
+                             stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "train.pid").exists() or not (tmp_path / "train.pid").read_text():
+        assert time.monotonic() < deadline and outer.poll() is None
+        time.sleep(0.05)
+    pids = [int((tmp_path / name).read_text()) for name in ("inner.pid", "train.pid")]
+    outer.send_signal(getattr(signal, end))
+    assert outer.wait(timeout=10) != 0
+    wait_ended(*pids)

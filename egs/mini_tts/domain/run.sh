@@ -39,7 +39,7 @@ help_message="Usage: $0 [options]   (stages above)
                                   audiossl.bin.pretrain and audiossl.bin.finetune_ctc"
 . ./path.sh
 . utils/parse_options.sh
-. utils/stages.sh
+. utils/stages.sh   # run_recipe: a signal to this recipe ends the one it runs too
 unlab_set() {  # <domain>: its unlabelled training set
   if [ $1 = clean ]; then echo train_unlab; else echo train_unlab_$1; fi
 }
@@ -49,21 +49,21 @@ ssl=(../../../recipes/ssl.sh --data $data --dev-set dev --kmeans1-clusters 100 -
 
 if run_stage 0; then
   for domain in $pretrain_domains; do
-    "${ssl[@]}" --exp $exp/pt_$domain --train-set $(unlab_set $domain) --feature-sets "$(unlab_set $domain) $sets" \
+    run_recipe "${ssl[@]}" --exp $exp/pt_$domain --train-set $(unlab_set $domain) --feature-sets "$(unlab_set $domain) $sets" \
       --stop-stage 1
   done
 fi
 
 if run_stage 1; then
   for domain in $pretrain_domains; do
-    "${ssl[@]}" --exp $exp/pt_$domain --train-set $(unlab_set $domain) --feature-sets "$(unlab_set $domain) $sets" \
+    run_recipe "${ssl[@]}" --exp $exp/pt_$domain --train-set $(unlab_set $domain) --feature-sets "$(unlab_set $domain) $sets" \
       --stage 2 --stop-stage 5
   done
 fi
 
 if run_stage 2; then
   for domain in $pretrain_domains; do
-    ../../../recipes/asr.sh --data $data --budgets "$finetune_sets" --test-sets "$test_sets" --lm-text "" \
+    run_recipe ../../../recipes/asr.sh --data $data --budgets "$finetune_sets" --test-sets "$test_sets" --lm-text "" \
       --finetune-config conf/finetune.yaml --finetune-jobs 2 --decode-jobs 2 --finetune-args "$finetune_args" \
       --pretrained $exp/pt_$domain/hubert_iter2/checkpoints/best.pt --exp $exp/asr_pt_$domain \
       --scratch-exp $exp/asr_scratch --stop-stage 4

@@ -5,8 +5,10 @@
 #   ./run_demo.sh             after ../ssl/run.sh
 # Options (passed to both runs): ../../../recipes/superb.sh --help
 cd "$(dirname "$0")"
+set -euo pipefail
+. utils/stages.sh   # run_recipe: a signal to this script ends the run it waits for too
 demo=(--tasks "pr ks" --exp exp_demo --cache exp/cache --results-csv results_demo.csv
       --results-section "Demo: the demo's HuBERT against fbank"
       --results-command "superb/run_demo.sh${*:+$(printf " %q" "$@")}")
-./run.sh "${demo[@]}" --name hubert --stop-stage 2 "$@"
-./run.sh "${demo[@]}" --upstream fbank "$@"
+run_recipe ./run.sh "${demo[@]}" --name hubert --stop-stage 2 "$@"
+run_recipe ./run.sh "${demo[@]}" --upstream fbank "$@"
