@@ -15,6 +15,9 @@
 #      (with --chunk-frames "N ...", also streaming: attention within chunks of N frames, no LM)
 #   5  results table (RESULTS.md)
 # Without --lm-text, stage 3 does nothing, stage 4 decodes without an LM and the table has no LM columns.
+# The markers record each stage's options and inputs (features, pseudo-labels, checkpoints, by checksum):
+# pseudo-labels and decodes are done again when they change; a model fine-tuned on others makes the recipe
+# fail, naming its dir and what changed (reusing or resuming it would be wrong; removing it would lose it).
 set -euo pipefail
 
 stage=1
@@ -123,6 +126,14 @@ finetune() {  # <pretrained|scratch> <budget> [finetune_ctc options]
   mark_trained $dir/.done $dir/checkpoints/best.pt
 }
 
+finetune_settings() {  # <pretrained|scratch> <budget>: what its model depends on (the thread count aside); the
+  # scratch control takes no weights of --pretrained, so encoders of one architecture can share it
+  local init=(--init $pretrained)
+  [ $1 = scratch ] && init=(--scratch)
+  with_digests --config $finetune_config $finetune_args "${init[@]}" --train-data $(training_set $2) \
+    --valid-data $data/${dev_set}_fbank
+}
+
 training_set() {  # <budget>: the data dir its models train on
   if [ -n "$pseudo_label_from" ]; then echo $data/${1}_st_fbank; else echo $data/${1}_fbank; fi
 }
@@ -131,7 +142,8 @@ if run_stage 2 && [ -n "$pseudo_label_from" ]; then
   [ -n "$unlabelled_set" ] && [ -n "$lm_text" ] || { echo "$0: --pseudo-label-from needs --unlabelled-set and --lm-text" >&2; exit 1; }
   for budget in $budgets; do
     teacher=$pseudo_label_from/ctc_pretrained_$budget
-    settings="teacher=$teacher unlabelled_set=$unlabelled_set lm_dir=$lm_dir keep=$pseudo_label_keep"
+    settings="keep=$pseudo_label_keep $(with_digests $teacher/checkpoints/best.pt $teacher/decode_${dev_set}_$lm_name/scores.json \
+      $lm_dir $data/${unlabelled_set}_fbank $data/${budget}_fbank)"
     done_with_settings $data/${budget}_st_fbank/.done "$settings" "stage 2: pseudo-labels of $unlabelled_set by $teacher -> $data/${budget}_st_fbank" || {
       python3 -m audiossl.bin.pseudo_label --lm-dir $lm_dir --lm-params-from $teacher/decode_${dev_set}_$lm_name/scores.json \
         $pseudo_label_keep $teacher/checkpoints/best.pt $data/${unlabelled_set}_fbank $data/${budget}_fbank $data/${budget}_st_fbank
@@ -143,13 +155,17 @@ fi
 if run_stage 2; then
   thread_opts=()   # side by side, the cores are shared out; alone, the trainer's default (the cores per rank)
   [ $finetune_jobs -gt 1 ] && thread_opts=(--set trainer.num_threads=$(per_job $(nproc) $finetune_jobs))
+  untrained=()   # every model checked first: one trained on other settings fails the stage before any job starts
   for budget in $budgets; do
     for init in pretrained scratch; do
       dir=$(model_dir $init $budget)
-      free_slot $finetune_jobs
-      done_or_log $dir/.done "stage 2: $(basename $dir): CTC on $budget (log: $dir/train.log)" && continue
-      in_background $finetune_jobs $dir/finetune.log finetune $init $budget "${thread_opts[@]}"
+      trained $dir "$(finetune_settings $init $budget)" "stage 2: $(basename $dir): CTC on $budget (log: $dir/train.log)" ||
+        untrained+=("$init $budget")
     done
+  done
+  for model in "${untrained[@]}"; do
+    free_slot $finetune_jobs
+    in_background $finetune_jobs $(model_dir $model)/finetune.log finetune $model "${thread_opts[@]}"
   done
   wait_background
 fi
@@ -172,23 +188,35 @@ if run_stage 3 && [ -n "$lm_text" ]; then
 fi
 
 decode_sets=$(echo ${lm_text:+$dev_set} $test_sets)   # with an LM, dev first: its decode chooses the LM weights
-# what the decode markers record: a decode with other settings is made again (with an LM, the dev grid
-# chooses the weights of every test set)
-plain_settings="beam_size=$beam_size"
-decode_settings="$plain_settings${lm_text:+ lm_beam_size=$lm_beam_size lm_weights=$lm_weights word_scores=$word_scores}"
+# what the decode markers record: the options, the checkpoint and the set's features (checksums), and with the
+# LM, for a test set, the weights the dev decode chose: a decode of other settings or inputs is made again
+decode_settings() {  # <model-dir> <set> [lm]: of its decode (lm: with the LM); $checkpoint_digest is the model's
+  local settings="beam_size=$beam_size checkpoint=$checkpoint_digest data=$(file_digest $data/${2}_fbank)"
+  if [ -n "${3:-}" ] && [ $2 = $dev_set ]; then
+    settings+=" lm_beam_size=$lm_beam_size lm_weights=$lm_weights word_scores=$word_scores"
+  elif [ -n "${3:-}" ]; then
+    settings+=" lm_beam_size=$lm_beam_size lm_params=$(file_digest $1/decode_${dev_set}_$lm_name/scores.json)"
+  fi
+  echo "$settings"
+}
+with_lm=${lm_text:+lm}
 decode_marker() {  # <model-dir> <set>: the marker of its decode (with an LM, of the LM decode, made with the other)
   if [ -n "$lm_text" ]; then echo $1/decode_$2_$lm_name/.done; else echo $1/decode_$2/.done; fi
 }
 
-decoded() {  # <model-dir>: true when its last decode, and its last chunked one, were made with these settings
-  has_settings $(decode_marker $1 ${decode_sets##* }) "$decode_settings" && { [ -z "$chunk_frames" ] ||
-    has_settings $1/decode_${test_sets##* }_chunk${chunk_frames##* }/.done "$plain_settings"; }
+decoded() {  # <model-dir>: true when each of its decodes was made with these settings and inputs
+  local set chunk
+  for set in $decode_sets; do has_settings $(decode_marker $1 $set) "$(decode_settings $1 $set $with_lm)" || return 1; done
+  for chunk in $chunk_frames; do
+    for set in $test_sets; do has_settings $1/decode_${set}_chunk$chunk/.done "$(decode_settings $1 $set)" || return 1; done
+  done
 }
 
 decode_model() {  # <model-dir>: each set, without and (with --lm-text) with the LM
-  local model=$1 set lm_opts
+  local model=$1 set lm_opts settings
   for set in $decode_sets; do
-    done_with_settings $(decode_marker $model $set) "$decode_settings" \
+    settings=$(decode_settings $model $set $with_lm)
+    done_with_settings $(decode_marker $model $set) "$settings" \
       "stage 4: decoding $set with $model${lm_text:+ (and the LM $lm_dir)}" && continue
     lm_opts=()
     if [ -n "$lm_text" ]; then
@@ -201,16 +229,17 @@ decode_model() {  # <model-dir>: each set, without and (with --lm-text) with the
     fi
     OMP_NUM_THREADS=$threads python3 -m audiossl.bin.decode_ctc --beam-size $beam_size "${lm_opts[@]}" \
       $model/checkpoints/best.pt $data/${set}_fbank $model/decode_$set
-    echo "$plain_settings" > $model/decode_$set/.done
-    echo "$decode_settings" > $(decode_marker $model $set)
+    decode_settings $model $set > $model/decode_$set/.done
+    echo "$settings" > $(decode_marker $model $set)
   done
   for chunk in $chunk_frames; do
     for set in $test_sets; do
-      done_with_settings $model/decode_${set}_chunk$chunk/.done "$plain_settings" \
+      settings=$(decode_settings $model $set)
+      done_with_settings $model/decode_${set}_chunk$chunk/.done "$settings" \
         "stage 4: decoding $set with $model in chunks of $chunk frames" && continue
       OMP_NUM_THREADS=$threads python3 -m audiossl.bin.decode_ctc --beam-size $beam_size --chunk-frames $chunk \
         $model/checkpoints/best.pt $data/${set}_fbank $model/decode_${set}_chunk$chunk
-      echo "$plain_settings" > $model/decode_${set}_chunk$chunk/.done
+      echo "$settings" > $model/decode_${set}_chunk$chunk/.done
     done
   done
 }
@@ -221,6 +250,7 @@ if run_stage 4; then
   for budget in $budgets; do
     for init in pretrained scratch; do
       model=$(model_dir $init $budget)
+      checkpoint_digest=$(file_digest $model/checkpoints/best.pt)   # once per model: checkpoints are large
       decoded $model && { echo "$(date +%T) stage 4: decoding with $model: already done"; continue; }
       free_slot $decode_jobs
       [ $decode_jobs -gt 1 ] && echo "$(date +%T) stage 4: decoding with $model (log: $model/decode.log)"

@@ -21,9 +21,11 @@
 #      labelled set (exp/<family>_iter1/ctc) and k-means 2 clusters the fine-tuned encoder's layer
 #   5  pretraining, iteration 2          (exp/<family>_iter2; k-means targets)
 #   6, 7, ...  k-means and pretraining of iterations 3, 4, ... up to --iterations, as stages 4 and 5
-# A finished stage leaves a .done marker and is skipped when run again; the markers of features,
-# k-means and residual-VQ record the options their output depends on, and the stage is done again
-# when they change. An interrupted training stage continues from its last checkpoint.
+# A finished stage leaves a .done marker and is skipped when run again. Each marker records the options
+# its output depends on and its inputs (the data dirs, labels and checkpoints it read, by checksum):
+# data dirs, features and k-means are done again when they change; a training stage that trained (or
+# started) on other settings or inputs makes the recipe fail, naming its exp dir and what changed, as
+# reusing or resuming it would be wrong. An interrupted training stage continues from its last checkpoint.
 set -euo pipefail
 
 stage=0
@@ -127,7 +129,6 @@ case $kmeans1_features in mfcc) kmeans1_options=(mfcc --utt-cmvn --deltas 2) ;;
   *) echo "$0: --kmeans1-features is mfcc or logmel_chroma, not '$kmeans1_features'" >&2; exit 1 ;; esac
 iterations=${iterations:-$([ $targets = kmeans ] && echo 2 || echo 1)}
 [ $targets = kmeans ] || [ $iterations = 1 ] || { echo "$0: --iterations $iterations needs k-means targets (not $targets)" >&2; exit 1; }
-iter1=$exp/${family}_iter1
 
 kmeans_targets() {  # <stage> <what>: true with k-means targets, else logs that the stage does not apply
   [ $targets = kmeans ] && return
@@ -165,9 +166,11 @@ clusters_of() {  # <iteration>: its number of k-means clusters
   if [ $1 = 1 ]; then echo $kmeans1_clusters; else echo $kmeans2_clusters; fi
 }
 
-kmeans_settings() {  # <iteration> <what it clusters...>: the options its labels depend on (its .done)
+kmeans_settings() {  # <iteration> <features-data-suffix or ""> <what it clusters...>: the options and inputs
+  # its labels depend on (its .done)
+  local suffix=${2:+_$2}
   echo "clusters=$(clusters_of $1) max_frames=$kmeans_max_frames fit_utts=$kmeans_fit_utts n_init=$kmeans_n_init" \
-    "train_set=$train_set dev_set=$dev_set ${*:2}"
+    "data=$(with_digests $data/$train_set$suffix $data/$dev_set$suffix) ${*:3}"
 }
 
 model_inputs() {  # what a model clustered by k-means reads: the audio, or fbank of --fbank-config
@@ -198,7 +201,7 @@ label_sets() {  # <dir> <data-suffix or ""> <module> <its arguments before data-
 }
 
 if run_stage 2 && [ $targets = rvq ]; then
-  settings="rvq_args=$rvq_args train_set=$train_set dev_set=$dev_set"
+  settings="rvq_args=$rvq_args data=$(with_digests $data/$train_set $data/$dev_set)"
   done_with_settings $exp/rvq/.done "$settings" "stage 2: residual-VQ teacher on $train_set, its codes for $train_set and $dev_set" || {
     mkdir -p $exp/rvq
     python3 -m audiossl.bin.rvq fit $rvq_args $data/$train_set $exp/rvq/teacher.safetensors 2>&1 | tee $exp/rvq/fit.log
@@ -207,7 +210,7 @@ if run_stage 2 && [ $targets = rvq ]; then
   }
 elif run_stage 2 && [ -n "$kmeans1_model" ] && kmeans_targets 2 "k-means 1"; then
   [ -e "$kmeans1_model" ] || { echo "$0: --kmeans1-model $kmeans1_model: no such checkpoint or model dir" >&2; exit 1; }
-  settings=$(kmeans_settings 1 model=$kmeans1_model layer=$kmeans1_layer $(model_inputs))
+  settings=$(kmeans_settings 1 "${input_suffix#_}" model=$(with_digests $kmeans1_model) layer=$kmeans1_layer $(model_inputs))
   done_with_settings $exp/kmeans1/.done "$settings" "stage 2: k-means 1 ($kmeans1_clusters clusters) on layer $kmeans1_layer of $kmeans1_model" || {
     mkdir -p $exp/kmeans1
     labels 1 "${input_suffix#_}" --model $kmeans1_model --layer $kmeans1_layer
@@ -216,7 +219,7 @@ elif run_stage 2 && [ -n "$kmeans1_model" ] && kmeans_targets 2 "k-means 1"; the
 elif run_stage 2 && kmeans_targets 2 "k-means 1"; then
   clustered="features=$kmeans1_features"   # MFCC of --mfcc-config, or music features of the audio
   [ $kmeans1_features != mfcc ] || clustered+=" mfcc_config=$(file_digest "$mfcc_config")"
-  settings=$(kmeans_settings 1 $clustered)
+  settings=$(kmeans_settings 1 "${kmeans1_options[0]}" $clustered)
   done_with_settings $exp/kmeans1/.done "$settings" "stage 2: k-means 1 ($kmeans1_clusters clusters) on $kmeans1_features" || {
     mkdir -p $exp/kmeans1
     labels 1 "${kmeans1_options[@]}"
@@ -224,9 +227,9 @@ elif run_stage 2 && kmeans_targets 2 "k-means 1"; then
   }
 fi
 
-pretrain() {  # <iteration> <config> [--init <checkpoint>]: into $exp/<family>_iter<iteration>
-  local it=$1 config=$2 labels=() noise=()
-  shift 2
+pretrain() {  # <iteration> <config> <message> [--init <checkpoint>]: into $exp/<family>_iter<iteration>, unless done
+  local it=$1 config=$2 message=$3 labels=() noise=() args dir=$exp/${family}_iter$1
+  shift 3
   [ -z "$noise_set" ] || noise=(--noise-data $data/$noise_set)
   if [ $targets = kmeans ]; then   # the labels of k-means <iteration>, and as many classes as clusters
     labels=(--set model.set.$(python3 -m audiossl.bin.models --classes-field $family)=$(clusters_of $it)
@@ -234,34 +237,36 @@ pretrain() {  # <iteration> <config> [--init <checkpoint>]: into $exp/<family>_i
   elif [ $targets = rvq ]; then    # the teacher's codes
     labels=(--train-labels $exp/rvq/$train_set.labels --valid-labels $exp/rvq/$dev_set.labels)
   fi
-  launch $exp/${family}_iter$it -m audiossl.bin.pretrain --family $family --config $config $pretrain_args "${labels[@]}" "${noise[@]}" "$@" \
-    --train-data $data/$train_set$input_suffix --valid-data $data/$dev_set$input_suffix $exp/${family}_iter$it
+  args=(--family $family --config $config $pretrain_args "${labels[@]}" "${noise[@]}" "$@"
+        --train-data $data/$train_set$input_suffix --valid-data $data/$dev_set$input_suffix)
+  trained $dir "$(with_digests "${args[@]}")" "$message (log: $dir/train.log)" && return
+  launch $dir -m audiossl.bin.pretrain "${args[@]}" $dir
+  mark_trained $dir/.done $dir/checkpoints/best.pt
 }
 
 if run_stage 3; then
   from=()
   [ -z "$init" ] || from=(--init $init)
   [ -z "$init" ] || ! $keep_optimizer || from+=(--keep-optimizer)
-  done_or_log $iter1/.done "stage 3: pretraining $family, iteration 1${init:+ from $init} (log: $iter1/train.log)" || {
-    pretrain 1 $pretrain1_config "${from[@]}"
-    mark_trained $iter1/.done $iter1/checkpoints/best.pt
-  }
+  pretrain 1 $pretrain1_config "stage 3: pretraining $family, iteration 1${init:+ from $init}" "${from[@]}"
 fi
 
 last=$iterations; [ $targets = kmeans ] || last=2   # other targets: stages 4 and 5 say they do not apply
 for it in $(seq 2 $last); do
-  previous=$exp/${family}_iter$((it - 1)) model=$exp/${family}_iter$it
+  previous=$exp/${family}_iter$((it - 1))
   if run_stage $((2 * it)) && kmeans_targets $((2 * it)) "k-means $it"; then
     source=$previous/checkpoints/best.pt
     if [ -n "$finetune_set" ]; then   # VietASR: cluster the previous model once fine-tuned on the labels
-      done_or_log $previous/ctc/.done "stage $((2 * it)): CTC fine-tuning of $previous on $finetune_set (log: $previous/ctc/train.log)" || {
-        launch $previous/ctc -m audiossl.bin.finetune_ctc --config $finetune_config $finetune_args --init $source \
-          --train-data $data/$finetune_set$input_suffix --valid-data $data/$dev_set$input_suffix $previous/ctc
+      args=(--config $finetune_config $finetune_args --init $source
+            --train-data $data/$finetune_set$input_suffix --valid-data $data/$dev_set$input_suffix)
+      trained $previous/ctc "$(with_digests "${args[@]}")" \
+        "stage $((2 * it)): CTC fine-tuning of $previous on $finetune_set (log: $previous/ctc/train.log)" || {
+        launch $previous/ctc -m audiossl.bin.finetune_ctc "${args[@]}" $previous/ctc
         mark_trained $previous/ctc/.done $previous/ctc/checkpoints/best.pt
       }
       source=$previous/ctc/checkpoints/best.pt
     fi
-    settings=$(kmeans_settings $it model=$source layer=$kmeans2_layer $(model_inputs))
+    settings=$(kmeans_settings $it "${input_suffix#_}" model=$(with_digests $source) layer=$kmeans2_layer $(model_inputs))
     done_with_settings $exp/kmeans$it/.done "$settings" "stage $((2 * it)): k-means $it ($kmeans2_clusters clusters) on layer $kmeans2_layer of $source" || {
       mkdir -p $exp/kmeans$it
       labels $it "${input_suffix#_}" --model $source --layer $kmeans2_layer
@@ -269,12 +274,9 @@ for it in $(seq 2 $last); do
     }
   fi
   if run_stage $((2 * it + 1)) && kmeans_targets $((2 * it + 1)) "pretraining, iteration $it"; then
-    done_or_log $model/.done "stage $((2 * it + 1)): pretraining $family, iteration $it (log: $model/train.log)" || {
-      from=()
-      $iter2_from_iter1 && from=(--init $previous/checkpoints/best.pt)
-      pretrain $it $pretrain2_config "${from[@]}"
-      mark_trained $model/.done $model/checkpoints/best.pt
-    }
+    from=()
+    $iter2_from_iter1 && from=(--init $previous/checkpoints/best.pt)
+    pretrain $it $pretrain2_config "stage $((2 * it + 1)): pretraining $family, iteration $it" "${from[@]}"
   fi
 done
 echo "$(date +%T) $0: done (stages $stage..$stop_stage)"

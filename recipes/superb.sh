@@ -89,7 +89,7 @@ if run_stage 1; then
 fi
 
 if run_stage 2; then
-  settings="upstream=$upstream config=$(file_digest $superb_config) seed=$seed args=$superb_args"   # what the figures depend on
+  settings="upstream=$(with_digests $upstream) config=$(file_digest $superb_config) seed=$seed args=$superb_args"   # what the figures depend on
   for task in $tasks; do
     dir=$exp/$name/$task
     done_with_settings $dir/.done "$settings" "stage 2: $task on $name (log: $dir/log)" && continue

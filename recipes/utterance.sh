@@ -8,6 +8,8 @@
 #   2  the scratch control: same architecture and config, random weights (--scratch-like)
 #   3  evaluation of both on --test-set (classification figures, or verification trials)
 #   4  results: both rows and the command in a section of RESULTS.md
+# The markers of stages 1-3 record their options and inputs (data dirs and checkpoints, by checksum): an
+# evaluation is done again when they change; a fine-tuning trained on others makes the recipe fail, naming it.
 set -euo pipefail
 
 stage=0
@@ -80,10 +82,14 @@ if run_stage 0; then
 fi
 
 finetune() {  # <pretrained|scratch> <stage>
-  local dir=$exp/$1 init=--pretrained
-  [ $1 = scratch ] && init=--scratch-like
-  done_or_log $dir/.done "stage $2: fine-tuning ($1) on $train_set by $label_table (log: $dir/train.log)" && return 0
-  launch $dir -m audiossl.bin.finetune_utterance --config $finetune_config $finetune_args $init $pretrained \
+  local dir=$exp/$1 init=(--pretrained $pretrained) from settings
+  [ $1 = scratch ] && init=(--scratch-like $pretrained)
+  from=$(with_digests "${init[@]}")
+  [ $1 = scratch ] && from=--scratch-like   # the architecture of --pretrained, not its weights
+  settings=$(with_digests --config $finetune_config $finetune_args $from --label-table $label_table \
+    --train-data $data/$train_set --valid-data $data/$valid_set)
+  trained $dir "$settings" "stage $2: fine-tuning ($1) on $train_set by $label_table (log: $dir/train.log)" && return 0
+  launch $dir -m audiossl.bin.finetune_utterance --config $finetune_config $finetune_args "${init[@]}" \
     --label-table $label_table --train-data $data/$train_set --valid-data $data/$valid_set $dir
   mark_trained $dir/.done $dir/checkpoints/best.pt
 }
@@ -94,7 +100,8 @@ if run_stage 2; then finetune scratch 2; fi
 if run_stage 3; then
   for init in pretrained scratch; do
     out=$exp/$init/$eval_name
-    settings="eval_task=$eval_task test_set=$test_set label_table=$label_table eval_args=$eval_args"
+    settings="eval_task=$eval_task label_table=$label_table eval_args=$eval_args checkpoint=$(file_digest $exp/$init/checkpoints/best.pt)"
+    settings+=" $(with_digests $data/$test_set)"
     done_with_settings $out/.done "$settings" "stage 3: $eval_task, $init model on $test_set" && continue
     if [ $eval_task = classify ]; then
       python3 -m audiossl.bin.eval_utterance classify --label-table $label_table --no-progress $eval_args \

@@ -5,7 +5,12 @@
 #                             true only when MARKER holds SETTINGS (one line, which the stage writes into
 #                             MARKER when done); a marker of other settings is removed and the stage done again
 #   has_settings MARKER SETTINGS   true when MARKER exists and records SETTINGS
-#   file_digest FILE          the SHA-256 of FILE's content ("none" for ''), for SETTINGS that name a config
+#   file_digest PATH          the SHA-256 of PATH's content, for SETTINGS that name a config or an input: of a
+#                             file, or of a dir's files (their names and contents; not its subdirs, such as the
+#                             split<N> of a data dir); "none" for '', "missing" for no such path
+#   with_digests WORD...      the words, each that names a file or dir as PATH@<its file_digest, 16 digits>: the
+#                             SETTINGS of a stage whose inputs are other stages' outputs (labels, data dirs,
+#                             checkpoints), so that an input made again gives other settings downstream
 #   free_slot, in_background, wait_background   jobs side by side (below)
 #   run_recipe CMD...         runs another recipe, which a signal to this one ends too (below)
 
@@ -32,7 +37,19 @@ done_with_settings() {
 }
 
 file_digest() {
-  if [ -z "$1" ]; then echo none; else sha256sum < "$1" | cut -d' ' -f1; fi
+  if [ -z "$1" ]; then echo none
+  elif [ -d "$1" ]; then (cd "$1" && find -L . -maxdepth 1 -type f -print0 | sort -z | xargs -0r sha256sum) | sha256sum | cut -d' ' -f1
+  elif [ -e "$1" ]; then sha256sum < "$1" | cut -d' ' -f1
+  else echo missing; fi
+}
+
+with_digests() {
+  local word out=() digest
+  for word; do
+    if [ -n "$word" ] && [ -e "$word" ]; then digest=$(file_digest "$word"); out+=("$word@${digest:0:16}")
+    else out+=("$word"); fi
+  done
+  echo "${out[*]}"
 }
 
 # Jobs side by side (e.g. the fine-tunes of a stage), at most N at once:

@@ -101,7 +101,7 @@ def test_asr_biased_iterations_fine_tune_each_model_before_clustering_it(egs):
     # k-means itself needs the fine-tuned model that echo does not make: its marker, as k-means 3 would write it
     fbank_config = hashlib.sha256((egs / "conf/fbank.conf").read_bytes()).hexdigest()
     (egs / "exp/kmeans3/.done").write_text(
-        "clusters=9 max_frames=200000 fit_utts=1000 n_init=3 train_set=train_unlab dev_set=dev "
+        "clusters=9 max_frames=200000 fit_utts=1000 n_init=3 data=data/train_unlab_fbank data/dev_fbank "
         f"model=exp/hubert_iter2/ctc/checkpoints/best.pt layer=4 inputs=fbank fbank_config={fbank_config}\n")
     out = ssl(egs, "--stage", "6", "--targets", "kmeans", "--iterations", "3", "--finetune-set", "dev",
               "--kmeans2-clusters", "9", "--launcher", "echo").stdout
@@ -147,6 +147,26 @@ def test_a_dry_run_or_a_run_without_best_pt_marks_no_training_stage_done(egs, tm
     assert trained.returncode == 0 and f"training {model}" in trained.stdout, trained.stderr[-2000:]
     assert (egs / model / ".done").exists()
     assert "already done" in recipe(name, egs, *options, "--launcher", "echo").stdout
+
+
+@pytest.mark.parametrize("name", TRAINING_STAGES)
+def test_a_training_stage_run_again_with_other_options_is_refused(egs, tmp_path, name):
+    """Other extra training options (--pretrain-args, --finetune-args) than those a model was trained with:
+    the recipe fails naming the model dir and the options, launches nothing and keeps the model."""
+    options, model = TRAINING_STAGES[name]
+    train = tmp_path / "train"
+    train.write_text('#!/bin/sh\nfor dir; do :; done\necho "training $dir"\nmkdir -p "$dir/checkpoints"\n'
+                     'touch "$dir/checkpoints/best.pt"\n')
+    train.chmod(0o755)
+    recipe(name, egs, *options, "--launcher", str(train))
+    done = (egs / model / ".done").read_text()
+    extra = "--pretrain-args" if name == "ssl.sh" else "--finetune-args"
+    refused = subprocess.run([str(ROOT / "recipes" / name), *options, "--launcher", str(train), extra,
+                              "--set trainer.lr=1"], cwd=egs, capture_output=True, text=True)
+    assert refused.returncode == 1 and "training " not in refused.stdout
+    assert f"{model} was trained (or started) with other settings or inputs than this run's ({model}/.done)" in refused.stderr
+    assert "  recorded: (nothing)\n  now:      --set trainer.lr=1\n" in refused.stderr
+    assert (egs / model / ".done").read_text() == done and (egs / model / "checkpoints/best.pt").exists()
 
 
 def python_shim(tmp_path: Path, module: str) -> dict[str, str]:
@@ -231,6 +251,13 @@ def test_a_feature_dir_is_made_again_for_another_config(egs):
     assert "features: mfcc of data/dev in data/dev_mfcc: doing it again" in out
     assert "features: fbank of data/dev in data/dev_fbank: already done" in out
     assert (egs / "data/dev_mfcc/conf_mfcc").read_text() == "--frame-shift=10\n"
+    # and for a source data dir made again (e.g. prepared with other --prepare-args), each of its feature dirs
+    wav_scp = egs / "data/dev/wav.scp"
+    wav_scp.write_text(wav_scp.read_text().replace("sine 440", "sine 460"))
+    out = ssl(egs, *dev_only).stdout
+    assert "features: mfcc of data/dev in data/dev_mfcc: doing it again" in out
+    assert "features: fbank of data/dev in data/dev_fbank: doing it again" in out
+    assert "sine 460" in (egs / "data/dev_fbank/wav.scp").read_text()
 
 
 def test_targets_default_to_the_familys_own(egs):
@@ -288,3 +315,82 @@ def test_an_lm_dir_built_from_another_text_is_refused_not_reused(egs):
     assert "give this LM its own --lm-dir" in refused.stderr
     recipe("asr.sh", egs, *stage3, "--lm-dir", "data/local/lm_other")
     assert (egs / "data/local/lm_other/.done").exists()
+
+
+def stand_ins(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A launcher that trains into its last argument (best.pt only with SAVE_BEST set), and an environment
+    whose k-means writes a model of its fit options and labels of that model, so other options give other labels."""
+    train = tmp_path / "train"
+    train.write_text('#!/bin/sh\nfor dir; do :; done\necho "training $dir"\nmkdir -p "$dir/checkpoints"\n'
+                     '[ -z "$SAVE_BEST" ] || touch "$dir/checkpoints/best.pt"\n')
+    train.chmod(0o755)
+    shim = tmp_path / "bin" / "python3"
+    shim.parent.mkdir()
+    shim.write_text('#!/bin/bash\nif [ "$1 $2" = "-m audiossl.bin.kmeans" ]; then\n  case $3 in\n'
+                    '    fit) echo "${*:4}" > "${@: -1}" ;;\n    apply) cat "${@: -3:1}" > "${@: -1}" ;;\n'
+                    '    merge) cat "${@:7}" > "$6" ;;\n  esac\n  exit 0\nfi\n'
+                    f'exec {sys.executable} "$@"\n')
+    shim.chmod(0o755)
+    return train, {**os.environ, "PATH": f"{shim.parent}:{os.environ['PATH']}"}
+
+
+def test_training_on_labels_made_again_is_refused_not_reused_nor_resumed(egs, tmp_path):
+    """K-means 1 done again with other options makes other labels: iteration 1, started (its .settings) or
+    done (its .done) on the earlier labels, is neither resumed nor skipped; the recipe fails naming the exp
+    dir, the labels recorded and now, and the remedy, and removes nothing. The same labels again go on."""
+    train, env = stand_ins(tmp_path)
+    stages = [str(ROOT / "recipes/ssl.sh"), "--nj", "1", "--stage", "2", "--stop-stage", "3", "--targets", "kmeans",
+              "--inputs", "wav", "--kmeans1-features", "logmel_chroma", "--launcher", str(train)]
+
+    def run(*args: str, save_best: bool = False) -> subprocess.CompletedProcess:
+        return subprocess.run([*stages, *args], cwd=egs, capture_output=True, text=True,
+                              env={**env, "SAVE_BEST": "1" if save_best else ""})
+
+    iter1 = egs / "exp/hubert_iter1"
+    assert run().returncode == 1 and (iter1 / ".settings").exists()   # interrupted: no best.pt
+    started = (iter1 / ".settings").read_text()
+    assert "exp/kmeans1/train_unlab.labels@" in started
+    for marker in (".settings", ".done"):
+        refused = run("--kmeans-n-init", "5")
+        assert refused.returncode == 1, refused.stderr
+        assert "stage 2: k-means 1 (100 clusters) on logmel_chroma: doing it again" in refused.stdout
+        assert "training exp/hubert_iter1" not in refused.stdout
+        assert (f"exp/hubert_iter1 was trained (or started) with other settings or inputs than this run's "
+                f"(exp/hubert_iter1/{marker}):") in refused.stderr
+        recorded, now = (line.split(":", 1)[1].split() for line in refused.stderr.splitlines()[1:3])
+        assert [w.split("@")[0] for w in recorded] == [w.split("@")[0] for w in now] == [
+            "exp/kmeans1/train_unlab.labels", "exp/kmeans1/dev.labels"] and recorded != now
+        assert "Remove exp/hubert_iter1 to train it again with this run's settings, or keep it" in refused.stderr
+        assert (iter1 / ".settings").read_text() == started and (iter1 / "checkpoints").is_dir()
+        if marker == ".settings":   # the first labels again: the interrupted training goes on, then is done
+            resumed = run(save_best=True)
+            assert resumed.returncode == 0 and "training exp/hubert_iter1" in resumed.stdout, resumed.stderr
+            assert (iter1 / ".done").read_text() == started
+    again = run()
+    assert again.returncode == 0 and "iteration 1 (log: exp/hubert_iter1/train.log): already done" in again.stdout
+    assert (iter1 / "checkpoints/best.pt").exists()
+
+
+def test_a_decode_is_made_again_for_another_checkpoint(egs, tmp_path):
+    """A decode's marker records its checkpoint's checksum: a model trained again is decoded again, the other not."""
+    env = python_shim(tmp_path, "audiossl.bin.decode_ctc")
+    for init in ("pretrained", "scratch"):
+        (egs / f"exp/ctc_{init}_dev/decode_test").mkdir(parents=True)   # what decoding would make
+        (egs / f"exp/ctc_{init}_dev/checkpoints").mkdir()
+        (egs / f"exp/ctc_{init}_dev/checkpoints/best.pt").write_text("weights")
+
+    def run() -> str:
+        done = subprocess.run([str(ROOT / "recipes/asr.sh"), "--stage", "4", "--stop-stage", "4", "--pretrained", "none",
+                               "--budgets", "dev", "--test-sets", "test"], cwd=egs, capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    assert run().count("audiossl.bin.decode_ctc: ") == 2
+    assert "audiossl.bin.decode_ctc: " not in run()
+    (egs / "exp/ctc_pretrained_dev/checkpoints/best.pt").write_text("weights trained again")
+    redone = run()
+    assert "stage 4: decoding test with exp/ctc_pretrained_dev: doing it again" in redone
+    assert "decoding with exp/ctc_scratch_dev: already done" in redone
+    [decode] = [line for line in redone.splitlines() if line.startswith("audiossl.bin.decode_ctc: ")]
+    assert "exp/ctc_pretrained_dev/checkpoints/best.pt" in decode
+
