@@ -140,11 +140,12 @@ if run_stage 0; then
     echo "$(date +%T) stage 0: $data has no $noise_set set (prepared before it existed): preparing again"
     rm $data/.done.prepare
   fi
-  done_or_log $data/.done.prepare "stage 0: preparing data dirs in $data" || {
+  settings="prepare_args=$prepare_args"   # other ones prepare again; the data dirs' checksums carry it downstream
+  done_with_settings $data/.done.prepare "$settings" "stage 0: preparing data dirs in $data" || {
     local/prepare_data.sh $prepare_args $data
     for set in $feature_sets; do utils/validate_data_dir.sh --no-feats $data/$set; done
     [ -z "$noise_set" ] || utils/validate_data_dir.sh --no-feats --no-text $data/$noise_set
-    touch $data/.done.prepare
+    echo "$settings" > $data/.done.prepare
   }
 fi
 

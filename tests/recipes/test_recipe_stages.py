@@ -394,3 +394,16 @@ def test_a_decode_is_made_again_for_another_checkpoint(egs, tmp_path):
     [decode] = [line for line in redone.splitlines() if line.startswith("audiossl.bin.decode_ctc: ")]
     assert "exp/ctc_pretrained_dev/checkpoints/best.pt" in decode
 
+
+def test_other_prepare_args_prepare_the_data_again(egs):
+    """Stage 0's marker records --prepare-args: the same ones skip it, others prepare again."""
+    (egs / "local").mkdir()
+    (egs / "local/prepare_data.sh").write_text('#!/bin/sh\necho "preparing $*"\n')
+    (egs / "local/prepare_data.sh").chmod(0o755)
+    stage0 = ("--stage", "0", "--stop-stage", "0", "--targets", "none", "--feature-sets", "")
+    assert "preparing --size tiny data" in ssl(egs, *stage0, "--prepare-args", "--size tiny").stdout
+    again = ssl(egs, *stage0, "--prepare-args", "--size tiny").stdout
+    assert "stage 0: preparing data dirs in data: already done" in again and "preparing --size" not in again
+    redone = ssl(egs, *stage0, "--prepare-args", "--size full").stdout
+    assert "doing it again: data/.done.prepare records other settings (prepare_args=--size tiny)" in redone
+    assert "preparing --size full data" in redone
