@@ -7,7 +7,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bash "$root/tools/install.sh"
-"$root/egs/mini_tts/ssl/run.sh" "$@"
-"$root/egs/mini_tts/asr/run.sh" --budgets train_10min
-"$root/egs/mini_tts/superb/run_demo.sh"
+. "$root/recipes/utils/stages.sh"   # run_recipe: a signal to the demo ends the recipe it runs too
+run_recipe "$root/egs/mini_tts/ssl/run.sh" "$@"
+run_recipe "$root/egs/mini_tts/asr/run.sh" --budgets train_10min
+run_recipe "$root/egs/mini_tts/superb/run_demo.sh"
 echo "demo finished: $root/egs/mini_tts/asr/RESULTS.md, $root/egs/mini_tts/superb/RESULTS.md"
