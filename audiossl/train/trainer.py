@@ -193,6 +193,7 @@ class Trainer:
         self.task = task
         self.config = config
         self.origin = dict(origin or {})
+        self.started_from: str | None = None  # see start_from
         self.run_config = run_config
         self.exp_dir = Path(exp_dir)
         self.ckpt_dir = self.exp_dir / "checkpoints"
@@ -453,8 +454,6 @@ class Trainer:
         run's update count on (no new warm-up), as fairseq without ``--reset-lr-scheduler``. Parameters
         whose shape changed (a new label table) start with fresh moments. A later :meth:`resume` wins.
         """
-        self.exp_dir.mkdir(parents=True, exist_ok=True)
-        self._setup_logging()
         settings = [{k: v for k, v in group.items() if k != "params"} for group in self.optimizer.param_groups]
         try:
             fresh = self._load_optimizer_state(train_state["optimizer"])
@@ -467,8 +466,10 @@ class Trainer:
         self.scheduler._last_lr = [base * self.scheduler.lr_lambdas[0](steps) for base in self.scheduler.base_lrs]
         for group, rate in zip(self.optimizer.param_groups, self.scheduler._last_lr):
             group["lr"] = rate
-        logger.info("optimizer and schedule from %s: schedule at update %d (learning rate %.3g)%s", source, steps,
-                    self.scheduler._last_lr[0], f"; {fresh} reshaped parameter(s) with fresh moments" if fresh else "")
+        # logged once the run starts (and holds its exp dir), unless it resumes
+        self.started_from = (f"optimizer and schedule from {source}: schedule at update {steps} (learning rate "
+                             f"{self.scheduler._last_lr[0]:.3g})"
+                             + (f"; {fresh} reshaped parameter(s) with fresh moments" if fresh else ""))
 
     def _truncate_update_log(self, update: int) -> None:
         """Forget log lines of updates after ``update`` (written by a run that was killed later); atomically,
@@ -560,7 +561,8 @@ class Trainer:
         with self._exp_dir_lock():
             self._setup_logging()
             try:
-                self.resume()
+                if not self.resume() and self.started_from:
+                    logger.info(self.started_from)
                 if self.run_config is not None and self.info.is_main:
                     with self._writing(self.exp_dir / "config.yaml"):
                         write_text_atomic(self.exp_dir / "config.yaml",
