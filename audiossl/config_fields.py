@@ -28,8 +28,11 @@ def dataclass_from_dict(cls: type, data: Any, where: str) -> Any:
     for name, value in data.items():
         kind = hints[name]
         default = fields[name].default_factory
-        if _is_dataclass_type(kind) and isinstance(value, dict) and default is not dataclasses.MISSING:
-            value = {**plain(dataclasses.asdict(default())), **value}
+        if _is_dataclass_type(kind) and default is not dataclasses.MISSING:
+            if value is None:  # an empty section (its keys all commented out) keeps the defaults
+                value = {}
+            if isinstance(value, dict):
+                value = {**plain(dataclasses.asdict(default())), **value}
         values[name] = checked_value(value, kind, f"{where}.{name}")
     return cls(**values)
 

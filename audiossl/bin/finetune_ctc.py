@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from audiossl.models.ctc.factory import ctc_over_encoder
 from audiossl.tasks.asr import CtcTask, check_ctc_lengths, fine_tuning_encoder, read_ctc_section, token_targets
 from audiossl.text.tokenizer import build_tokenizer, tokenizer_from_dict
 from audiossl.train.config import check_sections, load_run_config, trainer_config
-from audiossl.train.trainer import Trainer, run_record
+from audiossl.train.trainer import Trainer, run_origin, run_record
 
 
 @reports_user_errors
@@ -78,7 +77,7 @@ def main(argv=None) -> int:
                  "from scratch" if args.scratch else "fine-tuning", model.config.encoder_family, args.init,
                  tokenizer.vocab_size, options.tokenizer, len(train))
     Trainer(CtcTask(), model, train, valid, train_config, exp,
-            origin={"--init": os.path.abspath(args.init), "--scratch": args.scratch},
+            origin=run_origin(args.init, not args.scratch),
             run_config=run_record(run, args)).fit()
     return 0
 

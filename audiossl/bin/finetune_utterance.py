@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -46,7 +45,7 @@ from audiossl.tasks.asr import FineTuningOptions, fine_tuning_encoder
 from audiossl.tasks.utterance import (CLASSES_FILE, UtteranceTask, check_every_class_seen, labelled_dataset,
                                       multilabel_head, read_utterance_section, training_classes, write_classes)
 from audiossl.train.config import check_sections, load_run_config, trainer_config
-from audiossl.train.trainer import Trainer, run_record
+from audiossl.train.trainer import Trainer, run_origin, run_record
 
 logger = logging.getLogger("audiossl.train")
 
@@ -100,9 +99,9 @@ def main(argv=None) -> int:
                 "best.pt by dev %s (%s is better)", "fine-tuning" if args.pretrained else "from scratch",
                 model.config.upstream_family, checkpoint, model.config.head.kind, len(classes), args.label_table,
                 len(train), task.valid_metric, "higher" if task.higher_is_better else "lower")
-    origin = {"--pretrained" if args.pretrained else "--scratch-like": os.path.abspath(checkpoint)}
     Trainer(task, model, train, valid, train_config, exp, batch_transform=model.waveform_transform(),
-            parameter_groups=groups, origin=origin, run_config=run_record(run, args)).fit()
+            parameter_groups=groups, origin=run_origin(checkpoint, bool(args.pretrained)),
+            run_config=run_record(run, args)).fit()
     return 0
 
 

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
 import torch
@@ -48,7 +47,7 @@ from audiossl.registry import pretraining_families
 from audiossl.tasks.pretrain import (PretrainingTask, check_targets, init_train_state, pretraining_inputs,
                                      pretraining_model, read_targets)
 from audiossl.train.config import check_sections, load_run_config, trainer_config
-from audiossl.train.trainer import Trainer, run_record
+from audiossl.train.trainer import Trainer, run_origin, run_record
 
 
 @reports_user_errors
@@ -105,7 +104,7 @@ def main(argv=None) -> int:
         languages = {utt: lang for data in (train, valid) if data for utt, lang in zip(data.utterances,
                                                                                   data.languages())}
     trainer = Trainer(PretrainingTask(model, languages), model, train, valid, config, args.exp_dir,
-                      batch_transform=inputs.transform, origin={"--init": args.init and os.path.abspath(args.init)},
+                      batch_transform=inputs.transform, origin=run_origin(args.init, True),
                       run_config=run_record(run, args))
     if kept_state is not None:
         trainer.start_from(kept_state, args.init)

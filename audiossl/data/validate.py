@@ -1,6 +1,7 @@
 """Validation of Kaldi data dirs (Kaldi ``utils/validate_data_dir.sh``), naming file and line."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from tqdm import tqdm
@@ -10,12 +11,21 @@ from audiossl.data.kaldi_dir import ALL_TABLES, UTT_TABLES, Problem, read_table,
 
 
 def _line_of(path: Path, key: str) -> int:
-    """1-based line of ``key`` in a table file (0 when absent)."""
+    """1-based line of ``key`` in a table file (0 when absent); the file is read once however many keys are asked."""
+    stat = path.stat()
+    return _line_numbers(str(path), stat.st_mtime_ns, stat.st_size).get(key, 0)
+
+
+@functools.lru_cache(maxsize=8)
+def _line_numbers(path: str, mtime_ns: int, size: int) -> dict[str, int]:
+    """``{key: first line}`` of a table file as it is at ``mtime_ns`` and ``size`` (a rewritten file is read again)."""
+    numbers: dict[str, int] = {}
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
-            if line.split(maxsplit=1)[:1] == [key]:
-                return number
-    return 0
+            key = line.split(maxsplit=1)[:1]
+            if key:
+                numbers.setdefault(key[0], number)
+    return numbers
 
 
 def validate_data_dir(path, check_text: bool = True, check_wav: bool = True, check_feats: bool = False,

@@ -140,6 +140,15 @@ def run_record(run: dict[str, Any], cli_args) -> dict[str, Any]:
     return {**run, "data": {k: v for k, v in vars(cli_args).items() if k not in ("config", "set")}}
 
 
+def run_origin(checkpoint: str | None, pretrained: bool) -> dict[str, Any]:
+    """What a run's weights start from, as its checkpoints record it: ``init``, the pretrained checkpoint
+    (absolute path), and ``weights``, ``pretrained`` or ``random``. A random start records no checkpoint:
+    the one that lent its architecture is judged by the model config (scratch controls share a run)."""
+    if pretrained and checkpoint:
+        return {"init": os.path.abspath(checkpoint), "weights": "pretrained"}
+    return {"init": None, "weights": "random"}
+
+
 def differences(prefix: str, then: dict, now: dict) -> list[tuple[str, Any, Any]]:
     """``(dotted key, then, now)`` of each value that differs between two nested dicts; a key only one has
     (written by another version) is not compared."""
@@ -181,7 +190,7 @@ class Trainer:
     ``best.pt`` is the checkpoint with the lowest ``task.valid_score``, or the highest when the
     task has ``higher_is_better`` true (e.g. accuracy or mean average precision).
 
-    ``origin`` names what the model started from beyond its config (e.g. ``{"--init": path}``); the
+    ``origin`` names what the model started from beyond its config (see :func:`run_origin`); the
     checkpoints record it and a resumed run must have the same. ``run_config`` (see :func:`run_record`)
     is written to ``config.yaml`` once the run starts, after the checks of a resumed run.
     """

@@ -3,12 +3,14 @@
 #   done_or_log MARKER MSG    logs MSG with the time; true (skip the work) when MARKER exists
 #   done_with_settings MARKER SETTINGS MSG   as done_or_log for a stage whose output depends on options:
 #                             true only when MARKER holds SETTINGS (one line, which the stage writes into
-#                             MARKER when done); a marker of other settings is removed and the stage done again
+#                             MARKER when done); a marker of other settings is removed and the stage done again;
+#                             an empty marker (written before markers recorded settings) counts as done
 #   has_settings MARKER SETTINGS   true when MARKER exists and records SETTINGS
 #   file_digest PATH          the SHA-256 of PATH's content, for SETTINGS that name a config or an input: of a
 #                             file, or of a dir's files (their names and contents; not its subdirs, such as the
 #                             split<N> of a data dir); "none" for '', "missing" for no such path
-#   with_digests WORD...      the words, each that names a file or dir as PATH@<its file_digest, 16 digits>: the
+#   with_digests WORD...      the words, each that names a file or dir as PATH@<its file_digest, 16 digits>
+#                             (PATH its real path relative to here, however the word spelt it): the
 #                             SETTINGS of a stage whose inputs are other stages' outputs (labels, data dirs,
 #                             checkpoints), so that an input made again gives other settings downstream
 #   free_slot, in_background, wait_background   jobs side by side (below)
@@ -26,9 +28,12 @@ has_settings() { [ -f "$1" ] && [ "$(head -n 1 "$1")" = "$2" ]; }
 done_with_settings() {
   local recorded
   if has_settings "$1" "$2"; then echo "$(date +%T) $3: already done ($1)"; return 0; fi
+  if [ -f "$1" ] && [ ! -s "$1" ]; then  # an empty marker: written before markers recorded settings
+    echo "$(date +%T) $3: already done ($1, which records no settings)"; return 0
+  fi
   if [ -f "$1" ]; then
     recorded=$(head -n 1 "$1")
-    echo "$(date +%T) $3: doing it again: $1 records other settings (${recorded:-none}), not $2"
+    echo "$(date +%T) $3: doing it again: $1 records other settings ($recorded), not $2"
     rm "$1"
   else
     echo "$(date +%T) $3"
@@ -46,7 +51,8 @@ file_digest() {
 with_digests() {
   local word out=() digest
   for word; do
-    if [ -n "$word" ] && [ -e "$word" ]; then digest=$(file_digest "$word"); out+=("$word@${digest:0:16}")
+    # a path by its real path from here, however it was spelt (./x, absolute, through a link)
+    if [ -n "$word" ] && [ -e "$word" ]; then digest=$(file_digest "$word"); out+=("$(realpath --relative-to=. "$word")@${digest:0:16}")
     else out+=("$word"); fi
   done
   echo "${out[*]}"

@@ -306,6 +306,12 @@ def test_a_resumed_fine_tuning_from_another_checkpoint_is_refused(fbank_corpus, 
     config = (exp / "config.yaml").read_text()
     capsys.readouterr()
     assert finetune_ctc.main(command("tiny1.pt")) == 1  # the same shapes: only the origin tells them apart
-    assert (f"--init: '{tmp_path}/tiny0.pt' then, '{tmp_path}/tiny1.pt' now. To resume it"
+    assert (f"init: '{tmp_path}/tiny0.pt' then, '{tmp_path}/tiny1.pt' now. To resume it"
             in capsys.readouterr().err)
     assert (exp / "config.yaml").read_text() == config
+    assert finetune_ctc.main(command("tiny0.pt") + ["--scratch"]) == 1  # random weights now, not pretrained
+    assert "weights: 'pretrained' then, 'random' now" in capsys.readouterr().err
+    scratch = ["--scratch", str(tmp_path / "scratch")]
+    assert finetune_ctc.main(command("tiny0.pt")[:-1] + scratch) == 0
+    # a scratch control resumes with another donor of its architecture: the recipes share one between encoders
+    assert finetune_ctc.main(command("tiny1.pt")[:-1] + scratch) == 0

@@ -75,3 +75,28 @@ def test_a_signal_to_a_recipe_ends_the_recipe_it_runs(tmp_path, end):
     outer.send_signal(getattr(signal, end))
     assert outer.wait(timeout=10) != 0
     wait_ended(*pids)
+
+
+def stages(tmp_path: Path, commands: str) -> str:
+    """The output of ``commands`` run in tmp_path after sourcing stages.sh."""
+    return subprocess.run(["bash", "-c", f"set -euo pipefail; . {ROOT}/recipes/utils/stages.sh; {commands}"],
+                          cwd=tmp_path, check=True, capture_output=True, text=True).stdout
+
+
+def test_a_path_gives_the_same_settings_however_it_is_spelt(tmp_path):
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "ft.yaml").write_text("trainer: {}\n")
+    (tmp_path / "link.yaml").symlink_to(tmp_path / "conf" / "ft.yaml")
+    lines = stages(tmp_path, f"for p in conf/ft.yaml ./conf/ft.yaml {tmp_path}/conf/ft.yaml link.yaml; do "
+                             "with_digests --config $p; done").splitlines()
+    assert len(set(lines)) == 1 and lines[0].startswith("--config conf/ft.yaml@")
+
+
+def test_an_empty_marker_from_before_settings_were_recorded_counts_as_done(tmp_path):
+    (tmp_path / "old.done").touch()
+    (tmp_path / "other.done").write_text("k=1\n")
+    out = stages(tmp_path, "done_with_settings old.done k=2 old && echo skipped; "
+                           "done_with_settings other.done k=2 other || echo redo")
+    assert "old: already done (old.done, which records no settings)\nskipped" in out
+    assert "other: doing it again: other.done records other settings (k=1), not k=2\nredo" in out
+    assert (tmp_path / "old.done").exists() and not (tmp_path / "other.done").exists()
