@@ -132,6 +132,22 @@ def _describe(kind: Any) -> str:
     return {bool: "true or false", int: "a whole number", float: "a number", str: "text"}.get(kind, repr(kind))
 
 
+def differences(then: dict, now: dict, prefix: str = "", one_sided: bool = True) -> list[tuple[str, Any, Any]]:
+    """``(dotted key, then, now)`` of each value that differs between two nested dicts (of configs,
+    records); a key only one has counts as None on the other side, or, without ``one_sided``, is
+    not compared (e.g. written by another version)."""
+    keys = sorted(set(then) | set(now), key=str) if one_sided else [key for key in then if key in now]
+    found = []
+    for key in keys:
+        name = f"{prefix}.{key}" if prefix else str(key)
+        old, new = then.get(key), now.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            found += differences(old, new, name, one_sided)
+        elif old != new:
+            found.append((name, old, new))
+    return found
+
+
 def plain(value: Any) -> Any:
     """A JSON-like copy: tuples become lists (what a config's ``to_dict`` gives)."""
     if isinstance(value, dict):

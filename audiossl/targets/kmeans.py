@@ -33,6 +33,7 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from audiossl.atomic import atomic_path, write_text_atomic
+from audiossl.config_fields import differences
 from audiossl.data.kaldi_dir import DataDir, table_digest
 from audiossl.errors import UserError
 from audiossl.features.store import FeatureError, ark_stamps, load_features
@@ -303,7 +304,8 @@ def _start_shards(directory: Path, record: dict, log: Callable[[str], None]) -> 
     else empty it (saying why) and write ``record``."""
     record_path = directory / "shards.json"
     if record_path.exists():
-        changes = _changes(json.loads(record_path.read_text(encoding="utf-8")), record)
+        changes = [f"{key}: {old!r} -> {new!r}"
+                   for key, old, new in differences(json.loads(record_path.read_text(encoding="utf-8")), record)]
         if not changes:
             return
         log(f"{directory}: frames made again, their settings or inputs changed: {'; '.join(changes[:3])}"
@@ -314,14 +316,6 @@ def _start_shards(directory: Path, record: dict, log: Callable[[str], None]) -> 
         shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
     write_text_atomic(record_path, json.dumps(record, indent=1, sort_keys=True) + "\n")
-
-
-def _changes(old, new, key: str = "") -> list[str]:
-    """``key: old -> new`` for each value that differs between two JSON-like records (nested keys dotted)."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        return [change for k in sorted(set(old) | set(new), key=str)
-                for change in _changes(old.get(k), new.get(k), f"{key}.{k}" if key else str(k))]
-    return [] if old == new else [f"{key}: {old!r} -> {new!r}"]
 
 
 @dataclass

@@ -56,6 +56,7 @@ from tqdm import tqdm
 
 from audiossl.atomic import write_text_atomic
 from audiossl.checkpoint import load_checkpoint, save_checkpoint
+from audiossl.config_fields import differences
 from audiossl.data.dataset import BucketBatchSampler, LanguageBatchSampler, UtteranceDataset, collate, input_rate
 from audiossl.data.transforms import BatchTransform, Compose
 from audiossl.errors import UserError
@@ -147,19 +148,6 @@ def run_origin(checkpoint: str | None, pretrained: bool) -> dict[str, Any]:
     if pretrained and checkpoint:
         return {"init": os.path.abspath(checkpoint), "weights": "pretrained"}
     return {"init": None, "weights": "random"}
-
-
-def differences(prefix: str, then: dict, now: dict) -> list[tuple[str, Any, Any]]:
-    """``(dotted key, then, now)`` of each value that differs between two nested dicts; a key only one has
-    (written by another version) is not compared."""
-    found = []
-    for key in [key for key in then if key in now]:
-        name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(then[key], dict) and isinstance(now[key], dict):
-            found += differences(name, then[key], now[key])
-        elif then[key] != now[key]:
-            found.append((name, then[key], now[key]))
-    return found
 
 
 class _TrainLog(logging.FileHandler):
@@ -428,10 +416,11 @@ class Trainer:
             config["schedule"] = {k: v for k, v in config["schedule"].items() if k != "total_updates"}  # max_updates
         shaping = [k for k in then if k not in RESUMABLE | {"accum_steps", "max_updates"}]  # those two: below
         changed = [f"{key}: {old!r} then, {new!r} now" for key, old, new in (
-            differences("model", {"family": payload["family"], **payload["config"]},
-                        {"family": self.model.config.family, **self.model.config.to_dict()})
-            + differences("", state.get("origin", {}), self.origin)
-            + differences("trainer", {k: then[k] for k in shaping}, {k: now[k] for k in shaping if k in now}))]
+            differences({"family": payload["family"], **payload["config"]},
+                        {"family": self.model.config.family, **self.model.config.to_dict()}, "model", one_sided=False)
+            + differences(state.get("origin", {}), self.origin, one_sided=False)
+            + differences({k: then[k] for k in shaping}, {k: now[k] for k in shaping if k in now}, "trainer",
+                          one_sided=False))]
         ranks, world_size = state["world_size"], self.info.world_size
         if then["accum_steps"] * ranks != now["accum_steps"] * world_size:  # another number of processes may keep them
             changed.append(f"trainer.accum_steps: {then['accum_steps']} with {ranks} process(es) then, "
