@@ -18,6 +18,7 @@ import torch
 
 from audiossl.audio import SAMPLE_RATE, AudioError, entry_info, load_entry
 from audiossl.data.kaldi_dir import DataDir, DataDirError, Segment, table_digest
+from audiossl.data.validate import VALUE_RULES
 from audiossl.features.store import FeatureError, ark_stamps, read_matrix
 from audiossl.nn.frontends import fbank_num_frames, waveform_to_fbank
 
@@ -138,19 +139,17 @@ class UtteranceDataset(torch.utils.data.Dataset):
     def _named(utt: str, seg: Segment | None) -> str:
         return f"utterance '{utt}'" + (f" (recording '{seg.recording}')" if seg else "")
 
-    def _counts(self, name: str, parse: Callable[[str], int | float], expected: str) -> list:
-        """Each utterance's number in table ``name``, parsed and checked positive and finite; a DataDirError
-        naming the line, utterance and value of a bad one, or the utterance without one."""
+    def _counts(self, name: str, parse: Callable[[str], int | float]) -> list:
+        """Each utterance's number in table ``name`` (a count or a duration), checked by the rule validation
+        uses and parsed; a DataDirError naming the line, utterance and value of a bad one, or the utterance
+        without one."""
+        accepts, expected = VALUE_RULES[name]
         values = []
         for utt in self.utterances:
             text = self._entry(name, utt, f"utterance '{utt}'")
-            try:
-                value = parse(text)
-            except ValueError:
-                value = None
-            if value is None or not 0 < value < float("inf"):
+            if not accepts(text):
                 raise DataDirError(f"{self._where(name, utt)}: utterance '{utt}': expected {expected}, got '{text}'")
-            values.append(value)
+            values.append(parse(text))
         return values
 
     def _check_rate(self, resample: bool) -> None:
@@ -180,15 +179,15 @@ class UtteranceDataset(torch.utils.data.Dataset):
             if "feats.scp" not in self.data:
                 raise DataDirError(f"{self.data_dir}: no feats.scp (run steps/make_fbank.sh)")
             if "utt2num_frames" in self.data:
-                return self._counts("utt2num_frames", int, "a positive integer")
+                return self._counts("utt2num_frames", int)
             return [self._features(u).shape[0] for u in self.utterances]
         return self._audio_lengths()
 
     def _audio_lengths(self) -> list[int]:
         if "utt2num_samples" in self.data:
-            return self._counts("utt2num_samples", int, "a positive integer")
+            return self._counts("utt2num_samples", int)
         if "utt2dur" in self.data:
-            durations = self._counts("utt2dur", float, "a positive number of seconds")
+            durations = self._counts("utt2dur", float)
             return [int(round(seconds * self.sample_rate)) for seconds in durations]
         lengths = []
         for utt in self.utterances:
