@@ -159,8 +159,8 @@ if run_stage 2; then
   for budget in $budgets; do
     for init in pretrained scratch; do
       dir=$(model_dir $init $budget)
-      trained $dir "$(finetune_settings $init $budget)" "stage 2: $(basename $dir): CTC on $budget (log: $dir/train.log)" ||
-        untrained+=("$init $budget")
+      trained $dir "$(finetune_settings $init $budget)" "stage 2: $(basename $dir): CTC on $budget (log: $dir/train.log)" \
+        $([ $init = scratch ] && echo --scratch-exp || echo --exp) || untrained+=("$init $budget")
     done
   done
   for model in "${untrained[@]}"; do

@@ -6,6 +6,7 @@ import hashlib
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -167,6 +168,45 @@ def test_a_training_stage_run_again_with_other_options_is_refused(egs, tmp_path,
     assert f"{model} was trained (or started) with other settings or inputs than this run's ({model}/.done)" in refused.stderr
     assert "  recorded: (nothing)\n  now:      --set trainer.lr=1\n" in refused.stderr
     assert (egs / model / ".done").read_text() == done and (egs / model / "checkpoints/best.pt").exists()
+
+
+def test_the_recipes_leave_out_of_training_settings_what_the_trainer_resumes_under():
+    """launch.sh's list is the trainer's RESUMABLE and accum_steps (checked by the trainer with the process count)."""
+    from audiossl.train.trainer import RESUMABLE
+    listed = subprocess.run(["bash", "-c", f". {ROOT}/recipes/utils/launch.sh; echo $resumable_trainer_keys"],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert sorted(listed) == sorted(RESUMABLE | {"accum_steps"})
+
+
+@pytest.mark.parametrize("name", TRAINING_STAGES)
+def test_an_interrupted_training_stage_resumes_with_other_resumable_trainer_settings(egs, tmp_path, name):
+    """A run started on one process goes on with half the accumulation (on two) and other workers: the recipe
+    resumes it and marks it done, and a later run with the first settings finds it done."""
+    options, model = TRAINING_STAGES[name]
+    train = tmp_path / "train"   # saves best.pt only when SAVE_BEST is set: the first run is "interrupted"
+    train.write_text('#!/bin/sh\nfor dir; do :; done\necho "training $dir"\nmkdir -p "$dir/checkpoints"\n'
+                     '[ -z "$SAVE_BEST" ] || touch "$dir/checkpoints/best.pt"\n')
+    train.chmod(0o755)
+    extra = "--pretrain-args" if name == "ssl.sh" else "--finetune-args"
+    first = subprocess.run([str(ROOT / "recipes" / name), *options, "--launcher", str(train), extra,
+                            "--set trainer.accum_steps=2 --set trainer.lr=1"], cwd=egs, capture_output=True, text=True)
+    assert first.returncode == 1 and (egs / model / ".settings").exists()
+    resumed = subprocess.run([str(ROOT / "recipes" / name), *options, "--launcher", str(train), extra,
+                              "--set trainer.num_workers=0 --set trainer.lr=1 --set=trainer.accum_steps=1"],
+                             cwd=egs, capture_output=True, text=True, env={**os.environ, "SAVE_BEST": "1"})
+    assert resumed.returncode == 0 and f"training {model}" in resumed.stdout, resumed.stderr[-2000:]
+    again = recipe(name, egs, *options, "--launcher", str(train), extra, "--set trainer.lr=1")
+    assert "already done" in again.stdout and f"training {model}" not in again.stdout
+    refused = subprocess.run([str(ROOT / "recipes" / name), *options, "--launcher", str(train)], cwd=egs,
+                             capture_output=True, text=True)
+    assert refused.returncode == 1 and "  recorded: --set trainer.lr=1\n  now:      (nothing)\n" in refused.stderr
+    assert refused.stderr.rstrip().endswith("give this run another --exp.")
+    if name == "asr.sh":   # the scratch control's remedy names its own option
+        shutil.rmtree(egs / model)
+        refused = subprocess.run([str(ROOT / "recipes" / name), *options, "--launcher", str(train)], cwd=egs,
+                                 capture_output=True, text=True)
+        assert "exp/ctc_scratch_dev was trained (or started)" in refused.stderr
+        assert refused.stderr.rstrip().endswith("give this run another --scratch-exp.")
 
 
 def python_shim(tmp_path: Path, module: str) -> dict[str, str]:
