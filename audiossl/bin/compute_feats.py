@@ -44,7 +44,6 @@ def main(argv=None) -> int:
         torch.set_num_threads(1)  # one of several parallel jobs; more threads slow these small operations
         extractor = FeatureExtractor(FeatureConfig.from_file(args.kind, args.config))
         num_frames = compute_features(DataDir.read(args.data_dir), extractor, args.ark, progress=sys.stderr.isatty())
-        write_table(Path(args.ark).with_suffix(".utt2num_frames"), {k: str(v) for k, v in num_frames.items()})
         print(f"{args.data_dir}: {len(num_frames)} utterances, {sum(num_frames.values())} frames", file=sys.stderr)
     elif args.command == "merge":
         data = DataDir.read(args.data_dir)

@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from audiossl.audio import AudioError, load_entry
-from audiossl.data.kaldi_dir import DataDir, read_table
+from audiossl.data.kaldi_dir import DataDir, read_table, write_table
 from audiossl.errors import UserError
 from audiossl.features.kaldi import FeatureExtractor, add_deltas
 
@@ -25,41 +25,47 @@ class FeatureError(UserError, RuntimeError):
 
 def compute_features(data: DataDir, extractor: FeatureExtractor, ark_path: str | os.PathLike,
                      progress: bool = False) -> dict[str, int]:
-    """Compute features of every utterance into ``ark_path`` and its ``.scp`` beside it.
+    """Compute features of every utterance into ``ark_path``, its ``.scp`` and its ``.utt2num_frames``
+    (the frame counts) beside it.
 
-    Each recording is decoded once, however many ``segments`` it holds. Both files are written
+    Each recording is decoded once, however many ``segments`` it holds. The files are written
     beside their places and moved there only when every utterance is done, so a failure leaves the
-    previous ark and scp as they were.
+    previous ones as they were, and an scp is only ever beside the ark and counts it lists.
 
     Returns:
-        ``{utterance: num_frames}``. The scp is ``ark_path`` with suffix ``.scp``.
+        ``{utterance: num_frames}``.
     """
     ark_path = Path(ark_path).absolute()
-    with ark_pair_in_place(ark_path) as (tmp_ark, tmp_scp):
-        return _write_features(data, extractor, tmp_ark, tmp_scp,
-                               f"{extractor.config.kind} {ark_path.name}" if progress else None)
+    with ark_pair_in_place(ark_path, ".utt2num_frames") as (tmp_ark, tmp_scp, tmp_counts):
+        num_frames = _write_features(data, extractor, tmp_ark, tmp_scp,
+                                     f"{extractor.config.kind} {ark_path.name}" if progress else None)
+        write_table(tmp_counts, {utt: str(frames) for utt, frames in num_frames.items()})
+        return num_frames
 
 
 @contextmanager
-def ark_pair_in_place(ark_path: Path) -> Iterator[tuple[Path, Path]]:
-    """Temporary ark and scp paths beside ``ark_path`` and its ``.scp``, moved onto them when the block
-    ends without an error (the scp's entries pointed at ``ark_path``); on an error both are removed and
-    the previous pair is left as it was."""
+def ark_pair_in_place(ark_path: Path, *companions: str) -> Iterator[tuple[Path, ...]]:
+    """Temporary paths of ``ark_path``, its ``.scp`` and its files of each ``companions`` suffix (e.g.
+    ``.utt2num_frames``), moved onto them when the block ends without an error (the scp's entries
+    pointed at ``ark_path``); on an error all are removed and the previous files are left as they were."""
     ark_path.parent.mkdir(parents=True, exist_ok=True)
     scp_path = ark_path.with_suffix(".scp")
-    tmp_ark, tmp_scp = (path.with_name(f".{path.name}.tmp") for path in (ark_path, scp_path))
+    others = [ark_path, *(ark_path.with_suffix(suffix) for suffix in companions)]
+    temporary = {path: path.with_name(f".{path.name}.tmp") for path in (*others, scp_path)}
     try:
-        yield tmp_ark, tmp_scp
+        yield tuple(temporary[path] for path in (ark_path, scp_path, *others[1:]))
+        tmp_scp = temporary[scp_path]
         lines = tmp_scp.read_text(encoding="utf-8").splitlines()
         tmp_scp.write_text("".join(f"{key} {ark_path}:{entry.rpartition(':')[2]}\n"
                                    for key, entry in (line.split(" ", 1) for line in lines)), encoding="utf-8")
-        # No scp while the ark is swapped: a job killed in between leaves none rather than a mismatched pair.
+        # No scp while the others are swapped: a job killed in between leaves none rather than a mismatch.
         scp_path.unlink(missing_ok=True)
-        os.replace(tmp_ark, ark_path)
+        for path in others:
+            os.replace(temporary[path], path)
         os.replace(tmp_scp, scp_path)
     finally:
-        tmp_ark.unlink(missing_ok=True)
-        tmp_scp.unlink(missing_ok=True)
+        for path in temporary.values():
+            path.unlink(missing_ok=True)
 
 
 def _write_features(data: DataDir, extractor: FeatureExtractor, ark_path: Path, scp_path: Path,

@@ -1,6 +1,7 @@
 """Kaldi-compatible features: equal to torchaudio's Kaldi compliance for files, pipes, segments."""
 from __future__ import annotations
 
+import os
 import subprocess
 
 import kaldiio
@@ -139,15 +140,38 @@ def test_a_failed_rerun_keeps_the_earlier_ark_and_scp(data_dir, tmp_path):
     scp = read_table(ark.with_suffix(".scp"))
     assert set(scp) == set(frames) and all(entry.startswith(f"{ark}:") for entry in scp.values())
     assert kaldiio.load_mat(scp["spkA-u1"]).shape == (frames["spkA-u1"], 23)
-    before = ark.read_bytes(), ark.with_suffix(".scp").read_bytes()
+    assert read_table(ark.with_suffix(".utt2num_frames")) == {utt: str(n) for utt, n in frames.items()}
+    before = [path.read_bytes() for path in (ark, ark.with_suffix(".scp"), ark.with_suffix(".utt2num_frames"))]
 
     wav_scp = read_table(data_dir / "wav.scp")
     (tmp_path / "bad.wav").write_bytes(b"not audio")
     write_table(data_dir / "wav.scp", {**wav_scp, "spkB-u3": str(tmp_path / "bad.wav")})
     with pytest.raises(FeatureError, match="utterance 'spkB-u3'"):
         compute_features(DataDir.read(data_dir), extractor, ark)
-    assert (ark.read_bytes(), ark.with_suffix(".scp").read_bytes()) == before
-    assert sorted(p.name for p in ark.parent.iterdir()) == ["raw.ark", "raw.scp"]   # no temporaries left
+    assert [path.read_bytes() for path in (ark, ark.with_suffix(".scp"), ark.with_suffix(".utt2num_frames"))] == before
+    assert sorted(p.name for p in ark.parent.iterdir()) == ["raw.ark", "raw.scp", "raw.utt2num_frames"]  # no temporaries
+
+
+def test_a_kill_while_features_are_moved_in_leaves_no_scp_beside_other_counts(data_dir, tmp_path, monkeypatch):
+    """The scp moves last, after the ark and the frame counts: a job killed in between leaves no scp (so no
+    merge of it), never an scp beside the frame counts of another extraction."""
+    ark = tmp_path / "raw.ark"
+    compute_features(DataDir.read(data_dir), FeatureExtractor(FeatureConfig.from_kaldi_args("fbank", [])), ark)
+    replace = os.replace
+
+    def killed_before_the_scp(src, dst):
+        if str(dst).endswith(".scp"):
+            raise KeyboardInterrupt
+        replace(src, dst)
+
+    monkeypatch.setattr("audiossl.features.store.os.replace", killed_before_the_scp)
+    extractor = FeatureExtractor(FeatureConfig.from_kaldi_args("fbank", ["--frame-shift=20"]))
+    with pytest.raises(KeyboardInterrupt):
+        compute_features(DataDir.read(data_dir), extractor, ark)
+    assert not ark.with_suffix(".scp").exists()
+    counts = read_table(ark.with_suffix(".utt2num_frames"))
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".raw")) == []
+    assert counts["spkA-u1"] == str(kaldiio.load_ark(str(ark)).__next__()[1].shape[0])
 
 
 def test_a_failed_cmvn_rerun_keeps_the_earlier_statistics(data_dir, tmp_path):
@@ -164,4 +188,5 @@ def test_a_failed_cmvn_rerun_keeps_the_earlier_statistics(data_dir, tmp_path):
     with pytest.raises(FeatureError, match=f"cannot read features '{ark}:999999999'"):
         compute_cmvn(DataDir.read(data_dir), cmvn)
     assert (cmvn.read_bytes(), cmvn.with_suffix(".scp").read_bytes()) == before
-    assert sorted(p.name for p in cmvn.parent.iterdir()) == ["cmvn.ark", "cmvn.scp", "raw.ark", "raw.scp"]
+    assert sorted(p.name for p in cmvn.parent.iterdir()) == ["cmvn.ark", "cmvn.scp", "raw.ark", "raw.scp",
+                                                              "raw.utt2num_frames"]
