@@ -42,7 +42,10 @@ def checked_value(value: Any, kind: Any, where: str) -> Any:
     with None, dataclasses); numbers also come as text (YAML 1.1 reads ``2e-3`` as a string)."""
     converted = _convert(value, kind, where)
     if converted is _WRONG:
-        raise ConfigError(f"{where}: expected {_describe(kind)}, got {value!r}")
+        hint = ""
+        if isinstance(value, bool) and _convert(str(value), kind, where) is not _WRONG:
+            hint = " (YAML reads unquoted yes, no, on, off, true and false as booleans: quote the word, e.g. 'no')"
+        raise ConfigError(f"{where}: expected {_describe(kind)}, got {value!r}{hint}")
     return converted
 
 

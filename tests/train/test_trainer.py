@@ -467,6 +467,9 @@ def test_language_stages_switch_the_mix_at_their_update_and_resume_exactly(fbank
     ([{"alpha": 1.0}, {"alpha": 0.3}], r"language_stages\[0\]: a stage before the last needs its length"),
     ([{"alpha": 1.0, "updates": 6}, {"alpha": 0.3}], "end at update 6, not before max_updates 6"),
     ([{"alpha": 1.0, "mix": {"es": 2}}], r"language_stages\[0\]: unknown keys \['mix'\]"),
+    (yaml.safe_load("[{alpha: 1.0, weights: {no: 2.0}}]"),   # Norwegian's code, unquoted, is YAML's False
+     r"language_stages\[0\].weights: expected text, got False \(YAML reads unquoted yes, no, on, off, true and "
+     r"false as booleans: quote the word, e.g. 'no'\)"),
 ])
 def test_language_stages_refuse_what_cannot_run(stages, message):
     with pytest.raises(ConfigError, match=message):
