@@ -68,7 +68,9 @@ case $eval_task in classify|verify) ;; *) echo "$0: --eval-task must be classify
 eval_name=eval_$(basename $test_set)
 
 if run_stage 0; then
-  done_or_log $data/.done.${corpus}_$size "stage 0: $size $corpus data in $data" || {
+  # the seed draws the texts, voices and renderings: another one prepares again (an empty marker counts as done)
+  settings="seed=$seed audio=${audio:-default}"
+  done_with_settings $data/.done.${corpus}_$size "$settings" "stage 0: $size $corpus data in $data" || {
     if [ $corpus = speakers ]; then
       # the two mini_tts arguments are read by the pr task only
       python3 -m audiossl.bin.prepare_tasks --tasks speakers --size $size --seed $seed --num-workers $nj \
@@ -77,7 +79,7 @@ if run_stage 0; then
       python3 -m audiossl.bin.prepare_mini_music --size $size --seed $seed --num-workers $nj \
         ${audio:-$AUDIOSSL_CORPORA/mini_music} $data
     fi
-    touch $data/.done.${corpus}_$size
+    echo "$settings" > $data/.done.${corpus}_$size
   }
 fi
 

@@ -435,6 +435,25 @@ def test_a_decode_is_made_again_for_another_checkpoint(egs, tmp_path):
     assert "exp/ctc_pretrained_dev/checkpoints/best.pt" in decode
 
 
+def test_another_seed_prepares_the_utterance_data_again(egs, tmp_path):
+    """utterance.sh's stage 0 marker records --seed (it draws texts, voices and renderings)."""
+    env = python_shim(tmp_path, "audiossl.bin.prepare_tasks")
+    stage0 = [str(ROOT / "recipes/utterance.sh"), "--stage", "0", "--stop-stage", "0", "--pretrained", "none",
+              "--size", "tiny"]
+
+    def run(*args: str) -> str:
+        done = subprocess.run([*stage0, *args], cwd=egs, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    assert "audiossl.bin.prepare_tasks: --tasks speakers --size tiny --seed 1 " in run("--seed", "1")
+    again = run("--seed", "1")
+    assert "stage 0: tiny speakers data in data: already done" in again and "prepare_tasks:" not in again
+    redone = run("--seed", "2")
+    assert "doing it again: data/.done.speakers_tiny records other settings (seed=1 audio=default)" in redone
+    assert "audiossl.bin.prepare_tasks: --tasks speakers --size tiny --seed 2 " in redone
+
+
 def test_other_prepare_args_prepare_the_data_again(egs):
     """Stage 0's marker records --prepare-args: the same ones skip it, others prepare again."""
     (egs / "local").mkdir()
