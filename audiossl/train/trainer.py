@@ -127,7 +127,9 @@ class TrainerConfig:
 # Trainer settings a resumed run may change: bookkeeping, hardware, and what to do on failures; precision
 # changes are warned about. Any other must stay but for ``accum_steps``, which may change with the number
 # of processes so long as the batches per update stay, and ``max_updates`` where the learning rates of
-# the updates done stay (a constant schedule, or a run still in its warmup).
+# the updates done stay (a constant schedule, or a run still in its warmup). A run resumed with other
+# settings goes on, but not bit for bit as it would have: precision, device and where validation falls
+# (its loader draws a seed from torch's global generator) move the random trajectory.
 RESUMABLE = frozenset({"precision", "device", "strategy", "num_workers", "num_threads", "log_interval",
                        "valid_interval", "save_interval", "keep_last", "max_bad_updates", "loss_scale_floor",
                        "loss_scale_patience", "on_scale_collapse", "watchdog_seconds", "activation_checkpointing"})
