@@ -9,6 +9,9 @@ A run writes under ``exp_dir``::
                                 a finite score, the final checkpoint)
     config.yaml                 the run config and command (when given), written once the run starts
     train.log                   human-readable log;  updates.jsonl: one JSON line per update
+    valid.jsonl                 one JSON line per validation
+    training_curves.png         every logged figure against the update (train.curves), in runs longer
+                                than a minute: redrawn at validations (at most once a minute) and at the end
     tensorboard/                scalars for tensorboard
     train.lock                  held while a trainer writes the dir: a second one is refused
 
@@ -62,6 +65,7 @@ from audiossl.data.transforms import BatchTransform, Compose
 from audiossl.errors import UserError
 from audiossl.tasks.base import Task
 from audiossl.train import sharding
+from audiossl.train.curves import plot_curves
 from audiossl.train.distributed import (DistInfo, Watchdog, all_gather_objects, all_reduce_sums, barrier, cleanup,
                                         init_distributed)
 from audiossl.train.precision import emulation_warning, native_bf16, resolve_precision
@@ -134,6 +138,8 @@ RESUMABLE = frozenset({"precision", "device", "strategy", "num_workers", "num_th
                        "valid_interval", "save_interval", "keep_last", "max_bad_updates", "loss_scale_floor",
                        "loss_scale_patience", "on_scale_collapse", "watchdog_seconds", "activation_checkpointing"})
 LOCK_FILE = "train.lock"
+CURVES = "training_curves.png"
+CURVES_INTERVAL_SECONDS = 60.0  # drawn at validations at most this often (a drawing takes about 0.5 s)
 # torch.save's zip writer turns a failed write (a full disk) into a RuntimeError saying one of these
 TORCH_WRITER_FAILURES = ("PytorchStreamWriter", "inline_container")
 
@@ -245,6 +251,7 @@ class Trainer:
                       "skipped_updates": 0, "low_scale_updates": 0,
                       "train_seconds": 0.0, "language_stage": 0}
         self.saved_update: int | None = None  # update of the newest checkpoint in ckpt_dir
+        self.curves_due = math.inf  # time.monotonic() from which training_curves.png is drawn at a validation
 
     def _sampler(self, data: UtteranceDataset, shuffle: bool, stage: int = 0) -> BucketBatchSampler | LanguageBatchSampler:
         """Training batches (shuffled, this rank's share) or validation batches (every one, in order): of one
@@ -603,6 +610,7 @@ class Trainer:
             os.close(fd)  # (and with it the lock)
 
     def _train(self) -> dict[str, float]:
+        self.curves_due = time.monotonic() + CURVES_INTERVAL_SECONDS
         logger.info("precision %s (configured %s) on %s, %d thread(s) per rank", self.precision,
                     self.config.precision, self.info.device, torch.get_num_threads())
         warning = emulation_warning(self.precision, self.info.device)
@@ -690,6 +698,8 @@ class Trainer:
                     self.state["epoch"] += 1
                     self.state["batch_index"] = 0
         bar.close()
+        if time.monotonic() >= self.curves_due or (self.exp_dir / CURVES).exists():
+            self._draw_curves()
         if summary:
             logger.info("final validation: %s", " ".join(f"{k}={v:.4g}" for k, v in summary.items()))
         if writer is not None:
@@ -715,6 +725,15 @@ class Trainer:
             raise TrainingError(f"{self.state['bad_updates']} consecutive updates with a non-finite loss or gradient "
                                 f"(at update {self.state['update'] + 1}, {self.state['skipped_updates']} skipped in "
                                 f"all); see {self.exp_dir / 'train.log'}; {self._newest_checkpoint()}")
+
+    def _draw_curves(self) -> None:
+        """Redraw ``training_curves.png`` from the update and validation logs (the main process, once an
+        update is logged)."""
+        log = self.exp_dir / "updates.jsonl"
+        if self.info.is_main and log.exists() and log.stat().st_size:
+            with self._writing(self.exp_dir / CURVES):
+                plot_curves({self.exp_dir.name: self.exp_dir}, self.exp_dir / CURVES, self.config.log_interval)
+        self.curves_due = time.monotonic() + CURVES_INTERVAL_SECONDS
 
     @contextlib.contextmanager
     def _writing(self, path: Path):
@@ -823,6 +842,8 @@ class Trainer:
                     " ".join(f"{k}={v:.4g}" for k, v in summary.items()))
         with self._writing(self.exp_dir / f"{name}.jsonl"), open(self.exp_dir / f"{name}.jsonl", "a") as f:
             f.write(json.dumps({"update": self.state["update"], **summary}) + "\n")
+        if time.monotonic() >= self.curves_due:
+            self._draw_curves()
         with self._writing(self.exp_dir / "tensorboard"):
             for key, value in summary.items():
                 writer.add_scalar(f"{name}/{key}", value, self.state["update"])

@@ -11,6 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from matplotlib import image
 import numpy as np
 import pytest
 import torch
@@ -29,6 +30,7 @@ from audiossl.tasks.pretrain import PretrainingTask
 from audiossl.train import precision
 from audiossl.train.config import trainer_config
 from audiossl.train.schedules import ScheduleConfig, lr_multiplier
+from audiossl.train.curves import plot_curves
 from audiossl.train.trainer import Trainer, TrainingError
 
 
@@ -554,6 +556,28 @@ def test_the_run_config_is_written_once_the_run_starts(fbank_dir, tmp_path):
     with pytest.raises(TrainingError, match="trainer.lr: 0.001 then, 0.002 now"):
         make_run(fbank_dir, exp, max_updates=2, lr=2e-3, run_config={"trainer": {"lr": 2e-3}}).fit()
     assert yaml.safe_load((exp / "config.yaml").read_text()) == {"trainer": {"max_updates": 2}}
+
+
+def test_training_curves_are_drawn_in_runs_longer_than_the_interval_and_kept_up_to_date(fbank_dir, tmp_path,
+                                                                                       monkeypatch):
+    """A run shorter than a minute draws none; a longer one draws at validations and at its end, and a run
+    resumed from it redraws them however short it is."""
+    exp = tmp_path / "exp"
+    make_run(fbank_dir, exp, max_updates=2, schedule={"name": "constant"}).fit()
+    assert not (exp / "training_curves.png").exists()
+    drawn = []
+
+    def plot(runs, path, smoothing):  # records the validations each drawing shows
+        drawn.append((dict(runs), path, len((exp / "valid.jsonl").read_text().splitlines())))
+        return plot_curves(runs, path, smoothing)
+
+    monkeypatch.setattr("audiossl.train.trainer.plot_curves", plot)
+    monkeypatch.setattr("audiossl.train.trainer.CURVES_INTERVAL_SECONDS", 0.0)
+    make_run(fbank_dir, exp, max_updates=6, schedule={"name": "constant"}).fit()
+    assert drawn == [({"exp": exp}, exp / "training_curves.png", validations) for validations in (2, 3, 3)]
+    monkeypatch.setattr("audiossl.train.trainer.CURVES_INTERVAL_SECONDS", 60.0)
+    make_run(fbank_dir, exp, max_updates=7, schedule={"name": "constant"}).fit()
+    assert drawn[-1][2] == 4 and image.imread(exp / "training_curves.png").ndim == 3
 
 
 def test_a_second_trainer_of_an_exp_dir_is_refused_naming_the_holder(fbank_dir, tmp_path):
