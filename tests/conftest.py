@@ -63,6 +63,17 @@ def data_dir(tmp_path: Path, audio_dir: Path) -> Path:
 
 
 @pytest.fixture
+def plain_data_dir(tmp_path: Path, audio_dir: Path) -> Path:
+    """``data_dir``'s utterances and audio, each a plain file: no sox needed (a GPU machine may lack it)."""
+    files = {"spkA-u1": "rec0.wav", "spkA-u2": "rec1.wav", "spkB-u3": "rec2.wav", "spkB-u4": "rec8k.flac"}
+    text = {"spkA-u1": "HELLO WORLD", "spkA-u2": "A PIPE ENTRY", "spkB-u3": "THIRD ONE", "spkB-u4": "EIGHT K"}
+    path = tmp_path / "data"
+    DataDir({"wav.scp": {u: str(audio_dir / f) for u, f in files.items()}, "text": text,
+             "utt2spk": {u: u.split("-")[0] for u in files}}).write(path)
+    return path
+
+
+@pytest.fixture
 def segments_dir(tmp_path: Path, audio_dir: Path) -> Path:
     """A data dir whose utterances are regions of two recordings (one a pipe entry)."""
     wav_scp = {"recA": str(audio_dir / "rec1.wav"), "recB": f"sox {audio_dir / 'rec0.wav'} -t wav - |"}

@@ -12,6 +12,8 @@ its own process with trainer.device and trainer.precision on auto (bf16 on GPUs 
   - load_model of each checkpoint, extract_features on the device against the CPU (largest difference
     of any layer: cuDNN convolutions run in TF32 on Ampere and later GPUs by torch's default).
 It prints one JSON line per check and ends with the failed ones; exit status 1 if any failed.
+The trainer's and tasks' unit tests need no sox and train on the device too (device auto):
+    python -m pytest tests/train/test_trainer.py tests/tasks tests/bin/test_training_entry_points.py
 """
 from __future__ import annotations
 

@@ -250,7 +250,7 @@ def test_partial_nested_sections_keep_the_family_defaults():
 
 
 @pytest.fixture
-def fbank_corpus(data_dir, tmp_path):
+def fbank_corpus(plain_data_dir, tmp_path):
     """The shared data dir with 80-dim fbank, random labels per frame of a tiny HuBERT, and two tiny HuBERT
     checkpoints of the same shapes (other weights) to start from."""
     import numpy as np
@@ -260,6 +260,7 @@ def fbank_corpus(data_dir, tmp_path):
     from audiossl.features.kaldi import FeatureConfig, FeatureExtractor
     from audiossl.features.store import compute_features
 
+    data_dir = plain_data_dir
     extractor = FeatureExtractor(FeatureConfig.from_kaldi_args("fbank", ["--num-mel-bins=80"]))
     frames = compute_features(DataDir.read(data_dir), extractor, data_dir / "fbank" / "raw.ark")
     write_table(data_dir / "feats.scp", merge_tables([data_dir / "fbank" / "raw.scp"]))

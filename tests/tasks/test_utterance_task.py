@@ -23,6 +23,12 @@ from tests.conftest import synth_speechlike
 UTTS = ("spkA-u1", "spkA-u2", "spkB-u3", "spkB-u4")   # the shared data_dir fixture's utterances
 
 
+@pytest.fixture
+def data_dir(plain_data_dir: Path) -> Path:
+    """The shared utterances as plain files: these tests need no sox."""
+    return plain_data_dir
+
+
 def labelled(data_dir: Path, **tables: dict[str, str]) -> Path:
     """``data_dir`` with extra tables (``utt2family={...}``, ``labels_family="..."`` for labels.family)."""
     for name, table in tables.items():

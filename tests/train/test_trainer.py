@@ -35,8 +35,9 @@ from audiossl.train.trainer import Trainer, TrainingError
 
 
 @pytest.fixture
-def fbank_dir(data_dir: Path) -> Path:
+def fbank_dir(plain_data_dir: Path) -> Path:
     """The shared data dir with 80-dim fbank in feats.scp (and utt2num_frames)."""
+    data_dir = plain_data_dir
     data = DataDir.read(data_dir)
     extractor = FeatureExtractor(FeatureConfig.from_kaldi_args("fbank", ["--num-mel-bins=80"]))
     frames = compute_features(data, extractor, data_dir / "fbank" / "raw.ark")
@@ -360,9 +361,9 @@ class AddNoise(BatchTransform):
         return dataclasses.replace(batch, inputs=batch.inputs + noise.to(batch.inputs.device))
 
 
-def test_training_only_transforms_apply_in_training_and_not_in_validation(data_dir, tmp_path):
+def test_training_only_transforms_apply_in_training_and_not_in_validation(plain_data_dir, tmp_path):
     augment, always = Recorder(training_only=True), Recorder(training_only=False)
-    run = make_run(data_dir, tmp_path / "exp", Compose([augment, always, FbankFromWaveform()]), max_updates=3)
+    run = make_run(plain_data_dir, tmp_path / "exp", Compose([augment, always, FbankFromWaveform()]), max_updates=3)
     assert run.sampler.max_frames == 4 * 16000  # batches are bounded in the dataset's samples
     run.fit()
     valid_sampler = BucketBatchSampler(run.valid_set.lengths, run.sampler.max_frames, shuffle=False)
@@ -374,20 +375,20 @@ def test_training_only_transforms_apply_in_training_and_not_in_validation(data_d
             "FbankFromWaveform(num_mel_bins=80) in validation") in (tmp_path / "exp" / "train.log").read_text()
 
 
-def test_resume_with_a_random_transform_gives_same_losses(data_dir, tmp_path, monkeypatch):
+def test_resume_with_a_random_transform_gives_same_losses(plain_data_dir, tmp_path, monkeypatch):
     def transform():
         return Compose([AddNoise(0.05), FbankFromWaveform()])
 
-    make_run(data_dir, tmp_path / "straight", transform(), max_updates=4).fit()
+    make_run(plain_data_dir, tmp_path / "straight", transform(), max_updates=4).fit()
     reference = losses(tmp_path / "straight")
-    make_run(data_dir, tmp_path / "clean", FbankFromWaveform(), max_updates=4).fit()
+    make_run(plain_data_dir, tmp_path / "clean", FbankFromWaveform(), max_updates=4).fit()
     assert losses(tmp_path / "clean") != reference  # the noise is applied
 
     crash_at(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
-        make_run(data_dir, tmp_path / "resumed", transform(), max_updates=4).fit()
+        make_run(plain_data_dir, tmp_path / "resumed", transform(), max_updates=4).fit()
     assert len(losses(tmp_path / "resumed")) == 2
-    make_run(data_dir, tmp_path / "resumed", transform(), max_updates=4).fit()
+    make_run(plain_data_dir, tmp_path / "resumed", transform(), max_updates=4).fit()
     assert losses(tmp_path / "resumed") == reference
 
 
