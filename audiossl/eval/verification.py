@@ -56,7 +56,8 @@ def write_trials(path: str | os.PathLike, trials: Iterable[Trial]) -> None:
 
 def check_trials(trials: Sequence[Trial], utterances: Iterable[str], path: str | os.PathLike) -> None:
     """Raise :class:`TrialsError` naming ``path`` and the line of the first trial whose enrollment or
-    test utterance is not in ``utterances`` (e.g. a data dir's), or that compares an utterance with itself."""
+    test utterance is not in ``utterances`` (e.g. a data dir's), or that compares an utterance with itself;
+    or naming ``path`` when it lacks target or nontarget trials (EER and minDCF need both)."""
     known = set(utterances)
     for number, (enroll, test, _) in enumerate(trials, 1):
         for utt in (enroll, test):
@@ -64,6 +65,10 @@ def check_trials(trials: Sequence[Trial], utterances: Iterable[str], path: str |
                 raise TrialsError(f"{path}:{number}: utterance '{utt}' is not in the data dir")
         if enroll == test:
             raise TrialsError(f"{path}:{number}: utterance '{enroll}' is both enrollment and test")
+    num_targets = sum(is_target for _, _, is_target in trials)
+    if num_targets in (0, len(trials)):
+        raise TrialsError(f"{path}: {num_targets} target and {len(trials) - num_targets} nontarget trials; "
+                          "EER and minDCF need both")
 
 
 def write_scores(path: str | os.PathLike, scores: Iterable[tuple[str, str, float]]) -> None:

@@ -136,11 +136,19 @@ def test_bad_trial_lines_are_named(tmp_path, text, message):
 
 def test_check_trials_names_the_line(tmp_path):
     trials = [("a1", "a2", True), ("a1", "b9", False)]
-    check_trials(trials[:1], ["a1", "a2", "b1"], "data/trials")
+    check_trials([*trials[:1], ("a1", "b1", False)], ["a1", "a2", "b1"], "data/trials")
     with pytest.raises(TrialsError, match=r"data/trials:2: utterance 'b9' is not in the data dir"):
         check_trials(trials, ["a1", "a2", "b1"], "data/trials")
     with pytest.raises(TrialsError, match=r"data/trials:1: utterance 'a1' is both enrollment and test"):
         check_trials([("a1", "a1", True)], ["a1"], "data/trials")
+
+
+@pytest.mark.parametrize("trials, counts", [([], "0 target and 0 nontarget"),
+                                            ([("a1", "a2", True)], "1 target and 0 nontarget"),
+                                            ([("a1", "b1", False), ("a2", "b1", False)], "0 target and 2 nontarget")])
+def test_trials_without_both_kinds_are_refused_before_scoring(trials, counts):
+    with pytest.raises(TrialsError, match=rf"^data/trials: {counts} trials; EER and minDCF need both$"):
+        check_trials(trials, ["a1", "a2", "b1"], "data/trials")
 
 
 @pytest.mark.parametrize("text,message", [
