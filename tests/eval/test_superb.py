@@ -284,6 +284,21 @@ def test_an_intent_slot_value_unseen_in_training_is_an_error_naming_the_line(tmp
         task.targets(test)
 
 
+def test_an_intent_table_missing_an_utterance_or_a_slot_is_an_error_naming_it(tmp_path):
+    root = tmp_path / "tasks"
+    train = labelled(root / "ic", "train", {"a": "activate lights kitchen", "b": "decrease heat"}, "utt2intent")
+    task = build_task("ic", TaskSettings())
+    with pytest.raises(DataDirError, match=f"^{train}/utt2intent:2: utterance 'b' has intent 'decrease heat', not "
+                                           r"three slot values \(action object location\)$"):
+        task.prepare(root, False)
+    labelled(root / "ic", "train", {"a": "activate lights kitchen", "b": "decrease heat none"}, "utt2intent")
+    task.prepare(root, False)
+    test = labelled(root / "ic", "test", {"c": "decrease heat none", "d": "activate lights kitchen"}, "utt2intent")
+    write_table(test / "utt2intent", {"c": "decrease heat none"})
+    with pytest.raises(DataDirError, match=f"^{test}/utt2intent: no label for 1 utterance.*e.g. 'd'$"):
+        task.targets(test)
+
+
 def test_a_24khz_upstream_reads_the_24k_music_sets_and_resampled_speech(data_dir, tmp_path, caplog):
     """MERT takes 24 kHz audio: the music tasks use mini_music's 24k/ dirs, the speech sets are resampled."""
     (tmp_path / "root/24k/notes_train").mkdir(parents=True)

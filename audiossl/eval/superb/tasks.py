@@ -295,20 +295,28 @@ class IntentTask(ProbeTask):
     sets = ("ic/train", "ic/dev", "ic/test")
     table = "utt2intent"
 
+    def intents(self, data_dir: Path) -> dict[str, list[str]]:
+        """``{utt: [action, object, location]}`` of every utterance of ``data_dir``; another number of
+        slot values is a DataDirError naming the table's line."""
+        intents = {}
+        for number, (utt, value) in enumerate(read_labels(data_dir, self.table).items(), 1):
+            intents[utt] = value.split()
+            if len(intents[utt]) != 3:
+                raise DataDirError(f"{data_dir / self.table}:{number}: utterance '{utt}' has intent '{value}', not "
+                                   "three slot values (action object location)")
+        return intents
+
     def prepare(self, data_root: Path, allow_empty_classes: bool) -> None:
-        train = data_root / self.sets[0]
-        values = [v.split() for v in read_table(train / self.table).values()]
+        values = list(self.intents(data_root / self.sets[0]).values())
         self.slots = [sorted({v[i] for v in values}) for i in range(3)]
         self.classes = sorted({" ".join(v) for v in values})
 
     def targets(self, data_dir: Path) -> dict[str, Any]:
-        path = data_dir / self.table
         ids = {}
-        for number, (utt, value) in enumerate(read_table(path).items(), 1):
-            fields = value.split()
-            if len(fields) != 3 or any(f not in slot for f, slot in zip(fields, self.slots)):
-                raise DataDirError(f"{path}:{number}: utterance '{utt}' has intent '{value}', not three slot values "
-                                   "seen in training")
+        for number, (utt, fields) in enumerate(self.intents(data_dir).items(), 1):
+            if any(f not in slot for f, slot in zip(fields, self.slots)):
+                raise DataDirError(f"{data_dir / self.table}:{number}: utterance '{utt}' has intent "
+                                   f"'{' '.join(fields)}', not three slot values seen in training")
             ids[utt] = [slot.index(f) for f, slot in zip(fields, self.slots)]
         return ids
 
