@@ -242,6 +242,18 @@ def test_table_keeps_the_csv_rows_of_upstreams_not_under_exp(tmp_path):
         write_superb_table(exp, tmp_path / "RESULTS.md", tmp_path / "bad.csv", "Frozen", "superb/run.sh", "CPU B")
 
 
+@pytest.mark.parametrize("text, message", [("{", "not JSON"), ('{"task": "ks", "upstream": "fbank"}',
+                                                                "missing value, hidden_state_seconds, train_seconds")])
+def test_a_results_file_the_table_cannot_read_is_named(tmp_path, text, message):
+    fake_results(tmp_path / "exp", "fbank", "pr", 0.77, False)
+    (tmp_path / "exp/fbank/ks").mkdir()
+    (tmp_path / "exp/fbank/ks/results.json").write_text(text)
+    (tmp_path / "RESULTS.md").write_text("# Kept\n")
+    with pytest.raises(ResultsError, match=f"^{tmp_path}/exp/fbank/ks/results.json: {message}"):
+        write_superb_table(tmp_path / "exp", tmp_path / "RESULTS.md", tmp_path / "results.csv", "F", "run.sh", "CPU")
+    assert (tmp_path / "RESULTS.md").read_text() == "# Kept\n" and not (tmp_path / "results.csv").exists()
+
+
 def test_blstm_head_equals_a_packed_bidirectional_lstm():
     torch.manual_seed(0)
     head = FrameBlstm(6, 5, 4, num_layers=2, dropout=0.0).eval()

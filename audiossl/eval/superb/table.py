@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from audiossl.atomic import write_text_atomic
-from audiossl.eval.results import ResultsError, write_section
+from audiossl.eval.results import ResultsError, read_json, write_section
 from audiossl.eval.superb.tasks import TASK_NAMES
 
 logger = logging.getLogger(__name__)
@@ -45,8 +44,8 @@ def collect(exp_dir: str | os.PathLike, cpu: str) -> dict[str, Row]:
     """``{upstream: Row}`` of every ``<exp_dir>/<upstream>/<task>/results.json`` (``cpu`` where one does not name its CPU)."""
     found: dict[str, dict[str, dict]] = {}
     for path in sorted(Path(exp_dir).glob("*/*/results.json")):
-        results = json.loads(path.read_text())
-        if results.get("task") not in TASK_NAMES:
+        results = read_json(path, "task", "upstream", "value", "hidden_state_seconds", "train_seconds")
+        if results["task"] not in TASK_NAMES:
             raise ResultsError(f"{path}: not a SUPERB task's results")
         found.setdefault(results["upstream"], {})[results["task"]] = results
     return {upstream: Row({t: r["value"] for t, r in tasks.items()},
