@@ -15,6 +15,11 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_ints(text: str) -> list[int]:
+    """Space-separated integers of at least 1 (``"8 25"``); none for an empty text."""
+    return [positive_int(word) for word in text.split()]
+
+
 def positive_float(text: str) -> float:
     """A finite number above 0 (a duration, a scale)."""
     try:

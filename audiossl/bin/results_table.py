@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from audiossl.bin.arguments import positive_ints
 from audiossl.errors import reports_user_errors
 from audiossl.eval.results import ResultsError, ctc_results_lines, grid_results_lines, write_section
 
@@ -42,7 +43,8 @@ def main(argv=None) -> int:
     parser.add_argument("--section", required=True, help="title of the section the table goes in")
     parser.add_argument("--lm-dir", help="the LM dir of the decodes with an LM (adds their columns)")
     parser.add_argument("--dev-set", default="dev", help="the set the LM weights were chosen on (default dev)")
-    parser.add_argument("--chunk-frames", default="", help="attention chunks of the streaming decodes (adds their columns)")
+    parser.add_argument("--chunk-frames", type=positive_ints, default=[],
+                        help="attention chunks of the streaming decodes, e.g. '8 25' (adds their columns)")
     parser.add_argument("output")
     args = parser.parse_args(argv)
     if not args.grid and not args.pretrained:
@@ -55,7 +57,7 @@ def main(argv=None) -> int:
     else:
         lines = ctc_results_lines(args.exp, args.scratch_exp or args.exp, args.budgets.split(),
                                   args.test_sets.split(), args.pretrained, args.command, lm_dir=args.lm_dir,
-                                  dev_set=args.dev_set, chunk_frames=[int(n) for n in args.chunk_frames.split()])
+                                  dev_set=args.dev_set, chunk_frames=args.chunk_frames)
     write_section(args.output, args.section, lines)
     print("\n".join(lines))
     return 0

@@ -78,6 +78,10 @@ def test_malformed_inputs_are_user_errors(monkeypatch, capsys):
     (train_lm, ["--order", "0", "text", "lm"], "--order"),
     (kmeans, ["fit", "--num-clusters", "0", "d", "km.safetensors"], "--num-clusters"),
     (kmeans, ["fit", "--num-clusters", "4", "--max-frames", "-1", "d", "km.safetensors"], "--max-frames"),
+    (results_table, ["--budgets", "b", "--test-sets", "t", "--pretrained", "p.pt", "--command", "c", "--section", "s",
+                     "--chunk-frames", "8 abc", "R.md"], "--chunk-frames"),
+    (results_table, ["--budgets", "b", "--test-sets", "t", "--pretrained", "p.pt", "--command", "c", "--section", "s",
+                     "--chunk-frames", "8 0", "R.md"], "--chunk-frames"),
 ])
 def test_a_count_or_size_below_one_is_a_usage_error_naming_the_option(main, argv, option, tmp_path, monkeypatch,
                                                                       capsys):
