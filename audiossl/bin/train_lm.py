@@ -5,7 +5,7 @@
 <text> has one normalized sentence per line (the corpus's text resource). Every sentence that
 is the transcript of an utterance in an --exclude-data dir (the dev and test sets) is dropped,
 so that the LM has never seen a test sentence. Writes <lm-dir>/lm.arpa (interpolated
-Kneser-Ney), lexicon.txt (every word of the kept text) and info.json, and prints, for each
+Kneser-Ney), lexicon.txt (every word of the kept text) and, last, info.json, and prints, for each
 excluded dir, the share of its words the lexicon lacks: the lexicon search cannot emit them.
 """
 from __future__ import annotations
@@ -15,11 +15,14 @@ import json
 import sys
 from pathlib import Path
 
+from audiossl.atomic import write_text_atomic
 from audiossl.bin.arguments import positive_int
 from audiossl.data.kaldi_dir import DataDir, DataDirError
 from audiossl.errors import reports_user_errors
 from audiossl.text.lexicon_decode import LEXICON_FILE, LM_FILE
 from audiossl.text.ngram import LMError, train_arpa, write_lexicon
+
+INFO_FILE = "info.json"
 
 
 def held_out_text(data_dir: str) -> dict[str, str]:
@@ -57,6 +60,7 @@ def main(argv=None) -> int:
         ngrams = train_arpa(kept, args.order, lm_dir / LM_FILE)
     except LMError as err:
         raise LMError(f"{args.text}: {err}") from None
+    (lm_dir / INFO_FILE).unlink(missing_ok=True)  # written last: until then the dir is incomplete, not described
     vocab = {w for line in kept for w in line.split()}
     num_words = write_lexicon(vocab, lm_dir / LEXICON_FILE)
     oov = {}
@@ -66,7 +70,7 @@ def main(argv=None) -> int:
     info = {"text": args.text, "order": args.order, "sentences": len(kept), "held_out": list(held_out),
             "dropped_as_held_out": len(sentences) - len(kept), "lexicon_words": num_words,
             "ngrams": ngrams, "oov_rate": oov}
-    (lm_dir / "info.json").write_text(json.dumps(info, indent=1) + "\n")
+    write_text_atomic(lm_dir / INFO_FILE, json.dumps(info, indent=1) + "\n")
     print(f"{lm_dir}: {args.order}-gram LM on {len(kept)} sentences ({len(sentences) - len(kept)} held-out "
           f"sentences dropped), {num_words} lexicon words, n-grams {ngrams}")
     for name, rate in oov.items():

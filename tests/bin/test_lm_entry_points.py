@@ -31,6 +31,25 @@ def test_held_out_sentences_are_dropped_and_oov_reported(tmp_path, capsys):
     assert "66.67 % of the words are not in the lexicon" in capsys.readouterr().out
 
 
+def test_an_lm_dir_made_again_is_described_only_once_complete(tmp_path, monkeypatch):
+    """A rerun that fails after the LM is written leaves no info.json of the earlier LM (results tables read it);
+    one refused for too little text keeps the earlier LM dir whole."""
+    (tmp_path / "text.txt").write_text("\n".join(SENTENCES) + "\n")
+    lm = tmp_path / "lm"
+    assert train_lm.main(["--order", "2", str(tmp_path / "text.txt"), str(lm)]) == 0
+    before = {path.name: path.read_text() for path in lm.iterdir()}
+    (tmp_path / "little.txt").write_text("A CAT\n")
+    assert train_lm.main(["--order", "2", str(tmp_path / "little.txt"), str(lm)]) == 1
+    assert {path.name: path.read_text() for path in lm.iterdir()} == before
+
+    def disk_full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(train_lm, "write_lexicon", disk_full)
+    assert train_lm.main(["--order", "3", str(tmp_path / "text.txt"), str(lm)]) == 1
+    assert sorted(path.name for path in lm.iterdir()) == ["lexicon.txt", "lm.arpa"]
+
+
 def test_a_held_out_dir_without_text_is_an_error(tmp_path, capsys):
     (tmp_path / "text.txt").write_text("\n".join(SENTENCES))
     (tmp_path / "test").mkdir()
