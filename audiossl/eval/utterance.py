@@ -38,6 +38,13 @@ FIGURES = {
 }
 
 
+def start_output(out_dir: Path) -> None:
+    """Make ``out_dir`` and remove its results.json, which is written last: an evaluation that stops
+    leaves no earlier figures beside its own files."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").unlink(missing_ok=True)
+
+
 def utterance_model(checkpoint: str | os.PathLike):
     """The utterance model of ``checkpoint``, in eval mode; another family is a CheckpointError."""
     model = load_model(checkpoint)
@@ -151,7 +158,7 @@ def classify(model, checkpoint: str, data_dir: str, out_dir: Path, label_table: 
     data = UtteranceDataset(data_dir, "waveform", targets, targets_name=f"{data_dir}/{label_table}",
                             sample_rate=model.sample_rate)
     logits = utterance_outputs(model, data, batch_seconds, embed=False, progress=progress)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    start_output(out_dir)
     kind = "multilabel" if model.multilabel else "classify"
     figures = (multilabel_results if model.multilabel else single_label_results)(logits, targets, classes, out_dir)
     return {"task": kind, "checkpoint": str(checkpoint), "data": str(data_dir), "label_table": label_table,
@@ -168,7 +175,7 @@ def verify(model, checkpoint: str, data_dir: str, out_dir: Path, trials_path: st
     check_trials(trials, data.utterances, trials_path)
     embeddings = utterance_outputs(model, data, batch_seconds, embed=True, progress=progress)
     scores = cosine_scores(trials, embeddings)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    start_output(out_dir)
     write_scores(out_dir / "scores", ((e, t, float(s)) for (e, t, _), s in zip(trials, scores)))
     is_target = np.array([t[2] for t in trials])
     return {"task": "verify", "checkpoint": str(checkpoint), "data": str(data_dir), "trials": str(trials_path),

@@ -112,3 +112,26 @@ def test_a_class_list_that_does_not_fit_the_model(run_files, capsys):
     assert capsys.readouterr().err.endswith(f"error: {tmp}/two: 2 classes, the model of {checkpoint} has 3\n")
     assert eval_utterance.main(["verify", str(checkpoint), str(tmp / "data"), str(tmp / "out")]) == 1
     assert capsys.readouterr().err.endswith(f"error: [Errno 2] No such file or directory: '{tmp}/data/trials'\n")
+
+
+@pytest.mark.parametrize("mode", ["classify", "verify"])
+def test_an_evaluation_run_again_and_stopped_leaves_no_earlier_results(run_files, mode, monkeypatch):
+    """results.json is written last and removed as a rerun starts writing: the earlier figures never stand
+    beside the rerun's predictions or scores."""
+    tmp = run_files
+    write_table(tmp / "data/utt2family", {"spkA-u1": "organ", "spkA-u2": "organ", "spkB-u3": "bass", "spkB-u4": "bass"})
+    (tmp / "data/trials").write_text("spkA-u1 spkA-u2 target\nspkA-u1 spkB-u3 nontarget\n")
+    assert finetune(tmp, "--scratch-like", str(tmp / "m.pt"), "--allow-empty-classes") == 0
+    argv = [mode, *(["--label-table", "utt2family"] if mode == "classify" else []), str(tmp / "exp/checkpoints/best.pt"),
+            str(tmp / "data"), str(tmp / "out")]
+    assert eval_utterance.main(argv) == 0
+    assert (tmp / "out/results.json").is_file()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(eval_utterance, "save_evaluation", killed)
+    with pytest.raises(KeyboardInterrupt):
+        eval_utterance.main(argv)
+    assert (tmp / "out" / ("predictions" if mode == "classify" else "scores")).is_file()
+    assert not (tmp / "out/results.json").exists()

@@ -5,6 +5,7 @@ import json
 import logging
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import jiwer
 import numpy as np
@@ -20,7 +21,8 @@ from audiossl.errors import ConfigError
 from audiossl.eval.results import ResultsError
 from audiossl.eval.superb.cache import CacheError, HiddenStates, cache_dir, hidden_states
 from audiossl.eval.superb.heads import FrameBlstm, PooledLinear
-from audiossl.eval.superb.runner import FeatureSet, check_inputs, read_settings, sets_at_rate
+from audiossl.eval.superb import runner
+from audiossl.eval.superb.runner import FeatureSet, check_inputs, read_settings, run_task, sets_at_rate
 from audiossl.eval.superb.table import write_table as write_superb_table
 from audiossl.eval.superb.tasks import TaskSettings, build_task, class_ids, key_score, training_classes
 from audiossl.eval.superb.upstreams import UpstreamError, default_name, open_upstream
@@ -309,6 +311,34 @@ def test_an_intent_table_missing_an_utterance_or_a_slot_is_an_error_naming_it(tm
     write_table(test / "utt2intent", {"c": "decrease heat none"})
     with pytest.raises(DataDirError, match=f"^{test}/utt2intent: no label for 1 utterance.*e.g. 'd'$"):
         task.targets(test)
+
+
+def test_a_task_run_again_and_stopped_leaves_no_earlier_results(tmp_path, monkeypatch):
+    """The table reads every results.json: a rerun that stops (killed, failed) must not leave the earlier one."""
+    root, exp = tmp_path / "tasks", tmp_path / "exp"
+    for name, utts in (("train", "abcdef"), ("dev", "gh"), ("test", "ij")):
+        labelled(root / "ks", name, {u: "yes" if i % 2 else "no" for i, u in enumerate(utts)})
+
+    def states(cache_root, upstream, data_dir, level, progress=False):
+        utts = DataDir.read(data_dir).utterances
+        rows = np.random.default_rng(len(utts)).standard_normal((len(utts), 2, 3)).astype(np.float32)
+        return HiddenStates("mean", utts, rows, np.arange(len(utts)), np.ones(len(utts), dtype=int), 50.0)
+
+    monkeypatch.setattr(runner, "hidden_states", states)
+    upstream = SimpleNamespace(sample_rate=16000, name="up.pt", identity="up")
+    settings = TaskSettings(updates=2, batch_size=2, valid_interval=1)
+    run_task("ks", settings, upstream, "up", root, tmp_path / "cache", exp / "up" / "ks")
+    assert json.loads((exp / "up/ks/results.json").read_text())["task"] == "ks"
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "train_probe", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_task("ks", TaskSettings(updates=3, batch_size=2), upstream, "up", root, tmp_path / "cache", exp / "up/ks")
+    assert not (exp / "up/ks/results.json").exists()
+    with pytest.raises(ResultsError, match="no <upstream>/<task>/results.json"):
+        write_superb_table(exp, tmp_path / "RESULTS.md", tmp_path / "results.csv", "Frozen", "run.sh", "CPU")
 
 
 def test_a_24khz_upstream_reads_the_24k_music_sets_and_resampled_speech(data_dir, tmp_path, caplog):

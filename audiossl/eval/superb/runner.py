@@ -5,7 +5,9 @@ any compute), gets the hidden states from the cache (:mod:`audiossl.eval.superb.
 the :class:`~audiossl.eval.superb.heads.Probe` with AdamW for the task's fixed budget, evaluates
 on dev every ``valid_interval`` updates, keeps the best dev state and scores it on test. Its
 directory gets ``results.json``, ``layer_weights.png``, ``probe.pt``, ``train.jsonl`` and the
-task's own files (``confusion.png`` and ``predictions``, ``scores`` for ASV, ``hyp.txt`` for CTC).
+task's own files (``confusion.png`` and ``predictions``, ``scores`` for ASV, ``hyp.txt`` for CTC);
+``results.json`` is removed as a run starts writing there and written last, so a run that stops
+leaves no earlier figures beside its own files.
 """
 from __future__ import annotations
 
@@ -191,7 +193,7 @@ def run_task(name: str, settings: TaskSettings, upstream: Upstream, upstream_nam
              cache_root: str | os.PathLike, out_dir: str | os.PathLike, seed: int = 0,
              allow_empty_classes: bool = False, progress: bool = False) -> dict:
     """Train and score task ``name`` on ``upstream``; writes ``out_dir`` and returns what results.json holds."""
-    from audiossl.eval.utterance import cpu_name, plot_layer_weights
+    from audiossl.eval.utterance import cpu_name, plot_layer_weights, start_output
 
     task = build_task(name, settings)
     data_root, out_dir = Path(data_root), Path(out_dir)
@@ -203,7 +205,7 @@ def run_task(name: str, settings: TaskSettings, upstream: Upstream, upstream_nam
     train, dev, test = (FeatureSet(hidden_states(cache_root, upstream, d, task.level, progress=progress), t)
                         for d, t in zip(dirs, targets))
     cached = time.time()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    start_output(out_dir)
     probe, chosen = train_probe(task, train, dev, seed, out_dir / "train.jsonl", progress)
     trained = time.time()
     figures = task.evaluate(predict(task, probe, test, settings.batch_size), test.targets, dirs[2], out_dir)
