@@ -58,17 +58,22 @@ def pseudo_labels(model: CtcModel, outputs: list[tuple[list[str], Tensor, Tensor
     return labels
 
 
+def check_keep_options(min_confidence: float | None, keep_fraction: float | None) -> None:
+    """ConfigError unless exactly one of the two is given, a fraction in (0, 1]."""
+    if (min_confidence is None) == (keep_fraction is None):
+        raise ConfigError("keep pseudo-labels by a minimum confidence or by a fraction (one of the two)")
+    if keep_fraction is not None and not 0.0 < keep_fraction <= 1.0:
+        raise ConfigError(f"the kept fraction of pseudo-labels must be in (0, 1], got {keep_fraction}")
+
+
 def keep_confident(labels: dict[str, PseudoLabel], min_confidence: float | None = None,
                    keep_fraction: float | None = None) -> dict[str, PseudoLabel]:
     """The pseudo-labels at or above ``min_confidence``, or the most confident ``keep_fraction`` of them
     (exactly one of the two); never an empty text."""
-    if (min_confidence is None) == (keep_fraction is None):
-        raise ConfigError("keep pseudo-labels by a minimum confidence or by a fraction (one of the two)")
+    check_keep_options(min_confidence, keep_fraction)
     usable = {utt: label for utt, label in labels.items() if label.text.strip() and math.isfinite(label.confidence)}
     if min_confidence is not None:
         return {utt: label for utt, label in usable.items() if label.confidence >= min_confidence}
-    if not 0.0 < keep_fraction <= 1.0:
-        raise ConfigError(f"the kept fraction of pseudo-labels must be in (0, 1], got {keep_fraction}")
     ranked = sorted(usable, key=lambda utt: (-usable[utt].confidence, utt))
     return {utt: usable[utt] for utt in sorted(ranked[:round(keep_fraction * len(labels))])}
 
@@ -104,6 +109,10 @@ def write_self_training_set(model_path: str, unlabelled_dir: str, labelled_dir: 
     (:func:`with_pseudo_labels`), with ``pseudo_labels.json``: counts, every pseudo-label and, where the
     unlabelled dir has a text (a synthetic corpus), the error rates of the kept and the dropped ones.
     Returns that report."""
+    check_keep_options(min_confidence, keep_fraction)
+    for name, data_dir in (("labelled", labelled_dir), ("unlabelled", unlabelled_dir)):
+        if Path(out_dir).resolve() == Path(data_dir).resolve():
+            raise DataDirError(f"{out_dir}: the {name} data dir; the self-training set goes to another dir")
     model = load_model(model_path)
     if not isinstance(model, CtcModel):
         raise CheckpointError(f"{model_path}: not a CTC model ({type(model).__name__})")

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
 
+from audiossl.bin import pseudo_label
 from audiossl.data.kaldi_dir import DataDir, DataDirError
 from audiossl.errors import ConfigError
 from audiossl.models.ctc.factory import ctc_over_encoder
@@ -55,3 +57,17 @@ def test_with_pseudo_labels_adds_the_kept_utterances_with_their_texts():
         with_pseudo_labels(labelled, labelled, {"a1": PseudoLabel("X", 0.0)}, "out")
     with pytest.raises(DataDirError, match="'c1', which the unlabelled set does not have"):
         with_pseudo_labels(labelled, unlabelled, {"c1": PseudoLabel("X", 0.0)}, "out")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--keep-fraction", "1.5", "m.pt", "unlabelled", "labelled", "out"], r"must be in \(0, 1\], got 1.5"),
+    (["--keep-fraction", "0.5", "m.pt", "unlabelled", "labelled", "./labelled/"], "labelled/: the labelled data dir"),
+    (["--min-confidence", "-1", "m.pt", "unlabelled", "labelled", "unlabelled"], "unlabelled: the unlabelled data dir"),
+])
+def test_options_that_cannot_give_a_self_training_set_are_refused_before_decoding(args, message, tmp_path, capsys,
+                                                                                  monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert pseudo_label.main(["--lm-dir", "lm", "--lm-params-from", "scores.json", *args]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.splitlines()) == 1
+    assert re.search(message, err) and "m.pt" not in err   # refused before the model is read
