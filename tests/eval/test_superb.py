@@ -341,6 +341,17 @@ def test_a_task_run_again_and_stopped_leaves_no_earlier_results(tmp_path, monkey
         write_superb_table(exp, tmp_path / "RESULTS.md", tmp_path / "results.csv", "Frozen", "run.sh", "CPU")
 
 
+def test_a_tagging_set_whose_tags_do_not_vary_is_an_error_before_any_compute(tmp_path):
+    root = tmp_path / "tasks"
+    labelled(root / "16k", "tagging_train", {"a": "organ", "b": "organ piano", "c": "piano"}, "utt2tags")
+    dev = labelled(root / "16k", "tagging_dev", {"d": "organ piano", "e": "piano organ"}, "utt2tags")
+    task = build_task("tagging", TaskSettings())
+    task.prepare(root, False)
+    assert task.targets(root / "16k/tagging_train") == {"a": [0], "b": [0, 1], "c": [1]}
+    with pytest.raises(DataDirError, match=f"^{dev}/utt2tags: no tag is on some utterances and off others"):
+        task.targets(dev)
+
+
 def test_a_24khz_upstream_reads_the_24k_music_sets_and_resampled_speech(data_dir, tmp_path, caplog):
     """MERT takes 24 kHz audio: the music tasks use mini_music's 24k/ dirs, the speech sets are resampled."""
     (tmp_path / "root/24k/notes_train").mkdir(parents=True)

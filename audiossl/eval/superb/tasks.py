@@ -371,7 +371,14 @@ class TaggingTask(ProbeTask):
         self.classes = training_classes(data_root / self.sets[0], self.table, True, allow_empty_classes)
 
     def targets(self, data_dir: Path) -> dict[str, Any]:
-        return class_ids(data_dir, self.table, self.classes, multilabel=True)
+        """Each utterance's tag ids; a set where no tag is on some utterances and off others (ROC-AUC is
+        undefined) is a DataDirError."""
+        ids = class_ids(data_dir, self.table, self.classes, multilabel=True)
+        counts = np.bincount([i for tags in ids.values() for i in set(tags)], minlength=len(self.classes))
+        if not ((counts > 0) & (counts < len(ids))).any():
+            raise DataDirError(f"{data_dir / self.table}: no tag is on some utterances and off others: ROC-AUC is "
+                               "undefined")
+        return ids
 
     def head(self, input_dim: int) -> nn.Module:
         h = self.settings.head
