@@ -44,7 +44,8 @@ def main(argv=None) -> int:
         sub = commands.add_parser(name)
         if name == "classify":
             sub.add_argument("--label-table", required=True, help="the data dir's table of labels, e.g. utt2family")
-            sub.add_argument("--classes", help=f"class list (default: {CLASSES_FILE} beside the checkpoint)")
+            sub.add_argument("--classes", help=f"class list (default: {CLASSES_FILE} beside the checkpoint, "
+                             "which it must match where that exists)")
         else:
             sub.add_argument("--trials", help="trial list (default: <data-dir>/trials)")
         sub.add_argument("--batch-seconds", type=positive_float, default=60.0,

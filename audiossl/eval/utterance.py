@@ -150,10 +150,14 @@ def multilabel_results(logits: dict[str, np.ndarray], targets: dict[str, list[in
 def classify(model, checkpoint: str, data_dir: str, out_dir: Path, label_table: str, classes_path: str | None,
              batch_seconds: float, progress: bool) -> dict:
     """Score ``model`` (read from ``checkpoint``) on ``data_dir``; returns what results.json holds."""
-    classes_path = Path(classes_path or Path(checkpoint).parent / CLASSES_FILE)
+    saved = Path(checkpoint).parent / CLASSES_FILE
+    classes_path = Path(classes_path or saved)
     classes = read_class_list(classes_path)
     if len(classes) != model.num_classes:
         raise UserError(f"{classes_path}: {len(classes)} classes, the model of {checkpoint} has {model.num_classes}")
+    if classes_path != saved and saved.is_file() and read_class_list(saved) != classes:
+        raise UserError(f"{classes_path}: not the classes of {saved} (the model's) in their order; "
+                        "leave --classes out, or give it that list")
     targets = class_targets(data_dir, label_table, classes, model.multilabel)
     data = UtteranceDataset(data_dir, "waveform", targets, targets_name=f"{data_dir}/{label_table}",
                             sample_rate=model.sample_rate)

@@ -110,6 +110,12 @@ def test_a_class_list_that_does_not_fit_the_model(run_files, capsys):
     assert eval_utterance.main(["classify", "--label-table", "utt2family", "--classes", str(tmp / "two"),
                                 str(checkpoint), str(tmp / "data"), str(tmp / "out")]) == 1
     assert capsys.readouterr().err.endswith(f"error: {tmp}/two: 2 classes, the model of {checkpoint} has 3\n")
+    (tmp / "reordered").write_text("bass\norgan\nreed\n")
+    assert eval_utterance.main(["classify", "--label-table", "utt2family", "--classes", str(tmp / "reordered"),
+                                str(checkpoint), str(tmp / "data"), str(tmp / "out")]) == 1
+    assert capsys.readouterr().err.endswith(f"error: {tmp}/reordered: not the classes of {checkpoint.parent}/classes.txt "
+                                            "(the model's) in their order; leave --classes out, or give it that list\n")
+    assert not (tmp / "out").exists()
     assert eval_utterance.main(["verify", str(checkpoint), str(tmp / "data"), str(tmp / "out")]) == 1
     assert capsys.readouterr().err.endswith(f"error: [Errno 2] No such file or directory: '{tmp}/data/trials'\n")
 
