@@ -20,7 +20,7 @@ from audiossl.atomic import write_text_atomic
 from audiossl.checkpoint import CheckpointError, load_model
 from audiossl.data.dataset import UtteranceDataset, sorted_batches
 from audiossl.errors import UserError
-from audiossl.eval.results import ResultsError, minutes, read_json, training_facts, write_section
+from audiossl.eval.results import ResultsError, minutes, parse_record, training_facts, write_section
 from audiossl.eval.verification import check_trials, cosine_scores, read_trials, verification_metrics, write_scores
 from audiossl.tasks.utterance import CLASSES_FILE, class_targets, read_class_list
 
@@ -190,8 +190,15 @@ def verify(model, checkpoint: str, data_dir: str, out_dir: Path, trials_path: st
 # ---------------------------------------------------------------------------- RESULTS.md
 
 def model_facts(model_dir: Path, eval_name: str) -> dict:
-    """A model's eval results (``<eval_name>/results.json``) and its training facts (:func:`training_facts`)."""
-    return {"results": read_json(model_dir / eval_name / "results.json", "task"), **training_facts(model_dir)}
+    """A model's eval results (``<eval_name>/results.json``, with the figures of its task) and its training
+    facts (:func:`training_facts`)."""
+    path = model_dir / eval_name / "results.json"
+    text = path.read_text()
+    kind = parse_record(text, str(path), ("task",))["task"]
+    if kind not in FIGURES:
+        raise ResultsError(f"{path}: task '{kind}' is not an utterance evaluation ({', '.join(FIGURES)})")
+    results = parse_record(text, str(path), ("data", *(key for key, _, _, _ in FIGURES[kind])))
+    return {"results": results, **training_facts(model_dir)}
 
 
 def cpu_name() -> str:

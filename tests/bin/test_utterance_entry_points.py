@@ -2,6 +2,8 @@
 bad labels, classes, checkpoints and arguments are named before anything trains."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from audiossl.bin import eval_utterance, finetune_utterance
@@ -141,3 +143,15 @@ def test_an_evaluation_run_again_and_stopped_leaves_no_earlier_results(run_files
         eval_utterance.main(argv)
     assert (tmp / "out" / ("predictions" if mode == "classify" else "scores")).is_file()
     assert not (tmp / "out/results.json").exists()
+
+
+@pytest.mark.parametrize("record, message", [
+    ({"task": "ks", "value": 0.5}, "task 'ks' is not an utterance evaluation (classify, multilabel, verify)"),
+    ({"task": "verify", "data": "d", "eer": 0.1}, "missing min_dcf_0.01, min_dcf_0.05"),
+])
+def test_results_of_another_evaluation_are_named(record, message, tmp_path, capsys):
+    (tmp_path / "p/eval_test").mkdir(parents=True)
+    (tmp_path / "p/eval_test/results.json").write_text(json.dumps(record))
+    assert eval_utterance.main(MAINS["results"][2](tmp_path)) == 1
+    assert capsys.readouterr().err == f"error: {tmp_path}/p/eval_test/results.json: {message}\n"
+    assert not (tmp_path / "RESULTS.md").exists()
