@@ -95,6 +95,18 @@ def lm_description(lm_dir: Path, dev_decodes: dict[tuple[str, str], Path]) -> st
             + ", ".join(chosen) + ".")
 
 
+def check_lm_params(decode_dir: Path, dev_decode_dir: Path) -> None:
+    """ResultsError unless the decode with an LM in ``decode_dir`` has the LM weight and word score chosen on
+    dev (``dev_decode_dir``), as the table says."""
+    keys = ("lm_weight", "word_score")
+    used, chosen = (read_json(path / "scores.json", *keys) for path in (decode_dir, dev_decode_dir))
+    if [used[key] for key in keys] != [chosen[key] for key in keys]:
+        raise ResultsError(f"{decode_dir / 'scores.json'}: LM weight {used['lm_weight']:g} / word score "
+                           f"{used['word_score']:g}, not those chosen on dev ({chosen['lm_weight']:g} / "
+                           f"{chosen['word_score']:g}, {dev_decode_dir}); decode it again with --lm-params-from "
+                           f"{dev_decode_dir / 'scores.json'}")
+
+
 def minutes(seconds: float) -> str:
     """``m:ss``."""
     return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
@@ -153,8 +165,9 @@ def ctc_results_lines(exp: str | Path, scratch_exp: str | Path, budgets: Sequenc
                 dev_cer = "" if run["dev"].get("cer") is None else f"{run['dev']['cer']:.2f}"
                 with_lm = ""
                 if lm_dir is not None:
-                    lm_scores = read_json(decode_dir.with_name(f"{decode_dir.name}_{lm_dir.name}") / "scores.json",
-                                          "cer", "wer")
+                    lm_decode = decode_dir.with_name(f"{decode_dir.name}_{lm_dir.name}")
+                    lm_scores = read_json(lm_decode / "scores.json", "cer", "wer")
+                    check_lm_params(lm_decode, model_dir[budget, init] / f"decode_{dev_set}_{lm_dir.name}")
                     with_lm = f" {100 * lm_scores['cer']:.2f} | {100 * lm_scores['wer']:.2f} |"
                 chunked = "".join(
                     f" {100 * read_json(decode_dir.with_name(f'{decode_dir.name}_chunk{n}') / 'scores.json', 'cer')['cer']:.2f} |"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -96,7 +97,8 @@ def grid(tmp_path):
                         {"update": 30, "train_seconds": 75.5, "precision": "fp32"})
         (model / "valid.jsonl").write_text('{"update": 10, "cer": 70.0}\n{"update": 20, "cer": 61.25}\n')
         write_json(model / "decode_t1" / "scores.json", {"cer": cer, "wer": 0.9})
-        write_json(model / "decode_t1_lm" / "scores.json", {"cer": cer - 0.1, "wer": 0.8})
+        write_json(model / "decode_t1_lm" / "scores.json", {"cer": cer - 0.1, "wer": 0.8, "lm_weight": 2.0,
+                                                            "word_score": 1.0})
         write_json(model / "decode_dev_lm" / "scores.json",
                    {"lm_weight": 2.0, "word_score": 1.0, "beam_size": 100, "token_beam": 10, "cer": 0.1, "wer": 0.2})
     return tmp_path
@@ -123,6 +125,17 @@ def test_results_lines_of_a_grid(grid):
     without_lm = ctc_results_lines(grid / "exp", grid / "scratch", ["b1"], ["t1"], grid / "ssl.pt", "run.sh")
     assert "LM" not in "\n".join(without_lm)
     assert without_lm[-4] == "| b1 | t1 | pretrained | 50.00 | 90.00 | 30 | 20 | 61.25 |"
+
+
+def test_a_decode_with_lm_weights_not_chosen_on_dev_is_refused(grid):
+    """The table says the LM weights were chosen on dev: a test decode with others (its own grid) is named."""
+    decode = grid / "scratch" / "ctc_scratch_b1" / "decode_t1_lm"
+    write_json(decode / "scores.json", {"cer": 0.4, "wer": 0.8, "lm_weight": 0.5, "word_score": 1.0})
+    dev = grid / "scratch" / "ctc_scratch_b1" / "decode_dev_lm"
+    with pytest.raises(ResultsError, match=re.escape(
+            f"{decode}/scores.json: LM weight 0.5 / word score 1, not those chosen on dev (2 / 1, {dev}); decode it "
+            f"again with --lm-params-from {dev}/scores.json")):
+        ctc_results_lines(grid / "exp", grid / "scratch", ["b1"], ["t1"], grid / "ssl.pt", "run.sh", lm_dir=grid / "lm")
 
 
 def test_main_writes_the_section_and_prints_it(grid, capsys):
