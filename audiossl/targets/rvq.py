@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from audiossl.atomic import atomic_path
 from audiossl.errors import UserError
 from audiossl.nn.quantizer import ResidualVectorQuantizer
 from audiossl.targets.kmeans import FeatureSource, checked_features
@@ -95,8 +96,10 @@ class RvqAutoencoder(nn.Module):
         return codes.numpy().astype(np.int64)
 
     def save(self, path: str | os.PathLike) -> None:
+        """Write the teacher as safetensors, atomically: a kill or full disk keeps an earlier teacher at ``path``."""
         metadata = {"format": FORMAT, "config": json.dumps(asdict(self.config))}
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(path), metadata=metadata)
+        with atomic_path(path) as tmp:
+            save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(tmp), metadata=metadata)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> RvqAutoencoder:

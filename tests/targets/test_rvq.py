@@ -87,6 +87,23 @@ def test_teacher_learns_saves_and_loads(tmp_path):
         RvqAutoencoder.load(tmp_path / "other.safetensors")
 
 
+def test_a_full_disk_while_saving_a_teacher_keeps_the_earlier_one(tmp_path, monkeypatch):
+    config = RvqConfig(input_dim=4, hidden=8, latent_dim=4, num_codebooks=2, codebook_size=4)
+    path = tmp_path / "teacher.safetensors"
+    RvqAutoencoder(config).save(path)
+    before = path.read_bytes()
+
+    def disk_full(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"\0" * 100)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("audiossl.targets.rvq.save_file", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        RvqAutoencoder(config).save(path)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
 def test_a_16khz_dir_is_resampled_for_a_24khz_model_with_a_note_or_refused(tmp_path, caplog):
     data = music_dir(tmp_path, rate=16000, clips=2)
     with caplog.at_level(logging.INFO):
