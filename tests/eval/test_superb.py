@@ -352,6 +352,15 @@ def test_a_tagging_set_whose_tags_do_not_vary_is_an_error_before_any_compute(tmp
         task.targets(dev)
 
 
+def test_a_key_the_key_score_cannot_read_is_an_error_before_any_compute(tmp_path):
+    root = tmp_path / "tasks"
+    train = labelled(root / "16k", "key_train", {"a": "Eb minor", "b": "H major"}, "utt2key")
+    with pytest.raises(DataDirError, match=f"^{train}: key 'H_major' is not '<tonic> major|minor' \\(tonics: C, C#"):
+        build_task("key", TaskSettings()).prepare(root, False)
+    labelled(root / "16k", "key_train", {"a": "Eb minor", "b": "B major"}, "utt2key")
+    build_task("key", TaskSettings()).prepare(root, False)
+
+
 def test_a_24khz_upstream_reads_the_24k_music_sets_and_resampled_speech(data_dir, tmp_path, caplog):
     """MERT takes 24 kHz audio: the music tasks use mini_music's 24k/ dirs, the speech sets are resampled."""
     (tmp_path / "root/24k/notes_train").mkdir(parents=True)

@@ -67,6 +67,12 @@ def key_score(reference: str, estimate: str) -> float:
     return 0.0
 
 
+def is_key(name: str) -> bool:
+    """Whether ``name`` is a key :func:`key_score` reads: a tonic of :data:`PITCH_CLASSES` and major or minor."""
+    fields = name.replace("_", " ").split()
+    return len(fields) == 2 and fields[0] in PITCH_CLASSES and fields[1] in ("major", "minor")
+
+
 # ---------------------------------------------------------------------------- labels
 
 def label_names(value: str, multilabel: bool) -> list[str]:
@@ -258,6 +264,11 @@ class ClassTask(ProbeTask):
 
     def prepare(self, data_root: Path, allow_empty_classes: bool) -> None:
         self.classes = training_classes(data_root / self.sets[0], self.table, False, allow_empty_classes)
+        if self.name == "key":  # the weighted key score reads tonic and mode
+            wrong = [key for key in self.classes if not is_key(key)]
+            if wrong:
+                raise DataDirError(f"{data_root / self.sets[0]}: key '{wrong[0]}' is not '<tonic> major|minor' "
+                                   f"(tonics: {', '.join(PITCH_CLASSES)})")
 
     def targets(self, data_dir: Path) -> dict[str, Any]:
         return class_ids(data_dir, self.table, self.classes)
