@@ -56,15 +56,18 @@ def write_trials(path: str | os.PathLike, trials: Iterable[Trial]) -> None:
 
 def check_trials(trials: Sequence[Trial], utterances: Iterable[str], path: str | os.PathLike) -> None:
     """Raise :class:`TrialsError` naming ``path`` and the line of the first trial whose enrollment or
-    test utterance is not in ``utterances`` (e.g. a data dir's), or that compares an utterance with itself;
-    or naming ``path`` when it lacks target or nontarget trials (EER and minDCF need both)."""
-    known = set(utterances)
+    test utterance is not in ``utterances`` (e.g. a data dir's), that compares an utterance with itself or
+    that repeats a trial; or naming ``path`` when it lacks target or nontarget trials (EER and minDCF need both)."""
+    known, lines = set(utterances), {}
     for number, (enroll, test, _) in enumerate(trials, 1):
         for utt in (enroll, test):
             if utt not in known:
                 raise TrialsError(f"{path}:{number}: utterance '{utt}' is not in the data dir")
         if enroll == test:
             raise TrialsError(f"{path}:{number}: utterance '{enroll}' is both enrollment and test")
+        if (enroll, test) in lines:  # it would weigh twice, and its scores file could not be read back
+            raise TrialsError(f"{path}:{number}: trial '{enroll} {test}' repeats line {lines[enroll, test]}")
+        lines[enroll, test] = number
     num_targets = sum(is_target for _, _, is_target in trials)
     if num_targets in (0, len(trials)):
         raise TrialsError(f"{path}: {num_targets} target and {len(trials) - num_targets} nontarget trials; "

@@ -141,6 +141,8 @@ def test_check_trials_names_the_line(tmp_path):
         check_trials(trials, ["a1", "a2", "b1"], "data/trials")
     with pytest.raises(TrialsError, match=r"data/trials:1: utterance 'a1' is both enrollment and test"):
         check_trials([("a1", "a1", True)], ["a1"], "data/trials")
+    with pytest.raises(TrialsError, match=r"data/trials:3: trial 'a1 a2' repeats line 1"):
+        check_trials([("a1", "a2", True), ("a1", "b1", False), ("a1", "a2", True)], ["a1", "a2", "b1"], "data/trials")
 
 
 @pytest.mark.parametrize("trials, counts", [([], "0 target and 0 nontarget"),
