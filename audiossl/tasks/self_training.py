@@ -113,13 +113,15 @@ def write_self_training_set(model_path: str, unlabelled_dir: str, labelled_dir: 
     for name, data_dir in (("labelled", labelled_dir), ("unlabelled", unlabelled_dir)):
         if Path(out_dir).resolve() == Path(data_dir).resolve():
             raise DataDirError(f"{out_dir}: the {name} data dir; the self-training set goes to another dir")
+    labelled, unlabelled = DataDir.read(labelled_dir), DataDir.read(unlabelled_dir)
+    if not set(unlabelled.utterances) - set(labelled.utterances):
+        raise DataDirError(f"{unlabelled_dir}: every utterance is one of {labelled_dir}: nothing to pseudo-label")
     model = load_model(model_path)
     if not isinstance(model, CtcModel):
         raise CheckpointError(f"{model_path}: not a CTC model ({type(model).__name__})")
     check_char_tokens(model.tokenizer.tokens)
     decoder = LexiconDecoder(model.tokenizer.tokens, lm_dir, beam_size)
     decoder.set_weights(*read_lm_params(lm_params_from))
-    labelled, unlabelled = DataDir.read(labelled_dir), DataDir.read(unlabelled_dir)
     data = UtteranceDataset(unlabelled_dir, model.input_kind, num_mel_bins=model.num_mel_bins)
     with torch.no_grad():
         outputs = ctc_outputs(model.eval(), data, batch_seconds, progress=progress)

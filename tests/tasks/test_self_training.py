@@ -71,3 +71,13 @@ def test_options_that_cannot_give_a_self_training_set_are_refused_before_decodin
     err = capsys.readouterr().err
     assert err.startswith("error: ") and len(err.splitlines()) == 1
     assert re.search(message, err) and "m.pt" not in err   # refused before the model is read
+
+
+def test_an_unlabelled_set_within_the_labelled_one_is_refused_before_decoding(tmp_path, capsys):
+    for name in ("labelled", "unlabelled"):
+        DataDir({"wav.scp": {"a1": "a1.wav"}, "utt2spk": {"a1": "s1"}, "text": {"a1": "AB"}}).write(tmp_path / name)
+    assert pseudo_label.main(["--lm-dir", "lm", "--lm-params-from", "scores.json", "--keep-fraction", "0.5",
+                              str(tmp_path / "m.pt"), str(tmp_path / "unlabelled"), str(tmp_path / "labelled"),
+                              str(tmp_path / "out")]) == 1
+    assert capsys.readouterr().err == (f"error: {tmp_path}/unlabelled: every utterance is one of {tmp_path}/labelled: "
+                                       "nothing to pseudo-label\n")
