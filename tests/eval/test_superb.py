@@ -387,6 +387,10 @@ def test_a_24khz_upstream_reads_the_24k_music_sets_and_resampled_speech(data_dir
     ("tasks: {sid: {lr: -1, batch_size: 0}}", "tasks.sid: batch_size, lr must be more than 0, got 0, -1.0"),
     ("tasks: {sid: {updates: 5}", "not valid YAML"),
     ("tasks: {sdi: {}}", r"unknown keys \['sdi'\]"),
+    ("tasks: {asr: {head: {hiden_size: 64}}}", r"tasks.asr.head: unknown key 'hiden_size' \(known: projector_dim, "),
+    ("tasks: {key: {head: {hidden_size: big, dropout: 1.5}}}",
+     r"tasks.key.head: hidden_size 'big': expected a positive whole number; dropout 1.5: expected a number in \[0, 1\)"),
+    ("tasks: {asv: {head: 5}}", "tasks.asv.head"),
 ])
 def test_a_bad_task_setting_is_named(tmp_path, text, message):
     (tmp_path / "superb.yaml").write_text(text)

@@ -29,7 +29,7 @@ from audiossl.config_fields import dataclass_from_dict
 from audiossl.errors import ConfigError
 from audiossl.eval.superb.cache import HiddenStates, hidden_states
 from audiossl.eval.superb.heads import Probe
-from audiossl.eval.superb.tasks import TASK_NAMES, ProbeTask, TaskSettings, build_task
+from audiossl.eval.superb.tasks import TASK_NAMES, ProbeTask, TaskSettings, build_task, head_option_error
 from audiossl.eval.superb.upstreams import Upstream
 from audiossl.nn.pooling import LayerWeightedSum
 from audiossl.train.config import load_run_config
@@ -55,6 +55,9 @@ def read_settings(path: str | os.PathLike) -> dict[str, TaskSettings]:
         if low:
             raise ConfigError(f"{path}: tasks.{name}: {', '.join(low)} must be more than 0, got "
                               + ", ".join(str(getattr(task, key)) for key in low))
+        wrong = [error for key, value in task.head.items() if (error := head_option_error(key, value))]
+        if wrong:
+            raise ConfigError(f"{path}: tasks.{name}.head: {'; '.join(wrong)}")
         settings[name] = task
     return settings
 

@@ -146,6 +146,22 @@ class TaskSettings:
     head: dict[str, Any] = field(default_factory=dict)
 
 
+# the head options a SUPERB config may set (a task reads those of its head), each a positive size but dropout
+HEAD_OPTIONS = ("projector_dim", "hidden_size", "num_layers", "embedding_dim", "channels", "dropout")
+
+
+def head_option_error(key: str, value: Any) -> str | None:
+    """What is wrong with head option ``key`` set to ``value``, or None."""
+    if key not in HEAD_OPTIONS:
+        return f"unknown key '{key}' (known: {', '.join(HEAD_OPTIONS)})"
+    if key == "dropout":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            return f"dropout {value!r}: expected a number in [0, 1)"
+    elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return f"{key} {value!r}: expected a positive whole number"
+    return None
+
+
 class ProbeTask:
     """What the runner needs of a task. ``targets`` values are what :meth:`loss` takes per utterance."""
 
