@@ -20,6 +20,13 @@ def positive_ints(text: str) -> list[int]:
     return [positive_int(word) for word in text.split()]
 
 
+def names(text: str) -> list[str]:
+    """Space-separated names, at least one (``"test test_unseen"``)."""
+    if not text.split():
+        raise argparse.ArgumentTypeError("expected one or more space-separated names, got none")
+    return text.split()
+
+
 def positive_float(text: str) -> float:
     """A finite number above 0 (a duration, a scale)."""
     try:

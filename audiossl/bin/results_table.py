@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from audiossl.bin.arguments import positive_ints
+from audiossl.bin.arguments import names, positive_ints
 from audiossl.errors import reports_user_errors
 from audiossl.eval.results import ResultsError, ctc_results_lines, grid_results_lines, write_section
 
@@ -35,8 +35,8 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--exp", default="exp", help="experiment dir of the pretrained models")
     parser.add_argument("--scratch-exp", help="experiment dir of the scratch control (default: --exp)")
-    parser.add_argument("--budgets", required=True)
-    parser.add_argument("--test-sets", required=True)
+    parser.add_argument("--budgets", type=names, required=True, help="the labelled sets, e.g. 'train_10min train_1h'")
+    parser.add_argument("--test-sets", type=names, required=True, help="the test sets, e.g. 'test test_unseen'")
     parser.add_argument("--pretrained", help="the pretrained checkpoint (required without --grid)")
     parser.add_argument("--grid", help="NAME=EXP-DIR pairs: one row per name and budget, CER per test set")
     parser.add_argument("--command", required=True, help="the command that produced the results")
@@ -53,10 +53,10 @@ def main(argv=None) -> int:
         pairs = [pair.split("=", 1) for pair in args.grid.split()]
         if any(len(pair) != 2 for pair in pairs):
             raise ResultsError(f"--grid takes NAME=EXP-DIR pairs, got '{args.grid}'")
-        lines = grid_results_lines(dict(pairs), args.budgets.split(), args.test_sets.split(), args.command)
+        lines = grid_results_lines(dict(pairs), args.budgets, args.test_sets, args.command)
     else:
-        lines = ctc_results_lines(args.exp, args.scratch_exp or args.exp, args.budgets.split(),
-                                  args.test_sets.split(), args.pretrained, args.command, lm_dir=args.lm_dir,
+        lines = ctc_results_lines(args.exp, args.scratch_exp or args.exp, args.budgets,
+                                  args.test_sets, args.pretrained, args.command, lm_dir=args.lm_dir,
                                   dev_set=args.dev_set, chunk_frames=args.chunk_frames)
     write_section(args.output, args.section, lines)
     print("\n".join(lines))

@@ -94,6 +94,19 @@ def test_a_count_or_size_below_one_is_a_usage_error_naming_the_option(main, argv
     assert list(tmp_path.iterdir()) == []   # nothing made before the arguments are checked
 
 
+@pytest.mark.parametrize("option", ["--budgets", "--test-sets"])
+def test_a_results_table_of_no_budget_or_test_set_is_a_usage_error(option, tmp_path, capsys):
+    """An empty list (an unset shell variable) would replace the section's table with an empty one."""
+    (tmp_path / "RESULTS.md").write_text("## s\n\nkept\n")
+    argv = {"--budgets": "b", "--test-sets": "t", option: " "}
+    with pytest.raises(SystemExit) as exited:
+        results_table.main([*(word for pair in argv.items() for word in pair), "--pretrained", "p.pt", "--command",
+                            "c", "--section", "s", str(tmp_path / "RESULTS.md")])
+    assert exited.value.code == 2
+    assert f"argument {option}: expected one or more space-separated names, got none" in capsys.readouterr().err
+    assert (tmp_path / "RESULTS.md").read_text() == "## s\n\nkept\n"
+
+
 def test_subset_of_more_utterances_than_the_data_dir_has_is_refused(tmp_path, capsys):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "utt2spk").write_text("u1 s\nu2 s\n")
