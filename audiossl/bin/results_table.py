@@ -53,6 +53,9 @@ def main(argv=None) -> int:
         pairs = [pair.split("=", 1) for pair in args.grid.split()]
         if any(len(pair) != 2 for pair in pairs):
             raise ResultsError(f"--grid takes NAME=EXP-DIR pairs, got '{args.grid}'")
+        repeated = sorted({name for name, _ in pairs if [n for n, _ in pairs].count(name) > 1})
+        if repeated:
+            raise ResultsError(f"--grid names {', '.join(repeated)} more than once: '{args.grid}'")
         lines = grid_results_lines(dict(pairs), args.budgets, args.test_sets, args.command)
     else:
         lines = ctc_results_lines(args.exp, args.scratch_exp or args.exp, args.budgets,

@@ -151,3 +151,11 @@ def test_main_writes_the_section_and_prints_it(grid, capsys):
     broken.write_text("{")
     assert results_table.main(argv) == 1
     assert capsys.readouterr().err.startswith(f"error: {broken}: not JSON")
+
+
+def test_a_grid_naming_a_row_twice_is_refused(tmp_path, capsys):
+    argv = ["--grid", "clean=exp/a none=exp/b clean=exp/c", "--budgets", "b1", "--test-sets", "t1", "--command", "c",
+            "--section", "s", str(tmp_path / "RESULTS.md")]
+    assert results_table.main(argv) == 1
+    assert capsys.readouterr().err == "error: --grid names clean more than once: 'clean=exp/a none=exp/b clean=exp/c'\n"
+    assert not (tmp_path / "RESULTS.md").exists()
