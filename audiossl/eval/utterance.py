@@ -225,7 +225,13 @@ def results_lines(pretrained_dir: Path, scratch_dir: Path, eval_name: str, pretr
     if facts["scratch"]["results"]["task"] != kind:
         raise ResultsError(f"{pretrained_dir / eval_name} and {scratch_dir / eval_name} hold different evaluations")
     figures = FIGURES[kind]
-    results = facts["pretrained"]["results"]
+    results, theirs = facts["pretrained"]["results"], facts["scratch"]["results"]
+    inputs = ("data", "trials", "num_trials") if kind == "verify" else ("data", "label_table", "utterances")
+    differ = [f"{key} {results.get(key)!r} and {theirs.get(key)!r}"
+              for key in inputs if results.get(key) != theirs.get(key)]
+    if differ:
+        raise ResultsError(f"{pretrained_dir / eval_name} and {scratch_dir / eval_name} were evaluated on other "
+                           "inputs: " + "; ".join(differ))
     header = ["Upstream", *[title for _, title, _, _ in figures], "Updates (best.pt at)", "Dev figures at best.pt",
               "Training time (m:ss)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -155,3 +155,18 @@ def test_results_of_another_evaluation_are_named(record, message, tmp_path, caps
     assert eval_utterance.main(MAINS["results"][2](tmp_path)) == 1
     assert capsys.readouterr().err == f"error: {tmp_path}/p/eval_test/results.json: {message}\n"
     assert not (tmp_path / "RESULTS.md").exists()
+
+
+def test_a_pair_evaluated_on_other_data_is_refused(tmp_path, capsys):
+    """The section compares the two models' figures: they must come from the same test set."""
+    for init, data in (("p", "data/test"), ("s", "data/test_other")):
+        save_checkpoint(tmp_path / init / "checkpoints/best.pt", "utterance", {}, {}, {"update": 2})
+        save_checkpoint(tmp_path / init / "checkpoints/last.pt", "utterance", {}, {}, {"update": 2})
+        (tmp_path / init / "eval_test").mkdir()
+        (tmp_path / init / "eval_test/results.json").write_text(json.dumps(
+            {"task": "classify", "data": data, "label_table": "utt2spk", "utterances": 4, "accuracy": 0.5,
+             "error": 0.5}))
+    assert eval_utterance.main(MAINS["results"][2](tmp_path)) == 1
+    assert capsys.readouterr().err == (f"error: {tmp_path}/p/eval_test and {tmp_path}/s/eval_test were evaluated on "
+                                       "other inputs: data 'data/test' and 'data/test_other'\n")
+    assert not (tmp_path / "RESULTS.md").exists()
