@@ -25,7 +25,9 @@ fine-tuned for them), so a frame's output waits at most N frames: the latency sc
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from pathlib import Path
 
 from audiossl.bin.arguments import positive_float, positive_int
 from audiossl.checkpoint import CheckpointError, load_model
@@ -39,11 +41,14 @@ from audiossl.text.ngram import LMError
 
 
 def floats(text: str) -> list[float]:
-    """``"0.5,1,2"`` -> ``[0.5, 1.0, 2.0]``."""
+    """``"0.5,1,2"`` -> ``[0.5, 1.0, 2.0]``; finite numbers only."""
     try:
-        return [float(x) for x in text.split(",")]
+        values = [float(x) for x in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got '{text}'") from None
+        values = []
+    if not values or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got '{text}'")
+    return values
 
 
 @reports_user_errors
@@ -55,8 +60,8 @@ def main(argv=None) -> int:
     parser.add_argument("--lm-dir", help="LM dir (lm.arpa, lexicon.txt): also a lexicon search with a word n-gram LM")
     parser.add_argument("--lm-decode-dir", help="with --lm-dir: where the decode with the LM goes")
     parser.add_argument("--lm-beam-size", type=positive_int, default=100, help="with --lm-dir: hypotheses kept per frame (default 100)")
-    parser.add_argument("--lm-weight", type=floats, default=[2.0], help="LM weight(s), comma-separated (default 2)")
-    parser.add_argument("--word-score", type=floats, default=[0.0], help="word score(s), comma-separated (default 0)")
+    parser.add_argument("--lm-weight", type=floats, help="LM weight(s), comma-separated (default 2)")
+    parser.add_argument("--word-score", type=floats, help="word score(s), comma-separated (default 0)")
     parser.add_argument("--lm-params-from", metavar="SCORES_JSON",
                         help="take the LM weight and word score from another decode's scores.json")
     parser.add_argument("--token-beam", type=positive_int, default=10,
@@ -72,6 +77,10 @@ def main(argv=None) -> int:
         parser.error("--lm-params-from needs --lm-dir")
     if bool(args.lm_dir) != bool(args.lm_decode_dir):
         parser.error("--lm-dir and --lm-decode-dir go together")
+    if (args.lm_weight or args.word_score) and (args.lm_params_from or not args.lm_dir):
+        parser.error("--lm-weight and --word-score need --lm-dir, and are not taken with --lm-params-from")
+    if args.lm_decode_dir and Path(args.lm_decode_dir).resolve() == Path(args.decode_dir).resolve():
+        parser.error("--lm-decode-dir is <decode-dir>: the decode with the LM would overwrite the one without")
     model = load_model(args.model)
     if not isinstance(model, CtcModel):
         raise CheckpointError(f"{args.model}: not a CTC model ({type(model).__name__})")
@@ -81,7 +90,7 @@ def main(argv=None) -> int:
         except LMError as err:
             raise LMError(f"{args.model}: {err}") from None
         check_lm_dir(args.lm_dir)
-        pairs = lm_grid(args.lm_weight, args.word_score, args.lm_params_from)
+        pairs = lm_grid(args.lm_weight or [2.0], args.word_score or [0.0], args.lm_params_from)
     streaming = {}
     if args.chunk_frames is not None:
         model.set_attention_chunk(args.chunk_frames)

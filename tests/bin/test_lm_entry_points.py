@@ -71,7 +71,22 @@ def test_too_little_text_is_a_named_error(tmp_path, capsys):
 
 def test_decode_options(tmp_path, capsys):
     assert decode_ctc.floats("0.5,1,2") == [0.5, 1.0, 2.0]
-    with pytest.raises(argparse.ArgumentTypeError, match="comma-separated numbers"):
-        decode_ctc.floats("0.5;1")
+    for text in ("0.5;1", "1,nan", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="comma-separated numbers"):
+            decode_ctc.floats(text)
     assert decode_ctc.main([str(tmp_path / "missing.pt"), str(tmp_path), str(tmp_path / "decode")]) == 1
     assert "missing.pt: cannot read checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--lm-dir", "lm", "--lm-decode-dir", "lm_decode", "--lm-params-from", "dev/scores.json", "--lm-weight", "1"],
+     "are not taken with --lm-params-from"),
+    (["--word-score", "1"], "--lm-weight and --word-score need --lm-dir"),
+    (["--lm-dir", "lm", "--lm-decode-dir", "./decode/"], "--lm-decode-dir is <decode-dir>"),
+])
+def test_lm_options_that_would_be_ignored_or_overwrite_the_decode_are_usage_errors(options, message, tmp_path,
+                                                                                  monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        decode_ctc.main([*options, "m.pt", "data", "decode"])
+    assert exited.value.code == 2 and message in capsys.readouterr().err
