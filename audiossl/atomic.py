@@ -3,10 +3,13 @@
     with atomic_path("exp/model.safetensors") as tmp:
         save_file(tensors, str(tmp))          # anything that writes a file at a given path
     write_text_atomic("data/local/lm.txt", text)
+    with atomic_dir("data/train_st") as tmp:   # a directory of files, replaced whole
+        data.write(tmp)
 """
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,3 +35,24 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """``Path(path).write_text(text)`` in UTF-8, through :func:`atomic_path`."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """A fresh temporary directory beside ``path`` to fill; it replaces ``path`` whole when the block ends
+    without an error (no file of an earlier ``path`` stays), and is removed, ``path`` left as it was, when
+    it raises. A kill between the two renames leaves the earlier directory as ``.<name>.old`` beside it.
+    """
+    path = Path(path)
+    tmp, old = path.with_name(f".{path.name}.tmp"), path.with_name(f".{path.name}.old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        shutil.rmtree(old, ignore_errors=True)
+        if path.exists():
+            path.rename(old)
+        tmp.rename(path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

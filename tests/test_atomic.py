@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from audiossl.atomic import atomic_path, write_text_atomic
+from audiossl.atomic import atomic_dir, atomic_path, write_text_atomic
 
 
 def test_a_finished_write_replaces_the_file(tmp_path):
@@ -25,3 +25,17 @@ def test_a_failed_write_keeps_the_old_file(tmp_path):
         with atomic_path(tmp_path / "new.bin"):
             raise RuntimeError("killed before writing")
     assert not (tmp_path / "new.bin").exists()
+
+
+def test_a_directory_is_replaced_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "train_st"
+    target.mkdir()
+    (target / "stale").write_text("of an earlier set\n")
+    with pytest.raises(OSError, match="disk full"):
+        with atomic_dir(target) as tmp:
+            (tmp / "text").write_text("half")
+            raise OSError("disk full")
+    assert [p.name for p in target.iterdir()] == ["stale"] and [p.name for p in tmp_path.iterdir()] == ["train_st"]
+    with atomic_dir(target) as tmp:
+        (tmp / "text").write_text("new\n")
+    assert [p.name for p in target.iterdir()] == ["text"] and [p.name for p in tmp_path.iterdir()] == ["train_st"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from audiossl.atomic import write_text_atomic
+from audiossl.atomic import atomic_dir
 from audiossl.checkpoint import CheckpointError, load_model
 from audiossl.data.dataset import UtteranceDataset
 from audiossl.data.kaldi_dir import DataDir, DataDirError
@@ -106,7 +106,7 @@ def write_self_training_set(model_path: str, unlabelled_dir: str, labelled_dir: 
     """Pseudo-label ``unlabelled_dir`` (its utterances of ``labelled_dir`` left out) with the CTC model at
     ``model_path`` and the LM of ``lm_dir`` at the weights of the decode ``lm_params_from`` (a scores.json),
     keep the confident ones (:func:`keep_confident`) and write them with the labelled set to ``out_dir``
-    (:func:`with_pseudo_labels`), with ``pseudo_labels.json``: counts, every pseudo-label and, where the
+    (:func:`with_pseudo_labels`; replacing an earlier ``out_dir`` whole), with ``pseudo_labels.json``: counts, every pseudo-label and, where the
     unlabelled dir has a text (a synthetic corpus), the error rates of the kept and the dropped ones.
     Returns that report."""
     check_keep_options(min_confidence, keep_fraction)
@@ -128,7 +128,7 @@ def write_self_training_set(model_path: str, unlabelled_dir: str, labelled_dir: 
     labelled_utts = set(labelled.utterances)
     found = {utt: label for utt, label in pseudo_labels(model, outputs, decoder).items() if utt not in labelled_utts}
     kept = keep_confident(found, min_confidence, keep_fraction)
-    with_pseudo_labels(labelled, unlabelled, kept, out_dir).write(out_dir)
+    combined = with_pseudo_labels(labelled, unlabelled, kept, out_dir)
     report = {"model": model_path, "unlabelled": unlabelled_dir, "labelled": len(labelled_utts),
               "pseudo_labelled": len(found), "kept": len(kept), "keep_fraction": keep_fraction,
               "min_confidence": min_confidence}
@@ -139,5 +139,7 @@ def write_self_training_set(model_path: str, unlabelled_dir: str, labelled_dir: 
             report[f"{name}_wer"], report[f"{name}_cer"] = rates.wer, rates.cer
     report["labels"] = {utt: {"text": label.text, "confidence": label.confidence, "kept": utt in kept}
                         for utt, label in sorted(found.items())}
-    write_text_atomic(Path(out_dir) / "pseudo_labels.json", json.dumps(report, indent=1))
+    with atomic_dir(out_dir) as tmp:  # no table of an earlier set (of other inputs) stays beside these
+        combined.write(tmp)
+        (tmp / "pseudo_labels.json").write_text(json.dumps(report, indent=1))
     return report

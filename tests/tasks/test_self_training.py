@@ -3,16 +3,20 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import pytest
 import torch
 
 from audiossl.bin import pseudo_label
+from audiossl.checkpoint import save_checkpoint
 from audiossl.data.kaldi_dir import DataDir, DataDirError
 from audiossl.errors import ConfigError
 from audiossl.models.ctc.factory import ctc_over_encoder
 from audiossl.models.wav2vec2 import Wav2Vec2Config, build_wav2vec2
-from audiossl.tasks.self_training import PseudoLabel, keep_confident, pseudo_labels, with_pseudo_labels
+from audiossl.tasks.self_training import (PseudoLabel, keep_confident, pseudo_labels, with_pseudo_labels,
+                                          write_self_training_set)
+from audiossl.text.ngram import train_arpa, write_lexicon
 from audiossl.text.tokenizer import build_tokenizer
 
 
@@ -81,3 +85,35 @@ def test_an_unlabelled_set_within_the_labelled_one_is_refused_before_decoding(tm
                               str(tmp_path / "out")]) == 1
     assert capsys.readouterr().err == (f"error: {tmp_path}/unlabelled: every utterance is one of {tmp_path}/labelled: "
                                        "nothing to pseudo-label\n")
+
+
+def test_a_self_training_set_replaces_an_earlier_one_whole(data_dir, tmp_path, monkeypatch):
+    """No table of an earlier set (of other inputs) stays beside the new one; a failed write keeps the earlier set."""
+    torch.manual_seed(0)
+    model = ctc_over_encoder(build_wav2vec2(Wav2Vec2Config.tiny()).encoder_only(),
+                             build_tokenizer("char", ["AB BA"], None), {}, copy_weights=True)
+    save_checkpoint(tmp_path / "m.pt", "ctc", model.config.to_dict(), model.state_dict())
+    (tmp_path / "lm").mkdir()
+    train_arpa(["AB BA", "BA AB", "AB AB BA", "A B", "B AB", "ABB A", "BA BA AB B"], 2, tmp_path / "lm/lm.arpa")
+    write_lexicon(["A", "B", "AB", "BA", "ABB"], tmp_path / "lm/lexicon.txt")
+    (tmp_path / "scores.json").write_text('{"lm_weight": 1.0, "word_score": 0.0}')
+    DataDir.read(data_dir).subset(["spkA-u1"]).write(tmp_path / "labelled")
+    out = tmp_path / "st"
+    DataDir({"utt2spk": {"old-u1": "old"}, "utt2num_frames": {"old-u1": "12"}}).write(out)
+    args = (str(tmp_path / "m.pt"), str(data_dir), str(tmp_path / "labelled"), str(out), str(tmp_path / "lm"),
+            str(tmp_path / "scores.json"))
+    report = write_self_training_set(*args, keep_fraction=1.0, beam_size=4)
+    assert report["pseudo_labelled"] == 3
+    assert sorted(p.name for p in out.iterdir()) == ["pseudo_labels.json", "spk2utt", "text", "utt2confidence",
+                                                      "utt2spk", "wav.scp"]
+    before = {p.name: p.read_text() for p in out.iterdir()}
+
+    def disk_full(self, path):
+        (Path(path) / "text").write_text("half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(DataDir, "write", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        write_self_training_set(*args, min_confidence=-1.0, beam_size=4)
+    assert {p.name: p.read_text() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
