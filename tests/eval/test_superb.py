@@ -244,6 +244,16 @@ def test_table_keeps_the_csv_rows_of_upstreams_not_under_exp(tmp_path):
         write_superb_table(exp, tmp_path / "RESULTS.md", tmp_path / "bad.csv", "Frozen", "superb/run.sh", "CPU B")
 
 
+def test_two_results_of_one_upstream_and_task_are_refused(tmp_path):
+    fake_results(tmp_path / "exp", "fbank", "pr", 0.77, False)
+    fake_results(tmp_path / "exp", "fbank_old", "pr", 0.70, False)
+    moved = tmp_path / "exp/fbank_old/pr/results.json"
+    moved.write_text(moved.read_text().replace('"upstream": "fbank_old"', '"upstream": "fbank"'))
+    with pytest.raises(ResultsError, match=f"^{moved}: results of pr for upstream 'fbank', as "
+                                           f"{tmp_path}/exp/fbank/pr/results.json$"):
+        write_superb_table(tmp_path / "exp", tmp_path / "RESULTS.md", tmp_path / "results.csv", "F", "run.sh", "CPU")
+
+
 @pytest.mark.parametrize("text, message", [("{", "not JSON"), ('{"task": "ks", "upstream": "fbank"}',
                                                                 "missing value, hidden_state_seconds, train_seconds")])
 def test_a_results_file_the_table_cannot_read_is_named(tmp_path, text, message):

@@ -43,10 +43,15 @@ def higher_is_better(task: str) -> bool:
 def collect(exp_dir: str | os.PathLike, cpu: str) -> dict[str, Row]:
     """``{upstream: Row}`` of every ``<exp_dir>/<upstream>/<task>/results.json`` (``cpu`` where one does not name its CPU)."""
     found: dict[str, dict[str, dict]] = {}
+    origin: dict[tuple[str, str], Path] = {}
     for path in sorted(Path(exp_dir).glob("*/*/results.json")):
         results = read_json(path, "task", "upstream", "value", "hidden_state_seconds", "train_seconds")
         if results["task"] not in TASK_NAMES:
             raise ResultsError(f"{path}: not a SUPERB task's results")
+        key = results["upstream"], results["task"]
+        if key in origin:  # one cell, two figures (an upstream named alike in two dirs)
+            raise ResultsError(f"{path}: results of {key[1]} for upstream '{key[0]}', as {origin[key]}")
+        origin[key] = path
         found.setdefault(results["upstream"], {})[results["task"]] = results
     return {upstream: Row({t: r["value"] for t, r in tasks.items()},
                           sum(r["hidden_state_seconds"] + r["train_seconds"] for r in tasks.values()) / 60,
