@@ -12,6 +12,7 @@ import concurrent.futures
 import dataclasses
 import itertools
 import json
+import math
 import multiprocessing
 import sys
 from pathlib import Path
@@ -35,7 +36,10 @@ def read_lm_params(scores_json: str | Path) -> tuple[float, float]:
         raise LMError(f"{scores_json}: not JSON ({err})") from None
     if not isinstance(chosen, dict) or "lm_weight" not in chosen or "word_score" not in chosen:
         raise LMError(f"{scores_json}: not the scores of a decode with an LM")
-    return chosen["lm_weight"], chosen["word_score"]
+    params = chosen["lm_weight"], chosen["word_score"]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in params):
+        raise LMError(f"{scores_json}: lm_weight {params[0]!r} and word_score {params[1]!r} must be finite numbers")
+    return float(params[0]), float(params[1])
 
 
 def lm_grid(lm_weights: list[float], word_scores: list[float],

@@ -54,6 +54,9 @@ def test_the_grid_is_every_pair_or_the_dev_choice(tmp_path):
     (tmp_path / "broken.json").write_text('{"lm_weight": 3.0,')
     with pytest.raises(LMError, match="broken.json: not JSON"):
         read_lm_params(tmp_path / "broken.json")
+    (tmp_path / "edited.json").write_text(json.dumps({"lm_weight": "2", "word_score": None}))
+    with pytest.raises(LMError, match="edited.json: lm_weight '2' and word_score None must be finite numbers"):
+        read_lm_params(tmp_path / "edited.json")
     assert issubclass(LMError, UserError)
 
 
