@@ -4,6 +4,10 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import subprocess
+import sys
+import textwrap
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,7 +23,8 @@ from audiossl.checkpoint import build_model, save_checkpoint
 from audiossl.data.kaldi_dir import DataDir, DataDirError, read_table, write_table
 from audiossl.errors import ConfigError
 from audiossl.eval.results import ResultsError
-from audiossl.eval.superb.cache import CacheError, HiddenStates, cache_dir, hidden_states
+from audiossl.eval.superb import cache as cache_module
+from audiossl.eval.superb.cache import CacheError, HiddenStates, cache_dir, hidden_states, write_cache
 from audiossl.eval.superb.heads import FrameBlstm, PooledLinear
 from audiossl.eval.superb import runner
 from audiossl.eval.superb.runner import FeatureSet, check_inputs, read_settings, run_task, sets_at_rate
@@ -133,6 +138,35 @@ def test_cache_whose_meta_disagrees_is_an_error(checkpoint, data_dir, tmp_path):
     meta_path.write_text(json.dumps({**meta, "upstream": "audiossl:another"}))
     with pytest.raises(CacheError, match="disagrees on \\['upstream'\\]"):
         hidden_states(tmp_path / "cache", upstream, data_dir, "mean")
+
+
+def test_a_cache_another_process_is_writing_is_waited_for_and_a_cache_without_meta_is_replaced(
+        checkpoint, data_dir, tmp_path, monkeypatch):
+    """Runs side by side take turns on <cache>.lock (the one that holds it computes, the next reads); a cache
+    dir left without its meta.json (removed by hand) is computed again in its place."""
+    upstream = open_upstream(str(checkpoint))
+    path = cache_dir(tmp_path / "cache", upstream, data_dir, "mean")
+    path.mkdir(parents=True)
+    (path / "states.npy").write_bytes(b"left over")
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import fcntl, os, sys
+        fd = os.open({str(path) + '.lock'!r}, os.O_RDWR | os.O_CREAT)
+        fcntl.lockf(fd, fcntl.LOCK_EX)
+        print("locked", flush=True)
+        sys.stdin.readline()""")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "locked\n"
+    writes = []
+    monkeypatch.setattr(cache_module, "write_cache", lambda *args: writes.append(args) or write_cache(*args))
+    result = []
+    worker = threading.Thread(target=lambda: result.append(hidden_states(tmp_path / "cache", upstream, data_dir, "mean")))
+    worker.start()
+    worker.join(timeout=1.0)
+    assert worker.is_alive() and not writes   # waits for the holder
+    holder.communicate("go\n", timeout=60)
+    worker.join(timeout=120)
+    assert len(writes) == 1 and result[0].states.shape[0] == len(result[0].utterances) == 4
+    assert (path / "meta.json").is_file() and sorted(p.name for p in path.parent.iterdir()) == [path.name,
+                                                                                               f"{path.name}.lock"]
 
 
 def test_s3prl_baseline_upstream_is_s3prl_itself(data_dir):

@@ -12,15 +12,19 @@ Its directory is named by a digest of the upstream's :attr:`~Upstream.identity`,
 (``wav.scp``, ``segments`` and the utterance list) and the kind, so another upstream, changed
 audio or another kind never finds it; ``meta.json`` repeats what the digest covers and is checked
 on every load. A cache is written under a temporary name and renamed when complete: a killed
-extraction leaves no cache, and the next run starts that data dir again.
+extraction leaves no cache, and the next run starts that data dir again. Runs that need the same
+cache at once (tasks side by side) take turns on ``<cache>.lock``: one computes, the others read.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,11 +99,28 @@ def hidden_states(root: str | os.PathLike, upstream: Upstream, data_dir: str | o
     the cache under ``root``, else computed (in length-sorted batches of ``batch_seconds``) and cached."""
     path = cache_dir(root, upstream, data_dir, kind)
     meta = {"format": FORMAT, "upstream": upstream.identity, "audio": audio_identity(data_dir), "kind": kind}
-    if not (path / "meta.json").is_file():
-        write_cache(path, upstream, data_dir, kind, meta, batch_seconds, progress)
-    else:
-        logger.info("%s: hidden states of %s from the cache %s", data_dir, upstream.name, path)
+    with _writer_turn(path):
+        if not (path / "meta.json").is_file():
+            write_cache(path, upstream, data_dir, kind, meta, batch_seconds, progress)
+        else:
+            logger.info("%s: hidden states of %s from the cache %s", data_dir, upstream.name, path)
     return read_cache(path, meta)
+
+
+@contextmanager
+def _writer_turn(path: Path) -> Iterator[None]:
+    """Hold ``<path>.lock`` (waiting for another process that holds it): one process at a time finds the
+    cache missing and writes it. A POSIX lock, dropped by the kernel however its process ends."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX)
+        except OSError as err:  # a file system without locks: runs side by side may compute a cache twice
+            logger.warning("cannot lock %s.lock (%s)", path, err.strerror)
+        yield
+    finally:
+        os.close(fd)
 
 
 def write_cache(path: Path, upstream: Upstream, data_dir: str | os.PathLike, kind: str, meta: dict,
@@ -127,6 +148,7 @@ def write_cache(path: Path, upstream: Upstream, data_dir: str | os.PathLike, kin
     info = {**meta, "upstream_name": upstream.name, "data_dir": str(data_dir), "frame_rate": upstream.frame_rate,
             "hidden_sizes": upstream.hidden_sizes, "utterances": len(order), "frames": int(lengths.sum())}
     write_text_atomic(tmp / "meta.json", json.dumps(info, indent=1) + "\n")
+    shutil.rmtree(path, ignore_errors=True)  # a cache dir left without its meta.json (removed by hand): replaced
     tmp.rename(path)
     logger.info("%s: %d utterances, %d frames of %d hidden states cached in %s", data_dir, len(order),
                 int(lengths.sum()), upstream.num_states, path)
