@@ -30,6 +30,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from audiossl.atomic import atomic_path
 from audiossl.errors import InteropError
 from audiossl.models.encoder import SpeechEncoder
 from audiossl.models.hubert import interop as hubert
@@ -173,7 +174,8 @@ def save_hf(model: SpeechEncoder, directory: str | os.PathLike) -> Path:
     The class is the family's base model (``HubertModel``, ``Wav2Vec2Model``, ``WavLMModel``),
     or ``Wav2Vec2ForPreTraining`` (with the quantizer) for a wav2vec 2.0 model that has its
     pretraining parts. HuBERT's and WavLM's masked-prediction heads have no HF counterpart.
-    Only the waveform front end converts.
+    Only the waveform front end converts. An existing directory keeps its other files; its
+    model is replaced whole or, on a failure, kept as it was.
     """
     family = model.config.family
     if family not in HF_FAMILIES:
@@ -187,6 +189,11 @@ def save_hf(model: SpeechEncoder, directory: str | os.PathLike) -> Path:
     hf_state = {name: tensor.detach().contiguous() for name, tensor in entry.state_dict_to_hf(state).items()}
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    save_file(hf_state, directory / "model.safetensors", metadata={"format": "pt"})
-    (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    # both files are written in full beside their places before either moves in: a failure leaves the model
+    # the directory held whole; the weights of another format left there would be another model's
+    with atomic_path(directory / WEIGHT_FILES[0]) as weights, atomic_path(directory / "config.json") as config_file:
+        save_file(hf_state, weights, metadata={"format": "pt"})
+        config_file.write_text(json.dumps(config, indent=2) + "\n")
+    for stale in WEIGHT_FILES[1:]:
+        (directory / stale).unlink(missing_ok=True)
     return directory

@@ -297,3 +297,29 @@ def test_converted_checkpoint_continues_pretraining(tmp_path):
     out = model(torch.randn(2, 8000), torch.tensor([8000, 8000]), targets, torch.Generator().manual_seed(0))
     out.loss.backward()
     assert torch.isfinite(out.loss) and model.encoder.layers[0].feed_forward.fc1.weight.grad is not None
+
+
+def test_to_hf_over_a_model_directory_replaces_its_model_whole_or_keeps_it(tmp_path, monkeypatch, capsys):
+    """A failed write keeps the directory's model as it was; a written one leaves no weights of the old model."""
+    reference = hf_model("WavLMModel", pre_norm=False)
+    reference.save_pretrained(tmp_path / "hf", safe_serialization=False)
+    (tmp_path / "hf/preprocessor_config.json").write_text("{}")
+    before = {path.name: path.read_bytes() for path in (tmp_path / "hf").iterdir()}
+    config = HubertConfig.tiny()
+    save_checkpoint(tmp_path / "model.pt", "hubert", config.to_dict(), build_hubert(config).state_dict())
+
+    def full_disk(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"\0" * 100)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("audiossl.interop.huggingface.save_file", full_disk)
+    assert convert.main(["to-hf", str(tmp_path / "model.pt"), str(tmp_path / "hf")]) == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert {path.name: path.read_bytes() for path in (tmp_path / "hf").iterdir()} == before
+    assert_same_hidden_states(reference, load_model(tmp_path / "hf"), pre_norm=False)
+    monkeypatch.undo()
+    assert convert.main(["to-hf", str(tmp_path / "model.pt"), str(tmp_path / "hf")]) == 0
+    assert sorted(path.name for path in (tmp_path / "hf").iterdir()) == [
+        "config.json", "model.safetensors", "preprocessor_config.json"]
+    assert load_model(tmp_path / "hf").config.family == "hubert"
