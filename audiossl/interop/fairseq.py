@@ -307,10 +307,11 @@ def config_from_fairseq(family: str, settings: dict[str, Any], num_classes: int 
 def config_to_fairseq(config: ModelConfig) -> dict[str, Any]:
     """The ``cfg`` of a fairseq checkpoint for an audiossl config: fairseq's ``model``, ``task`` and
     ``criterion`` sections for wav2vec 2.0 and HuBERT, unilm's flat WavLMConfig fields for WavLM."""
-    family, frontend, encoder = config.family, config.frontend, config.encoder
-    if family not in FAMILIES:
+    family = config.family
+    if family not in FAMILIES:  # first: a downstream model's config (CTC, utterance) has no front end
         raise InteropError(f"a {family!r} model has no fairseq checkpoint format here; "
                            f"converts: {', '.join(FAMILIES)}")
+    frontend, encoder = config.frontend, config.encoder
     if frontend.kind != "waveform":
         raise InteropError(f"only the waveform front end has a fairseq equivalent, not {frontend.kind!r}")
     if encoder.kind != "transformer":

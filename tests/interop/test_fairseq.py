@@ -24,9 +24,12 @@ from audiossl.interop.fairseq import (DEFAULT_CONV_LAYERS, UnsafeCheckpointError
                                       read_fairseq, save_fairseq, state_dict_to_fairseq)
 from audiossl.interop.torchaudio import to_torchaudio
 from audiossl.models.components import DEFAULT_CONV_LAYERS as AUDIOSSL_CONV_LAYERS
+from audiossl.models.ctc.factory import ctc_over_encoder
 from audiossl.models.hubert import HubertConfig
+from audiossl.models.utterance.factory import utterance_over_encoder
 from audiossl.models.wav2vec2 import Wav2Vec2Config
 from audiossl.models.wavlm import WavLMConfig
+from audiossl.text.tokenizer import CharTokenizer
 
 LAYOUTS = {"base-layout": False, "large-layout": True}
 CONFIGS = {"hubert": HubertConfig, "wav2vec2": Wav2Vec2Config, "wavlm": WavLMConfig}
@@ -292,6 +295,11 @@ def test_unconvertible_models_are_named(tmp_path):
         save_fairseq(build_model("hubert", alibi.to_dict()), tmp_path / "x.pt")
     with pytest.raises(InteropError, match="checkpoints hold quantizer.vars; the model has no pretraining parts"):
         save_fairseq(tiny("wav2vec2").encoder_only(), tmp_path / "x.pt")
+    ctc = ctc_over_encoder(tiny("hubert").encoder_only(), CharTokenizer.train(["AB"]), {}, False)
+    utterance = utterance_over_encoder(tiny("hubert"), {"head": {"num_classes": 3}})
+    for model in (ctc, utterance):  # fine-tuned models: refused by family
+        with pytest.raises(InteropError, match=f"a {model.config.family!r} model has no fairseq checkpoint format"):
+            save_fairseq(model, tmp_path / "x.pt")
     assert not (tmp_path / "x.pt").exists()
 
 
