@@ -33,6 +33,7 @@ from torch import Tensor
 from audiossl.atomic import atomic_path
 from audiossl.errors import InteropError
 from audiossl.models.encoder import SpeechEncoder
+from audiossl.models.hf_layout import checked_settings
 from audiossl.models.hubert import interop as hubert
 from audiossl.models.wav2vec2 import interop as wav2vec2
 from audiossl.models.wavlm import interop as wavlm
@@ -83,11 +84,14 @@ def read_weights(directory: Path) -> dict[str, Tensor]:
         path = directory / name
         if path.exists():
             try:
-                if name.endswith(".safetensors"):
-                    return load_file(path)
-                return torch.load(path, map_location="cpu", weights_only=True)
+                state = load_file(path) if name.endswith(".safetensors") else torch.load(path, map_location="cpu",
+                                                                                         weights_only=True)
             except Exception as err:  # safetensors and torch raise many types for a truncated or foreign file
                 raise InteropError(f"{path}: cannot read weights: {err}") from err
+            if not (isinstance(state, dict) and all(isinstance(value, Tensor) for value in state.values())):
+                raise InteropError(f"{path}: not a state dict (names to tensors): holds a {type(state).__name__}"
+                                   + ("" if not isinstance(state, dict) else " with other values"))
+            return state
     raise InteropError(f"{directory}: no weights ({' or '.join(WEIGHT_FILES)}); sharded checkpoints are not supported")
 
 
@@ -97,9 +101,10 @@ def read_config(directory: Path) -> tuple[dict[str, Any], HfFamily, str | None]:
     if not path.is_file():
         raise InteropError(f"{directory}: no config.json: not a Hugging Face model directory")
     try:
-        hf = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+        hf = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:  # not JSON, or not UTF-8
         raise InteropError(f"{path}: not JSON: {err}") from None
+    hf = checked_settings(hf, str(path))
     supported = ", ".join(SUPPORTED_CLASSES)
     architectures = hf.get("architectures") or [None]
     if len(architectures) != 1:

@@ -12,7 +12,8 @@ from typing import Any
 
 from torch import Tensor
 
-from audiossl.errors import InteropError
+from audiossl.config_fields import checked_value
+from audiossl.errors import ConfigError, InteropError
 from audiossl.models.components import EncoderConfig, FrontendConfig
 
 # (Hugging Face name prefix, audiossl name prefix); {i} stands for a layer index.
@@ -37,6 +38,38 @@ POSITION_BIAS_NAMES: tuple[tuple[str, str], ...] = (
 )
 # Older transformers versions (and fairseq) store the weight-normalised positional conv as g and v.
 _LEGACY_WEIGHT_NORM = {"weight_g": "parametrizations.weight.original0", "weight_v": "parametrizations.weight.original1"}
+
+SETTING_TYPES: dict[str, Any] = {
+    **dict.fromkeys(("model_type", "feat_extract_norm", "hidden_act", "feat_extract_activation"), str),
+    "architectures": list[str],
+    **dict.fromkeys(("conv_dim", "conv_kernel", "conv_stride"), list[int]),
+    **dict.fromkeys(("conv_bias", "do_stable_layer_norm", "feat_proj_layer_norm", "conv_pos_batch_norm"), bool),
+    **dict.fromkeys(("hidden_size", "num_hidden_layers", "intermediate_size", "num_attention_heads",
+                     "num_conv_pos_embeddings", "num_conv_pos_embedding_groups", "num_buckets", "max_bucket_distance",
+                     "proj_codevector_dim", "num_codevector_groups", "num_codevectors_per_group", "codevector_dim",
+                     "num_negatives"), int),
+    **dict.fromkeys(("hidden_dropout", "attention_dropout", "activation_dropout", "layerdrop", "feat_proj_dropout",
+                     "feat_quantizer_dropout", "contrastive_logits_temperature", "diversity_loss_weight",
+                     "layer_norm_eps"), float),
+}
+"""The config.json keys that the families' converters read, by type."""
+
+
+def checked_settings(hf: Any, source: str) -> dict[str, Any]:
+    """A config.json's dict with each key of :data:`SETTING_TYPES` checked against its type (a null counts
+    as absent); :class:`~audiossl.errors.InteropError` names ``source`` and the key."""
+    if not isinstance(hf, dict):
+        raise InteropError(f"{source}: holds a {type(hf).__name__}, not a mapping of settings")
+    checked = {}
+    for key, value in hf.items():
+        if value is not None and key in SETTING_TYPES:
+            try:
+                checked[key] = checked_value(value, SETTING_TYPES[key], f"{source}: {key}")
+            except ConfigError as err:
+                raise InteropError(str(err)) from None
+        elif value is not None:
+            checked[key] = value
+    return checked
 
 
 def _prefix_pattern(template: str) -> re.Pattern:
@@ -109,6 +142,8 @@ def body_from_hf(hf: dict[str, Any], family: str, position_bias: str = "none") -
     norm = hf.get("feat_extract_norm", "group")
     if norm not in ("group", "layer"):
         raise InteropError(f"unknown feat_extract_norm {norm!r}")
+    if not len(hf.get("conv_dim", ())) == len(hf.get("conv_kernel", ())) == len(hf.get("conv_stride", ())):
+        raise InteropError(f"Hugging Face {family} config's conv_dim, conv_kernel and conv_stride differ in length")
     try:
         frontend = FrontendConfig(
             kind="waveform",

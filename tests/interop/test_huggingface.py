@@ -323,3 +323,38 @@ def test_to_hf_over_a_model_directory_replaces_its_model_whole_or_keeps_it(tmp_p
     assert sorted(path.name for path in (tmp_path / "hf").iterdir()) == [
         "config.json", "model.safetensors", "preprocessor_config.json"]
     assert load_model(tmp_path / "hf").config.family == "hubert"
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"num_hidden_layers": 2.5}, "config.json: num_hidden_layers: expected a whole number, got 2.5"),
+    ({"hidden_dropout": "none"}, "config.json: hidden_dropout: expected a number, got 'none'"),
+    ({"conv_dim": 32}, "config.json: conv_dim: expected a list of a whole number, got 32"),
+    ({"architectures": "HubertModel"}, "config.json: architectures: expected a list of text, got 'HubertModel'"),
+    ({"num_attention_heads": None}, "config lacks 'num_attention_heads'"),
+    ({"conv_stride": [5, 2]}, "conv_dim, conv_kernel and conv_stride differ in length"),
+])
+def test_config_json_values_of_the_wrong_type_are_named(tmp_path, capsys, edit, message):
+    hf_model("HubertModel", pre_norm=False).save_pretrained(tmp_path / "hf")
+    config = json.loads((tmp_path / "hf/config.json").read_text())
+    (tmp_path / "hf/config.json").write_text(json.dumps({**config, **edit}))
+    assert convert.main(["from-hf", str(tmp_path / "hf"), str(tmp_path / "x.pt")]) == 1
+    assert message in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"[1, 2]", "config.json: holds a list, not a mapping of settings"),
+    (b"\xff\xfe{}", "config.json: not JSON: 'utf-8' codec can't decode"),
+])
+def test_a_config_json_that_is_no_mapping_is_named(tmp_path, capsys, content, message):
+    hf_model("HubertModel", pre_norm=False).save_pretrained(tmp_path / "hf")
+    (tmp_path / "hf/config.json").write_bytes(content)
+    assert convert.main(["from-hf", str(tmp_path / "hf"), str(tmp_path / "x.pt")]) == 1
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", [[torch.zeros(1)], {"weight": 1}], ids=["list", "not-tensors"])
+def test_a_pytorch_model_bin_that_is_no_state_dict_is_named(tmp_path, capsys, content):
+    hf_model("HubertModel", pre_norm=False).save_pretrained(tmp_path / "hf", safe_serialization=False)
+    torch.save(content, tmp_path / "hf/pytorch_model.bin")
+    assert convert.main(["from-hf", str(tmp_path / "hf"), str(tmp_path / "x.pt")]) == 1
+    assert "pytorch_model.bin: not a state dict (names to tensors)" in capsys.readouterr().err
