@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from audiossl.atomic import atomic_path
-from audiossl.errors import UserError
+from audiossl.errors import ConfigError, UserError
 from audiossl.registry import build_model  # re-exported: callers build models through the checkpoint module too
 
 FORMAT = "audiossl/1"
@@ -87,6 +87,11 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
                                   "upgrade audiossl to load it")
     if fmt != FORMAT:
         raise CheckpointError(f"{path}: not an audiossl checkpoint (format {FORMAT})")
+    wrong = [key for key, kind in (("family", str), ("config", dict), ("model", dict))
+             if not isinstance(payload.get(key), kind)]
+    if wrong:
+        raise CheckpointError(f"{path}: not a whole audiossl checkpoint: {', '.join(wrong)} missing or of another "
+                              "type (family is text, config and model are mappings)")
     if "checksum" in payload and checksum(payload) != payload["checksum"]:
         raise CheckpointError(f"{path}: checksum mismatch: the file was damaged after it was written; use an "
                               "earlier checkpoint (checkpoints/update_*.pt) or a copy")
@@ -105,10 +110,26 @@ def _load_failure(err: Exception) -> str:
             f"({type(err).__name__}: {' '.join(text.split())})")
 
 
-def model_from_checkpoint(payload: dict) -> nn.Module:
-    """The model a checkpoint describes, with its weights (train mode, as built)."""
-    model = build_model(payload["family"], payload["config"])
-    model.load_state_dict(payload["model"])
+def model_from_checkpoint(payload: dict, source: str | os.PathLike) -> nn.Module:
+    """The model a checkpoint read from ``source`` describes, with its weights (train mode, as built).
+
+    A config that does not build, or weights that do not fit it (a file of an older audiossl whose
+    model changed since), is a :class:`CheckpointError` naming ``source`` and the weights at fault.
+    """
+    try:
+        model = build_model(payload["family"], payload["config"])
+    except ConfigError as err:
+        raise CheckpointError(f"{source}: its model config does not build: {err}") from None
+    expected, state = model.state_dict(), payload["model"]
+    missing = [name for name in expected if name not in state]
+    unexpected = [name for name in state if name not in expected]
+    wrong_shape = [f"{name} {tuple(getattr(state[name], 'shape', ()))} (config: {tuple(tensor.shape)})"
+                   for name, tensor in expected.items()
+                   if name in state and not (isinstance(state[name], torch.Tensor) and state[name].shape == tensor.shape)]
+    if missing or unexpected or wrong_shape:
+        raise CheckpointError(f"{source}: its weights do not fit its {payload['family']} config: missing {missing}, "
+                              f"unexpected {unexpected}, wrong shape {wrong_shape}")
+    model.load_state_dict(state)
     return model
 
 
@@ -140,4 +161,4 @@ def load_model(path: str | os.PathLike) -> nn.Module:
         if not fairseq.is_fairseq_checkpoint(foreign):
             raise not_audiossl from None
         return fairseq.model_from_fairseq(foreign, source=str(path))
-    return model_from_checkpoint(payload).eval()
+    return model_from_checkpoint(payload, path).eval()

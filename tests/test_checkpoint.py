@@ -60,3 +60,32 @@ def test_files_written_before_checksums_still_load(tmp_path):
     path = tmp_path / "old.pt"
     torch.save({"format": FORMAT, "family": "hubert", "config": {}, "model": {"w": torch.ones(2)}}, path)
     assert load_checkpoint(path)["model"]["w"].sum() == 2
+
+
+def test_a_checkpoint_whose_model_does_not_build_or_fit_is_refused_by_name(tmp_path, capsys):
+    """A hand-made file or one of an older audiossl: load_model and convert name the file and what is at fault."""
+    from audiossl.bin import convert
+    from audiossl.models.hubert import HubertConfig, build_hubert
+
+    config = HubertConfig.tiny()
+    state = build_hubert(config).state_dict()
+    cases = {
+        "no_weights.pt": ({"format": FORMAT, "family": "hubert", "config": config.to_dict()},
+                          "not a whole audiossl checkpoint: model missing"),
+        "family.pt": ({"format": FORMAT, "family": "hubret", "config": config.to_dict(), "model": state},
+                      "its model config does not build: unknown model family 'hubret'"),
+        "config.pt": ({"format": FORMAT, "family": "hubert", "config": {"encoder": {"num_layers": "two"}},
+                       "model": state}, "its model config does not build: HubertConfig.encoder.num_layers"),
+        "weights.pt": ({"format": FORMAT, "family": "hubert", "config": config.to_dict(),
+                        "model": {**{k: v for k, v in state.items() if k != "mask_embedding"},
+                                  "encoder.layer_norm.bias": torch.zeros(3), "old.weight": torch.zeros(1)}},
+                       "its weights do not fit its hubert config: missing ['mask_embedding'], unexpected "
+                       "['old.weight'], wrong shape ['encoder.layer_norm.bias (3,) (config: (64,))']"),
+    }
+    for name, (payload, message) in cases.items():
+        torch.save(payload, tmp_path / name)
+        with pytest.raises(CheckpointError) as err:
+            load_model(tmp_path / name)
+        assert str(err.value).startswith(f"{tmp_path / name}: ") and message in str(err.value)
+        assert convert.main(["to-hf", str(tmp_path / name), str(tmp_path / "hf")]) == 1
+        assert message in capsys.readouterr().err

@@ -60,7 +60,7 @@ def main(argv=None) -> int:
         save_checkpoint(args.target, model.config.family, model.config.to_dict(), model.state_dict())
     else:
         save = save_hf if args.command == "to-hf" else save_fairseq
-        save(model_from_checkpoint(load_checkpoint(args.source)), args.target)
+        save(model_from_checkpoint(load_checkpoint(args.source), args.source), args.target)
     print(f"{args.source} -> {args.target}")
     return 0
 

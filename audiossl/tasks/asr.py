@@ -145,7 +145,7 @@ def read_ctc_section(section: dict[str, Any] | None) -> tuple[FineTuningOptions,
 def fine_tuning_encoder(checkpoint: str, options: FineTuningOptions) -> SpeechEncoder:
     """The encoder of any checkpoint (pretrained, or fine-tuned before) as fine-tuning uses it:
     without its pretraining or task parts, cut to ``options.encoder_layers``, with the fine-tuning layer drop."""
-    encoder = model_from_checkpoint(load_checkpoint(checkpoint)).encoder_only()
+    encoder = model_from_checkpoint(load_checkpoint(checkpoint), checkpoint).encoder_only()
     if options.encoder_layers is not None:
         encoder.truncated(options.encoder_layers)
     return encoder.with_layer_drop(options.encoder_layer_drop)
