@@ -47,6 +47,8 @@ FAMILIES = ("wav2vec2", "hubert", "wavlm")
 NUM_SPECIAL_SYMBOLS = 4  # fairseq's Dictionary: <s>, <pad>, </s>, <unk> before the labels
 DEFAULT_CONV_LAYERS = "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2"
 _MAX_REPEAT = 1000  # the largest "* n" a conv_feature_layers string may use
+SIZE_SETTINGS = ("conv_feature_layers", "encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim",
+                 "encoder_attention_heads", "conv_pos", "conv_pos_groups")  # what shapes the weights
 
 # (fairseq name prefix, audiossl name prefix); {i} stands for a layer index; the first matching prefix wins.
 BODY_NAMES: tuple[tuple[str, str], ...] = (
@@ -202,7 +204,11 @@ def fairseq_settings(payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         arch = settings.get("arch")
     elif "model" in settings:
         cfg = settings
-        settings = {**(cfg.get("task") or {}), **(cfg.get("criterion") or {}), **(cfg.get("model") or {})}
+        sections = {name: cfg.get(name) or {} for name in ("task", "criterion", "model")}
+        wrong = [name for name, section in sections.items() if not isinstance(section, dict)]
+        if wrong:
+            raise InteropError(f"its cfg's {', '.join(wrong)} section is not a mapping of settings")
+        settings = {**sections["task"], **sections["criterion"], **sections["model"]}
         arch = (cfg.get("model") or {}).get("_name")
     else:
         arch = "wavlm"
@@ -237,6 +243,16 @@ def _literal(value: Any) -> Any:
         return ast.literal_eval(value) if isinstance(value, str) else value
     except (SyntaxError, ValueError) as err:
         raise InteropError(f"cannot read fairseq setting {value!r}: {err}") from None
+
+
+def _numbers(value: Any, key: str, lengths: tuple[int, ...]) -> list[float]:
+    """fairseq setting ``key``: a list (text in old ``args``) of as many numbers as one of ``lengths``."""
+    value = _literal(value)
+    if not (isinstance(value, (list, tuple)) and len(value) in lengths
+            and all(isinstance(item, (int, float)) and not isinstance(item, bool) for item in value)):
+        raise InteropError(f"fairseq setting {key}: expected a list of {' or '.join(map(str, lengths))} numbers, "
+                           f"got {value!r}")
+    return [float(item) for item in value]
 
 
 def config_from_fairseq(family: str, settings: dict[str, Any], num_classes: int = 100) -> ModelConfig:
@@ -287,8 +303,9 @@ def config_from_fairseq(family: str, settings: dict[str, Any], num_classes: int 
               "dropout_input": get("dropout_input", 0.0)}
     try:
         if family == "wav2vec2":
-            max_temperature, min_temperature, decay = _literal(get("latent_temp", (2.0, 0.5, 0.999995)))
-            diversity, penalty = (list(_literal(get("loss_weights", [0.1, 10.0]))) * 2)[:2]  # one weight: both
+            max_temperature, min_temperature, decay = _numbers(get("latent_temp", (2.0, 0.5, 0.999995)),
+                                                               "latent_temp", (3,))
+            diversity, penalty = (_numbers(get("loss_weights", [0.1, 10.0]), "loss_weights", (1, 2)) * 2)[:2]  # one: both
             family_settings = {
                 "codebook_groups": get("latent_groups", 2), "codebook_entries": get("latent_vars", 320),
                 "codebook_dim": get("latent_dim", 0) or common["final_dim"], "max_temperature": max_temperature,
@@ -444,8 +461,14 @@ def model_from_fairseq(payload: dict[str, Any], num_classes: int = 100, source: 
     try:
         family, settings = fairseq_settings(payload)
         state = payload["model"]
+        not_tensors = [name for name, value in state.items() if not isinstance(value, Tensor)]
+        if not_tensors:
+            raise InteropError(f"its model weights hold values that are not tensors: {not_tensors}")
         labels = state.get("label_embs_concat")
-        dictionaries = (payload.get("task_state") or {}).get("dictionaries")
+        task_state = payload.get("task_state") or {}
+        if not isinstance(task_state, dict):
+            raise InteropError(f"its task_state is a {type(task_state).__name__}, not a mapping")
+        dictionaries = task_state.get("dictionaries")
         rows = label_rows(labels.shape[0], dictionaries) if labels is not None else None
         config = config_from_fairseq(family, settings, num_classes if rows is None else len(rows))
         model = get_family(family).build(config)
@@ -460,8 +483,10 @@ def model_from_fairseq(payload: dict[str, Any], num_classes: int = 100, source: 
     wrong_shape = [f"{_fairseq_name(name, config)} {tuple(tensor.shape)} (config: {tuple(expected[name].shape)})"
                    for name, tensor in ours.items() if name in expected and tensor.shape != expected[name].shape]
     if missing or unexpected or wrong_shape:
+        defaulted = [key for key in SIZE_SETTINGS if settings.get(key) is None]
         raise InteropError(f"{source}: weights do not fit its config: missing {missing}, "
-                           f"unexpected {unexpected}, wrong shape {wrong_shape}")
+                           f"unexpected {unexpected}, wrong shape {wrong_shape}"
+                           + (f"; its config lacks {defaulted}, which took fairseq's defaults" if defaulted else ""))
     model.load_state_dict(ours, strict=False)
     return model.eval()
 

@@ -286,6 +286,29 @@ def test_foreign_settings_and_weights_are_named(tmp_path):
         load_model(tmp_path / "plain.pt")
 
 
+@pytest.mark.parametrize("change, message", [
+    (lambda p: p["cfg"].update(model=[1]), "its cfg's model section is not a mapping of settings"),
+    (lambda p: p["cfg"].update(task="audio_pretraining"), "its cfg's task section is not a mapping of settings"),
+    (lambda p: p["model"].update({"encoder.layer_norm.bias": 3}),
+     "model weights hold values that are not tensors: ['encoder.layer_norm.bias']"),
+    (lambda p: p.update(task_state=[1]), "its task_state is a list, not a mapping"),
+    (lambda p: p["cfg"]["model"].update(latent_temp="(2.0, 0.5)"),
+     "fairseq setting latent_temp: expected a list of 3 numbers, got (2.0, 0.5)"),
+    (lambda p: p["cfg"]["criterion"].update(loss_weights=0.1),
+     "fairseq setting loss_weights: expected a list of 1 or 2 numbers, got 0.1"),
+    (lambda p: p["cfg"].update(model={"_name": "wav2vec2"}),
+     "its config lacks ['conv_feature_layers', 'encoder_layers', 'encoder_embed_dim', 'encoder_ffn_embed_dim', "
+     "'encoder_attention_heads', 'conv_pos', 'conv_pos_groups'], which took fairseq's defaults"),
+], ids=["model-section", "task-section", "weights", "task-state", "latent-temp", "loss-weights", "sizes-left-out"])
+def test_a_fairseq_file_of_another_layout_is_named(tmp_path, capsys, change, message):
+    """A damaged or hand-made file: the part at fault is named, not a TypeError or AttributeError from inside."""
+    payload = read_fairseq(save_fairseq(tiny("wav2vec2"), tmp_path / "model.pt"))
+    change(payload)
+    torch.save(payload, tmp_path / "changed.pt")
+    assert convert.main(["from-fairseq", str(tmp_path / "changed.pt"), str(tmp_path / "out.pt")]) == 1
+    assert message in capsys.readouterr().err and not (tmp_path / "out.pt").exists()
+
+
 def test_unconvertible_models_are_named(tmp_path):
     with pytest.raises(InteropError, match="only the waveform front end"):
         save_fairseq(build_model("hubert", HubertConfig.tiny("fbank").to_dict()), tmp_path / "x.pt")
