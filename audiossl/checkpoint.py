@@ -78,7 +78,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a truncated or foreign file
-        raise CheckpointError(f"{path}: cannot read checkpoint: {_load_failure(err)}") from err
+        raise CheckpointError(f"{path}: cannot read checkpoint: {load_failure(err)}") from err
     fmt = payload.get("format") if isinstance(payload, dict) else None
     if isinstance(fmt, str) and fmt.startswith("audiossl/") and fmt != FORMAT:
         version = fmt.removeprefix("audiossl/")
@@ -98,7 +98,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return payload
 
 
-def _load_failure(err: Exception) -> str:
+def load_failure(err: Exception) -> str:
     """Why torch could not read a file, without its advice to unpickle it in full (which runs any code in it)."""
     if isinstance(err, OSError):
         return err.strerror or str(err)

@@ -36,6 +36,7 @@ from torch import Tensor
 from torch._weights_only_unpickler import _get_allowed_globals  # torch's own weights-only set
 
 from audiossl.atomic import atomic_path
+from audiossl.checkpoint import load_failure
 from audiossl.config_fields import checked_value
 from audiossl.errors import ConfigError, InteropError
 from audiossl.models.components import ConvLayers, EncoderConfig, FrontendConfig, MaskConfig, ModelConfig
@@ -166,7 +167,7 @@ def read_fairseq(path: str | os.PathLike) -> dict[str, Any]:
                 f"{path}: refused to unpickle {', '.join(refused)}: not a type fairseq checkpoints hold "
                 f"(tensors, containers, argparse.Namespace, omegaconf configs, numpy values, label dictionaries); "
                 f"nothing in the file was run") from None
-        raise InteropError(f"{path}: cannot read checkpoint: {err}") from err
+        raise InteropError(f"{path}: cannot read checkpoint: {load_failure(err)}") from err
     if not isinstance(payload, dict):
         raise InteropError(f"{path}: not a fairseq checkpoint: holds a {type(payload).__name__}, not a dict")
     return payload

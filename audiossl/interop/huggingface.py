@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from audiossl.atomic import atomic_path
+from audiossl.checkpoint import load_failure
 from audiossl.errors import InteropError
 from audiossl.models.encoder import SpeechEncoder
 from audiossl.models.hf_layout import checked_settings
@@ -87,7 +88,8 @@ def read_weights(directory: Path) -> dict[str, Tensor]:
                 state = load_file(path) if name.endswith(".safetensors") else torch.load(path, map_location="cpu",
                                                                                          weights_only=True)
             except Exception as err:  # safetensors and torch raise many types for a truncated or foreign file
-                raise InteropError(f"{path}: cannot read weights: {err}") from err
+                reason = err if name.endswith(".safetensors") else load_failure(err)
+                raise InteropError(f"{path}: cannot read weights: {reason}") from err
             if not (isinstance(state, dict) and all(isinstance(value, Tensor) for value in state.values())):
                 raise InteropError(f"{path}: not a state dict (names to tensors): holds a {type(state).__name__}"
                                    + ("" if not isinstance(state, dict) else " with other values"))

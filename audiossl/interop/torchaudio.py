@@ -24,6 +24,7 @@ import torchaudio
 from torch import Tensor, nn
 from torchaudio.models.wav2vec2.wavlm_attention import WavLMSelfAttention
 
+from audiossl.checkpoint import load_failure
 from audiossl.errors import InteropError
 from audiossl.interop.huggingface import HF_FAMILIES
 from audiossl.models.encoder import SpeechEncoder
@@ -164,7 +165,7 @@ def load_torchaudio_state_dict(path: str | os.PathLike, family: str, size: str,
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a truncated or foreign file
-        raise InteropError(f"{path}: cannot read state dict: {err}") from err
+        raise InteropError(f"{path}: cannot read state dict: {load_failure(err)}") from err
     if not isinstance(state, dict):
         raise InteropError(f"{path}: not a state dict: holds a {type(state).__name__}")
     return _from_parts(architecture, state, family, num_classes, str(path))

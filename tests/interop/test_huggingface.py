@@ -2,6 +2,7 @@
 built offline from small configs with random weights: layer by layer, both ways, and through the CLI."""
 from __future__ import annotations
 
+import argparse
 import json
 
 import pytest
@@ -358,3 +359,12 @@ def test_a_pytorch_model_bin_that_is_no_state_dict_is_named(tmp_path, capsys, co
     torch.save(content, tmp_path / "hf/pytorch_model.bin")
     assert convert.main(["from-hf", str(tmp_path / "hf"), str(tmp_path / "x.pt")]) == 1
     assert "pytorch_model.bin: not a state dict (names to tensors)" in capsys.readouterr().err
+
+
+def test_a_pytorch_model_bin_of_other_objects_is_refused_without_advice_to_unpickle_it(tmp_path, capsys):
+    hf_model("HubertModel", pre_norm=False).save_pretrained(tmp_path / "hf", safe_serialization=False)
+    torch.save({"args": argparse.Namespace(lr=1.0)}, tmp_path / "hf/pytorch_model.bin")
+    assert convert.main(["from-hf", str(tmp_path / "hf"), str(tmp_path / "x.pt")]) == 1
+    message = capsys.readouterr().err
+    assert "pytorch_model.bin: cannot read weights: not a torch.save file of tensors and plain data" in message
+    assert "argparse.Namespace" in message and "weights_only" not in message and "allowlist" not in message
