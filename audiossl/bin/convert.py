@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from audiossl.bin.arguments import positive_int
 from audiossl.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from audiossl.errors import reports_user_errors
+from audiossl.errors import UserError, reports_user_errors
 from audiossl.interop.fairseq import load_fairseq, save_fairseq
 from audiossl.interop.huggingface import load_hf, save_hf
 
@@ -54,6 +55,8 @@ def main(argv=None) -> int:
     to_fairseq.add_argument("source")
     to_fairseq.add_argument("target")
     args = parser.parse_args(argv)
+    if Path(args.target).resolve() == Path(args.source).resolve():
+        raise UserError(f"{args.target} is the source: converting onto it would replace it; name another target")
     if args.command in ("from-hf", "from-fairseq"):
         load = load_hf if args.command == "from-hf" else load_fairseq
         model = load(args.source, args.num_classes)

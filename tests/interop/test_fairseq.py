@@ -351,6 +351,21 @@ def test_convert_cli_both_ways(tmp_path, family):
     assert_same_hidden_states(ours, load_fairseq(tmp_path / "back.pt"))
 
 
+@pytest.mark.parametrize("command", ["to-fairseq", "from-fairseq"])
+def test_convert_refuses_to_write_over_its_source(tmp_path, capsys, command):
+    """``convert to-fairseq best.pt best.pt`` would replace the only copy of the model with another format."""
+    source = tmp_path / "model.pt"
+    model = tiny("hubert")
+    if command == "to-fairseq":
+        save_checkpoint(source, "hubert", model.config.to_dict(), model.state_dict())
+    else:
+        save_fairseq(model, source)
+    before = source.read_bytes()
+    assert convert.main([command, str(source), str(tmp_path / "." / "model.pt")]) == 1
+    assert "model.pt is the source: converting onto it would replace it" in capsys.readouterr().err
+    assert source.read_bytes() == before
+
+
 @pytest.mark.parametrize("family", ["hubert", "wavlm"])
 def test_a_fairseq_checkpoint_continues_pretraining(tmp_path, family):
     """``pretrain --init`` reads a fairseq file: the encoder's weights, a new label table of the run's classes."""
