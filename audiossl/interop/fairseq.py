@@ -13,7 +13,8 @@ Converting is pure (:func:`config_from_fairseq`, :func:`state_dict_from_fairseq`
 fairseq's names are the ones the config docstrings cite in brackets. HuBERT's ``label_embs_concat``
 starts with the rows of fairseq's special symbols (``<s>``, ``<pad>``, ``</s>``, ``<unk>``); audiossl keeps
 the rows of clusters ``0 .. K-1`` only, as its k-means targets count. fairseq's ``task.normalize`` (the
-large models standardise each waveform) is a data step: give such models standardised waveforms.
+large models standardise each waveform) is a data step: give such models standardised waveforms (loading
+such a file logs a warning that says so).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import argparse
 import ast
 import collections
 import io
+import logging
 import math
 import os
 import pickletools
@@ -43,6 +45,8 @@ from audiossl.models.components import ConvLayers, EncoderConfig, FrontendConfig
 from audiossl.models.encoder import SpeechEncoder
 from audiossl.models.hf_layout import rename_weights
 from audiossl.registry import get_family
+
+logger = logging.getLogger(__name__)
 
 FAMILIES = ("wav2vec2", "hubert", "wavlm")
 NUM_SPECIAL_SYMBOLS = 4  # fairseq's Dictionary: <s>, <pad>, </s>, <unk> before the labels
@@ -489,6 +493,9 @@ def model_from_fairseq(payload: dict[str, Any], num_classes: int = 100, source: 
                            f"unexpected {unexpected}, wrong shape {wrong_shape}"
                            + (f"; its config lacks {defaulted}, which took fairseq's defaults" if defaulted else ""))
     model.load_state_dict(ours, strict=False)
+    if settings.get("normalize"):
+        logger.warning("%s: trained on waveforms standardised to zero mean and unit variance (fairseq's normalize); "
+                       "audiossl does not standardise them: do so before extract_features or training", source)
     return model.eval()
 
 

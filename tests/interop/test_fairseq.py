@@ -351,6 +351,23 @@ def test_convert_cli_both_ways(tmp_path, family):
     assert_same_hidden_states(ours, load_fairseq(tmp_path / "back.pt"))
 
 
+@pytest.mark.parametrize("old_args", [False, True], ids=["cfg", "args"])
+def test_a_model_trained_on_standardised_waveforms_is_loaded_with_a_warning(tmp_path, caplog, old_args):
+    """fairseq's large models standardise each waveform in the data (normalize); audiossl models do not."""
+    payload = read_fairseq(save_fairseq(tiny("wav2vec2", pre_norm=True), tmp_path / "model.pt"))
+    assert caplog.records == [] and load_model(tmp_path / "model.pt") is not None and caplog.records == []
+    if old_args:
+        settings = {**payload["cfg"]["task"], **payload["cfg"]["criterion"], **payload["cfg"]["model"]}
+        payload = {**payload, "cfg": None, "args": argparse.Namespace(**{**settings, "arch": "wav2vec2",
+                                                                          "normalize": True})}
+    else:
+        payload["cfg"]["task"]["normalize"] = True
+    torch.save(payload, tmp_path / "large.pt")
+    load_model(tmp_path / "large.pt")
+    assert [record.levelname for record in caplog.records] == ["WARNING"]
+    assert "large.pt: trained on waveforms standardised to zero mean and unit variance" in caplog.text
+
+
 @pytest.mark.parametrize("command", ["to-fairseq", "from-fairseq"])
 def test_convert_refuses_to_write_over_its_source(tmp_path, capsys, command):
     """``convert to-fairseq best.pt best.pt`` would replace the only copy of the model with another format."""
