@@ -26,6 +26,7 @@ from audiossl.registry import build_model  # re-exported: callers build models t
 
 FORMAT = "audiossl/1"
 FORMAT_VERSION = 1
+LISTED_WEIGHTS = 10  # weights named of each kind when they do not fit a model; the others are counted
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -98,6 +99,17 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return payload
 
 
+def weights_mismatch(missing: list[str], unexpected: list[str], wrong_shape: list[str]) -> str:
+    """``missing [...], unexpected [...], wrong shape [...]`` for a message about weights that do not fit a
+    model, each list cut to its first :data:`LISTED_WEIGHTS` (a whole model of another size has hundreds)."""
+    def listed(names: list[str]) -> str:
+        if len(names) <= LISTED_WEIGHTS:
+            return repr(names)
+        return f"{repr(names[:LISTED_WEIGHTS])[:-1]}, ... ({len(names) - LISTED_WEIGHTS} more)]"
+
+    return f"missing {listed(missing)}, unexpected {listed(unexpected)}, wrong shape {listed(wrong_shape)}"
+
+
 def load_failure(err: Exception) -> str:
     """Why torch could not read a file, without its advice to unpickle it in full (which runs any code in it)."""
     if isinstance(err, OSError):
@@ -127,8 +139,8 @@ def model_from_checkpoint(payload: dict, source: str | os.PathLike) -> nn.Module
                    for name, tensor in expected.items()
                    if name in state and not (isinstance(state[name], torch.Tensor) and state[name].shape == tensor.shape)]
     if missing or unexpected or wrong_shape:
-        raise CheckpointError(f"{source}: its weights do not fit its {payload['family']} config: missing {missing}, "
-                              f"unexpected {unexpected}, wrong shape {wrong_shape}")
+        raise CheckpointError(f"{source}: its weights do not fit its {payload['family']} config: "
+                              + weights_mismatch(missing, unexpected, wrong_shape))
     model.load_state_dict(state)
     return model
 

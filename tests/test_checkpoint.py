@@ -89,3 +89,18 @@ def test_a_checkpoint_whose_model_does_not_build_or_fit_is_refused_by_name(tmp_p
         assert str(err.value).startswith(f"{tmp_path / name}: ") and message in str(err.value)
         assert convert.main(["to-hf", str(tmp_path / name), str(tmp_path / "hf")]) == 1
         assert message in capsys.readouterr().err
+
+
+def test_weights_of_a_model_of_another_size_are_named_ten_of_each_kind_at_most(tmp_path):
+    """A checkpoint of another size misses hundreds of weights: the message names ten and counts the others."""
+    from audiossl.models.hubert import HubertConfig, build_hubert
+
+    small = build_hubert(HubertConfig.small()).state_dict()
+    torch.save({"format": FORMAT, "family": "hubert", "config": HubertConfig.tiny().to_dict(), "model": small},
+               tmp_path / "other_size.pt")
+    with pytest.raises(CheckpointError) as err:
+        load_model(tmp_path / "other_size.pt")
+    message = str(err.value)
+    unexpected = sorted(set(small) - set(build_hubert(HubertConfig.tiny()).state_dict()))
+    assert len(unexpected) > 10 and f", ... ({len(unexpected) - 10} more)], wrong shape [" in message
+    assert len(message) < 3000

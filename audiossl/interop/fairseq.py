@@ -38,7 +38,7 @@ from torch import Tensor
 from torch._weights_only_unpickler import _get_allowed_globals  # torch's own weights-only set
 
 from audiossl.atomic import atomic_path
-from audiossl.checkpoint import load_failure
+from audiossl.checkpoint import load_failure, weights_mismatch
 from audiossl.config_fields import checked_value
 from audiossl.errors import ConfigError, InteropError
 from audiossl.models.components import ConvLayers, EncoderConfig, FrontendConfig, MaskConfig, ModelConfig
@@ -489,8 +489,8 @@ def model_from_fairseq(payload: dict[str, Any], num_classes: int = 100, source: 
                    for name, tensor in ours.items() if name in expected and tensor.shape != expected[name].shape]
     if missing or unexpected or wrong_shape:
         defaulted = [key for key in SIZE_SETTINGS if settings.get(key) is None]
-        raise InteropError(f"{source}: weights do not fit its config: missing {missing}, "
-                           f"unexpected {unexpected}, wrong shape {wrong_shape}"
+        raise InteropError(f"{source}: weights do not fit its config: "
+                           + weights_mismatch(missing, unexpected, wrong_shape)
                            + (f"; its config lacks {defaulted}, which took fairseq's defaults" if defaulted else ""))
     model.load_state_dict(ours, strict=False)
     if settings.get("normalize"):

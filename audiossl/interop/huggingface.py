@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from audiossl.atomic import atomic_path
-from audiossl.checkpoint import load_failure
+from audiossl.checkpoint import load_failure, weights_mismatch
 from audiossl.errors import InteropError
 from audiossl.models.encoder import SpeechEncoder
 from audiossl.models.hf_layout import checked_settings
@@ -149,8 +149,8 @@ def load_weights(model: SpeechEncoder, hf_state: dict[str, Tensor], entry: HfFam
     missing = [next(iter(entry.state_dict_to_hf({name: tensor})), name)  # audiossl's name where HF has none
                for name, tensor in expected.items() if name not in state and not name.startswith(optional)]
     if missing or unexpected or wrong_shape:
-        raise InteropError(f"{source}: weights do not fit config.json: missing {missing}, "
-                           f"unexpected {unexpected}, wrong shape {wrong_shape}")
+        raise InteropError(f"{source}: weights do not fit config.json: "
+                           + weights_mismatch(missing, unexpected, wrong_shape))
     model.load_state_dict(state, strict=False)
 
 

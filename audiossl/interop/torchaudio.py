@@ -24,7 +24,7 @@ import torchaudio
 from torch import Tensor, nn
 from torchaudio.models.wav2vec2.wavlm_attention import WavLMSelfAttention
 
-from audiossl.checkpoint import load_failure
+from audiossl.checkpoint import load_failure, weights_mismatch
 from audiossl.errors import InteropError
 from audiossl.interop.huggingface import HF_FAMILIES
 from audiossl.models.encoder import SpeechEncoder
@@ -132,8 +132,8 @@ def _from_parts(architecture: torchaudio.models.Wav2Vec2Model, state: dict[str, 
     wrong_shape = [name for name, tensor in weights.items()
                    if name in expected and tensor.shape != expected[name].shape]
     if missing or unexpected or wrong_shape:
-        raise InteropError(f"{source}: weights do not fit the architecture: missing {missing}, "
-                           f"unexpected {unexpected}, wrong shape {wrong_shape} (audiossl names)")
+        raise InteropError(f"{source}: weights do not fit the architecture: "
+                           f"{weights_mismatch(missing, unexpected, wrong_shape)} (audiossl names)")
     model.load_state_dict(weights, strict=False)
     return model.eval()
 
