@@ -57,3 +57,12 @@ def test_random_model_of_a_named_size(family, size):
     assert model.config.family == family and not model.training and len(hidden_states(model)) == 3
     with pytest.raises(ConfigError, match=f"no {family} size 'huge'; sizes: base, "):
         torch.hub.load(REPO, family, size="huge", source="local")
+
+
+def test_a_size_beside_a_path_is_refused_not_ignored(tmp_path):
+    """The file's model has its own size: ``size="large"`` beside ``path`` would be silently ignored."""
+    hubert = build_model("hubert", HubertConfig.tiny().to_dict())
+    save_checkpoint(tmp_path / "hubert.pt", "hubert", hubert.config.to_dict(), hubert.state_dict())
+    with pytest.raises(ConfigError, match="hubert: give path or size, not both: the model at .*hubert.pt has its own"):
+        torch.hub.load(REPO, "hubert", path=tmp_path / "hubert.pt", size="large", source="local")
+    assert torch.hub.load(REPO, "hubert", source="local").config.encoder.num_layers == 12  # base without a size
