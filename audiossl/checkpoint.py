@@ -136,8 +136,8 @@ def model_from_checkpoint(payload: dict, source: str | os.PathLike) -> nn.Module
     missing = [name for name in expected if name not in state]
     unexpected = [name for name in state if name not in expected]
     wrong_shape = [f"{name} {tuple(getattr(state[name], 'shape', ()))} (config: {tuple(tensor.shape)})"
-                   for name, tensor in expected.items()
-                   if name in state and not (isinstance(state[name], torch.Tensor) and state[name].shape == tensor.shape)]
+                   for name, tensor in expected.items() if name in state
+                   and not (isinstance(state[name], torch.Tensor) and state[name].shape == tensor.shape)]
     if missing or unexpected or wrong_shape:
         raise CheckpointError(f"{source}: its weights do not fit its {payload['family']} config: "
                               + weights_mismatch(missing, unexpected, wrong_shape))

@@ -310,7 +310,8 @@ def config_from_fairseq(family: str, settings: dict[str, Any], num_classes: int 
         if family == "wav2vec2":
             max_temperature, min_temperature, decay = _numbers(get("latent_temp", (2.0, 0.5, 0.999995)),
                                                                "latent_temp", (3,))
-            diversity, penalty = (_numbers(get("loss_weights", [0.1, 10.0]), "loss_weights", (1, 2)) * 2)[:2]  # one: both
+            loss_weights = _numbers(get("loss_weights", [0.1, 10.0]), "loss_weights", (1, 2))
+            diversity, penalty = (loss_weights * 2)[:2]  # one weight: both
             family_settings = {
                 "codebook_groups": get("latent_groups", 2), "codebook_entries": get("latent_vars", 320),
                 "codebook_dim": get("latent_dim", 0) or common["final_dim"], "max_temperature": max_temperature,

@@ -84,15 +84,14 @@ def read_weights(directory: Path) -> dict[str, Tensor]:
     for name in WEIGHT_FILES:
         path = directory / name
         if path.exists():
+            safetensors = name.endswith(".safetensors")
             try:
-                state = load_file(path) if name.endswith(".safetensors") else torch.load(path, map_location="cpu",
-                                                                                         weights_only=True)
+                state = load_file(path) if safetensors else torch.load(path, map_location="cpu", weights_only=True)
             except Exception as err:  # safetensors and torch raise many types for a truncated or foreign file
-                reason = err if name.endswith(".safetensors") else load_failure(err)
-                raise InteropError(f"{path}: cannot read weights: {reason}") from err
-            if not (isinstance(state, dict) and all(isinstance(value, Tensor) for value in state.values())):
-                raise InteropError(f"{path}: not a state dict (names to tensors): holds a {type(state).__name__}"
-                                   + ("" if not isinstance(state, dict) else " with other values"))
+                raise InteropError(f"{path}: cannot read weights: {err if safetensors else load_failure(err)}") from err
+            if not isinstance(state, dict) or not all(isinstance(value, Tensor) for value in state.values()):
+                held = "values other than tensors" if isinstance(state, dict) else f"a {type(state).__name__}"
+                raise InteropError(f"{path}: not a state dict (names to tensors): holds {held}")
             return state
     raise InteropError(f"{directory}: no weights ({' or '.join(WEIGHT_FILES)}); sharded checkpoints are not supported")
 

@@ -280,7 +280,7 @@ def test_foreign_settings_and_weights_are_named(tmp_path):
     with pytest.raises(InteropError, match="fairseq weights with no equivalent: \\['encoder.adapter.weight'\\]"):
         load_with(**{"encoder.adapter.weight": torch.zeros(1)})
     (tmp_path / "empty.pt").write_bytes(b"")  # torch's reason is an EOFError without words
-    with pytest.raises(InteropError, match=r"empty.pt: cannot read checkpoint: not a torch.save file .* \(EOFError: \)"):
+    with pytest.raises(InteropError, match=r"empty.pt: cannot read checkpoint: not a torch.save file .*\(EOFError: \)"):
         load_fairseq(tmp_path / "empty.pt")
     torch.save({"weight": torch.zeros(1)}, tmp_path / "plain.pt")
     with pytest.raises(InteropError, match="not a fairseq checkpoint"):

@@ -105,7 +105,7 @@ def test_mismatches_are_named(tmp_path):
         load_torchaudio_state_dict(tmp_path / "tiny.pth", "hubert", "base")
     with pytest.raises(InteropError, match="only the waveform front end"):
         to_torchaudio(build_model("hubert", HubertConfig.tiny("fbank").to_dict()))
-    torch.save({"args": argparse.Namespace(lr=1.0)}, tmp_path / "other.pth")  # torch's advice to unpickle it is left out
+    torch.save({"args": argparse.Namespace(lr=1.0)}, tmp_path / "other.pth")  # without torch's advice to unpickle
     with pytest.raises(InteropError, match=r"other.pth: cannot read state dict: not a torch.save file of tensors and "
                                            r"plain data, or a damaged one \(UnpicklingError: [^\n]*Namespace[^\n]*\)$"):
         load_torchaudio_state_dict(tmp_path / "other.pth", "hubert", "base")
