@@ -13,7 +13,7 @@ or ``WavLMForCTC`` and writes an audiossl checkpoint that ``audiossl.load_model`
 class does not store is new: HuBERT's and WavLM's prediction head (K targets), the wav2vec 2.0
 quantizer unless the class is ``Wav2Vec2ForPreTraining``. to-hf writes ``HubertModel``,
 ``Wav2Vec2ForPreTraining`` or ``WavLMModel``, which those classes load with the same hidden
-states; only waveform-front-end checkpoints have a Hugging Face equivalent.
+states; only 16 kHz waveform-front-end checkpoints have a Hugging Face equivalent.
 
 from-fairseq reads a fairseq wav2vec 2.0 or HuBERT pretraining checkpoint, or a unilm WavLM one,
 with an unpickler that admits only the types such files hold (anything else is refused by name

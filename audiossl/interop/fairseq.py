@@ -293,7 +293,8 @@ def config_from_fairseq(family: str, settings: dict[str, Any], num_classes: int 
     dim = get("encoder_embed_dim", 768)
     frontend = FrontendConfig(kind="waveform", conv_layers=parse_conv_layers(get("conv_feature_layers",
                                                                                   DEFAULT_CONV_LAYERS)),
-                              conv_mode=conv_mode, conv_bias=bool(get("conv_bias", False)))
+                              conv_mode=conv_mode, conv_bias=bool(get("conv_bias", False)),
+                              sample_rate=get("sample_rate", 16000))
     encoder = EncoderConfig(
         num_layers=get("encoder_layers", 12), dim=dim, ffn_dim=get("encoder_ffn_embed_dim", 3072),
         num_heads=get("encoder_attention_heads", 12), dropout=get("dropout", 0.1),
@@ -358,21 +359,22 @@ def config_to_fairseq(config: ModelConfig) -> dict[str, Any]:
     }
     if family == "wavlm":  # unilm's WavLMConfig takes any key; final_dim and logit_temp describe audiossl's head
         relative = encoder.position_bias == "gated_relative"
-        return {**model, "normalize": False, "relative_position_embedding": relative, "gru_rel_pos": relative,
+        return {**model, "normalize": False, "sample_rate": frontend.sample_rate,
+                "relative_position_embedding": relative, "gru_rel_pos": relative,
                 "num_buckets": encoder.position_buckets, "max_distance": encoder.max_distance}
     if family == "wav2vec2":
         model |= {"_name": "wav2vec2", "quantize_targets": True, "latent_vars": config.codebook_entries,
                   "latent_groups": config.codebook_groups, "latent_dim": config.codebook_dim,
                   "latent_temp": [config.max_temperature, config.min_temperature, config.temperature_decay],
                   "num_negatives": config.num_distractors, "dropout_features": config.dropout_features}
-        task = {"_name": "audio_pretraining", "sample_rate": 16000, "normalize": False}
+        task = {"_name": "audio_pretraining", "sample_rate": frontend.sample_rate, "normalize": False}
         criterion = {"_name": "wav2vec", "infonce": True,
                      "loss_weights": [config.diversity_weight, config.feature_penalty_weight]}
     else:
-        frame_rate = 16000 / math.prod(stride for _, _, stride in frontend.conv_layers)
+        frame_rate = frontend.sample_rate / math.prod(stride for _, _, stride in frontend.conv_layers)
         model |= {"_name": "hubert", "label_rate": float(frame_rate)}
         task = {"_name": "hubert_pretraining", "labels": ["km"], "label_rate": float(frame_rate),
-                "sample_rate": 16000, "normalize": False}
+                "sample_rate": frontend.sample_rate, "normalize": False}
         criterion = {"_name": "hubert", "pred_masked_weight": 1.0, "pred_nomask_weight": config.unmasked_weight}
     return {"model": model, "task": task, "criterion": criterion}
 

@@ -39,6 +39,7 @@ POSITION_BIAS_NAMES: tuple[tuple[str, str], ...] = (
 # Older transformers versions (and fairseq) store the weight-normalised positional conv as g and v.
 _LEGACY_WEIGHT_NORM = {"weight_g": "parametrizations.weight.original0", "weight_v": "parametrizations.weight.original1"}
 
+SAMPLE_RATE = 16000  # of the audio of every Hugging Face and torchaudio speech model
 SETTING_TYPES: dict[str, Any] = {
     **dict.fromkeys(("model_type", "feat_extract_norm", "hidden_act", "feat_extract_activation"), str),
     "architectures": list[str],
@@ -176,13 +177,16 @@ def body_to_hf(frontend: FrontendConfig, encoder: EncoderConfig, dropout_input: 
                position_bias: str = "none") -> dict[str, Any]:
     """The Hugging Face config keys of a front end, an encoder and the projection's dropout.
 
-    Only the waveform front end has an HF equivalent, and only the attention position bias of the
+    Only the waveform front end at 16 kHz has an HF equivalent, and only the attention position bias of the
     HF class written (``position_bias``: ``"none"``, or ``"gated_relative"`` for WavLM).
     """
     if frontend.kind != "waveform":
         raise InteropError(f"only the waveform front end has a Hugging Face equivalent, not {frontend.kind!r}")
     if encoder.kind != "transformer":
         raise InteropError(f"only the transformer encoder has a Hugging Face equivalent, not {encoder.kind!r}")
+    if frontend.sample_rate != SAMPLE_RATE:  # neither config.json nor torchaudio's model has a sample rate
+        raise InteropError(f"only {SAMPLE_RATE} Hz models have a Hugging Face or torchaudio equivalent (neither "
+                           f"records a sample rate); this model takes {frontend.sample_rate} Hz")
     if encoder.position_bias != position_bias:
         raise InteropError(f"this Hugging Face class has attention position bias {position_bias!r}, "
                            f"the model has {encoder.position_bias!r}")

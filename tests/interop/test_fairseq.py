@@ -351,6 +351,25 @@ def test_convert_cli_both_ways(tmp_path, family):
     assert_same_hidden_states(ours, load_fairseq(tmp_path / "back.pt"))
 
 
+@pytest.mark.parametrize("family", CONFIGS)
+def test_the_sample_rate_goes_both_ways(tmp_path, capsys, family):
+    """A 24 kHz model stays one through fairseq (its task's sample_rate); Hugging Face and torchaudio, which record
+    no sample rate, refuse it rather than make it a 16 kHz one."""
+    model = tiny(family)
+    model.config.frontend.sample_rate = 24000
+    model = build_model(family, model.config.to_dict())
+    save_checkpoint(tmp_path / "model.pt", family, model.config.to_dict(), model.state_dict())
+    assert convert.main(["to-fairseq", str(tmp_path / "model.pt"), str(tmp_path / "fairseq.pt")]) == 0
+    back = load_model(tmp_path / "fairseq.pt")
+    assert back.sample_rate == 24000 and comparable(back.config) == comparable(model.config)
+    if family == "hubert":  # labels at the model's frame rate: 24000 / 320
+        assert read_fairseq(tmp_path / "fairseq.pt")["cfg"]["task"]["label_rate"] == 75.0
+    assert convert.main(["to-hf", str(tmp_path / "model.pt"), str(tmp_path / "hf")]) == 1
+    assert "only 16000 Hz models have a Hugging Face or torchaudio equivalent" in capsys.readouterr().err
+    with pytest.raises(InteropError, match="this model takes 24000 Hz"):
+        to_torchaudio(model)
+
+
 @pytest.mark.parametrize("old_args", [False, True], ids=["cfg", "args"])
 def test_a_model_trained_on_standardised_waveforms_is_loaded_with_a_warning(tmp_path, caplog, old_args):
     """fairseq's large models standardise each waveform in the data (normalize); audiossl models do not."""
