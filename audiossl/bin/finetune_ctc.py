@@ -5,7 +5,8 @@
         --train-data data/train_1h_fbank --valid-data data/dev_fbank <exp-dir>
 
 --init names the pretrained checkpoint, of any family (or a CTC model, whose encoder is fine-tuned
-again): its encoder config (and, without --scratch, its weights) make the encoder; with
+again; or a Hugging Face directory or fairseq file, as ``audiossl.load_model`` reads): its encoder
+config (and, without --scratch, its weights) make the encoder; with
 --scratch it is never frozen. The config's ``ctc`` section sets the tokenizer (``char``,
 ``bpe`` or ``unigram`` with ``vocab_size``), ``encoder_layers`` (keep only the first N
 layers; the top layers of a briefly pretrained HuBERT are specialised to its targets),

@@ -7,7 +7,8 @@ the same model from scratch.
         --train-data data/sid_train [--valid-data data/sid_dev] <exp-dir>
 
 --pretrained: the upstream is that checkpoint's encoder (any family, or a fine-tuned model's
-encoder) with its weights; --scratch-like: the same architecture, randomly initialised (the
+encoder; or a Hugging Face directory or fairseq file, as ``audiossl.load_model`` reads) with its
+weights; --scratch-like: the same architecture, randomly initialised (the
 control). The utterance model (:mod:`audiossl.models.utterance`) puts a learned weighted sum of
 the upstream's layers and a head on it.
 

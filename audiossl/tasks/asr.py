@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from audiossl.checkpoint import load_checkpoint, model_from_checkpoint
+from audiossl.checkpoint import load_model
 from audiossl.data.dataset import Batch, UtteranceDataset, sorted_batches
 from audiossl.data.kaldi_dir import DataDir, DataDirError
 from audiossl.config_fields import dataclass_from_dict
@@ -143,9 +143,10 @@ def read_ctc_section(section: dict[str, Any] | None) -> tuple[FineTuningOptions,
 
 
 def fine_tuning_encoder(checkpoint: str, options: FineTuningOptions) -> SpeechEncoder:
-    """The encoder of any checkpoint (pretrained, or fine-tuned before) as fine-tuning uses it:
-    without its pretraining or task parts, cut to ``options.encoder_layers``, with the fine-tuning layer drop."""
-    encoder = model_from_checkpoint(load_checkpoint(checkpoint), checkpoint).encoder_only()
+    """The encoder of any checkpoint (pretrained, or fine-tuned before; audiossl's, or a Hugging Face directory
+    or fairseq file that :func:`audiossl.load_model` reads) as fine-tuning uses it: in train mode, without
+    its pretraining or task parts, cut to ``options.encoder_layers``, with the fine-tuning layer drop."""
+    encoder = load_model(checkpoint).train().encoder_only()
     if options.encoder_layers is not None:
         encoder.truncated(options.encoder_layers)
     return encoder.with_layer_drop(options.encoder_layer_drop)

@@ -368,3 +368,17 @@ def test_a_pytorch_model_bin_of_other_objects_is_refused_without_advice_to_unpic
     message = capsys.readouterr().err
     assert "pytorch_model.bin: cannot read weights: not a torch.save file of tensors and plain data" in message
     assert "argparse.Namespace" in message and "weights_only" not in message and "allowlist" not in message
+
+
+def test_fine_tuning_starts_from_a_hugging_face_directory_as_from_its_converted_checkpoint(tmp_path):
+    """``finetune_ctc --init`` and ``finetune_utterance --pretrained`` read what ``load_model`` reads."""
+    from audiossl.tasks.asr import FineTuningOptions, fine_tuning_encoder
+
+    hf_model("WavLMForCTC", pre_norm=False).save_pretrained(tmp_path / "hf")
+    assert convert.main(["from-hf", str(tmp_path / "hf"), str(tmp_path / "model.pt")]) == 0
+    options = FineTuningOptions(encoder_layers=1, encoder_layer_drop=0.1)
+    direct, converted = (fine_tuning_encoder(str(path), options) for path in (tmp_path / "hf", tmp_path / "model.pt"))
+    assert direct.training and direct.config.to_dict() == converted.config.to_dict()
+    assert direct.config.encoder.num_layers == 1 and direct.config.encoder.layer_drop == 0.1
+    for name, value in converted.state_dict().items():
+        assert torch.equal(direct.state_dict()[name], value), name
