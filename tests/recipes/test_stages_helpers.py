@@ -30,13 +30,16 @@ train() {{ sh -c 'echo $$ > {tmp_path}/train.pid; exec sleep 300'; }}
 in_background 2 {tmp_path}/log/train.log train
 while [ ! -s {tmp_path}/train.pid ]; do sleep 0.05; done
 echo started
-{'false' if end == 'error' else 'wait_background'}
+{'read -r go; false' if end == 'error' else 'wait_background'}
 """)
-    recipe = subprocess.Popen(["bash", str(script)], stdout=subprocess.PIPE, text=True)
+    recipe = subprocess.Popen(["bash", str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert recipe.stdout.readline() == "started\n"
     pid = int((tmp_path / "train.pid").read_text())
     assert alive(pid)
-    if end != "error":
+    if end == "error":   # the recipe fails only now, once the job is seen running
+        recipe.stdin.write("go\n")
+        recipe.stdin.flush()
+    else:
         recipe.send_signal(getattr(signal, end))
     assert recipe.wait(timeout=10) != 0
     deadline = time.monotonic() + 5
