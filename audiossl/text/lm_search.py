@@ -130,8 +130,10 @@ def write_decode(decode_dir: str | Path, model: str, data_dir: str, refs: dict[s
     """The decode dir (hypotheses, references, rates) and its scores.json; prints the rates.
 
     scores.json holds ``model``, ``data``, the ``settings`` and the fields of
-    :class:`~audiossl.text.scoring.ErrorRates`.
+    :class:`~audiossl.text.scoring.ErrorRates`. An earlier decode's scores.json goes first and the new one
+    comes last: a decode stopped in between leaves no figures beside other hypotheses.
     """
+    (Path(decode_dir) / "scores.json").unlink(missing_ok=True)
     rates = write_decode_dir(decode_dir, refs, hyps, tag)
     scores = {"model": model, "data": data_dir, **settings, **dataclasses.asdict(rates)}
     write_text_atomic(Path(decode_dir) / "scores.json", json.dumps(scores, indent=1))

@@ -90,3 +90,17 @@ def test_the_decode_dir_and_its_scores(tmp_path, capsys):
     assert list(scores)[:3] == ["model", "data", "beam_size"] and scores["wer"] == 0.25
     assert {"hyp.txt", "ref.txt", "wer", "cer", "per_utt"} <= {p.name for p in (tmp_path / "decode").iterdir()}
     assert capsys.readouterr().out == f"data/test: WER 25.00 % CER 10.00 % (2 utterances) -> {tmp_path / 'decode'}\n"
+
+
+def test_a_decode_stopped_while_writing_leaves_no_earlier_scores_beside_its_hypotheses(tmp_path, monkeypatch):
+    refs = {"u1": "A CAT", "u2": "A DOG"}
+    write_decode(tmp_path / "decode", "old.pt", "data/test", refs, refs, {}, "old")
+
+    def stopped(decode_dir, *args):   # killed once the hypotheses are written, before the rates
+        (decode_dir / "hyp.txt").write_text("u1 NEW\n")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("audiossl.text.lm_search.write_decode_dir", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        write_decode(tmp_path / "decode", "new.pt", "data/test", refs, {"u1": "NEW"}, {}, "new")
+    assert not (tmp_path / "decode" / "scores.json").exists()
