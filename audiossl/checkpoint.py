@@ -155,6 +155,10 @@ def load_model(path: str | os.PathLike) -> nn.Module:
     (B, frames, dim) tensor per layer and the valid frames of each item; ASR models also
     have ``model.transcribe(wavs, lengths) -> list[str]``.
     """
+    if not str(path) or not Path(path).exists():
+        hub = " (a hub name? nothing is downloaded: save_pretrained the model to a local directory)" \
+            if str(path).count("/") == 1 and not str(path).startswith((".", "/")) else ""
+        raise CheckpointError(f"{str(path) or 'an empty path'}: no such file or directory{hub}")
     if Path(path).is_dir():
         from audiossl.interop.huggingface import load_hf  # only Hugging Face directories need the converters
 

@@ -104,3 +104,13 @@ def test_weights_of_a_model_of_another_size_are_named_ten_of_each_kind_at_most(t
     unexpected = sorted(set(small) - set(build_hubert(HubertConfig.tiny()).state_dict()))
     assert len(unexpected) > 10 and f", ... ({len(unexpected) - 10} more)], wrong shape [" in message
     assert len(message) < 3000
+
+
+def test_a_path_that_is_not_there_is_named_and_a_hub_name_gets_a_hint():
+    with pytest.raises(CheckpointError, match=r"^facebook/hubert-base-ls960: no such file or directory \(a hub name\? "
+                                              r"nothing is downloaded: save_pretrained the model to a local directory\)$"):
+        load_model("facebook/hubert-base-ls960")
+    with pytest.raises(CheckpointError, match=r"^an empty path: no such file or directory$"):
+        load_model("")
+    with pytest.raises(CheckpointError, match=r"^exp/x/best.pt: no such file or directory$"):
+        load_model("exp/x/best.pt")

@@ -75,7 +75,7 @@ def test_decode_options(tmp_path, capsys):
         with pytest.raises(argparse.ArgumentTypeError, match="comma-separated numbers"):
             decode_ctc.floats(text)
     assert decode_ctc.main([str(tmp_path / "missing.pt"), str(tmp_path), str(tmp_path / "decode")]) == 1
-    assert "missing.pt: cannot read checkpoint" in capsys.readouterr().err
+    assert "missing.pt: no such file or directory" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("options, message", [
