@@ -21,6 +21,7 @@ layout (layer norms) agrees with HF on padded batches given HF's ``attention_mas
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,8 @@ from audiossl.models.wavlm import interop as wavlm
 from audiossl.registry import get_family
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -171,7 +174,20 @@ def load_hf(directory: str | os.PathLike, num_classes: int = 100) -> SpeechEncod
     model = get_family(hf["model_type"]).build(config)
     stores_pretraining = architecture is not None and architecture == entry.pretraining_class
     load_weights(model, read_weights(directory), entry, stores_pretraining, str(directory))
+    if _standardises_audio(directory):
+        logger.warning("%s: its preprocessor_config.json standardises waveforms to zero mean and unit variance "
+                       "(do_normalize); audiossl does not: do so before extract_features or training", directory)
     return model.eval()
+
+
+def _standardises_audio(directory: Path) -> bool:
+    """Whether the directory's feature extractor (``preprocessor_config.json``, if any) sets ``do_normalize``."""
+    path = directory / "preprocessor_config.json"
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except ValueError as err:
+        raise InteropError(f"{path}: not JSON: {err}") from None
+    return isinstance(settings, dict) and settings.get("do_normalize") is True
 
 
 def save_hf(model: SpeechEncoder, directory: str | os.PathLike) -> Path:

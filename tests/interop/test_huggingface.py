@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 
 import pytest
 import torch
@@ -230,6 +231,22 @@ def test_hf_model_without_mask_embedding_loads(tmp_path):
     hf_model("HubertModel", pre_norm=False, mask_time_prob=0.0).save_pretrained(tmp_path)
     model = load_hf(tmp_path, num_classes=50)
     assert model.mask_embedding.shape == (64,) and model.config.num_classes == 50
+
+
+def test_a_model_of_standardised_waveforms_is_loaded_with_a_warning(tmp_path, caplog):
+    """A feature extractor with do_normalize (the large models'): audiossl does not standardise, so it says so."""
+    hf_model("HubertModel", pre_norm=True).save_pretrained(tmp_path)
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"do_normalize": False}))
+    with caplog.at_level(logging.WARNING):
+        load_hf(tmp_path)
+    assert not caplog.records
+    transformers.Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        load_hf(tmp_path)
+    assert f"{tmp_path}: its preprocessor_config.json standardises waveforms" in caplog.text
+    (tmp_path / "preprocessor_config.json").write_text("{")
+    with pytest.raises(InteropError, match="preprocessor_config.json: not JSON"):
+        load_hf(tmp_path)
 
 
 def test_ctc_checkpoint_and_legacy_weight_norm_names(tmp_path):
