@@ -41,7 +41,7 @@ import random
 import shutil
 import tempfile
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +55,7 @@ from audiossl.corpora.mini_tts import (MAX_FAILURE_RATE, VOICES_BY_SPEAKER, Corp
                                        check_seed, run_tool, available_voices, jitter, synthesize_raw)
 from audiossl.corpora.noise import (MAX_PEAK, NoiseSources, ambience_paths, clip_rng, load_recording, looped_crop,
                                     make_clip)
+from audiossl.corpora.workers import thread_pool
 from audiossl.data.kaldi_dir import DataDir
 
 log = logging.getLogger(__name__)
@@ -174,7 +175,7 @@ def render_all(jobs: dict[str, Callable[[], None]], num_workers: int, progress: 
     """Run ``{key: job}`` on ``num_workers`` threads; returns ``{key: error}`` of the jobs that raised
     :class:`SynthesisError` (each logged)."""
     failures: dict[str, str] = {}
-    with ThreadPoolExecutor(max_workers=num_workers) as pool:
+    with thread_pool(num_workers) as pool:
         futures = {pool.submit(job): key for key, job in jobs.items()}
         for future in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="utt", disable=not progress):
             try:

@@ -57,7 +57,7 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +68,7 @@ from tqdm import tqdm
 
 from audiossl.atomic import atomic_path, write_text_atomic
 from audiossl.corpora.noise import level_normalized
+from audiossl.corpora.workers import thread_pool
 from audiossl.data.kaldi_dir import DataDir
 from audiossl.errors import UserError
 
@@ -599,7 +600,7 @@ def prepare_mini_music(audio_dir: str | os.PathLike, data_dir: str | os.PathLike
         log.info("%s: %d clips planned, %d missing; %d MIDI files to render", set_name, len(clips),
                  len(missing), len(runs))
         jobs += [(set_name, run) for run in runs]
-    with ThreadPoolExecutor(max_workers=num_workers) as pool:
+    with thread_pool(num_workers) as pool:
         futures = [pool.submit(render_clips, set_name, run, audio_dir, soundfont, sample_rates)
                    for set_name, run in jobs]
         for future in tqdm(as_completed(futures), total=len(futures), desc="rendering", unit="file",

@@ -36,7 +36,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -46,6 +46,7 @@ from tqdm import tqdm
 
 from audiossl.atomic import atomic_path, write_text_atomic
 from audiossl.corpora.noise import prepare_noise
+from audiossl.corpora.workers import thread_pool
 from audiossl.data.kaldi_dir import DataDir
 from audiossl.errors import UserError
 
@@ -530,7 +531,7 @@ def synthesize_all(utts: list[Utterance], corpus_dir: Path, seed: int, num_worke
     log.info("%d utterances planned, %d already synthesized, %d to synthesize",
              len(utts), len(utts) - len(todo), len(todo))
     failures: dict[str, str] = {}
-    with ThreadPoolExecutor(max_workers=num_workers) as pool:
+    with thread_pool(num_workers) as pool:
         futures = {pool.submit(synthesize_utterance, u.voice, u.sentence.spoken, wav_path(corpus_dir, u),
                                seed, u.utt): u.utt for u in todo}
         for future in tqdm(as_completed(futures), total=len(futures), desc="synthesizing",

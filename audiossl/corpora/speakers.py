@@ -51,7 +51,7 @@ import os
 import random
 import tempfile
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +67,7 @@ from audiossl.corpora.mini_tts import (MAX_FAILURE_RATE, MIN_SECONDS, SAMPLE_RAT
                                        SynthesisError, Voice, available_voices, load_sentences, sox_command,
                                        synthesize_raw)
 from audiossl.corpora.noise import POWER_LAW_EXPONENTS, power_law_noise
+from audiossl.corpora.workers import thread_pool
 from audiossl.data.kaldi_dir import DataDir, read_table
 from audiossl.eval.verification import Trial, write_trials
 
@@ -337,7 +338,7 @@ def synthesize_all(utts: Sequence[Utterance], audio_dir: Path, seed: int, num_wo
     log.info("%d utterances planned, %d already synthesized, %d to synthesize",
              len(utts), len(utts) - len(todo), len(todo))
     failures: dict[str, str] = {}
-    with ThreadPoolExecutor(max_workers=num_workers) as pool:
+    with thread_pool(num_workers) as pool:
         futures = {pool.submit(synthesize_pseudo_utterance, u.speaker, u.sentence.spoken, wav_path(audio_dir, u),
                                seed, u.utt): u.utt for u in todo}
         for future in tqdm(as_completed(futures), total=len(futures), desc="synthesizing", unit="utt",
