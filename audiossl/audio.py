@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import soundfile
 
+from audiossl.atomic import atomic_path
 from audiossl.errors import UserError
 
 SAMPLE_RATE = 16000
@@ -133,3 +136,16 @@ def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
     import torchaudio.functional
 
     return torchaudio.functional.resample(torch.from_numpy(samples), rate, target).numpy()
+
+
+def write_pcm16(path: str | os.PathLike, pcm: np.ndarray, rate: int) -> None:
+    """Write the int16 samples ``pcm`` (shape (num_samples,)) as a mono 16-bit wav, atomically, making its
+    folder. A failed write (a full disk: libsndfile's bare "System error") is an ``OSError`` naming
+    ``path``, which entry points report as an error, not a traceback; no part of the file is left."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as part:
+        try:
+            soundfile.write(str(part), pcm, rate, subtype="PCM_16", format="WAV")
+        except soundfile.LibsndfileError as err:
+            raise OSError(f"{path}: cannot write the wav ({err}); is the disk full?") from err

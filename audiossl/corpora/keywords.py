@@ -50,7 +50,7 @@ import soundfile
 from tqdm import tqdm
 
 from audiossl.atomic import atomic_path, write_text_atomic
-from audiossl.audio import SAMPLE_RATE
+from audiossl.audio import SAMPLE_RATE, write_pcm16
 from audiossl.corpora.mini_tts import (MAX_FAILURE_RATE, VOICES_BY_SPEAKER, CorpusError, SynthesisError, Voice,
                                        check_seed, run_tool, available_voices, jitter, synthesize_raw)
 from audiossl.corpora.noise import (MAX_PEAK, NoiseSources, ambience_paths, clip_rng, load_recording, looped_crop,
@@ -165,10 +165,7 @@ def with_noise(clip: np.ndarray, speech_rms: float, noise: np.ndarray, snr_db: f
 
 def write_wav(path: Path, samples: np.ndarray) -> None:
     """Write 16 kHz mono 16-bit ``samples`` (in [-1, 1]; beyond it clipped, never wrapped) atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as part:
-        soundfile.write(str(part), np.round(np.clip(samples, -1.0, 1.0) * 32767).astype("<i2"), SAMPLE_RATE,
-                        subtype="PCM_16", format="WAV")
+    write_pcm16(path, np.round(np.clip(samples, -1.0, 1.0) * 32767).astype("<i2"), SAMPLE_RATE)
 
 
 def render_all(jobs: dict[str, Callable[[], None]], num_workers: int, progress: bool, desc: str) -> dict[str, str]:

@@ -63,10 +63,10 @@ from pathlib import Path
 
 import mido
 import numpy as np
-import soundfile
 from tqdm import tqdm
 
-from audiossl.atomic import atomic_path, write_text_atomic
+from audiossl.atomic import write_text_atomic
+from audiossl.audio import write_pcm16
 from audiossl.corpora.noise import level_normalized
 from audiossl.corpora.workers import thread_pool
 from audiossl.data.kaldi_dir import DataDir
@@ -472,10 +472,7 @@ def clip_path(audio_dir: Path, rate: int, set_name: str, utt: str) -> Path:
 
 def write_wav(path: Path, samples: np.ndarray, rate: int) -> None:
     """Write level-normalized ``samples`` as mono 16-bit wav, atomically."""
-    pcm = np.round(np.clip(level_normalized(samples), -1, 1) * 32767).astype("<i2")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as part:
-        soundfile.write(str(part), pcm, rate, subtype="PCM_16", format="WAV")
+    write_pcm16(path, np.round(np.clip(level_normalized(samples), -1, 1) * 32767).astype("<i2"), rate)
 
 
 def resampled(samples: np.ndarray, rate: int) -> np.ndarray:

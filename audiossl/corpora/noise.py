@@ -33,8 +33,8 @@ import numpy as np
 import scipy.fft
 import soundfile
 
-from audiossl.atomic import atomic_path, write_text_atomic
-from audiossl.audio import SAMPLE_RATE, load_entry
+from audiossl.atomic import write_text_atomic
+from audiossl.audio import SAMPLE_RATE, load_entry, write_pcm16
 from audiossl.data.kaldi_dir import DataDir
 from audiossl.errors import UserError
 
@@ -210,10 +210,7 @@ def write_clip(path: Path, samples: np.ndarray) -> None:
     """Write a level-normalized clip as 16 kHz mono 16-bit wav, atomically."""
     if not np.any(samples):
         raise NoiseError(f"{path}: its sources gave only silence")
-    pcm = np.round(level_normalized(samples) * 32767).astype("<i2")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as part:
-        soundfile.write(str(part), pcm, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    write_pcm16(path, np.round(level_normalized(samples) * 32767).astype("<i2"), SAMPLE_RATE)
 
 
 def _check_seed(audio_dir: Path, seed: int) -> None:

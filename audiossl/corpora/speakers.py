@@ -61,7 +61,8 @@ import scipy.signal
 import soundfile
 from tqdm import tqdm
 
-from audiossl.atomic import atomic_path, write_text_atomic
+from audiossl.atomic import write_text_atomic
+from audiossl.audio import write_pcm16
 from audiossl.corpora import mini_tts
 from audiossl.corpora.mini_tts import (MAX_FAILURE_RATE, MIN_SECONDS, SAMPLE_RATE, CorpusError, Sentence,
                                        SynthesisError, Voice, available_voices, load_sentences, sox_command,
@@ -216,8 +217,7 @@ def synthesize_pseudo_utterance(speaker: PseudoSpeaker, text: str, out: Path, se
     """
     jitter = utterance_jitter(seed, utt)
     shift = combined(speaker.shift, jitter.shift)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as part, tempfile.TemporaryDirectory(prefix="speakers_") as tmp:
+    with tempfile.TemporaryDirectory(prefix="speakers_") as tmp:
         raw, shifted = Path(tmp) / "raw.wav", Path(tmp) / "shifted.wav"
         command = synthesize_raw(speaker.voice, text, raw)
         if not raw.is_file() or raw.stat().st_size <= 44:
@@ -226,11 +226,10 @@ def synthesize_pseudo_utterance(speaker: PseudoSpeaker, text: str, out: Path, se
         samples, _ = soundfile.read(str(shifted), dtype="float64")
         if len(samples) < MIN_SECONDS * SAMPLE_RATE:
             raise SynthesisError(f"{command}: only {len(samples) / SAMPLE_RATE:.2f} s of audio after trimming")
-        # sox's pitch shift scaled the formants by 2^(cents/1200) too: warp them to the speaker's factor
-        samples = warp_formants(samples, shift.formant / 2 ** (shift.cents / 1200))
-        samples = degrade(samples, jitter, _rng(seed, utt))
-        soundfile.write(str(part), np.round(samples * 32767).astype("<i2"), SAMPLE_RATE, subtype="PCM_16",
-                        format="WAV")
+    # sox's pitch shift scaled the formants by 2^(cents/1200) too: warp them to the speaker's factor
+    samples = warp_formants(samples, shift.formant / 2 ** (shift.cents / 1200))
+    samples = degrade(samples, jitter, _rng(seed, utt))
+    write_pcm16(out, np.round(samples * 32767).astype("<i2"), SAMPLE_RATE)
 
 
 # ---------------------------------------------------------------------------- plan

@@ -124,6 +124,23 @@ def test_another_seed_in_the_same_audio_dir_is_refused(tiny, speech, tmp_path):
         prepare_noise(audio, tmp_path / "data", speech, size="tiny", seed=1)
 
 
+def test_a_full_disk_while_writing_a_clip_names_it_and_leaves_no_part_of_it(speech, tmp_path, monkeypatch):
+    real = soundfile.write
+
+    def full_disk(path, *args, **kwargs):
+        if "brown" in str(path):                      # the third kind: two clips are written before
+            Path(path).write_bytes(b"RIFF part")
+            raise soundfile.LibsndfileError(2)         # what libsndfile raises when the disk is full
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(soundfile, "write", full_disk)
+    with pytest.raises(OSError, match=r"brown-0000\.wav: cannot write the wav \(System error\.\); is the disk full"):
+        prepare_noise(tmp_path / "audio", tmp_path / "data", speech, size="tiny", seed=0)
+    assert sorted(p.name for p in (tmp_path / "audio").rglob("*") if p.is_file()) \
+        == ["pink-0000.wav", "seed", "white-0000.wav"]
+    assert not (tmp_path / "data").exists()
+
+
 def test_tiny_clips_are_the_first_clips_of_a_full_dir(tiny, speech, tmp_path, monkeypatch):
     audio, _ = tiny
     monkeypatch.setitem(noise.CLIPS_PER_KIND, "full", 2)
