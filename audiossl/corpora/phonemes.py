@@ -176,9 +176,10 @@ def prepare_phoneme_dirs(corpus_dir: str | os.PathLike, data_dir: str | os.PathL
         ``{split: out dir}`` of the splits written.
 
     Raises:
-        PhonemeError: no sentence list in ``corpus_dir``; an utterance not English, whose
-            sentence id is not in the list or whose transcript is not that sentence's (the
-            dirs are of different corpora); a phoneme outside the inventory. Each names the utterance.
+        PhonemeError: no sentence list in ``corpus_dir``, or none of ``splits`` in ``data_dir``; an
+            utterance not English, whose sentence id is not in the list or whose transcript is not
+            that sentence's (the dirs are of different corpora); a phoneme outside the inventory.
+            Each names the utterance.
     """
     corpus_dir, data_dir, out_dir = Path(corpus_dir), Path(data_dir), Path(out_dir)
     sentence_list = corpus_dir / "text" / "sentences_en.tsv"
@@ -186,6 +187,9 @@ def prepare_phoneme_dirs(corpus_dir: str | os.PathLike, data_dir: str | os.PathL
         raise PhonemeError(f"{sentence_list}: not found; is {corpus_dir} the corpus dir of {data_dir}?")
     sentences = {s.id: s for s in load_sentences(corpus_dir, "en")}
     present = [split for split in splits if (data_dir / split).is_dir()]
+    if not present:
+        raise PhonemeError(f"{data_dir}: holds none of the data dirs {' '.join(splits)}; "
+                           "audiossl.bin.prepare_mini_tts makes them")
     for split in sorted(set(splits) - set(present)):
         log.warning("%s: no such data dir; skipped", data_dir / split)
     data = {split: DataDir.read(data_dir / split) for split in present}

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torchaudio
 
+from audiossl.bin import prepare_tasks
 from audiossl.corpora import mini_tts
 from audiossl.corpora.mini_tts import ENGLISH_SPLITS, load_sentences, prepare_mini_tts
 from audiossl.corpora.phonemes import (ESPEAK_TO_ARPABET, INVENTORY, PhonemeError, arpabet, phoneme_transcripts,
@@ -168,6 +169,15 @@ def test_a_data_dir_of_another_corpus_or_language_names_the_utterance(tiny, tmp_
         prepare_phoneme_dirs(corpus, tmp_path / "data", tmp_path / "out", splits=("dev",))
     with pytest.raises(PhonemeError, match="sentences_en.tsv: not found"):
         prepare_phoneme_dirs(tmp_path, data, tmp_path / "out")
+
+
+
+def test_a_mini_tts_data_dir_without_any_split_is_an_error_not_an_empty_success(tiny, tmp_path, capsys):
+    corpus, data = tiny
+    args = ["--tasks", "pr", str(corpus), str(tmp_path / "nowhere"), str(tmp_path / "audio"), str(tmp_path / "out")]
+    assert prepare_tasks.main(args) == 1
+    assert f"error: {tmp_path / 'nowhere'}: holds none of the data dirs train_unlab" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 # ------------------------------------------------------------------ scoring
