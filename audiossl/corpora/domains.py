@@ -9,7 +9,8 @@ Domains (the clean source and the corpus's held-out voices, ``test_unseen``, are
   3400 Hz, driven 6 to 12 dB into clipping, hiss 25 to 35 dB down, back at 16 kHz.
 
 Every draw comes from the seed, the domain and the utterance id, so a copy is the same on every
-machine and an interrupted one continues where it stopped (finished files are kept).
+machine and an interrupted one continues where it stopped (finished files are kept). The seed
+is recorded in ``audio_dir/<domain>/seed``: files of another seed are never reused.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import scipy.signal
 from audiossl.audio import SAMPLE_RATE, AudioError, load_entry, resample
 from audiossl.corpora.keywords import (background, load_noise_sources, noise_kinds, render_all, rms, with_noise,
                                        write_wav)
+from audiossl.corpora.mini_tts import check_seed
 from audiossl.corpora.noise import MAX_PEAK, NoiseSources
 from audiossl.data.kaldi_dir import FEATURE_TABLES, UTT_TABLES, DataDir, DataDirError
 
@@ -74,6 +76,7 @@ def shift_domain(source_dir: str | os.PathLike, out_dir: str | os.PathLike, audi
         raise DataDirError(f"{source_dir}: no wav.scp, so no audio to shift to the {domain} domain")
     sources = load_noise_sources() if domain == "noisy" else None
     folder = Path(audio_dir) / domain
+    check_seed(folder / "seed", seed)
     paths = {utt: folder / f"{utt}-{domain}.wav" for utt in source.utterances}
 
     def job(utt: str):

@@ -6,6 +6,7 @@ import pytest
 import soundfile
 
 from audiossl.corpora.domains import RADIO_BAND_HZ, shift_domain
+from audiossl.corpora.mini_tts import CorpusError
 from audiossl.data.kaldi_dir import DataDir, DataDirError
 
 
@@ -54,3 +55,15 @@ def test_noisy_copy_adds_noise_and_keeps_finished_files(tmp_path, caplog):
     assert "2 utterances, 0 to make" in caplog.text
     with pytest.raises(DataDirError, match="unknown domain 'underwater'"):
         shift_domain(tmp_path / "src", tmp_path / "x", tmp_path / "audio", "underwater")
+
+
+def test_another_seed_in_the_same_audio_dir_is_refused_not_given_the_earlier_files(tmp_path):
+    tone_dir(tmp_path)
+    first = shift_domain(tmp_path / "src", tmp_path / "radio", tmp_path / "audio", "radio", seed=0)
+    before = soundfile.read(first["wav.scp"]["spk1-a-radio"])[0]
+    with pytest.raises(CorpusError, match=r"audio/radio holds audio made with seed 0, not 1"):
+        shift_domain(tmp_path / "src", tmp_path / "radio1", tmp_path / "audio", "radio", seed=1)
+    assert not (tmp_path / "radio1").exists()
+    np.testing.assert_array_equal(soundfile.read(first["wav.scp"]["spk1-a-radio"])[0], before)
+    other = shift_domain(tmp_path / "src", tmp_path / "radio1", tmp_path / "audio1", "radio", seed=1)
+    assert not np.array_equal(soundfile.read(other["wav.scp"]["spk1-a-radio"])[0], before)
