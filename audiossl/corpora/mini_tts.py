@@ -474,32 +474,36 @@ def _assign(blocks: list[tuple[str, list[Voice], int]], sentences: list[Sentence
 def plan_corpus(size: MiniTtsSize, voices: list[Voice], sentences: dict[str, list[Sentence]], seed: int,
                 languages: tuple[str, ...] = ("en",)) -> dict[str, list[Utterance]]:
     """The utterances of every split of ``languages`` but the labelled subsets; dev/test sentences are unseen
-    in training. Each language draws its sentences from its own seeded stream, so adding one changes no other."""
+    in training. Each language draws its sentences from its own seeded stream, so adding one changes no other.
+    Sentences are drawn for every voice of ``size``, then the voices not in ``voices`` (not installed) are
+    left out: a voice's utterances are the same whichever other voices are installed."""
     size.validate()
-    available = {v.speaker: v for v in voices}
+    available = {v.speaker for v in voices}
 
-    def pick(names: tuple[str, ...]) -> list[Voice]:
-        return [available[n] for n in names if n in available]
+    def every(names: tuple[str, ...]) -> list[Voice]:
+        return [VOICES_BY_SPEAKER[n] for n in names]
 
-    plan: dict[str, list[Utterance]] = {}
+    drawn: dict[str, list[Utterance]] = {}
     for lang in languages:
         language, suffix = size.languages()[lang], SPLIT_SUFFIX[lang]
-        train, unseen = pick(language.train_voices), pick(language.unseen_voices)
-        if not train:
+        if not available & set(language.train_voices):
             raise CorpusError(f"no {lang} training voice is available")
-        log.info("%s voices: training %s; unseen %s", lang, " ".join(v.speaker for v in train),
-                 " ".join(v.speaker for v in unseen))
+        log.info("%s voices: training %s; unseen %s", lang,
+                 " ".join(n for n in language.train_voices if n in available),
+                 " ".join(n for n in language.unseen_voices if n in available))
         rng = random.Random(seed if lang == "en" else f"{seed}/{lang}")
-        blocks = [("train_unlab", train, language.train_per_voice), ("dev", train, language.dev_per_voice),
-                  ("test", train, language.test_per_voice), ("test_unseen", unseen, language.unseen_per_voice)]
-        plan.update(_assign([(split + suffix, group, n) for split, group, n in blocks], sentences[lang], rng))
+        blocks = [("train_unlab", language.train_voices, language.train_per_voice),
+                  ("dev", language.train_voices, language.dev_per_voice),
+                  ("test", language.train_voices, language.test_per_voice),
+                  ("test_unseen", language.unseen_voices, language.unseen_per_voice)]
+        drawn.update(_assign([(split + suffix, every(names), n) for split, names, n in blocks], sentences[lang], rng))
     if size.unlabelled_only_per_voice and "en" in languages:
-        used = {u.sentence.id for utts in plan.values() for u in utts}
+        used = {u.sentence.id for utts in drawn.values() for u in utts}
         left = [s for s in sentences["en"] if s.id not in used]
-        extra = _assign([("train_unlab", pick(size.english.train_voices), size.unlabelled_only_per_voice)], left,
+        extra = _assign([("train_unlab", every(size.english.train_voices), size.unlabelled_only_per_voice)], left,
                         random.Random(f"{seed}/unlabelled-only"))["train_unlab"]
-        plan["train_unlab"] += [dataclasses.replace(u, unlabelled_only=True) for u in extra]
-    return plan
+        drawn["train_unlab"] += [dataclasses.replace(u, unlabelled_only=True) for u in extra]
+    return {split: [u for u in utts if u.voice.speaker in available] for split, utts in drawn.items()}
 
 
 def labelled_order(utts: list[Utterance], seed: int) -> list[Utterance]:

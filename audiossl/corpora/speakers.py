@@ -281,14 +281,15 @@ class Utterance:
 
 def plan_speakers(size: SpeakersSize, voices: Sequence[Voice], sentences: Sequence[Sentence],
                   seed: int) -> dict[str, list[Utterance]]:
-    """``{split: utterances}`` for sid_train, sid_dev, sid_test and asv_test; every utterance has its own sentence."""
+    """``{split: utterances}`` for sid_train, sid_dev, sid_test and asv_test; every utterance has its own sentence.
+    Sentences are drawn for every voice of ``size``, then the voices not in ``voices`` (not installed) are left
+    out: a speaker's utterances are the same whichever other voices are installed."""
     size.validate()
-    available = {v.speaker: v for v in voices}
-    chosen = [available[name] for name in size.voices if name in available]
-    if len(chosen) < 2:
+    available = {v.speaker for v in voices}
+    if len(available & set(size.voices)) < 2:
         raise CorpusError(f"need at least two of the voices {' '.join(size.voices)}; available: "
-                          f"{' '.join(available) or 'none'}")
-    speakers = [voice_speakers(v, seed) for v in chosen]
+                          f"{' '.join(sorted(available)) or 'none'}")
+    speakers = [voice_speakers(mini_tts.VOICES_BY_SPEAKER[name], seed) for name in size.voices]
     sid = [s for group in speakers for s in group[:size.sid_per_voice]]
     asv = [s for group in speakers for s in group[SID_SLOTS:SID_SLOTS + size.asv_per_voice]]
     blocks = [("sid_train", sid, size.train_per_speaker), ("sid_dev", sid, size.dev_per_speaker),
@@ -298,8 +299,9 @@ def plan_speakers(size: SpeakersSize, voices: Sequence[Voice], sentences: Sequen
     if needed > len(short):
         raise CorpusError(f"need {needed} sentences of {WORDS[0]}-{WORDS[1]} words, only {len(short)} are available")
     pool = iter(random.Random(seed).sample(short, needed))
-    return {split: [Utterance(f"{spk.speaker}-{s.id}", spk, s) for spk in group for s in itertools.islice(pool, n)]
-            for split, group, n in blocks}
+    drawn = {split: [Utterance(f"{spk.speaker}-{s.id}", spk, s) for spk in group for s in itertools.islice(pool, n)]
+             for split, group, n in blocks}
+    return {split: [u for u in utts if u.speaker.voice.speaker in available] for split, utts in drawn.items()}
 
 
 def make_trials(utts: Sequence[Utterance], seed: int, nontargets_per_target: float = 4.0,

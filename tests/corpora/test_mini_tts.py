@@ -329,6 +329,17 @@ def test_large_adds_unlabelled_audio_only(text_cache):
     assert len(used) == len(set(used))
 
 
+def test_a_voice_not_installed_changes_no_other_voice_s_utterances(text_cache):
+    sentences = {lang: load_sentences(text_cache.parent, lang) for lang in LANGUAGES}
+    size = dataclasses.replace(MiniTtsSize.large(), unlabelled_only_per_voice=5)
+    every = mini_tts.plan_corpus(size, list(mini_tts.VOICES), sentences, seed=0, languages=("en", "es"))
+    missing = {"flite_kal", "pico_enus", "pico_eses"}       # e.g. a machine without the non-free pico
+    fewer = mini_tts.plan_corpus(size, [v for v in mini_tts.VOICES if v.speaker not in missing], sentences, seed=0,
+                                 languages=("en", "es"))
+    assert fewer == {split: [u for u in utts if u.voice.speaker not in missing] for split, utts in every.items()}
+    assert all(fewer[split] for split in every)
+
+
 def test_unlabelled_only_audio_stays_out_of_the_labelled_subsets(tmp_path, text_cache, monkeypatch):
     more = dataclasses.replace(MiniTtsSize.tiny(), unlabelled_only_per_voice=2)
     corpus = new_corpus(tmp_path, text_cache)

@@ -103,6 +103,15 @@ def test_full_trials():
     assert make_trials(utts, seed=0) == trials and make_trials(utts, seed=1) != trials
 
 
+def test_a_voice_not_installed_changes_no_other_voice_s_utterances():
+    every = plan(SpeakersSize.full())
+    missing = {"flite_kal", "pico_enus"}
+    fewer = plan_speakers(SpeakersSize.full(), [v for v in mini_tts.VOICES if v.speaker not in missing],
+                          fake_sentences(40000), 0)
+    assert fewer == {split: [u for u in utts if u.speaker.voice.speaker not in missing]
+                     for split, utts in every.items()}
+
+
 def test_too_few_voices_or_sentences_are_named():
     with pytest.raises(CorpusError, match="need at least two of the voices"):
         plan_speakers(SpeakersSize.tiny(), [mini_tts.VOICES_BY_SPEAKER["flite_slt"]], fake_sentences(1000), 0)
