@@ -527,11 +527,12 @@ def chunks(clips: Sequence[Clip], max_seconds: float = CHUNK_SECONDS) -> list[li
 # ---------------------------------------------------------------------------- corpus
 
 def _check_provenance(audio_dir: Path, seed: int, soundfont: Path) -> None:
-    """Record the seed and soundfont of the audio; refuse to mix audio made with others."""
+    """Record the seed and soundfont of the audio; refuse to mix audio made with others (a dir without a
+    clip yet takes the new ones)."""
     audio_dir.mkdir(parents=True, exist_ok=True)
     for name, value in (("seed", str(seed)), ("soundfont", soundfont.name)):
         path = audio_dir / name
-        if path.is_file() and path.read_text().strip() != value:
+        if path.is_file() and path.read_text().strip() != value and any(audio_dir.rglob("*.wav")):
             raise MusicError(f"{audio_dir} holds audio made with {name} {path.read_text().strip()}, not {value}; "
                              "use another audio dir")
     for name, value in (("seed", str(seed)), ("soundfont", soundfont.name)):

@@ -557,8 +557,9 @@ def wav_path(corpus_dir: Path, utt: Utterance) -> Path:
 
 
 def check_seed(seed_file: Path, seed: int) -> None:
-    """Record in ``seed_file`` the seed the audio beside it is made with; refuse to mix in audio of another seed."""
-    if seed_file.is_file() and seed_file.read_text().strip() != str(seed):
+    """Record in ``seed_file`` the seed the audio beside it is made with; refuse to mix in audio of another seed.
+    A folder without a wav yet (a run stopped before its first) takes the new seed."""
+    if seed_file.is_file() and seed_file.read_text().strip() != str(seed) and any(seed_file.parent.rglob("*.wav")):
         raise CorpusError(f"{seed_file.parent} holds audio made with seed {seed_file.read_text().strip()}, not {seed}; "
                           "use another directory")
     seed_file.parent.mkdir(parents=True, exist_ok=True)

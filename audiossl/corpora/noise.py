@@ -214,9 +214,10 @@ def write_clip(path: Path, samples: np.ndarray) -> None:
 
 
 def _check_seed(audio_dir: Path, seed: int) -> None:
-    """Record the seed of the audio; refuse to mix clips made with another seed."""
+    """Record the seed of the audio; refuse to mix clips made with another seed (a dir without a clip yet
+    takes the new seed)."""
     path = audio_dir / "seed"
-    if path.is_file() and path.read_text().strip() != str(seed):
+    if path.is_file() and path.read_text().strip() != str(seed) and any(audio_dir.rglob("*.wav")):
         raise NoiseError(f"{audio_dir} holds noise made with seed {path.read_text().strip()}, not {seed}; "
                          "use another noise audio dir")
     audio_dir.mkdir(parents=True, exist_ok=True)

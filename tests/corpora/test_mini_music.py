@@ -263,6 +263,18 @@ def test_another_seed_or_soundfont_in_the_same_audio_dir_is_refused(tiny, tmp_pa
         prepare_mini_music(audio, tmp_path / "data", size="tiny", seed=0, soundfont=fake)
 
 
+def test_an_audio_dir_stopped_before_its_first_clip_takes_another_seed_or_soundfont(tmp_path):
+    font, other = tmp_path / "Font.sf2", tmp_path / "Other.sf2"
+    mini_music._check_provenance(tmp_path / "audio", 1, font)     # a run with a mistyped seed, stopped at once
+    mini_music._check_provenance(tmp_path / "audio", 0, other)
+    assert (tmp_path / "audio" / "seed").read_text() == "0\n"
+    assert (tmp_path / "audio" / "soundfont").read_text() == "Other.sf2\n"
+    (tmp_path / "audio" / "16k" / "notes").mkdir(parents=True)
+    (tmp_path / "audio" / "16k" / "notes" / "x.wav").write_bytes(b"")
+    with pytest.raises(MusicError, match="seed 0, not 1"):
+        mini_music._check_provenance(tmp_path / "audio", 1, other)
+
+
 @needs_fluidsynth
 def test_silent_clips_are_dropped_and_logged(tmp_path, monkeypatch, caplog):
     monkeypatch.setitem(mini_music.SIZES, "tiny", {"notes": (2, 1, 1), "tagging": (1, 1, 1), "key": (1, 1, 1)})

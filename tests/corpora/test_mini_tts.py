@@ -15,8 +15,8 @@ import pytest
 import soundfile
 
 from audiossl.corpora import mini_tts
-from audiossl.corpora.mini_tts import (ENGLISH_SPLITS, LANGUAGES, SPANISH_SPLITS, MiniTtsSize, SynthesisError,
-                                       jitter, load_sentences, prepare_mini_tts)
+from audiossl.corpora.mini_tts import (ENGLISH_SPLITS, LANGUAGES, SPANISH_SPLITS, CorpusError, MiniTtsSize,
+                                       SynthesisError, jitter, load_sentences, prepare_mini_tts)
 from audiossl.data.kaldi_dir import DataDir
 from audiossl.data.validate import validate_data_dir
 
@@ -245,6 +245,18 @@ def test_another_seed_in_the_same_corpus_dir_is_refused(tiny, tmp_path):
     corpus, _ = tiny
     with pytest.raises(ValueError, match="seed 0"):
         prepare_mini_tts(corpus, tmp_path / "data", size="tiny", seed=1, progress=False)
+
+
+def test_a_corpus_dir_stopped_before_its_first_wav_takes_another_seed(tiny, tmp_path):
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny[0] / "text", corpus / "text")
+    mini_tts.check_seed(corpus / "wav" / "seed", 1)                 # a run with a mistyped seed, stopped at once
+    prepare_mini_tts(corpus, tmp_path / "data", size="tiny", seed=0, progress=False)
+    assert (corpus / "wav" / "seed").read_text() == "0\n"
+    assert tables(tmp_path / "data") == {k: v.replace(str(tiny[0]), str(corpus)) for k, v in tables(tiny[1]).items()
+                                         if k.split("/")[0] not in SPANISH_SPLITS and k != "local/lm_text_es.txt"}
+    with pytest.raises(CorpusError, match="seed 0, not 1"):
+        mini_tts.check_seed(corpus / "wav" / "seed", 1)
 
 
 def failing_for(monkeypatch, should_fail) -> None:

@@ -141,6 +141,14 @@ def test_a_full_disk_while_writing_a_clip_names_it_and_leaves_no_part_of_it(spee
     assert not (tmp_path / "data").exists()
 
 
+def test_a_noise_dir_stopped_before_its_first_clip_takes_another_seed(tiny, speech, tmp_path):
+    noise._check_seed(tmp_path / "audio", 1)                        # a run with a mistyped seed, stopped at once
+    prepare_noise(tmp_path / "audio", tmp_path / "data", speech, size="tiny", seed=0)
+    assert digests(tmp_path / "audio") == digests(tiny[0])
+    with pytest.raises(NoiseError, match="seed 0, not 1"):
+        prepare_noise(tmp_path / "audio", tmp_path / "data", speech, size="tiny", seed=1)
+
+
 def test_tiny_clips_are_the_first_clips_of_a_full_dir(tiny, speech, tmp_path, monkeypatch):
     audio, _ = tiny
     monkeypatch.setitem(noise.CLIPS_PER_KIND, "full", 2)
