@@ -124,6 +124,8 @@ LANGUAGES = {
     "es": Language("áéíóúñü", frozenset("AEOUY"), frozenset({"ETC", "SR", "SRA", "DR"}),
                     {"Á": "A", "É": "E", "Ó": "O", "Ú": "U"}),
 }
+TEXT_PACKAGES = {"en": "wordnet-base, diatheke and sword-text-web", "es": "diatheke and sword-text-sparv"}
+"""The Debian packages a language's sentences come from."""
 
 
 def wordnet_examples(wordnet_dir: Path = WORDNET_DIR) -> list[str]:
@@ -488,6 +490,8 @@ def plan_corpus(size: MiniTtsSize, voices: list[Voice], sentences: dict[str, lis
         language, suffix = size.languages()[lang], SPLIT_SUFFIX[lang]
         if not available & set(language.train_voices):
             raise CorpusError(f"no {lang} training voice is available")
+        if not sentences[lang]:
+            raise CorpusError(f"no {lang} sentence found: install the Debian packages {TEXT_PACKAGES[lang]}")
         log.info("%s voices: training %s; unseen %s", lang,
                  " ".join(n for n in language.train_voices if n in available),
                  " ".join(n for n in language.unseen_voices if n in available))

@@ -364,3 +364,12 @@ def test_unlabelled_only_audio_stays_out_of_the_labelled_subsets(tmp_path, text_
     base = tables(tmp_path / "base")
     assert {k: v for k, v in tables(tmp_path / "data").items() if not k.startswith("train_unlab/")} == \
         {k: v for k, v in base.items() if not k.startswith("train_unlab/")}
+
+
+def test_a_language_without_text_names_the_packages_to_install():
+    with pytest.raises(CorpusError, match="no es sentence found: install the Debian packages diatheke and "
+                                          "sword-text-sparv"):
+        mini_tts.plan_corpus(MiniTtsSize.tiny(), list(mini_tts.VOICES),
+                             {"en": [mini_tts.Sentence(f"wn{i:05d}", "x", "X") for i in range(100)],
+                              "es": []},                  # what load_sentences gives without diatheke
+                             seed=0, languages=("en", "es"))
