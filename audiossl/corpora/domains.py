@@ -10,7 +10,8 @@ Domains (the clean source and the corpus's held-out voices, ``test_unseen``, are
 
 Every draw comes from the seed, the domain and the utterance id, so a copy is the same on every
 machine and an interrupted one continues where it stopped (finished files are kept). The seed
-is recorded in ``audio_dir/<domain>/seed``: files of another seed are never reused.
+is recorded in ``audio_dir/<domain>/seed``: files of another seed are never reused. A copy holds
+``audio_dir/<domain>/.lock``: a second one into the same folder waits for it.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from audiossl.corpora.keywords import (background, load_noise_sources, noise_kin
                                        write_wav)
 from audiossl.corpora.mini_tts import check_seed
 from audiossl.corpora.noise import MAX_PEAK, NoiseSources
+from audiossl.corpora.workers import audio_dir_lock
 from audiossl.data.kaldi_dir import FEATURE_TABLES, UTT_TABLES, DataDir, DataDirError
 
 log = logging.getLogger(__name__)
@@ -76,27 +78,28 @@ def shift_domain(source_dir: str | os.PathLike, out_dir: str | os.PathLike, audi
         raise DataDirError(f"{source_dir}: no wav.scp, so no audio to shift to the {domain} domain")
     sources = load_noise_sources() if domain == "noisy" else None
     folder = Path(audio_dir) / domain
-    check_seed(folder / "seed", seed)
     paths = {utt: folder / f"{utt}-{domain}.wav" for utt in source.utterances}
+    with audio_dir_lock(folder):
+        check_seed(folder / "seed", seed)
 
-    def job(utt: str):
-        def shifted() -> None:
-            entry, segment = source.audio_entry(utt)
-            try:
-                samples, _ = load_entry(entry, *((segment.start, segment.end) if segment else ()))
-            except AudioError as err:
-                raise AudioError(f"{source_dir}: utterance '{utt}': {err}") from None
-            rng = utterance_rng(seed, domain, utt)
-            write_wav(paths[utt], noisy(samples, rng, sources) if domain == "noisy" else radio(samples, rng))
-        return shifted
+        def job(utt: str):
+            def shifted() -> None:
+                entry, segment = source.audio_entry(utt)
+                try:
+                    samples, _ = load_entry(entry, *((segment.start, segment.end) if segment else ()))
+                except AudioError as err:
+                    raise AudioError(f"{source_dir}: utterance '{utt}': {err}") from None
+                rng = utterance_rng(seed, domain, utt)
+                write_wav(paths[utt], noisy(samples, rng, sources) if domain == "noisy" else radio(samples, rng))
+            return shifted
 
-    todo = {utt: job(utt) for utt, path in paths.items() if not path.exists()}
-    log.info("%s -> %s: %d utterances, %d to make", source_dir, domain, len(paths), len(todo))
-    render_all(todo, num_workers, progress, f"{domain} copy of {Path(source_dir).name}")
-    renamed = {utt: f"{utt}-{domain}" for utt in source.utterances}
-    tables = {name: {renamed[utt]: value for utt, value in table.items() if utt in renamed}
-              for name, table in source.tables.items() if name in UTT_TABLES and name not in FEATURE_TABLES}
-    tables["wav.scp"] = {renamed[utt]: str(path.resolve()) for utt, path in paths.items()}
-    shifted_dir = DataDir(tables)
-    shifted_dir.write(out_dir)
-    return shifted_dir
+        todo = {utt: job(utt) for utt, path in paths.items() if not path.exists()}
+        log.info("%s -> %s: %d utterances, %d to make", source_dir, domain, len(paths), len(todo))
+        render_all(todo, num_workers, progress, f"{domain} copy of {Path(source_dir).name}")
+        renamed = {utt: f"{utt}-{domain}" for utt in source.utterances}
+        tables = {name: {renamed[utt]: value for utt, value in table.items() if utt in renamed}
+                  for name, table in source.tables.items() if name in UTT_TABLES and name not in FEATURE_TABLES}
+        tables["wav.scp"] = {renamed[utt]: str(path.resolve()) for utt, path in paths.items()}
+        shifted_dir = DataDir(tables)
+        shifted_dir.write(out_dir)
+        return shifted_dir

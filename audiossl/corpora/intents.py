@@ -27,6 +27,7 @@ Layout::
 
     audio_dir/wav/<voice>/<utt>.wav    16 kHz mono 16-bit; utt = <voice>-<action>_<object>_<location>-<phrasing>
     audio_dir/wav/seed                 the seed the audio was made with
+    audio_dir/.lock                    held by a run: a second run on the dir waits for it, then reuses
     data_dir/{train,dev,test}/         wav.scp, text (the words, upper case), utt2spk (the voice), spk2utt,
                                        utt2dur, utt2intent (action object location), labels_action,
                                        labels_object, labels_location (each slot's values)
@@ -53,6 +54,7 @@ from audiossl.corpora.keywords import (SNR_RANGE_DB, SPLITS, background, check_f
 from audiossl.corpora.mini_tts import (LANGUAGES, VOICES_BY_SPEAKER, CorpusError, MiniTtsSize, Voice, check_seed,
                                        available_voices)
 from audiossl.corpora.noise import NoiseSources, clip_rng
+from audiossl.corpora.workers import audio_dir_lock
 from audiossl.data.kaldi_dir import DataDir
 
 log = logging.getLogger(__name__)
@@ -264,21 +266,23 @@ def prepare_intents(audio_dir: str | os.PathLike, data_dir: str | os.PathLike, s
     if size not in sizes:
         raise ValueError(f"size must be one of {' '.join(sizes)}, got '{size}'")
     audio_dir, data_dir = Path(audio_dir).absolute(), Path(data_dir)
-    check_seed(audio_dir / "wav" / "seed", seed)
-    plan = plan_intents(sizes[size](), available_voices(), seed)
-    todo = [u for u in plan if not wav_path(audio_dir, u).is_file()]
-    log.info("%d utterances planned, %d already made, %d to make", len(plan), len(plan) - len(todo), len(todo))
-    failures: dict[str, str] = {}
-    if todo:
-        sources, kinds = load_noise_sources(), noise_kinds()
+    with audio_dir_lock(audio_dir):
+        check_seed(audio_dir / "wav" / "seed", seed)
+        plan = plan_intents(sizes[size](), available_voices(), seed)
+        todo = [u for u in plan if not wav_path(audio_dir, u).is_file()]
+        log.info("%d utterances planned, %d already made, %d to make", len(plan), len(plan) - len(todo), len(todo))
+        failures: dict[str, str] = {}
+        if todo:
+            sources, kinds = load_noise_sources(), noise_kinds()
 
-        def job(u: IntentUtterance) -> Callable[[], None]:
-            return lambda: write_wav(wav_path(audio_dir, u), intent_audio(u, seed, sources, kinds))
+            def job(u: IntentUtterance) -> Callable[[], None]:
+                return lambda: write_wav(wav_path(audio_dir, u), intent_audio(u, seed, sources, kinds))
 
-        failures = render_all({u.utt: job(u) for u in todo}, num_workers, progress, "synthesizing")
-        check_failures(failures, len(plan))
-    written = {}
-    for split in SPLITS:
-        write_intent_split(data_dir / split, [u for u in plan if u.split == split and u.utt not in failures], audio_dir)
-        written[split] = data_dir / split
-    return written
+            failures = render_all({u.utt: job(u) for u in todo}, num_workers, progress, "synthesizing")
+            check_failures(failures, len(plan))
+        written = {}
+        for split in SPLITS:
+            kept = [u for u in plan if u.split == split and u.utt not in failures]
+            write_intent_split(data_dir / split, kept, audio_dir)
+            written[split] = data_dir / split
+        return written

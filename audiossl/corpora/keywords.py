@@ -24,6 +24,7 @@ Layout::
     audio_dir/wav/<voice>/<utt>.wav      1 s clips, 16 kHz mono 16-bit; utt = <voice>-<word>-<index>
     audio_dir/wav/silence/<utt>.wav      utt = silence-<noise kind>-<index>
     audio_dir/wav/seed                   the seed the clips were made with
+    audio_dir/.lock                      held by a run: a second run on the dir waits for it, then reuses
     data_dir/{train,dev,test}/           wav.scp, utt2spk (the voice; "silence"), spk2utt, utt2dur,
                                          utt2label (the class), labels (the 12 classes)
 
@@ -55,7 +56,7 @@ from audiossl.corpora.mini_tts import (MAX_FAILURE_RATE, VOICES_BY_SPEAKER, Corp
                                        check_seed, run_tool, available_voices, jitter, synthesize_raw)
 from audiossl.corpora.noise import (MAX_PEAK, NoiseSources, ambience_paths, clip_rng, load_recording, looped_crop,
                                     make_clip)
-from audiossl.corpora.workers import thread_pool
+from audiossl.corpora.workers import audio_dir_lock, thread_pool
 from audiossl.data.kaldi_dir import DataDir
 
 log = logging.getLogger(__name__)
@@ -328,30 +329,31 @@ def prepare_keywords(audio_dir: str | os.PathLike, data_dir: str | os.PathLike, 
     if size not in sizes:
         raise ValueError(f"size must be one of {' '.join(sizes)}, got '{size}'")
     audio_dir, data_dir = Path(audio_dir).absolute(), Path(data_dir)
-    check_seed(audio_dir / "wav" / "seed", seed)
-    kinds = noise_kinds()
-    plan = plan_keywords(sizes[size](), available_voices(), kinds, seed)
-    todo = [u for u in plan if not clip_path(audio_dir, u).is_file()]
-    log.info("%d clips planned, %d already made, %d to make", len(plan), len(plan) - len(todo), len(todo))
-    failures: dict[str, str] = {}
-    if todo:
-        words = {(u.voice, u.word) for u in todo if u.voice and not raw_path(audio_dir, u.voice, u.word).is_file()}
-        raw_failures = render_all({f"{v.speaker}-{w}": (lambda v=v, w=w: write_raw(v, w, raw_path(audio_dir, v, w)))
-                                   for v, w in sorted(words, key=lambda vw: (vw[0].speaker, vw[1]))},
-                                  num_workers, progress, "synthesizing words")
-        failures = {u.utt: raw_failures[f"{u.voice.speaker}-{u.word}"] for u in todo
-                    if u.voice and f"{u.voice.speaker}-{u.word}" in raw_failures}
-        sources = load_noise_sources()
+    with audio_dir_lock(audio_dir):
+        check_seed(audio_dir / "wav" / "seed", seed)
+        kinds = noise_kinds()
+        plan = plan_keywords(sizes[size](), available_voices(), kinds, seed)
+        todo = [u for u in plan if not clip_path(audio_dir, u).is_file()]
+        log.info("%d clips planned, %d already made, %d to make", len(plan), len(plan) - len(todo), len(todo))
+        failures: dict[str, str] = {}
+        if todo:
+            words = {(u.voice, u.word) for u in todo if u.voice and not raw_path(audio_dir, u.voice, u.word).is_file()}
+            raw_failures = render_all({f"{v.speaker}-{w}": (lambda v=v, w=w: write_raw(v, w, raw_path(audio_dir, v, w)))
+                                       for v, w in sorted(words, key=lambda vw: (vw[0].speaker, vw[1]))},
+                                      num_workers, progress, "synthesizing words")
+            failures = {u.utt: raw_failures[f"{u.voice.speaker}-{u.word}"] for u in todo
+                        if u.voice and f"{u.voice.speaker}-{u.word}" in raw_failures}
+            sources = load_noise_sources()
 
-        def job(u: KeywordUtterance) -> Callable[[], None]:
-            return lambda: write_wav(clip_path(audio_dir, u), keyword_clip(u, audio_dir, seed, sources, kinds))
+            def job(u: KeywordUtterance) -> Callable[[], None]:
+                return lambda: write_wav(clip_path(audio_dir, u), keyword_clip(u, audio_dir, seed, sources, kinds))
 
-        failures |= render_all({u.utt: job(u) for u in todo if u.utt not in failures}, num_workers, progress,
-                               "making clips")
-        check_failures(failures, len(plan))
-    written = {}
-    for split in SPLITS:
-        write_keyword_split(data_dir / split, [u for u in plan if u.split == split and u.utt not in failures],
-                            audio_dir)
-        written[split] = data_dir / split
-    return written
+            failures |= render_all({u.utt: job(u) for u in todo if u.utt not in failures}, num_workers, progress,
+                                   "making clips")
+            check_failures(failures, len(plan))
+        written = {}
+        for split in SPLITS:
+            write_keyword_split(data_dir / split, [u for u in plan if u.split == split and u.utt not in failures],
+                                audio_dir)
+            written[split] = data_dir / split
+        return written

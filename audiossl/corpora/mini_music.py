@@ -23,6 +23,7 @@ Layout::
 
     audio_dir/seed, audio_dir/soundfont     the seed and the soundfont the audio was made with
     audio_dir/silent_clips                  clips that rendered silent (in no data dir)
+    audio_dir/.lock                         held by a run: a second run on the dir waits for it, then reuses
     audio_dir/{16k,24k}/<set>/<utt>.wav     mono 16-bit clips
     data_dir/{16k,24k}/<set>_<split>/       wav.scp utt2spk spk2utt utt2dur utt2<label> and
                                             labels.<label>: every class of the label, one a line
@@ -68,7 +69,7 @@ from tqdm import tqdm
 from audiossl.atomic import write_text_atomic
 from audiossl.audio import write_pcm16
 from audiossl.corpora.noise import level_normalized
-from audiossl.corpora.workers import thread_pool
+from audiossl.corpora.workers import audio_dir_lock, thread_pool
 from audiossl.data.kaldi_dir import DataDir
 from audiossl.errors import UserError
 
@@ -586,40 +587,41 @@ def prepare_mini_music(audio_dir: str | os.PathLike, data_dir: str | os.PathLike
         raise MusicError("fluidsynth not found: install the Debian package fluidsynth")
     soundfont = find_soundfont(soundfont)
     audio_dir, data_dir = Path(audio_dir).absolute(), Path(data_dir)
-    _check_provenance(audio_dir, seed, soundfont)
-    silent_path = audio_dir / "silent_clips"
-    silent = _read_silent(silent_path)
-    jobs = []
-    for set_name, splits in plan.items():
-        clips = [c for split in SPLITS for c in splits[split]]
-        missing = {c.utt for c in clips if c.utt not in silent
-                   and not all(clip_path(audio_dir, r, set_name, c.utt).is_file() for r in sample_rates)}
-        runs = [run for run in chunks(clips) if any(c.utt in missing for c in run)]
-        log.info("%s: %d clips planned, %d missing; %d MIDI files to render", set_name, len(clips),
-                 len(missing), len(runs))
-        jobs += [(set_name, run) for run in runs]
-    with thread_pool(num_workers) as pool:
-        futures = [pool.submit(render_clips, set_name, run, audio_dir, soundfont, sample_rates)
-                   for set_name, run in jobs]
-        for future in tqdm(as_completed(futures), total=len(futures), desc="rendering", unit="file",
-                           disable=not progress):
-            found = future.result()
-            if found:
-                silent.update(found)
-                write_text_atomic(silent_path, "".join(f"{utt}\n" for utt in sorted(silent)))
-    written = {}
-    for set_name, splits in plan.items():
-        for split, clips in splits.items():
-            kept = [c for c in clips if c.utt not in silent]
-            dropped = [c.utt for c in clips if c.utt in silent]
-            if not kept:
-                raise MusicError(f"every clip of {set_name}_{split} rendered silent with {soundfont}")
-            if dropped:
-                log.warning("%s_%s: %d of %d clips rendered silent and were dropped (%s%s)", set_name, split,
-                            len(dropped), len(clips), " ".join(dropped[:3]), " ..." if len(dropped) > 3 else "")
-            log.info("%s_%s: %d clips, %.1f min", set_name, split, len(kept), sum(c.seconds for c in kept) / 60)
-            for rate in sample_rates:
-                key = f"{rate_name(rate)}/{set_name}_{split}"
-                write_split(data_dir / key, set_name, kept, audio_dir, rate)
-                written[key] = data_dir / key
-    return written
+    with audio_dir_lock(audio_dir):
+        _check_provenance(audio_dir, seed, soundfont)
+        silent_path = audio_dir / "silent_clips"
+        silent = _read_silent(silent_path)
+        jobs = []
+        for set_name, splits in plan.items():
+            clips = [c for split in SPLITS for c in splits[split]]
+            missing = {c.utt for c in clips if c.utt not in silent
+                       and not all(clip_path(audio_dir, r, set_name, c.utt).is_file() for r in sample_rates)}
+            runs = [run for run in chunks(clips) if any(c.utt in missing for c in run)]
+            log.info("%s: %d clips planned, %d missing; %d MIDI files to render", set_name, len(clips),
+                     len(missing), len(runs))
+            jobs += [(set_name, run) for run in runs]
+        with thread_pool(num_workers) as pool:
+            futures = [pool.submit(render_clips, set_name, run, audio_dir, soundfont, sample_rates)
+                       for set_name, run in jobs]
+            for future in tqdm(as_completed(futures), total=len(futures), desc="rendering", unit="file",
+                               disable=not progress):
+                found = future.result()
+                if found:
+                    silent.update(found)
+                    write_text_atomic(silent_path, "".join(f"{utt}\n" for utt in sorted(silent)))
+        written = {}
+        for set_name, splits in plan.items():
+            for split, clips in splits.items():
+                kept = [c for c in clips if c.utt not in silent]
+                dropped = [c.utt for c in clips if c.utt in silent]
+                if not kept:
+                    raise MusicError(f"every clip of {set_name}_{split} rendered silent with {soundfont}")
+                if dropped:
+                    log.warning("%s_%s: %d of %d clips rendered silent and were dropped (%s%s)", set_name, split,
+                                len(dropped), len(clips), " ".join(dropped[:3]), " ..." if len(dropped) > 3 else "")
+                log.info("%s_%s: %d clips, %.1f min", set_name, split, len(kept), sum(c.seconds for c in kept) / 60)
+                for rate in sample_rates:
+                    key = f"{rate_name(rate)}/{set_name}_{split}"
+                    write_split(data_dir / key, set_name, kept, audio_dir, rate)
+                    written[key] = data_dir / key
+        return written

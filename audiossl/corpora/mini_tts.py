@@ -10,6 +10,7 @@ Layout::
     corpus_dir/text/sentences_{en,es}.tsv   cached sentence lists: id, spoken text, transcript
     corpus_dir/wav/<speaker>/<utt>.wav      audio; utterance id = <speaker>-<sentence id>
     corpus_dir/wav/seed                     the seed the audio was made with
+    corpus_dir/.lock                        held by a run: a second run on the dir waits for it, then reuses
     corpus_dir/noise/<kind>/<clip>.wav      noise clips (audiossl.corpora.noise); babble from train_unlab
     data_dir/{train_unlab,train_1h,train_10min,dev,test,test_unseen}/   English
     data_dir/{train_unlab,train_1h,train_10min,dev,test,test_unseen}_es/   Spanish (when asked for)
@@ -46,7 +47,7 @@ from tqdm import tqdm
 
 from audiossl.atomic import atomic_path, write_text_atomic
 from audiossl.corpora.noise import prepare_noise
-from audiossl.corpora.workers import thread_pool
+from audiossl.corpora.workers import audio_dir_lock, thread_pool
 from audiossl.data.kaldi_dir import DataDir
 from audiossl.errors import UserError
 
@@ -615,30 +616,31 @@ def prepare_mini_tts(corpus_dir: str | os.PathLike, data_dir: str | os.PathLike,
     languages = tuple(lang for lang in SPLIT_SUFFIX if lang == "en" or lang in languages)
     dims = sizes[size]()
     corpus_dir, data_dir = Path(corpus_dir).absolute(), Path(data_dir)
-    check_seed(corpus_dir / "wav" / "seed", seed)
-    sentences = {lang: load_sentences(corpus_dir, lang) for lang in languages}
-    plan = plan_corpus(dims, available_voices(), sentences, seed, languages)
-    failures = synthesize_all([u for utts in plan.values() for u in utts], corpus_dir, seed, num_workers, progress)
-    plan = {split: [u for u in utts if u.utt not in failures] for split, utts in plan.items()}
-    durations = {}
-    for u in (u for utts in plan.values() for u in utts):
-        info = soundfile.info(str(wav_path(corpus_dir, u)))
-        durations[u.utt] = info.frames / info.samplerate
-    written = {}
-    for lang in languages:
-        language, suffix = dims.languages()[lang], SPLIT_SUFFIX[lang]
-        order = labelled_order([u for u in plan["train_unlab" + suffix] if not u.unlabelled_only], seed)
-        plan["train_1h" + suffix] = first_seconds(order, durations, language.train_1h_seconds)
-        plan["train_10min" + suffix] = first_seconds(order, durations, language.train_10min_seconds)
-        for split in ENGLISH_SPLITS:
-            write_split(data_dir / (split + suffix), plan[split + suffix], corpus_dir, durations)
-            written[split + suffix] = data_dir / (split + suffix)
-        if sentences[lang]:
-            write_lm_text(data_dir / "local" / f"lm_text_{lang}.txt", sentences[lang])
-    written["noise"] = prepare_noise(corpus_dir / "noise", data_dir / "noise",
-                                     [wav_path(corpus_dir, u) for u in plan["train_unlab"]],
-                                     size="tiny" if size == "tiny" else "full", seed=seed)
-    return written
+    with audio_dir_lock(corpus_dir):
+        check_seed(corpus_dir / "wav" / "seed", seed)
+        sentences = {lang: load_sentences(corpus_dir, lang) for lang in languages}
+        plan = plan_corpus(dims, available_voices(), sentences, seed, languages)
+        failures = synthesize_all([u for utts in plan.values() for u in utts], corpus_dir, seed, num_workers, progress)
+        plan = {split: [u for u in utts if u.utt not in failures] for split, utts in plan.items()}
+        durations = {}
+        for u in (u for utts in plan.values() for u in utts):
+            info = soundfile.info(str(wav_path(corpus_dir, u)))
+            durations[u.utt] = info.frames / info.samplerate
+        written = {}
+        for lang in languages:
+            language, suffix = dims.languages()[lang], SPLIT_SUFFIX[lang]
+            order = labelled_order([u for u in plan["train_unlab" + suffix] if not u.unlabelled_only], seed)
+            plan["train_1h" + suffix] = first_seconds(order, durations, language.train_1h_seconds)
+            plan["train_10min" + suffix] = first_seconds(order, durations, language.train_10min_seconds)
+            for split in ENGLISH_SPLITS:
+                write_split(data_dir / (split + suffix), plan[split + suffix], corpus_dir, durations)
+                written[split + suffix] = data_dir / (split + suffix)
+            if sentences[lang]:
+                write_lm_text(data_dir / "local" / f"lm_text_{lang}.txt", sentences[lang])
+        written["noise"] = prepare_noise(corpus_dir / "noise", data_dir / "noise",
+                                         [wav_path(corpus_dir, u) for u in plan["train_unlab"]],
+                                         size="tiny" if size == "tiny" else "full", seed=seed)
+        return written
 
 
 def write_lm_text(path: Path, sentences: list[Sentence]) -> None:

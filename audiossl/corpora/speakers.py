@@ -27,6 +27,7 @@ Layout::
     audio_dir/text/sentences_en.tsv       mini TTS's sentence cache (only sentences of 6-12 words are used)
     audio_dir/wav/<speaker>/<utt>.wav     16 kHz mono 16-bit; utterance id = <speaker>-<sentence id>
     audio_dir/wav/seed                    the seed the audio was made with
+    audio_dir/.lock                       held by a run: a second run on the dir waits for it, then reuses
     data_dir/sid_{train,dev,test}/        SID: the SID speakers, own sentences in each; ``labels``:
                                           ``<speaker> <class index>`` of every SID speaker
     data_dir/asv_train/                   the utterances of sid_train (to train speaker embeddings)
@@ -68,7 +69,7 @@ from audiossl.corpora.mini_tts import (MAX_FAILURE_RATE, MIN_SECONDS, SAMPLE_RAT
                                        SynthesisError, Voice, available_voices, load_sentences, sox_command,
                                        synthesize_raw)
 from audiossl.corpora.noise import POWER_LAW_EXPONENTS, power_law_noise
-from audiossl.corpora.workers import thread_pool
+from audiossl.corpora.workers import audio_dir_lock, thread_pool
 from audiossl.data.kaldi_dir import DataDir, read_table
 from audiossl.eval.verification import Trial, write_trials
 
@@ -418,26 +419,28 @@ def prepare_speakers(audio_dir: str | os.PathLike, data_dir: str | os.PathLike, 
         raise ValueError(f"size must be one of {' '.join(sizes)}, got '{size}'")
     dims = sizes[size]()
     audio_dir, data_dir = Path(audio_dir).absolute(), Path(data_dir)
-    mini_tts.check_seed(audio_dir / "wav" / "seed", seed)
-    plan = plan_speakers(dims, available_voices(), load_sentences(audio_dir, "en"), seed)
-    failures = synthesize_all([u for utts in plan.values() for u in utts], audio_dir, seed, num_workers, progress)
-    plan = {split: [u for u in utts if u.utt not in failures] for split, utts in plan.items()}
-    plan["asv_train"] = plan["sid_train"]
-    durations = {u.utt: soundfile.info(str(wav_path(audio_dir, u))).frames / SAMPLE_RATE
-                 for utts in plan.values() for u in utts}
-    written = {}
-    for split in SPLITS:
-        write_split(data_dir / split, plan[split], audio_dir, durations)
-        written[split] = data_dir / split
-    classes = sorted({u.speaker.speaker for u in plan["sid_train"]})
-    for split in ("sid_train", "sid_dev", "sid_test"):
-        write_text_atomic(data_dir / split / "labels", "".join(f"{spk} {i}\n" for i, spk in enumerate(classes)))
-    trials = make_trials(plan["asv_test"], seed, dims.nontargets_per_target, dims.same_voice_share)
-    write_trials(data_dir / "asv_test" / "trials", trials)
-    num_targets = sum(t[2] for t in trials)
-    log.info("asv_test/trials: %d trials, %d target, %d nontarget", len(trials), num_targets, len(trials) - num_targets)
-    write_plan(data_dir / "local", plan, seed)
-    return written
+    with audio_dir_lock(audio_dir):
+        mini_tts.check_seed(audio_dir / "wav" / "seed", seed)
+        plan = plan_speakers(dims, available_voices(), load_sentences(audio_dir, "en"), seed)
+        failures = synthesize_all([u for utts in plan.values() for u in utts], audio_dir, seed, num_workers, progress)
+        plan = {split: [u for u in utts if u.utt not in failures] for split, utts in plan.items()}
+        plan["asv_train"] = plan["sid_train"]
+        durations = {u.utt: soundfile.info(str(wav_path(audio_dir, u))).frames / SAMPLE_RATE
+                     for utts in plan.values() for u in utts}
+        written = {}
+        for split in SPLITS:
+            write_split(data_dir / split, plan[split], audio_dir, durations)
+            written[split] = data_dir / split
+        classes = sorted({u.speaker.speaker for u in plan["sid_train"]})
+        for split in ("sid_train", "sid_dev", "sid_test"):
+            write_text_atomic(data_dir / split / "labels", "".join(f"{spk} {i}\n" for i, spk in enumerate(classes)))
+        trials = make_trials(plan["asv_test"], seed, dims.nontargets_per_target, dims.same_voice_share)
+        write_trials(data_dir / "asv_test" / "trials", trials)
+        num_targets = sum(t[2] for t in trials)
+        log.info("asv_test/trials: %d trials, %d target, %d nontarget", len(trials), num_targets,
+                 len(trials) - num_targets)
+        write_plan(data_dir / "local", plan, seed)
+        return written
 
 
 # ---------------------------------------------------------------------------- MFCC statistics

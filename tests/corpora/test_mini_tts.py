@@ -259,6 +259,20 @@ def test_a_corpus_dir_stopped_before_its_first_wav_takes_another_seed(tiny, tmp_
         mini_tts.check_seed(corpus / "wav" / "seed", 1)
 
 
+def test_two_runs_side_by_side_on_one_corpus_dir_take_turns(tiny, tmp_path, text_cache):
+    corpus = new_corpus(tmp_path, text_cache)       # two recipes preparing the shared corpus at once
+    runs = [subprocess.Popen([sys.executable, "-m", "audiossl.bin.prepare_mini_tts", "--size", "tiny", "--no-progress",
+                              str(corpus), str(tmp_path / f"data{i}")], stderr=subprocess.PIPE, text=True)
+            for i in range(2)]
+    errors = [run.communicate()[1] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], errors
+    assert any("another run is making audio there; waiting for it to end" in e for e in errors)
+    assert any("34 utterances planned, 34 already synthesized, 0 to synthesize" in e for e in errors)
+    assert {p.relative_to(corpus): digest(p) for p in (corpus / "wav").glob("*/*.wav")} \
+        == {p.relative_to(tiny[0]): digest(p) for p in (tiny[0] / "wav").glob("*/*.wav")
+            if p.parent.name in {"flite_slt", "mbrola_us1", "espeak_m3", "flite_kal"}}
+
+
 def failing_for(monkeypatch, should_fail) -> None:
     """Make ``synthesize_raw`` run a failing command for the texts ``should_fail`` picks."""
     real = mini_tts.synthesize_raw
