@@ -10,6 +10,7 @@ Layout::
     corpus_dir/text/sentences_{en,es}.tsv   cached sentence lists: id, spoken text, transcript
     corpus_dir/wav/<speaker>/<utt>.wav      audio; utterance id = <speaker>-<sentence id>
     corpus_dir/wav/seed                     the seed the audio was made with
+    corpus_dir/wav/sentences_{en,es}.sha256 the sentence lists it was made from
     corpus_dir/.lock                        held by a run: a second run on the dir waits for it, then reuses
     corpus_dir/noise/<kind>/<clip>.wav      noise clips (audiossl.corpora.noise); babble from train_unlab
     data_dir/{train_unlab,train_1h,train_10min,dev,test,test_unseen}/   English
@@ -28,6 +29,7 @@ do not transfer to real speech.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import html
 import logging
 import os
@@ -214,6 +216,21 @@ def load_sentences(corpus_dir: Path, lang: str) -> list[Sentence]:
         write_text_atomic(path, "".join(f"{s.id}\t{s.spoken}\t{s.transcript}\n" for s in sentences))
     with open(path, encoding="utf-8") as f:
         return [Sentence(*line.rstrip("\n").split("\t")) for line in f]
+
+
+def check_sentences(corpus_dir: Path, lang: str, sentences: list[Sentence]) -> None:
+    """Record in ``corpus_dir/wav/sentences_<lang>.sha256`` the sentence list the audio is made from; refuse
+    another, whose ids may name other sentences (a list extracted again from other text packages): the wavs
+    reused by id would not say their transcripts. A folder without a wav yet takes the new list."""
+    record = corpus_dir / "wav" / f"sentences_{lang}.sha256"
+    text = "".join(f"{s.id}\t{s.spoken}\t{s.transcript}\n" for s in sentences)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    if record.is_file() and record.read_text().strip() != digest and any(record.parent.rglob("*.wav")):
+        raise CorpusError(f"{corpus_dir / 'text' / f'sentences_{lang}.tsv'} is not the sentence list the audio of "
+                          f"{record.parent} was made from (whose SHA-256 {record} holds); restore it, or use another "
+                          "corpus dir")
+    record.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(record, f"{digest}\n")
 
 
 # ---------------------------------------------------------------------------- voices
@@ -604,7 +621,8 @@ def prepare_mini_tts(corpus_dir: str | os.PathLike, data_dir: str | os.PathLike,
 
     Raises:
         SynthesisError: more than 5 % of the utterances failed to synthesize.
-        CorpusError: ``corpus_dir`` holds audio of another seed, or too few voices or sentences are available.
+        CorpusError: ``corpus_dir`` holds audio of another seed or sentence list, or too few voices or
+            sentences are available.
         NoiseError: ``corpus_dir/noise`` holds noise of another seed.
     """
     sizes = {"full": MiniTtsSize.full, "large": MiniTtsSize.large, "tiny": MiniTtsSize.tiny}
@@ -619,6 +637,8 @@ def prepare_mini_tts(corpus_dir: str | os.PathLike, data_dir: str | os.PathLike,
     with audio_dir_lock(corpus_dir):
         check_seed(corpus_dir / "wav" / "seed", seed)
         sentences = {lang: load_sentences(corpus_dir, lang) for lang in languages}
+        for lang in languages:
+            check_sentences(corpus_dir, lang, sentences[lang])
         plan = plan_corpus(dims, available_voices(), sentences, seed, languages)
         failures = synthesize_all([u for utts in plan.values() for u in utts], corpus_dir, seed, num_workers, progress)
         plan = {split: [u for u in utts if u.utt not in failures] for split, utts in plan.items()}

@@ -27,6 +27,7 @@ Layout::
     audio_dir/text/sentences_en.tsv       mini TTS's sentence cache (only sentences of 6-12 words are used)
     audio_dir/wav/<speaker>/<utt>.wav     16 kHz mono 16-bit; utterance id = <speaker>-<sentence id>
     audio_dir/wav/seed                    the seed the audio was made with
+    audio_dir/wav/sentences_en.sha256     the sentence list it was made from
     audio_dir/.lock                       held by a run: a second run on the dir waits for it, then reuses
     data_dir/sid_{train,dev,test}/        SID: the SID speakers, own sentences in each; ``labels``:
                                           ``<speaker> <class index>`` of every SID speaker
@@ -421,7 +422,9 @@ def prepare_speakers(audio_dir: str | os.PathLike, data_dir: str | os.PathLike, 
     audio_dir, data_dir = Path(audio_dir).absolute(), Path(data_dir)
     with audio_dir_lock(audio_dir):
         mini_tts.check_seed(audio_dir / "wav" / "seed", seed)
-        plan = plan_speakers(dims, available_voices(), load_sentences(audio_dir, "en"), seed)
+        sentences = load_sentences(audio_dir, "en")
+        mini_tts.check_sentences(audio_dir, "en", sentences)
+        plan = plan_speakers(dims, available_voices(), sentences, seed)
         failures = synthesize_all([u for utts in plan.values() for u in utts], audio_dir, seed, num_workers, progress)
         plan = {split: [u for u in utts if u.utt not in failures] for split, utts in plan.items()}
         plan["asv_train"] = plan["sid_train"]

@@ -273,6 +273,18 @@ def test_two_runs_side_by_side_on_one_corpus_dir_take_turns(tiny, tmp_path, text
             if p.parent.name in {"flite_slt", "mbrola_us1", "espeak_m3", "flite_kal"}}
 
 
+def test_another_sentence_list_beside_the_audio_is_refused_not_misaligned(tiny, tmp_path):
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny[0], corpus)
+    cache = corpus / "text" / "sentences_en.tsv"
+    rows = [line.split("\t", 1) for line in cache.read_text().splitlines(keepends=True)]
+    ids = [row[0] for row in rows]        # extracted again from other text packages: an id names another sentence
+    cache.write_text("".join(f"{i}\t{row[1]}" for i, row in zip(ids[1:] + ids[:1], rows)))
+    with pytest.raises(CorpusError, match="sentences_en.tsv is not the sentence list the audio of .*/wav was made"):
+        prepare_mini_tts(corpus, tmp_path / "data", size="tiny", seed=0, progress=False)
+    assert not (tmp_path / "data").exists()
+
+
 def failing_for(monkeypatch, should_fail) -> None:
     """Make ``synthesize_raw`` run a failing command for the texts ``should_fail`` picks."""
     real = mini_tts.synthesize_raw
