@@ -82,6 +82,19 @@ def entry_info(entry: str) -> tuple[int, int]:
         raise AudioError(f"cannot decode '{entry}': {err}") from err
 
 
+def reusable_audio(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds a whole audio file, to be reused rather than made again. A file there that
+    does not decode or is cut short (a copy interrupted) is logged and is not reusable."""
+    if not Path(path).is_file():
+        return False
+    try:
+        entry_info(str(path))
+    except AudioError as err:
+        logger.warning("%s: made again", err)
+        return False
+    return True
+
+
 def load_entry(entry: str, start: float = 0.0, end: float = -1.0,
                sample_rate: int | None = SAMPLE_RATE) -> tuple[np.ndarray, int]:
     """Decode a ``wav.scp`` value to mono float32 in [-1, 1].

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import scipy.signal
 
-from audiossl.audio import SAMPLE_RATE, AudioError, load_entry, resample
+from audiossl.audio import SAMPLE_RATE, AudioError, load_entry, resample, reusable_audio
 from audiossl.corpora.keywords import (background, load_noise_sources, noise_kinds, render_all, rms, with_noise,
                                        write_wav)
 from audiossl.corpora.mini_tts import check_seed
@@ -93,7 +93,7 @@ def shift_domain(source_dir: str | os.PathLike, out_dir: str | os.PathLike, audi
                 write_wav(paths[utt], noisy(samples, rng, sources) if domain == "noisy" else radio(samples, rng))
             return shifted
 
-        todo = {utt: job(utt) for utt, path in paths.items() if not path.exists()}
+        todo = {utt: job(utt) for utt, path in paths.items() if not reusable_audio(path)}
         log.info("%s -> %s: %d utterances, %d to make", source_dir, domain, len(paths), len(todo))
         render_all(todo, num_workers, progress, f"{domain} copy of {Path(source_dir).name}")
         renamed = {utt: f"{utt}-{domain}" for utt in source.utterances}

@@ -48,7 +48,7 @@ import numpy as np
 import soundfile
 
 from audiossl.atomic import write_text_atomic
-from audiossl.audio import SAMPLE_RATE
+from audiossl.audio import SAMPLE_RATE, reusable_audio
 from audiossl.corpora.keywords import (SNR_RANGE_DB, SPLITS, background, check_failures, load_noise_sources,
                                        noise_kinds, pick_voices, render_all, rms, spoken, with_noise, write_wav)
 from audiossl.corpora.mini_tts import (LANGUAGES, VOICES_BY_SPEAKER, CorpusError, MiniTtsSize, Voice, check_seed,
@@ -269,7 +269,7 @@ def prepare_intents(audio_dir: str | os.PathLike, data_dir: str | os.PathLike, s
     with audio_dir_lock(audio_dir):
         check_seed(audio_dir / "wav" / "seed", seed)
         plan = plan_intents(sizes[size](), available_voices(), seed)
-        todo = [u for u in plan if not wav_path(audio_dir, u).is_file()]
+        todo = [u for u in plan if not reusable_audio(wav_path(audio_dir, u))]
         log.info("%d utterances planned, %d already made, %d to make", len(plan), len(plan) - len(todo), len(todo))
         failures: dict[str, str] = {}
         if todo:

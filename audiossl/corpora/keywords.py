@@ -51,7 +51,7 @@ import soundfile
 from tqdm import tqdm
 
 from audiossl.atomic import atomic_path, write_text_atomic
-from audiossl.audio import SAMPLE_RATE, write_pcm16
+from audiossl.audio import SAMPLE_RATE, reusable_audio, write_pcm16
 from audiossl.corpora.mini_tts import (MAX_FAILURE_RATE, VOICES_BY_SPEAKER, CorpusError, SynthesisError, Voice,
                                        check_seed, run_tool, available_voices, jitter, synthesize_raw)
 from audiossl.corpora.noise import (MAX_PEAK, NoiseSources, ambience_paths, clip_rng, load_recording, looped_crop,
@@ -333,11 +333,12 @@ def prepare_keywords(audio_dir: str | os.PathLike, data_dir: str | os.PathLike, 
         check_seed(audio_dir / "wav" / "seed", seed)
         kinds = noise_kinds()
         plan = plan_keywords(sizes[size](), available_voices(), kinds, seed)
-        todo = [u for u in plan if not clip_path(audio_dir, u).is_file()]
+        todo = [u for u in plan if not reusable_audio(clip_path(audio_dir, u))]
         log.info("%d clips planned, %d already made, %d to make", len(plan), len(plan) - len(todo), len(todo))
         failures: dict[str, str] = {}
         if todo:
-            words = {(u.voice, u.word) for u in todo if u.voice and not raw_path(audio_dir, u.voice, u.word).is_file()}
+            words = {(u.voice, u.word) for u in todo
+                     if u.voice and not reusable_audio(raw_path(audio_dir, u.voice, u.word))}
             raw_failures = render_all({f"{v.speaker}-{w}": (lambda v=v, w=w: write_raw(v, w, raw_path(audio_dir, v, w)))
                                        for v, w in sorted(words, key=lambda vw: (vw[0].speaker, vw[1]))},
                                       num_workers, progress, "synthesizing words")

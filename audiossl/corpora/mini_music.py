@@ -67,7 +67,7 @@ import numpy as np
 from tqdm import tqdm
 
 from audiossl.atomic import write_text_atomic
-from audiossl.audio import write_pcm16
+from audiossl.audio import reusable_audio, write_pcm16
 from audiossl.corpora.noise import level_normalized
 from audiossl.corpora.workers import audio_dir_lock, thread_pool
 from audiossl.data.kaldi_dir import DataDir
@@ -506,7 +506,7 @@ def render_clips(set_name: str, clips: Sequence[Clip], audio_dir: Path, soundfon
         samples[-fade:] *= np.linspace(1.0, 0.0, fade)
         for rate in sample_rates:
             path = clip_path(audio_dir, rate, set_name, clip.utt)
-            if not path.is_file():
+            if not reusable_audio(path):
                 write_wav(path, resampled(samples, rate), rate)
     return silent
 
@@ -595,7 +595,7 @@ def prepare_mini_music(audio_dir: str | os.PathLike, data_dir: str | os.PathLike
         for set_name, splits in plan.items():
             clips = [c for split in SPLITS for c in splits[split]]
             missing = {c.utt for c in clips if c.utt not in silent
-                       and not all(clip_path(audio_dir, r, set_name, c.utt).is_file() for r in sample_rates)}
+                       and not all(reusable_audio(clip_path(audio_dir, r, set_name, c.utt)) for r in sample_rates)}
             runs = [run for run in chunks(clips) if any(c.utt in missing for c in run)]
             log.info("%s: %d clips planned, %d missing; %d MIDI files to render", set_name, len(clips),
                      len(missing), len(runs))

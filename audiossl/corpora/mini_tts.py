@@ -48,6 +48,7 @@ import soundfile
 from tqdm import tqdm
 
 from audiossl.atomic import atomic_path, write_text_atomic
+from audiossl.audio import reusable_audio
 from audiossl.corpora.noise import prepare_noise
 from audiossl.corpora.workers import audio_dir_lock, thread_pool
 from audiossl.data.kaldi_dir import DataDir
@@ -553,7 +554,7 @@ def first_seconds(order: list[Utterance], durations: dict[str, float], seconds: 
 def synthesize_all(utts: list[Utterance], corpus_dir: Path, seed: int, num_workers: int = 2,
                    progress: bool = True) -> dict[str, str]:
     """Synthesize every utterance whose wav is missing; returns ``{utt: error}`` for failures."""
-    todo = [u for u in utts if not wav_path(corpus_dir, u).is_file()]
+    todo = [u for u in utts if not reusable_audio(wav_path(corpus_dir, u))]
     log.info("%d utterances planned, %d already synthesized, %d to synthesize",
              len(utts), len(utts) - len(todo), len(todo))
     failures: dict[str, str] = {}

@@ -34,7 +34,7 @@ import scipy.fft
 import soundfile
 
 from audiossl.atomic import write_text_atomic
-from audiossl.audio import SAMPLE_RATE, load_entry, write_pcm16
+from audiossl.audio import SAMPLE_RATE, load_entry, reusable_audio, write_pcm16
 from audiossl.data.kaldi_dir import DataDir
 from audiossl.errors import UserError
 
@@ -252,7 +252,7 @@ def prepare_noise(audio_dir: str | os.PathLike, data_dir: str | os.PathLike,
     kinds = [k for k in KINDS if k != "ambience" or recording_paths]
     clips = [(f"{kind}-{i:04d}", kind, i) for kind in kinds for i in range(CLIPS_PER_KIND[size])]
     path = {clip: audio_dir / kind / f"{clip}.wav" for clip, kind, _ in clips}
-    todo = [c for c in clips if not path[c[0]].is_file()]
+    todo = [c for c in clips if not reusable_audio(path[c[0]])]
     log.info("%s: %d noise clips planned, %d already made, %d to make", audio_dir, len(clips),
              len(clips) - len(todo), len(todo))
     if todo:

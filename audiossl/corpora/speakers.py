@@ -64,7 +64,7 @@ import soundfile
 from tqdm import tqdm
 
 from audiossl.atomic import write_text_atomic
-from audiossl.audio import write_pcm16
+from audiossl.audio import reusable_audio, write_pcm16
 from audiossl.corpora import mini_tts
 from audiossl.corpora.mini_tts import (MAX_FAILURE_RATE, MIN_SECONDS, SAMPLE_RATE, CorpusError, Sentence,
                                        SynthesisError, Voice, available_voices, load_sentences, sox_command,
@@ -337,7 +337,7 @@ def wav_path(audio_dir: Path, utt: Utterance) -> Path:
 def synthesize_all(utts: Sequence[Utterance], audio_dir: Path, seed: int, num_workers: int = 2,
                    progress: bool = False) -> dict[str, str]:
     """Synthesize every utterance whose wav is missing; returns ``{utt: error}`` for failures."""
-    todo = [u for u in utts if not wav_path(audio_dir, u).is_file()]
+    todo = [u for u in utts if not reusable_audio(wav_path(audio_dir, u))]
     log.info("%d utterances planned, %d already synthesized, %d to synthesize",
              len(utts), len(utts) - len(todo), len(todo))
     failures: dict[str, str] = {}

@@ -285,6 +285,22 @@ def test_another_sentence_list_beside_the_audio_is_refused_not_misaligned(tiny, 
     assert not (tmp_path / "data").exists()
 
 
+def test_a_wav_cut_short_or_empty_is_made_again_not_reused(tiny, tmp_path, caplog):
+    corpus, data = tiny
+    copy = tmp_path / "corpus"                          # a copy of the corpus that was interrupted
+    shutil.copytree(corpus, copy)
+    wavs = sorted((copy / "wav").glob("*/*.wav"))
+    cut, empty = wavs[0], wavs[-1]
+    cut.write_bytes(cut.read_bytes()[:cut.stat().st_size // 2])
+    empty.write_bytes(b"")
+    with caplog.at_level(logging.WARNING, logger="audiossl.audio"):
+        prepare_mini_tts(copy, tmp_path / "data", size="tiny", seed=0, progress=False, languages=("en", "es"))
+    assert f"'{cut}' is truncated" in caplog.text and f"cannot decode '{empty}'" in caplog.text
+    assert {p.relative_to(copy): digest(p) for p in wavs} == {p.relative_to(copy): digest(corpus / p.relative_to(copy))
+                                                              for p in wavs}
+    assert tables(tmp_path / "data") == {k: v.replace(str(corpus), str(copy)) for k, v in tables(data).items()}
+
+
 def failing_for(monkeypatch, should_fail) -> None:
     """Make ``synthesize_raw`` run a failing command for the texts ``should_fail`` picks."""
     real = mini_tts.synthesize_raw
