@@ -509,6 +509,9 @@ def plan_corpus(size: MiniTtsSize, voices: list[Voice], sentences: dict[str, lis
         language, suffix = size.languages()[lang], SPLIT_SUFFIX[lang]
         if not available & set(language.train_voices):
             raise CorpusError(f"no {lang} training voice is available")
+        if language.unseen_per_voice and not available & set(language.unseen_voices):
+            raise CorpusError(f"none of the {lang} unseen voices {' '.join(language.unseen_voices)} is installed: "
+                              f"test_unseen{suffix} would be empty")
         if not sentences[lang]:
             raise CorpusError(f"no {lang} sentence found: install the Debian packages {TEXT_PACKAGES[lang]}")
         log.info("%s voices: training %s; unseen %s", lang,

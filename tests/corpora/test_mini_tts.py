@@ -408,6 +408,14 @@ def test_unlabelled_only_audio_stays_out_of_the_labelled_subsets(tmp_path, text_
         {k: v for k, v in base.items() if not k.startswith("train_unlab/")}
 
 
+def test_no_unseen_voice_installed_is_an_error_not_an_empty_test_unseen(text_cache):
+    sentences = {"en": load_sentences(text_cache.parent, "en")}
+    without_flite = [v for v in mini_tts.VOICES if v.engine != "flite"]
+    with pytest.raises(CorpusError, match="none of the en unseen voices flite_kal is installed: test_unseen would be "
+                                          "empty"):
+        mini_tts.plan_corpus(MiniTtsSize.tiny(), without_flite, sentences, seed=0)
+
+
 def test_a_language_without_text_names_the_packages_to_install():
     with pytest.raises(CorpusError, match="no es sentence found: install the Debian packages diatheke and "
                                           "sword-text-sparv"):
