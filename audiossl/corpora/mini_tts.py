@@ -289,7 +289,10 @@ def _flite_voices() -> set[str]:
 
 
 def available_voices(voices: tuple[Voice, ...] = VOICES) -> list[Voice]:
-    """The voices whose engine (and voice data) is installed; the others are logged."""
+    """The voices whose engine (and voice data) is installed; the others are logged. Without sox, which
+    post-processes every voice's audio, a :class:`CorpusError` says so before any engine runs."""
+    if shutil.which("sox") is None:
+        raise CorpusError("sox not found: install the Debian package sox (it post-processes every voice's audio)")
     flite = _flite_voices()
     espeak = shutil.which("espeak-ng") is not None
     checks: dict[str, Callable[[Voice], bool]] = {

@@ -416,6 +416,17 @@ def test_no_unseen_voice_installed_is_an_error_not_an_empty_test_unseen(text_cac
         mini_tts.plan_corpus(MiniTtsSize.tiny(), without_flite, sentences, seed=0)
 
 
+def test_no_sox_is_an_error_before_any_engine_runs(tiny, tmp_path, monkeypatch):
+    which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name: None if name == "sox" else which(name))
+    monkeypatch.setattr(mini_tts, "synthesize_raw", lambda *args: pytest.fail("an engine ran"))
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny[0] / "text", corpus / "text")
+    with pytest.raises(CorpusError, match="sox not found: install the Debian package sox"):
+        prepare_mini_tts(corpus, tmp_path / "data", size="tiny", seed=0, progress=False)
+    assert not list(corpus.rglob("*.wav")) and not (tmp_path / "data").exists()
+
+
 def test_a_language_without_text_names_the_packages_to_install():
     with pytest.raises(CorpusError, match="no es sentence found: install the Debian packages diatheke and "
                                           "sword-text-sparv"):
