@@ -221,7 +221,8 @@ class DataDir:
         return DataDir(out)
 
     def fixed(self) -> "DataDir":
-        """Keep only utterances present in every utterance table, with audio and a non-empty text.
+        """Keep only utterances present in every utterance table, with audio (a well-formed segment of a
+        recording in ``wav.scp``) and a non-empty text.
 
         Like Kaldi's ``fix_data_dir.sh``: sorts, drops duplicates and orphans on both sides.
         """
@@ -231,11 +232,12 @@ class DataDir:
                 utts &= set(self.tables[name])
         if "text" in self.tables:
             utts = {u for u in utts if self.tables["text"][u].strip()}
-        if "wav.scp" in self.tables:
-            if "segments" in self.tables:
-                utts = {u for u in utts if self.tables["segments"][u].split()[0] in self.tables["wav.scp"]}
-            else:
-                utts &= set(self.tables["wav.scp"])
+        if "segments" in self.tables:  # '<recording> <start> <end>', of a recording in wav.scp if there is one
+            recordings = self.tables.get("wav.scp")
+            regions = {u: self.tables["segments"][u].split() for u in utts}
+            utts = {u for u in utts if len(regions[u]) == 3 and (recordings is None or regions[u][0] in recordings)}
+        elif "wav.scp" in self.tables:
+            utts &= set(self.tables["wav.scp"])
         return self.subset(utts)
 
 
@@ -248,13 +250,22 @@ def read_fixing(path: str | os.PathLike) -> tuple[DataDir, list[Problem]]:
 
 
 def fix_data_dir(path: str | os.PathLike) -> list[Problem]:
-    """Fix ``path`` in place (originals kept in ``path/.backup``); returns what was dropped."""
+    """Fix ``path`` in place (originals kept in ``path/.backup``); returns what was dropped.
+
+    A fix that would drop every utterance is a DataDirError, the dir left as it is: the tables
+    (of a whole corpus, often) are more likely misnamed or mismatched than all unusable.
+    """
     path = Path(path)
     data, problems = read_fixing(path)
     before = set(data.utterances)
     fixed = data.fixed()
     for utt in sorted(before - set(fixed.utterances)):
-        problems.append(Problem(str(path), 0, f"utterance '{utt}' dropped (missing from a table or empty text)"))
+        problems.append(Problem(str(path), 0, f"utterance '{utt}' dropped (missing from a table, empty text "
+                                              "or no region of a recording in wav.scp)"))
+    if not fixed.utterances:
+        found = "\n".join(str(p) for p in problems[:10])
+        raise DataDirError(f"{path}: fixing would drop every one of its {len(before)} utterances; left as it is. "
+                           f"First problems:\n{found}")
     backup = path / ".backup"
     backup.mkdir(exist_ok=True)
     for name in data.tables:

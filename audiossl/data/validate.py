@@ -52,6 +52,8 @@ def validate_data_dir(path, check_text: bool = True, check_wav: bool = True, che
     if "utt2spk" not in tables:
         return problems
     utts = set(tables["utt2spk"])
+    if not utts:
+        problems.append(Problem(str(path / "utt2spk"), 0, "no utterances"))
 
     def compare(name: str, keys: set[str], reference: str) -> None:
         for key in sorted(keys - set(tables[name])):

@@ -135,6 +135,27 @@ def test_fix_drops_orphans_keeps_backup(data_dir):
     assert "spkA-u2" in (data_dir / ".backup" / "utt2spk").read_text()
 
 
+def test_a_fix_that_would_drop_every_utterance_is_refused_and_changes_nothing(data_dir):
+    write_table(data_dir / "text", {utt: "" for utt in read_table(data_dir / "text")})
+    before = {p.name: p.read_text() for p in data_dir.iterdir()}
+    with pytest.raises(DataDirError, match=r"(?s)would drop every one of its 4 utterances; left as it is.*"
+                                           r"utterance 'spkA-u1' dropped"):
+        fix_data_dir(data_dir)
+    assert {p.name: p.read_text() for p in data_dir.iterdir()} == before
+    (data_dir / "utt2spk").write_text("")
+    assert "utt2spk: no utterances" in messages(validate_data_dir(data_dir, decode_audio=False))
+
+
+def test_fix_drops_an_utterance_whose_segment_is_malformed(segments_dir):
+    segments = read_table(segments_dir / "segments")
+    segments["spk1-s1"] = ""
+    segments["spk1-s2"] = "recA 0.75"
+    write_table(segments_dir / "segments", segments)
+    problems = fix_data_dir(segments_dir)
+    assert "utterance 'spk1-s2' dropped" in messages(problems)
+    assert DataDir.read(segments_dir).utterances == ["spk2-s3"]
+
+
 def test_subset_follows_recordings(segments_dir):
     data = DataDir.read(segments_dir)
     sub = subset_utterances(data, utt_list=["spk2-s3"])
