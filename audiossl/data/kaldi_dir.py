@@ -157,7 +157,8 @@ class DataDir:
         return cls({name: read_table(path / name) for name in ALL_TABLES if (path / name).is_file()})
 
     def write(self, path: str | os.PathLike) -> None:
-        """Write every table (``spk2utt`` regenerated from ``utt2spk``) into ``path``."""
+        """Write every table (``spk2utt`` regenerated from ``utt2spk``) into ``path``, and remove the
+        known tables it lacks there: left from a dir written there before, they would not match."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         tables = dict(self.tables)
@@ -165,6 +166,8 @@ class DataDir:
             tables["spk2utt"] = spk2utt_from_utt2spk(tables["utt2spk"])
         for name, table in tables.items():
             write_table(path / name, table)
+        for name in set(ALL_TABLES) - set(tables):
+            (path / name).unlink(missing_ok=True)
 
     def __contains__(self, name: str) -> bool:
         return name in self.tables

@@ -90,3 +90,13 @@ def test_subset_split_combine_spk2utt(recipe_dir, data_dir, tmp_path):
     assert DataDir.read(data_dir / "split4utt/3").utterances == ["spkB-u3"]
     out = bash(f"utils/utt2spk_to_spk2utt.sh {data_dir}/utt2spk", recipe_dir, check=True).stdout
     assert out == "spkA spkA-u1 spkA-u2\nspkB spkB-u3 spkB-u4\n"
+
+
+def test_a_data_dir_written_over_another_keeps_none_of_its_tables(recipe_dir, data_dir, segments_dir, tmp_path):
+    """copy_data_dir.sh into the dir of other features or utterances: its feats.scp and segments would not match."""
+    dest = tmp_path / "dest"
+    bash(f"utils/copy_data_dir.sh {segments_dir} {dest}", recipe_dir, check=True)
+    (dest / "feats.scp").write_text("spk1-s1 old.ark:8\n")
+    bash(f"utils/copy_data_dir.sh {data_dir} {dest}", recipe_dir, check=True)
+    assert sorted(p.name for p in dest.iterdir()) == ["spk2utt", "text", "utt2spk", "wav.scp"]
+    assert bash(f"utils/validate_data_dir.sh --no-decode {dest}", recipe_dir).returncode == 0
