@@ -102,6 +102,15 @@ def test_crlf_line_ends_read_as_lf(tmp_path):
     assert read_every_way(path) == [] and DataDir.read(path)["text"] == {"s-u1": "HELLO", "s-u2": "HELLO"}
 
 
+def test_tabs_between_key_and_value_read_as_spaces(tmp_path):
+    """Kaldi splits a table line at its first spaces or tabs; a tab would make it all the key."""
+    path = data_dir(tmp_path, synth_speechlike(1.0, seed=0))
+    (path / "text").write_text("s-u1\tHELLO THERE\ns-u2 \t HELLO\tAGAIN \n")
+    (path / "utt2spk").write_text("s-u1\ts\ns-u2\ts\n")
+    assert read_every_way(path) == []
+    assert DataDir.read(path)["text"] == {"s-u1": "HELLO THERE", "s-u2": "HELLO\tAGAIN"}
+
+
 def test_an_utterance_longer_than_the_batch_bound_is_a_batch_alone():
     batches = BucketBatchSampler([100, 120, 5000, 90], max_frames=1000, shuffle=False).epoch_batches(0)
     assert [2] in batches and sorted(i for batch in batches for i in batch) == [0, 1, 2, 3]
