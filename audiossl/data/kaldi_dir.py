@@ -25,6 +25,7 @@ Keys are sorted in byte order (Kaldi's ``LC_ALL=C sort``).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import random
 import shutil
@@ -33,6 +34,8 @@ from pathlib import Path
 
 from audiossl.atomic import atomic_path
 from audiossl.errors import UserError
+
+logger = logging.getLogger(__name__)
 
 UTT_TABLES = ("text", "utt2spk", "utt2lang", "utt2dur", "utt2num_samples", "utt2num_frames", "feats.scp")
 FEATURE_TABLES = ("feats.scp", "cmvn.scp", "utt2num_frames")
@@ -279,11 +282,23 @@ def fix_data_dir(path: str | os.PathLike) -> list[Problem]:
 
 def combine_data_dirs(sources) -> DataDir:
     """Concatenate data dirs; a key present in two sources with two values is an error naming both
-    (``spk2utt`` is not compared: it is made anew from ``utt2spk``, so a speaker may be in several)."""
+    (``spk2utt`` is not compared: it is made anew from ``utt2spk``, so a speaker may be in several).
+
+    Only the tables of every source are combined; a warning names the others. But ``segments``:
+    where some sources have it, a source without it gets one region per recording, the whole of it
+    (``<recording> <recording> 0 -1``), as Kaldi's ``combine_data.sh`` makes them.
+    """
     out: dict[str, dict[str, str]] = {}
     origin: dict[tuple[str, str], str] = {}
     parts = [(str(src), DataDir.read(src)) for src in sources]
+    if any("segments" in data for _, data in parts):
+        for _, data in parts:
+            if "segments" not in data and "wav.scp" in data:
+                data.tables["segments"] = {reco: f"{reco} 0 -1" for reco in data["wav.scp"]}
     common = set.intersection(*(set(d.tables) for _, d in parts)) - {"spk2utt"} if parts else set()
+    for name in sorted(set().union(*(d.tables for _, d in parts)) - common - {"spk2utt"}):
+        lacking = [src for src, data in parts if name not in data]
+        logger.warning(f"combine: {name} left out, as {', '.join(lacking)} lack{'s' if len(lacking) == 1 else ''} it")
     for src, data in parts:
         for name in common:
             table = out.setdefault(name, {})

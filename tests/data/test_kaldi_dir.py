@@ -183,6 +183,15 @@ def test_combine_and_conflict(tmp_path, data_dir, segments_dir):
         combine_data_dirs([tmp_path / "b", tmp_path / "c"])
 
 
+def test_combine_gives_a_dir_without_segments_whole_recording_regions(tmp_path, data_dir, segments_dir, caplog):
+    (segments_dir / "utt2lang").write_text("spk1-s1 en\nspk1-s2 en\nspk2-s3 en\n")
+    combined = combine_data_dirs([data_dir, segments_dir])
+    assert combined["segments"]["spkA-u1"] == "spkA-u1 0 -1" and combined["segments"]["spk1-s1"] == "recA 0.00 0.80"
+    assert "combine: utt2lang left out, as " + str(data_dir) + " lacks it" in caplog.text
+    combined.write(tmp_path / "all")
+    assert validate_data_dir(tmp_path / "all") == []  # the audio of each region decoded
+
+
 def test_split(data_dir):
     data = DataDir.read(data_dir)
     parts = split_data_dir(data, 2, per_speaker=True)
