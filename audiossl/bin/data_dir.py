@@ -111,7 +111,7 @@ def main(argv=None) -> int:
         data = DataDir.read(args.src)
         DataDir({k: v for k, v in data.tables.items() if k not in FEATURE_TABLES}).write(args.dest)
     elif args.command == "subset":
-        data = DataDir.read(args.src)
+        data = DataDir.read(args.src, needs=("utt2spk",) if args.spk_list else ())
         if args.utt_list or args.spk_list:
             subset = subset_utterances(data, utt_list=_keys(args.utt_list) if args.utt_list else None,
                                        speakers=_keys(args.spk_list) if args.spk_list else None)
@@ -122,7 +122,7 @@ def main(argv=None) -> int:
     elif args.command == "combine":
         combine_data_dirs(args.src).write(args.dest)
     elif args.command == "split":
-        data = DataDir.read(args.data_dir)
+        data = DataDir.read(args.data_dir, needs=() if args.per_utt else ("utt2spk",))
         root = Path(args.data_dir) / f"split{args.num_parts}{'utt' if args.per_utt else ''}"
         for index, part in enumerate(split_data_dir(data, args.num_parts, per_speaker=not args.per_utt), 1):
             part.write(root / str(index))

@@ -152,11 +152,15 @@ class DataDir:
     tables: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @classmethod
-    def read(cls, path: str | os.PathLike) -> "DataDir":
-        """Read every known table present in ``path``; raises on the first malformed line."""
+    def read(cls, path: str | os.PathLike, needs: tuple[str, ...] = ()) -> "DataDir":
+        """Read every known table present in ``path``; raises on the first malformed line, or naming
+        a table of ``needs`` that is not there."""
         path = Path(path)
         if not path.is_dir():
             raise DataDirError(f"{path}: not a directory")
+        for name in needs:
+            if not (path / name).is_file():
+                raise DataDirError(f"{path / name}: missing")
         return cls({name: read_table(path / name) for name in ALL_TABLES if (path / name).is_file()})
 
     def write(self, path: str | os.PathLike) -> None:

@@ -113,3 +113,15 @@ def test_subset_of_more_utterances_than_the_data_dir_has_is_refused(tmp_path, ca
     assert data_dir.main(["subset", "--first", "3", str(tmp_path / "src"), str(tmp_path / "dest")]) == 1
     assert capsys.readouterr().err == "error: asked for 3 utterances, the data dir has 2\n"
     assert not (tmp_path / "dest").exists()
+
+
+def test_a_split_or_subset_by_speaker_of_a_dir_without_utt2spk_names_it(tmp_path, capsys):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "wav.scp").write_text("u1 a.wav\nu2 b.wav\n")
+    (tmp_path / "spk").write_text("s\n")
+    assert data_dir.main(["split", str(tmp_path / "src"), "2"]) == 1
+    assert capsys.readouterr().err == f"error: {tmp_path}/src/utt2spk: missing\n"
+    assert data_dir.main(["subset", "--spk-list", str(tmp_path / "spk"), str(tmp_path / "src"), str(tmp_path / "d")]) == 1
+    assert capsys.readouterr().err == f"error: {tmp_path}/src/utt2spk: missing\n"
+    assert data_dir.main(["split", "--per-utt", str(tmp_path / "src"), "2"]) == 0
+    assert (tmp_path / "src/split2utt/2/wav.scp").read_text() == "u2 b.wav\n"
