@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 
 
 def positive_int(text: str) -> int:
@@ -36,3 +37,11 @@ def positive_float(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
     return value
+
+
+def shell_words(text: str) -> list[str]:
+    """Words quoted as the shell does (``"--partition=gpu --comment='a b'"``)."""
+    try:
+        return shlex.split(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{str(err).lower()} in {text!r}") from None

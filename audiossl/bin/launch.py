@@ -14,10 +14,9 @@ training's.
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 
-from audiossl.bin.arguments import positive_int
+from audiossl.bin.arguments import positive_int, shell_words
 from audiossl.errors import reports_user_errors
 from audiossl.train.launch import MODES, Launch, launch_training
 
@@ -33,7 +32,7 @@ def main(argv=None) -> int:
     parser.add_argument("--max-restarts", type=int, default=0,
                         help="restart every process this many times after one fails or stalls (torchrun elastic); "
                              "the training resumes from its last checkpoint (default: 0)")
-    parser.add_argument("--slurm-args", default="",
+    parser.add_argument("--slurm-args", type=shell_words, default="",
                         help="sbatch options for the job script, {ngpu} replaced, e.g. '--partition=gpu "
                              "--gpus-per-node={ngpu}' (give it as --slurm-args=...)")
     parser.add_argument("--hostfile", default="", help="hostfile mode: one host per line, the first hosts the rendezvous")
@@ -44,7 +43,7 @@ def main(argv=None) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("give the training command after --, e.g. -- -m audiossl.bin.pretrain ...")
-    launch = Launch(args.mode, args.ngpu, args.num_nodes, args.port, shlex.split(args.slurm_args),
+    launch = Launch(args.mode, args.ngpu, args.num_nodes, args.port, args.slurm_args,
                     args.hostfile or None, args.max_restarts)
     return launch_training(launch, command, args.job_dir, args.dry_run)
 

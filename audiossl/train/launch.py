@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -47,6 +48,8 @@ class Launch:
         if self.mode == "local" and self.num_nodes > 1:
             raise ConfigError(f"--num-nodes {self.num_nodes} needs the slurm or hostfile launch mode "
                               "(train_launch_mode in cmd.sh); local runs on this machine only")
+        if self.max_restarts < 0:
+            raise ConfigError(f"--max-restarts takes 0 or more, not {self.max_restarts}")
         if self.mode == "hostfile" and not self.hostfile:
             raise ConfigError("the hostfile launch mode needs --hostfile (hostfile in cmd.sh)")
 
@@ -89,6 +92,14 @@ def hostfile_command(launch: Launch, python_args: list[str], job_dir: str | os.P
             "--rdzv-id", run_id(job_dir), *python_args]
 
 
+def sbatch_word(option: str) -> str:
+    """``option`` as sbatch reads it back from a ``#SBATCH`` line: in double quotes (``"`` and ``\\``
+    escaped) when it holds white space, a quote, a backslash or a ``#``, which would start a comment."""
+    if not re.search(r"[\s\"'\\#]", option):
+        return option
+    return '"' + re.sub(r'(["\\])', r"\\\1", option) + '"'
+
+
 def slurm_script(launch: Launch, python_args: list[str], job_dir: str | os.PathLike) -> str:
     """The sbatch job script: one task per node, each a torchrun of ``python_args``, in this directory."""
     job_dir = Path(job_dir).absolute()
@@ -99,7 +110,7 @@ def slurm_script(launch: Launch, python_args: list[str], job_dir: str | os.PathL
                         f'--rdzv-endpoint "$head:{launch.port}" --rdzv-id "$SLURM_JOB_ID"', shlex.join(python_args)])
     return "\n".join([
         "#!/bin/bash",
-        *(f"#SBATCH {option}" for option in options),
+        *(f"#SBATCH {sbatch_word(option)}" for option in options),
         "# Written by audiossl.bin.launch; resubmit with: sbatch " + shlex.quote(str(job_dir / "train.sbatch")),
         "set -euo pipefail",
         f"cd {shlex.quote(os.getcwd())}",

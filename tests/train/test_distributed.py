@@ -17,6 +17,7 @@ import soundfile
 import torch
 import yaml
 
+from audiossl.bin import launch as launch_main
 from audiossl.checkpoint import build_model, load_checkpoint
 from audiossl.data.kaldi_dir import DataDir, merge_tables, write_table
 from audiossl.features.kaldi import FeatureConfig, FeatureExtractor
@@ -213,6 +214,8 @@ def test_slurm_job_script_runs_torchrun_on_each_node(corpus, tmp_path, monkeypat
 def test_launch_refuses_what_it_cannot_run(tmp_path):
     with pytest.raises(ConfigError, match="--num-nodes 2 needs the slurm or hostfile launch mode"):
         Launch("local", num_nodes=2)
+    with pytest.raises(ConfigError, match="--max-restarts takes 0 or more, not -1"):
+        Launch("local", max_restarts=-1)
     with pytest.raises(ConfigError, match="the hostfile launch mode needs --hostfile"):
         Launch("hostfile")
     (tmp_path / "hosts").write_text("a\nb\nc\n")
@@ -221,3 +224,37 @@ def test_launch_refuses_what_it_cannot_run(tmp_path):
     with pytest.raises(ConfigError, match="hostfile .*missing: No such file"):
         launch_training(Launch("hostfile", hostfile=str(tmp_path / "missing")), ["x"], tmp_path, dry_run=True)
     assert "srun --nodes=3 --ntasks-per-node=1" in slurm_script(Launch("slurm", num_nodes=3), ["x"], tmp_path)
+
+
+def sbatch_options(script: str) -> list[str]:
+    """The options of a job script's #SBATCH lines, read as sbatch does: double quotes keep white space and
+    #, a backslash escapes the next character, an unquoted # starts a comment."""
+    options = []
+    for line in script.splitlines():
+        if line.startswith("#SBATCH "):
+            word, quoted, escaped = "", False, False
+            for char in line[len("#SBATCH "):]:
+                if escaped:
+                    word, escaped = word + char, False
+                elif char == "\\":
+                    escaped = True
+                elif char == '"':
+                    quoted = not quoted
+                elif (char == "#" or char.isspace()) and not quoted:
+                    break
+                else:
+                    word += char
+            options.append(word)
+    return options
+
+
+def test_slurm_options_with_spaces_quotes_or_hashes_reach_sbatch_whole(tmp_path, capsys):
+    job_dir = tmp_path / "exp dir" / "run 1"
+    script = slurm_script(Launch("slurm", slurm_args=['--comment=run "a" #2', "--partition=gpu"]), ["x"], job_dir)
+    assert sbatch_options(script) == ["--job-name=run 1", "--nodes=1", "--ntasks-per-node=1",
+                                      f"--output={job_dir}/slurm-%j.log", '--comment=run "a" #2', "--partition=gpu"]
+    with pytest.raises(SystemExit) as exited:
+        launch_main.main(["--mode", "slurm", "--slurm-args=--comment='a b", "--dry-run", str(job_dir), "--", "x"])
+    assert exited.value.code == 2
+    assert "argument --slurm-args: no closing quotation in \"--comment='a b\"" in capsys.readouterr().err
+    assert not job_dir.exists()
