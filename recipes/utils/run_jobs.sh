@@ -9,17 +9,21 @@ set -u
 max_jobs_run=${AUDIOSSL_MAX_JOBS:-$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)}
 while [ $# -gt 0 ]; do
   case "$1" in
-    --max-jobs-run) max_jobs_run=$2; shift 2 ;;
-    --num-threads|--mem|--gpu|--time) shift 2 ;;   # queue options: no meaning when running locally
+    --max-jobs-run|--num-threads|--mem|--gpu|--time)   # the others: queue options, no meaning when running locally
+      [ $# -ge 2 ] || { echo "$0: missing value for $1" >&2; exit 1; }
+      [ "$1" = --max-jobs-run ] && max_jobs_run=$2
+      shift 2 ;;
     *) break ;;
   esac
 done
+[[ "$max_jobs_run" =~ ^[1-9][0-9]*$ ]] || { echo "$0: --max-jobs-run (or AUDIOSSL_MAX_JOBS) takes a positive integer, not '$max_jobs_run'" >&2; exit 1; }
 [ $# -ge 2 ] || { echo "usage: $0 [--max-jobs-run N] [JOB=1:N] <log> <command...>" >&2; exit 1; }
 var="" first=1 last=1
 if [[ "$1" =~ ^([A-Za-z]+)=([0-9]+):([0-9]+)$ ]]; then
-  var=${BASH_REMATCH[1]} first=${BASH_REMATCH[2]} last=${BASH_REMATCH[3]}; shift
+  var=${BASH_REMATCH[1]} first=$((10#${BASH_REMATCH[2]})) last=$((10#${BASH_REMATCH[3]})); shift
+  [ "$first" -le "$last" ] || { echo "$0: job range $var=$first:$last holds no job" >&2; exit 1; }
 elif [[ "$1" =~ ^([A-Za-z]+)=([0-9]+)$ ]]; then
-  var=${BASH_REMATCH[1]} first=${BASH_REMATCH[2]} last=${BASH_REMATCH[2]}; shift
+  var=${BASH_REMATCH[1]} first=$((10#${BASH_REMATCH[2]})) last=$first; shift
 fi
 log=$1; shift
 [ $# -gt 0 ] || { echo "$0: no command given" >&2; exit 1; }

@@ -53,6 +53,20 @@ def test_run_jobs_logs_and_failure(recipe_dir):
     assert single.returncode == 0 and "single" in (recipe_dir / "log/one.log").read_text()
 
 
+@pytest.mark.parametrize("args, message", [
+    ("--mem", "missing value for --mem"),   # shift 2 of one argument: the loop never ended
+    ("--max-jobs-run JOB=1:2 log/x.JOB.log echo JOB", "--max-jobs-run (or AUDIOSSL_MAX_JOBS) takes a positive "
+                                                      "integer, not 'JOB=1:2'"),  # ran one job, logged as x.JOB.log
+    ("--max-jobs-run 0 JOB=1:2 log/x.JOB.log echo JOB", "takes a positive integer, not '0'"),   # never ended
+    ("JOB=3:1 log/x.JOB.log echo JOB", "job range JOB=3:1 holds no job"),   # ran nothing, and succeeded
+])
+def test_run_jobs_refuses_options_and_ranges_it_cannot_run(recipe_dir, args, message):
+    out = subprocess.run(["bash", "-c", f"utils/run_jobs.sh {args}"], cwd=recipe_dir, capture_output=True, text=True,
+                         timeout=20)
+    assert out.returncode == 1 and message in out.stderr
+    assert not (recipe_dir / "log").exists()
+
+
 RENDEZVOUS = ("touch up.JOB; for i in $(seq 300); do [ -e up.1 ] && [ -e up.2 ] && exit 0; sleep 0.1; done; "
               "echo the other job never started >&2; exit 1")
 
