@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 from audiossl.bin.arguments import positive_int
-from audiossl.data.kaldi_dir import (FEATURE_TABLES, DataDir, DataDirError, combine_data_dirs, fix_data_dir, spk2utt_from_utt2spk,
-                                     split_data_dir, subset_utterances)
+from audiossl.data.kaldi_dir import (FEATURE_TABLES, DataDir, DataDirError, check_not_a_source, combine_data_dirs,
+                                     fix_data_dir, spk2utt_from_utt2spk, split_data_dir, subset_utterances)
 from audiossl.data.validate import validate_data_dir
 from audiossl.errors import reports_user_errors
 
@@ -108,9 +108,11 @@ def main(argv=None) -> int:
         print(f"{args.data_dir}: {len(DataDir.read(args.data_dir).utterances)} utterances after fixing",
               file=sys.stderr)
     elif args.command == "copy":
+        check_not_a_source(args.dest, [args.src])
         data = DataDir.read(args.src)
         DataDir({k: v for k, v in data.tables.items() if k not in FEATURE_TABLES}).write(args.dest)
     elif args.command == "subset":
+        check_not_a_source(args.dest, [args.src])
         data = DataDir.read(args.src, needs=("utt2spk",) if args.spk_list else ())
         if args.utt_list or args.spk_list:
             subset = subset_utterances(data, utt_list=_keys(args.utt_list) if args.utt_list else None,
@@ -120,6 +122,7 @@ def main(argv=None) -> int:
                                        seed=args.seed)
         subset.write(args.dest)
     elif args.command == "combine":
+        check_not_a_source(args.dest, args.src)
         combine_data_dirs(args.src).write(args.dest)
     elif args.command == "split":
         data = DataDir.read(args.data_dir, needs=() if args.per_utt else ("utt2spk",))

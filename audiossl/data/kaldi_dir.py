@@ -284,6 +284,15 @@ def fix_data_dir(path: str | os.PathLike) -> list[Problem]:
     return problems
 
 
+def check_not_a_source(dest: str | os.PathLike, sources) -> None:
+    """A DataDirError when ``dest`` is one of ``sources``, however spelt: writing it would change an input
+    (copy would remove its features, subset its other utterances)."""
+    dest = Path(dest)
+    for src in sources:
+        if dest.exists() and Path(src).exists() and dest.samefile(src):
+            raise DataDirError(f"{dest}: the data dir written is the source {src}; write another dir")
+
+
 def combine_data_dirs(sources) -> DataDir:
     """Concatenate data dirs; a key present in two sources with two values is an error naming both
     (``spk2utt`` is not compared: it is made anew from ``utt2spk``, so a speaker may be in several).
@@ -302,7 +311,8 @@ def combine_data_dirs(sources) -> DataDir:
     common = set.intersection(*(set(d.tables) for _, d in parts)) - {"spk2utt"} if parts else set()
     for name in sorted(set().union(*(d.tables for _, d in parts)) - common - {"spk2utt"}):
         lacking = [src for src, data in parts if name not in data]
-        logger.warning(f"combine: {name} left out, as {', '.join(lacking)} lack{'s' if len(lacking) == 1 else ''} it")
+        verb = "lacks" if len(lacking) == 1 else "lack"
+        logger.warning(f"combine: {name} left out, as {', '.join(lacking)} {verb} it")
     for src, data in parts:
         for name in common:
             table = out.setdefault(name, {})

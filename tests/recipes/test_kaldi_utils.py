@@ -114,3 +114,15 @@ def test_a_data_dir_written_over_another_keeps_none_of_its_tables(recipe_dir, da
     bash(f"utils/copy_data_dir.sh {data_dir} {dest}", recipe_dir, check=True)
     assert sorted(p.name for p in dest.iterdir()) == ["spk2utt", "text", "utt2spk", "wav.scp"]
     assert bash(f"utils/validate_data_dir.sh --no-decode {dest}", recipe_dir).returncode == 0
+
+
+def test_a_data_dir_copied_subset_or_combined_onto_a_source_is_refused(recipe_dir, data_dir):
+    """Written over, the source would lose its features (copy) or its other utterances (subset)."""
+    (data_dir / "feats.scp").write_text("spkA-u1 a.ark:8\n")
+    before = {p.name: p.read_text() for p in data_dir.iterdir()}
+    for command in (f"utils/copy_data_dir.sh {data_dir} {data_dir}/../data/",
+                    f"utils/subset_data_dir.sh --first {data_dir} 2 {data_dir}",
+                    f"utils/combine_data.sh {data_dir} {data_dir}"):
+        out = bash(command, recipe_dir)
+        assert out.returncode == 1 and "the data dir written is the source" in out.stderr, command
+    assert {p.name: p.read_text() for p in data_dir.iterdir()} == before
