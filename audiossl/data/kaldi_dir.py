@@ -350,16 +350,28 @@ def split_data_dir(data: DataDir, num_jobs: int, per_speaker: bool = False) -> l
 
 def subset_utterances(data: DataDir, num: int | None = None, utt_list=None, speakers=None,
                       first: bool = False, seed: int = 0) -> DataDir:
-    """Pick utterances: an explicit list, a speaker list, the first ``num``, or ``num`` at random."""
+    """Pick utterances: an explicit list, a speaker list, the first ``num``, or ``num`` at random.
+
+    A list of which no utterance or speaker is in ``data`` is a DataDirError (of other ids, likely).
+    """
     utts = data.utterances
     if utt_list is not None:
         wanted = set(utt_list)
         utts = [u for u in utts if u in wanted]
+        if not utts:
+            raise DataDirError(f"none of the {len(wanted)} utterances listed is in the data dir{_first(utt_list)}")
     if speakers is not None:
         wanted = set(speakers)
         utts = [u for u in utts if data.tables["utt2spk"][u] in wanted]
+        if not utts:
+            raise DataDirError(f"none of the {len(wanted)} speakers listed is in the data dir{_first(speakers)}")
     if num is not None:
         if num > len(utts):
             raise DataDirError(f"asked for {num} utterances, the data dir has {len(utts)}")
         utts = utts[:num] if first else sorted(random.Random(seed).sample(utts, num))
     return data.subset(utts)
+
+
+def _first(listed) -> str:
+    """``(the first: 'x')`` of a list of ids, to tell them from the data dir's; nothing for an empty list."""
+    return f" (the first: '{listed[0]}')" if listed else ""

@@ -7,8 +7,10 @@ mode=--random seed=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --first|--random) mode=$1; shift ;;
-    --seed) seed=$2; shift 2 ;;
-    --utt-list|--spk-list) exec python3 -m audiossl.bin.data_dir subset "$1" "$2" "$3" "$4" ;;
+    --seed) [ $# -ge 2 ] || { echo "$0: missing value for --seed" >&2; exit 1; }; seed=$2; shift 2 ;;
+    --utt-list|--spk-list)
+      [ $# -eq 4 ] || { sed -n '2,5p' "$0" >&2; exit 1; }
+      exec python3 -m audiossl.bin.data_dir subset "$1" "$2" "$3" "$4" ;;
     *) break ;;
   esac
 done

@@ -125,3 +125,15 @@ def test_a_split_or_subset_by_speaker_of_a_dir_without_utt2spk_names_it(tmp_path
     assert capsys.readouterr().err == f"error: {tmp_path}/src/utt2spk: missing\n"
     assert data_dir.main(["split", "--per-utt", str(tmp_path / "src"), "2"]) == 0
     assert (tmp_path / "src/split2utt/2/wav.scp").read_text() == "u2 b.wav\n"
+
+
+def test_a_subset_list_of_no_utterance_or_speaker_of_the_dir_is_refused(tmp_path, capsys):
+    """Of other ids (another corpus, another naming), it made an empty data dir and succeeded."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "utt2spk").write_text("u1 s\nu2 s\n")
+    (tmp_path / "list").write_text("U1\nU2\n")
+    for option in ("--utt-list", "--spk-list"):
+        assert data_dir.main(["subset", option, str(tmp_path / "list"), str(tmp_path / "src"), str(tmp_path / "dest")]) == 1
+        kind = "utterances" if option == "--utt-list" else "speakers"
+        assert capsys.readouterr().err == f"error: none of the 2 {kind} listed is in the data dir (the first: 'U1')\n"
+    assert not (tmp_path / "dest").exists()

@@ -126,3 +126,11 @@ def test_a_data_dir_copied_subset_or_combined_onto_a_source_is_refused(recipe_di
         out = bash(command, recipe_dir)
         assert out.returncode == 1 and "the data dir written is the source" in out.stderr, command
     assert {p.name: p.read_text() for p in data_dir.iterdir()} == before
+
+
+def test_subset_data_dir_sh_refuses_a_missing_value(recipe_dir, data_dir, tmp_path):
+    for args, message in (("--first --seed", "missing value for --seed"),   # looped for ever
+                          (f"--utt-list {tmp_path}/list {data_dir}", "Usage: utils/subset_data_dir.sh")):
+        out = subprocess.run(["bash", "-c", f"utils/subset_data_dir.sh {args}"], cwd=recipe_dir, capture_output=True,
+                             text=True, timeout=20)
+        assert out.returncode == 1 and message in out.stderr
