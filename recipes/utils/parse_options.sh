@@ -14,6 +14,8 @@ while [ $# -gt 0 ]; do
       if [ "$1" = --config ]; then [ $# -ge 2 ] || __parse_die "missing value for --config"; __cfg=$2; shift 2
       else __cfg=${1#--config=}; shift; fi
       [ -r "$__cfg" ] || __parse_die "cannot read config file $__cfg"
+      # A CR would end each value it sets (nj=4<CR>), which fails far from here, or not at all.
+      ! grep -q $'\r' "$__cfg" || __parse_die "config file $__cfg has Windows line ends (CRLF); convert it: sed -i 's/\r\$//' $__cfg"
       # shellcheck disable=SC1090
       . "$__cfg" || __parse_die "error in config file $__cfg" ;;
     --*=*|--*)

@@ -39,6 +39,15 @@ def test_parse_options(recipe_dir):
     assert helped.returncode == 0 and "usage: s.sh" in helped.stdout
 
 
+def test_a_config_with_windows_line_ends_is_refused(recipe_dir):
+    """Sourced, nj=7<CR> would set nj to '7\\r', and use_gpu=true<CR> a command that is not found."""
+    (recipe_dir / "s.sh").write_text(PARSE)
+    (recipe_dir / "c.conf").write_bytes(b"nj=7\r\nuse_gpu=true\r\n")
+    bad = bash("bash s.sh --config c.conf pos", recipe_dir)
+    assert bad.returncode == 1 and "config file c.conf has Windows line ends (CRLF)" in bad.stderr
+    assert bad.stdout == ""
+
+
 def test_run_jobs_logs_and_failure(recipe_dir):
     ok = bash("utils/run_jobs.sh JOB=1:3 log/echo.JOB.log echo job JOB", recipe_dir)
     assert ok.returncode == 0, ok.stderr
