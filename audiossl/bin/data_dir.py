@@ -17,7 +17,7 @@ from pathlib import Path
 
 from audiossl.bin.arguments import positive_int
 from audiossl.data.kaldi_dir import (FEATURE_TABLES, DataDir, DataDirError, check_not_a_source, combine_data_dirs,
-                                     fix_data_dir, spk2utt_from_utt2spk, split_data_dir, subset_utterances)
+                                     fix_data_dir, spk2utt_from_utt2spk, subset_utterances, write_split)
 from audiossl.data.validate import validate_data_dir
 from audiossl.errors import reports_user_errors
 
@@ -125,10 +125,7 @@ def main(argv=None) -> int:
         check_not_a_source(args.dest, args.src)
         combine_data_dirs(args.src).write(args.dest)
     elif args.command == "split":
-        data = DataDir.read(args.data_dir, needs=() if args.per_utt else ("utt2spk",))
-        root = Path(args.data_dir) / f"split{args.num_parts}{'utt' if args.per_utt else ''}"
-        for index, part in enumerate(split_data_dir(data, args.num_parts, per_speaker=not args.per_utt), 1):
-            part.write(root / str(index))
+        write_split(args.data_dir, args.num_parts, per_speaker=not args.per_utt)
     elif args.command == "shift":
         from audiossl.corpora.domains import shift_domain   # numpy, scipy: not for the other commands
 

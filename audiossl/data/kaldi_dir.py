@@ -32,7 +32,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from audiossl.atomic import atomic_path
+from audiossl.atomic import atomic_dir, atomic_path
 from audiossl.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -346,6 +346,21 @@ def split_data_dir(data: DataDir, num_jobs: int, per_speaker: bool = False) -> l
         parts.append([u for unit in units[start:end] for u in unit])
         start = end
     return [data.subset(p) for p in parts]
+
+
+def write_split(path: str | os.PathLike, num_jobs: int, per_speaker: bool = False) -> Path:
+    """Split the data dir at ``path`` (:func:`split_data_dir`) into ``path/split<N>[utt]/{1..N}``, its root.
+
+    The root is replaced whole (:func:`~audiossl.atomic.atomic_dir`): a split killed halfway leaves the
+    earlier one, never parts of two data dirs, which ``utils/split_data.sh`` would take as done.
+    """
+    path = Path(path)
+    data = DataDir.read(path, needs=("utt2spk",) if per_speaker else ())
+    root = path / f"split{num_jobs}{'' if per_speaker else 'utt'}"
+    with atomic_dir(root) as tmp:
+        for index, part in enumerate(split_data_dir(data, num_jobs, per_speaker), 1):
+            part.write(tmp / str(index))
+    return root
 
 
 def subset_utterances(data: DataDir, num: int | None = None, utt_list=None, speakers=None,

@@ -202,6 +202,28 @@ def test_split(data_dir):
         split_data_dir(data, 3, per_speaker=True)
 
 
+def test_a_split_killed_halfway_leaves_the_earlier_split_whole(data_dir, monkeypatch):
+    """split_data.sh takes a split whose last part has utt2spk as done: a part of two data dirs would be used."""
+    from audiossl.bin import data_dir as data_dir_main
+    from audiossl.data import kaldi_dir
+
+    assert data_dir_main.main(["split", "--per-utt", str(data_dir), "2"]) == 0
+    earlier = {p.relative_to(data_dir): p.read_text() for p in (data_dir / "split2utt").rglob("*") if p.is_file()}
+    wav_scp = read_table(data_dir / "wav.scp")
+    write_table(data_dir / "wav.scp", {utt: entry.replace("rec", "REC") for utt, entry in wav_scp.items()})
+    written = kaldi_dir.write_table
+
+    def killed_at_part_2s_wav_scp(path, table):
+        if path.parent.name == "2" and path.name == "wav.scp":
+            raise KeyboardInterrupt
+        written(path, table)
+
+    monkeypatch.setattr(kaldi_dir, "write_table", killed_at_part_2s_wav_scp)
+    with pytest.raises(KeyboardInterrupt):
+        data_dir_main.main(["split", "--per-utt", str(data_dir), "2"])
+    assert {p.relative_to(data_dir): p.read_text() for p in (data_dir / "split2utt").rglob("*") if p.is_file()} == earlier
+
+
 def test_load_entry_pipe_segment_resample(data_dir, audio_dir):
     data = DataDir.read(data_dir)
     plain, _ = load_entry(str(audio_dir / "rec1.wav"))
