@@ -43,7 +43,7 @@ def main(argv=None) -> int:
 
         torch.set_num_threads(1)  # one of several parallel jobs; more threads slow these small operations
         extractor = FeatureExtractor(FeatureConfig.from_file(args.kind, args.config))
-        num_frames = compute_features(DataDir.read(args.data_dir), extractor, args.ark, progress=sys.stderr.isatty())
+        num_frames = compute_features(DataDir.read(args.data_dir, needs=("wav.scp",)), extractor, args.ark, progress=sys.stderr.isatty())
         print(f"{args.data_dir}: {len(num_frames)} utterances, {sum(num_frames.values())} frames", file=sys.stderr)
     elif args.command == "merge":
         data = DataDir.read(args.data_dir)
@@ -56,7 +56,8 @@ def main(argv=None) -> int:
         write_table(Path(args.data_dir) / "feats.scp", feats)
         write_table(Path(args.data_dir) / "utt2num_frames", frames)
     elif args.command == "cmvn":
-        table = compute_cmvn(DataDir.read(args.data_dir), args.ark, per_speaker=not args.per_utt)
+        data = DataDir.read(args.data_dir, needs=("feats.scp",) if args.per_utt else ("feats.scp", "utt2spk"))
+        table = compute_cmvn(data, args.ark, per_speaker=not args.per_utt)
         write_table(Path(args.data_dir) / "cmvn.scp", table)
     return 0
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-help_message="Usage: steps/compute_cmvn_stats.sh [--per-utt] <data-dir> [<log-dir> [<cmvn-dir>]]
+help_message="Usage: steps/compute_cmvn_stats.sh [--per-utt true] <data-dir> [<log-dir> [<cmvn-dir>]]
 Kaldi CMVN statistics of <data-dir>/feats.scp per speaker (or per utterance) into
 <cmvn-dir> (default <data-dir>/data); writes <data-dir>/cmvn.scp."
 set -euo pipefail

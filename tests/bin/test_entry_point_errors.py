@@ -137,3 +137,17 @@ def test_a_subset_list_of_no_utterance_or_speaker_of_the_dir_is_refused(tmp_path
         kind = "utterances" if option == "--utt-list" else "speakers"
         assert capsys.readouterr().err == f"error: none of the 2 {kind} listed is in the data dir (the first: 'U1')\n"
     assert not (tmp_path / "dest").exists()
+
+
+def test_cmvn_or_features_of_a_dir_without_their_tables_name_the_missing_one(tmp_path, capsys):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "utt2spk").write_text("u1 s\n")
+    assert compute_feats.main(["cmvn", str(tmp_path / "src"), str(tmp_path / "cmvn.ark")]) == 1
+    assert capsys.readouterr().err == f"error: {tmp_path}/src/feats.scp: missing\n"   # was a KeyError
+    (tmp_path / "src" / "feats.scp").write_text("u1 a.ark:8\n")
+    (tmp_path / "src" / "utt2spk").unlink()
+    assert compute_feats.main(["cmvn", str(tmp_path / "src"), str(tmp_path / "cmvn.ark")]) == 1
+    assert capsys.readouterr().err == f"error: {tmp_path}/src/utt2spk: missing\n"
+    assert compute_feats.main(["extract", "--kind", "fbank", str(tmp_path / "src"), str(tmp_path / "f.ark")]) == 1
+    assert capsys.readouterr().err == f"error: {tmp_path}/src/wav.scp: missing\n"
+    assert not list(tmp_path.glob("*.ark"))
