@@ -82,7 +82,8 @@ def read_table(path: str | os.PathLike, problems: list[Problem] | None = None) -
     with open(path, "rb") as f:
         for number, raw in enumerate(f, 1):
             try:
-                key, value = (raw.decode("utf-8").split(maxsplit=1) + ["", ""])[:2]  # spaces or tabs between
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")  # a BOM (Windows editors) is no key
+                key, value = (text.split(maxsplit=1) + ["", ""])[:2]  # spaces or tabs between
             except UnicodeDecodeError as err:
                 key, value = "", ""
                 found = f"not UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})"

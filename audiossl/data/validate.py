@@ -20,7 +20,7 @@ def _line_of(path: Path, key: str) -> int:
 def _line_numbers(path: str, mtime_ns: int, size: int) -> dict[str, int]:
     """``{key: first line}`` of a table file as it is at ``mtime_ns`` and ``size`` (a rewritten file is read again)."""
     numbers: dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:
         for number, line in enumerate(f, 1):
             key = line.split(maxsplit=1)[:1]
             if key:

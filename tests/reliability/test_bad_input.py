@@ -102,6 +102,14 @@ def test_crlf_line_ends_read_as_lf(tmp_path):
     assert read_every_way(path) == [] and DataDir.read(path)["text"] == {"s-u1": "HELLO", "s-u2": "HELLO"}
 
 
+def test_a_utf8_byte_order_mark_is_not_read_as_part_of_the_first_key(tmp_path):
+    """Windows editors may start a UTF-8 file with one: the first utterance was 'out of place', then dropped."""
+    path = data_dir(tmp_path, synth_speechlike(1.0, seed=0))
+    for name in ("text", "utt2spk"):
+        (path / name).write_bytes(b"\xef\xbb\xbf" + (path / name).read_bytes())
+    assert read_every_way(path) == [] and list(DataDir.read(path)["text"]) == ["s-u1", "s-u2"]
+
+
 def test_tabs_between_key_and_value_read_as_spaces(tmp_path):
     """Kaldi splits a table line at its first spaces or tabs; a tab would make it all the key."""
     path = data_dir(tmp_path, synth_speechlike(1.0, seed=0))
