@@ -23,7 +23,7 @@ from audiossl.errors import reports_user_errors
 
 
 def _keys(path: str) -> list[str]:
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:   # a byte order mark is no part of the first key
         return [line.split()[0] for line in f if line.strip()]
 
 

@@ -63,7 +63,7 @@ def torchrun(launch: Launch, nnodes: int) -> list[str]:
 def read_hosts(path: str) -> list[str]:
     """The hosts of a hostfile: one per line (a first word; ``#`` comments and blank lines skipped)."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()   # a byte order mark is no part of a host
     except OSError as err:
         raise ConfigError(f"hostfile {path}: {err.strerror}") from None
     hosts = [line.split()[0] for line in lines if line.split() and not line.lstrip().startswith("#")]

@@ -137,6 +137,9 @@ def test_a_subset_list_of_no_utterance_or_speaker_of_the_dir_is_refused(tmp_path
         kind = "utterances" if option == "--utt-list" else "speakers"
         assert capsys.readouterr().err == f"error: none of the 2 {kind} listed is in the data dir (the first: 'U1')\n"
     assert not (tmp_path / "dest").exists()
+    (tmp_path / "list").write_bytes(b"\xef\xbb\xbfu1\r\n")   # saved by a Windows editor
+    assert data_dir.main(["subset", "--utt-list", str(tmp_path / "list"), str(tmp_path / "src"), str(tmp_path / "d")]) == 0
+    assert (tmp_path / "d" / "utt2spk").read_text() == "u1 s\n"
 
 
 def test_cmvn_or_features_of_a_dir_without_their_tables_name_the_missing_one(tmp_path, capsys):

@@ -24,7 +24,7 @@ from audiossl.features.kaldi import FeatureConfig, FeatureExtractor
 from audiossl.features.store import compute_features
 from audiossl.errors import ConfigError
 from audiossl.models.hubert import HubertConfig
-from audiossl.train.launch import Launch, launch_training, slurm_script
+from audiossl.train.launch import Launch, hostfile_command, launch_training, slurm_script
 from conftest import synth_speechlike
 
 # Nothing random but the batches' order: no masking, dropout, layer drop or warping, so that one process
@@ -218,6 +218,9 @@ def test_launch_refuses_what_it_cannot_run(tmp_path):
         Launch("local", max_restarts=-1)
     with pytest.raises(ConfigError, match="the hostfile launch mode needs --hostfile"):
         Launch("hostfile")
+    (tmp_path / "hosts").write_bytes(b"\xef\xbb\xbfa\r\n\n# b is down\nc slots=2\n")
+    command = hostfile_command(Launch("hostfile", hostfile=str(tmp_path / "hosts")), ["x"], tmp_path)
+    assert command[command.index("--nnodes") + 1] == "2" and command[command.index("--rdzv-endpoint") + 1] == "a:29500"
     (tmp_path / "hosts").write_text("a\nb\nc\n")
     with pytest.raises(ConfigError, match="--num-nodes 2, but hostfile .*hosts lists 3 hosts"):
         launch_training(Launch("hostfile", num_nodes=2, hostfile=str(tmp_path / "hosts")), ["x"], tmp_path, dry_run=True)
