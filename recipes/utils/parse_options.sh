@@ -3,8 +3,8 @@
 #   --foo-bar value  or  --foo-bar=value  sets $foo_bar (the variable must already exist)
 #   --config file    sources file (shell assignments) before later options
 #   --help / -h      prints $help_message and exits 0
-# An unknown option, or a value missing, is an error. A variable whose default is
-# true/false only takes true or false. Positional arguments are left in "$@".
+# An unknown option, or a value missing (at the end, or before another option), is an error. A variable
+# whose default is true/false only takes true or false. Positional arguments are left in "$@".
 __parse_die() { echo "$0: $*" >&2; [ -n "${help_message:-}" ] && echo "$help_message" >&2; exit 1; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -21,7 +21,14 @@ while [ $# -gt 0 ]; do
     --*=*|--*)
       __arg=${1#--}
       if [[ "$__arg" == *=* ]]; then __name=${__arg%%=*}; __value=${__arg#*=}; shift
-      else __name=$__arg; [ $# -ge 2 ] || __parse_die "missing value for --$__name"; __value=$2; shift 2; fi
+      else
+        __name=$__arg; [ $# -ge 2 ] || __parse_die "missing value for --$__name"; __value=$2; shift 2
+        # --nj --stage 3: the value left out, the next option taken for it (--nj=--x sets it, if ever meant)
+        if [[ "$__value" =~ ^--([A-Za-z][A-Za-z0-9-]*)$ ]]; then
+          eval "__set=\${${BASH_REMATCH[1]//-/_}+set}"
+          [ "$__set" != set ] || __parse_die "missing value for --$__name (the next word is the option $__value)"
+        fi
+      fi
       __var=${__name//-/_}
       [[ "$__var" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || __parse_die "invalid option --$__name"
       eval "__set=\${$__var+set}"

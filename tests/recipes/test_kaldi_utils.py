@@ -39,6 +39,15 @@ def test_parse_options(recipe_dir):
     assert helped.returncode == 0 and "usage: s.sh" in helped.stdout
 
 
+def test_a_value_left_out_before_another_option_is_refused(recipe_dir):
+    """--nj --use-gpu true: nj was set to '--use-gpu', and 'true' left as a positional argument."""
+    (recipe_dir / "s.sh").write_text(PARSE)
+    bad = bash("bash s.sh --nj --use-gpu true pos", recipe_dir)
+    assert bad.returncode == 1 and "missing value for --nj (the next word is the option --use-gpu)" in bad.stderr
+    out = bash("bash s.sh --foo-bar '--nj 2' --nj=--x pos", recipe_dir, check=True).stdout   # values that only look like one
+    assert out.strip() == "--x --nj 2 false | pos"
+
+
 def test_a_config_with_windows_line_ends_is_refused(recipe_dir):
     """Sourced, nj=7<CR> would set nj to '7\\r', and use_gpu=true<CR> a command that is not found."""
     (recipe_dir / "s.sh").write_text(PARSE)
