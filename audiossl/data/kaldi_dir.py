@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import random
 import shutil
@@ -204,8 +205,15 @@ class DataDir:
         """The region of its recording that ``utt`` covers, or None without ``segments``."""
         if "segments" not in self.tables:
             return None
-        recording, start, end = self.tables["segments"][utt].split()
-        return Segment(recording, float(start), float(end))
+        value = self.tables["segments"][utt]
+        try:
+            recording, start, end = value.split()
+            segment = Segment(recording, float(start), float(end))
+        except ValueError:
+            segment = None
+        if segment is None or not (math.isfinite(segment.start) and math.isfinite(segment.end)):
+            raise DataDirError(f"segments: utterance '{utt}': expected '<recording> <start> <end>', got '{value}'")
+        return segment
 
     def audio_entry(self, utt: str) -> tuple[str, Segment | None]:
         """The ``wav.scp`` value for ``utt`` and its segment (None: the whole recording)."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 
 from tqdm import tqdm
@@ -126,6 +127,8 @@ def _check_segments(path: Path, tables) -> list[Problem]:
         where = Problem(str(path / "segments"), _line_of(path / "segments", utt), "")
         try:
             recording, start, end = fields[0], float(fields[1]), float(fields[2])
+            if len(fields) != 3 or not math.isfinite(start) or not math.isfinite(end):
+                raise ValueError
         except (IndexError, ValueError):
             where.message = f"utterance '{utt}': expected '<recording> <start> <end>', got '{value}'"
             problems.append(where)

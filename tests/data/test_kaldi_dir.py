@@ -109,6 +109,18 @@ def test_segment_unknown_recording_named(segments_dir):
     assert "utterance 'spk2-s3': recording 'recZ' is not in wav.scp" in messages(validate_data_dir(segments_dir))
 
 
+def test_a_segment_of_four_fields_or_no_finite_region_is_named(segments_dir):
+    """Validation let them through; the data path then failed with a ValueError (unpacking, int(nan))."""
+    seg = read_table(segments_dir / "segments")
+    seg["spk1-s1"], seg["spk1-s2"] = "recA 0.00 0.80 1", "recA nan 2.00"
+    write_table(segments_dir / "segments", seg)
+    found = messages(validate_data_dir(segments_dir, decode_audio=False))
+    assert "segments:1: utterance 'spk1-s1': expected '<recording> <start> <end>', got 'recA 0.00 0.80 1'" in found
+    assert "segments:2: utterance 'spk1-s2': expected '<recording> <start> <end>', got 'recA nan 2.00'" in found
+    with pytest.raises(DataDirError, match="utterance 'spk1-s2': expected '<recording> <start> <end>', got 'recA nan"):
+        DataDir.read(segments_dir).audio_entry("spk1-s2")
+
+
 def test_spk2utt_mismatch_named(data_dir):
     write_table(data_dir / "spk2utt", {"spkA": "spkA-u1", "spkB": "spkB-u3 spkB-u4"})
     assert "spk2utt: does not match utt2spk" in messages(validate_data_dir(data_dir))
