@@ -308,7 +308,8 @@ def combine_data_dirs(sources) -> DataDir:
 
     Only the tables of every source are combined; a warning names the others. But ``segments``:
     where some sources have it, a source without it gets one region per recording, the whole of it
-    (``<recording> <recording> 0 -1``), as Kaldi's ``combine_data.sh`` makes them.
+    (``<recording> <recording> 0 -1``), as Kaldi's ``combine_data.sh`` makes them; and ``cmvn.scp`` is
+    never combined: a speaker's statistics in a source are of that source's utterances alone.
     """
     out: dict[str, dict[str, str]] = {}
     origin: dict[tuple[str, str], str] = {}
@@ -317,8 +318,11 @@ def combine_data_dirs(sources) -> DataDir:
         for _, data in parts:
             if "segments" not in data and "wav.scp" in data:
                 data.tables["segments"] = {reco: f"{reco} 0 -1" for reco in data["wav.scp"]}
-    common = set.intersection(*(set(d.tables) for _, d in parts)) - {"spk2utt"} if parts else set()
-    for name in sorted(set().union(*(d.tables for _, d in parts)) - common - {"spk2utt"}):
+    if any("cmvn.scp" in data for _, data in parts):
+        logger.warning("combine: cmvn.scp left out (statistics of each source's speakers): compute them for "
+                       "the combined dir, steps/compute_cmvn_stats.sh")
+    common = set.intersection(*(set(d.tables) for _, d in parts)) - {"spk2utt", "cmvn.scp"} if parts else set()
+    for name in sorted(set().union(*(d.tables for _, d in parts)) - common - {"spk2utt", "cmvn.scp"}):
         lacking = [src for src, data in parts if name not in data]
         verb = "lacks" if len(lacking) == 1 else "lack"
         logger.warning(f"combine: {name} left out, as {', '.join(lacking)} {verb} it")

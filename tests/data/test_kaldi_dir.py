@@ -204,6 +204,18 @@ def test_combine_gives_a_dir_without_segments_whole_recording_regions(tmp_path, 
     assert validate_data_dir(tmp_path / "all") == []  # the audio of each region decoded
 
 
+def test_combine_leaves_out_cmvn_stats_of_a_speaker_in_two_sources(tmp_path, data_dir, caplog):
+    """Each source's stats of spkB are of its utterances alone: combine refused the two values, or kept one."""
+    data = DataDir.read(data_dir)
+    for name, utt, stats in (("b3", "spkB-u3", "a.ark:8"), ("b4", "spkB-u4", "b.ark:8")):
+        part = subset_utterances(data, utt_list=[utt])
+        part.tables["cmvn.scp"] = {"spkB": stats}
+        part.write(tmp_path / name)
+    combined = combine_data_dirs([tmp_path / "b3", tmp_path / "b4"])
+    assert "cmvn.scp" not in combined and combined.utterances == ["spkB-u3", "spkB-u4"]
+    assert "combine: cmvn.scp left out" in caplog.text
+
+
 def test_split(data_dir):
     data = DataDir.read(data_dir)
     parts = split_data_dir(data, 2, per_speaker=True)
