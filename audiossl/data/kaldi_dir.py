@@ -364,15 +364,22 @@ def split_data_dir(data: DataDir, num_jobs: int, per_speaker: bool = False) -> l
 def write_split(path: str | os.PathLike, num_jobs: int, per_speaker: bool = False) -> Path:
     """Split the data dir at ``path`` (:func:`split_data_dir`) into ``path/split<N>[utt]/{1..N}``, its root.
 
-    The root is replaced whole (:func:`~audiossl.atomic.atomic_dir`): a split killed halfway leaves the
-    earlier one, never parts of two data dirs, which ``utils/split_data.sh`` would take as done.
+    The root records the checksum of the tables it was split from (``.source``): a split of the same
+    tables is kept as it is, one of others made again, whatever the files' times (a dir restored
+    with ``cp -p`` is older than its split). It is replaced whole (:func:`~audiossl.atomic.atomic_dir`):
+    a split killed halfway leaves the earlier one, never parts of two data dirs.
     """
     path = Path(path)
     data = DataDir.read(path, needs=("utt2spk",) if per_speaker else ())
     root = path / f"split{num_jobs}{'' if per_speaker else 'utt'}"
+    source = hashlib.sha256("".join(f"{name} {table_digest(table)}\n"
+                                    for name, table in sorted(data.tables.items())).encode()).hexdigest()
+    if (root / ".source").is_file() and (root / ".source").read_text().strip() == source:
+        return root
     with atomic_dir(root) as tmp:
         for index, part in enumerate(split_data_dir(data, num_jobs, per_speaker), 1):
             part.write(tmp / str(index))
+        (tmp / ".source").write_text(source + "\n")
     return root
 
 

@@ -152,3 +152,17 @@ def test_subset_data_dir_sh_refuses_a_missing_value(recipe_dir, data_dir, tmp_pa
         out = subprocess.run(["bash", "-c", f"utils/subset_data_dir.sh {args}"], cwd=recipe_dir, capture_output=True,
                              text=True, timeout=20)
         assert out.returncode == 1 and message in out.stderr
+
+
+def test_a_split_is_made_again_for_other_tables_whatever_their_times(recipe_dir, data_dir):
+    """A data dir restored with cp -p (or rsync -a, tar) is older than its split: it was taken as fresh."""
+    bash(f"utils/split_data.sh --per-utt {data_dir} 2", recipe_dir, check=True)
+    part = data_dir / "split2utt/1/wav.scp"
+    made = part.stat().st_mtime_ns
+    bash(f"utils/split_data.sh --per-utt {data_dir} 2", recipe_dir, check=True)
+    assert part.stat().st_mtime_ns == made   # the same tables: kept as it is
+    wav_scp = data_dir / "wav.scp"
+    wav_scp.write_text(wav_scp.read_text().replace("rec0.wav", "rec2.wav"))
+    os.utime(wav_scp, ns=(made - 10**9, made - 10**9))
+    bash(f"utils/split_data.sh --per-utt {data_dir} 2", recipe_dir, check=True)
+    assert "rec2.wav" in part.read_text() and "rec0.wav" not in part.read_text()
