@@ -43,7 +43,8 @@ def main(argv=None) -> int:
 
         torch.set_num_threads(1)  # one of several parallel jobs; more threads slow these small operations
         extractor = FeatureExtractor(FeatureConfig.from_file(args.kind, args.config))
-        num_frames = compute_features(DataDir.read(args.data_dir, needs=("wav.scp",)), extractor, args.ark, progress=sys.stderr.isatty())
+        data = DataDir.read(args.data_dir, needs=("wav.scp",))
+        num_frames = compute_features(data, extractor, args.ark, progress=sys.stderr.isatty())
         print(f"{args.data_dir}: {len(num_frames)} utterances, {sum(num_frames.values())} frames", file=sys.stderr)
     elif args.command == "merge":
         data = DataDir.read(args.data_dir)

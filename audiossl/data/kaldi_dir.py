@@ -321,8 +321,9 @@ def combine_data_dirs(sources) -> DataDir:
     if any("cmvn.scp" in data for _, data in parts):
         logger.warning("combine: cmvn.scp left out (statistics of each source's speakers): compute them for "
                        "the combined dir, steps/compute_cmvn_stats.sh")
-    common = set.intersection(*(set(d.tables) for _, d in parts)) - {"spk2utt", "cmvn.scp"} if parts else set()
-    for name in sorted(set().union(*(d.tables for _, d in parts)) - common - {"spk2utt", "cmvn.scp"}):
+    not_combined = {"spk2utt", "cmvn.scp"}
+    common = set.intersection(*(set(d.tables) for _, d in parts)) - not_combined if parts else set()
+    for name in sorted(set().union(*(d.tables for _, d in parts)) - common - not_combined):
         lacking = [src for src, data in parts if name not in data]
         verb = "lacks" if len(lacking) == 1 else "lack"
         logger.warning(f"combine: {name} left out, as {', '.join(lacking)} {verb} it")
