@@ -263,6 +263,8 @@ class DataDir:
 def read_fixing(path: str | os.PathLike) -> tuple[DataDir, list[Problem]]:
     """Read a data dir tolerating malformed lines; returns it and what was wrong."""
     path = Path(path)
+    if not path.is_dir():
+        raise DataDirError(f"{path}: not a directory")
     problems: list[Problem] = []
     tables = {n: read_table(path / n, problems) for n in ALL_TABLES if (path / n).is_file()}
     return DataDir(tables), problems
@@ -277,6 +279,8 @@ def fix_data_dir(path: str | os.PathLike) -> list[Problem]:
     path = Path(path)
     data, problems = read_fixing(path)
     before = set(data.utterances)
+    if not before:
+        raise DataDirError(f"{path}: no utterances (no utt2spk, segments, wav.scp or feats.scp, or all empty)")
     fixed = data.fixed()
     for utt in sorted(before - set(fixed.utterances)):
         problems.append(Problem(str(path), 0, f"utterance '{utt}' dropped (missing from a table, empty text "

@@ -156,6 +156,12 @@ def test_a_fix_that_would_drop_every_utterance_is_refused_and_changes_nothing(da
     assert {p.name: p.read_text() for p in data_dir.iterdir()} == before
     (data_dir / "utt2spk").write_text("")
     assert "utt2spk: no utterances" in messages(validate_data_dir(data_dir, decode_audio=False))
+    with pytest.raises(DataDirError, match="data/nowhere: not a directory"):
+        fix_data_dir(data_dir / "nowhere")
+    (data_dir / "empty").mkdir()
+    with pytest.raises(DataDirError, match="empty: no utterances"):
+        fix_data_dir(data_dir / "empty")
+    assert not (data_dir / "empty" / ".backup").exists()
 
 
 def test_fix_drops_an_utterance_whose_segment_is_malformed(segments_dir):
