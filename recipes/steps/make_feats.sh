@@ -10,6 +10,7 @@ write_utt2num_frames=true
 config_var=${kind}_config
 kind_config=${!config_var}
 if [ $# -lt 1 ] || [ $# -gt 3 ]; then echo "$help_message" >&2; exit 1; fi
+[ -z "$kind_config" ] || [ -r "$kind_config" ] || { echo "$0: cannot read --$kind-config $kind_config" >&2; exit 1; }
 data=$1
 logdir=${2:-$data/log}
 featdir=${3:-$data/data}

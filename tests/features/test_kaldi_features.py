@@ -64,6 +64,14 @@ def test_steps_match_torchaudio(request, recipe_dir, tmp_path, kind, config, opt
         np.testing.assert_allclose(normalized.std(0), 1, atol=1e-2)
 
 
+def test_a_missing_feature_config_is_named_before_any_job_runs(recipe_dir, data_dir):
+    """Each job failed on it, after validation and the split, the logs to read for why."""
+    out = subprocess.run(["steps/make_fbank.sh", "--fbank-config", "conf/fbank.cnf", str(data_dir)], cwd=recipe_dir,
+                         capture_output=True, text=True)
+    assert out.returncode == 1 and "cannot read --fbank-config conf/fbank.cnf" in out.stderr
+    assert not (data_dir / "split4utt").exists() and not (data_dir / "log").exists()
+
+
 @pytest.mark.parametrize("kind,args", [
     ("fbank", []),
     ("fbank", ["--num-mel-bins=80"]),
