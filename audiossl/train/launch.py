@@ -48,6 +48,8 @@ class Launch:
         if self.mode == "local" and self.num_nodes > 1:
             raise ConfigError(f"--num-nodes {self.num_nodes} needs the slurm or hostfile launch mode "
                               "(train_launch_mode in cmd.sh); local runs on this machine only")
+        if not 1 <= self.port <= 65535:
+            raise ConfigError(f"--port takes 1 to 65535, not {self.port}")
         if self.max_restarts < 0:
             raise ConfigError(f"--max-restarts takes 0 or more, not {self.max_restarts}")
         if self.mode == "hostfile" and not self.hostfile:
@@ -66,7 +68,14 @@ def read_hosts(path: str) -> list[str]:
         lines = Path(path).read_text(encoding="utf-8-sig").splitlines()   # a byte order mark is no part of a host
     except OSError as err:
         raise ConfigError(f"hostfile {path}: {err.strerror}") from None
-    hosts = [line.split()[0] for line in lines if line.split() and not line.lstrip().startswith("#")]
+    hosts = []
+    for number, line in enumerate(lines, 1):
+        if line.split() and not line.lstrip().startswith("#"):
+            host = line.split()[0]
+            if ":" in host:  # host:slots of other launchers, or IPv6, which the rendezvous endpoint cannot take
+                raise ConfigError(f"hostfile {path}:{number}: '{host}' is not a host name or IPv4 address (one host "
+                                  "per line; its processes are --ngpu)")
+            hosts.append(host)
     if not hosts:
         raise ConfigError(f"hostfile {path}: no hosts")
     return hosts

@@ -221,6 +221,11 @@ def test_launch_refuses_what_it_cannot_run(tmp_path):
     (tmp_path / "hosts").write_bytes(b"\xef\xbb\xbfa\r\n\n# b is down\nc slots=2\n")
     command = hostfile_command(Launch("hostfile", hostfile=str(tmp_path / "hosts")), ["x"], tmp_path)
     assert command[command.index("--nnodes") + 1] == "2" and command[command.index("--rdzv-endpoint") + 1] == "a:29500"
+    (tmp_path / "slots").write_text("# hosts\na:4\nb:4\n")   # another launcher's host:slots
+    with pytest.raises(ConfigError, match="hostfile .*slots:2: 'a:4' is not a host name or IPv4 address"):
+        launch_training(Launch("hostfile", hostfile=str(tmp_path / "slots")), ["x"], tmp_path, dry_run=True)
+    with pytest.raises(ConfigError, match="--port takes 1 to 65535, not 95000"):
+        Launch("local", port=95000)
     (tmp_path / "hosts").write_text("a\nb\nc\n")
     with pytest.raises(ConfigError, match="--num-nodes 2, but hostfile .*hosts lists 3 hosts"):
         launch_training(Launch("hostfile", num_nodes=2, hostfile=str(tmp_path / "hosts")), ["x"], tmp_path, dry_run=True)
