@@ -81,6 +81,8 @@ def _write_features(data: DataDir, extractor: FeatureExtractor, ark_path: Path, 
     with kaldiio.WriteHelper(f"ark,scp:{ark_path},{scp_path}") as writer, \
             tqdm(total=len(data.utterances), disable=progress is None, unit="utt", desc=progress) as bar:
         for recording, utts in by_recording.items():
+            if recording not in data["wav.scp"]:
+                raise FeatureError(f"utterance '{utts[0]}': recording '{recording}' is not in wav.scp")
             entry = data["wav.scp"][recording]
             try:
                 samples, _ = load_entry(entry, sample_rate=rate)

@@ -141,6 +141,15 @@ def test_too_short_utterance_named(segments_dir):
         compute_features(DataDir.read(segments_dir), extractor, segments_dir / "x.ark")
 
 
+def test_a_segment_of_a_recording_not_in_wav_scp_is_named(segments_dir, tmp_path):
+    """compute_feats extract, run on a dir not validated first, failed with a KeyError."""
+    segments = read_table(segments_dir / "segments")
+    segments["spk2-s3"] = "recZ 0.10 1.20"
+    write_table(segments_dir / "segments", segments)
+    with pytest.raises(FeatureError, match="utterance 'spk2-s3': recording 'recZ' is not in wav.scp"):
+        compute_features(DataDir.read(segments_dir), FeatureExtractor(FeatureConfig("fbank")), tmp_path / "f.ark")
+
+
 def test_a_failed_rerun_keeps_the_earlier_ark_and_scp(data_dir, tmp_path):
     extractor = FeatureExtractor(FeatureConfig.from_kaldi_args("fbank", []))
     ark = tmp_path / "feats" / "raw.ark"
