@@ -177,6 +177,9 @@ def compute_cmvn(data: DataDir, ark_path: str | os.PathLike, per_speaker: bool =
     groups: dict[str, list[str]] = {}
     for utt in data.utterances:
         groups.setdefault(data["utt2spk"][utt] if per_speaker else utt, []).append(utt)
+    missing = [utt for utt in data.utterances if utt not in data["feats.scp"]]
+    if missing:  # the stats of their speakers would leave them out
+        raise FeatureError(f"no features in feats.scp for {len(missing)} utterance(s), e.g. '{missing[0]}'")
     with ark_pair_in_place(ark_path) as (tmp_ark, tmp_scp), \
             kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer:
         for key in sorted(groups):

@@ -191,6 +191,14 @@ def test_a_kill_while_features_are_moved_in_leaves_no_scp_beside_other_counts(da
     assert counts["spkA-u1"] == str(kaldiio.load_ark(str(ark)).__next__()[1].shape[0])
 
 
+def test_cmvn_of_an_utterance_without_features_is_named(data_dir, tmp_path):
+    """An utterance of utt2spk not in feats.scp was a KeyError."""
+    write_table(data_dir / "feats.scp", {"spkA-u1": "a.ark:8"})
+    with pytest.raises(FeatureError, match="no features in feats.scp for 3 utterance.s., e.g. 'spkA-u2'"):
+        compute_cmvn(DataDir.read(data_dir), tmp_path / "cmvn.ark")
+    assert not (tmp_path / "cmvn.ark").exists()
+
+
 def test_a_failed_cmvn_rerun_keeps_the_earlier_statistics(data_dir, tmp_path):
     extractor = FeatureExtractor(FeatureConfig.from_kaldi_args("fbank", []))
     ark = tmp_path / "feats" / "raw.ark"
