@@ -12,7 +12,7 @@ from audiossl.bin import rvq, superb
 from audiossl.errors import ConfigError
 
 MAINS = {  # module: (a function its main calls, the main's arguments under a tmp dir)
-    compute_feats: ("compute_cmvn", lambda tmp: ["cmvn", str(tmp), str(tmp / "cmvn.ark")]),
+    compute_feats: ("merge_tables", lambda tmp: ["merge", str(tmp), str(tmp / "job1.scp")]),
     data_dir: ("combine_data_dirs", lambda tmp: ["combine", str(tmp / "out"), str(tmp)]),
     decode_ctc: ("load_model", lambda tmp: [str(tmp / "model.pt"), str(tmp), str(tmp / "decode")]),
     kmeans: ("merge_label_files", lambda tmp: ["merge", str(tmp / "labels.txt"), str(tmp / "job1.txt")]),
