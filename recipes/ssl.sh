@@ -192,12 +192,13 @@ labels() {  # <iteration> <features-data-suffix or ""> <extra apply/fit options.
 
 label_sets() {  # <dir> <data-suffix or ""> <module> <its arguments before data-dir labels-out>: label train and
   # dev in $nj jobs each (<dir>/<set>.<job>.labels), then merge them into <dir>/<set>.labels
-  local dir=$1 suffix=$2; shift 2
+  local dir=$1 suffix=$2 jobs; shift 2
   for set in $train_set $dev_set; do
-    utils/split_data.sh --per-utt $data/${set}$suffix $nj
-    $train_cmd JOB=1:$nj $dir/log/apply_$set.JOB.log \
-      python3 -m "$@" $data/${set}$suffix/split${nj}utt/JOB $dir/$set.JOB.labels
-    python3 -m audiossl.bin.kmeans merge --data-dir $data/${set}$suffix $dir/$set.labels $(seq -f "$dir/$set.%g.labels" $nj)
+    jobs=$(wc -l < $data/${set}$suffix/utt2spk); [ "$nj" -le "$jobs" ] && jobs=$nj   # no more jobs than utterances
+    utils/split_data.sh --per-utt $data/${set}$suffix $jobs
+    $train_cmd JOB=1:$jobs $dir/log/apply_$set.JOB.log \
+      python3 -m "$@" $data/${set}$suffix/split${jobs}utt/JOB $dir/$set.JOB.labels
+    python3 -m audiossl.bin.kmeans merge --data-dir $data/${set}$suffix $dir/$set.labels $(seq -f "$dir/$set.%g.labels" $jobs)
   done
 }
 

@@ -94,6 +94,14 @@ def test_kmeans_targets_pretrain_on_each_iterations_labels(egs):
     assert "--init exp/hubert_iter1/checkpoints/best.pt" in iter2 and iter2.endswith(" exp/hubert_iter2")
 
 
+def test_labelling_takes_no_more_jobs_than_a_set_has_utterances(egs):
+    """k-means 1 labels dev (two utterances) with --nj 4: two jobs, not a refused split into four parts."""
+    out = ssl(egs, "--stage", "1", "--stop-stage", "2", "--targets", "kmeans", "--kmeans1-clusters", "2", "--nj", "4",
+              "--kmeans-fit-utts", "2").stdout
+    assert (egs / "exp/kmeans1/dev.labels").is_file() and not (egs / "exp/kmeans1/dev.3.labels").exists()
+    assert (egs / "exp/kmeans1/dev.2.labels").is_file(), out[-2000:]
+
+
 def test_asr_biased_iterations_fine_tune_each_model_before_clustering_it(egs):
     """--iterations 3 --finetune-set S (VietASR): iteration 3's k-means clusters iteration 2's model once
     CTC fine-tuned on S; iteration 3 pretrains from iteration 2 on those labels (stages 6 and 7)."""
