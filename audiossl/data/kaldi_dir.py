@@ -234,9 +234,9 @@ class DataDir:
         for name in ("wav.scp", "reco2dur"):
             if name in self.tables:
                 out[name] = {k: v for k, v in self.tables[name].items() if k in recordings}
-        if "cmvn.scp" in self.tables and "utt2spk" in out:
-            speakers = set(out["utt2spk"].values())
-            out["cmvn.scp"] = {k: v for k, v in self.tables["cmvn.scp"].items() if k in speakers}
+        if "cmvn.scp" in self.tables:  # per speaker, or per utterance (compute_cmvn_stats.sh --per-utt true)
+            kept = set(out.get("utt2spk", {}).values()) | keep
+            out["cmvn.scp"] = {k: v for k, v in self.tables["cmvn.scp"].items() if k in kept}
         return DataDir(out)
 
     def fixed(self) -> "DataDir":

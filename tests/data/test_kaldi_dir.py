@@ -174,6 +174,14 @@ def test_fix_drops_an_utterance_whose_segment_is_malformed(segments_dir):
     assert DataDir.read(segments_dir).utterances == ["spk2-s3"]
 
 
+def test_subset_keeps_cmvn_stats_per_speaker_or_per_utterance():
+    utt2spk = {"spkA-u1": "spkA", "spkA-u2": "spkA", "spkB-u3": "spkB"}
+    per_speaker = DataDir({"utt2spk": utt2spk, "cmvn.scp": {"spkA": "a.ark:1", "spkB": "a.ark:2"}})
+    assert per_speaker.subset(["spkA-u2"]).tables["cmvn.scp"] == {"spkA": "a.ark:1"}
+    per_utt = DataDir({"utt2spk": utt2spk, "cmvn.scp": {u: f"b.ark:{i}" for i, u in enumerate(utt2spk)}})
+    assert per_utt.subset(["spkA-u2", "spkB-u3"]).tables["cmvn.scp"] == {"spkA-u2": "b.ark:1", "spkB-u3": "b.ark:2"}
+
+
 def test_subset_follows_recordings(segments_dir):
     data = DataDir.read(segments_dir)
     sub = subset_utterances(data, utt_list=["spk2-s3"])
