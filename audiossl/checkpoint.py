@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -110,6 +110,18 @@ def weights_mismatch(missing: list[str], unexpected: list[str], wrong_shape: lis
     return f"missing {listed(missing)}, unexpected {listed(unexpected)}, wrong shape {listed(wrong_shape)}"
 
 
+def unfit_weights(expected: dict[str, torch.Tensor], given: dict, optional: tuple[str, ...] = (),
+                  name: Callable[[str], str] = str) -> str | None:
+    """:func:`weights_mismatch` of the ``given`` weights against a model's ``expected`` state dict, or None
+    when they fit. Weights under a prefix of ``optional`` may be missing; each is named as ``name`` spells it."""
+    missing = [name(key) for key in expected if key not in given and not key.startswith(optional)]
+    unexpected = [name(key) for key in given if key not in expected]
+    wrong_shape = [f"{name(key)} {tuple(getattr(value, 'shape', ()))} (config: {tuple(expected[key].shape)})"
+                   for key, value in given.items() if key in expected
+                   and not (isinstance(value, torch.Tensor) and value.shape == expected[key].shape)]
+    return weights_mismatch(missing, unexpected, wrong_shape) if missing or unexpected or wrong_shape else None
+
+
 def load_failure(err: Exception) -> str:
     """Why torch could not read a file, without its advice to unpickle it in full (which runs any code in it)."""
     if isinstance(err, OSError):
@@ -132,16 +144,10 @@ def model_from_checkpoint(payload: dict, source: str | os.PathLike) -> nn.Module
         model = build_model(payload["family"], payload["config"])
     except ConfigError as err:
         raise CheckpointError(f"{source}: its model config does not build: {err}") from None
-    expected, state = model.state_dict(), payload["model"]
-    missing = [name for name in expected if name not in state]
-    unexpected = [name for name in state if name not in expected]
-    wrong_shape = [f"{name} {tuple(getattr(state[name], 'shape', ()))} (config: {tuple(tensor.shape)})"
-                   for name, tensor in expected.items() if name in state
-                   and not (isinstance(state[name], torch.Tensor) and state[name].shape == tensor.shape)]
-    if missing or unexpected or wrong_shape:
-        raise CheckpointError(f"{source}: its weights do not fit its {payload['family']} config: "
-                              + weights_mismatch(missing, unexpected, wrong_shape))
-    model.load_state_dict(state)
+    unfit = unfit_weights(model.state_dict(), payload["model"])
+    if unfit:
+        raise CheckpointError(f"{source}: its weights do not fit its {payload['family']} config: {unfit}")
+    model.load_state_dict(payload["model"])
     return model
 
 

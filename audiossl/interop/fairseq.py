@@ -38,7 +38,7 @@ from torch import Tensor
 from torch._weights_only_unpickler import _get_allowed_globals  # torch's own weights-only set
 
 from audiossl.atomic import atomic_path
-from audiossl.checkpoint import load_failure, weights_mismatch
+from audiossl.checkpoint import load_failure, unfit_weights
 from audiossl.config_fields import checked_value
 from audiossl.errors import ConfigError, InteropError
 from audiossl.models.components import ConvLayers, EncoderConfig, FrontendConfig, MaskConfig, ModelConfig
@@ -483,17 +483,11 @@ def model_from_fairseq(payload: dict[str, Any], num_classes: int = 100, source: 
         ours = state_dict_from_fairseq(state, config, rows)
     except InteropError as err:
         raise InteropError(f"{source}: {err}") from None
-    expected = model.state_dict()
     optional = ("head.",) if labels is None and family != "wav2vec2" else ()
-    missing = [_fairseq_name(name, config) for name in expected
-               if name not in ours and not name.startswith(optional)]
-    unexpected = [_fairseq_name(name, config) for name in ours if name not in expected]
-    wrong_shape = [f"{_fairseq_name(name, config)} {tuple(tensor.shape)} (config: {tuple(expected[name].shape)})"
-                   for name, tensor in ours.items() if name in expected and tensor.shape != expected[name].shape]
-    if missing or unexpected or wrong_shape:
+    unfit = unfit_weights(model.state_dict(), ours, optional, lambda name: _fairseq_name(name, config))
+    if unfit:
         defaulted = [key for key in SIZE_SETTINGS if settings.get(key) is None]
-        raise InteropError(f"{source}: weights do not fit its config: "
-                           + weights_mismatch(missing, unexpected, wrong_shape)
+        raise InteropError(f"{source}: weights do not fit its config: {unfit}"
                            + (f"; its config lacks {defaulted}, which took fairseq's defaults" if defaulted else ""))
     model.load_state_dict(ours, strict=False)
     if settings.get("normalize"):

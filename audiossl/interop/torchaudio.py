@@ -24,7 +24,7 @@ import torchaudio
 from torch import Tensor, nn
 from torchaudio.models.wav2vec2.wavlm_attention import WavLMSelfAttention
 
-from audiossl.checkpoint import load_failure, weights_mismatch
+from audiossl.checkpoint import load_failure, unfit_weights
 from audiossl.errors import InteropError
 from audiossl.interop.huggingface import HF_FAMILIES
 from audiossl.models.encoder import SpeechEncoder
@@ -125,15 +125,9 @@ def _from_parts(architecture: torchaudio.models.Wav2Vec2Model, state: dict[str, 
         weights = entry.state_dict_from_hf(_hf_state(state))
     except InteropError as err:
         raise InteropError(f"{source}: {err}") from None
-    expected = model.state_dict()
-    optional = ("mask_embedding",) + entry.pretraining_parts
-    missing = [name for name in expected if name not in weights and not name.startswith(optional)]
-    unexpected = [name for name in weights if name not in expected]
-    wrong_shape = [name for name, tensor in weights.items()
-                   if name in expected and tensor.shape != expected[name].shape]
-    if missing or unexpected or wrong_shape:
-        raise InteropError(f"{source}: weights do not fit the architecture: "
-                           f"{weights_mismatch(missing, unexpected, wrong_shape)} (audiossl names)")
+    unfit = unfit_weights(model.state_dict(), weights, ("mask_embedding",) + entry.pretraining_parts)
+    if unfit:
+        raise InteropError(f"{source}: weights do not fit the architecture: {unfit} (audiossl names)")
     model.load_state_dict(weights, strict=False)
     return model.eval()
 
