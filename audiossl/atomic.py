@@ -1,18 +1,26 @@
-"""Atomic file writes: a killed job or a full disk leaves the previous file or none, never part of one.
+"""Atomic file writes: a killed job or a full disk leaves the previous file or none, never part of one;
+and a lock file on which runs that would write the same files take turns.
 
     with atomic_path("exp/model.safetensors") as tmp:
         save_file(tensors, str(tmp))          # anything that writes a file at a given path
     write_text_atomic("data/local/lm.txt", text)
     with atomic_dir("data/train_st") as tmp:   # a directory of files, replaced whole
         data.write(tmp)
+    with waiting_lock("cache/x.lock", "cache/x: another run is computing it"):   # one run at a time
+        ...
 """
 from __future__ import annotations
 
+import errno
+import fcntl
+import logging
 import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -56,3 +64,25 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def waiting_lock(path: str | os.PathLike, busy: str) -> Iterator[None]:
+    """Hold the lock file ``path`` (made with its folder) for the block; while another process holds it,
+    log ``busy`` and wait. A POSIX lock, dropped by the kernel however its process ends. On a file system
+    without locks, a warning, and the block runs unlocked."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EACCES, errno.EAGAIN):
+                logger.warning("cannot lock %s (%s): runs side by side may clash", path, err.strerror)
+            else:
+                logger.info("%s; waiting for it to end", busy)
+                fcntl.lockf(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

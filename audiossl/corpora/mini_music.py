@@ -69,7 +69,7 @@ from tqdm import tqdm
 from audiossl.atomic import write_text_atomic
 from audiossl.audio import reusable_audio, write_pcm16
 from audiossl.corpora.noise import level_normalized
-from audiossl.corpora.workers import audio_dir_lock, thread_pool
+from audiossl.corpora.workers import audio_dir_lock, check_provenance, thread_pool
 from audiossl.data.kaldi_dir import DataDir
 from audiossl.errors import UserError
 
@@ -528,16 +528,8 @@ def chunks(clips: Sequence[Clip], max_seconds: float = CHUNK_SECONDS) -> list[li
 # ---------------------------------------------------------------------------- corpus
 
 def _check_provenance(audio_dir: Path, seed: int, soundfont: Path) -> None:
-    """Record the seed and soundfont of the audio; refuse to mix audio made with others (a dir without a
-    clip yet takes the new ones)."""
-    audio_dir.mkdir(parents=True, exist_ok=True)
-    for name, value in (("seed", str(seed)), ("soundfont", soundfont.name)):
-        path = audio_dir / name
-        if path.is_file() and path.read_text().strip() != value and any(audio_dir.rglob("*.wav")):
-            raise MusicError(f"{audio_dir} holds audio made with {name} {path.read_text().strip()}, not {value}; "
-                             "use another audio dir")
-    for name, value in (("seed", str(seed)), ("soundfont", soundfont.name)):
-        write_text_atomic(audio_dir / name, f"{value}\n")
+    """Record the seed and soundfont of the audio (:func:`~audiossl.corpora.workers.check_provenance`)."""
+    check_provenance(audio_dir, {"seed": str(seed), "soundfont": soundfont.name}, MusicError)
 
 
 def _read_silent(path: Path) -> set[str]:

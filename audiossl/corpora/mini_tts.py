@@ -50,7 +50,7 @@ from tqdm import tqdm
 from audiossl.atomic import atomic_path, write_text_atomic
 from audiossl.audio import reusable_audio
 from audiossl.corpora.noise import prepare_noise
-from audiossl.corpora.workers import audio_dir_lock, thread_pool
+from audiossl.corpora.workers import audio_dir_lock, check_provenance, thread_pool
 from audiossl.data.kaldi_dir import DataDir
 from audiossl.errors import UserError
 
@@ -586,13 +586,8 @@ def wav_path(corpus_dir: Path, utt: Utterance) -> Path:
 
 
 def check_seed(seed_file: Path, seed: int) -> None:
-    """Record in ``seed_file`` the seed the audio beside it is made with; refuse to mix in audio of another seed.
-    A folder without a wav yet (a run stopped before its first) takes the new seed."""
-    if seed_file.is_file() and seed_file.read_text().strip() != str(seed) and any(seed_file.parent.rglob("*.wav")):
-        raise CorpusError(f"{seed_file.parent} holds audio made with seed {seed_file.read_text().strip()}, not {seed}; "
-                          "use another directory")
-    seed_file.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(seed_file, f"{seed}\n")
+    """Record in ``seed_file`` the seed the audio beside it is made with (:func:`check_provenance`)."""
+    check_provenance(seed_file.parent, {seed_file.name: str(seed)}, CorpusError)
 
 
 def write_split(path: Path, utts: list[Utterance], corpus_dir: Path, durations: dict[str, float]) -> None:

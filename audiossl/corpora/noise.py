@@ -33,8 +33,8 @@ import numpy as np
 import scipy.fft
 import soundfile
 
-from audiossl.atomic import write_text_atomic
 from audiossl.audio import SAMPLE_RATE, load_entry, reusable_audio, write_pcm16
+from audiossl.corpora.workers import check_provenance
 from audiossl.data.kaldi_dir import DataDir
 from audiossl.errors import UserError
 
@@ -214,14 +214,8 @@ def write_clip(path: Path, samples: np.ndarray) -> None:
 
 
 def _check_seed(audio_dir: Path, seed: int) -> None:
-    """Record the seed of the audio; refuse to mix clips made with another seed (a dir without a clip yet
-    takes the new seed)."""
-    path = audio_dir / "seed"
-    if path.is_file() and path.read_text().strip() != str(seed) and any(audio_dir.rglob("*.wav")):
-        raise NoiseError(f"{audio_dir} holds noise made with seed {path.read_text().strip()}, not {seed}; "
-                         "use another noise audio dir")
-    audio_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, f"{seed}\n")
+    """Record the seed of the noise clips (:func:`~audiossl.corpora.workers.check_provenance`)."""
+    check_provenance(audio_dir, {"seed": str(seed)}, NoiseError)
 
 
 def prepare_noise(audio_dir: str | os.PathLike, data_dir: str | os.PathLike,

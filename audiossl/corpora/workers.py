@@ -1,16 +1,13 @@
-"""What synthesis and rendering runs share: the thread pool their jobs run on, the lock of their audio dir."""
+"""What synthesis and rendering runs share: the thread pool their jobs run on, the lock of their audio dir,
+the record of what their audio is made with."""
 from __future__ import annotations
 
-import errno
-import fcntl
-import logging
-import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from audiossl.atomic import waiting_lock, write_text_atomic
 
 
 @contextmanager
@@ -26,23 +23,21 @@ def thread_pool(num_workers: int) -> Iterator[ThreadPoolExecutor]:
     pool.shutdown(wait=True)
 
 
-@contextmanager
-def audio_dir_lock(audio_dir: Path) -> Iterator[None]:
-    """Hold ``audio_dir/.lock`` (made with its dir) while audio is made there: a second run on the same dir
-    (two recipes side by side) waits for the first, then reuses its audio, instead of both writing the same
-    files. A POSIX lock, dropped by the kernel however its process ends."""
+def audio_dir_lock(audio_dir: Path):
+    """Hold ``audio_dir/.lock`` while audio is made there: a second run on the same dir (two recipes side by
+    side) waits for the first, then reuses its audio, instead of both writing the same files."""
+    return waiting_lock(audio_dir / ".lock", f"{audio_dir}: another run is making audio there")
+
+
+def check_provenance(audio_dir: Path, made_with: dict[str, str], error: type[Exception]) -> None:
+    """Record in ``audio_dir/<name>`` each value the audio there is made with (``{"seed": "0"}``); raise
+    ``error`` for one recorded otherwise while the dir holds a wav: audio made two ways must not mix. A dir
+    without a wav yet (a run stopped before its first) takes the new values."""
+    for name, value in made_with.items():
+        path = audio_dir / name
+        if path.is_file() and path.read_text().strip() != value and any(audio_dir.rglob("*.wav")):
+            raise error(f"{audio_dir} holds audio made with {name} {path.read_text().strip()}, not {value}; "
+                        "use another directory")
     audio_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(audio_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            if err.errno not in (errno.EACCES, errno.EAGAIN):
-                log.warning("cannot lock %s (%s): runs side by side on it would clash", audio_dir / ".lock",
-                            err.strerror)
-            else:
-                log.info("%s: another run is making audio there; waiting for it to end", audio_dir)
-                fcntl.lockf(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    for name, value in made_with.items():
+        write_text_atomic(audio_dir / name, f"{value}\n")

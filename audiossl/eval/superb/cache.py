@@ -17,14 +17,11 @@ cache at once (tasks side by side) take turns on ``<cache>.lock``: one computes,
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from audiossl.atomic import write_text_atomic
+from audiossl.atomic import waiting_lock, write_text_atomic
 from audiossl.data.dataset import UtteranceDataset, sorted_batches
 from audiossl.data.kaldi_dir import DataDir
 from audiossl.errors import UserError
@@ -99,28 +96,12 @@ def hidden_states(root: str | os.PathLike, upstream: Upstream, data_dir: str | o
     the cache under ``root``, else computed (in length-sorted batches of ``batch_seconds``) and cached."""
     path = cache_dir(root, upstream, data_dir, kind)
     meta = {"format": FORMAT, "upstream": upstream.identity, "audio": audio_identity(data_dir), "kind": kind}
-    with _writer_turn(path):
+    with waiting_lock(path.with_name(path.name + ".lock"), f"{path}: another run is computing this cache"):
         if not (path / "meta.json").is_file():
             write_cache(path, upstream, data_dir, kind, meta, batch_seconds, progress)
         else:
             logger.info("%s: hidden states of %s from the cache %s", data_dir, upstream.name, path)
     return read_cache(path, meta)
-
-
-@contextmanager
-def _writer_turn(path: Path) -> Iterator[None]:
-    """Hold ``<path>.lock`` (waiting for another process that holds it): one process at a time finds the
-    cache missing and writes it. A POSIX lock, dropped by the kernel however its process ends."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX)
-        except OSError as err:  # a file system without locks: runs side by side may compute a cache twice
-            logger.warning("cannot lock %s.lock (%s)", path, err.strerror)
-        yield
-    finally:
-        os.close(fd)
 
 
 def write_cache(path: Path, upstream: Upstream, data_dir: str | os.PathLike, kind: str, meta: dict,
