@@ -154,7 +154,8 @@ def model_from_checkpoint(payload: dict, source: str | os.PathLike) -> nn.Module
 def load_model(path: str | os.PathLike) -> nn.Module:
     """The model saved in any audiossl checkpoint, in a local Hugging Face model directory
     (HuBERT, wav2vec 2.0, WavLM: see :func:`audiossl.interop.huggingface.load_hf`) or in a fairseq
-    checkpoint (wav2vec 2.0, HuBERT, unilm's WavLM: see :func:`audiossl.interop.fairseq.load_fairseq`),
+    checkpoint (wav2vec 2.0, HuBERT, unilm's WavLM: see :func:`audiossl.interop.fairseq.load_fairseq`)
+    or in a fairseq2 checkpoint dir (wav2vec 2.0: see :func:`audiossl.interop.fairseq2.load_fairseq2`),
     in eval mode, built from the file or directory alone.
 
     ``model.extract_features(wavs (B, S) at 16 kHz, lengths (B,))`` returns one
@@ -165,8 +166,12 @@ def load_model(path: str | os.PathLike) -> nn.Module:
         hub = " (a hub name? nothing is downloaded: save_pretrained the model to a local directory)" \
             if str(path).count("/") == 1 and not str(path).startswith((".", "/")) else ""
         raise CheckpointError(f"{str(path) or 'an empty path'}: no such file or directory{hub}")
+    from audiossl.interop import fairseq2  # foreign checkpoints only need the converters
+
     if Path(path).is_dir():
-        from audiossl.interop.huggingface import load_hf  # only Hugging Face directories need the converters
+        if not (Path(path) / "config.json").is_file() and fairseq2.checkpoint_root(path) is not None:
+            return fairseq2.load_fairseq2(path)
+        from audiossl.interop.huggingface import load_hf
 
         return load_hf(path)
     try:
@@ -181,6 +186,8 @@ def load_model(path: str | os.PathLike) -> nn.Module:
         except UserError:
             raise not_audiossl from None
         if not fairseq.is_fairseq_checkpoint(foreign):
+            if fairseq2.checkpoint_root(path) is not None:  # a state dict below a fairseq2 model.yaml
+                return fairseq2.load_fairseq2(path)
             raise not_audiossl from None
         return fairseq.model_from_fairseq(foreign, source=str(path))
     return model_from_checkpoint(payload, path).eval()

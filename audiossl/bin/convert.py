@@ -1,10 +1,12 @@
-"""Convert HuBERT, wav2vec 2.0 and WavLM checkpoints between audiossl, Hugging Face model directories
-and fairseq checkpoints.
+"""Convert HuBERT, wav2vec 2.0 and WavLM checkpoints between audiossl, Hugging Face model directories,
+fairseq checkpoints and fairseq2 checkpoint dirs (wav2vec 2.0).
 
     python -m audiossl.bin.convert from-hf [--num-classes K] <hf-dir> <checkpoint.pt>
     python -m audiossl.bin.convert to-hf <checkpoint.pt> <hf-dir>
     python -m audiossl.bin.convert from-fairseq [--num-classes K] <fairseq.pt> <checkpoint.pt>
     python -m audiossl.bin.convert to-fairseq <checkpoint.pt> <fairseq.pt>
+    python -m audiossl.bin.convert from-fairseq2 <fairseq2-dir> <checkpoint.pt>
+    python -m audiossl.bin.convert to-fairseq2 <checkpoint.pt> <fairseq2-dir>
 
 from-hf reads a local ``save_pretrained`` directory (nothing is downloaded) of ``HubertModel``,
 ``HubertForCTC``, ``Wav2Vec2Model``, ``Wav2Vec2ForPreTraining``, ``Wav2Vec2ForCTC``, ``WavLMModel``
@@ -19,6 +21,12 @@ from-fairseq reads a fairseq wav2vec 2.0 or HuBERT pretraining checkpoint, or a 
 with an unpickler that admits only the types such files hold (anything else is refused by name
 and nothing in the file runs); WavLM's head, which unilm does not store, is new (K targets).
 to-fairseq writes fairseq's layout (unilm's for WavLM, without the head).
+
+from-fairseq2 reads the checkpoint dir fairseq2's trainer writes (model.yaml with model_family
+wav2vec2 or wav2vec2_asr; step_<N>/model/pp_00/tp_00/sdp_00.pt): the dir (its last step), a step dir,
+its model dir or the .pt below the model.yaml. A wav2vec2_asr model loads as its encoder (the CTC head
+is dropped, the quantizer new). to-fairseq2 writes a wav2vec 2.0 checkpoint with its quantizer as such
+a dir at step 0, replacing the target dir whole.
 """
 from __future__ import annotations
 
@@ -30,6 +38,7 @@ from audiossl.bin.arguments import positive_int
 from audiossl.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from audiossl.errors import UserError, reports_user_errors
 from audiossl.interop.fairseq import load_fairseq, save_fairseq
+from audiossl.interop.fairseq2 import load_fairseq2, save_fairseq2
 from audiossl.interop.huggingface import load_hf, save_hf
 
 
@@ -38,31 +47,28 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.convert", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    from_hf = commands.add_parser("from-hf", help="Hugging Face directory -> audiossl checkpoint")
-    from_hf.add_argument("--num-classes", type=positive_int, default=100,
-                         help="targets of the new HuBERT/WavLM prediction head (default 100)")
-    from_hf.add_argument("source")
-    from_hf.add_argument("target")
-    to_hf = commands.add_parser("to-hf", help="audiossl checkpoint -> Hugging Face directory")
-    to_hf.add_argument("source")
-    to_hf.add_argument("target")
-    from_fairseq = commands.add_parser("from-fairseq", help="fairseq checkpoint -> audiossl checkpoint")
-    from_fairseq.add_argument("--num-classes", type=positive_int, default=100,
-                              help="targets of a new WavLM prediction head (default 100)")
-    from_fairseq.add_argument("source")
-    from_fairseq.add_argument("target")
-    to_fairseq = commands.add_parser("to-fairseq", help="audiossl checkpoint -> fairseq checkpoint")
-    to_fairseq.add_argument("source")
-    to_fairseq.add_argument("target")
+    new_head = {"from-hf": "targets of the new HuBERT/WavLM prediction head (default 100)",
+                "from-fairseq": "targets of a new WavLM prediction head (default 100)"}
+    for command, text in (("from-hf", "Hugging Face directory -> audiossl checkpoint"),
+                          ("to-hf", "audiossl checkpoint -> Hugging Face directory"),
+                          ("from-fairseq", "fairseq checkpoint -> audiossl checkpoint"),
+                          ("to-fairseq", "audiossl checkpoint -> fairseq checkpoint"),
+                          ("from-fairseq2", "fairseq2 wav2vec 2.0 checkpoint dir -> audiossl checkpoint"),
+                          ("to-fairseq2", "audiossl wav2vec 2.0 checkpoint -> fairseq2 checkpoint dir")):
+        subparser = commands.add_parser(command, help=text)
+        if command in new_head:
+            subparser.add_argument("--num-classes", type=positive_int, default=100, help=new_head[command])
+        subparser.add_argument("source")
+        subparser.add_argument("target")
     args = parser.parse_args(argv)
     if Path(args.target).resolve() == Path(args.source).resolve():
         raise UserError(f"{args.target} is the source: converting onto it would replace it; name another target")
-    if args.command in ("from-hf", "from-fairseq"):
-        load = load_hf if args.command == "from-hf" else load_fairseq
-        model = load(args.source, args.num_classes)
+    if args.command.startswith("from-"):
+        load = {"from-hf": load_hf, "from-fairseq": load_fairseq, "from-fairseq2": load_fairseq2}[args.command]
+        model = load(args.source, getattr(args, "num_classes", 100))
         save_checkpoint(args.target, model.config.family, model.config.to_dict(), model.state_dict())
     else:
-        save = save_hf if args.command == "to-hf" else save_fairseq
+        save = {"to-hf": save_hf, "to-fairseq": save_fairseq, "to-fairseq2": save_fairseq2}[args.command]
         save(model_from_checkpoint(load_checkpoint(args.source), args.source), args.target)
     print(f"{args.source} -> {args.target}")
     return 0

@@ -18,7 +18,7 @@ batch or with a clip of --noise-data; targets stay those of the clean one) or, w
 ``speaker_aware: true``, UniSpeech-SAT's speaker-aware mixing; the data dirs then need wav.scp
 (features are computed after mixing), e.g. ``mixing: {prob: 0.2, noise_prob: 0.5}``.
 With --init (anything audiossl.load_model reads: an audiossl checkpoint, a Hugging Face directory,
-a fairseq checkpoint), the model starts from that checkpoint's config and weights, with new label
+a fairseq checkpoint, a fairseq2 checkpoint dir), the model starts from that checkpoint's config and weights, with new label
 tables for this run's targets: the next HuBERT iteration continuing from the previous one, or
 continued pretraining on new data. The run config's model section then either describes the same
 model (any other setting than the class count is refused by name) or holds only `set` (e.g. the

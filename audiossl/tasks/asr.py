@@ -143,9 +143,10 @@ def read_ctc_section(section: dict[str, Any] | None) -> tuple[FineTuningOptions,
 
 
 def fine_tuning_encoder(checkpoint: str, options: FineTuningOptions) -> SpeechEncoder:
-    """The encoder of any checkpoint (pretrained, or fine-tuned before; audiossl's, or a Hugging Face directory
-    or fairseq file that :func:`audiossl.load_model` reads) as fine-tuning uses it: in train mode, without
-    its pretraining or task parts, cut to ``options.encoder_layers``, with the fine-tuning layer drop."""
+    """The encoder of any checkpoint (pretrained, or fine-tuned before; audiossl's, or a Hugging Face
+    directory, fairseq file or fairseq2 dir that :func:`audiossl.load_model` reads) as fine-tuning uses
+    it: in train mode, without its pretraining or task parts, cut to ``options.encoder_layers``, with
+    the fine-tuning layer drop."""
     encoder = load_model(checkpoint).train().encoder_only()
     if options.encoder_layers is not None:
         encoder.truncated(options.encoder_layers)

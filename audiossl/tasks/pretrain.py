@@ -80,7 +80,7 @@ def pretraining_model(section: dict[str, Any], init: str | None = None) -> nn.Mo
     """The model a pretraining run trains: built from the run config's ``model`` section, or continued from ``init``.
 
     ``init`` is anything :func:`audiossl.load_model` reads (an audiossl checkpoint, a Hugging Face
-    directory, a fairseq checkpoint): the next HuBERT iteration continuing from the previous one, or
+    directory, a fairseq checkpoint, a fairseq2 checkpoint dir): the next HuBERT iteration continuing from the previous one, or
     continued pretraining on new data. The model keeps that checkpoint's config and weights; a family
     that predicts the labels of a file (k-means clusters, a teacher's codes) gets new label tables for
     this run's targets (its registry ``classes`` field, from the section). The section may then name
