@@ -1,7 +1,8 @@
 """Hugging Face model directories (``config.json`` + weights) of HuBERT, wav2vec 2.0 and WavLM.
 
 :func:`load_hf` reads what ``save_pretrained`` writes (``model.safetensors`` or
-``pytorch_model.bin``, loaded weights-only) for the classes in :data:`HF_FAMILIES`;
+``pytorch_model.bin``, loaded weights-only, or their shards beside an ``.index.json`` that names
+each weight's shard) for the classes in :data:`HF_FAMILIES`;
 :func:`save_hf` writes a directory that those classes load with the same hidden states.
 Nothing is downloaded: the directory must be on disk. ``config.json``'s ``model_type``
 chooses the family, its ``architectures`` the class.
@@ -41,7 +42,11 @@ from audiossl.models.wav2vec2 import interop as wav2vec2
 from audiossl.models.wavlm import interop as wavlm
 from audiossl.registry import get_family
 
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json",
+                "pytorch_model.bin", "pytorch_model.bin.index.json")
+"""The weights of a directory, whole or sharded (an index of shards), in the order transformers prefers them."""
+SHARD_FILES = ("model-*-of-*.safetensors", "pytorch_model-*-of-*.bin")
+"""The names ``save_pretrained`` gives shards."""
 
 logger = logging.getLogger(__name__)
 
@@ -83,20 +88,52 @@ SUPPORTED_CLASSES = {name: model_type for model_type, entry in HF_FAMILIES.items
 
 
 def read_weights(directory: Path) -> dict[str, Tensor]:
-    """The state dict of a Hugging Face model directory (safetensors first, weights-only pickle)."""
+    """The state dict of a Hugging Face model directory: its first file of :data:`WEIGHT_FILES`, or the shards
+    that index names."""
     for name in WEIGHT_FILES:
         path = directory / name
         if path.exists():
-            safetensors = name.endswith(".safetensors")
-            try:
-                state = load_file(path) if safetensors else torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as err:  # safetensors and torch raise many types for a truncated or foreign file
-                raise InteropError(f"{path}: cannot read weights: {err if safetensors else load_failure(err)}") from err
-            if not isinstance(state, dict) or not all(isinstance(value, Tensor) for value in state.values()):
-                held = "values other than tensors" if isinstance(state, dict) else f"a {type(state).__name__}"
-                raise InteropError(f"{path}: not a state dict (names to tensors): holds {held}")
-            return state
-    raise InteropError(f"{directory}: no weights ({' or '.join(WEIGHT_FILES)}); sharded checkpoints are not supported")
+            return _read_shards(path) if name.endswith(".index.json") else _read_state(path)
+    raise InteropError(f"{directory}: no weights ({' or '.join(WEIGHT_FILES)})")
+
+
+def _read_state(path: Path) -> dict[str, Tensor]:
+    """The state dict in one safetensors file or weights-only pickle."""
+    safetensors = path.name.endswith(".safetensors")
+    try:
+        state = load_file(path) if safetensors else torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # safetensors and torch raise many types for a truncated or foreign file
+        raise InteropError(f"{path}: cannot read weights: {err if safetensors else load_failure(err)}") from err
+    if not isinstance(state, dict) or not all(isinstance(value, Tensor) for value in state.values()):
+        held = "values other than tensors" if isinstance(state, dict) else f"a {type(state).__name__}"
+        raise InteropError(f"{path}: not a state dict (names to tensors): holds {held}")
+    return state
+
+
+def _read_shards(index: Path) -> dict[str, Tensor]:
+    """The state dict of the shards that a sharded checkpoint's ``index`` names in its ``weight_map``."""
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))
+    except ValueError as err:  # not JSON, or not UTF-8
+        raise InteropError(f"{index}: not JSON: {err}") from None
+    weight_map = weight_map.get("weight_map") if isinstance(weight_map, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(shard, str) for shard in weight_map.values()):
+        raise InteropError(f"{index}: no weight_map (weight names to shard file names)")
+    state = {}
+    for shard in sorted(set(weight_map.values())):
+        # named, not resolved: the snapshots of transformers' cache link their shards to files elsewhere
+        if Path(shard).is_absolute() or ".." in Path(shard).parts:
+            raise InteropError(f"{index}: shard {shard!r} is not a file of {index.parent}")
+        path = index.parent / shard
+        if not path.is_file():
+            raise InteropError(f"{path}: no such shard file ({index.name} names it)")
+        shard_state = _read_state(path)
+        lacking = sorted(name for name, named in weight_map.items() if named == shard and name not in shard_state)
+        if lacking:
+            raise InteropError(f"{path}: lacks {len(lacking)} weight(s) that {index.name} places there, "
+                               f"{lacking[0]} first")
+        state.update(shard_state)
+    return state
 
 
 def read_config(directory: Path) -> tuple[dict[str, Any], HfFamily, str | None]:
@@ -212,10 +249,10 @@ def save_hf(model: SpeechEncoder, directory: str | os.PathLike) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     # both files are written in full beside their places before either moves in: a failure leaves the model
-    # the directory held whole; the weights of another format left there would be another model's
+    # the directory held whole; weights of another format, or shards, left there would be another model's
     with atomic_path(directory / WEIGHT_FILES[0]) as weights, atomic_path(directory / "config.json") as config_file:
         save_file(hf_state, weights, metadata={"format": "pt"})
         config_file.write_text(json.dumps(config, indent=2) + "\n")
-    for stale in WEIGHT_FILES[1:]:
+    for stale in [*WEIGHT_FILES[1:], *(path.name for pattern in SHARD_FILES for path in directory.glob(pattern))]:
         (directory / stale).unlink(missing_ok=True)
     return directory

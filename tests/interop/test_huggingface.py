@@ -399,3 +399,48 @@ def test_fine_tuning_starts_from_a_hugging_face_directory_as_from_its_converted_
     assert direct.config.encoder.num_layers == 1 and direct.config.encoder.layer_drop == 0.1
     for name, value in converted.state_dict().items():
         assert torch.equal(direct.state_dict()[name], value), name
+
+
+@pytest.mark.parametrize("safe", [True, False], ids=["safetensors", "pytorch_model.bin"])
+def test_a_sharded_directory_loads_as_its_unsharded_one(tmp_path, safe):
+    """``save_pretrained(max_shard_size=...)``'s shards and index load (``load_model``, ``convert from-hf``) with
+    the hidden states of the one-file directory; ``to-hf`` over it leaves none of its shards."""
+    reference = hf_model("WavLMModel", pre_norm=False)
+    reference.save_pretrained(tmp_path / "whole", safe_serialization=safe)
+    reference.save_pretrained(tmp_path / "sharded", safe_serialization=safe, max_shard_size="100KB")
+    index = json.loads((tmp_path / f"sharded/{'model.safetensors' if safe else 'pytorch_model.bin'}.index.json")
+                       .read_text())
+    assert len(set(index["weight_map"].values())) > 1
+    whole, sharded = load_model(tmp_path / "whole"), load_model(tmp_path / "sharded")
+    assert_same_hidden_states(reference, sharded, pre_norm=False)
+    for name, value in whole.state_dict().items():
+        if name != "mask_embedding" and not name.startswith("head."):  # fresh: not stored by WavLMModel
+            assert torch.equal(sharded.state_dict()[name], value), name
+    assert convert.main(["from-hf", str(tmp_path / "sharded"), str(tmp_path / "model.pt")]) == 0
+    assert_same_hidden_states(reference, load_model(tmp_path / "model.pt"), pre_norm=False)
+    assert convert.main(["to-hf", str(tmp_path / "model.pt"), str(tmp_path / "sharded")]) == 0
+    assert sorted(path.name for path in (tmp_path / "sharded").iterdir()) == ["config.json", "model.safetensors"]
+    assert_same_hidden_states(reference, load_model(tmp_path / "sharded"), pre_norm=False)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d, index: (d / sorted(set(index["weight_map"].values()))[0]).unlink(),
+     "model-00001-of-00005.safetensors: no such shard file (model.safetensors.index.json names it)"),
+    (lambda d, index: (d / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {**index["weight_map"], "encoder.layer_norm.bias": "../model.safetensors"}})),
+     "model.safetensors.index.json: shard '../model.safetensors' is not a file of"),
+    (lambda d, index: (d / "model.safetensors.index.json").write_text("{"),
+     "model.safetensors.index.json: not JSON"),
+    (lambda d, index: (d / "model.safetensors.index.json").write_text("[]"),
+     "model.safetensors.index.json: no weight_map (weight names to shard file names)"),
+    (lambda d, index: (d / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {**index["weight_map"], "encoder.extra": "model-00001-of-00005.safetensors"}})),
+     "model-00001-of-00005.safetensors: lacks 1 weight(s) that model.safetensors.index.json places there, "
+     "encoder.extra first"),
+], ids=["missing-shard", "outside", "not-json", "no-weight-map", "lacking-weight"])
+def test_a_damaged_sharded_directory_is_named(tmp_path, capsys, damage, message):
+    hf_model("HubertModel", pre_norm=False).save_pretrained(tmp_path / "hf", max_shard_size="100KB")
+    (tmp_path / "model.safetensors").write_bytes((tmp_path / "hf/model-00001-of-00005.safetensors").read_bytes())
+    damage(tmp_path / "hf", json.loads((tmp_path / "hf/model.safetensors.index.json").read_text()))
+    assert convert.main(["from-hf", str(tmp_path / "hf"), str(tmp_path / "x.pt")]) == 1
+    assert message in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
