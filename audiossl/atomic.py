@@ -49,10 +49,13 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """A fresh temporary directory beside ``path`` to fill; it replaces ``path`` whole when the block ends
     without an error (no file of an earlier ``path`` stays), and is removed, ``path`` left as it was, when
-    it raises. A kill between the two renames leaves the earlier directory as ``.<name>.old`` beside it.
+    it raises. A kill between the two renames leaves the earlier directory as ``.<name>.old`` beside it,
+    and the next ``atomic_dir`` of ``path`` puts it back first.
     """
     path = Path(path)
     tmp, old = path.with_name(f".{path.name}.tmp"), path.with_name(f".{path.name}.old")
+    if old.exists() and not path.exists():  # a run killed between the renames below: the earlier directory, whole
+        old.rename(path)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:

@@ -1,6 +1,8 @@
 """Atomic writes: the old file survives a failed write, and no temporary file is left behind."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from audiossl.atomic import atomic_dir, atomic_path, write_text_atomic
@@ -39,3 +41,28 @@ def test_a_directory_is_replaced_whole_or_not_at_all(tmp_path):
     with atomic_dir(target) as tmp:
         (tmp / "text").write_text("new\n")
     assert [p.name for p in target.iterdir()] == ["text"] and [p.name for p in tmp_path.iterdir()] == ["train_st"]
+
+
+def test_a_directory_left_aside_by_a_killed_replacement_is_put_back_by_the_next(tmp_path, monkeypatch):
+    """A kill between moving the earlier directory aside and the new one in leaves the earlier one as
+    ``.<name>.old``; the next replacement puts it back first, so that a failed one keeps it."""
+    target = tmp_path / "train_st"
+    target.mkdir()
+    (target / "text").write_text("earlier\n")
+    rename = Path.rename
+
+    def killed_before_moving_in(self, to):
+        if self.name.endswith(".tmp"):
+            raise KeyboardInterrupt
+        return rename(self, to)
+
+    monkeypatch.setattr(Path, "rename", killed_before_moving_in)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_dir(target) as tmp:
+            (tmp / "text").write_text("new\n")
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir()] == [".train_st.old"]
+    with pytest.raises(OSError, match="disk full"):
+        with atomic_dir(target):
+            raise OSError("disk full")
+    assert [p.name for p in tmp_path.iterdir()] == ["train_st"] and (target / "text").read_text() == "earlier\n"
