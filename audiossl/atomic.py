@@ -1,4 +1,4 @@
-"""Atomic file writes: a killed job or a full disk leaves the previous file or none, never part of one;
+"""Atomic file writes: a killed job, a full disk or a power loss leaves the previous file or none, never part of one;
 and a lock file on which runs that would write the same files take turns.
 
     with atomic_path("exp/model.safetensors") as tmp:
@@ -27,13 +27,19 @@ logger = logging.getLogger(__name__)
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path beside ``path`` (same directory, so the rename is atomic) to write to.
 
-    When the block ends without an error the temporary file is renamed onto ``path``; when it
-    raises, the temporary file is removed and ``path`` is left as it was.
+    When the block ends without an error the temporary file is synced to disk and renamed onto ``path``
+    (a power loss then leaves the old file or the new one, never an empty one); when it raises, the
+    temporary file is removed and ``path`` is left as it was.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

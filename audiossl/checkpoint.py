@@ -42,10 +42,8 @@ def save_checkpoint(path: str | os.PathLike, family: str, config: dict, model_st
     if train_state is not None:
         payload["train_state"] = train_state
     payload["checksum"] = checksum(payload)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        torch.save(payload, f)
-        f.flush()
-        os.fsync(f.fileno())
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def checksum(payload: dict) -> str:

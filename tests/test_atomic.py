@@ -1,11 +1,16 @@
 """Atomic writes: the old file survives a failed write, and no temporary file is left behind."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from audiossl.atomic import atomic_dir, atomic_path, write_text_atomic
+from audiossl.checkpoint import save_checkpoint
+from audiossl.interop.fairseq import save_fairseq
+from audiossl.interop.huggingface import save_hf
+from audiossl.models.hubert import HubertConfig, build_hubert
 
 
 def test_a_finished_write_replaces_the_file(tmp_path):
@@ -66,3 +71,27 @@ def test_a_directory_left_aside_by_a_killed_replacement_is_put_back_by_the_next(
         with atomic_dir(target):
             raise OSError("disk full")
     assert [p.name for p in tmp_path.iterdir()] == ["train_st"] and (target / "text").read_text() == "earlier\n"
+
+
+@pytest.mark.parametrize("writer, written", [
+    (lambda model, out: save_checkpoint(out / "model.pt", "hubert", model.config.to_dict(), model.state_dict()),
+     ["model.pt"]),
+    (lambda model, out: save_fairseq(model, out / "fairseq.pt"), ["fairseq.pt"]),
+    (lambda model, out: save_hf(model, out / "hf"), ["hf/config.json", "hf/model.safetensors"]),
+    (lambda model, out: write_text_atomic(out / "table.txt", "a 1\n"), ["table.txt"]),
+], ids=["checkpoint", "fairseq", "hugging-face", "text"])
+def test_a_file_is_synced_to_disk_whole_before_it_takes_its_name(tmp_path, monkeypatch, writer, written):
+    """Every writer through ``atomic_path`` syncs the file it renames (a power loss after the rename
+    cannot leave an empty file): each written file was synced, by inode, at its final size."""
+    synced, fsync = set(), os.fsync
+
+    def recording(fd):
+        fsync(fd)
+        synced.add((os.fstat(fd).st_ino, os.fstat(fd).st_size))
+
+    model = build_hubert(HubertConfig.tiny())
+    monkeypatch.setattr(os, "fsync", recording)
+    writer(model, tmp_path)
+    for name in written:
+        stat = (tmp_path / name).stat()
+        assert (stat.st_ino, stat.st_size) in synced, name
