@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -18,7 +17,7 @@ from torch import Tensor
 from audiossl.atomic import atomic_dir
 from audiossl.checkpoint import CheckpointError, load_model
 from audiossl.data.dataset import UtteranceDataset
-from audiossl.data.kaldi_dir import DataDir, DataDirError
+from audiossl.data.kaldi_dir import DataDir, DataDirError, check_not_a_source
 from audiossl.errors import ConfigError
 from audiossl.models.ctc.model import CtcModel
 from audiossl.tasks.asr import ctc_outputs
@@ -110,9 +109,7 @@ def write_self_training_set(model_path: str, unlabelled_dir: str, labelled_dir: 
     unlabelled dir has a text (a synthetic corpus), the error rates of the kept and the dropped ones.
     Returns that report."""
     check_keep_options(min_confidence, keep_fraction)
-    for name, data_dir in (("labelled", labelled_dir), ("unlabelled", unlabelled_dir)):
-        if Path(out_dir).resolve() == Path(data_dir).resolve():
-            raise DataDirError(f"{out_dir}: the {name} data dir; the self-training set goes to another dir")
+    check_not_a_source(out_dir, [labelled_dir, unlabelled_dir])
     labelled, unlabelled = DataDir.read(labelled_dir), DataDir.read(unlabelled_dir)
     if not set(unlabelled.utterances) - set(labelled.utterances):
         raise DataDirError(f"{unlabelled_dir}: every utterance is one of {labelled_dir}: nothing to pseudo-label")

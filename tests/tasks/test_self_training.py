@@ -65,11 +65,16 @@ def test_with_pseudo_labels_adds_the_kept_utterances_with_their_texts():
 
 @pytest.mark.parametrize("args, message", [
     (["--keep-fraction", "1.5", "m.pt", "unlabelled", "labelled", "out"], r"must be in \(0, 1\], got 1.5"),
-    (["--keep-fraction", "0.5", "m.pt", "unlabelled", "labelled", "./labelled/"], "labelled/: the labelled data dir"),
-    (["--min-confidence", "-1", "m.pt", "unlabelled", "labelled", "unlabelled"], "unlabelled: the unlabelled data dir"),
+    (["--keep-fraction", "0.5", "m.pt", "unlabelled", "labelled", "./labelled/"],
+     "labelled: the data dir written is the source labelled"),
+    (["--min-confidence", "-1", "m.pt", "unlabelled", "labelled", "link"],
+     "link: the data dir written is the source unlabelled"),
 ])
 def test_options_that_cannot_give_a_self_training_set_are_refused_before_decoding(args, message, tmp_path, capsys,
                                                                                   monkeypatch):
+    for name in ("labelled", "unlabelled"):
+        DataDir({"wav.scp": {name: "a.wav"}, "utt2spk": {name: "s1"}}).write(tmp_path / name)
+    (tmp_path / "link").symlink_to("unlabelled")
     monkeypatch.chdir(tmp_path)
     assert pseudo_label.main(["--lm-dir", "lm", "--lm-params-from", "scores.json", *args]) == 1
     err = capsys.readouterr().err
