@@ -8,7 +8,7 @@ fairseq checkpoints and fairseq2 checkpoint dirs (wav2vec 2.0).
     python -m audiossl.bin.convert from-fairseq2 <fairseq2-dir> <checkpoint.pt>
     python -m audiossl.bin.convert to-fairseq2 <checkpoint.pt> <fairseq2-dir>
 
-from-hf reads a local ``save_pretrained`` directory (nothing is downloaded) of ``HubertModel``,
+from-hf reads a local ``save_pretrained`` directory (sharded or not; nothing is downloaded) of ``HubertModel``,
 ``HubertForCTC``, ``Wav2Vec2Model``, ``Wav2Vec2ForPreTraining``, ``Wav2Vec2ForCTC``, ``WavLMModel``
 or ``WavLMForCTC`` and writes an audiossl checkpoint that ``audiossl.load_model`` and
 ``audiossl.bin.pretrain --init`` take (continued pretraining). A CTC head is dropped; what the
