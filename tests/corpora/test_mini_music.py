@@ -337,3 +337,16 @@ def test_cli(tiny, tmp_path, capsys):
     assert tables(tmp_path / "data") == tables(data)
     assert cli.main(["--size", "tiny", "--seed", "3", str(audio), str(tmp_path / "data")]) == 1
     assert "error:" in capsys.readouterr().err
+
+
+def test_cli_sample_rates_are_one_argument_before_the_dirs(tmp_path, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(cli, "prepare_mini_music", lambda audio, data, **kw: calls.append((audio, data, kw)))
+    assert cli.main(["--sample-rates", "16000 24000", "audio", "data"]) == 0
+    assert cli.main(["--sample-rates", "16000", "audio", "data"]) == 0
+    assert [(a, d, kw["sample_rates"]) for a, d, kw in calls] == [("audio", "data", [16000, 24000]),
+                                                                  ("audio", "data", [16000])]
+    for rates in ("", "16000 0"):
+        with pytest.raises(SystemExit):
+            cli.main(["--sample-rates", rates, "audio", "data"])
+        assert "--sample-rates" in capsys.readouterr().err
