@@ -21,7 +21,7 @@ Three sets, each with train, dev and test splits, at 16 kHz and 24 kHz:
 
 Layout::
 
-    audio_dir/seed, audio_dir/soundfont     the seed and the soundfont the audio was made with
+    audio_dir/seed, audio_dir/soundfont     the seed and the soundfont (name, size, SHA-256) the audio was made with
     audio_dir/silent_clips                  clips that rendered silent (in no data dir)
     audio_dir/.lock                         held by a run: a second run on the dir waits for it, then reuses
     audio_dir/{16k,24k}/<set>/<utt>.wav     mono 16-bit clips
@@ -48,6 +48,7 @@ and renamed.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -527,9 +528,17 @@ def chunks(clips: Sequence[Clip], max_seconds: float = CHUNK_SECONDS) -> list[li
 
 # ---------------------------------------------------------------------------- corpus
 
+def soundfont_identity(soundfont: Path) -> str:
+    """``"<name> (<size> bytes, sha256 <hex>)"``: what the soundfont's record names it by, so that another
+    file at the same path (another package version, an edited font) counts as another soundfont."""
+    with open(soundfont, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    return f"{soundfont.name} ({soundfont.stat().st_size} bytes, sha256 {digest})"
+
+
 def _check_provenance(audio_dir: Path, seed: int, soundfont: Path) -> None:
     """Record the seed and soundfont of the audio (:func:`~audiossl.corpora.workers.check_provenance`)."""
-    check_provenance(audio_dir, {"seed": str(seed), "soundfont": soundfont.name}, MusicError)
+    check_provenance(audio_dir, {"seed": str(seed), "soundfont": soundfont_identity(soundfont)}, MusicError)
 
 
 def _read_silent(path: Path) -> set[str]:

@@ -265,14 +265,29 @@ def test_another_seed_or_soundfont_in_the_same_audio_dir_is_refused(tiny, tmp_pa
 
 def test_an_audio_dir_stopped_before_its_first_clip_takes_another_seed_or_soundfont(tmp_path):
     font, other = tmp_path / "Font.sf2", tmp_path / "Other.sf2"
+    font.write_bytes(b"a font")
+    other.write_bytes(b"another font")
     mini_music._check_provenance(tmp_path / "audio", 1, font)     # a run with a mistyped seed, stopped at once
     mini_music._check_provenance(tmp_path / "audio", 0, other)
     assert (tmp_path / "audio" / "seed").read_text() == "0\n"
-    assert (tmp_path / "audio" / "soundfont").read_text() == "Other.sf2\n"
+    assert (tmp_path / "audio" / "soundfont").read_text().startswith("Other.sf2 (12 bytes, sha256 ")
     (tmp_path / "audio" / "16k" / "notes").mkdir(parents=True)
     (tmp_path / "audio" / "16k" / "notes" / "x.wav").write_bytes(b"")
     with pytest.raises(MusicError, match="seed 0, not 1"):
         mini_music._check_provenance(tmp_path / "audio", 1, other)
+
+
+def test_a_soundfont_changed_at_the_same_path_is_refused_as_another_one(tmp_path):
+    font, audio = tmp_path / "FluidR3_GM.sf2", tmp_path / "audio"
+    font.write_bytes(b"version 1")
+    mini_music._check_provenance(audio, 0, font)
+    (audio / "24k" / "notes").mkdir(parents=True)
+    (audio / "24k" / "notes" / "x.wav").write_bytes(b"")
+    mini_music._check_provenance(audio, 0, font)      # the same file: its clips are reused
+    font.write_bytes(b"version 2")                     # another package version, same name and size
+    with pytest.raises(MusicError, match=r"made with soundfont FluidR3_GM.sf2 \(9 bytes, sha256 [0-9a-f]{64}\), "
+                                         r"not FluidR3_GM.sf2 \(9 bytes, sha256 [0-9a-f]{64}\); use another"):
+        mini_music._check_provenance(audio, 0, font)
 
 
 @needs_fluidsynth
