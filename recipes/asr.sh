@@ -45,7 +45,7 @@ results=RESULTS.md
 results_section="Demo setting"   # the section of $results this run's table goes in (others are kept)
 results_command=""        # the command the table names (default: run.sh and this run's options)
 ngpu=1                    # training processes per node, one per GPU (CPU processes without GPUs)
-num_nodes=1               # nodes (cmd.sh: train_launch_mode slurm or hostfile)
+num_nodes=""              # nodes (cmd.sh: train_launch_mode slurm or hostfile); empty: 1, or every host
 launcher=""               # a command prefix replacing that launch (e.g. echo: print the commands)
 exp=exp
 pseudo_label_from=""      # self-training: the exp dir of an earlier run whose ctc_pretrained_<budget> pseudo-labels
@@ -65,7 +65,8 @@ help_message="Usage: $0 --pretrained <checkpoint> [options]   (run from egs/<cor
   --finetune-config F          YAML run config (ctc and trainer sections)
   --finetune-args '...'        extra options for python -m audiossl.bin.finetune_ctc
   --ngpu N / --num-nodes M     training processes per node (one per GPU) and nodes, launched as
-                               cmd.sh's train_launch_mode says (local, slurm, hostfile)
+                               cmd.sh's train_launch_mode says (local, slurm, hostfile); M by default
+                               1, in hostfile mode every host of cmd.sh's hostfile
   --launcher '...'             a prefix replacing that launch, e.g. 'echo' to print the commands (a dry run:
                                no training stage is marked done)
   --finetune-jobs N            fine-tunes run at once ($finetune_jobs), each with nproc/N threads: on a

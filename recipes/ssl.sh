@@ -62,7 +62,7 @@ keep_optimizer=false      # with --init: keep its optimizer moments and schedule
 noise_set=""              # noise data dir under $data for a run config's mixing section (e.g. noise)
 pretrain_args=""          # extra options for audiossl.bin.pretrain, e.g. "--set trainer.max_updates=10"
 ngpu=1                    # training processes per node, one per GPU (CPU processes without GPUs)
-num_nodes=1               # nodes (cmd.sh: train_launch_mode slurm or hostfile)
+num_nodes=""              # nodes (cmd.sh: train_launch_mode slurm or hostfile); empty: 1, or every host
 launcher=""               # a command prefix replacing that launch (e.g. echo: print the commands)
 prepare_args=""           # options for the recipe's local/prepare_data.sh (e.g. "--size tiny")
 exp=exp
@@ -111,7 +111,8 @@ help_message="Usage: $0 [options]   (run from egs/<corpus>/ssl)
   --prepare-args '...'         options for local/prepare_data.sh
   --pretrain-args '...'        extra options for python -m audiossl.bin.pretrain
   --ngpu N / --num-nodes M     training processes per node (one per GPU) and nodes, launched as
-                               cmd.sh's train_launch_mode says (local, slurm, hostfile)
+                               cmd.sh's train_launch_mode says (local, slurm, hostfile); M by default
+                               1, in hostfile mode every host of cmd.sh's hostfile
   --launcher '...'             a prefix replacing that launch, e.g. 'echo' to print the commands (a dry run:
                                no training stage is marked done)"
 . ./path.sh

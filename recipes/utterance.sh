@@ -30,7 +30,7 @@ finetune_config=conf/finetune.yaml
 finetune_args=""          # extra options for audiossl.bin.finetune_utterance, e.g. "--set trainer.max_updates=10"
 eval_args=""              # extra options for audiossl.bin.eval_utterance classify|verify
 ngpu=1                    # training processes per node, one per GPU (CPU processes without GPUs)
-num_nodes=1               # nodes (cmd.sh: train_launch_mode slurm or hostfile)
+num_nodes=""              # nodes (cmd.sh: train_launch_mode slurm or hostfile); empty: 1, or every host
 launcher=""               # a command prefix replacing that launch (e.g. echo: print the commands)
 exp=exp
 results=RESULTS.md
@@ -49,7 +49,8 @@ help_message="Usage: $0 --pretrained <checkpoint> [options]   (run from egs/<cor
   --finetune-args '...'        extra options for python -m audiossl.bin.finetune_utterance
   --eval-args '...'            extra options for python -m audiossl.bin.eval_utterance classify|verify
   --ngpu N / --num-nodes M     training processes per node (one per GPU) and nodes, launched as
-                               cmd.sh's train_launch_mode says (local, slurm, hostfile)
+                               cmd.sh's train_launch_mode says (local, slurm, hostfile); M by default
+                               1, in hostfile mode every host of cmd.sh's hostfile
   --launcher '...'             a prefix replacing that launch, e.g. 'echo' to print the commands (a dry run:
                                no training stage is marked done)
   --exp DIR                    experiment dir ($exp): <exp>/pretrained and <exp>/scratch

@@ -4,9 +4,10 @@
 
 Modes: local (one process, or torchrun --standalone with --ngpu processes on this machine); slurm (writes
 JOB_DIR/train.sbatch: srun starts torchrun on each of --num-nodes nodes, c10d rendezvous at the first;
-submitted with sbatch --wait, so the recipe waits for it); hostfile (run this same command on every host
-of --hostfile yourself: torchrun's rendezvous is at the first host, one node per host). --ngpu is the
-number of processes per node, one per GPU; on a machine without GPUs they share the CPU (gloo).
+submitted with sbatch --wait, so the recipe waits for it); hostfile (run this same command on the first
+--num-nodes hosts of --hostfile yourself, every host by default: torchrun's rendezvous is at the first host,
+one node per host). --ngpu is the number of processes per node, one per GPU; on a machine without GPUs they
+share the CPU (gloo).
 With --max-restarts N, torchrun restarts the processes after one fails or its watchdog ends a stalled
 one (trainer.watchdog_seconds), and training resumes from the last checkpoint. The exit status is the
 training's.
@@ -27,7 +28,8 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=MODES, default="local", help="where it runs (default: %(default)s)")
     parser.add_argument("--ngpu", type=positive_int, default=1, help="processes per node, one per GPU (default: 1)")
-    parser.add_argument("--num-nodes", type=positive_int, default=1, help="nodes (slurm, hostfile; default: 1)")
+    parser.add_argument("--num-nodes", type=positive_int,
+                        help="nodes (slurm, hostfile; default: 1, in hostfile mode every host of --hostfile)")
     parser.add_argument("--port", type=positive_int, default=29500, help="rendezvous port on the first node")
     parser.add_argument("--max-restarts", type=int, default=0,
                         help="restart every process this many times after one fails or stalls (torchrun elastic); "

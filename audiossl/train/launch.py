@@ -5,8 +5,8 @@ Every mode ends in torchrun (``torch.distributed.run``), whose c10d rendezvous j
 - ``local``: one process, or ``torchrun --standalone --nproc-per-node N`` on this machine.
 - ``slurm``: a job script written into the experiment dir (readable, resubmittable), ``sbatch --wait``
   of it; in it ``srun`` starts one torchrun per node, the rendezvous at the allocation's first node.
-- ``hostfile``: the cluster starts this same command on every host listed in the hostfile (no SSH
-  from here); torchrun on each joins the rendezvous at the first host, ``--nnodes`` = the host count.
+- ``hostfile``: the cluster starts this same command on the first ``num_nodes`` hosts listed in the hostfile
+  (every host by default; no SSH from here); torchrun on each joins the rendezvous at the first host.
 """
 from __future__ import annotations
 
@@ -27,13 +27,14 @@ MODES = ("local", "slurm", "hostfile")
 @dataclass
 class Launch:
     """How to run: ``procs_per_node`` processes (one per GPU; CPU processes where there is no GPU) on
-    ``num_nodes`` nodes. ``slurm_args``: sbatch options of the job script, ``{ngpu}`` replaced by
-    ``procs_per_node`` (e.g. ``--gpus-per-node={ngpu}``). ``max_restarts``: torchrun restarts every
-    process this many times after one fails (the training resumes from its last checkpoint)."""
+    ``num_nodes`` nodes (None: every host of the hostfile in hostfile mode, else 1). ``slurm_args``: sbatch
+    options of the job script, ``{ngpu}`` replaced by ``procs_per_node`` (e.g. ``--gpus-per-node={ngpu}``).
+    ``max_restarts``: torchrun restarts every process this many times after one fails (the training resumes
+    from its last checkpoint)."""
 
     mode: str = "local"
     procs_per_node: int = 1
-    num_nodes: int = 1
+    num_nodes: int | None = None
     port: int = 29500
     slurm_args: list[str] = field(default_factory=list)
     hostfile: str | None = None
@@ -42,7 +43,9 @@ class Launch:
     def __post_init__(self):
         if self.mode not in MODES:
             raise ConfigError(f"launch mode is one of {', '.join(MODES)}, not {self.mode!r}")
-        if self.procs_per_node < 1 or self.num_nodes < 1:
+        if self.num_nodes is None and self.mode != "hostfile":
+            self.num_nodes = 1
+        if self.procs_per_node < 1 or (self.num_nodes is not None and self.num_nodes < 1):
             raise ConfigError(f"--ngpu and --num-nodes must be at least 1, got {self.procs_per_node} and "
                               f"{self.num_nodes}")
         if self.mode == "local" and self.num_nodes > 1:
@@ -94,10 +97,13 @@ def local_command(launch: Launch, python_args: list[str]) -> list[str]:
 
 
 def hostfile_command(launch: Launch, python_args: list[str], job_dir: str | os.PathLike) -> list[str]:
+    """torchrun on the first ``num_nodes`` hosts of the hostfile (all of them when None)."""
     hosts = read_hosts(launch.hostfile)
-    if launch.num_nodes not in (1, len(hosts)):
-        raise ConfigError(f"--num-nodes {launch.num_nodes}, but hostfile {launch.hostfile} lists {len(hosts)} hosts")
-    return [*torchrun(launch, len(hosts)), "--rdzv-endpoint", f"{hosts[0]}:{launch.port}",
+    num_nodes = launch.num_nodes or len(hosts)
+    if num_nodes > len(hosts):
+        raise ConfigError(f"--num-nodes {num_nodes}, but hostfile {launch.hostfile} lists only {len(hosts)} "
+                          f"host{'s' if len(hosts) > 1 else ''}: ask for at most {len(hosts)}, or list more hosts")
+    return [*torchrun(launch, num_nodes), "--rdzv-endpoint", f"{hosts[0]}:{launch.port}",
             "--rdzv-id", run_id(job_dir), *python_args]
 
 

@@ -6,7 +6,7 @@ launch() {
   if [ -n "$launcher" ]; then
     $launcher "$@"
   else
-    python3 -m audiossl.bin.launch --mode "${train_launch_mode:-local}" --ngpu "$ngpu" --num-nodes "$num_nodes" \
+    python3 -m audiossl.bin.launch --mode "${train_launch_mode:-local}" --ngpu "$ngpu" ${num_nodes:+--num-nodes "$num_nodes"} \
       --slurm-args="${slurm_args:-}" --hostfile "${hostfile:-}" \
       --max-restarts "${train_max_restarts:-0}" "$dir" -- "$@"
   fi

@@ -227,11 +227,31 @@ def test_launch_refuses_what_it_cannot_run(tmp_path):
     with pytest.raises(ConfigError, match="--port takes 1 to 65535, not 95000"):
         Launch("local", port=95000)
     (tmp_path / "hosts").write_text("a\nb\nc\n")
-    with pytest.raises(ConfigError, match="--num-nodes 2, but hostfile .*hosts lists 3 hosts"):
-        launch_training(Launch("hostfile", num_nodes=2, hostfile=str(tmp_path / "hosts")), ["x"], tmp_path, dry_run=True)
+    with pytest.raises(ConfigError, match="--num-nodes 4, but hostfile .*hosts lists only 3 hosts"):
+        launch_training(Launch("hostfile", num_nodes=4, hostfile=str(tmp_path / "hosts")), ["x"], tmp_path, dry_run=True)
     with pytest.raises(ConfigError, match="hostfile .*missing: No such file"):
         launch_training(Launch("hostfile", hostfile=str(tmp_path / "missing")), ["x"], tmp_path, dry_run=True)
     assert "srun --nodes=3 --ntasks-per-node=1" in slurm_script(Launch("slurm", num_nodes=3), ["x"], tmp_path)
+
+
+def test_num_nodes_takes_the_first_hosts_of_a_hostfile(tmp_path, capsys):
+    (tmp_path / "hosts").write_text("a\nb\nc\n")
+
+    def torchrun_nodes(*num_nodes: str) -> tuple[str, str]:
+        """--nnodes and --rdzv-endpoint of a dry run of ``launch --num-nodes``, or of its default."""
+        argv = ["--mode", "hostfile", "--hostfile", str(tmp_path / "hosts"), *num_nodes, "--dry-run", str(tmp_path),
+                "--", "-m", "x"]
+        assert launch_main.main(argv) == 0
+        command = capsys.readouterr().out.split()
+        return command[command.index("--nnodes") + 1], command[command.index("--rdzv-endpoint") + 1]
+
+    assert torchrun_nodes() == ("3", "a:29500")
+    assert torchrun_nodes("--num-nodes", "1") == ("1", "a:29500")
+    assert torchrun_nodes("--num-nodes", "2") == ("2", "a:29500")
+    assert launch_main.main(["--mode", "hostfile", "--hostfile", str(tmp_path / "hosts"), "--num-nodes", "4",
+                             "--dry-run", str(tmp_path), "--", "-m", "x"]) == 1
+    assert f"error: --num-nodes 4, but hostfile {tmp_path / 'hosts'} lists only 3 hosts" in capsys.readouterr().err
+    assert Launch("slurm").num_nodes == 1 and Launch("local").num_nodes == 1
 
 
 def sbatch_options(script: str) -> list[str]:
