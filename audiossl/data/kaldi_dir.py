@@ -21,6 +21,9 @@ file                key        value
 
 Without ``segments`` the recording ids are the utterance ids.
 Keys are sorted in byte order (Kaldi's ``LC_ALL=C sort``).
+
+A dir is written whole or not at all as its readers see it: ``.incomplete`` is there while its tables
+are renamed in, and stays when the write is stopped midway; reading or validating such a dir is refused.
 """
 from __future__ import annotations
 
@@ -30,10 +33,11 @@ import math
 import os
 import random
 import shutil
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from audiossl.atomic import atomic_dir, atomic_path
+from audiossl.atomic import atomic_dir, atomic_path, write_text_atomic
 from audiossl.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -41,6 +45,7 @@ logger = logging.getLogger(__name__)
 UTT_TABLES = ("text", "utt2spk", "utt2lang", "utt2dur", "utt2num_samples", "utt2num_frames", "feats.scp")
 FEATURE_TABLES = ("feats.scp", "cmvn.scp", "utt2num_frames")
 ALL_TABLES = ("wav.scp", "segments", "spk2utt", "cmvn.scp", "reco2dur") + UTT_TABLES
+INCOMPLETE = ".incomplete"   # in a data dir while DataDir.write renames its tables in
 
 
 class DataDirError(UserError, ValueError):
@@ -130,6 +135,21 @@ def merge_tables(paths) -> dict[str, str]:
     return merged
 
 
+def unfinished_write(path: Path) -> str | None:
+    """Why the data dir at ``path`` must not be read: a write of its tables stopped midway, so they may
+    disagree (:meth:`DataDir.write`); None when it has no such write."""
+    if (path / INCOMPLETE).exists():
+        return (f"a write of its tables stopped midway ({INCOMPLETE} is there), so they may disagree: "
+                "run the step that wrote it again")
+    return None
+
+
+def _check_complete(path: Path) -> None:
+    """A DataDirError naming ``path`` when a write of its tables stopped midway."""
+    if why := unfinished_write(path):
+        raise DataDirError(f"{path}: {why}")
+
+
 def spk2utt_from_utt2spk(utt2spk: dict[str, str]) -> dict[str, str]:
     """Invert ``utt2spk`` into ``spk2utt`` (utterances in sorted order)."""
     grouped: dict[str, list[str]] = {}
@@ -160,6 +180,7 @@ class DataDir:
         path = Path(path)
         if not path.is_dir():
             raise DataDirError(f"{path}: not a directory")
+        _check_complete(path)
         for name in needs:
             if not (path / name).is_file():
                 raise DataDirError(f"{path / name}: missing")
@@ -167,16 +188,24 @@ class DataDir:
 
     def write(self, path: str | os.PathLike) -> None:
         """Write every table (``spk2utt`` regenerated from ``utt2spk``) into ``path``, and remove the
-        known tables it lacks there: left from a dir written there before, they would not match."""
+        known tables it lacks there: left from a dir written there before, they would not match.
+
+        Each table is written under a temporary name first; then ``path/.incomplete`` is written, the
+        tables renamed in, the stale ones removed, and ``.incomplete`` removed last. Stopped before the
+        renames, the write leaves the earlier dir; during them, a dir that readers refuse until a rerun.
+        """
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         tables = dict(self.tables)
         if "utt2spk" in tables:
             tables["spk2utt"] = spk2utt_from_utt2spk(tables["utt2spk"])
-        for name, table in tables.items():
-            write_table(path / name, table)
+        with ExitStack() as renames:   # each atomic_path renames its table in as the block ends
+            for name, table in tables.items():
+                write_table(renames.enter_context(atomic_path(path / name)), table)
+            write_text_atomic(path / INCOMPLETE, "tables being renamed in: they disagree until this file is gone\n")
         for name in set(ALL_TABLES) - set(tables):
             (path / name).unlink(missing_ok=True)
+        (path / INCOMPLETE).unlink()
 
     def __contains__(self, name: str) -> bool:
         return name in self.tables
@@ -265,6 +294,7 @@ def read_fixing(path: str | os.PathLike) -> tuple[DataDir, list[Problem]]:
     path = Path(path)
     if not path.is_dir():
         raise DataDirError(f"{path}: not a directory")
+    _check_complete(path)
     problems: list[Problem] = []
     tables = {n: read_table(path / n, problems) for n in ALL_TABLES if (path / n).is_file()}
     return DataDir(tables), problems

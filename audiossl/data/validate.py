@@ -8,7 +8,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from audiossl.audio import AudioError, entry_info
-from audiossl.data.kaldi_dir import ALL_TABLES, UTT_TABLES, Problem, read_table, spk2utt_from_utt2spk
+from audiossl.data.kaldi_dir import (ALL_TABLES, UTT_TABLES, Problem, read_table, spk2utt_from_utt2spk,
+                                     unfinished_write)
 
 
 def _line_of(path: Path, key: str) -> int:
@@ -44,6 +45,8 @@ def validate_data_dir(path, check_text: bool = True, check_wav: bool = True, che
     problems: list[Problem] = []
     if not path.is_dir():
         return [Problem(str(path), 0, "not a directory")]
+    if why := unfinished_write(path):
+        return [Problem(str(path), 0, why)]
     required = ["utt2spk"] + (["text"] if check_text else []) + (["wav.scp"] if check_wav else []) \
         + (["feats.scp"] if check_feats else [])
     for name in required:

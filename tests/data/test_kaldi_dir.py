@@ -1,7 +1,9 @@
 """Kaldi data dirs: reading, writing, validation of each broken case, fix, subset, combine, split."""
 from __future__ import annotations
 
+import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -252,7 +254,7 @@ def test_a_split_killed_halfway_leaves_the_earlier_split_whole(data_dir, monkeyp
     written = kaldi_dir.write_table
 
     def killed_at_part_2s_wav_scp(path, table):
-        if path.parent.name == "2" and path.name == "wav.scp":
+        if path.parent.name == "2" and "wav.scp" in path.name:   # its temporary name
             raise KeyboardInterrupt
         written(path, table)
 
@@ -260,6 +262,39 @@ def test_a_split_killed_halfway_leaves_the_earlier_split_whole(data_dir, monkeyp
     with pytest.raises(KeyboardInterrupt):
         data_dir_main.main(["split", "--per-utt", str(data_dir), "2"])
     assert {p.relative_to(data_dir): p.read_text() for p in (data_dir / "split2utt").rglob("*") if p.is_file()} == earlier
+
+
+def test_a_write_killed_between_its_renames_is_refused_until_written_again(data_dir, monkeypatch, capsys):
+    """A subset killed once some tables are renamed in (utt2spk of 2 utterances, text still of 4)."""
+    from audiossl import atomic
+    from audiossl.bin import data_dir as data_dir_main
+
+    dest = data_dir.parent / "subset"
+    assert data_dir_main.main(["copy", str(data_dir), str(dest)]) == 0
+    replace = os.replace
+
+    def killed_at_text(src, dst):
+        if Path(dst) == dest / "text":
+            raise KeyboardInterrupt
+        replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", killed_at_text)
+    with pytest.raises(KeyboardInterrupt):
+        data_dir_main.main(["subset", "--first", "2", str(data_dir), str(dest)])
+    monkeypatch.undo()
+    assert (len(read_table(dest / "utt2spk")), len(read_table(dest / "text"))) == (2, 4)
+    with pytest.raises(DataDirError, match=f"{dest}: a write of its tables stopped midway .*run the step that "
+                                           "wrote it again"):
+        DataDir.read(dest)
+    [problem] = validate_data_dir(dest)
+    assert problem.file == str(dest) and "stopped midway" in problem.message
+    for command in (["validate", str(dest)], ["fix", str(dest)], ["copy", str(dest), str(data_dir.parent / "c")]):
+        assert data_dir_main.main(command) == 1
+        assert f"{dest}: a write of its tables stopped midway" in capsys.readouterr().err
+    assert data_dir_main.main(["subset", "--first", "2", str(data_dir), str(dest)]) == 0
+    assert validate_data_dir(dest) == [] and not (dest / ".incomplete").exists()
+    data = DataDir.read(dest)
+    assert len(data.utterances) == 2 and data.utterances == sorted(data["text"]) == sorted(data["wav.scp"])
 
 
 def test_load_entry_pipe_segment_resample(data_dir, audio_dir):
