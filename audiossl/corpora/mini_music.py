@@ -537,8 +537,17 @@ def soundfont_identity(soundfont: Path) -> str:
 
 
 def _check_provenance(audio_dir: Path, seed: int, soundfont: Path) -> None:
-    """Record the seed and soundfont of the audio (:func:`~audiossl.corpora.workers.check_provenance`)."""
-    check_provenance(audio_dir, {"seed": str(seed), "soundfont": soundfont_identity(soundfont)}, MusicError)
+    """Record the seed and soundfont of the audio (:func:`~audiossl.corpora.workers.check_provenance`).
+
+    A record of the soundfont's name alone (audio dirs made before sizes and digests were recorded) is
+    taken for the same font, as it was then, and recorded again in full.
+    """
+    record, identity = audio_dir / "soundfont", soundfont_identity(soundfont)
+    if record.is_file() and record.read_text().strip() == soundfont.name:
+        log.info("%s: its soundfont %s was recorded by name alone; recorded now as %s", audio_dir,
+                    soundfont.name, identity)
+        write_text_atomic(record, f"{identity}\n")
+    check_provenance(audio_dir, {"seed": str(seed), "soundfont": identity}, MusicError)
 
 
 def _read_silent(path: Path) -> set[str]:

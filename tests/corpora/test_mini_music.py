@@ -365,3 +365,17 @@ def test_cli_sample_rates_are_one_argument_before_the_dirs(tmp_path, monkeypatch
         with pytest.raises(SystemExit):
             cli.main(["--sample-rates", rates, "audio", "data"])
         assert "--sample-rates" in capsys.readouterr().err
+
+
+def test_a_soundfont_recorded_by_name_alone_is_recorded_again_in_full(tmp_path):
+    font, audio = tmp_path / "FluidR3_GM.sf2", tmp_path / "audio"
+    font.write_bytes(b"version 1")
+    (audio / "24k" / "notes").mkdir(parents=True)
+    (audio / "24k" / "notes" / "x.wav").write_bytes(b"")
+    (audio / "seed").write_text("0\n")
+    (audio / "soundfont").write_text("FluidR3_GM.sf2\n")   # an audio dir of an older audiossl
+    mini_music._check_provenance(audio, 0, font)
+    assert (audio / "soundfont").read_text().startswith("FluidR3_GM.sf2 (9 bytes, sha256 ")
+    font.write_bytes(b"version 2")
+    with pytest.raises(MusicError, match="use another"):
+        mini_music._check_provenance(audio, 0, font)
