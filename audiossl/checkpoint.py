@@ -152,8 +152,8 @@ def model_from_checkpoint(payload: dict, source: str | os.PathLike) -> nn.Module
 def load_model(path: str | os.PathLike) -> nn.Module:
     """The model saved in any audiossl checkpoint, in a local Hugging Face model directory
     (HuBERT, wav2vec 2.0, WavLM: see :func:`audiossl.interop.huggingface.load_hf`) or in a fairseq
-    checkpoint (wav2vec 2.0, HuBERT, unilm's WavLM: see :func:`audiossl.interop.fairseq.load_fairseq`)
-    or in a fairseq2 checkpoint dir (wav2vec 2.0: see :func:`audiossl.interop.fairseq2.load_fairseq2`),
+    checkpoint or s3prl's conversion of one (wav2vec 2.0, HuBERT, unilm's WavLM: see
+    :func:`audiossl.interop.fairseq.load_fairseq`) or in a fairseq2 checkpoint dir (wav2vec 2.0: see :func:`audiossl.interop.fairseq2.load_fairseq2`),
     in eval mode, built from the file or directory alone.
 
     ``model.extract_features(wavs (B, S) at 16 kHz, lengths (B,))`` returns one
@@ -183,9 +183,13 @@ def load_model(path: str | os.PathLike) -> nn.Module:
             raise
         except UserError:
             raise not_audiossl from None
-        if not fairseq.is_fairseq_checkpoint(foreign):
+        try:
+            layout = fairseq.fairseq_layout(foreign)
+        except UserError as err:
+            raise CheckpointError(f"{path}: {err}") from None
+        if layout is None:
             if fairseq2.checkpoint_root(path) is not None:  # a state dict below a fairseq2 model.yaml
                 return fairseq2.load_fairseq2(path)
             raise not_audiossl from None
-        return fairseq.model_from_fairseq(foreign, source=str(path))
+        return fairseq.model_from_fairseq(layout, source=str(path))
     return model_from_checkpoint(payload, path).eval()

@@ -7,6 +7,7 @@ fairseq checkpoints and fairseq2 checkpoint dirs (wav2vec 2.0).
     python -m audiossl.bin.convert to-fairseq <checkpoint.pt> <fairseq.pt>
     python -m audiossl.bin.convert from-fairseq2 <fairseq2-dir> <checkpoint.pt>
     python -m audiossl.bin.convert to-fairseq2 <checkpoint.pt> <fairseq2-dir>
+    python -m audiossl.bin.convert to-s3prl <checkpoint.pt> <s3prl.pt>
 
 from-hf reads a local ``save_pretrained`` directory (sharded or not; nothing is downloaded) of ``HubertModel``,
 ``HubertForCTC``, ``Wav2Vec2Model``, ``Wav2Vec2ForPreTraining``, ``Wav2Vec2ForCTC``, ``WavLMModel``
@@ -20,7 +21,9 @@ states; only 16 kHz waveform-front-end checkpoints have a Hugging Face equivalen
 from-fairseq reads a fairseq wav2vec 2.0 or HuBERT pretraining checkpoint, or a unilm WavLM one,
 with an unpickler that admits only the types such files hold (anything else is refused by name
 and nothing in the file runs); WavLM's head, which unilm does not store, is new (K targets).
-to-fairseq writes fairseq's layout (unilm's for WavLM, without the head).
+to-fairseq writes fairseq's layout (unilm's for WavLM, without the head). from-fairseq also reads
+the fairseq-free files s3prl converts fairseq checkpoints into; to-s3prl writes them, the files s3prl's
+hubert_local and wav2vec2_local upstreams load (WavLM: unilm's file, which wavlm_local loads).
 
 from-fairseq2 reads the checkpoint dir fairseq2's trainer writes (model.yaml with model_family
 wav2vec2 or wav2vec2_asr; step_<N>/model/pp_00/tp_00/sdp_00.pt): the dir (its last step), a step dir,
@@ -40,6 +43,7 @@ from audiossl.errors import UserError, reports_user_errors
 from audiossl.interop.fairseq import load_fairseq, save_fairseq
 from audiossl.interop.fairseq2 import load_fairseq2, save_fairseq2
 from audiossl.interop.huggingface import load_hf, save_hf
+from audiossl.interop.s3prl import save_s3prl
 
 
 @reports_user_errors
@@ -54,7 +58,8 @@ def main(argv=None) -> int:
                           ("from-fairseq", "fairseq checkpoint -> audiossl checkpoint"),
                           ("to-fairseq", "audiossl checkpoint -> fairseq checkpoint"),
                           ("from-fairseq2", "fairseq2 wav2vec 2.0 checkpoint dir -> audiossl checkpoint"),
-                          ("to-fairseq2", "audiossl wav2vec 2.0 checkpoint -> fairseq2 checkpoint dir")):
+                          ("to-fairseq2", "audiossl wav2vec 2.0 checkpoint -> fairseq2 checkpoint dir"),
+                          ("to-s3prl", "audiossl checkpoint -> file of s3prl's *_local upstreams")):
         subparser = commands.add_parser(command, help=text)
         if command in new_head:
             subparser.add_argument("--num-classes", type=positive_int, default=100, help=new_head[command])
@@ -68,7 +73,8 @@ def main(argv=None) -> int:
         model = load(args.source, getattr(args, "num_classes", 100))
         save_checkpoint(args.target, model.config.family, model.config.to_dict(), model.state_dict())
     else:
-        save = {"to-hf": save_hf, "to-fairseq": save_fairseq, "to-fairseq2": save_fairseq2}[args.command]
+        save = {"to-hf": save_hf, "to-fairseq": save_fairseq, "to-fairseq2": save_fairseq2,
+                "to-s3prl": save_s3prl}[args.command]
         save(model_from_checkpoint(load_checkpoint(args.source), args.source), args.target)
     print(f"{args.source} -> {args.target}")
     return 0

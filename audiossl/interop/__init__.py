@@ -3,7 +3,7 @@
 wav2vec 2.0 and HuBERT ``.pt`` files and unilm's WavLM ones, read with a restricted unpickler),
 :mod:`~audiossl.interop.fairseq2` (fairseq2's wav2vec 2.0 checkpoint dirs),
 :mod:`~audiossl.interop.torchaudio` (``torchaudio.models.Wav2Vec2Model`` and its bundles' state dicts),
-:mod:`~audiossl.interop.s3prl` (s3prl upstream interface, SUPERB). ``hubconf.py`` at the repository root
+:mod:`~audiossl.interop.s3prl` (s3prl upstream interface, SUPERB; the files of s3prl's upstreams). ``hubconf.py`` at the repository root
 serves ``torch.hub.load(<checkout>, "<family>", path=..., source="local")``.
 
 The pure weight and config converters live beside each family (``models/<family>/interop.py``);

@@ -1,6 +1,7 @@
 """fairseq-format checkpoints of wav2vec 2.0 and HuBERT (the ``.pt`` that fairseq's trainer writes: its
 config under ``cfg``, or ``args`` in files older than fairseq's hydra configs, the weights under
-``model``) and of WavLM (unilm's ``WavLM.py`` release: ``{"cfg": WavLMConfig fields, "model": weights}``).
+``model``) and of WavLM (unilm's ``WavLM.py`` release: ``{"cfg": WavLMConfig fields, "model": weights}``);
+also s3prl's fairseq-free conversions of the first two (``task_cfg``, ``model_cfg``, ``model_weight``).
 
 Reading (:func:`read_fairseq`) unpickles with ``torch.load(weights_only=True)`` and an allow-list of the
 types such files hold (:func:`allowed_globals`): tensors and containers, ``argparse.Namespace`` (``args``),
@@ -50,6 +51,7 @@ logger = logging.getLogger(__name__)
 
 FAMILIES = ("wav2vec2", "hubert", "wavlm")
 NUM_SPECIAL_SYMBOLS = 4  # fairseq's Dictionary: <s>, <pad>, </s>, <unk> before the labels
+S3PRL_CONFIGS = ("task_cfg", "model_cfg")  # s3prl's fairseq-free files: fairseq's cfg sections, weights as model_weight
 DEFAULT_CONV_LAYERS = "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2"
 _MAX_REPEAT = 1000  # the largest "* n" a conv_feature_layers string may use
 SIZE_SETTINGS = ("conv_feature_layers", "encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim",
@@ -177,10 +179,29 @@ def read_fairseq(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
-def is_fairseq_checkpoint(payload: dict[str, Any]) -> bool:
-    """Whether an unpickled file has fairseq's layout: weights under ``model``, a config under ``cfg`` or ``args``."""
-    return isinstance(payload.get("model"), dict) and (payload.get("cfg") is not None
-                                                       or payload.get("args") is not None)
+def fairseq_layout(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """An unpickled file in fairseq's layout (weights under ``model``, a config under ``cfg`` or ``args``):
+    a fairseq file as it is, s3prl's conversion of one (``hubert_local``, ``wav2vec2_local``: ``task_cfg``,
+    ``model_cfg``, ``model_weight`` and HuBERT's ``dictionaries_symbols``) rearranged; None for neither."""
+    if isinstance(payload.get("model"), dict) and (payload.get("cfg") is not None or payload.get("args") is not None):
+        return payload
+    if not (isinstance(payload.get("model_weight"), dict) and all(key in payload for key in S3PRL_CONFIGS)):
+        return None
+    task, model = (_plain(payload[key]) for key in S3PRL_CONFIGS)
+    if not (isinstance(task, dict) and isinstance(model, dict)):
+        raise InteropError("its task_cfg and model_cfg (s3prl's layout) are not both mappings of settings")
+    symbols = payload.get("dictionaries_symbols")
+    model.setdefault("_name", "wav2vec2" if symbols is None else "hubert")
+    dictionaries = None if symbols is None else [s3prl_dictionary(labels) for labels in _plain(symbols)]
+    return {"cfg": {"task": task, "model": model}, "model": payload["model_weight"],
+            "task_state": {"dictionaries": dictionaries}}
+
+
+def s3prl_dictionary(symbols: list[str]) -> FairseqDictionary:
+    """The label dictionary of s3prl's ``dictionaries_symbols`` entry: fairseq's, specials first."""
+    dictionary = FairseqDictionary()
+    dictionary.symbols, dictionary.nspecial = symbols, NUM_SPECIAL_SYMBOLS
+    return dictionary
 
 
 def _plain(value: Any) -> Any:
@@ -503,20 +524,19 @@ def load_fairseq(path: str | os.PathLike, num_classes: int = 100) -> SpeechEncod
     input, then each layer's output (the last with the final layer norm in pre-norm models). A head
     the file does not store (WavLM's) is new, with ``num_classes`` targets.
     """
-    payload = read_fairseq(path)
-    if not is_fairseq_checkpoint(payload):
-        raise InteropError(f"{path}: not a fairseq checkpoint (no 'model' weights with a 'cfg' or 'args')")
+    try:
+        payload = fairseq_layout(read_fairseq(path))
+    except InteropError as err:
+        raise InteropError(f"{path}: {err}") from None
+    if payload is None:
+        raise InteropError(f"{path}: not a fairseq checkpoint (no 'model' weights with a 'cfg' or 'args', "
+                           "nor s3prl's conversion of one)")
     return model_from_fairseq(payload, num_classes, str(path))
 
 
-def save_fairseq(model: SpeechEncoder, path: str | os.PathLike) -> Path:
-    """Write a wav2vec 2.0, HuBERT or WavLM ``model`` as a fairseq checkpoint; returns ``path``.
-
-    wav2vec 2.0 and HuBERT get fairseq's trainer layout (``cfg`` with ``model``, ``task`` and
-    ``criterion``; ``optimizer_history`` and ``extra_state`` as ``checkpoint_utils`` expects), WavLM
-    unilm's ``{"cfg", "model"}`` without the head. fairseq itself also needs HuBERT's label dictionary
-    (``dict.km.txt`` in the task's ``label_dir``) to build the model; :func:`load_fairseq` does not.
-    """
+def fairseq_payload(model: SpeechEncoder) -> dict[str, Any]:
+    """What :func:`save_fairseq` writes for ``model``: ``{"cfg", "model"}``, and fairseq's trainer keys
+    for wav2vec 2.0 and HuBERT."""
     config = model.config
     cfg = config_to_fairseq(config)
     state = state_dict_to_fairseq(model.state_dict(), config)
@@ -531,6 +551,22 @@ def save_fairseq(model: SpeechEncoder, path: str | os.PathLike) -> Path:
                    "num_updates": 0}
         payload |= {"args": None, "optimizer_history": [history],
                     "task_state": {}, "extra_state": {"train_iterator": {"epoch": 1, "iterations_in_epoch": 0}}}
+    return payload
+
+
+def save_fairseq(model: SpeechEncoder, path: str | os.PathLike) -> Path:
+    """Write a wav2vec 2.0, HuBERT or WavLM ``model`` as a fairseq checkpoint; returns ``path``.
+
+    wav2vec 2.0 and HuBERT get fairseq's trainer layout (``cfg`` with ``model``, ``task`` and
+    ``criterion``; ``optimizer_history`` and ``extra_state`` as ``checkpoint_utils`` expects), WavLM
+    unilm's ``{"cfg", "model"}`` without the head. fairseq itself also needs HuBERT's label dictionary
+    (``dict.km.txt`` in the task's ``label_dir``) to build the model; :func:`load_fairseq` does not.
+    """
+    return write_payload(fairseq_payload(model), path)
+
+
+def write_payload(payload: dict[str, Any], path: str | os.PathLike) -> Path:
+    """``torch.save`` ``payload`` to ``path`` atomically, its directory made; returns ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:

@@ -1,4 +1,5 @@
-"""s3prl (SUPERB) interop: any audiossl model as an s3prl upstream, and s3prl's import on torchaudio 2.9.
+"""s3prl (SUPERB) interop: any audiossl model as an s3prl upstream, checkpoints in the files s3prl's
+``hubert_local``, ``wav2vec2_local`` and ``wavlm_local`` upstreams load, and s3prl's import on torchaudio 2.9.
 
 s3prl 0.4.18 calls ``torchaudio.set_audio_backend`` and imports ``torchaudio.sox_effects`` at
 import time; torchaudio 2.9 has neither. :func:`import_s3prl_nn` installs two inert stand-ins
@@ -8,13 +9,19 @@ weighted sum of layers) and ``UpstreamDownstreamModel`` take it unchanged.
 """
 from __future__ import annotations
 
+import os
 import sys
 import types
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from audiossl.interop.fairseq import NUM_SPECIAL_SYMBOLS, fairseq_payload, write_payload
+from audiossl.models.encoder import SpeechEncoder
+
 SAMPLE_RATE = 16000
+SPECIAL_SYMBOLS = ["<s>", "<pad>", "</s>", "<unk>"]  # fairseq's Dictionary, before HuBERT's labels
 MIN_SAMPLES = 800  # s3prl's MIN_SECOND (0.05 s): shorter batches are zero-padded to this
 
 
@@ -92,3 +99,23 @@ class S3prlUpstream(nn.Module):
             all_hs.append(h[:, :frames])
             all_lens.append(lengths)
         return all_hs, all_lens
+
+
+def save_s3prl(model: SpeechEncoder, path: str | os.PathLike) -> Path:
+    """Write a HuBERT, wav2vec 2.0 or WavLM ``model`` as the file s3prl's upstream of its family loads;
+    returns ``path``.
+
+    HuBERT and wav2vec 2.0 get s3prl's fairseq-free layout (``hubert_local`` and ``wav2vec2_local`` read
+    ``task_cfg``, ``model_cfg``, ``model_weight`` and HuBERT's ``dictionaries_symbols``), WavLM unilm's
+    (``wavlm_local``), as :func:`~audiossl.interop.fairseq.save_fairseq` writes it. ``load_model`` and
+    ``convert from-fairseq`` read all three.
+    """
+    payload = fairseq_payload(model)
+    if model.config.family != "wavlm":
+        cfg = payload["cfg"]
+        converted = {"task_cfg": cfg["task"], "model_cfg": cfg["model"], "model_weight": payload["model"]}
+        if model.config.family == "hubert":
+            classes = payload["model"]["label_embs_concat"].shape[0] - NUM_SPECIAL_SYMBOLS
+            converted["dictionaries_symbols"] = [SPECIAL_SYMBOLS + [str(label) for label in range(classes)]]
+        payload = converted
+    return write_payload(payload, path)

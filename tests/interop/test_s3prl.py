@@ -2,10 +2,16 @@
 (learned weighted sum of layers) runs on an audiossl model through S3prlUpstream."""
 from __future__ import annotations
 
+import pytest
 import torch
 
+from audiossl import load_model
+from audiossl.bin import convert
+from audiossl.checkpoint import save_checkpoint
+from audiossl.errors import UserError
 from audiossl.interop.s3prl import S3prlUpstream, import_s3prl_nn
 from audiossl.models.hubert import HubertConfig, build_hubert
+from tests.interop.test_fairseq import tiny
 
 
 def test_featurizer_weighted_sum_over_an_audiossl_model():
@@ -38,3 +44,41 @@ def test_batches_shorter_than_s3prl_minimum_are_padded():
     with torch.no_grad():
         all_hs, all_lens = upstream(torch.randn(1, 300), torch.tensor([300]))
     assert all_lens[0].tolist() == [1] and all_hs[0].shape[1] == 1
+
+
+def s3prl_expert(family: str, path):
+    """s3prl's own upstream of ``family`` (``hubert_local``, ``wav2vec2_local``, ``wavlm_local``) on ``path``."""
+    import importlib
+
+    import_s3prl_nn()
+    return importlib.import_module(f"s3prl.upstream.{family}.expert").UpstreamExpert(str(path)).eval()
+
+
+@pytest.mark.parametrize("family", ["hubert", "wav2vec2", "wavlm"])
+@pytest.mark.parametrize("pre_norm", [False, True], ids=["base-layout", "large-layout"])
+def test_s3prl_upstreams_load_the_written_file_with_the_same_hidden_states(tmp_path, family, pre_norm):
+    ours = tiny(family, pre_norm)
+    save_checkpoint(tmp_path / "model.pt", family, ours.config.to_dict(), ours.state_dict())
+    assert convert.main(["to-s3prl", str(tmp_path / "model.pt"), str(tmp_path / "s3prl.pt")]) == 0
+    expert = s3prl_expert(family, tmp_path / "s3prl.pt")
+    torch.manual_seed(1)
+    wavs = torch.randn(2, 16000)
+    with torch.no_grad():
+        theirs = expert([wav for wav in wavs])["hidden_states"]
+        hidden, _ = ours.extract_features(wavs, torch.tensor([16000, 16000]))
+    assert len(theirs) == len(hidden)
+    for layer, (mine, other) in enumerate(zip(hidden, theirs)):
+        torch.testing.assert_close(mine, other, atol=1e-4, rtol=1e-4, msg=lambda text: f"layer {layer}: {text}")
+    back = load_model(tmp_path / "s3prl.pt")  # and convert from-fairseq: the same reader
+    for name, tensor in ours.state_dict().items():
+        if not (family == "wavlm" and name.startswith("head.")):   # unilm's files hold no head
+            assert torch.equal(back.state_dict()[name], tensor), name
+
+
+def test_an_s3prl_file_of_another_layout_is_named(tmp_path, capsys):
+    path = tmp_path / "s3prl.pt"
+    torch.save({"task_cfg": ["not", "settings"], "model_cfg": {}, "model_weight": {}}, path)
+    with pytest.raises(UserError, match=r"s3prl\.pt: its task_cfg and model_cfg \(s3prl's layout\) are not both"):
+        load_model(path)
+    assert convert.main(["from-fairseq", str(path), str(tmp_path / "model.pt")]) == 1
+    assert "s3prl.pt: its task_cfg and model_cfg" in capsys.readouterr().err
