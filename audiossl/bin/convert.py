@@ -1,5 +1,5 @@
-"""Convert HuBERT, wav2vec 2.0 and WavLM checkpoints between audiossl, Hugging Face model directories,
-fairseq checkpoints and fairseq2 checkpoint dirs (wav2vec 2.0).
+"""Convert HuBERT, wav2vec 2.0, WavLM and UniSpeech-SAT checkpoints between audiossl, Hugging Face model
+directories, fairseq and s3prl checkpoints and fairseq2 checkpoint dirs (wav2vec 2.0).
 
     python -m audiossl.bin.convert from-hf [--num-classes K] <hf-dir> <checkpoint.pt>
     python -m audiossl.bin.convert to-hf <checkpoint.pt> <hf-dir>
@@ -9,14 +9,16 @@ fairseq checkpoints and fairseq2 checkpoint dirs (wav2vec 2.0).
     python -m audiossl.bin.convert to-fairseq2 <checkpoint.pt> <fairseq2-dir>
     python -m audiossl.bin.convert to-s3prl <checkpoint.pt> <s3prl.pt>
 
-from-hf reads a local ``save_pretrained`` directory (sharded or not; nothing is downloaded) of ``HubertModel``,
-``HubertForCTC``, ``Wav2Vec2Model``, ``Wav2Vec2ForPreTraining``, ``Wav2Vec2ForCTC``, ``WavLMModel``
-or ``WavLMForCTC`` and writes an audiossl checkpoint that ``audiossl.load_model`` and
-``audiossl.bin.pretrain --init`` take (continued pretraining). A CTC head is dropped; what the
-class does not store is new: HuBERT's and WavLM's prediction head (K targets), the wav2vec 2.0
-quantizer unless the class is ``Wav2Vec2ForPreTraining``. to-hf writes ``HubertModel``,
-``Wav2Vec2ForPreTraining`` or ``WavLMModel``, which those classes load with the same hidden
-states; only 16 kHz waveform-front-end checkpoints have a Hugging Face equivalent.
+from-hf reads a local ``save_pretrained`` directory (sharded or not; nothing is downloaded) of
+``HubertModel``, ``HubertForCTC``, ``Wav2Vec2Model``, ``Wav2Vec2ForPreTraining``, ``Wav2Vec2ForCTC``,
+``WavLMModel``, ``WavLMForCTC``, ``UniSpeechSatModel`` or ``UniSpeechSatForCTC`` and writes an
+audiossl checkpoint that ``audiossl.load_model`` and ``audiossl.bin.pretrain --init`` take
+(continued pretraining). A CTC head is dropped; what the class does not store is new: the
+masked-prediction head (K targets) of HuBERT, WavLM and UniSpeech-SAT, UniSpeech-SAT's utterance
+quantizer, the wav2vec 2.0 quantizer unless the class is ``Wav2Vec2ForPreTraining``. to-hf writes
+``HubertModel``, ``Wav2Vec2ForPreTraining``, ``WavLMModel`` or ``UniSpeechSatModel``, which those
+classes load with the same hidden states; only 16 kHz waveform-front-end checkpoints have a Hugging
+Face equivalent.
 
 from-fairseq reads a fairseq wav2vec 2.0 or HuBERT pretraining checkpoint, or a unilm WavLM one,
 with an unpickler that admits only the types such files hold (anything else is refused by name

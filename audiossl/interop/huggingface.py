@@ -1,4 +1,4 @@
-"""Hugging Face model directories (``config.json`` + weights) of HuBERT, wav2vec 2.0 and WavLM.
+"""Hugging Face model directories (``config.json`` + weights) of HuBERT, wav2vec 2.0, WavLM and UniSpeech-SAT.
 
 :func:`load_hf` reads what ``save_pretrained`` writes (``model.safetensors`` or
 ``pytorch_model.bin``, loaded weights-only, or their shards beside an ``.index.json`` that names
@@ -38,6 +38,7 @@ from audiossl.errors import InteropError
 from audiossl.models.encoder import SpeechEncoder
 from audiossl.models.hf_layout import checked_settings
 from audiossl.models.hubert import interop as hubert
+from audiossl.models.unispeech_sat import interop as unispeech_sat
 from audiossl.models.wav2vec2 import interop as wav2vec2
 from audiossl.models.wavlm import interop as wavlm
 from audiossl.registry import get_family
@@ -53,9 +54,10 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class HfFamily:
-    """How one Hugging Face ``model_type`` maps onto the audiossl family of the same name (its pure converters).
+    """How one Hugging Face ``model_type`` maps onto an audiossl family (its pure converters).
 
     Attributes:
+        model_type: config.json's ``model_type``.
         classes: the HF classes read (``architectures``); the first is written for an encoder.
         pretraining_class: the HF class that also stores :attr:`pretraining_parts` (None: no class does).
         pretraining_parts: prefixes of audiossl weights that other classes lack (new on import).
@@ -63,6 +65,7 @@ class HfFamily:
             → audiossl config.
     """
 
+    model_type: str
     classes: tuple[str, ...]
     pretraining_class: str | None
     pretraining_parts: tuple[str, ...]
@@ -73,18 +76,22 @@ class HfFamily:
 
 
 HF_FAMILIES: dict[str, HfFamily] = {
-    "hubert": HfFamily(("HubertModel", "HubertForCTC"), None, ("head.",), hubert.config_from_hf,
+    "hubert": HfFamily("hubert", ("HubertModel", "HubertForCTC"), None, ("head.",), hubert.config_from_hf,
                        hubert.config_to_hf, hubert.state_dict_from_hf, hubert.state_dict_to_hf),
-    "wav2vec2": HfFamily(("Wav2Vec2Model", "Wav2Vec2ForPreTraining", "Wav2Vec2ForCTC"),
+    "wav2vec2": HfFamily("wav2vec2", ("Wav2Vec2Model", "Wav2Vec2ForPreTraining", "Wav2Vec2ForCTC"),
                          "Wav2Vec2ForPreTraining", ("quantizer.", "project_q.", "final_proj."),
                          lambda hf, num_classes: wav2vec2.config_from_hf(hf), wav2vec2.config_to_hf,
                          wav2vec2.state_dict_from_hf, wav2vec2.state_dict_to_hf),
-    "wavlm": HfFamily(("WavLMModel", "WavLMForCTC"), None, ("head.",), wavlm.config_from_hf,
+    "wavlm": HfFamily("wavlm", ("WavLMModel", "WavLMForCTC"), None, ("head.",), wavlm.config_from_hf,
                       wavlm.config_to_hf, wavlm.state_dict_from_hf, wavlm.state_dict_to_hf),
+    "unispeech_sat": HfFamily(unispeech_sat.MODEL_TYPE, ("UniSpeechSatModel", "UniSpeechSatForCTC"), None,
+                              unispeech_sat.PRETRAINING_PARTS, unispeech_sat.config_from_hf, unispeech_sat.config_to_hf,
+                              unispeech_sat.state_dict_from_hf, unispeech_sat.state_dict_to_hf),
 }
-"""HF ``model_type`` (also the audiossl family's registry name) → its classes and converters."""
-SUPPORTED_CLASSES = {name: model_type for model_type, entry in HF_FAMILIES.items() for name in entry.classes}
-"""HF class → its ``model_type``."""
+"""audiossl family → its HF ``model_type``, classes and converters."""
+SUPPORTED_CLASSES = {name: family for family, entry in HF_FAMILIES.items() for name in entry.classes}
+"""HF class → its audiossl family."""
+FAMILY_OF_MODEL_TYPE = {entry.model_type: family for family, entry in HF_FAMILIES.items()}
 
 
 def read_weights(directory: Path) -> dict[str, Tensor]:
@@ -136,8 +143,8 @@ def _read_shards(index: Path) -> dict[str, Tensor]:
     return state
 
 
-def read_config(directory: Path) -> tuple[dict[str, Any], HfFamily, str | None]:
-    """``config.json``, its family and its class (None when it names none); refuses unsupported classes."""
+def read_config(directory: Path) -> tuple[dict[str, Any], str, str | None]:
+    """``config.json``, its audiossl family and its class (None when it names none); refuses unsupported classes."""
     path = directory / "config.json"
     if not path.is_file():
         raise InteropError(f"{directory}: no config.json: not a Hugging Face model directory")
@@ -153,12 +160,13 @@ def read_config(directory: Path) -> tuple[dict[str, Any], HfFamily, str | None]:
     architecture, model_type = architectures[0], hf.get("model_type")
     if architecture is not None and architecture not in SUPPORTED_CLASSES:
         raise InteropError(f"{directory}: Hugging Face class {architecture} is not supported; supported: {supported}")
-    if model_type not in HF_FAMILIES:
+    family = FAMILY_OF_MODEL_TYPE.get(model_type)
+    if family is None:
         raise InteropError(f"{directory}: Hugging Face model_type {model_type!r} is not supported; "
-                           f"supported: {', '.join(HF_FAMILIES)}")
-    if architecture is not None and SUPPORTED_CLASSES[architecture] != model_type:
+                           f"supported: {', '.join(FAMILY_OF_MODEL_TYPE)}")
+    if architecture is not None and SUPPORTED_CLASSES[architecture] != family:
         raise InteropError(f"{directory}: class {architecture} does not go with model_type {model_type!r}")
-    return hf, HF_FAMILIES[model_type], architecture
+    return hf, family, architecture
 
 
 def load_weights(model: SpeechEncoder, hf_state: dict[str, Tensor], entry: HfFamily, stores_pretraining: bool,
@@ -198,17 +206,19 @@ def load_hf(directory: str | os.PathLike, num_classes: int = 100) -> SpeechEncod
 
     ``model.extract_features(wavs (B, S), lengths (B,))`` gives HF's ``hidden_states``, layer by
     layer. What the HF class does not store is freshly initialised: the masked-prediction head
-    of HuBERT and WavLM (``num_classes`` targets), the quantizer and projections of wav2vec 2.0
-    unless the class is ``Wav2Vec2ForPreTraining``, the mask embedding of a model saved without
+    of HuBERT, WavLM and UniSpeech-SAT (``num_classes`` targets), UniSpeech-SAT's utterance quantizer
+    and projections, the quantizer and projections of wav2vec 2.0 unless the class is
+    ``Wav2Vec2ForPreTraining``, the mask embedding of a model saved without
     masking. A ``*ForCTC`` class loads as its encoder (the CTC head is dropped: see the module notes).
     """
     directory = Path(directory)
-    hf, entry, architecture = read_config(directory)
+    hf, family, architecture = read_config(directory)
+    entry = HF_FAMILIES[family]
     try:
         config = entry.config_from_hf(hf, num_classes)
     except InteropError as err:
         raise InteropError(f"{directory}: {err}") from None
-    model = get_family(hf["model_type"]).build(config)
+    model = get_family(family).build(config)
     stores_pretraining = architecture is not None and architecture == entry.pretraining_class
     load_weights(model, read_weights(directory), entry, stores_pretraining, str(directory))
     if _standardises_audio(directory):
@@ -228,11 +238,12 @@ def _standardises_audio(directory: Path) -> bool:
 
 
 def save_hf(model: SpeechEncoder, directory: str | os.PathLike) -> Path:
-    """Write a HuBERT, wav2vec 2.0 or WavLM ``model`` as a Hugging Face directory; returns it.
+    """Write a HuBERT, wav2vec 2.0, WavLM or UniSpeech-SAT ``model`` as a Hugging Face directory; returns it.
 
-    The class is the family's base model (``HubertModel``, ``Wav2Vec2Model``, ``WavLMModel``),
-    or ``Wav2Vec2ForPreTraining`` (with the quantizer) for a wav2vec 2.0 model that has its
-    pretraining parts. HuBERT's and WavLM's masked-prediction heads have no HF counterpart.
+    The class is the family's base model (``HubertModel``, ``Wav2Vec2Model``, ``WavLMModel``,
+    ``UniSpeechSatModel``), or ``Wav2Vec2ForPreTraining`` (with the quantizer) for a wav2vec 2.0 model
+    that has its pretraining parts. The masked-prediction heads (and UniSpeech-SAT's utterance parts)
+    have no HF counterpart.
     Only the waveform front end converts. An existing directory keeps its other files; its
     model is replaced whole or, on a failure, kept as it was.
     """

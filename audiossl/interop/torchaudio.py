@@ -1,6 +1,6 @@
 """torchaudio's :class:`torchaudio.models.Wav2Vec2Model` (wav2vec 2.0, HuBERT and WavLM, as its factories
-``wav2vec2_model`` / ``wavlm_model`` and the named ones such as ``hubert_base`` build them) to and from
-audiossl models, and the state dict files of torchaudio's pipeline bundles.
+``wav2vec2_model`` / ``wavlm_model`` and the named ones such as ``hubert_base`` build them; UniSpeech-SAT's
+encoder is ``wav2vec2_model``'s) to and from audiossl models, and the state dict files of torchaudio's pipeline bundles.
 
 torchaudio's layout is Hugging Face's under other prefixes (``encoder.transformer.`` for HF's
 ``encoder.``, ``encoder.feature_projection.`` for ``feature_projection.``) with WavLM's query, key and

@@ -1,4 +1,4 @@
-"""Hugging Face directories of HuBERT, wav2vec 2.0 and WavLM, checked against transformers' own classes
+"""Hugging Face directories of HuBERT, wav2vec 2.0, WavLM and UniSpeech-SAT, checked against transformers' own classes
 built offline from small configs with random weights: layer by layer, both ways, and through the CLI."""
 from __future__ import annotations
 
@@ -19,19 +19,25 @@ from audiossl.interop.huggingface import load_hf, save_hf
 from audiossl.models.ctc.factory import ctc_over_encoder
 from audiossl.models.hubert import HubertConfig, build_hubert
 from audiossl.models.hubert.interop import config_from_hf, config_to_hf, state_dict_from_hf
+from audiossl.models.unispeech_sat import UniSpeechSatConfig
 from audiossl.models.wav2vec2 import Wav2Vec2Config
 from audiossl.models.wavlm import WavLMConfig
 from audiossl.text.tokenizer import CharTokenizer
 
 LAYOUTS = {"base-layout": False, "large-layout": True}
 HF_CLASSES = ("HubertModel", "HubertForCTC", "Wav2Vec2Model", "Wav2Vec2ForPreTraining", "Wav2Vec2ForCTC",
-              "WavLMModel", "WavLMForCTC")
+              "WavLMModel", "WavLMForCTC", "UniSpeechSatModel", "UniSpeechSatForCTC")
 FAMILY_SETTINGS = {
     "hubert": {},
     "wav2vec2": {"num_codevectors_per_group": 12, "codevector_dim": 32, "proj_codevector_dim": 24},
     "wavlm": {"num_buckets": 8, "max_bucket_distance": 20},  # 24 frames reach the logarithmic buckets
+    "unispeech-sat": {"num_codevectors_per_group": 12, "codevector_dim": 32},
 }
-CTC_CLASSES = {"hubert": "HubertForCTC", "wav2vec2": "Wav2Vec2ForCTC", "wavlm": "WavLMForCTC"}
+CTC_CLASSES = {"hubert": "HubertForCTC", "wav2vec2": "Wav2Vec2ForCTC", "wavlm": "WavLMForCTC",
+               "unispeech_sat": "UniSpeechSatForCTC"}
+BASE_CLASSES = {"hubert": "HubertModel", "wav2vec2": "Wav2Vec2ForPreTraining", "wavlm": "WavLMModel",
+                "unispeech_sat": "UniSpeechSatModel"}
+CONFIGS = {"hubert": HubertConfig, "wav2vec2": Wav2Vec2Config, "wavlm": WavLMConfig, "unispeech_sat": UniSpeechSatConfig}
 
 
 def hf_model(name: str, pre_norm: bool, **settings) -> transformers.PreTrainedModel:
@@ -95,7 +101,7 @@ def test_hf_directory_loads_with_the_same_hidden_states(tmp_path, name, pre_norm
     reference = hf_model(name, pre_norm)
     reference.save_pretrained(tmp_path / "hf", safe_serialization=name != "HubertForCTC")  # one pytorch_model.bin
     ours = load_model(tmp_path / "hf")
-    assert ours.config.family == reference.config.model_type and not ours.training
+    assert ours.config.family == reference.config.model_type.replace("-", "_") and not ours.training
     assert_same_hidden_states(reference, ours, pre_norm)
     back = load_in_transformers(save_hf(ours, tmp_path / "back"), name)
     expected = reference.state_dict()
@@ -105,10 +111,10 @@ def test_hf_directory_loads_with_the_same_hidden_states(tmp_path, name, pre_norm
 
 
 @pytest.mark.parametrize("pre_norm", LAYOUTS.values(), ids=LAYOUTS.keys())
-@pytest.mark.parametrize("family", ["hubert", "wav2vec2", "wavlm"])
+@pytest.mark.parametrize("family", CONFIGS)
 def test_to_hf_loads_in_transformers(tmp_path, family, pre_norm):
     """``convert to-hf`` writes a directory that the family's classes load with the same hidden states."""
-    config = {"hubert": HubertConfig, "wav2vec2": Wav2Vec2Config, "wavlm": WavLMConfig}[family].tiny()
+    config = CONFIGS[family].tiny()
     config.encoder.layer_norm_first = pre_norm
     config.frontend.conv_mode = "layer_norm" if pre_norm else "default"
     torch.manual_seed(0)
@@ -120,7 +126,7 @@ def test_to_hf_loads_in_transformers(tmp_path, family, pre_norm):
     save_checkpoint(tmp_path / "model.pt", family, config.to_dict(), ours.state_dict())
     assert convert.main(["to-hf", str(tmp_path / "model.pt"), str(tmp_path / "hf")]) == 0
     written = json.loads((tmp_path / "hf/config.json").read_text())["architectures"]
-    assert written == [{"hubert": "HubertModel", "wav2vec2": "Wav2Vec2ForPreTraining", "wavlm": "WavLMModel"}[family]]
+    assert written == [BASE_CLASSES[family]]
     for name in (written[0], CTC_CLASSES[family]):
         reference = load_in_transformers(tmp_path / "hf", name)
         assert_same_hidden_states(reference, ours, pre_norm)
@@ -142,7 +148,7 @@ def test_a_config_without_architectures_loads_by_its_model_type(tmp_path, name):
     assert_same_hidden_states(reference, load_model(tmp_path), pre_norm=False)
 
 
-@pytest.mark.parametrize("name", ["Wav2Vec2ForSequenceClassification", "UniSpeechSatModel"])
+@pytest.mark.parametrize("name", ["Wav2Vec2ForSequenceClassification", "Data2VecAudioModel"])
 def test_unsupported_class_is_refused_by_name(tmp_path, name):
     config = getattr(transformers, name).config_class()
     config.architectures = [name]
@@ -444,3 +450,12 @@ def test_a_damaged_sharded_directory_is_named(tmp_path, capsys, damage, message)
     damage(tmp_path / "hf", json.loads((tmp_path / "hf/model.safetensors.index.json").read_text()))
     assert convert.main(["from-hf", str(tmp_path / "hf"), str(tmp_path / "x.pt")]) == 1
     assert message in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
+
+
+def test_unispeech_sat_codevector_settings_size_the_new_quantizer(tmp_path):
+    """HF's UniSpeech-SAT base classes store no quantizer: its settings still size audiossl's, both ways."""
+    hf_model("UniSpeechSatModel", pre_norm=False, num_codevector_groups=4).save_pretrained(tmp_path / "hf")
+    ours = load_model(tmp_path / "hf")
+    assert (ours.config.codebook_groups, ours.config.codebook_entries, ours.config.codebook_dim) == (4, 12, 32)
+    written = json.loads((save_hf(ours, tmp_path / "back") / "config.json").read_text())
+    assert (written["num_codevector_groups"], written["num_codevectors_per_group"], written["codevector_dim"]) == (4, 12, 32)

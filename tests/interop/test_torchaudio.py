@@ -15,7 +15,7 @@ from audiossl.interop.torchaudio import from_torchaudio, load_torchaudio_state_d
 from audiossl.models.hubert import HubertConfig
 
 LAYOUTS = {"base-layout": False, "large-layout": True}
-FAMILIES = ("wav2vec2", "hubert", "wavlm")
+FAMILIES = ("wav2vec2", "hubert", "wavlm", "unispeech_sat")
 
 
 def torchaudio_model(family: str, pre_norm: bool) -> torchaudio.models.Wav2Vec2Model:
@@ -96,7 +96,7 @@ def test_bundle_state_dict_file(tmp_path):
 def test_mismatches_are_named(tmp_path):
     with pytest.raises(InteropError, match="a torchaudio WavLM model is not a 'hubert' model"):
         from_torchaudio(torchaudio_model("wavlm", False), "hubert")
-    with pytest.raises(InteropError, match="converts to hubert, wav2vec2, wavlm, not 'best_rq'"):
+    with pytest.raises(InteropError, match="converts to hubert, wav2vec2, wavlm, unispeech_sat, not 'best_rq'"):
         from_torchaudio(torchaudio_model("hubert", False), "best_rq")
     with pytest.raises(InteropError, match="no torchaudio factory hubert_huge; sizes: wav2vec2: base"):
         load_torchaudio_state_dict(tmp_path / "x.pth", "hubert", "huge")
