@@ -1,11 +1,13 @@
-"""A forward+backward step of BASE-size wav2vec 2.0, HuBERT and WavLM: audiossl against torchaudio and transformers.
+"""A forward+backward step of BASE-size wav2vec 2.0, HuBERT and WavLM: audiossl against torchaudio, transformers
+and fairseq2 (wav2vec 2.0 only: fairseq2 has no HuBERT or WavLM).
 
     python bench/encoder_step.py [--rounds 3] [--warmup 1] [--batch 2] [--seconds 4] [--threads 0]
         [--families wav2vec2,hubert,wavlm] [--bf16 auto|yes|no] [--profile]
 
 For each family, one randomly initialised audiossl BASE model (waveform front end, layer drop 0)
-is converted to torchaudio's ``Wav2Vec2Model`` and to transformers' model with eager and with sdpa
-attention (where transformers has it), so every peer holds the same weights. Their last hidden
+is converted to torchaudio's ``Wav2Vec2Model``, to transformers' model with eager and with sdpa
+attention (where transformers has it) and to fairseq2's ``Wav2Vec2Model`` (its encoder front end and
+encoder), so every peer holds the same weights. Their last hidden
 states on the same batch are checked equal (1e-3) before any timing. A step is the forward pass
 in eval mode (no dropout, so the outputs compare) and the backward of the mean last hidden state.
 Each implementation runs in a process of its own (spawned by this one, each building the same
@@ -48,6 +50,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from audiossl.train.precision import native_bf16
 
+from audiossl.interop.fairseq2 import fairseq2_config, state_dict_to_fairseq2
 from audiossl.interop.huggingface import HF_FAMILIES
 from audiossl.interop.torchaudio import to_torchaudio
 from audiossl.models.hubert import HubertConfig, build_hubert
@@ -64,7 +67,7 @@ def full_lengths(wavs: torch.Tensor) -> torch.Tensor:
     return torch.full((wavs.shape[0],), wavs.shape[1])
 
 
-IMPLEMENTATIONS = ("audiossl", "torchaudio", "transformers eager", "transformers sdpa")
+IMPLEMENTATIONS = ("audiossl", "torchaudio", "transformers eager", "transformers sdpa", "fairseq2")
 
 
 def build_implementation(family: str, name: str) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -78,11 +81,33 @@ def build_implementation(family: str, name: str) -> Callable[[torch.Tensor], tor
     if name == "torchaudio":
         audio = to_torchaudio(ours).eval()
         return lambda wavs: audio(wavs)[0]
+    if name == "fairseq2":
+        return fairseq2_implementation(ours)
     entry, converters = HF_CLASSES[family], HF_FAMILIES[family]
     config = entry.config_class(**converters.config_to_hf(ours.config), attn_implementation=name.split()[-1])
     hf = entry(config).eval()
     hf.load_state_dict(converters.state_dict_to_hf(ours.state_dict()))
     return lambda wavs: hf(wavs).last_hidden_state
+
+
+def fairseq2_implementation(ours) -> Callable[[torch.Tensor], torch.Tensor]:
+    """fairseq2's wav2vec 2.0 with ``ours``'s weights (its quantizer unused, as fresh); ValueError for other families."""
+    if ours.config.family != "wav2vec2":
+        raise ValueError(f"fairseq2 has no {ours.config.family} model. ")
+    from fairseq2.models.wav2vec2 import create_wav2vec2_model
+    from fairseq2.nn import BatchLayout
+
+    model = create_wav2vec2_model(fairseq2_config(ours.config)).eval()
+    missing, unexpected = model.load_state_dict(state_dict_to_fairseq2(ours), strict=False)
+    assert not unexpected and all(name.startswith(("quantizer.", "final_")) for name in missing), missing
+
+    def run(wavs: torch.Tensor) -> torch.Tensor:
+        frontend = model.encoder_frontend
+        seqs, layout, _ = frontend.extract_features(wavs, BatchLayout.of(wavs))
+        seqs, _ = frontend.process_features(seqs, layout, None)
+        return model.encoder(seqs, layout)
+
+    return run
 
 
 def step_flops(run: Callable[[torch.Tensor], torch.Tensor], wavs: torch.Tensor) -> float:

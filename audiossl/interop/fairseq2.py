@@ -273,24 +273,31 @@ def fairseq2_config(config) -> Any:
         logit_temp=fairseq["logit_temp"])
 
 
-def save_fairseq2(model: SpeechEncoder, directory: str | os.PathLike) -> Path:
-    """Write a wav2vec 2.0 ``model`` (with its pretraining parts) as a fairseq2 checkpoint dir at step 0;
-    returns it. The directory is replaced whole, or kept as it was on a failure."""
-    from fairseq2.utils.structured import StandardValueConverter
-
+def state_dict_to_fairseq2(model: SpeechEncoder) -> dict[str, Tensor]:
+    """The state dict of fairseq2's ``Wav2Vec2Model`` of :func:`fairseq2_config` from a wav2vec 2.0 ``model``
+    (one without its pretraining parts gives the encoder's weights only)."""
     config = model.config
-    settings = fairseq2_config(config)
     state = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
-    if not any(name.startswith(PRETRAINING_PARTS) for name in state):
-        raise InteropError("fairseq2's wav2vec2 models hold the quantizer; the model has no pretraining parts")
     fairseq2_state = rename_weights(state, _names(config), to_hf=True, source="audiossl")
-    if settings.encoder_config.feature_dim == settings.encoder_config.model_dim:  # no projection in fairseq2
+    if config.frontend.conv_layers[-1][0] == config.encoder.dim:  # no projection in fairseq2
         weight = fairseq2_state.pop("encoder_frontend.model_dim_proj.weight")
         bias = fairseq2_state.pop("encoder_frontend.model_dim_proj.bias")
         if not (torch.equal(weight, torch.eye(weight.shape[0])) and not bias.any()):
             raise InteropError("fairseq2 has no feature projection when the CNN's channels equal the model's "
                                "dimension; this model's projection is not the identity")
     fairseq2_state[UPDATE_COUNT] = torch.zeros((), dtype=torch.int64)
+    return fairseq2_state
+
+
+def save_fairseq2(model: SpeechEncoder, directory: str | os.PathLike) -> Path:
+    """Write a wav2vec 2.0 ``model`` (with its pretraining parts) as a fairseq2 checkpoint dir at step 0;
+    returns it. The directory is replaced whole, or kept as it was on a failure."""
+    from fairseq2.utils.structured import StandardValueConverter
+
+    settings = fairseq2_config(model.config)
+    if not any(name.startswith(PRETRAINING_PARTS) for name in model.state_dict()):
+        raise InteropError("fairseq2's wav2vec2 models hold the quantizer; the model has no pretraining parts")
+    fairseq2_state = state_dict_to_fairseq2(model)
     metadata = {"name": "checkpoint", "model_family": "wav2vec2",
                 "model_config": StandardValueConverter().unstructure(settings)}
     directory = Path(directory)
