@@ -98,7 +98,7 @@ help_message="Usage: $0 [options]   (run from egs/<corpus>/ssl)
   --finetune-config F          run config of that fine-tuning ($finetune_config)
   --finetune-args '...'        extra options for python -m audiossl.bin.finetune_ctc there
   --init MODEL                 continued pretraining: iteration 1 starts from MODEL (an audiossl checkpoint, a
-                               Hugging Face dir or a fairseq .pt of the same family), keeping its config (a run
+                               Hugging Face dir, a fairseq or s3prl .pt or a fairseq2 dir of the same family), keeping its config (a run
                                config that differs is refused by name); k-means 1 clusters layer
                                --kmeans1-layer of MODEL on the recipe's data; --inputs must be what MODEL reads
   --kmeans1-model MODEL        k-means 1 clusters a layer of MODEL instead of MFCC (any model load_model reads;

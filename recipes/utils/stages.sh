@@ -8,7 +8,8 @@
 #   has_settings MARKER SETTINGS   true when MARKER exists and records SETTINGS
 #   file_digest PATH          the SHA-256 of PATH's content, for SETTINGS that name a config or an input: of a
 #                             file, or of a dir's files (their names and contents; not its subdirs, such as the
-#                             split<N> of a data dir); "none" for '', "missing" for no such path
+#                             split<N> of a data dir, but for model weights below it: a fairseq2 checkpoint dir
+#                             keeps them in step_<N>/model/); "none" for '', "missing" for no such path
 #   with_digests WORD...      the words, each that names a file or dir as PATH@<its file_digest, 16 digits>
 #                             (PATH its real path relative to here, however the word spelt it): the
 #                             SETTINGS of a stage whose inputs are other stages' outputs (labels, data dirs,
@@ -43,7 +44,9 @@ done_with_settings() {
 
 file_digest() {
   if [ -z "$1" ]; then echo none
-  elif [ -d "$1" ]; then (cd "$1" && find -L . -maxdepth 1 -type f -print0 | sort -z | xargs -0r sha256sum) | sha256sum | cut -d' ' -f1
+  elif [ -d "$1" ]; then
+    (cd "$1" && find -L . -type f \( ! -path './*/*' -o -name '*.pt' -o -name '*.safetensors' -o -name '*.bin' \) \
+      -print0 | sort -z | xargs -0r sha256sum) | sha256sum | cut -d' ' -f1
   elif [ -e "$1" ]; then sha256sum < "$1" | cut -d' ' -f1
   else echo missing; fi
 }

@@ -103,3 +103,25 @@ def test_an_empty_marker_from_before_settings_were_recorded_counts_as_done(tmp_p
     assert "old: already done (old.done, which records no settings)\nskipped" in out
     assert "other: doing it again: other.done records other settings (k=1), not k=2\nredo" in out
     assert (tmp_path / "old.done").exists() and not (tmp_path / "other.done").exists()
+
+
+def test_a_dir_digest_covers_its_files_and_the_model_weights_below_it(tmp_path):
+    """A data dir's split<N> tables do not count; a fairseq2 checkpoint dir's step_<N>/model weights do."""
+    data, checkpoint = tmp_path / "data", tmp_path / "ckpt"
+    (data / "split2" / "1").mkdir(parents=True)
+    (data / "wav.scp").write_text("a a.wav\n")
+    (checkpoint / "step_3" / "model" / "pp_00" / "tp_00").mkdir(parents=True)
+    (checkpoint / "model.yaml").write_text("model_family: wav2vec2\n")
+    weights = checkpoint / "step_3" / "model" / "pp_00" / "tp_00" / "sdp_00.pt"
+    weights.write_bytes(b"weights 1")
+
+    def digests() -> list[str]:
+        return stages(tmp_path, "file_digest data; file_digest ckpt").split()
+
+    before = digests()
+    (data / "split2" / "1" / "wav.scp").write_text("a a.wav\n")
+    weights.write_bytes(b"weights 2")
+    after = digests()
+    assert after[0] == before[0] and after[1] != before[1]
+    (data / "wav.scp").write_text("b b.wav\n")
+    assert digests()[0] != before[0]
