@@ -161,6 +161,10 @@ def load_model(path: str | os.PathLike) -> nn.Module:
     have ``model.transcribe(wavs, lengths) -> list[str]``.
     """
     if not str(path) or not Path(path).exists():
+        aside = Path(path).with_name(f".{Path(path).name}.old") if str(path) else None
+        if aside is not None and aside.is_dir():  # atomic_dir's replacement of it was killed between renames
+            raise CheckpointError(f"{path}: no such directory, but its earlier content is in {aside}: a "
+                                  "conversion onto it was stopped midway; run it again or rename that back")
         hub = " (a hub name? nothing is downloaded: save_pretrained the model to a local directory)" \
             if str(path).count("/") == 1 and not str(path).startswith((".", "/")) else ""
         raise CheckpointError(f"{str(path) or 'an empty path'}: no such file or directory{hub}")

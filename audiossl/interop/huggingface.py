@@ -21,9 +21,11 @@ layout (layer norms) agrees with HF on padded batches given HF's ``attention_mas
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -32,7 +34,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from audiossl.atomic import atomic_path
+from audiossl.atomic import atomic_dir
 from audiossl.checkpoint import load_failure, weights_mismatch
 from audiossl.errors import InteropError
 from audiossl.models.encoder import SpeechEncoder
@@ -258,12 +260,25 @@ def save_hf(model: SpeechEncoder, directory: str | os.PathLike) -> Path:
     config["architectures"] = [entry.pretraining_class if pretraining else entry.classes[0]]
     hf_state = {name: tensor.detach().contiguous() for name, tensor in entry.state_dict_to_hf(state).items()}
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    # both files are written in full beside their places before either moves in: a failure leaves the model
-    # the directory held whole; weights of another format, or shards, left there would be another model's
-    with atomic_path(directory / WEIGHT_FILES[0]) as weights, atomic_path(directory / "config.json") as config_file:
-        save_file(hf_state, weights, metadata={"format": "pt"})
-        config_file.write_text(json.dumps(config, indent=2) + "\n")
-    for stale in [*WEIGHT_FILES[1:], *(path.name for pattern in SHARD_FILES for path in directory.glob(pattern))]:
-        (directory / stale).unlink(missing_ok=True)
+    # the directory is replaced whole: its other files (a preprocessor config, a tokenizer) are linked into
+    # the new one; the old model's files (weights of another format, shards) would be another model's
+    with atomic_dir(directory) as tmp:
+        if directory.is_dir():
+            shutil.copytree(directory, tmp, dirs_exist_ok=True, copy_function=_link_or_copy,
+                            ignore=lambda folder, names: _model_files(names) if Path(folder) == directory else [])
+        save_file(hf_state, tmp / WEIGHT_FILES[0], metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return directory
+
+
+def _model_files(names: list[str]) -> list[str]:
+    """Those of a directory's file ``names`` that hold its model: config.json, weights, shards."""
+    return [name for name in names if name in ("config.json", *WEIGHT_FILES)
+            or any(fnmatch.fnmatch(name, pattern) for pattern in SHARD_FILES)]
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # a file system without hard links
+        shutil.copy2(source, target)

@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from audiossl import load_model
 from audiossl.bin import convert
 from audiossl.checkpoint import build_model, save_checkpoint
-from audiossl.errors import InteropError
+from audiossl.errors import InteropError, UserError
 from audiossl.interop.huggingface import load_hf, save_hf
 from audiossl.models.ctc.factory import ctc_over_encoder
 from audiossl.models.hubert import HubertConfig, build_hubert
@@ -459,3 +459,36 @@ def test_unispeech_sat_codevector_settings_size_the_new_quantizer(tmp_path):
     assert (ours.config.codebook_groups, ours.config.codebook_entries, ours.config.codebook_dim) == (4, 12, 32)
     written = json.loads((save_hf(ours, tmp_path / "back") / "config.json").read_text())
     assert (written["num_codevector_groups"], written["num_codevectors_per_group"], written["codevector_dim"]) == (4, 12, 32)
+
+
+def test_to_hf_killed_between_its_renames_loses_nothing(tmp_path, monkeypatch, capsys):
+    """The directory is swapped whole; a kill between the swap's renames leaves the earlier one aside, which
+    load_model names and the next conversion puts back (kept whole if that one fails too)."""
+    reference = hf_model("HubertModel", pre_norm=False)
+    reference.save_pretrained(tmp_path / "hf")
+    (tmp_path / "hf/tokenizer").mkdir()
+    (tmp_path / "hf/tokenizer/vocab.json").write_text("{}")
+    config = WavLMConfig.tiny()
+    save_checkpoint(tmp_path / "model.pt", "wavlm", config.to_dict(), build_model("wavlm", config.to_dict()).state_dict())
+    rename = type(tmp_path).rename
+
+    def killed_at_second_rename(self, target):
+        if self.name == ".hf.tmp":
+            raise KeyboardInterrupt
+        return rename(self, target)
+
+    monkeypatch.setattr(type(tmp_path), "rename", killed_at_second_rename)
+    with pytest.raises(KeyboardInterrupt):
+        convert.main(["to-hf", str(tmp_path / "model.pt"), str(tmp_path / "hf")])
+    monkeypatch.undo()
+    with pytest.raises(UserError, match=r"hf: no such directory, but its earlier content is in .*\.hf\.old"):
+        load_model(tmp_path / "hf")
+    monkeypatch.setattr("audiossl.interop.huggingface.save_file", lambda *args, **kwargs: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        convert.main(["to-hf", str(tmp_path / "model.pt"), str(tmp_path / "hf")])
+    monkeypatch.undo()
+    assert_same_hidden_states(reference, load_model(tmp_path / "hf"), pre_norm=False)
+    assert convert.main(["to-hf", str(tmp_path / "model.pt"), str(tmp_path / "hf")]) == 0
+    assert load_model(tmp_path / "hf").config.family == "wavlm"
+    assert (tmp_path / "hf/tokenizer/vocab.json").read_text() == "{}"
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(".")) == []
