@@ -17,7 +17,8 @@ from pathlib import Path
 
 from audiossl.bin.arguments import positive_int
 from audiossl.data.kaldi_dir import (FEATURE_TABLES, DataDir, DataDirError, check_not_a_source, combine_data_dirs,
-                                     fix_data_dir, spk2utt_from_utt2spk, subset_utterances, write_split)
+                                     fix_data_dir, spk2utt_from_utt2spk, subset_utterances, unfinished_write,
+                                     write_split)
 from audiossl.data.validate import validate_data_dir
 from audiossl.errors import reports_user_errors
 
@@ -98,8 +99,9 @@ def main(argv=None) -> int:
         for problem in problems:
             print(problem, file=sys.stderr)
         if problems:
-            print(f"{args.data_dir}: {len(problems)} problem(s); utils/fix_data_dir.sh fixes missing/extra/"
-                  "unsorted entries", file=sys.stderr)
+            fixable = unfinished_write(Path(args.data_dir)) is None   # fix refuses a dir whose write stopped midway
+            hint = "; utils/fix_data_dir.sh fixes missing/extra/unsorted entries" if fixable else ""
+            print(f"{args.data_dir}: {len(problems)} problem(s){hint}", file=sys.stderr)
             return 1
         print(f"{args.data_dir}: valid ({len(DataDir.read(args.data_dir).utterances)} utterances)", file=sys.stderr)
     elif args.command == "fix":

@@ -297,6 +297,17 @@ def test_a_write_killed_between_its_renames_is_refused_until_written_again(data_
     assert len(data.utterances) == 2 and data.utterances == sorted(data["text"]) == sorted(data["wav.scp"])
 
 
+def test_validate_of_a_dir_whose_write_stopped_midway_does_not_point_to_fix(tmp_path, capsys):
+    """fix refuses that dir too: the step that wrote it is the way out."""
+    from audiossl.bin import data_dir as data_dir_main
+
+    write_table(tmp_path / "utt2spk", {"a": "a"})
+    (tmp_path / ".incomplete").touch()
+    assert data_dir_main.main(["validate", "--no-text", "--no-wav", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "run the step that wrote it again" in err and "fix_data_dir" not in err
+
+
 def test_load_entry_pipe_segment_resample(data_dir, audio_dir):
     data = DataDir.read(data_dir)
     plain, _ = load_entry(str(audio_dir / "rec1.wav"))
