@@ -71,7 +71,7 @@ from audiossl.corpora.mini_tts import (MAX_FAILURE_RATE, MIN_SECONDS, SAMPLE_RAT
                                        synthesize_raw)
 from audiossl.corpora.noise import POWER_LAW_EXPONENTS, power_law_noise
 from audiossl.corpora.workers import audio_dir_lock, thread_pool
-from audiossl.data.kaldi_dir import DataDir, read_table
+from audiossl.data.kaldi_dir import DataDir, check_complete, read_table
 from audiossl.eval.verification import Trial, write_trials
 
 log = logging.getLogger(__name__)
@@ -460,6 +460,7 @@ def mfcc_statistics(data_dir: str | os.PathLike) -> dict[str, np.ndarray]:
     stats = {}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)     # ops this small run many times slower on a busy machine with more threads
+    check_complete(data_dir)
     try:
         for utt, entry in read_table(Path(data_dir) / "wav.scp").items():
             feats = extractor(load_entry(entry)[0])
@@ -488,7 +489,7 @@ def mfcc_statistics_baseline(data_dir: str | os.PathLike) -> dict[str, float]:
     data_dir = Path(data_dir)
     voice_of = {row["speaker"]: row["voice"] for row in read_tsv(data_dir / "local" / "speakers.tsv")}
     stats = {split: mfcc_statistics(data_dir / split) for split in ("sid_train", "sid_dev", "sid_test", "asv_test")}
-    utt2spk = {split: read_table(data_dir / split / "utt2spk") for split in stats}
+    utt2spk = {split: read_table(data_dir / split / "utt2spk") for split in stats}   # dirs checked by mfcc_statistics
 
     def xy(split: str, label) -> tuple[np.ndarray, list[str]]:
         utts = sorted(stats[split])

@@ -144,9 +144,10 @@ def unfinished_write(path: Path) -> str | None:
     return None
 
 
-def _check_complete(path: Path) -> None:
-    """A DataDirError naming ``path`` when a write of its tables stopped midway."""
-    if why := unfinished_write(path):
+def check_complete(path: str | os.PathLike) -> None:
+    """A DataDirError naming the data dir ``path`` when a write of its tables stopped midway: called
+    before any of its tables is read."""
+    if why := unfinished_write(Path(path)):
         raise DataDirError(f"{path}: {why}")
 
 
@@ -180,7 +181,7 @@ class DataDir:
         path = Path(path)
         if not path.is_dir():
             raise DataDirError(f"{path}: not a directory")
-        _check_complete(path)
+        check_complete(path)
         for name in needs:
             if not (path / name).is_file():
                 raise DataDirError(f"{path / name}: missing")
@@ -294,7 +295,7 @@ def read_fixing(path: str | os.PathLike) -> tuple[DataDir, list[Problem]]:
     path = Path(path)
     if not path.is_dir():
         raise DataDirError(f"{path}: not a directory")
-    _check_complete(path)
+    check_complete(path)
     problems: list[Problem] = []
     tables = {n: read_table(path / n, problems) for n in ALL_TABLES if (path / n).is_file()}
     return DataDir(tables), problems

@@ -8,10 +8,11 @@ joined by commas, ``utt 12,7,3 12,9,0 ...``: read back as ``(frames, K)`` arrays
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 
-from audiossl.data.kaldi_dir import DataDirError, merge_tables, read_table, write_table
+from audiossl.data.kaldi_dir import DataDirError, check_complete, merge_tables, read_table, write_table
 from audiossl.errors import UserError
 
 _PREVIEW = 5
@@ -119,8 +120,9 @@ def check_label_lengths(labels: dict[str, np.ndarray], expected_frames: dict[str
 
 
 def read_frame_counts(path: str | os.PathLike) -> dict[str, int]:
-    """Read an ``utt2num_frames`` table: ``{utt: frames}``."""
+    """Read a data dir's ``utt2num_frames`` table: ``{utt: frames}``."""
     try:
+        check_complete(Path(path).parent)
         table = read_table(path)
     except DataDirError as err:
         raise LabelError(str(err)) from err

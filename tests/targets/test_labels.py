@@ -117,3 +117,11 @@ def test_read_frame_counts(tmp_path):
     path.write_text("u1 12\nu2 seven\n")
     with pytest.raises(LabelError, match="'u2'"):
         read_frame_counts(path)
+
+
+def test_frame_counts_of_a_data_dir_whose_write_stopped_midway_are_refused(tmp_path):
+    """utt2num_frames may be of another write than the dir's other tables."""
+    (tmp_path / "utt2num_frames").write_text("u1 12\n")
+    (tmp_path / ".incomplete").touch()
+    with pytest.raises(LabelError, match=f"{tmp_path}: a write of its tables stopped midway"):
+        read_frame_counts(tmp_path / "utt2num_frames")
