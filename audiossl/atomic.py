@@ -35,14 +35,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        replace_synced(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def replace_synced(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Sync the finished file ``src`` to disk, then rename it onto ``dst`` (same directory): the rename
+    of :func:`atomic_path`, for files whose temporary names are chosen elsewhere."""
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(src, dst)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

@@ -13,6 +13,7 @@ import kaldiio
 import numpy as np
 from tqdm import tqdm
 
+from audiossl.atomic import replace_synced
 from audiossl.audio import AudioError, load_entry
 from audiossl.data.kaldi_dir import DataDir, read_table, write_table
 from audiossl.errors import UserError
@@ -46,7 +47,7 @@ def compute_features(data: DataDir, extractor: FeatureExtractor, ark_path: str |
 @contextmanager
 def ark_pair_in_place(ark_path: Path, *companions: str) -> Iterator[tuple[Path, ...]]:
     """Temporary paths of ``ark_path``, its ``.scp`` and its files of each ``companions`` suffix (e.g.
-    ``.utt2num_frames``), moved onto them when the block ends without an error (the scp's entries
+    ``.utt2num_frames``), synced and moved onto them when the block ends without an error (the scp's entries
     pointed at ``ark_path``); on an error all are removed and the previous files are left as they were."""
     ark_path.parent.mkdir(parents=True, exist_ok=True)
     scp_path = ark_path.with_suffix(".scp")
@@ -61,8 +62,8 @@ def ark_pair_in_place(ark_path: Path, *companions: str) -> Iterator[tuple[Path, 
         # No scp while the others are swapped: a job killed in between leaves none rather than a mismatch.
         scp_path.unlink(missing_ok=True)
         for path in others:
-            os.replace(temporary[path], path)
-        os.replace(tmp_scp, scp_path)
+            replace_synced(temporary[path], path)
+        replace_synced(tmp_scp, scp_path)
     finally:
         for path in temporary.values():
             path.unlink(missing_ok=True)

@@ -191,6 +191,23 @@ def test_a_kill_while_features_are_moved_in_leaves_no_scp_beside_other_counts(da
     assert counts["spkA-u1"] == str(kaldiio.load_ark(str(ark)).__next__()[1].shape[0])
 
 
+def test_features_and_cmvn_are_synced_to_disk_whole_before_they_take_their_names(data_dir, tmp_path, monkeypatch):
+    """As every atomic write: a power loss after the renames cannot leave an empty ark, scp or counts."""
+    synced, fsync = set(), os.fsync
+
+    def recording(fd):
+        fsync(fd)
+        synced.add((os.fstat(fd).st_ino, os.fstat(fd).st_size))
+
+    monkeypatch.setattr(os, "fsync", recording)
+    ark, cmvn = tmp_path / "raw.ark", tmp_path / "cmvn.ark"
+    compute_features(DataDir.read(data_dir), FeatureExtractor(FeatureConfig.from_kaldi_args("fbank", [])), ark)
+    write_table(data_dir / "feats.scp", read_table(ark.with_suffix(".scp")))
+    compute_cmvn(DataDir.read(data_dir), cmvn)
+    for path in (ark, ark.with_suffix(".scp"), ark.with_suffix(".utt2num_frames"), cmvn, cmvn.with_suffix(".scp")):
+        assert (path.stat().st_ino, path.stat().st_size) in synced, path.name
+
+
 def test_cmvn_of_an_utterance_without_features_is_named(data_dir, tmp_path):
     """An utterance of utt2spk not in feats.scp was a KeyError."""
     write_table(data_dir / "feats.scp", {"spkA-u1": "a.ark:8"})
