@@ -169,6 +169,20 @@ def test_a_cache_another_process_is_writing_is_waited_for_and_a_cache_without_me
                                                                                                f"{path.name}.lock"]
 
 
+def test_a_cache_write_that_fails_leaves_nothing_beside_the_cache(checkpoint, data_dir, tmp_path, monkeypatch):
+    """A full disk while the states are written: no temporary dir of them stays, and a rerun computes the cache."""
+    upstream = open_upstream(str(checkpoint))
+    path = cache_dir(tmp_path / "cache", upstream, data_dir, "mean")
+    monkeypatch.setattr("audiossl.eval.superb.cache.np.savez", lambda *a, **k: (_ for _ in ()).throw(
+        OSError(28, "No space left on device")))
+    with pytest.raises(OSError, match="No space left"):
+        hidden_states(tmp_path / "cache", upstream, data_dir, "mean")
+    assert sorted(p.name for p in path.parent.iterdir()) == [f"{path.name}.lock"]
+    monkeypatch.undo()
+    assert hidden_states(tmp_path / "cache", upstream, data_dir, "mean").states.shape[0] == 4
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name, f"{path.name}.lock"]
+
+
 def test_s3prl_baseline_upstream_is_s3prl_itself(data_dir):
     upstream = open_upstream("fbank")
     wavs, lengths = torch.randn(2, 16000), torch.tensor([16000, 12000])

@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from audiossl.atomic import waiting_lock, write_text_atomic
+from audiossl.atomic import atomic_dir, waiting_lock, write_text_atomic
 from audiossl.data.dataset import UtteranceDataset, sorted_batches
 from audiossl.data.kaldi_dir import DataDir
 from audiossl.errors import UserError
@@ -120,17 +119,13 @@ def write_cache(path: Path, upstream: Upstream, data_dir: str | os.PathLike, kin
     order = data.utterances
     lengths = np.array([rows[u].shape[0] for u in order], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    np.save(tmp / "states.npy", np.concatenate([rows[u] for u in order]))
-    np.savez(tmp / "index.npz", offsets=offsets, lengths=lengths)
-    write_text_atomic(tmp / "utterances", "".join(f"{u}\n" for u in order))
     info = {**meta, "upstream_name": upstream.name, "data_dir": str(data_dir), "frame_rate": upstream.frame_rate,
             "hidden_sizes": upstream.hidden_sizes, "utterances": len(order), "frames": int(lengths.sum())}
-    write_text_atomic(tmp / "meta.json", json.dumps(info, indent=1) + "\n")
-    shutil.rmtree(path, ignore_errors=True)  # a cache dir left without its meta.json (removed by hand): replaced
-    tmp.rename(path)
+    with atomic_dir(path) as tmp:   # replaces a cache dir left without its meta.json (removed by hand)
+        np.save(tmp / "states.npy", np.concatenate([rows[u] for u in order]))
+        np.savez(tmp / "index.npz", offsets=offsets, lengths=lengths)
+        write_text_atomic(tmp / "utterances", "".join(f"{u}\n" for u in order))
+        write_text_atomic(tmp / "meta.json", json.dumps(info, indent=1) + "\n")
     logger.info("%s: %d utterances, %d frames of %d hidden states cached in %s", data_dir, len(order),
                 int(lengths.sum()), upstream.num_states, path)
 
