@@ -43,12 +43,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 def replace_synced(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     """Sync the finished file ``src`` to disk, then rename it onto ``dst`` (same directory): the rename
     of :func:`atomic_path`, for files whose temporary names are chosen elsewhere."""
-    fd = os.open(src, os.O_RDONLY)
+    _sync(src)
+    os.replace(src, dst)
+
+
+def _sync(path: str | os.PathLike) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(src, dst)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
@@ -61,8 +65,8 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """A fresh temporary directory beside ``path`` to fill; it replaces ``path`` whole when the block ends
     without an error (no file of an earlier ``path`` stays), and is removed, ``path`` left as it was, when
-    it raises. A kill between the two renames leaves the earlier directory as ``.<name>.old`` beside it,
-    and the next ``atomic_dir`` of ``path`` puts it back first.
+    it raises. Its files are synced to disk before the swap. A kill between the two renames leaves the
+    earlier directory as ``.<name>.old`` beside it, and the next ``atomic_dir`` of ``path`` puts it back first.
     """
     path = Path(path)
     tmp, old = path.with_name(f".{path.name}.tmp"), path.with_name(f".{path.name}.old")
@@ -72,6 +76,9 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     tmp.mkdir(parents=True)
     try:
         yield tmp
+        for folder, _, names in os.walk(tmp):  # on disk before the swap, as atomic_path's files
+            for name in names:
+                _sync(Path(folder, name))
         shutil.rmtree(old, ignore_errors=True)
         if path.exists():
             path.rename(old)

@@ -9,8 +9,11 @@ import pytest
 from audiossl.atomic import atomic_dir, atomic_path, write_text_atomic
 from audiossl.checkpoint import save_checkpoint
 from audiossl.interop.fairseq import save_fairseq
+from audiossl.interop.fairseq2 import save_fairseq2
 from audiossl.interop.huggingface import save_hf
+from audiossl.interop.s3prl import save_s3prl
 from audiossl.models.hubert import HubertConfig, build_hubert
+from audiossl.models.wav2vec2 import Wav2Vec2Config, build_wav2vec2
 
 
 def test_a_finished_write_replaces_the_file(tmp_path):
@@ -79,7 +82,10 @@ def test_a_directory_left_aside_by_a_killed_replacement_is_put_back_by_the_next(
     (lambda model, out: save_fairseq(model, out / "fairseq.pt"), ["fairseq.pt"]),
     (lambda model, out: save_hf(model, out / "hf"), ["hf/config.json", "hf/model.safetensors"]),
     (lambda model, out: write_text_atomic(out / "table.txt", "a 1\n"), ["table.txt"]),
-], ids=["checkpoint", "fairseq", "hugging-face", "text"])
+    (lambda model, out: save_s3prl(model, out / "s3prl.pt"), ["s3prl.pt"]),
+    (lambda model, out: save_fairseq2(build_wav2vec2(Wav2Vec2Config.tiny()), out / "fs2"),
+     ["fs2/model.yaml", "fs2/step_0/model/pp_00/tp_00/sdp_00.pt"]),
+], ids=["checkpoint", "fairseq", "hugging-face", "text", "s3prl", "fairseq2"])
 def test_a_file_is_synced_to_disk_whole_before_it_takes_its_name(tmp_path, monkeypatch, writer, written):
     """Every writer through ``atomic_path`` syncs the file it renames (a power loss after the rename
     cannot leave an empty file): each written file was synced, by inode, at its final size."""
