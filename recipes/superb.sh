@@ -12,7 +12,7 @@ set -euo pipefail
 
 stage=0
 stop_stage=100
-upstream=""               # checkpoint, Hugging Face directory or s3prl baseline (fbank, mfcc, ...)
+upstream=""               # any model load_model reads, or an s3prl baseline (fbank, mfcc, ...)
 name=""                   # the upstream's name in exp dirs and the table (default: from --upstream)
 tasks="pr asr ks ic sid asv instrument pitch tagging key"
 size=full                 # task set size: full | tiny (tests)
@@ -32,7 +32,8 @@ results_section="Frozen upstreams"
 results_command=""        # the command the section names (default: run.sh with this run's options)
 help_message="Usage: $0 --upstream U [options]   (run from egs/<corpus>/superb)
   --stage N / --stop-stage M  run stages N..M (0 data, 1 check, 2 tasks, 3 table)
-  --upstream U              an audiossl checkpoint, a Hugging Face model dir, or an s3prl baseline
+  --upstream U              any model audiossl.load_model reads (audiossl checkpoint, Hugging Face or
+                            fairseq2 dir, fairseq or s3prl .pt), or an s3prl baseline
                             (fbank, fbank_no_cmvn, mfcc, mel, linear, spectrogram)
   --name NAME               its name in $exp/<name>/<task> and in the table (default: from U)
   --tasks '...'             any of: $tasks

@@ -2,7 +2,7 @@
 
 :func:`open_upstream` turns the ``--upstream`` argument into an :class:`Upstream`: a path is read
 by :func:`audiossl.load_model` (any family's checkpoint, a fine-tuned one included, a local
-Hugging Face or fairseq model); a bare name of :data:`S3PRL_BASELINES` is s3prl's own
+Hugging Face, fairseq, s3prl or fairseq2 model); a bare name of :data:`S3PRL_BASELINES` is s3prl's own
 download-free feature extractor, run through s3prl itself. Anything else is an error naming it.
 """
 from __future__ import annotations
