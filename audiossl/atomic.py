@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from audiossl.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 
@@ -67,10 +69,18 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     without an error (no file of an earlier ``path`` stays), and is removed, ``path`` left as it was, when
     it raises. Its files are synced to disk before the swap. A kill between the two renames leaves the
     earlier directory as ``.<name>.old`` beside it, and the next ``atomic_dir`` of ``path`` puts it back first.
+    A link to a directory replaces the directory it links to; a file, the working directory or one above it
+    is a :class:`~audiossl.errors.UserError`.
     """
-    path = Path(path)
+    path = Path(path).absolute()
+    if path.is_symlink():  # the directory it links to is the one replaced
+        path = path.resolve()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: a file, not a directory: name a directory to write")
+    if path == Path.cwd() or path in Path.cwd().parents:
+        raise UserError(f"{path}: the working directory or one above it cannot be replaced; name another directory")
     tmp, old = path.with_name(f".{path.name}.tmp"), path.with_name(f".{path.name}.old")
-    if old.exists() and not path.exists():  # a run killed between the renames below: the earlier directory, whole
+    if old.is_dir() and not path.exists():  # a run killed between the renames below: the earlier directory, whole
         old.rename(path)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -16,6 +16,9 @@ parallel ranks are refused (fairseq2 consolidates them). The settings go through
 :func:`~audiossl.interop.fairseq.config_from_fairseq`, which fairseq2's wav2vec 2.0 mirrors setting by
 setting; :func:`save_fairseq2` writes the layout above with step 0, which
 ``get_wav2vec2_model_hub().load_custom_model(<dir>/step_0/model, config)`` loads.
+
+Padded batches: audiossl keeps padding out of the first CNN layer's group norm (the base layout) and
+fairseq2 does not, so there each item's valid frames equal fairseq2's output for that item alone.
 """
 from __future__ import annotations
 
@@ -77,8 +80,11 @@ def _names(config) -> tuple[tuple[str, str], ...]:
 
 
 def checkpoint_root(path: str | os.PathLike) -> Path | None:
-    """The fairseq2 checkpoint dir (the one holding ``model.yaml``) at or above ``path``, if any."""
+    """The fairseq2 checkpoint dir (the one holding ``model.yaml``) at or above ``path``, or the
+    ``checkpoints`` dir of a fairseq2 run's output dir ``path``; None if none."""
     path = Path(path).absolute()
+    if (path / "checkpoints" / METADATA).is_file():
+        return path / "checkpoints"
     for candidate in [path, *path.parents][:6]:  # a shard file is five levels below
         if (candidate / METADATA).is_file():
             return candidate
@@ -89,7 +95,8 @@ def weights_file(path: Path, root: Path) -> Path:
     """The state dict file ``path`` stands for: itself, its model dir's shard, or the last step's."""
     if path.is_file():
         return path
-    if path == root:
+    if path in (root, root.parent):  # the checkpoint dir, or the run's output dir above it
+        path = root
         steps = {int(match[1]): step for step in path.glob("step_*")
                  if (match := re.fullmatch(r"step_(\d+)", step.name)) and (step / "model").is_dir()}
         if not steps:
@@ -147,7 +154,7 @@ def fairseq_settings(family: str, config: Any) -> dict[str, Any]:
     encoder = config.encoder_config
     pre_norm = encoder.norm_order == TransformerNormOrder.PRE
     need = {"use_fbank": False, "use_conformer": False, "pos_encoder_type": "conv",
-            "layer_norm_features": not pre_norm}
+            "layer_norm_features": not pre_norm, "feature_dim": encoder.feature_extractor_layer_descs[-1][0]}
     wrong = [f"encoder_config.{key}={getattr(encoder, key)!r} (need {want!r})" for key, want in need.items()
              if getattr(encoder, key) != want]
     if encoder.norm_order not in (TransformerNormOrder.PRE, TransformerNormOrder.POST):
@@ -156,7 +163,7 @@ def fairseq_settings(family: str, config: Any) -> dict[str, Any]:
         wrong += [f"{key}={getattr(config, key)!r} (need True)" for key in ("final_proj_bias", "quantizer_encoder_grad")
                   if not getattr(config, key)]
         head = config
-    else:  # a fine-tuned encoder: the pretraining parts are new, of fairseq2's defaults
+    else:  # a fine-tuned encoder: the pretraining parts (and mask: the fine-tuning one is SpecAugment's) new
         head = Wav2Vec2Config(encoder_config=encoder)
     if wrong:
         raise InteropError("unsupported fairseq2 wav2vec2 settings: " + ", ".join(wrong))
@@ -171,7 +178,7 @@ def fairseq_settings(family: str, config: Any) -> dict[str, Any]:
         "layer_norm_first": pre_norm, "conv_pos": encoder.pos_conv_kernel_size,
         "conv_pos_groups": encoder.num_pos_conv_groups, "pos_conv_depth": encoder.pos_encoder_depth,
         "dropout_input": encoder.first_pass_dropout_p,
-        "mask_prob": config.max_temporal_mask_prob, "mask_length": config.temporal_mask_span_len,
+        "mask_prob": head.max_temporal_mask_prob, "mask_length": head.temporal_mask_span_len,
         "final_dim": head.final_dim, "logit_temp": head.logit_temp, "latent_vars": head.num_codebook_entries,
         "latent_groups": head.num_codebooks, "latent_dim": head.quantized_dim,
         "latent_temp": list(head.codebook_sampling_temperature), "num_negatives": head.num_distractors,
@@ -199,7 +206,7 @@ def load_fairseq2(path: str | os.PathLike, num_classes: int = 100) -> SpeechEnco
     then each layer's (the last with the final layer norm in pre-norm models). ``num_classes`` is
     unused (wav2vec 2.0 has no target classes); it keeps the signature of the other loaders.
     """
-    path = Path(path)
+    path = Path(path).absolute()
     root = checkpoint_root(path)
     if root is None:
         raise InteropError(f"{path}: no fairseq2 {METADATA} here or in the directories above: fairseq2 keeps "
@@ -291,16 +298,29 @@ def state_dict_to_fairseq2(model: SpeechEncoder) -> dict[str, Tensor]:
 
 def save_fairseq2(model: SpeechEncoder, directory: str | os.PathLike) -> Path:
     """Write a wav2vec 2.0 ``model`` (with its pretraining parts) as a fairseq2 checkpoint dir at step 0;
-    returns it. The directory is replaced whole, or kept as it was on a failure."""
+    returns it. The directory is replaced whole, or kept as it was on a failure; one that holds
+    anything but an earlier such dir (``model.yaml``, ``step_<N>``) is refused, not emptied."""
+    from fairseq2.models.wav2vec2 import create_wav2vec2_model
     from fairseq2.utils.structured import StandardValueConverter
 
     settings = fairseq2_config(model.config)
     if not any(name.startswith(PRETRAINING_PARTS) for name in model.state_dict()):
         raise InteropError("fairseq2's wav2vec2 models hold the quantizer; the model has no pretraining parts")
+    try:  # fairseq2 checks its settings as it builds (a frozen CNN, no mask): built without weights
+        with torch.device("meta"):
+            create_wav2vec2_model(settings)
+    except ValueError as err:
+        raise InteropError(f"fairseq2 cannot build this model: {err}") from None
+    directory = Path(directory)
+    others = sorted(entry.name for entry in directory.iterdir()
+                    if entry.name != METADATA and not re.fullmatch(r"step_\d+", entry.name)) \
+        if directory.is_dir() else []
+    if others:
+        raise InteropError(f"{directory} holds {others[:5]}: not an earlier fairseq2 checkpoint dir of "
+                           "to-fairseq2, which it would replace whole; name a new or empty directory")
     fairseq2_state = state_dict_to_fairseq2(model)
     metadata = {"name": "checkpoint", "model_family": "wav2vec2",
                 "model_config": StandardValueConverter().unstructure(settings)}
-    directory = Path(directory)
     with atomic_dir(directory) as tmp:
         (tmp / METADATA).write_text(yaml.safe_dump(metadata, sort_keys=False), encoding="utf-8")
         shard = tmp / "step_0" / "model" / SHARD

@@ -86,7 +86,8 @@ HF_FAMILIES: dict[str, HfFamily] = {
                          wav2vec2.state_dict_from_hf, wav2vec2.state_dict_to_hf),
     "wavlm": HfFamily("wavlm", ("WavLMModel", "WavLMForCTC"), None, ("head.",), wavlm.config_from_hf,
                       wavlm.config_to_hf, wavlm.state_dict_from_hf, wavlm.state_dict_to_hf),
-    "unispeech_sat": HfFamily(unispeech_sat.MODEL_TYPE, ("UniSpeechSatModel", "UniSpeechSatForCTC"), None,
+    "unispeech_sat": HfFamily(unispeech_sat.MODEL_TYPE, ("UniSpeechSatModel", "UniSpeechSatForCTC",
+                                                        "UniSpeechSatForPreTraining"), None,
                               unispeech_sat.PRETRAINING_PARTS, unispeech_sat.config_from_hf, unispeech_sat.config_to_hf,
                               unispeech_sat.state_dict_from_hf, unispeech_sat.state_dict_to_hf),
 }

@@ -218,3 +218,31 @@ def test_a_fairseq2_checkpoint_continues_pretraining_and_fine_tunes(tmp_path, re
     encoder = fine_tuning_encoder(str(root), FineTuningOptions())
     assert torch.equal(encoder.state_dict()["encoder.layers.1.feed_forward.fc2.weight"],
                        theirs.state_dict()["encoder.layers.1.ffn.output_proj.weight"])
+
+
+def test_a_relative_path_and_a_run_output_dir_load(tmp_path, resolver, monkeypatch):
+    """``ckpt`` as typed from its parent, and fairseq2's run output dir (its checkpoints/ holds model.yaml)."""
+    config = Wav2Vec2Config(encoder_config=encoder_config(False), final_dim=32, quantized_dim=32,
+                            num_codebook_entries=16)
+    theirs = randomised(create_wav2vec2_model(config))
+    write_checkpoint(resolver, tmp_path / "run" / "checkpoints", "wav2vec2", config, theirs)
+    monkeypatch.chdir(tmp_path)
+    wavs, lengths = batch(False)
+    for path in ("run/checkpoints", "run", "run/checkpoints/step_3"):
+        assert_same_hidden_states(load_model(path), theirs, wavs, lengths)
+
+
+def test_to_fairseq2_keeps_what_it_would_replace_and_what_fairseq2_cannot_build(tmp_path, capsys):
+    config = AudiosslWav2Vec2Config.tiny()
+    model = build_model("wav2vec2", config.to_dict())
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    save_checkpoint(exp / "best.pt", "wav2vec2", config.to_dict(), model.state_dict())
+    assert convert.main(["to-fairseq2", str(exp / "best.pt"), str(exp)]) == 1
+    assert "holds ['best.pt']: not an earlier fairseq2 checkpoint dir" in capsys.readouterr().err
+    assert [path.name for path in exp.iterdir()] == ["best.pt"]
+    assert convert.main(["to-fairseq2", str(exp / "best.pt"), str(tmp_path / "fs2")]) == 0
+    assert convert.main(["to-fairseq2", str(exp / "best.pt"), str(tmp_path / "fs2")]) == 0   # over its own output
+    config.feature_grad_mult = 0.0   # a frozen CNN: fairseq2's grad scale must be in (0, 1]
+    with pytest.raises(InteropError, match="fairseq2 cannot build this model: `grad_scale` must be greater"):
+        save_fairseq2(build_model("wav2vec2", config.to_dict()), tmp_path / "frozen")

@@ -492,3 +492,31 @@ def test_to_hf_killed_between_its_renames_loses_nothing(tmp_path, monkeypatch, c
     assert load_model(tmp_path / "hf").config.family == "wavlm"
     assert (tmp_path / "hf/tokenizer/vocab.json").read_text() == "{}"
     assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(".")) == []
+
+
+def test_a_unispeech_sat_pretraining_directory_loads_as_its_encoder(tmp_path):
+    """UniSpeechSatForPreTraining (the class of the released pretrained models): its base model's hidden
+    states; its own quantizer and projections (HF's contrastive objective) are dropped."""
+    reference = hf_model("UniSpeechSatForPreTraining", pre_norm=False, proj_codevector_dim=24)
+    reference.save_pretrained(tmp_path / "hf")
+    ours = load_model(tmp_path / "hf")
+    assert ours.config.family == "unispeech_sat"
+    assert_same_hidden_states(reference.unispeech_sat, ours, pre_norm=False)
+    back = load_in_transformers(save_hf(ours, tmp_path / "back"), "UniSpeechSatModel")
+    for weight, tensor in back.state_dict().items():
+        torch.testing.assert_close(tensor, reference.unispeech_sat.state_dict()[weight], rtol=0, atol=0, msg=weight)
+
+
+def test_to_hf_onto_a_file_or_through_a_link(tmp_path, capsys):
+    """A file as the target directory is refused, kept; a link to a directory writes the directory it links to."""
+    config = HubertConfig.tiny()
+    model = build_hubert(config)
+    save_checkpoint(tmp_path / "model.pt", "hubert", config.to_dict(), model.state_dict())
+    (tmp_path / "other.pt").write_bytes(b"a file")
+    assert convert.main(["to-hf", str(tmp_path / "model.pt"), str(tmp_path / "other.pt")]) == 1
+    assert "other.pt: a file, not a directory" in capsys.readouterr().err
+    assert (tmp_path / "other.pt").read_bytes() == b"a file" and not (tmp_path / ".other.pt.old").exists()
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    assert convert.main(["to-hf", str(tmp_path / "model.pt"), str(tmp_path / "link")]) == 0
+    assert (tmp_path / "link").is_symlink() and (tmp_path / "real" / "config.json").is_file()

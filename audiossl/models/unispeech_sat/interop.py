@@ -1,9 +1,11 @@
 """UniSpeech-SAT weights and configs to and from the Hugging Face ``transformers`` layout
-(``UniSpeechSatModel``, ``UniSpeechSatForCTC``; ``model_type`` ``unispeech-sat``): HuBERT's body names.
+(``UniSpeechSatModel``, ``UniSpeechSatForCTC``, ``UniSpeechSatForPreTraining``; ``model_type``
+``unispeech-sat``): HuBERT's body names.
 
-HF's base classes store none of the pretraining parts (the masked-prediction head, the utterance
-quantizer, its projections and layer norm): left out on export, new on import, the quantizer sized by
-HF's codevector settings.
+audiossl's pretraining parts (the masked-prediction head, the utterance quantizer, its projections and
+layer norm) are left out on export and new on import, the quantizer sized by HF's codevector settings;
+``UniSpeechSatForPreTraining``'s own (its quantizer and projections, of HF's contrastive objective) are
+dropped on import.
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ from audiossl.models.unispeech_sat.config import UniSpeechSatConfig
 
 MODEL_TYPE = "unispeech-sat"
 PRETRAINING_PARTS = ("head.", "utterance_norm.", "quantizer.", "project_q.", "speaker_proj.")
+HF_PRETRAINING_PARTS = ("label_embeddings_concat", "quantizer.", "project_q.", "project_hid.", "speaker_proj.",
+                        "layer_norm_for_extract.")  # UniSpeechSatForPreTraining's, outside its base model
 QUANTIZER_SETTINGS = {"codebook_groups": "num_codevector_groups", "codebook_entries": "num_codevectors_per_group",
                       "codebook_dim": "codevector_dim"}  # audiossl field: HF key
 
@@ -49,9 +53,10 @@ def config_to_hf(config: UniSpeechSatConfig) -> dict[str, Any]:
 
 
 def state_dict_from_hf(hf_state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """audiossl UniSpeech-SAT weights (without the pretraining parts) from a ``UniSpeechSatModel`` or
-    ``UniSpeechSatForCTC`` state dict."""
-    return masked_prediction_state_from_hf(hf_state, "unispeech_sat.", BODY_NAMES)
+    """audiossl UniSpeech-SAT weights (without the pretraining parts) from a ``UniSpeechSatModel``,
+    ``UniSpeechSatForCTC`` or ``UniSpeechSatForPreTraining`` state dict."""
+    body = {name: tensor for name, tensor in hf_state.items() if not name.startswith(HF_PRETRAINING_PARTS)}
+    return masked_prediction_state_from_hf(body, "unispeech_sat.", BODY_NAMES)
 
 
 def state_dict_to_hf(state: dict[str, Tensor]) -> dict[str, Tensor]:
