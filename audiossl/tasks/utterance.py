@@ -25,7 +25,7 @@ from torch import nn
 from audiossl.atomic import write_text_atomic
 from audiossl.config_fields import dataclass_from_dict
 from audiossl.data.dataset import Batch, UtteranceDataset
-from audiossl.data.kaldi_dir import DataDir, DataDirError, read_table
+from audiossl.data.kaldi_dir import DataDir, DataDirError, check_complete, read_table
 from audiossl.errors import ConfigError
 from audiossl.models.utterance import UtteranceConfig
 from audiossl.tasks.base import StepOutput, Task
@@ -118,6 +118,7 @@ def read_labels(data_dir: str | os.PathLike, table: str, multilabel: bool) -> di
     (single-label), or any number of space-separated tags (``multilabel``)."""
     path = Path(data_dir) / table
     label_name(table)
+    check_complete(data_dir)   # the table may be of another write than the dir's others
     if not path.is_file():
         raise DataDirError(f"{path}: no such table (the labels of {data_dir})")
     labels = {}

@@ -29,7 +29,8 @@ from audiossl.eval.superb.heads import FrameBlstm, PooledLinear
 from audiossl.eval.superb import runner
 from audiossl.eval.superb.runner import FeatureSet, check_inputs, read_settings, run_task, sets_at_rate
 from audiossl.eval.superb.table import write_table as write_superb_table
-from audiossl.eval.superb.tasks import TaskSettings, build_task, class_ids, key_score, training_classes
+from audiossl.eval.superb.tasks import (TaskSettings, build_task, class_ids, key_score, read_labels,
+                                        training_classes)
 from audiossl.eval.superb.upstreams import UpstreamError, default_name, open_upstream
 from audiossl.eval.verification import TrialsError
 from audiossl.interop.s3prl import import_s3prl_nn
@@ -369,6 +370,15 @@ def test_an_intent_table_missing_an_utterance_or_a_slot_is_an_error_naming_it(tm
     write_table(test / "utt2intent", {"c": "decrease heat none"})
     with pytest.raises(DataDirError, match=f"^{test}/utt2intent: no label for 1 utterance.*e.g. 'd'$"):
         task.targets(test)
+
+
+def test_labels_of_a_data_dir_whose_write_stopped_midway_are_refused_as_such(tmp_path):
+    """The label table may be of another write than the dir's others: the marker, not its lines, is at fault."""
+    train = labelled(tmp_path / "ks", "train", {"a": "yes", "b": "no"})
+    (train / "utt2label").write_text("a yes\n\nb no\n")
+    (train / ".incomplete").touch()
+    with pytest.raises(DataDirError, match=f"^{train}: a write of its tables stopped midway"):
+        read_labels(train, "utt2label")
 
 
 def test_a_task_run_again_and_stopped_leaves_no_earlier_results(tmp_path, monkeypatch):

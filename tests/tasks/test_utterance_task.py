@@ -15,7 +15,8 @@ from audiossl.errors import ConfigError
 from audiossl.models.hubert import HubertConfig, build_hubert
 from audiossl.models.utterance import utterance_over_encoder
 from audiossl.tasks.utterance import (UtteranceTask, check_every_class_seen, class_targets, labelled_dataset,
-                                      read_class_list, read_utterance_section, training_classes, write_classes)
+                                      read_class_list, read_labels, read_utterance_section, training_classes,
+                                      write_classes)
 from audiossl.train.config import trainer_config
 from audiossl.train.trainer import Trainer
 from tests.conftest import synth_speechlike
@@ -97,6 +98,14 @@ def test_bad_labels_name_the_file_line_and_utterance(data_dir):
     with pytest.raises(DataDirError, match=r"train/utt2family: no training utterance of 2 of the 4 classes: reed, "
                                            "pipe"):
         check_every_class_seen({"u1": [0], "u2": [2]}, ["organ", "reed", "bass", "pipe"], "train/utt2family")
+
+
+def test_labels_of_a_data_dir_whose_write_stopped_midway_are_refused_as_such(data_dir):
+    """The label table may be of another write than the dir's others: the marker, not its lines, is at fault."""
+    (data_dir / "utt2spk").write_text("spkA-u1 spkA\n\nspkA-u2 spkA\n")
+    (data_dir / ".incomplete").touch()
+    with pytest.raises(DataDirError, match=f"^{data_dir}: a write of its tables stopped midway"):
+        read_labels(data_dir, "utt2spk", False)
 
 
 def test_class_list_of_a_run_is_kept(tmp_path):

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from audiossl.data.kaldi_dir import DataDir, DataDirError, read_table
+from audiossl.data.kaldi_dir import DataDir, DataDirError, check_complete, read_table
 from audiossl.errors import ConfigError
 from audiossl.eval.superb.heads import FrameBlstm, FrameLinear, PooledLinear, PooledMlp, ctc_loss
 from audiossl.eval.verification import check_trials, cosine_scores, read_trials, verification_metrics, write_scores
@@ -84,6 +84,7 @@ def label_names(value: str, multilabel: bool) -> list[str]:
 def read_labels(data_dir: str | os.PathLike, table: str) -> dict[str, str]:
     """``{utt: value}`` of ``table`` for every utterance of ``data_dir``."""
     path = Path(data_dir) / table
+    check_complete(data_dir)   # the table may be of another write than the dir's others
     if not path.is_file():
         raise DataDirError(f"{path}: no such table (the labels of {data_dir})")
     labels = read_table(path)
