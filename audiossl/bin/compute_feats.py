@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from audiossl.data.kaldi_dir import DataDir, merge_tables, write_table
+from audiossl.data.kaldi_dir import FEATURE_TABLES, DataDir, merge_tables, write_tables
 from audiossl.errors import reports_user_errors
 from audiossl.features.kaldi import FeatureConfig, FeatureExtractor
 from audiossl.features.store import FeatureError, compute_cmvn, compute_features
@@ -47,19 +47,18 @@ def main(argv=None) -> int:
         num_frames = compute_features(data, extractor, args.ark, progress=sys.stderr.isatty())
         print(f"{args.data_dir}: {len(num_frames)} utterances, {sum(num_frames.values())} frames", file=sys.stderr)
     elif args.command == "merge":
-        data = DataDir.read(args.data_dir)
+        data = DataDir.read(args.data_dir, without=FEATURE_TABLES)
         feats = merge_tables(args.scps)
         frames = merge_tables(Path(s).with_suffix(".utt2num_frames") for s in args.scps)
         missing = sorted(set(data.utterances) - set(feats))
         if missing:
             raise FeatureError(f"no features for {len(missing)} utterance(s) of {args.data_dir}, "
                                f"e.g. '{missing[0]}'")
-        write_table(Path(args.data_dir) / "feats.scp", feats)
-        write_table(Path(args.data_dir) / "utt2num_frames", frames)
+        write_tables(args.data_dir, {"feats.scp": feats, "utt2num_frames": frames})
     elif args.command == "cmvn":
-        data = DataDir.read(args.data_dir, needs=("feats.scp",) if args.per_utt else ("feats.scp", "utt2spk"))
-        table = compute_cmvn(data, args.ark, per_speaker=not args.per_utt)
-        write_table(Path(args.data_dir) / "cmvn.scp", table)
+        data = DataDir.read(args.data_dir, needs=("feats.scp",) if args.per_utt else ("feats.scp", "utt2spk"),
+                            without=("cmvn.scp",))
+        write_tables(args.data_dir, {"cmvn.scp": compute_cmvn(data, args.ark, per_speaker=not args.per_utt)})
     return 0
 
 

@@ -5,7 +5,7 @@
     python -m audiossl.bin.data_dir copy <src> <dest>
     python -m audiossl.bin.data_dir subset (--first N | --random N | --utt-list F | --spk-list F) <src> <dest>
     python -m audiossl.bin.data_dir combine <dest> <src>...
-    python -m audiossl.bin.data_dir split [--per-utt] <data-dir> <num-parts>
+    python -m audiossl.bin.data_dir split [--per-utt] [--no-feats] <data-dir> <num-parts>
     python -m audiossl.bin.data_dir spk2utt < utt2spk > spk2utt
     python -m audiossl.bin.data_dir shift --domain noisy|radio [--seed S] [--nj N] <src> <dest> <audio-dir>
 """
@@ -49,7 +49,8 @@ def main(argv=None) -> int:
     p = sub.add_parser("validate", help="check a data dir; print each problem as file:line: message")
     p.add_argument("--no-text", action="store_true", help="do not require text")
     p.add_argument("--no-wav", action="store_true", help="do not require wav.scp")
-    p.add_argument("--no-feats", action="store_true", help="do not require feats.scp (the default unless present)")
+    p.add_argument("--no-feats", action="store_true",
+                   help="leave out the feature tables (feats.scp, cmvn.scp, utt2num_frames): features are to be made")
     p.add_argument("--no-decode", action="store_true", help="do not open the audio")
     p.add_argument("data_dir")
 
@@ -76,6 +77,8 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("split", help="split into <data-dir>/split<N>[utt]/{1..N}")
     p.add_argument("--per-utt", action="store_true", help="split by utterance, not by speaker")
+    p.add_argument("--no-feats", action="store_true",
+                   help="leave out the feature tables (feats.scp, cmvn.scp, utt2num_frames): features are to be made")
     p.add_argument("data_dir")
     p.add_argument("num_parts", type=positive_int)
 
@@ -93,9 +96,10 @@ def main(argv=None) -> int:
 
     if args.command == "validate":
         has_feats = (Path(args.data_dir) / "feats.scp").is_file()
+        without = FEATURE_TABLES if args.no_feats else ()
         problems = validate_data_dir(args.data_dir, check_text=not args.no_text, check_wav=not args.no_wav,
                                      check_feats=has_feats and not args.no_feats,
-                                     decode_audio=not args.no_decode, progress=sys.stderr.isatty())
+                                     decode_audio=not args.no_decode, progress=sys.stderr.isatty(), without=without)
         for problem in problems:
             print(problem, file=sys.stderr)
         if problems:
@@ -103,7 +107,8 @@ def main(argv=None) -> int:
             hint = "; utils/fix_data_dir.sh fixes missing/extra/unsorted entries" if fixable else ""
             print(f"{args.data_dir}: {len(problems)} problem(s){hint}", file=sys.stderr)
             return 1
-        print(f"{args.data_dir}: valid ({len(DataDir.read(args.data_dir).utterances)} utterances)", file=sys.stderr)
+        print(f"{args.data_dir}: valid ({len(DataDir.read(args.data_dir, without=without).utterances)} utterances)",
+              file=sys.stderr)
     elif args.command == "fix":
         for problem in fix_data_dir(args.data_dir):
             print(problem, file=sys.stderr)
@@ -111,8 +116,7 @@ def main(argv=None) -> int:
               file=sys.stderr)
     elif args.command == "copy":
         check_not_a_source(args.dest, [args.src])
-        data = DataDir.read(args.src)
-        DataDir({k: v for k, v in data.tables.items() if k not in FEATURE_TABLES}).write(args.dest)
+        DataDir.read(args.src, without=FEATURE_TABLES).write(args.dest)
     elif args.command == "subset":
         check_not_a_source(args.dest, [args.src])
         data = DataDir.read(args.src, needs=("utt2spk",) if args.spk_list else ())
@@ -127,7 +131,8 @@ def main(argv=None) -> int:
         check_not_a_source(args.dest, args.src)
         combine_data_dirs(args.src).write(args.dest)
     elif args.command == "split":
-        write_split(args.data_dir, args.num_parts, per_speaker=not args.per_utt)
+        write_split(args.data_dir, args.num_parts, per_speaker=not args.per_utt,
+                    without=FEATURE_TABLES if args.no_feats else ())
     elif args.command == "shift":
         from audiossl.corpora.domains import shift_domain   # numpy, scipy: not for the other commands
 

@@ -22,8 +22,9 @@ file                key        value
 Without ``segments`` the recording ids are the utterance ids.
 Keys are sorted in byte order (Kaldi's ``LC_ALL=C sort``).
 
-A dir is written whole or not at all as its readers see it: ``.incomplete`` is there while its tables
-are renamed in, and stays when the write is stopped midway; reading or validating such a dir is refused.
+A dir is written whole or not at all as its readers see it: ``.incomplete``, naming the tables, is there
+while they are renamed in, and stays when the write is stopped midway; reading or validating such a dir is
+refused, but by a reader that leaves out every table it names (one about to make them again).
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ logger = logging.getLogger(__name__)
 UTT_TABLES = ("text", "utt2spk", "utt2lang", "utt2dur", "utt2num_samples", "utt2num_frames", "feats.scp")
 FEATURE_TABLES = ("feats.scp", "cmvn.scp", "utt2num_frames")
 ALL_TABLES = ("wav.scp", "segments", "spk2utt", "cmvn.scp", "reco2dur") + UTT_TABLES
-INCOMPLETE = ".incomplete"   # in a data dir while DataDir.write renames its tables in
+INCOMPLETE = ".incomplete"   # in a data dir while write_tables renames its tables in
 
 
 class DataDirError(UserError, ValueError):
@@ -135,19 +136,46 @@ def merge_tables(paths) -> dict[str, str]:
     return merged
 
 
-def unfinished_write(path: Path) -> str | None:
+def write_tables(path: str | os.PathLike, tables: dict[str, dict[str, str]], stale=()) -> None:
+    """Write ``tables`` (``{name: table}``) into the data dir ``path`` and remove its ``stale`` tables, as one
+    write that readers see whole or refuse.
+
+    Each table is written under a temporary name first; then ``path/.incomplete``, naming the tables
+    written and removed, is written, the tables renamed in, the stale ones removed, and ``.incomplete``
+    removed last. Stopped before the renames, the write leaves the dir as it was; during them, a dir that
+    readers refuse until the write is made again.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    names = sorted(set(tables) | set(stale))
+    with ExitStack() as renames:   # each atomic_path renames its table in as the block ends
+        for name, table in tables.items():
+            write_table(renames.enter_context(atomic_path(path / name)), table)
+        write_text_atomic(path / INCOMPLETE, "tables being renamed in: they disagree until this file is gone\n"
+                                             + "".join(f"{name}\n" for name in names))
+    for name in stale:
+        (path / name).unlink(missing_ok=True)
+    (path / INCOMPLETE).unlink()
+
+
+def unfinished_write(path: Path, without=()) -> str | None:
     """Why the data dir at ``path`` must not be read: a write of its tables stopped midway, so they may
-    disagree (:meth:`DataDir.write`); None when it has no such write."""
-    if (path / INCOMPLETE).exists():
-        return (f"a write of its tables stopped midway ({INCOMPLETE} is there), so they may disagree: "
-                "run the step that wrote it again")
-    return None
+    disagree (:func:`write_tables`); None when it has no such write, or one of only tables of ``without``,
+    which the reader leaves out (a marker naming no table is of any table)."""
+    marker = path / INCOMPLETE
+    if not marker.exists():
+        return None
+    names = marker.read_text(encoding="utf-8").splitlines()[1:]
+    if names and set(names) <= set(without):
+        return None
+    return (f"a write of its tables stopped midway ({INCOMPLETE} is there), so they may disagree: "
+            "run the step that wrote it again")
 
 
-def check_complete(path: str | os.PathLike) -> None:
-    """A DataDirError naming the data dir ``path`` when a write of its tables stopped midway: called
-    before any of its tables is read."""
-    if why := unfinished_write(Path(path)):
+def check_complete(path: str | os.PathLike, without=()) -> None:
+    """A DataDirError naming the data dir ``path`` when a write of its tables (other than those of
+    ``without``, which the reader leaves out) stopped midway: called before any of its tables is read."""
+    if why := unfinished_write(Path(path), without):
         raise DataDirError(f"{path}: {why}")
 
 
@@ -175,38 +203,26 @@ class DataDir:
     tables: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @classmethod
-    def read(cls, path: str | os.PathLike, needs: tuple[str, ...] = ()) -> "DataDir":
-        """Read every known table present in ``path``; raises on the first malformed line, or naming
-        a table of ``needs`` that is not there."""
+    def read(cls, path: str | os.PathLike, needs: tuple[str, ...] = (), without: tuple[str, ...] = ()) -> "DataDir":
+        """Read every known table present in ``path`` but those of ``without``; raises on the first malformed
+        line, or naming a table of ``needs`` that is not there."""
         path = Path(path)
         if not path.is_dir():
             raise DataDirError(f"{path}: not a directory")
-        check_complete(path)
+        check_complete(path, without)
         for name in needs:
             if not (path / name).is_file():
                 raise DataDirError(f"{path / name}: missing")
-        return cls({name: read_table(path / name) for name in ALL_TABLES if (path / name).is_file()})
+        return cls({name: read_table(path / name) for name in ALL_TABLES
+                    if name not in without and (path / name).is_file()})
 
     def write(self, path: str | os.PathLike) -> None:
-        """Write every table (``spk2utt`` regenerated from ``utt2spk``) into ``path``, and remove the
-        known tables it lacks there: left from a dir written there before, they would not match.
-
-        Each table is written under a temporary name first; then ``path/.incomplete`` is written, the
-        tables renamed in, the stale ones removed, and ``.incomplete`` removed last. Stopped before the
-        renames, the write leaves the earlier dir; during them, a dir that readers refuse until a rerun.
-        """
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
+        """Write every table (``spk2utt`` regenerated from ``utt2spk``) into ``path`` (:func:`write_tables`),
+        and remove the known tables it lacks there: left from a dir written there before, they would not match."""
         tables = dict(self.tables)
         if "utt2spk" in tables:
             tables["spk2utt"] = spk2utt_from_utt2spk(tables["utt2spk"])
-        with ExitStack() as renames:   # each atomic_path renames its table in as the block ends
-            for name, table in tables.items():
-                write_table(renames.enter_context(atomic_path(path / name)), table)
-            write_text_atomic(path / INCOMPLETE, "tables being renamed in: they disagree until this file is gone\n")
-        for name in set(ALL_TABLES) - set(tables):
-            (path / name).unlink(missing_ok=True)
-        (path / INCOMPLETE).unlink()
+        write_tables(path, tables, stale=sorted(set(ALL_TABLES) - set(tables)))
 
     def __contains__(self, name: str) -> bool:
         return name in self.tables
@@ -397,8 +413,9 @@ def split_data_dir(data: DataDir, num_jobs: int, per_speaker: bool = False) -> l
     return [data.subset(p) for p in parts]
 
 
-def write_split(path: str | os.PathLike, num_jobs: int, per_speaker: bool = False) -> Path:
-    """Split the data dir at ``path`` (:func:`split_data_dir`) into ``path/split<N>[utt]/{1..N}``, its root.
+def write_split(path: str | os.PathLike, num_jobs: int, per_speaker: bool = False, without=()) -> Path:
+    """Split the data dir at ``path`` (:func:`split_data_dir`), its tables but those of ``without``
+    (:meth:`DataDir.read`), into ``path/split<N>[utt]/{1..N}``, its root.
 
     The root records the checksum of the tables it was split from (``.source``): a split of the same
     tables is kept as it is, one of others made again, whatever the files' times (a dir restored
@@ -406,7 +423,7 @@ def write_split(path: str | os.PathLike, num_jobs: int, per_speaker: bool = Fals
     a split killed halfway leaves the earlier one, never parts of two data dirs.
     """
     path = Path(path)
-    data = DataDir.read(path, needs=("utt2spk",) if per_speaker else ())
+    data = DataDir.read(path, needs=("utt2spk",) if per_speaker else (), without=without)
     root = path / f"split{num_jobs}{'' if per_speaker else 'utt'}"
     source = hashlib.sha256("".join(f"{name} {table_digest(table)}\n"
                                     for name, table in sorted(data.tables.items())).encode()).hexdigest()

@@ -31,7 +31,7 @@ def _line_numbers(path: str, mtime_ns: int, size: int) -> dict[str, int]:
 
 
 def validate_data_dir(path, check_text: bool = True, check_wav: bool = True, check_feats: bool = False,
-                      decode_audio: bool = True, progress: bool = False) -> list[Problem]:
+                      decode_audio: bool = True, progress: bool = False, without=()) -> list[Problem]:
     """Every problem found in the data dir at ``path``; an empty list means valid.
 
     Args:
@@ -40,19 +40,21 @@ def validate_data_dir(path, check_text: bool = True, check_wav: bool = True, che
             (reading only headers of plain files, running pipe commands) and check that each
             ``segments`` region lies within its recording.
         check_feats: require ``feats.scp`` whose matrices can be read.
+        without: tables left out (``FEATURE_TABLES`` where features are about to be made): not checked,
+            and a write of only those stopped midway is no problem.
     """
     path = Path(path)
     problems: list[Problem] = []
     if not path.is_dir():
         return [Problem(str(path), 0, "not a directory")]
-    if why := unfinished_write(path):
+    if why := unfinished_write(path, without):
         return [Problem(str(path), 0, why)]
     required = ["utt2spk"] + (["text"] if check_text else []) + (["wav.scp"] if check_wav else []) \
         + (["feats.scp"] if check_feats else [])
     for name in required:
         if not (path / name).is_file():
             problems.append(Problem(str(path / name), 0, "missing"))
-    tables = {n: read_table(path / n, problems) for n in ALL_TABLES if (path / n).is_file()}
+    tables = {n: read_table(path / n, problems) for n in ALL_TABLES if n not in without and (path / n).is_file()}
     if "utt2spk" not in tables:
         return problems
     utts = set(tables["utt2spk"])

@@ -21,7 +21,7 @@ featdir=$(cd "$featdir" && pwd)
 utils/validate_data_dir.sh --no-text --no-feats --no-decode "$data"
 nutt=$(wc -l < "$data/utt2spk")
 [ "$nj" -le "$nutt" ] || nj=$nutt
-utils/split_data.sh --per-utt "$data" "$nj"
+utils/split_data.sh --per-utt --no-feats "$data" "$nj"
 config_opt=()
 [ -n "$kind_config" ] && config_opt=(--config "$kind_config")
 echo "$0: computing $kind for $data in $nj jobs (logs: $logdir/make_${kind}_$name.*.log)"

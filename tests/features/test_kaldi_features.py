@@ -11,7 +11,7 @@ import torch
 import torchaudio.compliance.kaldi as reference
 
 from audiossl.audio import load_entry
-from audiossl.data.kaldi_dir import DataDir, read_table, write_table
+from audiossl.data.kaldi_dir import DataDir, DataDirError, read_table, write_table
 from audiossl.features.kaldi import FeatureConfig, FeatureConfigError, FeatureExtractor, add_deltas
 from audiossl.features.store import FeatureError, apply_cmvn, cmvn_stats, compute_cmvn, compute_features
 
@@ -232,3 +232,55 @@ def test_a_failed_cmvn_rerun_keeps_the_earlier_statistics(data_dir, tmp_path):
     assert (cmvn.read_bytes(), cmvn.with_suffix(".scp").read_bytes()) == before
     assert sorted(p.name for p in cmvn.parent.iterdir()) == ["cmvn.ark", "cmvn.scp", "raw.ark", "raw.scp",
                                                               "raw.utt2num_frames"]
+
+
+def test_a_feature_write_killed_between_its_renames_is_refused_until_made_again(recipe_dir, data_dir, tmp_path,
+                                                                                 monkeypatch, capsys):
+    """merge renames feats.scp and utt2num_frames in, cmvn its cmvn.scp, as every data dir write: a kill
+    in between leaves .incomplete, which readers refuse; making the features (or stats) again repairs it."""
+    from audiossl.bin import compute_feats, data_dir as data_dir_main
+
+    def make(*command):
+        subprocess.run(list(command) + [str(data_dir), str(tmp_path / "log"), str(tmp_path / "feats")],
+                       cwd=recipe_dir, check=True, capture_output=True)
+
+    make("steps/make_fbank.sh", "--nj", "2")
+    make("steps/compute_cmvn_stats.sh")
+    (tmp_path / "fast.conf").write_text("--frame-shift=20\n")
+    ark = tmp_path / "fast.ark"
+    assert compute_feats.main(["extract", "--kind", "fbank", "--config", str(tmp_path / "fast.conf"),
+                               str(data_dir), str(ark)]) == 0
+    replace, renamed = os.replace, []
+
+    def killed_after_one_table(src, dst):
+        if os.path.dirname(dst) == str(data_dir) and not os.path.basename(dst).startswith("."):   # a table
+            if renamed:
+                raise KeyboardInterrupt
+            renamed.append(dst)
+        replace(src, dst)
+
+    monkeypatch.setattr("audiossl.atomic.os.replace", killed_after_one_table)
+    with pytest.raises(KeyboardInterrupt):
+        compute_feats.main(["merge", str(data_dir), str(ark.with_suffix(".scp"))])
+    monkeypatch.undo()
+    assert (data_dir / ".incomplete").exists() and len(renamed) == 1
+    with pytest.raises(DataDirError, match=f"{data_dir}: a write of its tables stopped midway"):
+        DataDir.read(data_dir)
+    assert compute_feats.main(["cmvn", str(data_dir), str(tmp_path / "cmvn.ark")]) == 1
+    assert data_dir_main.main(["validate", str(data_dir)]) == 1
+    assert f"{data_dir}: a write of its tables stopped midway" in capsys.readouterr().err
+
+    make("steps/make_fbank.sh", "--nj", "2", "--fbank-config", str(tmp_path / "fast.conf"))
+    data = DataDir.read(data_dir)
+    assert not (data_dir / ".incomplete").exists() and "cmvn.scp" in data
+    for utt, entry in data["feats.scp"].items():
+        assert kaldiio.load_mat(entry).shape[0] == int(data["utt2num_frames"][utt])
+
+    monkeypatch.setattr("audiossl.atomic.os.replace", killed_after_one_table)   # renamed: the next table fails
+    with pytest.raises(KeyboardInterrupt):
+        compute_feats.main(["cmvn", str(data_dir), str(tmp_path / "cmvn.ark")])
+    monkeypatch.undo()
+    with pytest.raises(DataDirError, match="stopped midway"):
+        DataDir.read(data_dir)
+    make("steps/compute_cmvn_stats.sh")
+    assert set(DataDir.read(data_dir)["cmvn.scp"]) == set(data["utt2spk"].values())
