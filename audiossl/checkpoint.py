@@ -78,6 +78,12 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a truncated or foreign file
         raise CheckpointError(f"{path}: cannot read checkpoint: {load_failure(err)}") from err
+    return checked_checkpoint(payload, path)
+
+
+def checked_checkpoint(payload: Any, path: str | os.PathLike) -> dict:
+    """``payload``, unpickled from ``path``, if it is a whole audiossl checkpoint of this format whose checksum
+    holds (files written before checksums were kept have none); else a CheckpointError saying which not."""
     fmt = payload.get("format") if isinstance(payload, dict) else None
     if isinstance(fmt, str) and fmt.startswith("audiossl/") and fmt != FORMAT:
         version = fmt.removeprefix("audiossl/")
@@ -176,24 +182,21 @@ def load_model(path: str | os.PathLike) -> nn.Module:
         from audiossl.interop.huggingface import load_hf
 
         return load_hf(path)
-    try:
-        payload = load_checkpoint(path)
-    except CheckpointError as not_audiossl:
-        from audiossl.interop import fairseq  # foreign files only: unpickled with fairseq's allow-list
+    from audiossl.interop import fairseq
 
+    try:  # read once, with fairseq's allow-list: it admits all an audiossl checkpoint holds
+        payload = fairseq.unpickle(path)
+    except fairseq.UnsafeCheckpointError:
+        raise
+    except UserError as err:
+        raise CheckpointError(str(err)) from err.__cause__
+    if isinstance(payload, dict) and not str(payload.get("format", "")).startswith("audiossl/"):
         try:
-            foreign = fairseq.read_fairseq(path)
-        except fairseq.UnsafeCheckpointError:
-            raise
-        except UserError:
-            raise not_audiossl from None
-        try:
-            layout = fairseq.fairseq_layout(foreign)
+            layout = fairseq.fairseq_layout(payload)
         except UserError as err:
             raise CheckpointError(f"{path}: {err}") from None
-        if layout is None:
-            if fairseq2.checkpoint_root(path) is not None:  # a state dict below a fairseq2 model.yaml
-                return fairseq2.load_fairseq2(path)
-            raise not_audiossl from None
-        return fairseq.model_from_fairseq(layout, source=str(path))
-    return model_from_checkpoint(payload, path).eval()
+        if layout is not None:
+            return fairseq.model_from_fairseq(layout, source=str(path))
+        if fairseq2.checkpoint_root(path) is not None:  # a state dict below a fairseq2 model.yaml
+            return fairseq2.load_fairseq2(path)
+    return model_from_checkpoint(checked_checkpoint(payload, path), path).eval()

@@ -3,7 +3,7 @@ config under ``cfg``, or ``args`` in files older than fairseq's hydra configs, t
 ``model``) and of WavLM (unilm's ``WavLM.py`` release: ``{"cfg": WavLMConfig fields, "model": weights}``);
 also s3prl's fairseq-free conversions of the first two (``task_cfg``, ``model_cfg``, ``model_weight``).
 
-Reading (:func:`read_fairseq`) unpickles with ``torch.load(weights_only=True)`` and an allow-list of the
+Reading (:func:`read_fairseq`, :func:`unpickle`) unpickles with ``torch.load(weights_only=True)`` and an allow-list of the
 types such files hold (:func:`allowed_globals`): tensors and containers, ``argparse.Namespace`` (``args``),
 plain omegaconf ``DictConfig``/``ListConfig`` trees, numpy scalars and arrays (``extra_state``) and
 HuBERT's label dictionaries (``task_state``), which become inert :class:`FairseqDictionary` records. Any
@@ -153,7 +153,15 @@ def pickled_globals(path: str | os.PathLike) -> set[str]:
 
 
 def read_fairseq(path: str | os.PathLike) -> dict[str, Any]:
-    """What a fairseq checkpoint file holds, unpickled with the allow-list of :func:`allowed_globals`.
+    """What a fairseq checkpoint file holds (:func:`unpickle`); an InteropError unless it is a dict."""
+    payload = unpickle(path)
+    if not isinstance(payload, dict):
+        raise InteropError(f"{path}: not a fairseq checkpoint: holds a {type(payload).__name__}, not a dict")
+    return payload
+
+
+def unpickle(path: str | os.PathLike) -> Any:
+    """What the torch file ``path`` holds, unpickled with the allow-list of :func:`allowed_globals`.
 
     Raises :class:`UnsafeCheckpointError` naming each refused type (nothing in the file has run), or
     :class:`~audiossl.errors.InteropError` for a file torch cannot read.
@@ -174,8 +182,6 @@ def read_fairseq(path: str | os.PathLike) -> dict[str, Any]:
                 f"(tensors, containers, argparse.Namespace, omegaconf configs, numpy values, label dictionaries); "
                 f"nothing in the file was run") from None
         raise InteropError(f"{path}: cannot read checkpoint: {load_failure(err)}") from err
-    if not isinstance(payload, dict):
-        raise InteropError(f"{path}: not a fairseq checkpoint: holds a {type(payload).__name__}, not a dict")
     return payload
 
 

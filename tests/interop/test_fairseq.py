@@ -161,6 +161,23 @@ def test_old_fairseq_args_checkpoint_loads(tmp_path):
     assert_same_hidden_states(ours, back)
 
 
+def test_load_model_unpickles_a_file_once(tmp_path, monkeypatch):
+    """A fairseq file was unpickled twice, first as an audiossl checkpoint: twice the time of a 1 GB file."""
+    ours = tiny("hubert")
+    save_fairseq(ours, tmp_path / "fairseq.pt")
+    save_checkpoint(tmp_path / "audiossl.pt", "hubert", ours.config.to_dict(), ours.state_dict())
+    loads, load = [], torch.load
+
+    def counted(*args, **kwargs):
+        loads.append(args[0])
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counted)
+    for name in ("fairseq.pt", "audiossl.pt"):
+        assert_same_hidden_states(ours, load_model(tmp_path / name))
+    assert loads == [tmp_path / "fairseq.pt", tmp_path / "audiossl.pt"]
+
+
 @pytest.fixture
 def fake_fairseq_dictionary(monkeypatch):
     """A class that pickles as ``fairseq.data.dictionary.Dictionary`` (fairseq itself is not installed)."""
