@@ -71,6 +71,19 @@ def checksum(payload: dict) -> str:
     return digest.hexdigest()
 
 
+def content_digest(path: str | os.PathLike) -> str:
+    """SHA-256 over the names and bytes of a model file, or of the files of a model directory (Hugging Face,
+    fairseq2): what it holds, wherever it lies."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]:
+        digest.update(file.name.encode() + b"\0")
+        with open(file, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Read a checkpoint (weights-only unpickling) and verify its checksum (files written before checksums
     were kept have none)."""

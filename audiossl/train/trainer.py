@@ -21,7 +21,7 @@ checkpoint holds the optimizer, scheduler, grad scaler, sampler position and eve
 (CPU, CUDA and the trainer's generator, which also drives the batch transforms). Checkpoints have
 one format whatever the strategy (one process, DDP, FSDP): a run loads another's weights and
 optimizer state. A run started again must be the one that wrote ``last.pt``: another model, origin
-(``origin``, e.g. the --init checkpoint) or trainer setting that shapes the training is refused by
+(``origin``, e.g. the --init checkpoint, by what it holds) or trainer setting that shapes the training is refused by
 name before anything is written (see :data:`RESUMABLE` for the settings that may change).
 A file that cannot be written (a full disk) stops the run naming it and the newest checkpoint.
 
@@ -58,7 +58,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from audiossl.atomic import write_text_atomic
-from audiossl.checkpoint import load_checkpoint, save_checkpoint
+from audiossl.checkpoint import content_digest, load_checkpoint, save_checkpoint
 from audiossl.config_fields import differences
 from audiossl.data.dataset import BucketBatchSampler, LanguageBatchSampler, UtteranceDataset, collate, input_rate
 from audiossl.data.transforms import BatchTransform, Compose
@@ -151,11 +151,23 @@ def run_record(run: dict[str, Any], cli_args) -> dict[str, Any]:
 
 def run_origin(checkpoint: str | None, pretrained: bool) -> dict[str, Any]:
     """What a run's weights start from, as its checkpoints record it: ``init``, the pretrained checkpoint
-    (absolute path), and ``weights``, ``pretrained`` or ``random``. A random start records no checkpoint:
-    the one that lent its architecture is judged by the model config (scratch controls share a run)."""
+    (absolute path), ``init_digest``, what it holds (:func:`~audiossl.checkpoint.content_digest`), and
+    ``weights``, ``pretrained`` or ``random``. A random start records no checkpoint: the one that lent its
+    architecture is judged by the model config (scratch controls share a run)."""
     if pretrained and checkpoint:
-        return {"init": os.path.abspath(checkpoint), "weights": "pretrained"}
+        return {"init": os.path.abspath(checkpoint), "init_digest": content_digest(checkpoint), "weights": "pretrained"}
     return {"init": None, "weights": "random"}
+
+
+def same_origins(then: dict[str, Any], now: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The origins of a checkpoint and of a run resuming it, to compare: without ``init_digest``, and with the
+    same ``init`` where the digests agree (the init checkpoint moved, or another copy of it: what it holds decides).
+    Checkpoints written before digests were recorded compare by path."""
+    then, now = dict(then), dict(now)
+    digest_then, digest_now = then.pop("init_digest", None), now.pop("init_digest", None)
+    if digest_then is not None and digest_then == digest_now:
+        then["init"] = now["init"]
+    return then, now
 
 
 class _TrainLog(logging.FileHandler):
@@ -427,7 +439,7 @@ class Trainer:
         changed = [f"{key}: {old!r} then, {new!r} now" for key, old, new in (
             differences({"family": payload["family"], **payload["config"]},
                         {"family": self.model.config.family, **self.model.config.to_dict()}, "model", one_sided=False)
-            + differences(state.get("origin", {}), self.origin, one_sided=False)
+            + differences(*same_origins(state.get("origin", {}), self.origin), one_sided=False)
             + differences({k: then[k] for k in shaping}, {k: now[k] for k in shaping if k in now}, "trainer",
                           one_sided=False))]
         ranks, world_size = state["world_size"], self.info.world_size

@@ -1,6 +1,8 @@
 """Helpers of the training entry points: encoder truncation, continuing from a checkpoint, run configs."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -292,6 +294,26 @@ def test_a_resumed_pretraining_of_another_model_is_refused_and_keeps_the_run_con
     assert (f"error: {exp}/checkpoints/last.pt: this run differs from the one that wrote the checkpoint: "
             "model.encoder.num_layers: 2 then, 3 now. To resume it, put the old values back") in capsys.readouterr().err
     assert (exp / "config.yaml").read_text() == config
+
+
+def test_a_fine_tuning_resumes_after_its_exp_dir_and_init_checkpoint_moved(fbank_corpus, tmp_path, capsys):
+    """The run records what its --init holds as well as its path: the same checkpoint elsewhere is the same origin."""
+    from audiossl.bin import finetune_ctc
+
+    def command(init: Path, exp: Path) -> list[str]:
+        return ["--config", str(tmp_path / "ctc.yaml"), "--init", str(init), "--train-data", str(fbank_corpus),
+                str(exp)]
+
+    assert finetune_ctc.main(command(tmp_path / "tiny0.pt", tmp_path / "ctc")) == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "tiny0.pt").rename(elsewhere / "tiny0.pt")
+    (tmp_path / "ctc").rename(elsewhere / "ctc")
+    capsys.readouterr()
+    assert finetune_ctc.main(command(elsewhere / "tiny0.pt", elsewhere / "ctc")) == 0
+    assert "resumed from" in (elsewhere / "ctc" / "train.log").read_text()
+    assert finetune_ctc.main(command(tmp_path / "tiny1.pt", elsewhere / "ctc")) == 1   # other weights: refused
+    assert f"init: '{tmp_path}/tiny0.pt' then, '{tmp_path}/tiny1.pt' now. To resume it" in capsys.readouterr().err
 
 
 def test_a_resumed_fine_tuning_from_another_checkpoint_is_refused(fbank_corpus, tmp_path, capsys):

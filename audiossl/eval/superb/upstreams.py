@@ -7,7 +7,6 @@ download-free feature extractor, run through s3prl itself. Anything else is an e
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,25 +58,12 @@ class Upstream:
             return self.run(wavs, lengths)
 
 
-def file_digest(paths: list[Path]) -> str:
-    """sha256 over the names and bytes of ``paths`` (in the given order)."""
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(path.name.encode() + b"\0")
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
 def encoder_upstream(path: str) -> Upstream:
     """The encoder of any model :func:`audiossl.load_model` reads (its downstream head, if any, dropped)."""
-    from audiossl.checkpoint import load_model
+    from audiossl.checkpoint import content_digest, load_model
 
-    location = Path(path)
-    encoder = load_model(location).encoder_only().eval()
-    files = sorted(p for p in location.iterdir() if p.is_file()) if location.is_dir() else [location]
-    return Upstream(str(path), f"audiossl:{file_digest(files)}", list(encoder.hidden_sizes), float(encoder.frame_rate),
+    encoder = load_model(path).encoder_only().eval()
+    return Upstream(str(path), f"audiossl:{content_digest(path)}", list(encoder.hidden_sizes), float(encoder.frame_rate),
                     int(encoder.sample_rate), encoder.extract_features)
 
 
