@@ -20,18 +20,19 @@ launch() {
 # removing it would lose it. Else (nothing there yet, or an interrupted run of these settings, which
 # resumes) records <settings> in <dir>/.settings, but in a dry run, and is false: the caller trains, then
 # mark_trained. A .done of no settings (written before they were recorded) is taken as done. Settings
-# compare without the trainer settings a run may change and go on (_shaping).
+# compare without the trainer settings a run may change and go on (_shaping), and inputs by what they hold
+# (same_settings of stages.sh): an exp tree moved elsewhere is done, or resumes.
 trained() {
   local dir=$1 settings=$2 option=${4:---exp} recorded=""
   if [ -f "$dir/.done" ]; then
     recorded=$(head -n 1 "$dir/.done")
-    if [ "$(_shaping "$recorded")" = "$(_shaping "$settings")" ]; then
+    if same_settings "$(_shaping "$recorded")" "$(_shaping "$settings")"; then
       echo "$(date +%T) $3: already done ($dir/.done)"; return 0
     fi
     if [ -z "$recorded" ]; then echo "$(date +%T) $3: already done ($dir/.done, which records no settings)"; return 0; fi
     _refuse_training "$dir/.done" "$settings" "$option"
   fi
-  if [ -f "$dir/.settings" ] && [ "$(_shaping "$(head -n 1 "$dir/.settings")")" != "$(_shaping "$settings")" ]; then
+  if [ -f "$dir/.settings" ] && ! same_settings "$(_shaping "$(head -n 1 "$dir/.settings")")" "$(_shaping "$settings")"; then
     _refuse_training "$dir/.settings" "$settings" "$option"
   fi
   echo "$(date +%T) $3"

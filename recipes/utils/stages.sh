@@ -5,7 +5,9 @@
 #                             true only when MARKER holds SETTINGS (one line, which the stage writes into
 #                             MARKER when done); a marker of other settings is removed and the stage done again;
 #                             an empty marker (written before markers recorded settings) counts as done
-#   has_settings MARKER SETTINGS   true when MARKER exists and records SETTINGS
+#   has_settings MARKER SETTINGS   true when MARKER exists and records SETTINGS (same_settings)
+#   same_settings A B         true when two SETTINGS agree, each input (PATH@DIGEST) by its digest alone: the
+#                             same content at another path (an exp tree moved elsewhere, a copy) is the same input
 #   file_digest PATH          the SHA-256 of PATH's content, for SETTINGS that name a config or an input: of a
 #                             file, or of a dir's files (their names and contents; not its subdirs, such as the
 #                             split<N> of a data dir, but for model weights below it: a fairseq2 checkpoint dir
@@ -24,7 +26,19 @@ done_or_log() {
   echo "$(date +%T) $2"; return 1
 }
 
-has_settings() { [ -f "$1" ] && [ "$(head -n 1 "$1")" = "$2" ]; }
+has_settings() { [ -f "$1" ] && same_settings "$(head -n 1 "$1")" "$2"; }
+
+same_settings() { [ "$(_by_content "$1")" = "$(_by_content "$2")" ]; }
+_by_content() {  # <settings>: its words, each PATH@DIGEST (with_digests) as @DIGEST
+  local word out=()
+  local -a words
+  read -ra words <<< "$1"
+  for word in "${words[@]}"; do
+    [[ $word =~ ^([^=]*=)?[^=]*@([0-9a-f]{16})$ ]] && word="${BASH_REMATCH[1]}@${BASH_REMATCH[2]}"
+    out+=("$word")
+  done
+  echo "${out[*]}"
+}
 
 done_with_settings() {
   local recorded

@@ -125,3 +125,29 @@ def test_a_dir_digest_covers_its_files_and_the_model_weights_below_it(tmp_path):
     assert after[0] == before[0] and after[1] != before[1]
     (data / "wav.scp").write_text("b b.wav\n")
     assert digests()[0] != before[0]
+
+
+def test_an_exp_tree_moved_elsewhere_is_done_or_resumes_where_its_inputs_hold_the_same(tmp_path):
+    """Settings name inputs as PATH@DIGEST: a moved tree changes the paths, not what they hold."""
+    (tmp_path / "exp" / "kmeans").mkdir(parents=True)
+    (tmp_path / "exp" / "kmeans" / "train.labels").write_text("u1 1 2\n")
+
+    def run(exp: str, *check: str) -> subprocess.CompletedProcess:
+        settings = f'"$(with_digests --train-labels {exp}/kmeans/train.labels)"'
+        return subprocess.run(["bash", "-c", f"set -euo pipefail; . {ROOT}/recipes/utils/stages.sh; "
+                               f". {ROOT}/recipes/utils/launch.sh; launcher=; "
+                               f"if trained {exp}/pretrain {settings} train; then echo skipped; else echo trains; fi; "
+                               f"done_with_settings {exp}/kmeans/.done {settings} label || echo labels"],
+                              cwd=tmp_path, capture_output=True, text=True)
+
+    first = run("exp")
+    assert first.returncode == 0 and "trains" in first.stdout and "labels" in first.stdout
+    (tmp_path / "exp" / "kmeans" / ".done").write_text((tmp_path / "exp" / "pretrain" / ".settings").read_text())
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "exp").rename(tmp_path / "elsewhere" / "exp")
+    moved = run("elsewhere/exp")   # an interrupted run: resumes, not refused; the labels are done
+    assert moved.returncode == 0 and "trains" in moved.stdout and "label: already done" in moved.stdout
+    assert "elsewhere/exp/kmeans/train.labels@" in (tmp_path / "elsewhere" / "exp" / "pretrain" / ".settings").read_text()
+    (tmp_path / "elsewhere" / "exp" / "kmeans" / "train.labels").write_text("u1 2 2\n")
+    changed = run("elsewhere/exp")
+    assert changed.returncode == 1 and "was trained (or started) with other settings or inputs" in changed.stderr
