@@ -286,7 +286,7 @@ def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint_and_says_so(fba
 
     def disk_full_at_update_4(payload, f, *args, **kwargs):
         if payload["train_state"]["update"] == 4:
-            f.write(b"half a checkpoint")
+            Path(f).write_bytes(b"half a checkpoint")
             fail()
         return save(payload, f, *args, **kwargs)
 
