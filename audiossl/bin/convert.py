@@ -17,8 +17,9 @@ audiossl checkpoint that ``audiossl.load_model`` and ``audiossl.bin.pretrain --i
 masked-prediction head (K targets) of HuBERT, WavLM and UniSpeech-SAT, UniSpeech-SAT's utterance
 quantizer, the wav2vec 2.0 quantizer unless the class is ``Wav2Vec2ForPreTraining``. to-hf writes
 ``HubertModel``, ``Wav2Vec2ForPreTraining``, ``WavLMModel`` or ``UniSpeechSatModel``, which those
-classes load with the same hidden states; only 16 kHz waveform-front-end checkpoints have a Hugging
-Face equivalent.
+classes load with the same hidden states, and a CTC checkpoint of a char tokenizer as the family's
+``*ForCTC`` with its ``Wav2Vec2Processor`` files (the same log-probabilities and greedy transcripts);
+only 16 kHz waveform-front-end checkpoints have a Hugging Face equivalent.
 
 from-fairseq reads a fairseq wav2vec 2.0 or HuBERT pretraining checkpoint, or a unilm WavLM one,
 with an unpickler that admits only the types such files hold (anything else is refused by name

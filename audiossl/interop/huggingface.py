@@ -8,7 +8,8 @@ Nothing is downloaded: the directory must be on disk. ``config.json``'s ``model_
 chooses the family, its ``architectures`` the class.
 
 ``*ForCTC`` directories load as the family's encoder model: the CTC head (``lm_head``) is
-dropped. An audiossl :class:`~audiossl.models.ctc.CtcModel` would need HF's vocabulary as it
+dropped. (The other way, :func:`save_hf` writes an audiossl CTC model of a char tokenizer as
+``*ForCTC`` with a ``Wav2Vec2CTCTokenizer`` of audiossl's ids, blank as its pad token.) An audiossl :class:`~audiossl.models.ctc.CtcModel` would need HF's vocabulary as it
 is, and audiossl's tokenizers cannot hold it: HF's always carries ``<s>`` and ``</s>`` (with
 rows in ``lm_head``) and puts the blank at ``pad_token_id``, while a
 :class:`~audiossl.text.tokenizer.CharTokenizer` holds ``<blank>``, ``<unk>``, ``|`` at ids
@@ -38,12 +39,13 @@ from audiossl.atomic import atomic_dir
 from audiossl.checkpoint import load_failure, weights_mismatch
 from audiossl.errors import InteropError
 from audiossl.models.encoder import SpeechEncoder
-from audiossl.models.hf_layout import checked_settings
+from audiossl.models.hf_layout import SAMPLE_RATE, checked_settings
 from audiossl.models.hubert import interop as hubert
 from audiossl.models.unispeech_sat import interop as unispeech_sat
 from audiossl.models.wav2vec2 import interop as wav2vec2
 from audiossl.models.wavlm import interop as wavlm
 from audiossl.registry import get_family
+from audiossl.text.tokenizer import BLANK_ID, CharTokenizer
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json",
                 "pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -241,25 +243,41 @@ def _standardises_audio(directory: Path) -> bool:
 
 
 def save_hf(model: SpeechEncoder, directory: str | os.PathLike) -> Path:
-    """Write a HuBERT, wav2vec 2.0, WavLM or UniSpeech-SAT ``model`` as a Hugging Face directory; returns it.
+    """Write a HuBERT, wav2vec 2.0, WavLM or UniSpeech-SAT ``model``, or a CTC model over one, as a Hugging
+    Face directory; returns it.
 
     The class is the family's base model (``HubertModel``, ``Wav2Vec2Model``, ``WavLMModel``,
-    ``UniSpeechSatModel``), or ``Wav2Vec2ForPreTraining`` (with the quantizer) for a wav2vec 2.0 model
-    that has its pretraining parts. The masked-prediction heads (and UniSpeech-SAT's utterance parts)
-    have no HF counterpart.
+    ``UniSpeechSatModel``), ``Wav2Vec2ForPreTraining`` (with the quantizer) for a wav2vec 2.0 model
+    that has its pretraining parts, or the family's ``*ForCTC`` for a CTC model of a char tokenizer,
+    written with ``Wav2Vec2CTCTokenizer`` and ``Wav2Vec2FeatureExtractor`` files (:func:`ctc_files`), so
+    that ``Wav2Vec2Processor`` and the class transcribe as audiossl's greedy decoding does. The
+    masked-prediction heads (and UniSpeech-SAT's utterance parts) have no HF counterpart.
     Only the waveform front end converts. An existing directory keeps its other files; its
     model is replaced whole or, on a failure, kept as it was.
     """
-    family = model.config.family
+    ctc = model.config.family == "ctc"
+    encoder = model.encoder if ctc else model
+    family = encoder.config.family
     if family not in HF_FAMILIES:
-        raise InteropError(f"a {family!r} model has no Hugging Face class here; converts: {', '.join(HF_FAMILIES)}")
+        raise InteropError(f"a {family!r} {'encoder' if ctc else 'model'} has no Hugging Face class here; "
+                           f"converts: {', '.join(HF_FAMILIES)}")
     entry = HF_FAMILIES[family]
-    config = entry.config_to_hf(model.config)  # first: it names an unconvertible front end
-    state = model.state_dict()
-    pretraining = entry.pretraining_class is not None and any(name.startswith(entry.pretraining_parts)
-                                                              for name in state)
-    config["architectures"] = [entry.pretraining_class if pretraining else entry.classes[0]]
-    hf_state = {name: tensor.detach().contiguous() for name, tensor in entry.state_dict_to_hf(state).items()}
+    config = entry.config_to_hf(encoder.config)  # first: it names an unconvertible front end
+    state = encoder.state_dict()
+    hf_state = entry.state_dict_to_hf(state)
+    files: dict[str, Any] = {}
+    if ctc:
+        files = ctc_files(model)
+        config |= {"architectures": [next(name for name in entry.classes if name.endswith("ForCTC"))],
+                   "vocab_size": model.config.vocab_size, "pad_token_id": BLANK_ID,
+                   "final_dropout": model.config.final_dropout}
+        hf_state = {f"{family}.{name}": tensor for name, tensor in hf_state.items()}
+        hf_state |= {f"lm_head.{name}": tensor for name, tensor in model.head.state_dict().items()}
+    else:
+        pretraining = entry.pretraining_class is not None and any(name.startswith(entry.pretraining_parts)
+                                                                  for name in state)
+        config["architectures"] = [entry.pretraining_class if pretraining else entry.classes[0]]
+    hf_state = {name: tensor.detach().contiguous() for name, tensor in hf_state.items()}
     directory = Path(directory)
     # the directory is replaced whole: its other files (a preprocessor config, a tokenizer) are linked into
     # the new one; the old model's files (weights of another format, shards) would be another model's
@@ -268,8 +286,32 @@ def save_hf(model: SpeechEncoder, directory: str | os.PathLike) -> Path:
             shutil.copytree(directory, tmp, dirs_exist_ok=True, copy_function=_link_or_copy,
                             ignore=lambda folder, names: _model_files(names) if Path(folder) == directory else [])
         save_file(hf_state, tmp / WEIGHT_FILES[0], metadata={"format": "pt"})
-        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        for name, content in {"config.json": config, **files}.items():
+            (tmp / name).unlink(missing_ok=True)  # a linked file of the old directory: not written through
+            (tmp / name).write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return directory
+
+
+def ctc_files(model) -> dict[str, Any]:
+    """The tokenizer and feature-extractor files of a CTC model's ``*ForCTC`` directory: its char
+    vocabulary as ``Wav2Vec2CTCTokenizer``'s ``vocab.json`` (``<blank>`` the pad token, ``|`` the word
+    delimiter, ids as audiossl's), and raw 16 kHz waveforms, not standardised."""
+    tokenizer = model.tokenizer
+    if not isinstance(tokenizer, CharTokenizer):
+        raise InteropError(f"only a CTC model of a char tokenizer has a Hugging Face tokenizer (Wav2Vec2CTCTokenizer); "
+                           f"this one's is {tokenizer.kind!r}")
+    blank, unk, word = CharTokenizer.SPECIALS
+    return {
+        "vocab.json": {token: index for index, token in enumerate(tokenizer.tokens)},
+        "tokenizer_config.json": {"tokenizer_class": "Wav2Vec2CTCTokenizer", "pad_token": blank, "unk_token": unk,
+                                  "word_delimiter_token": word, "bos_token": None, "eos_token": None,
+                                  "do_lower_case": False},
+        "special_tokens_map.json": {"pad_token": blank, "unk_token": unk},
+        "preprocessor_config.json": {
+            "feature_extractor_type": "Wav2Vec2FeatureExtractor", "feature_size": 1, "sampling_rate": SAMPLE_RATE,
+            "padding_value": 0.0, "padding_side": "right", "do_normalize": False,
+            "return_attention_mask": model.encoder.config.frontend.conv_mode == "layer_norm"},
+    }
 
 
 def _model_files(names: list[str]) -> list[str]:

@@ -16,13 +16,14 @@ from audiossl.bin import convert
 from audiossl.checkpoint import build_model, save_checkpoint
 from audiossl.errors import InteropError, UserError
 from audiossl.interop.huggingface import load_hf, save_hf
+from audiossl.models.best_rq import BestRqConfig
 from audiossl.models.ctc.factory import ctc_over_encoder
 from audiossl.models.hubert import HubertConfig, build_hubert
 from audiossl.models.hubert.interop import config_from_hf, config_to_hf, state_dict_from_hf
 from audiossl.models.unispeech_sat import UniSpeechSatConfig
 from audiossl.models.wav2vec2 import Wav2Vec2Config
 from audiossl.models.wavlm import WavLMConfig
-from audiossl.text.tokenizer import CharTokenizer
+from audiossl.text.tokenizer import CharTokenizer, SentencePieceTokenizer
 
 LAYOUTS = {"base-layout": False, "large-layout": True}
 HF_CLASSES = ("HubertModel", "HubertForCTC", "Wav2Vec2Model", "Wav2Vec2ForPreTraining", "Wav2Vec2ForCTC",
@@ -298,10 +299,12 @@ def test_convert_cli_errors_are_named(tmp_path, capsys):
     save_checkpoint(tmp_path / "fbank.pt", "hubert", fbank.to_dict(), build_hubert(fbank).state_dict())
     assert convert.main(["to-hf", str(tmp_path / "fbank.pt"), str(tmp_path / "no")]) == 1
     assert "only the waveform front end" in capsys.readouterr().err and not (tmp_path / "no").exists()
-    ctc = ctc_over_encoder(build_hubert(HubertConfig.tiny()).encoder_only(), CharTokenizer.train(["AB"]), {}, False)
+    encoder = build_model("best_rq", BestRqConfig.tiny().to_dict()).encoder_only()
+    ctc = ctc_over_encoder(encoder, CharTokenizer.train(["AB"]), {}, False)
     save_checkpoint(tmp_path / "ctc.pt", "ctc", ctc.config.to_dict(), ctc.state_dict())
     assert convert.main(["to-hf", str(tmp_path / "ctc.pt"), str(tmp_path / "no")]) == 1
-    assert "a 'ctc' model has no Hugging Face class here; converts: hubert, wav2vec2, wavlm" in capsys.readouterr().err
+    assert "a 'best_rq' encoder has no Hugging Face class here; converts: hubert, wav2vec2, wavlm, unispeech_sat" \
+        in capsys.readouterr().err
 
 
 def test_converted_checkpoint_continues_pretraining(tmp_path):
@@ -520,3 +523,46 @@ def test_to_hf_onto_a_file_or_through_a_link(tmp_path, capsys):
     (tmp_path / "link").symlink_to(tmp_path / "real")
     assert convert.main(["to-hf", str(tmp_path / "model.pt"), str(tmp_path / "link")]) == 0
     assert (tmp_path / "link").is_symlink() and (tmp_path / "real" / "config.json").is_file()
+
+
+@pytest.mark.parametrize("pre_norm", LAYOUTS.values(), ids=LAYOUTS.keys())
+@pytest.mark.parametrize("family", CONFIGS)
+def test_a_ctc_model_goes_to_hf_with_its_tokenizer(tmp_path, family, pre_norm):
+    """``to-hf`` of a CTC model: the family's ``*ForCTC`` gives the same log-probabilities, and
+    ``Wav2Vec2Processor`` (its tokenizer and feature extractor read from the directory) decodes them as
+    audiossl's greedy decoding; the directory loads back as the encoder."""
+    config = CONFIGS[family].tiny()
+    config.encoder.layer_norm_first = pre_norm
+    config.frontend.conv_mode = "layer_norm" if pre_norm else "default"
+    torch.manual_seed(0)
+    encoder = build_model(family, config.to_dict()).encoder_only()
+    ours = ctc_over_encoder(encoder, CharTokenizer.train(["HELLO WORLD", "IT'S OK"]), {}, True).eval()
+    with torch.no_grad():
+        ours.head.weight.mul_(20.0)  # confident enough that the greedy path spells words
+    save_checkpoint(tmp_path / "ctc.pt", "ctc", ours.config.to_dict(), ours.state_dict())
+    assert convert.main(["to-hf", str(tmp_path / "ctc.pt"), str(tmp_path / "hf")]) == 0
+    reference = load_in_transformers(tmp_path / "hf", CTC_CLASSES[family])
+    processor = transformers.Wav2Vec2Processor.from_pretrained(tmp_path / "hf")
+    wavs, lengths = batch(pre_norm)
+    inputs = processor([wav[:length].numpy() for wav, length in zip(wavs, lengths)], sampling_rate=16000,
+                       return_tensors="pt", padding=True)
+    with torch.no_grad():
+        logits = reference(**inputs).logits
+        log_probs, frames = ours(wavs, lengths)
+    for item, valid in enumerate(frames.tolist()):
+        torch.testing.assert_close(logits[item, :valid].log_softmax(-1), log_probs[item, :valid], atol=1e-4, rtol=1e-4)
+    texts = ours.transcribe(wavs, lengths)
+    valid = [logits[item, :count].argmax(-1) for item, count in enumerate(frames.tolist())]
+    assert any(texts) and processor.batch_decode(valid) == texts
+    assert load_model(tmp_path / "hf").config.family == family
+
+
+def test_a_ctc_model_of_word_pieces_is_refused_by_to_hf(tmp_path, capsys):
+    """HF's CTC tokenizer holds characters: a model of SentencePiece pieces is refused, nothing written."""
+    texts = ["THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG", "HELLO WORLD", "SHE SELLS SEA SHELLS BY THE SEA SHORE"]
+    pieces = SentencePieceTokenizer.train(texts, vocab_size=30, model_type="bpe")
+    ctc = ctc_over_encoder(build_hubert(HubertConfig.tiny()).encoder_only(), pieces, {}, False)
+    save_checkpoint(tmp_path / "ctc.pt", "ctc", ctc.config.to_dict(), ctc.state_dict())
+    assert convert.main(["to-hf", str(tmp_path / "ctc.pt"), str(tmp_path / "hf")]) == 1
+    assert "only a CTC model of a char tokenizer has a Hugging Face tokenizer" in capsys.readouterr().err
+    assert not (tmp_path / "hf").exists()
