@@ -169,11 +169,11 @@ def model_from_checkpoint(payload: dict, source: str | os.PathLike) -> nn.Module
 
 
 def load_model(path: str | os.PathLike) -> nn.Module:
-    """The model saved in any audiossl checkpoint, in a local Hugging Face model directory
-    (HuBERT, wav2vec 2.0, WavLM: see :func:`audiossl.interop.huggingface.load_hf`) or in a fairseq
+    """The model saved in any audiossl checkpoint, in a local Hugging Face model directory (HuBERT,
+    wav2vec 2.0, WavLM, UniSpeech-SAT: see :func:`audiossl.interop.huggingface.load_hf`), in a fairseq
     checkpoint or s3prl's conversion of one (wav2vec 2.0, HuBERT, unilm's WavLM: see
-    :func:`audiossl.interop.fairseq.load_fairseq`) or in a fairseq2 checkpoint dir (wav2vec 2.0: see :func:`audiossl.interop.fairseq2.load_fairseq2`),
-    in eval mode, built from the file or directory alone.
+    :func:`audiossl.interop.fairseq.load_fairseq`) or in a fairseq2 checkpoint dir (wav2vec 2.0: see
+    :func:`audiossl.interop.fairseq2.load_fairseq2`), in eval mode, built from the file or directory alone.
 
     ``model.extract_features(wavs (B, S) at 16 kHz, lengths (B,))`` returns one
     (B, frames, dim) tensor per layer and the valid frames of each item; ASR models also
@@ -211,5 +211,5 @@ def load_model(path: str | os.PathLike) -> nn.Module:
         if layout is not None:
             return fairseq.model_from_fairseq(layout, source=str(path))
         if fairseq2.checkpoint_root(path) is not None:  # a state dict below a fairseq2 model.yaml
-            return fairseq2.load_fairseq2(path)
+            return fairseq2.load_fairseq2(path, payload=payload)
     return model_from_checkpoint(checked_checkpoint(payload, path), path).eval()

@@ -185,13 +185,16 @@ def fairseq_settings(family: str, config: Any) -> dict[str, Any]:
     }
 
 
-def read_state(path: Path) -> dict[str, Tensor]:
+def read_state(path: Path, payload: Any = None) -> dict[str, Tensor]:
     """The tensors of a fairseq2 model file (a plain state dict; ``{"model": ...}`` and DDP's ``module.``
-    prefix as fairseq2 also reads them), unpickled with torch's weights-only loader."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a foreign or damaged file
-        raise InteropError(f"{path}: cannot read: {load_failure(err)}") from None
+    prefix as fairseq2 also reads them), unpickled with torch's weights-only loader unless ``payload``
+    is the file's content, read already."""
+    state = payload
+    if state is None:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # torch raises many types for a foreign or damaged file
+            raise InteropError(f"{path}: cannot read: {load_failure(err)}") from None
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     if not (isinstance(state, dict) and all(isinstance(value, Tensor) for value in state.values())):
@@ -199,12 +202,13 @@ def read_state(path: Path) -> dict[str, Tensor]:
     return {name.removeprefix("module."): tensor for name, tensor in state.items()}
 
 
-def load_fairseq2(path: str | os.PathLike, num_classes: int = 100) -> SpeechEncoder:
+def load_fairseq2(path: str | os.PathLike, num_classes: int = 100, payload: Any = None) -> SpeechEncoder:
     """The audiossl wav2vec 2.0 model (eval mode) of a fairseq2 checkpoint (see the module notes).
 
     ``model.extract_features(wavs (B, S), lengths (B,))`` gives the fairseq2 encoder front end's output,
     then each layer's (the last with the final layer norm in pre-norm models). ``num_classes`` is
     unused (wav2vec 2.0 has no target classes); it keeps the signature of the other loaders.
+    ``payload``: the content of the file ``path`` names, when the caller has read it.
     """
     path = Path(path).absolute()
     root = checkpoint_root(path)
@@ -218,7 +222,7 @@ def load_fairseq2(path: str | os.PathLike, num_classes: int = 100) -> SpeechEnco
         raise InteropError(f"{root / METADATA}: {err}") from None
     model = get_family("wav2vec2").build(config)
     source = weights_file(path, root)
-    state = read_state(source)
+    state = read_state(source, payload if source == path else None)
     state.pop(UPDATE_COUNT, None)
     if family == "wav2vec2_asr":  # the CTC head
         for name in ("final_proj.weight", "final_proj.bias"):

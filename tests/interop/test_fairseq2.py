@@ -99,15 +99,24 @@ def batch(pre_norm: bool) -> tuple[torch.Tensor, list[int]]:
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_a_fairseq2_checkpoint_gives_fairseq2_hidden_states(tmp_path, resolver, layout):
+def test_a_fairseq2_checkpoint_gives_fairseq2_hidden_states(tmp_path, resolver, layout, monkeypatch):
     pre_norm = LAYOUTS[layout]
     config = Wav2Vec2Config(encoder_config=encoder_config(pre_norm), final_dim=32, quantized_dim=32,
                             num_codebook_entries=16)
     theirs = randomised(create_wav2vec2_model(config))
     root = write_checkpoint(resolver, tmp_path / "ckpt", "wav2vec2", config, theirs)
     wavs, lengths = batch(pre_norm)
+    loads, load = [], torch.load
+
+    def counted(*args, **kwargs):
+        loads.append(args[0])
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counted)
     for path in (root, root / "step_3", root / "step_3" / "model", root / "step_3" / SHARD):
+        loads.clear()
         ours = load_model(path)
+        assert len(loads) == 1, loads   # unpickled once, the shard file too
         assert ours.config.family == "wav2vec2" and ours.config.codebook_entries == 16
         assert_same_hidden_states(ours, theirs, wavs, lengths)
     codevectors = theirs.state_dict()["quantizer.entries"]
