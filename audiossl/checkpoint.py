@@ -71,13 +71,19 @@ def checksum(payload: dict) -> str:
     return digest.hexdigest()
 
 
+MODEL_WEIGHT_SUFFIXES = (".pt", ".safetensors", ".bin")  # below a model directory's top (fairseq2's step_<N>/model/)
+
+
 def content_digest(path: str | os.PathLike) -> str:
-    """SHA-256 over the names and bytes of a model file, or of the files of a model directory (Hugging Face,
-    fairseq2): what it holds, wherever it lies."""
+    """SHA-256 over the names and bytes of a model file, or of a model directory's files: those at its top
+    (Hugging Face) and the weights below it (a fairseq2 checkpoint dir's ``step_<N>/model/``), as the
+    recipes' ``file_digest`` counts them: what it holds, wherever it lies."""
     path = Path(path)
     digest = hashlib.sha256()
-    for file in sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]:
-        digest.update(file.name.encode() + b"\0")
+    files = sorted(file for file in path.rglob("*") if file.is_file() and (
+        file.parent == path or file.suffix in MODEL_WEIGHT_SUFFIXES)) if path.is_dir() else [path]
+    for file in files:
+        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode() + b"\0")
         with open(file, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)

@@ -6,7 +6,8 @@ import argparse
 import pytest
 import torch
 
-from audiossl.checkpoint import FORMAT, CheckpointError, checksum, load_checkpoint, load_model, save_checkpoint
+from audiossl.checkpoint import (FORMAT, CheckpointError, checksum, content_digest, load_checkpoint, load_model,
+                                 save_checkpoint)
 
 
 def write(path, **tensors) -> None:
@@ -114,3 +115,21 @@ def test_a_path_that_is_not_there_is_named_and_a_hub_name_gets_a_hint():
         load_model("")
     with pytest.raises(CheckpointError, match=r"^exp/x/best.pt: no such file or directory$"):
         load_model("exp/x/best.pt")
+
+
+def test_a_model_directory_digest_covers_its_files_and_the_weights_below_it(tmp_path):
+    """A Hugging Face directory by its files, a fairseq2 checkpoint dir by its weights in step_<N>/model/ too;
+    what a directory holds, wherever it lies."""
+    weights = tmp_path / "ckpt" / "step_3" / "model" / "pp_00" / "tp_00" / "sdp_00.pt"
+    weights.parent.mkdir(parents=True)
+    (tmp_path / "ckpt" / "model.yaml").write_text("model_family: wav2vec2\n")
+    weights.write_bytes(b"weights 1")
+    (tmp_path / "ckpt" / "step_3" / "notes.txt").write_text("not a model file\n")
+    before = content_digest(tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "step_3" / "notes.txt").write_text("other notes\n")
+    assert content_digest(tmp_path / "ckpt") == before
+    weights.write_bytes(b"weights 2")
+    changed = content_digest(tmp_path / "ckpt")
+    assert changed != before
+    (tmp_path / "ckpt").rename(tmp_path / "moved")
+    assert content_digest(tmp_path / "moved") == changed
