@@ -32,9 +32,9 @@ import yaml
 from torch import Tensor
 
 from audiossl.atomic import atomic_dir
-from audiossl.checkpoint import load_failure, unfit_weights
+from audiossl.checkpoint import unfit_weights
 from audiossl.errors import InteropError
-from audiossl.interop.fairseq import config_from_fairseq, config_to_fairseq, parse_conv_layers
+from audiossl.interop.fairseq import config_from_fairseq, config_to_fairseq, parse_conv_layers, unpickle
 from audiossl.models.encoder import SpeechEncoder
 from audiossl.models.hf_layout import rename_weights
 from audiossl.registry import get_family
@@ -187,14 +187,9 @@ def fairseq_settings(family: str, config: Any) -> dict[str, Any]:
 
 def read_state(path: Path, payload: Any = None) -> dict[str, Tensor]:
     """The tensors of a fairseq2 model file (a plain state dict; ``{"model": ...}`` and DDP's ``module.``
-    prefix as fairseq2 also reads them), unpickled with torch's weights-only loader unless ``payload``
-    is the file's content, read already."""
-    state = payload
-    if state is None:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # torch raises many types for a foreign or damaged file
-            raise InteropError(f"{path}: cannot read: {load_failure(err)}") from None
+    prefix as fairseq2 also reads them), unpickled as fairseq files are (:func:`~audiossl.interop.fairseq.unpickle`)
+    unless ``payload`` is the file's content, read already."""
+    state = unpickle(path) if payload is None else payload
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     if not (isinstance(state, dict) and all(isinstance(value, Tensor) for value in state.values())):
