@@ -8,12 +8,13 @@ Nothing is downloaded: the directory must be on disk. ``config.json``'s ``model_
 chooses the family, its ``architectures`` the class.
 
 ``*ForCTC`` directories load as the family's encoder model: the CTC head (``lm_head``) is
-dropped. (The other way, :func:`save_hf` writes an audiossl CTC model of a char tokenizer as
-``*ForCTC`` with a ``Wav2Vec2CTCTokenizer`` of audiossl's ids, blank as its pad token.) An audiossl :class:`~audiossl.models.ctc.CtcModel` would need HF's vocabulary as it
+dropped. An audiossl :class:`~audiossl.models.ctc.CtcModel` would need HF's vocabulary as it
 is, and audiossl's tokenizers cannot hold it: HF's always carries ``<s>`` and ``</s>`` (with
 rows in ``lm_head``) and puts the blank at ``pad_token_id``, while a
 :class:`~audiossl.text.tokenizer.CharTokenizer` holds ``<blank>``, ``<unk>``, ``|`` at ids
-0-2 and single characters after; dropping rows would change every log-probability.
+0-2 and single characters after; dropping rows would change every log-probability. The other
+way fits: :func:`save_hf` writes an audiossl CTC model of a char tokenizer as ``*ForCTC`` with a
+``Wav2Vec2CTCTokenizer`` of audiossl's ids, the blank as its pad token.
 
 Padded batches: audiossl keeps padding out of the first CNN layer's group norm (base layout),
 so each item's valid frames equal HF's output for that item alone; HF's group norm takes
