@@ -8,8 +8,9 @@ Labels come from a Kaldi table of the data dir (``utt2spk``, ``utt2label``, ``ut
 * ``labels`` (the speaker sets: ``<class> <index>`` lines, indices 0, 1, ... in order), else
 * the sorted distinct values of the training table.
 
-A label outside the class list, or (in training) a class without any utterance, is a
-:class:`~audiossl.data.kaldi_dir.DataDirError` naming the file and line or the classes.
+Lines of utterances not in the data dir are left out (logged). A label outside the class list, or
+(in training) a class without any utterance, is a :class:`~audiossl.data.kaldi_dir.DataDirError`
+naming the file and line or the classes.
 """
 from __future__ import annotations
 
@@ -115,20 +116,28 @@ def read_class_list(path: str | os.PathLike) -> list[str]:
 
 def read_labels(data_dir: str | os.PathLike, table: str, multilabel: bool) -> dict[str, list[str]]:
     """``{utt: [label, ...]}`` of every utterance of ``data_dir`` from its ``table``: one label each
-    (single-label), or any number of space-separated tags (``multilabel``)."""
+    (single-label), or any number of space-separated tags (``multilabel``). Lines of utterances not in
+    the data dir are left out, with a warning: their labels are no classes of its audio."""
     path = Path(data_dir) / table
     label_name(table)
     check_complete(data_dir)   # the table may be of another write than the dir's others
     if not path.is_file():
         raise DataDirError(f"{path}: no such table (the labels of {data_dir})")
-    labels = {}
+    utterances = set(DataDir.read(data_dir).utterances)
+    labels, extra = {}, []
     for number, (utt, value) in enumerate(read_table(path).items(), 1):  # read_table refuses blank lines
+        if utt not in utterances:
+            extra.append(utt)
+            continue
         fields = value.split()
         if not multilabel and len(fields) != 1:
             raise DataDirError(f"{path}:{number}: utterance '{utt}' has {len(fields)} labels {fields}, "
                                "a single-label head takes one")
         labels[utt] = fields
-    missing = [utt for utt in DataDir.read(data_dir).utterances if utt not in labels]
+    if extra:
+        logger.warning("%s: %d line(s) of utterances not in %s left out, e.g. '%s'", path, len(extra), data_dir,
+                       extra[0])
+    missing = sorted(utterances - set(labels))
     if missing:
         raise DataDirError(f"{path}: no label for {len(missing)} utterance(s) of {data_dir}, e.g. '{missing[0]}'")
     return labels
@@ -154,9 +163,10 @@ def class_targets(data_dir: str | os.PathLike, table: str, classes: list[str],
     path = Path(data_dir) / table
     index = {name: i for i, name in enumerate(classes)}
     targets = {}
-    for number, (utt, labels) in enumerate(read_labels(data_dir, table, multilabel).items(), 1):
+    for utt, labels in read_labels(data_dir, table, multilabel).items():
         unknown = [label for label in labels if label not in index]
         if unknown:
+            number = list(read_table(path)).index(utt) + 1
             shown = ", ".join(classes[:5]) + (", ..." if len(classes) > 5 else "")
             raise DataDirError(f"{path}:{number}: utterance '{utt}' has label '{unknown[0]}', not one of the "
                                f"{len(classes)} classes ({shown})")

@@ -219,3 +219,20 @@ def test_frozen_upstream_keeps_its_weights(data_dir, tmp_path):
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith(("head.", "featurizer.")) for k in changed)
     assert UtteranceDataset(data_dir, "waveform").lengths == data.lengths
+
+
+def test_labels_of_utterances_not_in_the_data_dir_are_left_out(data_dir, caplog):
+    """A label table of more utterances than the dir (kept from before a subset) makes no class of their labels,
+    nor hides a class that no utterance of the dir has."""
+    labelled(data_dir, utt2family={**dict(zip(UTTS, ("organ", "organ", "bass", "bass"))), "zz-gone": "reed",
+                                   "zz-old": "kazoo pipe"})
+    assert training_classes(data_dir, "utt2family", False) == ["bass", "organ"]
+    assert "utt2family: 2 line(s) of utterances not in" in caplog.text and "e.g. 'zz-gone'" in caplog.text
+    assert class_targets(data_dir, "utt2family", ["bass", "organ"], False) == {
+        "spkA-u1": [1], "spkA-u2": [1], "spkB-u3": [0], "spkB-u4": [0]}
+    targets = class_targets(data_dir, "utt2family", ["bass", "organ", "reed"], False)
+    with pytest.raises(DataDirError, match="no training utterance of 1 of the 3 classes: reed"):
+        check_every_class_seen(targets, ["bass", "organ", "reed"], "train/utt2family")
+    labelled(data_dir, utt2family={**dict(zip(UTTS, ("organ", "organ", "kazoo", "bass"))), "zz-gone": "reed"})
+    with pytest.raises(DataDirError, match=r"utt2family:3: utterance 'spkB-u3' has label 'kazoo'"):
+        class_targets(data_dir, "utt2family", ["bass", "organ"], False)
