@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     checkpoint = args.pretrained or args.scratch_like
     encoder = fine_tuning_encoder(checkpoint, FineTuningOptions(encoder_layers=options.encoder_layers,
                                                                 encoder_layer_drop=options.encoder_layer_drop))
-    train = labelled_dataset(args.train_data, args.label_table, classes, multilabel, encoder.sample_rate)
+    train = labelled_dataset(args.train_data, args.label_table, classes, multilabel, encoder)
     try:
         check_every_class_seen(train.targets, classes, f"{args.train_data}/{args.label_table}")
     except UserError as err:
@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     task = UtteranceTask(model, options.valid_metric)
     valid = None
     if args.valid_data:
-        valid = labelled_dataset(args.valid_data, args.label_table, classes, multilabel, encoder.sample_rate)
+        valid = labelled_dataset(args.valid_data, args.label_table, classes, multilabel, encoder)
     exp = Path(args.exp_dir)
     write_classes(exp / "checkpoints" / CLASSES_FILE, classes)
     groups = model.parameter_groups(train_config.lr, train_config.lr * options.upstream_lr_scale)

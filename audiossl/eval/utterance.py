@@ -22,7 +22,7 @@ from audiossl.data.dataset import UtteranceDataset, sorted_batches
 from audiossl.errors import UserError
 from audiossl.eval.results import ResultsError, minutes, parse_record, training_facts, write_section
 from audiossl.eval.verification import check_trials, cosine_scores, read_trials, verification_metrics, write_scores
-from audiossl.tasks.utterance import CLASSES_FILE, class_targets, read_class_list
+from audiossl.tasks.utterance import CLASSES_FILE, class_targets, read_class_list, utterance_audio
 
 PAGE_HEAD = ["# Utterance-level fine-tuning: pretrained encoder vs the same model from scratch", "",
              "The audio is synthetic (speech engines with shifted pitch, formants and tempo; a General MIDI "
@@ -159,8 +159,7 @@ def classify(model, checkpoint: str, data_dir: str, out_dir: Path, label_table: 
         raise UserError(f"{classes_path}: not the classes of {saved} (the model's) in their order; "
                         "leave --classes out, or give it that list")
     targets = class_targets(data_dir, label_table, classes, model.multilabel)
-    data = UtteranceDataset(data_dir, "waveform", targets, targets_name=f"{data_dir}/{label_table}",
-                            sample_rate=model.sample_rate)
+    data = utterance_audio(data_dir, model, targets, f"{data_dir}/{label_table}")
     logits = utterance_outputs(model, data, batch_seconds, embed=False, progress=progress)
     start_output(out_dir)
     kind = "multilabel" if model.multilabel else "classify"
@@ -175,7 +174,7 @@ def verify(model, checkpoint: str, data_dir: str, out_dir: Path, trials_path: st
     holds."""
     trials_path = Path(trials_path or Path(data_dir) / "trials")
     trials = read_trials(trials_path)
-    data = UtteranceDataset(data_dir, "waveform", sample_rate=model.sample_rate)
+    data = utterance_audio(data_dir, model)
     check_trials(trials, data.utterances, trials_path)
     embeddings = utterance_outputs(model, data, batch_seconds, embed=True, progress=progress)
     scores = cosine_scores(trials, embeddings)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from audiossl.atomic import write_text_atomic
@@ -28,7 +29,9 @@ from audiossl.config_fields import dataclass_from_dict
 from audiossl.data.dataset import Batch, UtteranceDataset
 from audiossl.data.kaldi_dir import DataDir, DataDirError, check_complete, read_table
 from audiossl.errors import ConfigError
+from audiossl.models.encoder import SpeechEncoder
 from audiossl.models.utterance import UtteranceConfig
+from audiossl.nn.frontends import fbank_num_frames
 from audiossl.tasks.base import StepOutput, Task
 
 logger = logging.getLogger("audiossl.train")
@@ -195,11 +198,26 @@ def write_classes(path: str | os.PathLike, classes: list[str]) -> None:
     write_text_atomic(path, "".join(f"{name} {i}\n" for i, name in enumerate(classes)))
 
 
+def utterance_audio(data_dir: str | os.PathLike, encoder: SpeechEncoder, targets: dict[str, list[int]] | None = None,
+                    targets_name: str = "targets") -> UtteranceDataset:
+    """The waveforms of ``data_dir`` at ``encoder``'s rate, with ``targets`` as UtteranceDataset takes them.
+    Utterances too short for one of ``encoder``'s frames are a DataDirError naming them, before any is read."""
+    data = UtteranceDataset(data_dir, "waveform", targets, targets_name=targets_name, sample_rate=encoder.sample_rate)
+    samples = torch.tensor(data.lengths)
+    frames = encoder.num_frames(fbank_num_frames(samples) if encoder.input_kind == "fbank" else samples)
+    short = [f"'{utt}' ({length / encoder.sample_rate:.3f} s)"
+             for utt, length, count in zip(data.utterances, data.lengths, frames.tolist()) if count < 1]
+    if short:
+        raise DataDirError(f"{data_dir}: {len(short)} utterance(s) too short for one frame of the model: "
+                           f"{', '.join(short[:5])}{', ...' if len(short) > 5 else ''}; leave them out of the data dir")
+    return data
+
+
 def labelled_dataset(data_dir: str | os.PathLike, table: str, classes: list[str], multilabel: bool,
-                     sample_rate: int) -> UtteranceDataset:
-    """The waveforms of ``data_dir`` at ``sample_rate`` with their class ids as targets."""
-    return UtteranceDataset(data_dir, "waveform", class_targets(data_dir, table, classes, multilabel),
-                            targets_name=str(Path(data_dir) / table), sample_rate=sample_rate)
+                     encoder: SpeechEncoder) -> UtteranceDataset:
+    """:func:`utterance_audio` of ``data_dir`` for ``encoder``, with its class ids as targets."""
+    return utterance_audio(data_dir, encoder, class_targets(data_dir, table, classes, multilabel),
+                           str(Path(data_dir) / table))
 
 
 # ---------------------------------------------------------------------------- run config

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+import soundfile
 
 from audiossl.bin import eval_utterance, finetune_utterance
 from audiossl.checkpoint import build_model, save_checkpoint
-from audiossl.data.kaldi_dir import write_table
+from audiossl.data.kaldi_dir import DataDirError, write_table
 from audiossl.errors import ConfigError
 from audiossl.models.hubert import HubertConfig
+from audiossl.tasks.utterance import utterance_audio
 
 MAINS = {  # (module, a function its main calls, the main's arguments under a tmp dir)
     "finetune": (finetune_utterance, "load_run_config",
@@ -170,3 +173,30 @@ def test_a_pair_evaluated_on_other_data_is_refused(tmp_path, capsys):
     assert capsys.readouterr().err == (f"error: {tmp_path}/p/eval_test and {tmp_path}/s/eval_test were evaluated on "
                                        "other inputs: data 'data/test' and 'data/test_other'\n")
     assert not (tmp_path / "RESULTS.md").exists()
+
+
+def test_an_utterance_too_short_for_one_frame_is_named_before_training_or_evaluation(run_files, capsys):
+    """A clip under one frame (25 ms of fbank) failed training or evaluation midway with a ValueError of lengths."""
+    tmp = run_files
+    write_table(tmp / "data/utt2family", {"spkA-u1": "organ", "spkA-u2": "organ", "spkB-u3": "bass", "spkB-u4": "bass"})
+    assert finetune(tmp, "--scratch-like", str(tmp / "m.pt"), "--allow-empty-classes") == 0
+    soundfile.write(tmp / "audio/rec2.wav", np.full(320, 0.1, np.float32), 16000)  # spkB-u3: 20 ms
+    message = f"error: {tmp}/data: 1 utterance(s) too short for one frame of the model: 'spkB-u3' (0.020 s); "
+    assert finetune(tmp, "--scratch-like", str(tmp / "m.pt"), "--allow-empty-classes", "--set",
+                    "trainer.max_updates=2") == 1
+    assert capsys.readouterr().err.endswith(message + "leave them out of the data dir\n")
+    assert not (tmp / "exp/checkpoints/update_2.pt").exists()
+    (tmp / "data/trials").write_text("spkA-u1 spkA-u2 target\nspkA-u1 spkB-u4 nontarget\n")
+    for mode in (["classify", "--label-table", "utt2family"], ["verify"]):
+        assert eval_utterance.main([*mode, str(tmp / "exp/checkpoints/best.pt"), str(tmp / "data"),
+                                    str(tmp / "out")]) == 1
+        assert capsys.readouterr().err.endswith(message + "leave them out of the data dir\n")
+    assert not (tmp / "out").exists()
+    encoder = build_model("hubert", HubertConfig.tiny().to_dict())  # a waveform CNN: 400 samples a frame
+    write_table(tmp / "data/utt2spk", {"spkA-u1": "spkA", "spkA-u2": "spkA", "spkB-u3": "spkB"})
+    write_table(tmp / "data/wav.scp", {"spkA-u1": str(tmp / "audio/rec0.wav"), "spkA-u2": str(tmp / "audio/rec1.wav"),
+                                       "spkB-u3": str(tmp / "audio/rec2.wav")})
+    with pytest.raises(DataDirError, match="'spkB-u3' \\(0.020 s\\)"):
+        utterance_audio(tmp / "data", encoder)
+    soundfile.write(tmp / "audio/rec2.wav", np.full(400, 0.1, np.float32), 16000)
+    assert utterance_audio(tmp / "data", encoder).utterances == ["spkA-u1", "spkA-u2", "spkB-u3"]

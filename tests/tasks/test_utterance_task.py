@@ -72,10 +72,11 @@ def test_labels_map_through_the_class_list_of_their_table(data_dir):
         "spkA-u1": [2], "spkA-u2": [0], "spkB-u3": [2], "spkB-u4": [1]}
     tags = class_targets(data_dir, "utt2tags", ["drums", "flute", "piano"], True)
     assert tags == {"spkA-u1": [0, 2], "spkA-u2": [2], "spkB-u3": [], "spkB-u4": [1, 0]}
-    dataset = labelled_dataset(data_dir, "utt2spk", ["spkB", "spkA"], False, 16000)
+    model = tiny_model()
+    dataset = labelled_dataset(data_dir, "utt2spk", ["spkB", "spkA"], False, model)
     assert [int(dataset[i][2]) for i in range(4)] == [1, 1, 0, 0]
-    batch = collate([labelled_dataset(data_dir, "utt2tags", ["drums", "flute", "piano"], True, 16000)[i]
-                     for i in range(4)])
+    tagged = labelled_dataset(data_dir, "utt2tags", ["drums", "flute", "piano"], True, model)
+    batch = collate([tagged[i] for i in range(4)])
     assert batch.targets.tolist() == [[0, 2], [2, -100], [-100, -100], [1, 0]]
 
 
@@ -173,7 +174,7 @@ class ScriptedScore(UtteranceTask):
 def trainer(data_dir: Path, exp: Path, task_of, **settings) -> Trainer:
     labelled(data_dir, labels="spkA 0\nspkB 1\n")
     model = tiny_model()
-    data = labelled_dataset(data_dir, "utt2spk", ["spkA", "spkB"], False, 16000)
+    data = labelled_dataset(data_dir, "utt2spk", ["spkA", "spkB"], False, model)
     config = trainer_config({"max_updates": 3, "batch_seconds": 2.5, "lr": 1e-3, "precision": "fp32",
                              "valid_interval": 1, "save_interval": 10, "keep_last": 5, "num_workers": 0,
                              "log_interval": 1, **settings})
@@ -208,7 +209,7 @@ def test_frozen_upstream_keeps_its_weights(data_dir, tmp_path):
     """A probe: the upstream is in no parameter group, so it does not change, while the head learns."""
     labelled(data_dir, labels="spkA 0\nspkB 1\n")
     model = tiny_model(freeze_upstream=True)
-    data = labelled_dataset(data_dir, "utt2spk", ["spkA", "spkB"], False, 16000)
+    data = labelled_dataset(data_dir, "utt2spk", ["spkA", "spkB"], False, model)
     groups = model.parameter_groups(1e-2, 1e-2)
     assert [g["name"] for g in groups] == ["head"]
     before = {k: v.clone() for k, v in model.state_dict().items()}
