@@ -103,7 +103,9 @@ if run_stage 2; then finetune scratch 2; fi
 if run_stage 3; then
   for init in pretrained scratch; do
     out=$exp/$init/$eval_name
-    settings="eval_task=$eval_task label_table=$label_table eval_args=$eval_args checkpoint=$(file_digest $exp/$init/checkpoints/best.pt)"
+    # the files --eval-args names (--trials, --classes) by checksum, as the data dir: an edited one evaluates again
+    settings="eval_task=$eval_task label_table=$label_table eval_args=$(with_digests $eval_args)"
+    settings+=" checkpoint=$(file_digest $exp/$init/checkpoints/best.pt)"
     settings+=" $(with_digests $data/$test_set)"
     done_with_settings $out/.done "$settings" "stage 3: $eval_task, $init model on $test_set" && continue
     if [ $eval_task = classify ]; then

@@ -289,6 +289,29 @@ def test_a_stage_is_done_again_when_an_option_of_its_output_changes(egs, tmp_pat
     assert "already done" in run(*change)
 
 
+def test_an_evaluation_is_done_again_when_a_file_its_options_name_changes(egs, tmp_path):
+    """utterance.sh's stage 3 records a trial list or class list named in --eval-args by checksum: an edited one
+    evaluates again, where the evaluation of the earlier trials counted as done."""
+    env = python_shim(tmp_path, "audiossl.bin.eval_utterance")
+    for init in ("pretrained", "scratch"):
+        (egs / f"exp/{init}/eval_sid_test").mkdir(parents=True)
+    trials = tmp_path / "trials"
+    trials.write_text("a b target\na c nontarget\n")
+
+    def run() -> str:
+        done = subprocess.run([str(ROOT / "recipes/utterance.sh"), "--stage", "3", "--stop-stage", "3", "--pretrained",
+                               "none", "--eval-task", "verify", "--eval-args", f"--trials {trials}"],
+                              cwd=egs, capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    assert f"audiossl.bin.eval_utterance: verify --no-progress --trials {trials} " in run()
+    assert "already done" in run()
+    trials.write_text("a b target\na d nontarget\n")
+    redone = run()
+    assert "doing it again" in redone and "audiossl.bin.eval_utterance: verify" in redone
+
+
 def test_a_feature_dir_is_made_again_for_another_config(egs):
     """make_feature_dir.sh's marker records the config's checksum: an edited config makes the features again."""
     dev_only = ("--stage", "1", "--stop-stage", "1", "--feature-sets", "dev", "--train-set", "dev", "--targets", "kmeans")
