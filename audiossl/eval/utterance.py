@@ -22,7 +22,7 @@ from audiossl.data.dataset import UtteranceDataset, sorted_batches
 from audiossl.errors import UserError
 from audiossl.eval.results import ResultsError, minutes, parse_record, training_facts, write_section
 from audiossl.eval.verification import check_trials, cosine_scores, read_trials, verification_metrics, write_scores
-from audiossl.tasks.utterance import CLASSES_FILE, class_targets, read_class_list, utterance_audio
+from audiossl.tasks.utterance import CLASSES_FILE, check_tags_vary, class_targets, read_class_list, utterance_audio
 
 PAGE_HEAD = ["# Utterance-level fine-tuning: pretrained encoder vs the same model from scratch", "",
              "The audio is synthetic (speech engines with shifted pitch, formants and tempo; a General MIDI "
@@ -137,9 +137,7 @@ def multilabel_results(logits: dict[str, np.ndarray], targets: dict[str, list[in
     write_text_atomic(out_dir / "predictions", "".join(
         " ".join([u] + [classes[i] for i in np.flatnonzero(s > 0)]) + "\n" for u, s in zip(utts, scores)))
     positives = truth.sum(0)
-    scored = np.flatnonzero((positives > 0) & (positives < len(utts)))
-    if not len(scored):
-        raise UserError(f"{out_dir}: no class has both positive and negative utterances: ROC-AUC is undefined")
+    scored = np.flatnonzero((positives > 0) & (positives < len(utts)))  # never empty: classify checked the tags vary
     return {"roc_auc_macro": float(roc_auc_score(truth[:, scored], scores[:, scored], average="macro")),
             "map_macro": float(average_precision_score(truth[:, scored], scores[:, scored], average="macro")),
             "lrap": float(label_ranking_average_precision_score(truth, scores)),
@@ -159,6 +157,8 @@ def classify(model, checkpoint: str, data_dir: str, out_dir: Path, label_table: 
         raise UserError(f"{classes_path}: not the classes of {saved} (the model's) in their order; "
                         "leave --classes out, or give it that list")
     targets = class_targets(data_dir, label_table, classes, model.multilabel)
+    if model.multilabel:
+        check_tags_vary(targets, len(classes), f"{data_dir}/{label_table}")
     data = utterance_audio(data_dir, model, targets, f"{data_dir}/{label_table}")
     logits = utterance_outputs(model, data, batch_seconds, embed=False, progress=progress)
     start_output(out_dir)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -184,6 +185,15 @@ def check_every_class_seen(targets: dict[str, list[int]], classes: list[str], wh
     if empty:
         raise DataDirError(f"{where}: no training utterance of {len(empty)} of the {len(classes)} classes: "
                            f"{', '.join(empty)}")
+
+
+def check_tags_vary(targets: dict[str, list[int]], num_classes: int, where: str) -> None:
+    """Raise a DataDirError naming ``where`` when no class of ``targets`` (multilabel class ids of each utterance)
+    is on some utterances and off others: macro ROC-AUC and mAP over such classes are undefined."""
+    counts = np.bincount([i for ids in targets.values() for i in set(ids)], minlength=num_classes)
+    if not ((counts > 0) & (counts < len(targets))).any():
+        raise DataDirError(f"{where}: no tag is on some utterances and off others ({len(targets)} utterances): "
+                           "ROC-AUC and mAP are undefined")
 
 
 def write_classes(path: str | os.PathLike, classes: list[str]) -> None:

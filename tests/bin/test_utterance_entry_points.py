@@ -12,6 +12,7 @@ from audiossl.bin import eval_utterance, finetune_utterance
 from audiossl.checkpoint import build_model, save_checkpoint
 from audiossl.data.kaldi_dir import DataDirError, write_table
 from audiossl.errors import ConfigError
+from audiossl.eval import utterance as eval_utterance_module
 from audiossl.models.hubert import HubertConfig
 from audiossl.tasks.utterance import utterance_audio
 
@@ -200,3 +201,25 @@ def test_an_utterance_too_short_for_one_frame_is_named_before_training_or_evalua
         utterance_audio(tmp / "data", encoder)
     soundfile.write(tmp / "audio/rec2.wav", np.full(400, 0.1, np.float32), 16000)
     assert utterance_audio(tmp / "data", encoder).utterances == ["spkA-u1", "spkA-u2", "spkB-u3"]
+
+
+def test_a_tag_set_whose_tags_do_not_vary_is_refused_before_any_output(run_files, capsys, monkeypatch):
+    """Macro ROC-AUC and mAP need a tag on some utterances and off others: a test set without one was refused
+    only once every utterance was tagged, and after the earlier results.json of its out dir was removed."""
+    tmp = run_files
+    (tmp / "run.yaml").write_text("utterance: {head: {kind: multilabel}}\n"
+                                  "trainer: {max_updates: 1, batch_seconds: 3, precision: fp32, num_workers: 0}\n")
+    write_table(tmp / "data/utt2tags", {"spkA-u1": "organ bass", "spkA-u2": "organ", "spkB-u3": "", "spkB-u4": "bass"})
+    assert finetune_utterance.main(["--config", str(tmp / "run.yaml"), "--label-table", "utt2tags", "--train-data",
+                                    str(tmp / "data"), "--scratch-like", str(tmp / "m.pt"), str(tmp / "exp")]) == 0
+    argv = ["classify", "--label-table", "utt2tags", str(tmp / "exp/checkpoints/best.pt"), str(tmp / "data"),
+            str(tmp / "out")]
+    assert eval_utterance.main(argv) == 0
+    earlier = (tmp / "out/results.json").read_text()
+    assert json.loads(earlier)["classes_scored"] == 2
+    write_table(tmp / "data/utt2tags", {"spkA-u1": "organ", "spkA-u2": "organ", "spkB-u3": "organ", "spkB-u4": "organ"})
+    monkeypatch.setattr(eval_utterance_module, "utterance_outputs", raising(AssertionError("tagged")))
+    assert eval_utterance.main(argv) == 1
+    assert capsys.readouterr().err.endswith(f"error: {tmp}/data/utt2tags: no tag is on some utterances and off others "
+                                            "(4 utterances): ROC-AUC and mAP are undefined\n")
+    assert (tmp / "out/results.json").read_text() == earlier
