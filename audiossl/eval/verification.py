@@ -34,7 +34,7 @@ class TrialsError(UserError, ValueError):
 def read_trials(path: str | os.PathLike) -> list[Trial]:
     """``[(enroll_utt, test_utt, is_target)]`` in file order from a Kaldi trial list."""
     trials = []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:   # a byte order mark is no part of the first utterance
         for number, line in enumerate(f, 1):
             fields = line.split()
             if len(fields) != 3:
@@ -84,7 +84,7 @@ def write_scores(path: str | os.PathLike, scores: Iterable[tuple[str, str, float
 def read_scores(path: str | os.PathLike) -> dict[tuple[str, str], float]:
     """``{(enroll_utt, test_utt): score}`` in file order; a malformed, non-finite or repeated pair is an error."""
     scores: dict[tuple[str, str], float] = {}
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:
         for number, line in enumerate(f, 1):
             fields = line.split()
             try:

@@ -102,7 +102,7 @@ def read_class_list(path: str | os.PathLike) -> list[str]:
     """The classes of a class list in index order: ``<class>`` or ``<class> <index>`` lines (indices
     0, 1, ... in order); a malformed, repeated or misnumbered line is a DataDirError naming it."""
     classes: list[str] = []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:   # a byte order mark is no part of the first class
         for number, line in enumerate(f, 1):
             fields = line.split()
             if not fields or len(fields) > 2:

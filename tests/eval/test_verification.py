@@ -124,6 +124,17 @@ def test_trials_and_scores_round_trip(tmp_path):
     assert score_file_metrics(tmp_path / "trials", tmp_path / "scores")["eer"] == 0.0
 
 
+def test_trials_and_scores_saved_with_a_byte_order_mark_read_as_without(tmp_path):
+    """A list saved by a Windows editor: the mark was read into the first utterance, unseen in the message
+    that named it missing from the data dir."""
+    (tmp_path / "trials").write_text("spk1-u2 spk1-u1 target\nspk1-u1 spk2-u1 nontarget\n", encoding="utf-8-sig")
+    (tmp_path / "scores").write_text("spk1-u2 spk1-u1 0.5\nspk1-u1 spk2-u1 0.25\n", encoding="utf-8-sig")
+    trials = read_trials(tmp_path / "trials")
+    assert trials == [("spk1-u2", "spk1-u1", True), ("spk1-u1", "spk2-u1", False)]
+    check_trials(trials, ["spk1-u1", "spk1-u2", "spk2-u1"], tmp_path / "trials")
+    assert read_scores(tmp_path / "scores") == {("spk1-u2", "spk1-u1"): 0.5, ("spk1-u1", "spk2-u1"): 0.25}
+
+
 @pytest.mark.parametrize("text,message", [
     ("a b target\na b\n", r"trials:2: expected '<enroll-utt> <test-utt> target\|nontarget'"),
     ("a b target\nc d nontarget\ne f same\n", r"trials:3: unknown label 'same'"),

@@ -52,6 +52,8 @@ def test_class_lists_with_and_without_indices(tmp_path):
     (tmp_path / "indexed").write_text("spk2 0\nspk1 1\n")
     assert read_class_list(tmp_path / "plain") == ["organ", "bass"]
     assert read_class_list(tmp_path / "indexed") == ["spk2", "spk1"]
+    (tmp_path / "bom").write_text("organ 0\nbass 1\n", encoding="utf-8-sig")   # saved by a Windows editor
+    assert read_class_list(tmp_path / "bom") == ["organ", "bass"]
     for text, message in (("a 0\nb 2\n", "bad:2: class 'b' has index 2, expected 1"),
                           ("a\na\n", "bad:2: class 'a' repeated"), ("a\n\n", "bad:2: expected '<class>'"),
                           ("", "bad: no classes")):
