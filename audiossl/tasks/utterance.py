@@ -150,13 +150,19 @@ def read_labels(data_dir: str | os.PathLike, table: str, multilabel: bool) -> di
 def training_classes(data_dir: str | os.PathLike, table: str, multilabel: bool,
                      class_list: str | os.PathLike | None = None) -> list[str]:
     """The classes of a training set: ``class_list`` if given, else its class list file
-    (:func:`class_list_path`), else its table's sorted distinct labels."""
+    (:func:`class_list_path`), else its table's sorted distinct labels. Fewer than a head can tell apart
+    (two, or one tag for ``multilabel``) are a DataDirError naming where they come from."""
     path = class_list or class_list_path(data_dir, table)
     if path is not None:
-        return read_class_list(path)
-    classes = sorted({label for labels in read_labels(data_dir, table, multilabel).values() for label in labels})
-    logger.info("%s: no labels.%s or labels file; the classes are the %d distinct labels of %s", data_dir,
-                label_name(table), len(classes), table)
+        classes = read_class_list(path)
+    else:
+        path = Path(data_dir) / table
+        classes = sorted({label for labels in read_labels(data_dir, table, multilabel).values() for label in labels})
+        logger.info("%s: no labels.%s or labels file; the classes are the %d distinct labels of %s", data_dir,
+                    label_name(table), len(classes), table)
+    if len(classes) < (1 if multilabel else 2):
+        raise DataDirError(f"{path}: {len(classes)} class(es) {classes}: " + (
+            "a multilabel head needs a tag" if multilabel else "a single-label head needs two or more to tell apart"))
     return classes
 
 

@@ -239,3 +239,18 @@ def test_labels_of_utterances_not_in_the_data_dir_are_left_out(data_dir, caplog)
     labelled(data_dir, utt2family={**dict(zip(UTTS, ("organ", "organ", "kazoo", "bass"))), "zz-gone": "reed"})
     with pytest.raises(DataDirError, match=r"utt2family:3: utterance 'spkB-u3' has label 'kazoo'"):
         class_targets(data_dir, "utt2family", ["bass", "organ"], False)
+
+
+def test_a_training_set_of_one_class_is_named(data_dir, tmp_path):
+    """One language or speaker in the table: refused naming it, where the head's config was blamed
+    (``head.num_classes 1 too small``), a setting the user never gave."""
+    labelled(data_dir, utt2lang=dict.fromkeys(UTTS, "en"), utt2tags=dict.fromkeys(UTTS, ""))
+    with pytest.raises(DataDirError, match=rf"^{data_dir}/utt2lang: 1 class\(es\) \['en'\]: a single-label head needs "
+                                           "two or more"):
+        training_classes(data_dir, "utt2lang", False)
+    assert training_classes(data_dir, "utt2lang", True) == ["en"]   # one tag, on or off
+    with pytest.raises(DataDirError, match=rf"^{data_dir}/utt2tags: 0 class\(es\) \[\]: a multilabel head needs a tag"):
+        training_classes(data_dir, "utt2tags", True)
+    (tmp_path / "one").write_text("en\n")
+    with pytest.raises(DataDirError, match=rf"^{tmp_path}/one: 1 class\(es\)"):
+        training_classes(data_dir, "utt2lang", False, tmp_path / "one")
