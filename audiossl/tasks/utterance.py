@@ -278,6 +278,9 @@ def read_utterance_section(section: dict[str, Any] | None, num_classes: int) -> 
         raise ConfigError(f"utterance: unknown keys {unknown}; known: {sorted(option_names + model_names)}")
     options = dataclass_from_dict(UtteranceOptions, {key: section.pop(key) for key in option_names if key in section},
                                   "utterance")
+    if not options.upstream_lr_scale >= 0.0:   # NaN too: the upstream's learning rate would climb the loss or be NaN
+        raise ConfigError(f"utterance.upstream_lr_scale {options.upstream_lr_scale}: must be a number >= 0 "
+                          "(0 keeps the upstream's weights as they are)")
     if options.valid_metric is not None and options.valid_metric not in HIGHER_IS_BETTER:
         raise ConfigError(f"utterance.valid_metric {options.valid_metric!r} not one of {sorted(HIGHER_IS_BETTER)}")
     head = dict(section.get("head") or {})

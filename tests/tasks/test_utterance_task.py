@@ -133,6 +133,10 @@ def test_utterance_section():
         read_utterance_section({"valid_metric": "f1"}, 2)
     with pytest.raises(ConfigError, match="upstream_lr_scale: expected a number"):
         read_utterance_section({"upstream_lr_scale": "fast"}, 2)
+    for scale in (-1.0, float("nan")):   # the upstream trained up the loss (or to NaN weights), silently
+        with pytest.raises(ConfigError, match=rf"utterance.upstream_lr_scale {scale}: must be a number >= 0"):
+            read_utterance_section({"upstream_lr_scale": scale}, 2)
+    assert read_utterance_section({"upstream_lr_scale": 0}, 2)[0].upstream_lr_scale == 0
 
 
 def test_task_figures_are_sums_over_batches():
