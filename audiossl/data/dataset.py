@@ -54,6 +54,8 @@ class UtteranceDataset(torch.utils.data.Dataset):
         if not self.utterances:
             raise DataDirError(f"{data_dir}: no utterances")
         if input_kind == "waveform":
+            if "wav.scp" not in self.data:
+                raise DataDirError(f"{data_dir}: no wav.scp, which the waveforms of its utterances are read from")
             self._check_rate(resample)
         self.fbank_bins = None  # set when fbank is computed from the audio
         if input_kind == "fbank" and num_mel_bins is not None and self._stored_bins() != num_mel_bins:

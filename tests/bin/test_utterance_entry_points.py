@@ -223,3 +223,17 @@ def test_a_tag_set_whose_tags_do_not_vary_is_refused_before_any_output(run_files
     assert capsys.readouterr().err.endswith(f"error: {tmp}/data/utt2tags: no tag is on some utterances and off others "
                                             "(4 utterances): ROC-AUC and mAP are undefined\n")
     assert (tmp / "out/results.json").read_text() == earlier
+
+
+def test_a_data_dir_without_wav_scp_is_named(run_files, capsys):
+    """A dir of features alone (feats.scp, no wav.scp): the waveforms cannot be read; it was a KeyError traceback."""
+    tmp = run_files
+    write_table(tmp / "data/utt2family", {"spkA-u1": "organ", "spkA-u2": "organ", "spkB-u3": "bass", "spkB-u4": "bass"})
+    assert finetune(tmp, "--scratch-like", str(tmp / "m.pt"), "--allow-empty-classes") == 0
+    (tmp / "data/wav.scp").rename(tmp / "wav.scp")
+    message = f"error: {tmp}/data: no wav.scp, which the waveforms of its utterances are read from\n"
+    assert finetune(tmp, "--scratch-like", str(tmp / "m.pt"), "--allow-empty-classes") == 1
+    assert capsys.readouterr().err.endswith(message)
+    assert eval_utterance.main(["classify", "--label-table", "utt2family", str(tmp / "exp/checkpoints/best.pt"),
+                                str(tmp / "data"), str(tmp / "out")]) == 1
+    assert capsys.readouterr().err.endswith(message)
