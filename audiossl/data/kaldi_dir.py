@@ -306,6 +306,32 @@ class DataDir:
         return self.subset(utts)
 
 
+def read_utterance_labels(data_dir: str | os.PathLike, table: str) -> dict[str, str]:
+    """``{utt: value}`` of a per-utterance label ``table`` of ``data_dir`` (``utt2spk``, ``utt2label``, ...),
+    for every utterance of the dir. Lines of utterances not in the dir are left out with a warning (their
+    labels are of no audio here); an utterance without a line, or a dir whose write stopped midway, is a
+    DataDirError."""
+    path = Path(data_dir) / table
+    check_complete(data_dir)   # the table may be of another write than the dir's others
+    if not path.is_file():
+        raise DataDirError(f"{path}: no such table (the labels of {data_dir})")
+    utterances = DataDir.read(data_dir).utterances
+    values, known = read_table(path), set(utterances)
+    extra = [utt for utt in values if utt not in known]
+    if extra:
+        logger.warning("%s: %d line(s) of utterances not in %s left out, e.g. '%s'", path, len(extra), data_dir,
+                       extra[0])
+    missing = [utt for utt in utterances if utt not in values]
+    if missing:
+        raise DataDirError(f"{path}: no label for {len(missing)} utterance(s) of {data_dir}, e.g. '{missing[0]}'")
+    return {utt: values[utt] for utt in utterances}
+
+
+def table_line(path: str | os.PathLike, key: str) -> str:
+    """``path:N``, where line ``N`` of the Kaldi table ``path`` holds ``key``: for messages about that line."""
+    return f"{path}:{list(read_table(path)).index(key) + 1}"
+
+
 def read_fixing(path: str | os.PathLike) -> tuple[DataDir, list[Problem]]:
     """Read a data dir tolerating malformed lines; returns it and what was wrong."""
     path = Path(path)

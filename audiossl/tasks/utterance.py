@@ -28,7 +28,7 @@ from torch import nn
 from audiossl.atomic import write_text_atomic
 from audiossl.config_fields import dataclass_from_dict
 from audiossl.data.dataset import Batch, UtteranceDataset
-from audiossl.data.kaldi_dir import DataDir, DataDirError, check_complete, read_table
+from audiossl.data.kaldi_dir import DataDirError, read_utterance_labels, table_line
 from audiossl.errors import ConfigError
 from audiossl.models.encoder import SpeechEncoder
 from audiossl.models.utterance import UtteranceConfig
@@ -119,31 +119,16 @@ def read_class_list(path: str | os.PathLike) -> list[str]:
 
 
 def read_labels(data_dir: str | os.PathLike, table: str, multilabel: bool) -> dict[str, list[str]]:
-    """``{utt: [label, ...]}`` of every utterance of ``data_dir`` from its ``table``: one label each
-    (single-label), or any number of space-separated tags (``multilabel``). Lines of utterances not in
-    the data dir are left out, with a warning: their labels are no classes of its audio."""
-    path = Path(data_dir) / table
+    """``{utt: [label, ...]}`` of every utterance of ``data_dir`` from its ``table``
+    (:func:`~audiossl.data.kaldi_dir.read_utterance_labels`): one label each (single-label), or any number
+    of space-separated tags (``multilabel``)."""
     label_name(table)
-    check_complete(data_dir)   # the table may be of another write than the dir's others
-    if not path.is_file():
-        raise DataDirError(f"{path}: no such table (the labels of {data_dir})")
-    utterances = set(DataDir.read(data_dir).utterances)
-    labels, extra = {}, []
-    for number, (utt, value) in enumerate(read_table(path).items(), 1):  # read_table refuses blank lines
-        if utt not in utterances:
-            extra.append(utt)
-            continue
-        fields = value.split()
-        if not multilabel and len(fields) != 1:
-            raise DataDirError(f"{path}:{number}: utterance '{utt}' has {len(fields)} labels {fields}, "
-                               "a single-label head takes one")
-        labels[utt] = fields
-    if extra:
-        logger.warning("%s: %d line(s) of utterances not in %s left out, e.g. '%s'", path, len(extra), data_dir,
-                       extra[0])
-    missing = sorted(utterances - set(labels))
-    if missing:
-        raise DataDirError(f"{path}: no label for {len(missing)} utterance(s) of {data_dir}, e.g. '{missing[0]}'")
+    labels = {utt: value.split() for utt, value in read_utterance_labels(data_dir, table).items()}
+    if not multilabel:
+        for utt, fields in labels.items():
+            if len(fields) != 1:
+                raise DataDirError(f"{table_line(Path(data_dir) / table, utt)}: utterance '{utt}' has {len(fields)} "
+                                   f"labels {fields}, a single-label head takes one")
     return labels
 
 
@@ -176,9 +161,8 @@ def class_targets(data_dir: str | os.PathLike, table: str, classes: list[str],
     for utt, labels in read_labels(data_dir, table, multilabel).items():
         unknown = [label for label in labels if label not in index]
         if unknown:
-            number = list(read_table(path)).index(utt) + 1
             shown = ", ".join(classes[:5]) + (", ..." if len(classes) > 5 else "")
-            raise DataDirError(f"{path}:{number}: utterance '{utt}' has label '{unknown[0]}', not one of the "
+            raise DataDirError(f"{table_line(path, utt)}: utterance '{utt}' has label '{unknown[0]}', not one of the "
                                f"{len(classes)} classes ({shown})")
         targets[utt] = [index[label] for label in labels]
     return targets

@@ -20,7 +20,7 @@ from torch import nn
 import audiossl
 from audiossl.data.dataset import UtteranceDataset
 from audiossl.checkpoint import build_model, save_checkpoint
-from audiossl.data.kaldi_dir import DataDir, DataDirError, read_table, write_table
+from audiossl.data.kaldi_dir import DataDir, DataDirError, read_table, read_utterance_labels, write_table
 from audiossl.errors import ConfigError
 from audiossl.eval.results import ResultsError
 from audiossl.eval.superb import cache as cache_module
@@ -29,7 +29,7 @@ from audiossl.eval.superb.heads import FrameBlstm, PooledLinear
 from audiossl.eval.superb import runner
 from audiossl.eval.superb.runner import FeatureSet, check_inputs, read_settings, run_task, sets_at_rate
 from audiossl.eval.superb.table import write_table as write_superb_table
-from audiossl.eval.superb.tasks import (TaskSettings, build_task, class_ids, key_score, read_labels,
+from audiossl.eval.superb.tasks import (TaskSettings, build_task, class_ids, key_score,
                                         training_classes)
 from audiossl.eval.superb.upstreams import UpstreamError, default_name, open_upstream
 from audiossl.eval.verification import TrialsError
@@ -230,6 +230,20 @@ def test_labels_outside_the_training_classes_and_empty_classes_are_errors(tmp_pa
     assert class_ids(tags, "utt2tags", ["electric_piano", "organ"], multilabel=True) == {"a": [0, 1], "b": [1]}
 
 
+
+def test_label_lines_of_utterances_not_in_the_set_make_no_class_and_shift_no_line_number(tmp_path, caplog):
+    """A line of an utterance the set lacks (removed from wav.scp) is left out with a warning: its label
+    neither counts as a seen class nor hides an empty one, and errors still name the file's own line."""
+    train = labelled(tmp_path, "train", {"a": "flute", "b": "oboe"}, "utt2family", ["flute", "oboe", "reed"])
+    (train / "utt2family").write_text("a flute\nb oboe\nzz-gone reed\n")
+    with pytest.raises(DataDirError, match="no training utterance of 1 of its 3 classes: reed"):
+        training_classes(train, "utt2family")
+    assert "1 line(s) of utterances not in" in caplog.text
+    test = labelled(tmp_path, "test", {"c": "flute", "d": "oboe"}, "utt2family")
+    (test / "utt2family").write_text("0-gone flute\nc flute\nd harp\n")
+    with pytest.raises(DataDirError, match=r"test/utt2family:3: utterance 'd' has label 'harp'"):
+        class_ids(test, "utt2family", ["flute", "oboe"])
+
 def test_phoneme_error_rate_is_jiwers_wer_on_phonemes(tmp_path):
     refs = {"u1": "dh ah k ae t", "u2": "s ih t s"}
     hyps = {"u1": "dh ah k ae", "u2": "s iy t s z"}
@@ -378,7 +392,7 @@ def test_labels_of_a_data_dir_whose_write_stopped_midway_are_refused_as_such(tmp
     (train / "utt2label").write_text("a yes\n\nb no\n")
     (train / ".incomplete").touch()
     with pytest.raises(DataDirError, match=f"^{train}: a write of its tables stopped midway"):
-        read_labels(train, "utt2label")
+        read_utterance_labels(train, "utt2label")
 
 
 def test_a_task_run_again_and_stopped_leaves_no_earlier_results(tmp_path, monkeypatch):

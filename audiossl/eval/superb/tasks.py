@@ -32,12 +32,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from audiossl.data.kaldi_dir import DataDir, DataDirError, check_complete, read_table
+from audiossl.data.kaldi_dir import DataDir, DataDirError, read_utterance_labels, table_line
 from audiossl.errors import ConfigError
 from audiossl.eval.superb.heads import FrameBlstm, FrameLinear, PooledLinear, PooledMlp, ctc_loss
 from audiossl.eval.verification import check_trials, cosine_scores, read_trials, verification_metrics, write_scores
 from audiossl.models.utterance.config import HeadConfig
 from audiossl.models.utterance.model import XVectorHead
+from audiossl.tasks.utterance import check_tags_vary
 from audiossl.text.ctc_decode import greedy_decode
 from audiossl.text.scoring import error_rates
 from audiossl.text.tokenizer import CharTokenizer
@@ -81,24 +82,11 @@ def label_names(value: str, multilabel: bool) -> list[str]:
     return value.split() if multilabel else ["_".join(value.split())]
 
 
-def read_labels(data_dir: str | os.PathLike, table: str) -> dict[str, str]:
-    """``{utt: value}`` of ``table`` for every utterance of ``data_dir``."""
-    path = Path(data_dir) / table
-    check_complete(data_dir)   # the table may be of another write than the dir's others
-    if not path.is_file():
-        raise DataDirError(f"{path}: no such table (the labels of {data_dir})")
-    labels = read_table(path)
-    missing = [utt for utt in DataDir.read(data_dir).utterances if utt not in labels]
-    if missing:
-        raise DataDirError(f"{path}: no label for {len(missing)} utterance(s) of {data_dir}, e.g. '{missing[0]}'")
-    return labels
-
-
 def training_classes(train_dir: str | os.PathLike, table: str, multilabel: bool = False,
                      allow_empty: bool = False) -> list[str]:
     """The classes of ``train_dir``'s ``table`` (``utt2<name>``): its ``labels.<name>`` file, else the sorted
     distinct labels. A class no training utterance has is an error unless ``allow_empty``."""
-    labels = read_labels(train_dir, table)
+    labels = read_utterance_labels(train_dir, table)
     seen = {name for value in labels.values() for name in label_names(value, multilabel)}
     class_file = Path(train_dir) / f"labels.{table[4:]}"
     if not class_file.is_file():
@@ -117,11 +105,11 @@ def class_ids(data_dir: str | os.PathLike, table: str, classes: list[str], multi
     path = Path(data_dir) / table
     index = {name: i for i, name in enumerate(classes)}
     ids = {}
-    for number, (utt, value) in enumerate(read_labels(data_dir, table).items(), 1):
+    for utt, value in read_utterance_labels(data_dir, table).items():
         names = label_names(value, multilabel)
         unknown = [name for name in names if name not in index]
         if unknown:
-            raise DataDirError(f"{path}:{number}: utterance '{utt}' has label '{unknown[0]}', not one of the "
+            raise DataDirError(f"{table_line(path, utt)}: utterance '{utt}' has label '{unknown[0]}', not one of the "
                                f"{len(classes)} training classes")
         ids[utt] = [index[name] for name in names] if multilabel else index[names[0]]
     return ids
@@ -327,10 +315,10 @@ class IntentTask(ProbeTask):
         """``{utt: [action, object, location]}`` of every utterance of ``data_dir``; another number of
         slot values is a DataDirError naming the table's line."""
         intents = {}
-        for number, (utt, value) in enumerate(read_labels(data_dir, self.table).items(), 1):
+        for utt, value in read_utterance_labels(data_dir, self.table).items():
             intents[utt] = value.split()
             if len(intents[utt]) != 3:
-                raise DataDirError(f"{data_dir / self.table}:{number}: utterance '{utt}' has intent '{value}', not "
+                raise DataDirError(f"{table_line(data_dir / self.table, utt)}: utterance '{utt}' has intent '{value}', not "
                                    "three slot values (action object location)")
         return intents
 
@@ -341,9 +329,9 @@ class IntentTask(ProbeTask):
 
     def targets(self, data_dir: Path) -> dict[str, Any]:
         ids = {}
-        for number, (utt, fields) in enumerate(self.intents(data_dir).items(), 1):
+        for utt, fields in self.intents(data_dir).items():
             if any(f not in slot for f, slot in zip(fields, self.slots)):
-                raise DataDirError(f"{data_dir / self.table}:{number}: utterance '{utt}' has intent "
+                raise DataDirError(f"{table_line(data_dir / self.table, utt)}: utterance '{utt}' has intent "
                                    f"'{' '.join(fields)}', not three slot values seen in training")
             ids[utt] = [slot.index(f) for f, slot in zip(fields, self.slots)]
         return ids
@@ -402,10 +390,7 @@ class TaggingTask(ProbeTask):
         """Each utterance's tag ids; a set where no tag is on some utterances and off others (ROC-AUC is
         undefined) is a DataDirError."""
         ids = class_ids(data_dir, self.table, self.classes, multilabel=True)
-        counts = np.bincount([i for tags in ids.values() for i in set(tags)], minlength=len(self.classes))
-        if not ((counts > 0) & (counts < len(ids))).any():
-            raise DataDirError(f"{data_dir / self.table}: no tag is on some utterances and off others: ROC-AUC is "
-                               "undefined")
+        check_tags_vary(ids, len(self.classes), str(data_dir / self.table))
         return ids
 
     def head(self, input_dim: int) -> nn.Module:
@@ -445,7 +430,7 @@ class VerificationTask(ProbeTask):
     sets = ("speakers/asv_train", "speakers/sid_dev", "speakers/asv_test")
 
     def prepare(self, data_root: Path, allow_empty_classes: bool) -> None:
-        self.classes = sorted(set(read_labels(data_root / self.sets[0], "utt2spk").values()))
+        self.classes = sorted(set(read_utterance_labels(data_root / self.sets[0], "utt2spk").values()))
         test = data_root / self.sets[2]
         check_trials(read_trials(test / "trials"), DataDir.read(test).utterances, test / "trials")
 

@@ -133,11 +133,14 @@ class UtteranceModel(SpeechEncoder):
 
     Figures (``metrics``: figure → numerator and denominator sums of :meth:`forward`):
     single-label heads log ``acc`` and ``err`` (fraction of items whose highest logit is the
-    label; ``xvector`` scores the margin-free logits) and choose ``best.pt`` by ``err``;
-    ``multilabel`` logs ``exact_match`` (items whose every class is right at logit 0, i.e.
-    probability 0.5) and ``lrap`` (label ranking average precision, per item, averaged over
-    items: ``sklearn.metrics.label_ranking_average_precision_score``) and chooses by ``loss``.
-    Each is a true mean over any set of batches, unlike a per-batch mean AP.
+    label; ``xvector`` scores the margin-free logits); ``multilabel`` logs ``exact_match`` (items
+    whose every class is right at logit 0, i.e. probability 0.5) and ``lrap`` (label ranking
+    average precision, per item, averaged over items:
+    ``sklearn.metrics.label_ranking_average_precision_score``). Each is a true mean over any set of
+    batches, unlike a per-batch mean AP. ``valid_metric`` (``err``, or ``loss`` for ``multilabel``:
+    lower is better) is the figure the generic :class:`~audiossl.tasks.pretrain.PretrainingTask`
+    chooses ``best.pt`` by; fine-tuning's :class:`~audiossl.tasks.utterance.UtteranceTask` takes its
+    own (``err`` or ``lrap`` by default).
 
     Args:
         config: kept for checkpoints.
