@@ -92,8 +92,10 @@ finetune() {  # <pretrained|scratch> <stage>
   settings=$(with_digests --config $finetune_config $finetune_args $from --label-table $label_table \
     --train-data $data/$train_set --valid-data $data/$valid_set)
   trained $dir "$settings" "stage $2: fine-tuning ($1) on $train_set by $label_table (log: $dir/train.log)" && return 0
+  local check=()   # the set stage 3 classifies: its labels are checked before training (not a setting)
+  [ $eval_task = classify ] && check=(--test-data $data/$test_set)
   launch $dir -m audiossl.bin.finetune_utterance --config $finetune_config $finetune_args "${init[@]}" \
-    --label-table $label_table --train-data $data/$train_set --valid-data $data/$valid_set $dir
+    --label-table $label_table --train-data $data/$train_set --valid-data $data/$valid_set "${check[@]}" $dir
   mark_trained $dir/.done $dir/checkpoints/best.pt
 }
 

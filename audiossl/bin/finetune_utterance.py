@@ -4,7 +4,7 @@ the same model from scratch.
     python -m audiossl.bin.finetune_utterance --config conf/finetune.yaml \\
         (--pretrained exp/pretrain/checkpoints/best.pt | --scratch-like exp/pretrain/checkpoints/best.pt) \\
         --label-table utt2spk [--set trainer.max_updates=500 ...] \\
-        --train-data data/sid_train [--valid-data data/sid_dev] <exp-dir>
+        --train-data data/sid_train [--valid-data data/sid_dev] [--test-data data/sid_test] <exp-dir>
 
 --pretrained: the upstream is that checkpoint's encoder (any family, or a fine-tuned model's
 encoder; or a Hugging Face directory or fairseq file, as ``audiossl.load_model`` reads) with its
@@ -15,7 +15,9 @@ the upstream's layers and a head on it.
 Labels: each utterance's value in the data dir's <label-table> (utt2spk, utt2family; utt2tags for
 a ``multilabel`` head: space-separated tags), mapped through a class list: --classes, else the
 training dir's labels.<name> for utt2<name>, else its labels, else the table's sorted values. An
-unknown label, or a class no training utterance has, stops the run before it trains.
+unknown label, or a class no training utterance has, stops the run before it trains. So does a
+--test-data set (one the model will classify later) with an unknown label, an utterance too short
+for the model or (multilabel) tags that do not vary.
 
 The run config's ``utterance`` section holds the model's ``layers``, ``normalize_layers``,
 ``freeze_upstream`` and ``head`` (``head.num_classes`` follows the labels) and the fine-tuning
@@ -43,8 +45,9 @@ import torch
 from audiossl.errors import UserError, reports_user_errors
 from audiossl.models.utterance import utterance_over_encoder
 from audiossl.tasks.asr import FineTuningOptions, fine_tuning_encoder
-from audiossl.tasks.utterance import (CLASSES_FILE, UtteranceTask, check_every_class_seen, labelled_dataset,
-                                      multilabel_head, read_utterance_section, training_classes, write_classes)
+from audiossl.tasks.utterance import (CLASSES_FILE, UtteranceTask, check_every_class_seen, check_tags_vary,
+                                      labelled_dataset, multilabel_head, read_utterance_section, training_classes,
+                                      write_classes)
 from audiossl.train.config import check_sections, load_run_config, trainer_config
 from audiossl.train.trainer import Trainer, run_origin, run_record
 
@@ -64,6 +67,9 @@ def main(argv=None) -> int:
     parser.add_argument("--label-table", required=True, help="the data dirs' table of labels, e.g. utt2spk")
     parser.add_argument("--train-data", required=True)
     parser.add_argument("--valid-data")
+    parser.add_argument("--test-data", action="append", default=[], metavar="DIR",
+                        help="a set this model will classify later: its labels and audio are checked before "
+                        "training (repeatable)")
     parser.add_argument("--classes", metavar="FILE", help="class list of the labels (default: the training dir's "
                         "labels.<name> for utt2<name>, else labels, else the table's sorted values)")
     parser.add_argument("--allow-empty-classes", action="store_true",
@@ -93,6 +99,10 @@ def main(argv=None) -> int:
     valid = None
     if args.valid_data:
         valid = labelled_dataset(args.valid_data, args.label_table, classes, multilabel, encoder)
+    for test in args.test_data:  # checked only, as eval_utterance will: here, not after training
+        tested = labelled_dataset(test, args.label_table, classes, multilabel, encoder)
+        if multilabel:
+            check_tags_vary(tested.targets, len(classes), f"{test}/{args.label_table}")
     exp = Path(args.exp_dir)
     write_classes(exp / "checkpoints" / CLASSES_FILE, classes)
     groups = model.parameter_groups(train_config.lr, train_config.lr * options.upstream_lr_scale)

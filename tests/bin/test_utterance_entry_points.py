@@ -3,6 +3,7 @@ bad labels, classes, checkpoints and arguments are named before anything trains.
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -88,6 +89,19 @@ def test_bad_labels_stop_the_run_before_it_trains(run_files, capsys):
     assert finetune(tmp, "--pretrained", str(tmp / "m.pt"), "--allow-empty-classes") == 1
     assert "utterance.head.num_classes is 5, the labels have 3 classes" in capsys.readouterr().err
 
+
+
+def test_a_test_set_label_the_model_cannot_have_stops_the_run_before_it_trains(run_files, capsys):
+    """--test-data (the set the recipe classifies after training) is checked first: a label outside the training
+    classes failed only at evaluation, after both models had trained."""
+    tmp = run_files
+    write_table(tmp / "data/utt2family", {"spkA-u1": "organ", "spkA-u2": "reed", "spkB-u3": "bass", "spkB-u4": "bass"})
+    test = tmp / "test"
+    shutil.copytree(tmp / "data", test)
+    write_table(test / "utt2family", {"spkA-u1": "organ", "spkA-u2": "harp", "spkB-u3": "bass", "spkB-u4": "bass"})
+    assert finetune(tmp, "--pretrained", str(tmp / "m.pt"), "--test-data", str(test)) == 1
+    assert capsys.readouterr().err.startswith(f"error: {test}/utt2family:2: utterance 'spkA-u2' has label 'harp'")
+    assert not (tmp / "exp").exists()
 
 def test_init_is_one_of_pretrained_and_scratch_like(run_files, capsys):
     tmp = run_files
