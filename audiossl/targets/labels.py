@@ -134,13 +134,26 @@ def read_frame_counts(path: str | os.PathLike) -> dict[str, int]:
     return counts
 
 
+def check_label_range(labels: dict[str, np.ndarray], num_classes: int, source_name: str = "labels") -> None:
+    """Require every label id of ``labels`` (``(frames,)`` or ``(frames, K)`` each) in ``[0, num_classes)``.
+
+    Raises :class:`LabelError` naming ``source_name``, the first utterance at fault, its id and the
+    largest id of the table (the class count that would hold them all is one more).
+    """
+    bad = [utt for utt, seq in labels.items() if seq.size and (seq.min() < 0 or seq.max() >= num_classes)]
+    if bad:
+        seq = labels[bad[0]]
+        largest = max(int(seq.max()) for seq in labels.values() if seq.size)
+        raise LabelError(f"{source_name}: utterance '{bad[0]}' has label {seq.min() if seq.min() < 0 else seq.max()}, "
+                         f"outside [0, {num_classes}) ({len(bad)} utterance(s) of such labels; the largest id is "
+                         f"{largest})")
+
+
 def label_counts(labels: dict[str, np.ndarray], num_clusters: int) -> np.ndarray:
     """Frames per cluster over all utterances: (num_clusters,) int64."""
+    check_label_range(labels, num_clusters)
     counts = np.zeros(num_clusters, dtype=np.int64)
-    for utt, seq in labels.items():
-        if len(seq) and (seq.min() < 0 or seq.max() >= num_clusters):
-            raise LabelError(f"utterance '{utt}': label {seq.min() if seq.min() < 0 else seq.max()} "
-                             f"outside [0, {num_clusters})")
+    for seq in labels.values():
         counts += np.bincount(seq, minlength=num_clusters)
     return counts
 

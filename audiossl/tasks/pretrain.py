@@ -20,7 +20,7 @@ from audiossl.nn.frontends import fbank_num_frames
 from audiossl.models.named import merge_settings, model_config_from_section
 from audiossl.models.encoder import SpeechEncoder
 from audiossl.registry import get_family
-from audiossl.targets.labels import LabelError, num_codebooks, read_labels
+from audiossl.targets.labels import LabelError, check_label_range, num_codebooks, read_labels
 from audiossl.tasks.base import StepOutput, Task
 
 logger = logging.getLogger("audiossl.train")
@@ -145,12 +145,21 @@ LABEL_TARGETS = ("kmeans", "rvq")  # target kinds read from label files
 
 
 def read_targets(path: str, model: SpeechEncoder) -> dict[str, np.ndarray]:
-    """The label table at ``path``, checked to hold the codebooks per frame that ``model`` predicts."""
+    """The label table at ``path``, checked to hold the codebooks per frame that ``model`` predicts, each id
+    one of its classes (a larger id failed the first batch holding it, after hours of training)."""
     labels = read_labels(path)
     found = num_codebooks(labels)
+    family = model.config.family
     if found != model.target_codebooks:
-        raise LabelError(f"{path}: {found} codebook(s) per frame, the {model.config.family} model predicts "
+        raise LabelError(f"{path}: {found} codebook(s) per frame, the {family} model predicts "
                          f"{model.target_codebooks} (its num_codebooks)")
+    classes = get_family(family).classes
+    try:
+        check_label_range(labels, getattr(model.config, classes), path)
+    except LabelError as err:
+        raise LabelError(f"{err}: the {family} model predicts {classes}={getattr(model.config, classes)} classes; "
+                         f"set model.set.{classes} to the number of clusters (codes) the labels were made with"
+                         ) from None
     return labels
 
 

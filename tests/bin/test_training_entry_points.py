@@ -338,3 +338,20 @@ def test_a_resumed_fine_tuning_from_another_checkpoint_is_refused(fbank_corpus, 
     assert finetune_ctc.main(command("tiny0.pt")[:-1] + scratch) == 0
     # a scratch control resumes with another donor of its architecture: the recipes share one between encoders
     assert finetune_ctc.main(command("tiny1.pt")[:-1] + scratch) == 0
+
+
+def test_label_ids_beyond_the_model_s_classes_are_refused_before_training(fbank_corpus, tmp_path, capsys):
+    """Labels of more clusters than num_classes failed the first batch holding one, after hours of training."""
+    from audiossl.bin import pretrain
+    from audiossl.data.kaldi_dir import read_table, write_table
+
+    table = read_table(tmp_path / "labels")
+    utt = sorted(table)[-1]
+    write_table(tmp_path / "labels", {**table, utt: table[utt].rsplit(" ", 1)[0] + " 7"})
+    exp = tmp_path / "exp"
+    assert pretrain.main(["--config", str(tmp_path / "pretrain.yaml"), "--train-data", str(fbank_corpus),
+                          "--train-labels", str(tmp_path / "labels"), str(exp)]) == 1
+    assert (f"error: {tmp_path}/labels: utterance '{utt}' has label 7, outside [0, 5) (1 utterance(s) of such "
+            "labels; the largest id is 7): the hubert model predicts num_classes=5 classes; set "
+            "model.set.num_classes to the number of clusters") in capsys.readouterr().err
+    assert not exp.exists()
