@@ -41,11 +41,10 @@ import sys
 
 import torch
 
-from audiossl.data.dataset import UtteranceDataset
 from audiossl.errors import ConfigError, reports_user_errors
 from audiossl.registry import pretraining_families
-from audiossl.tasks.pretrain import (PretrainingTask, check_targets, init_train_state, pretraining_inputs,
-                                     pretraining_model, read_targets)
+from audiossl.tasks.pretrain import (PretrainingTask, check_targets, init_train_state, pretraining_dataset,
+                                     pretraining_inputs, pretraining_model)
 from audiossl.train.config import check_sections, load_run_config, trainer_config
 from audiossl.train.trainer import Trainer, run_origin, run_record
 
@@ -87,15 +86,8 @@ def main(argv=None) -> int:
 
     inputs = pretraining_inputs(model, run.get("mixing"), args.train_data, args.noise_data)
 
-    def dataset(data_dir: str, labels: str | None) -> UtteranceDataset:
-        if labels is None:
-            return UtteranceDataset(data_dir, inputs.input_kind, num_mel_bins=model.num_mel_bins,
-                                    sample_rate=model.sample_rate)
-        return UtteranceDataset(data_dir, inputs.input_kind, read_targets(labels, model), inputs.num_frames,
-                                targets_name=labels, num_mel_bins=model.num_mel_bins, sample_rate=model.sample_rate)
-
-    train = dataset(args.train_data, args.train_labels)
-    valid = dataset(args.valid_data, args.valid_labels) if args.valid_data else None
+    train = pretraining_dataset(args.train_data, args.train_labels, model, inputs)
+    valid = pretraining_dataset(args.valid_data, args.valid_labels, model, inputs) if args.valid_data else None
     logging.info("%s %s: %.1fM parameters, %d training utterances", family,
                  f"from {args.init}" if args.init else run["model"].get("size"),
                  sum(p.numel() for p in model.parameters()) / 1e6, len(train))

@@ -1,6 +1,7 @@
 """Self-supervised pretraining of any family: the model computes its objective, the task adds it up."""
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -11,7 +12,7 @@ from torch import nn
 
 from audiossl.checkpoint import CheckpointError, build_model, load_checkpoint, load_model
 from audiossl.config_fields import checked_value
-from audiossl.data.dataset import Batch
+from audiossl.data.dataset import Batch, UtteranceDataset
 from audiossl.data.kaldi_dir import DataDir, DataDirError
 from audiossl.data.mixing import NoiseBank, UtteranceMixing
 from audiossl.data.transforms import BatchTransform, Compose
@@ -237,3 +238,34 @@ def pretraining_inputs(model: SpeechEncoder, mixing: dict[str, Any] | None, trai
         return int(model.num_frames(lengths if features is None else fbank_num_frames(lengths))[0])
 
     return PretrainingInputs("waveform", transform, num_frames)
+
+
+def pretraining_dataset(data_dir: str, labels: str | None, model: SpeechEncoder,
+                        inputs: PretrainingInputs) -> UtteranceDataset:
+    """The utterances of ``data_dir`` as ``inputs`` reads them for ``model``, with the label table at ``labels``
+    (families that predict labels; None: the model makes its targets).
+
+    An utterance too short for one model frame (shorter than the CNN's receptive field, or than an SSAMBA
+    patch) is an error naming it and the shortest length that gives a frame: it failed the batch holding
+    it, mid-training, naming no utterance.
+    """
+    if labels is None:
+        data = UtteranceDataset(data_dir, inputs.input_kind, num_mel_bins=model.num_mel_bins,
+                                sample_rate=model.sample_rate)
+    else:
+        data = UtteranceDataset(data_dir, inputs.input_kind, read_targets(labels, model), inputs.num_frames,
+                                targets_name=labels, num_mel_bins=model.num_mel_bins, sample_rate=model.sample_rate)
+    # frames grow with the input length: the utterances without one are the shortest ones
+    short = []
+    for length, utt in sorted(zip(data.lengths, data.utterances)):
+        if inputs.num_frames(length) >= 1:
+            break
+        short.append((utt, length))
+    if short:
+        unit = "samples" if data.input_kind == "waveform" else "fbank frames"
+        shortest = next(n for n in itertools.count(short[-1][1] + 1) if inputs.num_frames(n) >= 1)
+        utt, length = short[0]
+        raise DataDirError(f"{data_dir}: {len(short)} utterance(s) too short for one frame of the "
+                           f"{model.config.family} model (it needs at least {shortest} {unit}), e.g. '{utt}' of "
+                           f"{length} {unit}; leave them out (python -m audiossl.bin.data_dir subset --utt-list)")
+    return data

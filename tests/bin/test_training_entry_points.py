@@ -355,3 +355,23 @@ def test_label_ids_beyond_the_model_s_classes_are_refused_before_training(fbank_
             "labels; the largest id is 7): the hubert model predicts num_classes=5 classes; set "
             "model.set.num_classes to the number of clusters") in capsys.readouterr().err
     assert not exp.exists()
+
+
+def test_an_utterance_too_short_for_one_frame_is_refused_by_name_before_training(tmp_path, capsys):
+    """A 20 ms utterance, shorter than the CNN's receptive field, failed its batch mid-training naming no utterance."""
+    import numpy as np
+    import soundfile
+    import yaml
+
+    from audiossl.bin import pretrain
+
+    train = write_audio_dir(tmp_path / "train", {"a1": "a", "b1": "b"})
+    soundfile.write(train / "b1.wav", np.zeros(320, dtype="float32"), 16000)
+    config = tmp_path / "w2v.yaml"
+    config.write_text(yaml.safe_dump({"model": {"family": "wav2vec2", "size": "tiny"},
+                                      "trainer": {"max_updates": 1, "precision": "fp32", "num_workers": 0}}))
+    exp = tmp_path / "exp"
+    assert pretrain.main(["--config", str(config), "--train-data", str(train), str(exp)]) == 1
+    assert (f"error: {train}: 1 utterance(s) too short for one frame of the wav2vec2 model (it needs at least 400 "
+            "samples), e.g. 'b1' of 320 samples; leave them out") in capsys.readouterr().err
+    assert not exp.exists()
