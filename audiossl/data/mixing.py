@@ -46,7 +46,8 @@ SILENCE_POWER = 1e-9
 
 
 class NoiseBank:
-    """The noise clips of a Kaldi data dir, decoded once into memory at 16 kHz.
+    """The noise clips of a Kaldi data dir, decoded once into memory at ``sample_rate`` (the model's, 16 kHz
+    by default: clips at other rates are resampled, as the training audio is).
 
     Every utterance of the dir (``wav.scp``, with ``segments`` if present) is a clip; silent
     clips (mean power under :data:`SILENCE_POWER`) are dropped. A dir that is missing, has no
@@ -59,8 +60,9 @@ class NoiseBank:
         powers: (num_clips,) float64 mean power of each clip.
     """
 
-    def __init__(self, data_dir: str | os.PathLike):
+    def __init__(self, data_dir: str | os.PathLike, sample_rate: int = SAMPLE_RATE):
         self.data_dir = Path(data_dir)
+        self.sample_rate = sample_rate
         if not self.data_dir.is_dir():
             raise DataDirError(f"noise dir {self.data_dir}: not a directory")
         data = DataDir.read(self.data_dir)
@@ -79,7 +81,7 @@ class NoiseBank:
     def _load(self, data: DataDir, utt: str) -> np.ndarray:
         try:
             entry, seg = data.audio_entry(utt)
-            samples, _ = load_entry(entry, *(seg.start, seg.end) if seg else (), sample_rate=SAMPLE_RATE)
+            samples, _ = load_entry(entry, *(seg.start, seg.end) if seg else (), sample_rate=self.sample_rate)
         except KeyError as err:
             raise DataDirError(f"noise dir {self.data_dir}: utterance '{utt}': no wav.scp entry {err}") from err
         except AudioError as err:
@@ -95,7 +97,7 @@ class NoiseBank:
         return self.samples[positions.clamp(max=len(self.samples) - 1)]
 
     def __repr__(self) -> str:
-        return f"NoiseBank('{self.data_dir}', {len(self)} clips, {len(self.samples) / SAMPLE_RATE:.1f} s)"
+        return f"NoiseBank('{self.data_dir}', {len(self)} clips, {len(self.samples) / self.sample_rate:.1f} s)"
 
 
 @dataclasses.dataclass
@@ -120,7 +122,7 @@ class MixPlan:
 class UtteranceMixing(BatchTransform):
     """Mixes utterances of a waveform batch with other utterances of the batch or with noise; training only.
 
-    Inputs are waveforms ``(B, S)`` at 16 kHz with ``batch.lengths`` valid samples (place
+    Inputs are waveforms ``(B, S)`` at the noise bank's rate with ``batch.lengths`` valid samples (place
     :class:`~audiossl.data.transforms.FbankFromWaveform` after this transform for fbank
     models). Only valid samples change: padding, lengths and targets stay as they are.
 
@@ -166,7 +168,7 @@ class UtteranceMixing(BatchTransform):
     def __call__(self, batch: Batch, generator: torch.Generator) -> Batch:
         inputs = batch.inputs
         if inputs.ndim != 2 or not inputs.is_floating_point():
-            raise ValueError(f"UtteranceMixing expects float waveforms (B, S) at 16 kHz, "
+            raise ValueError(f"UtteranceMixing expects float waveforms (B, S), "
                              f"got shape {tuple(inputs.shape)} of {inputs.dtype}")
         plan = self.draw(batch.utterances, batch.lengths.cpu(), generator)
         if not len(plan.rows):

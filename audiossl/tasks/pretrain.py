@@ -228,7 +228,7 @@ def pretraining_inputs(model: SpeechEncoder, mixing: dict[str, Any] | None, trai
         speakers = dict(data["utt2spk"])
     if noise_data is None and options.get("noise_prob", 0.0) > 0.0:
         raise ConfigError(f"mixing.noise_prob is {options['noise_prob']}: give the noise data dir (--noise-data)")
-    noise = NoiseBank(noise_data) if noise_data else None
+    noise = NoiseBank(noise_data, model.sample_rate) if noise_data else None  # the audio's rate (an 8 kHz model's)
     mix = UtteranceMixing(**options, noise=noise, speakers=speakers)
     features = model.waveform_transform()
     transform = Compose([mix] if features is None else [mix, features])

@@ -249,6 +249,22 @@ def test_an_undecodable_noise_file_is_an_error_naming_the_dir_and_utterance(tmp_
         NoiseBank(path)
 
 
+def test_noise_is_read_at_the_rate_of_the_model_it_is_mixed_for(tmp_path):
+    """An 8 kHz HuBERT's noise clips are at 8 kHz: they were read at 16 kHz and mixed in at half speed."""
+    from audiossl.checkpoint import build_model
+    from audiossl.models.hubert import HubertConfig
+    from audiossl.tasks.pretrain import pretraining_inputs
+
+    rng = np.random.default_rng(0)
+    noise = write_noise_dir(tmp_path / "noise", [(0.1 * rng.standard_normal(16000), 16000),
+                                                 (0.1 * rng.standard_normal(4000), 8000)])
+    config = HubertConfig.tiny().to_dict()
+    config["frontend"]["sample_rate"] = 8000
+    inputs = pretraining_inputs(build_model("hubert", config), {"prob": 1.0, "noise_prob": 1.0}, str(noise), str(noise))
+    bank = inputs.transform.transforms[0].noise
+    assert bank.lengths.tolist() == [8000, 4000] and repr(bank).endswith("2 clips, 1.5 s)")
+
+
 @pytest.mark.parametrize("options", [{"prob": 1.5}, {"noise_prob": -0.1}, {"max_overlap": 0.0},
                                      {"speech_ratio_db": (5.0, -5.0)}])
 def test_bad_options_are_config_errors(options):
