@@ -230,6 +230,11 @@ def pretraining_inputs(model: SpeechEncoder, mixing: dict[str, Any] | None, trai
         raise ConfigError(f"mixing.noise_prob is {options['noise_prob']}: give the noise data dir (--noise-data)")
     noise = NoiseBank(noise_data, model.sample_rate) if noise_data else None  # the audio's rate (an 8 kHz model's)
     mix = UtteranceMixing(**options, noise=noise, speakers=speakers)
+    if speakers is not None and len(set(speakers.values())) == 1 and mix.prob > 0 and (
+            noise is None or mix.noise_prob < 1):
+        raise DataDirError(f"{train_data}/utt2spk: every utterance is of speaker '{next(iter(speakers.values()))}': "
+                           "speaker-aware mixing would find no other speaker's utterance to mix in, and mix no "
+                           "speech at all; give the speakers in utt2spk, or leave out mixing.speaker_aware")
     features = model.waveform_transform()
     transform = Compose([mix] if features is None else [mix, features])
 

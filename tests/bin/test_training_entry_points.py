@@ -242,6 +242,23 @@ def test_mixing_needs_k_means_targets_and_speakers_for_speaker_aware_mixing(tmp_
         pretraining_inputs(wavlm, {"speaker_aware": True}, str(train), None)
 
 
+def test_speaker_aware_mixing_of_a_single_speaker_is_refused(tmp_path):
+    """Every utterance of one speaker: no utterance has a partner, so the run mixed no speech, silently."""
+    from audiossl.data.kaldi_dir import DataDirError
+    from audiossl.models.wavlm import WavLMConfig
+    from audiossl.tasks.pretrain import pretraining_inputs
+
+    train = write_audio_dir(tmp_path / "train", {"a1": "a", "a2": "a"})
+    noise = write_audio_dir(tmp_path / "noise", {"n1": "n1"}, seed=1)
+    wavlm = build_model("wavlm", WavLMConfig.tiny(frontend="fbank").to_dict())
+    for mixing, noise_data in (({"speaker_aware": True}, None), ({"speaker_aware": True, "noise_prob": 0.5}, noise)):
+        with pytest.raises(DataDirError, match=f"{train}/utt2spk: every utterance is of speaker 'a': speaker-aware "
+                                               "mixing would find no other speaker's utterance to mix in"):
+            pretraining_inputs(wavlm, mixing, str(train), noise_data and str(noise_data))
+    # noise alone asks nothing of the speakers
+    pretraining_inputs(wavlm, {"speaker_aware": True, "noise_prob": 1.0}, str(train), str(noise))
+
+
 def test_partial_nested_sections_keep_the_family_defaults():
     from audiossl.models.best_rq import BestRqConfig
     from audiossl.models.wavlm import WavLMConfig
