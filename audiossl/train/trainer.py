@@ -248,6 +248,8 @@ class Trainer:
         else:
             self.language_stages = list(config.language_stages or [])
         self.sampler = self._sampler(train_set, shuffle=True)
+        for stage in range(1, len(self.language_stages)):  # a later stage's mix that the data cannot draw fails now
+            self._sampler(train_set, shuffle=True, stage=stage)
         params = self.model.parameters() if parameter_groups is None else parameter_groups
         self.optimizer = torch.optim.AdamW(params, lr=config.lr, betas=tuple(config.betas),
                                            eps=config.eps, weight_decay=config.weight_decay)
@@ -267,7 +269,8 @@ class Trainer:
 
     def _sampler(self, data: UtteranceDataset, shuffle: bool, stage: int = 0) -> BucketBatchSampler | LanguageBatchSampler:
         """Training batches (shuffled, this rank's share) or validation batches (every one, in order): of one
-        language each, drawn as language stage ``stage`` says, when there are language stages."""
+        language each, when there are language stages; training batches draw their language as stage ``stage``
+        says (validation takes every language's batches whatever the mix, so a dev set may lack a language)."""
         config = self.config
         max_frames = int(config.batch_seconds * input_rate(data))
         rank, world_size = (self.info.rank, self.info.world_size) if shuffle else (0, 1)
@@ -277,7 +280,7 @@ class Trainer:
         mix = self.language_stages[stage]
         try:
             return LanguageBatchSampler(data.lengths, data.languages(), max_frames, mix.alpha, config.seed, shuffle,
-                                        rank, world_size, config.max_batch_size, mix.weights)
+                                        rank, world_size, config.max_batch_size, mix.weights if shuffle else None)
         except ValueError as err:
             raise TrainingError(f"trainer.language_stages[{stage}]: {err}") from None
 

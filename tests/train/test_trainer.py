@@ -48,8 +48,9 @@ def fbank_dir(plain_data_dir: Path) -> Path:
 
 def make_run(data_dir: Path, exp: Path, batch_transform: BatchTransform | None = None,
              languages: dict[str, str] | None = None, origin: dict | None = None, run_config: dict | None = None,
-             **trainer):
-    """A tiny fbank HuBERT on ``data_dir``'s feats.scp, or on its waveforms when ``batch_transform`` is given."""
+             valid_dir: Path | None = None, **trainer):
+    """A tiny fbank HuBERT on ``data_dir``'s feats.scp, or on its waveforms when ``batch_transform`` is given;
+    validated on ``valid_dir`` (utterances of ``data_dir``), else on the training data."""
     config = HubertConfig.tiny(frontend="fbank")
     config.num_classes = 5
     config.frequency_warp = 0.1  # resuming must also restore the warp factors' random stream
@@ -66,10 +67,11 @@ def make_run(data_dir: Path, exp: Path, batch_transform: BatchTransform | None =
     utts = DataDir.read(data_dir).utterances
     labels = {u: rng.integers(0, 5, frames_of(n)) for u, n in zip(utts, lengths)}
     train = UtteranceDataset(data_dir, kind, labels, frames_of)
+    valid = train if valid_dir is None else UtteranceDataset(valid_dir, kind, labels, frames_of)
     settings = {"max_updates": 6, "batch_seconds": 4.0, "lr": 1e-3, "precision": "fp32", "log_interval": 1,
                 "valid_interval": 3, "save_interval": 2, "num_workers": 0, "keep_last": 10,
                 "schedule": {"warmup_updates": 2}, **trainer}
-    return Trainer(PretrainingTask(model, languages), model, train, train, trainer_config(settings), exp,
+    return Trainer(PretrainingTask(model, languages), model, train, valid, trainer_config(settings), exp,
                    batch_transform=batch_transform, origin=origin, run_config=run_config)
 
 
@@ -464,6 +466,26 @@ def test_language_stages_switch_the_mix_at_their_update_and_resume_exactly(fbank
     assert spoken == [["en"]] * 3 + [["es"]] * 3
     log = (tmp_path / "straight" / "train.log").read_text()
     assert "update 3: language stage 2 of 2, batches of one language drawn with p ∝ weight · amount^0: en 0.000" in log
+
+
+def test_a_language_mix_is_checked_against_the_training_data_at_the_start_and_not_asked_of_the_dev_set(
+        fbank_dir, tmp_path):
+    """A later stage's weights that the data cannot draw failed as the stage began, and a dev set without a
+    language the mix names failed the first validation: hours into the run, both."""
+    languages = {"spkA-u1": "en", "spkA-u2": "en", "spkB-u3": "es", "spkB-u4": "es"}
+    write_table(fbank_dir / "utt2lang", languages)
+    for weights, message in (({"fr": 2.0}, r"weights name \['fr'\], which the data does not have"),
+                             ({"en": 0, "es": 0}, r"weights \{.*\} leave no language to draw from")):
+        stages = [{"alpha": 1.0, "updates": 2}, {"alpha": 0.5, "weights": weights}]
+        with pytest.raises(TrainingError, match=r"trainer.language_stages\[1\]: language " + message):
+            make_run(fbank_dir, tmp_path / "refused", languages=languages, language_stages=stages)
+    assert not (tmp_path / "refused").exists()
+    DataDir.read(fbank_dir).subset(["spkA-u1"]).write(tmp_path / "dev")  # English alone
+    stages = [{"alpha": 1.0, "updates": 2, "weights": {"es": 2.0}}, {"alpha": 0.0, "weights": {"en": 0}}]
+    make_run(fbank_dir, tmp_path / "exp", languages=languages, language_stages=stages, valid_dir=tmp_path / "dev",
+             max_updates=4, valid_interval=2).fit()
+    valid = [json.loads(line) for line in (tmp_path / "exp" / "valid.jsonl").read_text().splitlines()]
+    assert [record["update"] for record in valid] == [2, 4] and all("loss@en" in record for record in valid)
 
 
 @pytest.mark.parametrize("stages, message", [
