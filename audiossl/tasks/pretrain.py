@@ -166,7 +166,10 @@ def read_targets(path: str, model: SpeechEncoder) -> dict[str, np.ndarray]:
 
 def check_targets(family: str, train_labels: str | None, valid_labels: str | None, valid_data: str | None) -> None:
     """Labels are given exactly when ``family`` pretrains on label files (k-means labels, residual-VQ codes),
-    and for dev when dev is given."""
+    and for dev when dev is given; dev labels without dev data would leave the run unvalidated, silently."""
+    if valid_labels and not valid_data:
+        raise ConfigError(f"--valid-labels {valid_labels} without --valid-data: give the validation data dir they "
+                          "label (the run would not be validated)")
     kind = get_family(family).targets
     needs_labels = kind in LABEL_TARGETS
     if needs_labels and (train_labels is None or (valid_data and valid_labels is None)):

@@ -79,6 +79,12 @@ def test_targets_must_match_the_family():
         check_targets("hubert", "train.labels", None, "data/dev")
 
 
+def test_dev_labels_without_dev_data_are_refused():
+    """They were ignored: the run went unvalidated, best.pt chosen without a dev set."""
+    with pytest.raises(ConfigError, match="--valid-labels dev.labels without --valid-data: give the validation data"):
+        check_targets("hubert", "train.labels", "dev.labels", None)
+
+
 def test_run_config_overrides_and_types(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("model: {family: hubert, size: tiny, args: {frontend: fbank}}\ntrainer: {lr: 1e-3}\n")
