@@ -97,7 +97,7 @@ def main(argv=None) -> int:
                                                                                   data.languages())}
     trainer = Trainer(PretrainingTask(model, languages), model, train, valid, config, args.exp_dir,
                       batch_transform=inputs.transform, origin=run_origin(args.init, True),
-                      run_config=run_record(run, args))
+                      run_config=run_record(run, args), settings={"mixing": inputs.mixing})
     if kept_state is not None:
         trainer.start_from(kept_state, args.init)
     trainer.fit()

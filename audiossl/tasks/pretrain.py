@@ -191,11 +191,13 @@ class PretrainingInputs:
     input_kind: what the datasets load (``"waveform"`` when audio is mixed before features).
     transform: the batch transform (mixing, then features on the fly), or None.
     num_frames: model frames of an input of a given length (to check frame-level labels).
+    mixing: the mixing section's settings, checked (None: no mixing); a resumed run must have the same.
     """
 
     input_kind: str
     transform: BatchTransform | None
     num_frames: Callable[[int], int]
+    mixing: dict[str, Any] | None = None
 
 
 def pretraining_inputs(model: SpeechEncoder, mixing: dict[str, Any] | None, train_data: str,
@@ -245,7 +247,7 @@ def pretraining_inputs(model: SpeechEncoder, mixing: dict[str, Any] | None, trai
         lengths = torch.tensor([samples])
         return int(model.num_frames(lengths if features is None else fbank_num_frames(lengths))[0])
 
-    return PretrainingInputs("waveform", transform, num_frames)
+    return PretrainingInputs("waveform", transform, num_frames, mixing)
 
 
 def pretraining_dataset(data_dir: str, labels: str | None, model: SpeechEncoder,

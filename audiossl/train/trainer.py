@@ -21,8 +21,8 @@ checkpoint holds the optimizer, scheduler, grad scaler, sampler position and eve
 (CPU, CUDA and the trainer's generator, which also drives the batch transforms). Checkpoints have
 one format whatever the strategy (one process, DDP, FSDP): a run loads another's weights and
 optimizer state. A run started again must be the one that wrote ``last.pt``: another model, origin
-(``origin``, e.g. the --init checkpoint, by what it holds) or trainer setting that shapes the training is refused by
-name before anything is written (see :data:`RESUMABLE` for the settings that may change).
+(``origin``, e.g. the --init checkpoint, by what it holds), run setting (``settings``, e.g. pretraining's mixing)
+or trainer setting that shapes the training is refused by name before anything is written (see :data:`RESUMABLE` for the settings that may change).
 A file that cannot be written (a full disk) stops the run naming it and the newest checkpoint.
 
 An update whose loss or gradient is not finite is skipped: its batches are consumed, but it
@@ -199,17 +199,20 @@ class Trainer:
     task has ``higher_is_better`` true (e.g. accuracy or mean average precision).
 
     ``origin`` names what the model started from beyond its config (see :func:`run_origin`); the
-    checkpoints record it and a resumed run must have the same. ``run_config`` (see :func:`run_record`)
-    is written to ``config.yaml`` once the run starts, after the checks of a resumed run.
+    checkpoints record it and a resumed run must have the same. So too ``settings``: run settings beyond the
+    model and trainer configs that shape the training (pretraining's ``mixing`` section). ``run_config`` (see
+    :func:`run_record`) is written to ``config.yaml`` once the run starts, after the checks of a resumed run.
     """
 
     def __init__(self, task: Task, model: nn.Module, train_set: UtteranceDataset,
                  valid_set: UtteranceDataset | None, config: TrainerConfig, exp_dir: str | os.PathLike,
                  batch_transform: BatchTransform | None = None, parameter_groups: list[dict] | None = None,
-                 origin: dict[str, Any] | None = None, run_config: dict[str, Any] | None = None):
+                 origin: dict[str, Any] | None = None, run_config: dict[str, Any] | None = None,
+                 settings: dict[str, Any] | None = None):
         self.task = task
         self.config = config
         self.origin = dict(origin or {})
+        self.settings = dict(settings or {})
         self.started_from: str | None = None  # see start_from
         self.run_config = run_config
         self.exp_dir = Path(exp_dir)
@@ -355,7 +358,8 @@ class Trainer:
         """Everything but the weights that resuming needs (every rank must call it: it gathers)."""
         return {**self.state, "optimizer": self._optimizer_state(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(), "rng": all_gather_objects(self._rng_state(), self.info),
-                "trainer_config": self.config.to_dict(), "origin": self.origin, "world_size": self.info.world_size,
+                "trainer_config": self.config.to_dict(), "origin": self.origin, "settings": self.settings,
+                "world_size": self.info.world_size,
                 "precision": self.precision}
 
     def save(self, best: bool) -> None:
@@ -431,7 +435,7 @@ class Trainer:
 
     def _check_same_run(self, payload: dict, path: Path) -> None:
         """Refuse to resume from checkpoint ``payload`` (read from ``path``) a run that differs from the one
-        that wrote it in its model, origin or a trainer setting that shapes the training (all but
+        that wrote it in its model, origin, settings or a trainer setting that shapes the training (all but
         :data:`RESUMABLE`): resuming would half-apply the change (the checkpoint's weights, schedule and
         peak learning rates win) or fail on the weights' shapes."""
         state = payload["train_state"]
@@ -443,6 +447,7 @@ class Trainer:
             differences({"family": payload["family"], **payload["config"]},
                         {"family": self.model.config.family, **self.model.config.to_dict()}, "model", one_sided=False)
             + differences(*same_origins(state.get("origin", {}), self.origin), one_sided=False)
+            + differences(state.get("settings", self.settings), self.settings)  # none recorded: written before them
             + differences({k: then[k] for k in shaping}, {k: now[k] for k in shaping if k in now}, "trainer",
                           one_sided=False))]
         ranks, world_size = state["world_size"], self.info.world_size

@@ -398,3 +398,31 @@ def test_an_utterance_too_short_for_one_frame_is_refused_by_name_before_training
     assert (f"error: {train}: 1 utterance(s) too short for one frame of the wav2vec2 model (it needs at least 400 "
             "samples), e.g. 'b1' of 320 samples; leave them out") in capsys.readouterr().err
     assert not exp.exists()
+
+
+def test_a_pretraining_resumed_with_another_mixing_is_refused(fbank_corpus, tmp_path, capsys):
+    """The mixing section shapes the training as the trainer's settings do: it was not compared, and a run
+    resumed with another or none went on mixing otherwise, silently."""
+    import yaml
+
+    from audiossl.bin import pretrain
+
+    run = yaml.safe_load((tmp_path / "pretrain.yaml").read_text())
+    run["trainer"]["schedule"] = {"name": "constant"}  # max_updates may grow
+    exp = tmp_path / "exp"
+
+    def pretrain_with(mixing, *extra: str) -> int:
+        config = tmp_path / "mixing.yaml"
+        config.write_text(yaml.safe_dump({**run, **({} if mixing is None else {"mixing": mixing})}))
+        return pretrain.main(["--config", str(config), "--train-data", str(fbank_corpus), "--train-labels",
+                              str(tmp_path / "labels"), *extra, str(exp)])
+
+    assert pretrain_with({"prob": 0.2}) == 0
+    capsys.readouterr()
+    more = ("--set", "trainer.max_updates=4")
+    assert pretrain_with({"prob": 0.5}, *more) == 1
+    assert "differs from the one that wrote the checkpoint: mixing.prob: 0.2 then, 0.5 now" in capsys.readouterr().err
+    assert pretrain_with(None, *more) == 1
+    assert "mixing: {'prob': 0.2} then, None now" in capsys.readouterr().err
+    assert pretrain_with({"prob": "0.2"}, *more) == 0  # the same value, written as text
+    assert "resumed from" in (exp / "train.log").read_text()
