@@ -226,6 +226,13 @@ class MaskConfig:
             errors.append(f"mask.length must be >= 1 and mask.min_masks >= 0, got {self.length}, {self.min_masks}")
         return errors
 
+    def prediction_errors(self, unmasked_weight: float = 0.0) -> list[str]:
+        """The rule of an objective on the masked frames: a mask of no frame (prob 0 and min_masks 0) leaves it
+        nothing to predict (a zero loss, or no rows for a quantizer), unless unmasked frames count too."""
+        if self.prob == 0.0 and self.min_masks == 0 and unmasked_weight == 0.0:
+            return ["mask.prob 0 with mask.min_masks 0 masks no frame, which leaves nothing to predict: raise either"]
+        return []
+
 
 class ModelConfig:
     """Base of every family's config dataclass: its family name, validation and plain-dict round trips.

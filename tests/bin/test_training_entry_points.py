@@ -265,6 +265,24 @@ def test_speaker_aware_mixing_of_a_single_speaker_is_refused(tmp_path):
     pretraining_inputs(wavlm, {"speaker_aware": True, "noise_prob": 1.0}, str(train), str(noise))
 
 
+@pytest.mark.parametrize("family, extra", [("wav2vec2", {}), ("unispeech_sat", {"unmasked_weight": 0.5}),
+                                           ("ssamba", {}), ("hubert", {}), ("best_rq", {}), ("mert", {})])
+def test_a_mask_of_no_frame_is_refused_where_only_masked_frames_are_predicted(family, extra):
+    """wav2vec 2.0, UniSpeech-SAT and SSAMBA failed their first batch with a reshape or argmax error, the others
+    trained with a zero loss and gradient, silently."""
+    no_mask = {"mask": {"prob": 0.0, "min_masks": 0}}
+    with pytest.raises(ConfigError, match="mask.prob 0 with mask.min_masks 0 masks no frame, which leaves nothing"):
+        model_config_from_section({"family": family, "size": "tiny", "set": {**no_mask, **extra}})
+    model_config_from_section({"family": family, "size": "tiny", "set": {"mask": {"prob": 0.0}, **extra}})
+
+
+def test_a_mask_of_no_frame_is_accepted_where_other_frames_count():
+    """HuBERT scoring unmasked frames too (a deterministic run), TERA's frequency alterations."""
+    no_mask = {"mask": {"prob": 0.0, "min_masks": 0}}
+    model_config_from_section({"family": "hubert", "size": "tiny", "set": {**no_mask, "unmasked_weight": 1.0}})
+    model_config_from_section({"family": "tera", "size": "tiny", "set": no_mask})
+
+
 def test_partial_nested_sections_keep_the_family_defaults():
     from audiossl.models.best_rq import BestRqConfig
     from audiossl.models.wavlm import WavLMConfig

@@ -100,7 +100,7 @@ class BestRqConfig(ModelConfig):
 
     def errors(self) -> list[str]:
         """Violated rules, each a line naming the field (empty when valid)."""
-        errors = validation_errors(self.frontend, self.encoder, self.mask)
+        errors = validation_errors(self.frontend, self.encoder, self.mask) + self.mask.prediction_errors()
         if not errors:
             errors += self._stacking_errors()
         if min(self.stack_frames, self.codebook_dim, self.num_codebooks) < 1 or self.codebook_size < 2:

@@ -81,6 +81,7 @@ class HubertConfig(ModelConfig):
     def errors(self) -> list[str]:
         """Violated rules, each a line naming the field (empty when valid)."""
         errors = validation_errors(self.frontend, self.encoder, self.mask)
+        errors += self.mask.prediction_errors(self.unmasked_weight)
         if not 0.0 <= self.dropout_input < 1.0:
             errors.append(f"dropout_input must be in [0, 1), got {self.dropout_input}")
         if self.num_classes < 1 or self.final_dim < 1:

@@ -90,7 +90,7 @@ class MertConfig(ModelConfig):
 
     def errors(self) -> list[str]:
         """Violated rules, each a line naming the field (empty when valid)."""
-        errors = validation_errors(self.frontend, self.encoder, self.mask)
+        errors = validation_errors(self.frontend, self.encoder, self.mask) + self.mask.prediction_errors()
         geometry = [(kernel, stride) for _, kernel, stride in self.frontend.conv_layers]
         if self.frontend.kind != "waveform" or geometry != [(k, s) for _, k, s in DEFAULT_CONV_LAYERS]:
             errors.append("MERT takes waveforms through the CNN of kernels and strides (10,5) (3,2)x4 (2,2)x2 "

@@ -81,7 +81,7 @@ class SsambaConfig(ModelConfig):
 
     def errors(self) -> list[str]:
         """Violated rules, each a line naming the field (empty when valid)."""
-        errors = self.encoder.errors() + self.mask.errors()
+        errors = self.encoder.errors() + self.mask.errors() + self.mask.prediction_errors()
         if min(self.num_mel_bins, self.patch_frequency, self.patch_time) < 1:
             errors.append("num_mel_bins, patch_frequency and patch_time must be >= 1")
         elif self.num_mel_bins % self.patch_frequency:

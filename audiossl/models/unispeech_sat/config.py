@@ -77,6 +77,8 @@ class UniSpeechSatConfig(HubertConfig):
     def errors(self) -> list[str]:
         """Violated rules, each a line naming the field (empty when valid)."""
         errors = super().errors()
+        if self.unmasked_weight > 0.0:  # the utterance-wise term scores masked frames alone
+            errors += self.mask.prediction_errors()
         if not 0 <= self.utterance_layer <= self.encoder.num_layers:
             errors.append(f"utterance_layer must be in [0, encoder.num_layers = {self.encoder.num_layers}], "
                           f"got {self.utterance_layer}")

@@ -98,7 +98,7 @@ class Wav2Vec2Config(ModelConfig):
 
     def errors(self) -> list[str]:
         """Violated rules, each a line naming the field (empty when valid)."""
-        errors = validation_errors(self.frontend, self.encoder, self.mask)
+        errors = validation_errors(self.frontend, self.encoder, self.mask) + self.mask.prediction_errors()
         if min(self.final_dim, self.num_distractors) < 1:
             errors.append("final_dim and num_distractors must be >= 1")
         errors += gumbel_quantizer_errors(self.codebook_groups, self.codebook_entries, self.codebook_dim,
