@@ -7,6 +7,7 @@ default). Targets are optional per-utterance integer sequences (cluster labels, 
 """
 from __future__ import annotations
 
+import functools
 import logging
 from collections import deque
 from dataclasses import dataclass
@@ -154,13 +155,18 @@ class UtteranceDataset(torch.utils.data.Dataset):
             values.append(parse(text))
         return values
 
-    def _check_rate(self, resample: bool) -> None:
+    @functools.cached_property
+    def _audio_rate(self) -> int:
+        """The sample rate of the first utterance's audio (a data dir's audio is taken to share one)."""
         utt = self.utterances[0]
         entry, _ = self._audio_entry(utt)
         try:
-            _, rate = entry_info(entry)
+            return entry_info(entry)[1]
         except AudioError as err:
             raise AudioError(f"{self._audio_where(utt)}: {err}") from err
+
+    def _check_rate(self, resample: bool) -> None:
+        rate, utt = self._audio_rate, self.utterances[0]
         if rate == self.sample_rate:
             return
         message = f"{self.data_dir}: audio at {rate} Hz (utterance '{utt}'), the model takes {self.sample_rate} Hz"
@@ -186,8 +192,9 @@ class UtteranceDataset(torch.utils.data.Dataset):
         return self._audio_lengths()
 
     def _audio_lengths(self) -> list[int]:
-        if "utt2num_samples" in self.data:
-            return self._counts("utt2num_samples", int)
+        if "utt2num_samples" in self.data:  # counts at the audio's rate, as it is read at the model's
+            scale = self.sample_rate / self._audio_rate
+            return [int(round(count * scale)) for count in self._counts("utt2num_samples", int)]
         if "utt2dur" in self.data:
             durations = self._counts("utt2dur", float)
             return [int(round(seconds * self.sample_rate)) for seconds in durations]

@@ -14,7 +14,7 @@ from audiossl.bin import pretrain as pretrain_bin
 from audiossl.bin import rvq as rvq_bin
 from audiossl.checkpoint import load_model
 from audiossl.data.dataset import UtteranceDataset
-from audiossl.data.kaldi_dir import DataDir, DataDirError
+from audiossl.data.kaldi_dir import DataDir, DataDirError, write_table
 from audiossl.features.music import MusicFeatureError, MusicFeatureSource, chroma, cnn_frames, cqt_magnitude, log_mel
 from audiossl.models.components import DEFAULT_CONV_LAYERS, FrontendConfig, build_frontend
 from audiossl.nn.quantizer import ResidualVectorQuantizer
@@ -114,6 +114,17 @@ def test_a_16khz_dir_is_resampled_for_a_24khz_model_with_a_note_or_refused(tmp_p
     with pytest.raises(DataDirError, match="audio at 16000 Hz .* the model takes 24000 Hz"):
         UtteranceDataset(data, "waveform", sample_rate=24000, resample=False)
 
+
+
+def test_sample_counts_of_a_dir_at_another_rate_are_scaled_to_the_models(tmp_path):
+    """utt2num_samples counts samples at the audio's rate: read for a model of another rate, the lengths (which
+    size batches and check frame labels) are the resampled ones, not the counts as they are."""
+    data = music_dir(tmp_path, rate=16000, clips=2)
+    counts = {utt: str(len(UtteranceDataset(data, "waveform", sample_rate=16000)[i][1]))
+              for i, utt in enumerate(DataDir.read(data).utterances)}
+    write_table(data / "utt2num_samples", counts)
+    dataset = UtteranceDataset(data, "waveform", sample_rate=24000)
+    assert dataset.lengths == [len(dataset[i][1]) for i in range(2)] == [int(c) * 3 // 2 for c in counts.values()]
 
 def test_mert_pretrains_on_residual_vq_codes_and_k_means_of_log_mel_and_chroma(tmp_path, capsys):
     data = music_dir(tmp_path)
