@@ -497,3 +497,22 @@ def test_other_prepare_args_prepare_the_data_again(egs):
     redone = ssl(egs, *stage0, "--prepare-args", "--size full").stdout
     assert "doing it again: data/.done.prepare records other settings (prepare_args=--size tiny)" in redone
     assert "preparing --size full data" in redone
+
+
+@pytest.mark.parametrize("size", [["--size", "tiny"], ["--size=tiny"]])
+def test_the_domain_copies_go_under_the_size_given_in_either_form(tmp_path, size):
+    """egs/mini_tts/domain's data step reads ../ssl's --size for its audio dir: `--size=tiny`, which
+    parse_options.sh takes as well, put the tiny copies under domains/full."""
+    env = python_shim(tmp_path, "audiossl.bin.data_dir")
+    domain, ssl_local = tmp_path / "egs/domain", tmp_path / "egs/ssl/local"
+    for path in (domain / "local", domain / "utils", ssl_local):
+        path.mkdir(parents=True)
+    shutil.copy(ROOT / "egs/mini_tts/domain/local/prepare_data.sh", domain / "local")
+    (domain / "db.sh").write_text(f"mini_tts={tmp_path}/corpora/mini_tts\n")
+    for stub in (ssl_local / "prepare_data.sh", domain / "utils/combine_data.sh"):
+        stub.write_text("#!/bin/sh\n")
+        stub.chmod(0o755)
+    done = subprocess.run(["local/prepare_data.sh", *size, "data"], cwd=domain, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"shift --domain noisy data/train_unlab data/train_unlab_noisy {tmp_path}/corpora/mini_tts/domains/tiny" \
+        in done.stdout

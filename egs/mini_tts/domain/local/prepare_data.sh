@@ -6,7 +6,9 @@
 set -euo pipefail
 size=full
 . ./db.sh
-for i in $(seq 1 $(($# - 1))); do [ "${!i}" = --size ] && j=$((i + 1)) && size=${!j}; done
+for i in $(seq 1 $(($# - 1))); do   # the --size of ../ssl's options, in either form parse_options.sh takes
+  case ${!i} in --size) j=$((i + 1)); size=${!j} ;; --size=*) size=${!i#--size=} ;; esac
+done
 ../ssl/local/prepare_data.sh "$@"
 data=${*: -1}
 for set in train_unlab train_1h dev test; do
