@@ -1,7 +1,8 @@
 """Utterance-level fine-tuning: one label (or a set of tags) per utterance → an :class:`UtteranceModel`'s loss.
 
 Labels come from a Kaldi table of the data dir (``utt2spk``, ``utt2label``, ``utt2family``,
-``utt2tags`` with space-separated tags, ...) and are mapped to class ids through a class list:
+``utt2tags`` with space-separated tags, ...; a single label with spaces, ``Eb minor``, is the class
+``Eb_minor``) and are mapped to class ids through a class list:
 
 * a class list file named by the caller, else
 * ``labels.<name>`` for table ``utt2<name>`` (mini_music: one class a line), else
@@ -99,37 +100,40 @@ def class_list_path(data_dir: str | os.PathLike, table: str) -> Path | None:
 
 
 def read_class_list(path: str | os.PathLike) -> list[str]:
-    """The classes of a class list in index order: ``<class>`` or ``<class> <index>`` lines (indices
-    0, 1, ... in order); a malformed, repeated or misnumbered line is a DataDirError naming it."""
+    """The classes of a class list in index order: ``<class>`` or ``<class> <index>`` lines (indices 0, 1,
+    ... in order; a class with spaces, such as mini_music's ``Eb minor``, is read as :func:`label_names`
+    reads it, ``Eb_minor``); a misnumbered or repeated line is a DataDirError naming it."""
     classes: list[str] = []
     with open(path, encoding="utf-8-sig") as f:   # a byte order mark is no part of the first class
         for number, line in enumerate(f, 1):
             fields = line.split()
-            if not fields or len(fields) > 2:
-                raise DataDirError(f"{path}:{number}: expected '<class>' or '<class> <index>', got {line.strip()!r}")
-            if len(fields) == 2 and fields[1] != str(len(classes)):
-                raise DataDirError(f"{path}:{number}: class '{fields[0]}' has index {fields[1]}, expected "
-                                   f"{len(classes)} (indices count from 0 in order)")
-            if fields[0] in classes:
-                raise DataDirError(f"{path}:{number}: class '{fields[0]}' repeated")
-            classes.append(fields[0])
+            if not fields:
+                raise DataDirError(f"{path}:{number}: expected '<class>' or '<class> <index>', got an empty line")
+            if len(fields) > 1 and fields[-1].isdigit():
+                if fields[-1] != str(len(classes)):
+                    raise DataDirError(f"{path}:{number}: class '{' '.join(fields[:-1])}' has index {fields[-1]}, "
+                                       f"expected {len(classes)} (indices count from 0 in order)")
+                fields = fields[:-1]
+            name = label_names(" ".join(fields), multilabel=False)[0]
+            if name in classes:
+                raise DataDirError(f"{path}:{number}: class '{name}' repeated")
+            classes.append(name)
     if not classes:
         raise DataDirError(f"{path}: no classes")
     return classes
 
 
+def label_names(value: str, multilabel: bool) -> list[str]:
+    """The classes of a label table's value: its space-separated tags (``multilabel``), else the whole
+    value, one label whose spaces (``Eb minor``) become ``_``."""
+    return value.split() if multilabel else ["_".join(value.split())]
+
+
 def read_labels(data_dir: str | os.PathLike, table: str, multilabel: bool) -> dict[str, list[str]]:
     """``{utt: [label, ...]}`` of every utterance of ``data_dir`` from its ``table``
-    (:func:`~audiossl.data.kaldi_dir.read_utterance_labels`): one label each (single-label), or any number
-    of space-separated tags (``multilabel``)."""
+    (:func:`~audiossl.data.kaldi_dir.read_utterance_labels`), each value's :func:`label_names`."""
     label_name(table)
-    labels = {utt: value.split() for utt, value in read_utterance_labels(data_dir, table).items()}
-    if not multilabel:
-        for utt, fields in labels.items():
-            if len(fields) != 1:
-                raise DataDirError(f"{table_line(Path(data_dir) / table, utt)}: utterance '{utt}' has {len(fields)} "
-                                   f"labels {fields}, a single-label head takes one")
-    return labels
+    return {utt: label_names(value, multilabel) for utt, value in read_utterance_labels(data_dir, table).items()}
 
 
 def training_classes(data_dir: str | os.PathLike, table: str, multilabel: bool,

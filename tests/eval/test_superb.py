@@ -29,8 +29,7 @@ from audiossl.eval.superb.heads import FrameBlstm, PooledLinear
 from audiossl.eval.superb import runner
 from audiossl.eval.superb.runner import FeatureSet, check_inputs, read_settings, run_task, sets_at_rate
 from audiossl.eval.superb.table import write_table as write_superb_table
-from audiossl.eval.superb.tasks import (TaskSettings, build_task, class_ids, key_score,
-                                        training_classes)
+from audiossl.eval.superb.tasks import TaskSettings, build_task, class_ids, key_score, task_classes
 from audiossl.eval.superb.upstreams import UpstreamError, default_name, open_upstream
 from audiossl.eval.verification import TrialsError
 from audiossl.interop.s3prl import import_s3prl_nn
@@ -217,17 +216,16 @@ def labelled(tmp_path: Path, name: str, labels: dict[str, str], table: str = "ut
 
 def test_labels_outside_the_training_classes_and_empty_classes_are_errors(tmp_path):
     train = labelled(tmp_path, "train", {"a": "Eb minor", "b": "C major"}, "utt2key", ["C major", "Eb minor", "G major"])
-    with pytest.raises(DataDirError, match="labels.key: no training utterance of 1 of its 3 classes: G_major"):
-        training_classes(train, "utt2key")
-    classes = training_classes(train, "utt2key", allow_empty=True)
+    with pytest.raises(DataDirError, match="utt2key: no training utterance of 1 of the 3 classes: G_major"):
+        task_classes(train, "utt2key", False, allow_empty=False)
+    classes = task_classes(train, "utt2key", False, allow_empty=True)
     assert classes == ["C_major", "Eb_minor", "G_major"]
     assert class_ids(train, "utt2key", classes) == {"a": 1, "b": 0}
     test = labelled(tmp_path, "test", {"c": "C major", "d": "D major"}, "utt2key")
     with pytest.raises(DataDirError, match=r"test/utt2key:2: utterance 'd' has label 'D_major', not one of the 3"):
         class_ids(test, "utt2key", classes)
     tags = labelled(tmp_path, "tags", {"a": "electric_piano organ", "b": "organ"}, "utt2tags")
-    assert training_classes(tags, "utt2tags", multilabel=True) == ["electric_piano", "organ"]
-    assert class_ids(tags, "utt2tags", ["electric_piano", "organ"], multilabel=True) == {"a": [0, 1], "b": [1]}
+    assert task_classes(tags, "utt2tags", True, allow_empty=False) == ["electric_piano", "organ"]
 
 
 
@@ -236,8 +234,8 @@ def test_label_lines_of_utterances_not_in_the_set_make_no_class_and_shift_no_lin
     neither counts as a seen class nor hides an empty one, and errors still name the file's own line."""
     train = labelled(tmp_path, "train", {"a": "flute", "b": "oboe"}, "utt2family", ["flute", "oboe", "reed"])
     (train / "utt2family").write_text("a flute\nb oboe\nzz-gone reed\n")
-    with pytest.raises(DataDirError, match="no training utterance of 1 of its 3 classes: reed"):
-        training_classes(train, "utt2family")
+    with pytest.raises(DataDirError, match="no training utterance of 1 of the 3 classes: reed"):
+        task_classes(train, "utt2family", False, allow_empty=False)
     assert "1 line(s) of utterances not in" in caplog.text
     test = labelled(tmp_path, "test", {"c": "flute", "d": "oboe"}, "utt2family")
     (test / "utt2family").write_text("0-gone flute\nc flute\nd harp\n")

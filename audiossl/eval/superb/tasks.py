@@ -38,7 +38,7 @@ from audiossl.eval.superb.heads import FrameBlstm, FrameLinear, PooledLinear, Po
 from audiossl.eval.verification import check_trials, cosine_scores, read_trials, verification_metrics, write_scores
 from audiossl.models.utterance.config import HeadConfig
 from audiossl.models.utterance.model import XVectorHead
-from audiossl.tasks.utterance import check_tags_vary
+from audiossl.tasks.utterance import check_every_class_seen, check_tags_vary, class_targets, training_classes
 from audiossl.text.ctc_decode import greedy_decode
 from audiossl.text.scoring import error_rates
 from audiossl.text.tokenizer import CharTokenizer
@@ -76,43 +76,19 @@ def is_key(name: str) -> bool:
 
 # ---------------------------------------------------------------------------- labels
 
-def label_names(value: str, multilabel: bool) -> list[str]:
-    """The class names of a table value: its space-separated tags (``multilabel``), else the whole
-    value, a label with spaces (``Eb minor``) joined by ``_``."""
-    return value.split() if multilabel else ["_".join(value.split())]
-
-
-def training_classes(train_dir: str | os.PathLike, table: str, multilabel: bool = False,
-                     allow_empty: bool = False) -> list[str]:
-    """The classes of ``train_dir``'s ``table`` (``utt2<name>``): its ``labels.<name>`` file, else the sorted
-    distinct labels. A class no training utterance has is an error unless ``allow_empty``."""
-    labels = read_utterance_labels(train_dir, table)
-    seen = {name for value in labels.values() for name in label_names(value, multilabel)}
-    class_file = Path(train_dir) / f"labels.{table[4:]}"
-    if not class_file.is_file():
-        return sorted(seen)
-    classes = ["_".join(line.split()) for line in class_file.read_text(encoding="utf-8").splitlines() if line.strip()]
-    empty = [name for name in classes if name not in seen]
-    if empty and not allow_empty:
-        raise DataDirError(f"{class_file}: no training utterance of {len(empty)} of its {len(classes)} classes: "
-                           f"{', '.join(empty[:10])}{', ...' if len(empty) > 10 else ''}")
+def task_classes(train_dir: str | os.PathLike, table: str, multilabel: bool, allow_empty: bool) -> list[str]:
+    """The classes of a task's training set, as fine-tuning reads them
+    (:func:`~audiossl.tasks.utterance.training_classes`); a class no training utterance has is a
+    DataDirError unless ``allow_empty``."""
+    classes = training_classes(train_dir, table, multilabel)
+    if not allow_empty:
+        check_every_class_seen(class_targets(train_dir, table, classes, multilabel), classes, f"{train_dir}/{table}")
     return classes
 
 
-def class_ids(data_dir: str | os.PathLike, table: str, classes: list[str], multilabel: bool = False) -> dict[str, Any]:
-    """``{utt: class id}`` (or a list of ids, ``multilabel``); a label outside ``classes`` is a
-    DataDirError naming the table's line."""
-    path = Path(data_dir) / table
-    index = {name: i for i, name in enumerate(classes)}
-    ids = {}
-    for utt, value in read_utterance_labels(data_dir, table).items():
-        names = label_names(value, multilabel)
-        unknown = [name for name in names if name not in index]
-        if unknown:
-            raise DataDirError(f"{table_line(path, utt)}: utterance '{utt}' has label '{unknown[0]}', not one of the "
-                               f"{len(classes)} training classes")
-        ids[utt] = [index[name] for name in names] if multilabel else index[names[0]]
-    return ids
+def class_ids(data_dir: str | os.PathLike, table: str, classes: list[str]) -> dict[str, int]:
+    """``{utt: class id}`` of a single-label ``table`` (:func:`~audiossl.tasks.utterance.class_targets`)."""
+    return {utt: ids[0] for utt, ids in class_targets(data_dir, table, classes, multilabel=False).items()}
 
 
 # ---------------------------------------------------------------------------- tasks
@@ -268,7 +244,7 @@ class ClassTask(ProbeTask):
         self.metric = self.dev_metric = "key_score" if name == "key" else "accuracy"
 
     def prepare(self, data_root: Path, allow_empty_classes: bool) -> None:
-        self.classes = training_classes(data_root / self.sets[0], self.table, False, allow_empty_classes)
+        self.classes = task_classes(data_root / self.sets[0], self.table, False, allow_empty_classes)
         if self.name == "key":  # the weighted key score reads tonic and mode
             wrong = [key for key in self.classes if not is_key(key)]
             if wrong:
@@ -384,12 +360,12 @@ class TaggingTask(ProbeTask):
     table = "utt2tags"
 
     def prepare(self, data_root: Path, allow_empty_classes: bool) -> None:
-        self.classes = training_classes(data_root / self.sets[0], self.table, True, allow_empty_classes)
+        self.classes = task_classes(data_root / self.sets[0], self.table, True, allow_empty_classes)
 
     def targets(self, data_dir: Path) -> dict[str, Any]:
         """Each utterance's tag ids; a set where no tag is on some utterances and off others (ROC-AUC is
         undefined) is a DataDirError."""
-        ids = class_ids(data_dir, self.table, self.classes, multilabel=True)
+        ids = class_targets(data_dir, self.table, self.classes, multilabel=True)
         check_tags_vary(ids, len(self.classes), str(data_dir / self.table))
         return ids
 
