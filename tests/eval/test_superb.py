@@ -242,6 +242,13 @@ def test_label_lines_of_utterances_not_in_the_set_make_no_class_and_shift_no_lin
     with pytest.raises(DataDirError, match=r"test/utt2family:3: utterance 'd' has label 'harp'"):
         class_ids(test, "utt2family", ["flute", "oboe"])
 
+
+def test_a_set_without_transcripts_is_named(tmp_path):
+    """The phoneme and ASR tasks name the data dir lacking its text (they named the file 'text' as the dir)."""
+    test = labelled(tmp_path, "test", {"a": "x", "b": "y"})
+    with pytest.raises(DataDirError, match=f"^{test}: no text file"):
+        build_task("pr", TaskSettings()).targets(test)
+
 def test_phoneme_error_rate_is_jiwers_wer_on_phonemes(tmp_path):
     refs = {"u1": "dh ah k ae t", "u2": "s ih t s"}
     hyps = {"u1": "dh ah k ae", "u2": "s iy t s z"}

@@ -178,7 +178,7 @@ class CtcTask(ProbeTask):
 
     def prepare(self, data_root: Path, allow_empty_classes: bool) -> None:
         train = data_root / self.sets[0]
-        texts = DataDir.read(train).transcripts("text").values()
+        texts = DataDir.read(train).transcripts(train).values()
         if self.phonemes:  # the inventory the sets were written with, else the training phonemes
             inventory = train / "phones.txt"
             phones = inventory.read_text().split() if inventory.is_file() else {p for t in texts for p in t.split()}
@@ -197,7 +197,7 @@ class CtcTask(ProbeTask):
         return " ".join(self.classes[i] for i in ids) if self.phonemes else self.tokenizer.decode(ids)
 
     def targets(self, data_dir: Path) -> dict[str, Any]:
-        texts = DataDir.read(data_dir).transcripts("text")
+        texts = DataDir.read(data_dir).transcripts(data_dir)
         if self.phonemes:
             for number, (utt, text) in enumerate(texts.items(), 1):
                 if -1 in self.encode(text):
