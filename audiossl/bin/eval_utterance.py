@@ -3,6 +3,7 @@
     python -m audiossl.bin.eval_utterance classify --label-table utt2family [--classes FILE] \\
         <checkpoint> <data-dir> <out-dir>
     python -m audiossl.bin.eval_utterance verify [--trials FILE] <checkpoint> <data-dir> <out-dir>
+    python -m audiossl.bin.eval_utterance score <trials> <scores>
     python -m audiossl.bin.eval_utterance results --pretrained-dir DIR --scratch-dir DIR --eval-name NAME \\
         --pretrained CKPT --command '...' --section TITLE <RESULTS.md>
 
@@ -18,19 +19,24 @@ verify: unit-length embeddings of every utterance of <data-dir>, the cosine scor
 <trials> (default <data-dir>/trials) written to ``scores`` (``<enroll> <test> <score>`` lines),
 and ``eer``, ``min_dcf_0.01`` and ``min_dcf_0.05`` (p_target; c_miss = c_fa = 1) in results.json.
 
-Both write the learned weights of the upstream's layers (``layer_weights`` in results.json and
+score: ``eer``, ``min_dcf_0.01`` and ``min_dcf_0.05`` of any system's score file (``<enroll> <test>
+<score>`` lines, every trial scored) against a trial list, printed as JSON (Kaldi's compute-eer).
+
+classify and verify write the learned weights of the upstream's layers (``layer_weights`` in results.json and
 layer_weights.png). results: reads <dir>/<eval-name>/results.json and the checkpoints of both
 models and sets the section <section> of the Markdown file.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
 
 from audiossl.bin.arguments import positive_float
 from audiossl.errors import reports_user_errors
+from audiossl.eval.verification import score_file_metrics
 from audiossl.eval.utterance import classify, results_lines, save_evaluation, utterance_model, verify, write_results
 from audiossl.tasks.utterance import CLASSES_FILE
 
@@ -54,6 +60,9 @@ def main(argv=None) -> int:
         sub.add_argument("checkpoint")
         sub.add_argument("data_dir")
         sub.add_argument("out_dir")
+    sub = commands.add_parser("score")
+    sub.add_argument("trials", help="trial list (<enroll> <test> target|nontarget lines)")
+    sub.add_argument("scores", help="score file (<enroll> <test> <score> lines)")
     sub = commands.add_parser("results")
     sub.add_argument("--pretrained-dir", required=True, help="exp dir of the fine-tuned pretrained model")
     sub.add_argument("--scratch-dir", required=True, help="exp dir of the scratch control")
@@ -64,7 +73,9 @@ def main(argv=None) -> int:
     sub.add_argument("results", help="Markdown file (RESULTS.md)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    if args.mode == "results":
+    if args.mode == "score":
+        print(json.dumps(score_file_metrics(args.trials, args.scores), indent=1))
+    elif args.mode == "results":
         lines = results_lines(Path(args.pretrained_dir), Path(args.scratch_dir), args.eval_name, args.pretrained,
                               args.command)
         write_results(args.results, args.section, lines)

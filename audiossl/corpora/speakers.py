@@ -484,7 +484,7 @@ def mfcc_statistics_baseline(data_dir: str | os.PathLike) -> dict[str, float]:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from audiossl.eval.verification import check_trials, cosine_scores, read_trials, verification_metrics
+    from audiossl.eval.verification import check_trials, read_trials, score_trials, verification_metrics
 
     data_dir = Path(data_dir)
     voice_of = {row["speaker"]: row["voice"] for row in read_tsv(data_dir / "local" / "speakers.tsv")}
@@ -508,9 +508,8 @@ def mfcc_statistics_baseline(data_dir: str | os.PathLike) -> dict[str, float]:
     trials_path = data_dir / "asv_test" / "trials"
     trials = read_trials(trials_path)
     check_trials(trials, embeddings, trials_path)
-    scores = cosine_scores(trials, embeddings)
-    is_target = np.array([t[2] for t in trials])
-    results.update(verification_metrics(scores, is_target))
+    scores, is_target, metrics = score_trials(trials, embeddings)
+    results.update(metrics)
     asv_voice = {utt: voice_of[spk] for utt, spk in utt2spk["asv_test"].items()}
     hard = np.array([t[2] or asv_voice[t[0]] == asv_voice[t[1]] for t in trials])
     results.update({f"same_voice_{k}": v for k, v in verification_metrics(scores[hard], is_target[hard]).items()})

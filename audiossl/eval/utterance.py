@@ -21,7 +21,7 @@ from audiossl.checkpoint import CheckpointError, load_model
 from audiossl.data.dataset import UtteranceDataset, sorted_batches
 from audiossl.errors import UserError
 from audiossl.eval.results import ResultsError, minutes, parse_record, training_facts, write_section
-from audiossl.eval.verification import check_trials, cosine_scores, read_trials, verification_metrics, write_scores
+from audiossl.eval.verification import check_trials, read_trials, score_trials
 from audiossl.tasks.utterance import CLASSES_FILE, check_tags_vary, class_targets, read_class_list, utterance_audio
 
 PAGE_HEAD = ["# Utterance-level fine-tuning: pretrained encoder vs the same model from scratch", "",
@@ -177,13 +177,11 @@ def verify(model, checkpoint: str, data_dir: str, out_dir: Path, trials_path: st
     data = utterance_audio(data_dir, model)
     check_trials(trials, data.utterances, trials_path)
     embeddings = utterance_outputs(model, data, batch_seconds, embed=True, progress=progress)
-    scores = cosine_scores(trials, embeddings)
     start_output(out_dir)
-    write_scores(out_dir / "scores", ((e, t, float(s)) for (e, t, _), s in zip(trials, scores)))
-    is_target = np.array([t[2] for t in trials])
+    _, is_target, metrics = score_trials(trials, embeddings, out_dir / "scores")
     return {"task": "verify", "checkpoint": str(checkpoint), "data": str(data_dir), "trials": str(trials_path),
             "num_trials": len(trials), "num_targets": int(is_target.sum()), "embedding_dim": model.embedding_dim,
-            **verification_metrics(scores, is_target)}
+            **metrics}
 
 
 # ---------------------------------------------------------------------------- RESULTS.md

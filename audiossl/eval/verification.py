@@ -193,6 +193,17 @@ def cosine_scores(trials: Sequence[Trial], embeddings: dict[str, np.ndarray]) ->
     return np.einsum("ij,ij->i", enroll, test)
 
 
+def score_trials(trials: Sequence[Trial], embeddings: dict[str, np.ndarray], scores_path: str | os.PathLike | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """Cosine scores ``(num_trials,)``, target flags ``(num_trials,)`` and :func:`verification_metrics` of
+    ``trials`` with ``embeddings`` (utt → ``(dim,)``); the scores are also written to ``scores_path`` if given."""
+    scores = cosine_scores(trials, embeddings)
+    if scores_path is not None:
+        write_scores(scores_path, ((enroll, test, float(score)) for (enroll, test, _), score in zip(trials, scores)))
+    is_target = np.array([target for _, _, target in trials], dtype=bool)
+    return scores, is_target, verification_metrics(scores, is_target)
+
+
 def score_file_metrics(trials_path: str | os.PathLike, scores_path: str | os.PathLike,
                        p_targets: Sequence[float] = (0.01, 0.05)) -> dict[str, float]:
     """:func:`verification_metrics` of a score file against a trial list (every trial must be scored)."""

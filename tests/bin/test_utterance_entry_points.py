@@ -251,3 +251,15 @@ def test_a_data_dir_without_wav_scp_is_named(run_files, capsys):
     assert eval_utterance.main(["classify", "--label-table", "utt2family", str(tmp / "exp/checkpoints/best.pt"),
                                 str(tmp / "data"), str(tmp / "out")]) == 1
     assert capsys.readouterr().err.endswith(message)
+
+
+def test_score_gives_the_metrics_of_any_systems_score_file(tmp_path, capsys):
+    """`eval_utterance score` (Kaldi's compute-eer): EER and minDCF of a score file against a trial list."""
+    (tmp_path / "trials").write_text("a b target\na c nontarget\nd e target\nd f nontarget\n")
+    (tmp_path / "scores").write_text("a b 0.9\na c 0.2\nd e 0.4\nd f 0.5\n")
+    assert eval_utterance.main(["score", str(tmp_path / "trials"), str(tmp_path / "scores")]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["eer"] == pytest.approx(0.5) and set(figures) >= {"min_dcf_0.01", "min_dcf_0.05"}
+    (tmp_path / "scores").write_text("a b 0.9\na c 0.2\nd e 0.4\n")
+    assert eval_utterance.main(["score", str(tmp_path / "trials"), str(tmp_path / "scores")]) == 1
+    assert capsys.readouterr().err == f"error: {tmp_path}/scores: no score for trial 'd f'\n"

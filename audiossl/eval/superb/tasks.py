@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from audiossl.data.kaldi_dir import DataDir, DataDirError, read_utterance_labels, table_line
 from audiossl.errors import ConfigError
 from audiossl.eval.superb.heads import FrameBlstm, FrameLinear, PooledLinear, PooledMlp, ctc_loss
-from audiossl.eval.verification import check_trials, cosine_scores, read_trials, verification_metrics, write_scores
+from audiossl.eval.verification import check_trials, read_trials, score_trials
 from audiossl.models.utterance.config import HeadConfig
 from audiossl.models.utterance.model import XVectorHead
 from audiossl.tasks.utterance import check_every_class_seen, check_tags_vary, class_targets, training_classes
@@ -436,10 +436,8 @@ class VerificationTask(ProbeTask):
 
     def evaluate(self, outputs, targets, data_dir, out_dir) -> dict:
         trials = read_trials(data_dir / "trials")
-        scores = cosine_scores(trials, {u: embedding for u, (embedding, _) in outputs.items()})
-        write_scores(out_dir / "scores", ((e, t, float(s)) for (e, t, _), s in zip(trials, scores)))
-        is_target = np.array([t for _, _, t in trials])
-        return {"num_trials": len(trials), **verification_metrics(scores, is_target)}
+        _, _, metrics = score_trials(trials, {u: embedding for u, (embedding, _) in outputs.items()}, out_dir / "scores")
+        return {"num_trials": len(trials), **metrics}
 
 
 TASK_NAMES = ("pr", "asr", "ks", "ic", "sid", "asv", "instrument", "pitch", "tagging", "key")
