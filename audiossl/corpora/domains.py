@@ -24,9 +24,8 @@ import numpy as np
 import scipy.signal
 
 from audiossl.audio import SAMPLE_RATE, AudioError, load_entry, resample, reusable_audio
-from audiossl.corpora.keywords import (background, load_noise_sources, noise_kinds, render_all, rms, with_noise,
-                                       write_wav)
-from audiossl.corpora.mini_tts import check_seed
+from audiossl.corpora.keywords import background, load_noise_sources, noise_kinds, rms, with_noise, write_wav
+from audiossl.corpora.mini_tts import check_seed, render_all
 from audiossl.corpora.noise import MAX_PEAK, NoiseSources
 from audiossl.corpora.workers import audio_dir_lock
 from audiossl.data.kaldi_dir import FEATURE_TABLES, UTT_TABLES, DataDir, DataDirError

@@ -49,10 +49,10 @@ import soundfile
 
 from audiossl.atomic import write_text_atomic
 from audiossl.audio import SAMPLE_RATE, reusable_audio
-from audiossl.corpora.keywords import (SNR_RANGE_DB, SPLITS, background, check_failures, load_noise_sources,
-                                       noise_kinds, pick_voices, render_all, rms, spoken, with_noise, write_wav)
-from audiossl.corpora.mini_tts import (LANGUAGES, VOICES_BY_SPEAKER, CorpusError, MiniTtsSize, Voice, check_seed,
-                                       available_voices)
+from audiossl.corpora.keywords import (SNR_RANGE_DB, SPLITS, background, load_noise_sources, noise_kinds,
+                                       pick_voices, rms, spoken, with_noise, write_wav)
+from audiossl.corpora.mini_tts import (LANGUAGES, VOICES_BY_SPEAKER, CorpusError, MiniTtsSize, Voice, available_voices,
+                                       check_failures, check_seed, render_all)
 from audiossl.corpora.noise import NoiseSources, clip_rng
 from audiossl.corpora.workers import audio_dir_lock
 from audiossl.data.kaldi_dir import DataDir

@@ -31,7 +31,7 @@ Layout::
 Everything is deterministic from the seed: jitter as in mini_tts, noise, SNR and placement from
 ``noise.clip_rng(seed, utt)``, unknown words from ``random.Random``. Existing clips are reused;
 each is written under a temporary name and renamed. The helpers for spoken, noisy audio
-(``spoken``, ``background``, ``with_noise``, ``render_all``) serve
+(``spoken``, ``background``, ``with_noise``) serve
 :mod:`audiossl.corpora.intents` too.
 """
 from __future__ import annotations
@@ -42,21 +42,19 @@ import random
 import shutil
 import tempfile
 from collections.abc import Callable
-from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile
-from tqdm import tqdm
 
 from audiossl.atomic import atomic_path, write_text_atomic
 from audiossl.audio import SAMPLE_RATE, reusable_audio, write_pcm16
-from audiossl.corpora.mini_tts import (MAX_FAILURE_RATE, VOICES_BY_SPEAKER, CorpusError, SynthesisError, Voice,
-                                       check_seed, run_tool, available_voices, jitter, synthesize_raw)
+from audiossl.corpora.mini_tts import (VOICES_BY_SPEAKER, CorpusError, SynthesisError, Voice, available_voices,
+                                       check_failures, check_seed, jitter, render_all, run_tool, synthesize_raw)
 from audiossl.corpora.noise import (MAX_PEAK, NoiseSources, ambience_paths, clip_rng, load_recording, looped_crop,
                                     make_clip)
-from audiossl.corpora.workers import audio_dir_lock, thread_pool
+from audiossl.corpora.workers import audio_dir_lock
 from audiossl.data.kaldi_dir import DataDir
 
 log = logging.getLogger(__name__)
@@ -167,28 +165,6 @@ def with_noise(clip: np.ndarray, speech_rms: float, noise: np.ndarray, snr_db: f
 def write_wav(path: Path, samples: np.ndarray) -> None:
     """Write 16 kHz mono 16-bit ``samples`` (in [-1, 1]; beyond it clipped, never wrapped) atomically."""
     write_pcm16(path, np.round(np.clip(samples, -1.0, 1.0) * 32767).astype("<i2"), SAMPLE_RATE)
-
-
-def render_all(jobs: dict[str, Callable[[], None]], num_workers: int, progress: bool, desc: str) -> dict[str, str]:
-    """Run ``{key: job}`` on ``num_workers`` threads; returns ``{key: error}`` of the jobs that raised
-    :class:`SynthesisError` (each logged)."""
-    failures: dict[str, str] = {}
-    with thread_pool(num_workers) as pool:
-        futures = {pool.submit(job): key for key, job in jobs.items()}
-        for future in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="utt", disable=not progress):
-            try:
-                future.result()
-            except SynthesisError as err:
-                failures[futures[future]] = str(err)
-                log.warning("%s skipped: %s", futures[future], err)
-    return failures
-
-
-def check_failures(failures: dict[str, str], total: int) -> None:
-    """Raise :class:`SynthesisError` when more than 5 % of ``total`` utterances failed."""
-    if len(failures) > MAX_FAILURE_RATE * total:
-        raise SynthesisError(f"{len(failures)} of {total} utterances failed to synthesize "
-                             f"(more than {MAX_FAILURE_RATE:.0%}); first: {next(iter(failures.values()))}")
 
 
 def pick_voices(names: tuple[str, ...], available: list[Voice]) -> list[Voice]:

@@ -29,6 +29,7 @@ do not transfer to real speech.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import html
 import logging
@@ -557,26 +558,39 @@ def first_seconds(order: list[Utterance], durations: dict[str, float], seconds: 
     return chosen
 
 
-def synthesize_all(utts: list[Utterance], corpus_dir: Path, seed: int, num_workers: int = 2,
-                   progress: bool = True) -> dict[str, str]:
-    """Synthesize every utterance whose wav is missing; returns ``{utt: error}`` for failures."""
-    todo = [u for u in utts if not reusable_audio(wav_path(corpus_dir, u))]
-    log.info("%d utterances planned, %d already synthesized, %d to synthesize",
-             len(utts), len(utts) - len(todo), len(todo))
+def render_all(jobs: dict[str, Callable[[], None]], num_workers: int, progress: bool, desc: str) -> dict[str, str]:
+    """Run ``{key: job}`` on ``num_workers`` threads; returns ``{key: error}`` of the jobs that raised
+    :class:`SynthesisError` (each logged)."""
     failures: dict[str, str] = {}
     with thread_pool(num_workers) as pool:
-        futures = {pool.submit(synthesize_utterance, u.voice, u.sentence.spoken, wav_path(corpus_dir, u),
-                               seed, u.utt): u.utt for u in todo}
-        for future in tqdm(as_completed(futures), total=len(futures), desc="synthesizing",
-                           unit="utt", disable=not progress):
+        futures = {pool.submit(job): key for key, job in jobs.items()}
+        for future in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="utt", disable=not progress):
             try:
                 future.result()
             except SynthesisError as err:
                 failures[futures[future]] = str(err)
-                log.warning("utterance %s skipped: %s", futures[future], err)
-    if len(failures) > MAX_FAILURE_RATE * len(utts):
-        raise SynthesisError(f"{len(failures)} of {len(utts)} utterances failed to synthesize "
+                log.warning("%s skipped: %s", futures[future], err)
+    return failures
+
+
+def check_failures(failures: dict[str, str], total: int) -> None:
+    """Raise :class:`SynthesisError` when more than 5 % of ``total`` utterances failed."""
+    if len(failures) > MAX_FAILURE_RATE * total:
+        raise SynthesisError(f"{len(failures)} of {total} utterances failed to synthesize "
                              f"(more than {MAX_FAILURE_RATE:.0%}); first: {next(iter(failures.values()))}")
+
+
+def synthesize_all(utts: list[Utterance], corpus_dir: Path, seed: int, num_workers: int = 2,
+                   progress: bool = True) -> dict[str, str]:
+    """Synthesize every utterance whose wav is missing; returns ``{utt: error}`` for failures
+    (:func:`check_failures`)."""
+    todo = [u for u in utts if not reusable_audio(wav_path(corpus_dir, u))]
+    log.info("%d utterances planned, %d already synthesized, %d to synthesize",
+             len(utts), len(utts) - len(todo), len(todo))
+    failures = render_all({u.utt: functools.partial(synthesize_utterance, u.voice, u.sentence.spoken,
+                                                    wav_path(corpus_dir, u), seed, u.utt) for u in todo},
+                          num_workers, progress, "synthesizing")
+    check_failures(failures, len(utts))
     return failures
 
 

@@ -45,6 +45,7 @@ not transfer to real speech.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import itertools
 import logging
@@ -53,7 +54,6 @@ import os
 import random
 import tempfile
 from collections.abc import Sequence
-from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,16 +61,15 @@ import numpy as np
 import scipy.linalg
 import scipy.signal
 import soundfile
-from tqdm import tqdm
 
 from audiossl.atomic import write_text_atomic
 from audiossl.audio import reusable_audio, write_pcm16
 from audiossl.corpora import mini_tts
-from audiossl.corpora.mini_tts import (MAX_FAILURE_RATE, MIN_SECONDS, SAMPLE_RATE, CorpusError, Sentence,
-                                       SynthesisError, Voice, available_voices, load_sentences, sox_command,
+from audiossl.corpora.mini_tts import (MIN_SECONDS, SAMPLE_RATE, CorpusError, Sentence, SynthesisError, Voice,
+                                       available_voices, check_failures, load_sentences, render_all, sox_command,
                                        synthesize_raw)
 from audiossl.corpora.noise import POWER_LAW_EXPONENTS, power_law_noise
-from audiossl.corpora.workers import audio_dir_lock, thread_pool
+from audiossl.corpora.workers import audio_dir_lock
 from audiossl.data.kaldi_dir import DataDir, check_complete, read_table
 from audiossl.eval.verification import Trial, write_trials
 
@@ -336,24 +335,15 @@ def wav_path(audio_dir: Path, utt: Utterance) -> Path:
 
 def synthesize_all(utts: Sequence[Utterance], audio_dir: Path, seed: int, num_workers: int = 2,
                    progress: bool = False) -> dict[str, str]:
-    """Synthesize every utterance whose wav is missing; returns ``{utt: error}`` for failures."""
+    """Synthesize every utterance whose wav is missing; returns ``{utt: error}`` for failures
+    (:func:`~audiossl.corpora.mini_tts.check_failures`)."""
     todo = [u for u in utts if not reusable_audio(wav_path(audio_dir, u))]
     log.info("%d utterances planned, %d already synthesized, %d to synthesize",
              len(utts), len(utts) - len(todo), len(todo))
-    failures: dict[str, str] = {}
-    with thread_pool(num_workers) as pool:
-        futures = {pool.submit(synthesize_pseudo_utterance, u.speaker, u.sentence.spoken, wav_path(audio_dir, u),
-                               seed, u.utt): u.utt for u in todo}
-        for future in tqdm(as_completed(futures), total=len(futures), desc="synthesizing", unit="utt",
-                           disable=not progress):
-            try:
-                future.result()
-            except SynthesisError as err:
-                failures[futures[future]] = str(err)
-                log.warning("utterance %s skipped: %s", futures[future], err)
-    if len(failures) > MAX_FAILURE_RATE * len(utts):
-        raise SynthesisError(f"{len(failures)} of {len(utts)} utterances failed to synthesize "
-                             f"(more than {MAX_FAILURE_RATE:.0%}); first: {next(iter(failures.values()))}")
+    failures = render_all({u.utt: functools.partial(synthesize_pseudo_utterance, u.speaker, u.sentence.spoken,
+                                                    wav_path(audio_dir, u), seed, u.utt) for u in todo},
+                          num_workers, progress, "synthesizing")
+    check_failures(failures, len(utts))
     return failures
 
 

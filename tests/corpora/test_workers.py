@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from audiossl.corpora import keywords, mini_tts
+from audiossl.corpora import mini_tts
 from audiossl.corpora.mini_tts import Sentence, Utterance
 
 
@@ -38,5 +38,5 @@ def test_a_full_disk_stops_the_clips_at_once():
         raise OSError(28, "No space left on device")
 
     with pytest.raises(OSError, match="No space left"):
-        keywords.render_all({f"utt{i}": full_disk for i in range(50)}, num_workers=2, progress=False, desc="clips")
+        mini_tts.render_all({f"utt{i}": full_disk for i in range(50)}, num_workers=2, progress=False, desc="clips")
     assert len(started) < 10
