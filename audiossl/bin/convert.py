@@ -72,8 +72,10 @@ def main(argv=None) -> int:
     if Path(args.target).resolve() == Path(args.source).resolve():
         raise UserError(f"{args.target} is the source: converting onto it would replace it; name another target")
     if args.command.startswith("from-"):
-        load = {"from-hf": load_hf, "from-fairseq": load_fairseq, "from-fairseq2": load_fairseq2}[args.command]
-        model = load(args.source, getattr(args, "num_classes", 100))
+        if args.command == "from-fairseq2":  # wav2vec 2.0 has no target classes
+            model = load_fairseq2(args.source)
+        else:
+            model = {"from-hf": load_hf, "from-fairseq": load_fairseq}[args.command](args.source, args.num_classes)
         save_checkpoint(args.target, model.config.family, model.config.to_dict(), model.state_dict())
     else:
         save = {"to-hf": save_hf, "to-fairseq": save_fairseq, "to-fairseq2": save_fairseq2,

@@ -197,12 +197,11 @@ def read_state(path: Path, payload: Any = None) -> dict[str, Tensor]:
     return {name.removeprefix("module."): tensor for name, tensor in state.items()}
 
 
-def load_fairseq2(path: str | os.PathLike, num_classes: int = 100, payload: Any = None) -> SpeechEncoder:
+def load_fairseq2(path: str | os.PathLike, payload: Any = None) -> SpeechEncoder:
     """The audiossl wav2vec 2.0 model (eval mode) of a fairseq2 checkpoint (see the module notes).
 
     ``model.extract_features(wavs (B, S), lengths (B,))`` gives the fairseq2 encoder front end's output,
-    then each layer's (the last with the final layer norm in pre-norm models). ``num_classes`` is
-    unused (wav2vec 2.0 has no target classes); it keeps the signature of the other loaders.
+    then each layer's (the last with the final layer norm in pre-norm models).
     ``payload``: the content of the file ``path`` names, when the caller has read it.
     """
     path = Path(path).absolute()
