@@ -112,6 +112,12 @@ def minutes(seconds: float) -> str:
     return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
 
 
+def shown(value: float, scale: int) -> str:
+    """A figure as a results table shows it: ``value * scale``, percentages (scale 100) with one decimal,
+    others with three."""
+    return f"{scale * value:.{1 if scale == 100 else 3}f}"
+
+
 def ctc_results_lines(exp: str | Path, scratch_exp: str | Path, budgets: Sequence[str], test_sets: Sequence[str],
                       pretrained: str | Path, command: str, lm_dir: str | Path | None = None,
                       dev_set: str = "dev", chunk_frames: Sequence[int] = ()) -> list[str]:

@@ -20,7 +20,7 @@ from audiossl.atomic import write_text_atomic
 from audiossl.checkpoint import CheckpointError, load_model
 from audiossl.data.dataset import UtteranceDataset, sorted_batches
 from audiossl.errors import UserError
-from audiossl.eval.results import ResultsError, minutes, parse_record, training_facts, write_section
+from audiossl.eval.results import ResultsError, minutes, parse_record, shown, training_facts, write_section
 from audiossl.eval.verification import check_trials, read_trials, score_trials
 from audiossl.tasks.utterance import CLASSES_FILE, check_tags_vary, class_targets, read_class_list, utterance_audio
 
@@ -208,11 +208,6 @@ def cpu_name() -> str:
                 name = line.split(":", 1)[1].strip()
                 break
     return f"{name} ({torch.backends.cpu.get_cpu_capability()}), {os.cpu_count()} cores"
-
-
-def shown(value: float, scale: int) -> str:
-    """A figure as the table shows it: percentages with one decimal, others with three."""
-    return f"{scale * value:.{1 if scale == 100 else 3}f}"
 
 
 def results_lines(pretrained_dir: Path, scratch_dir: Path, eval_name: str, pretrained: str, command: str) -> list[str]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from audiossl.atomic import write_text_atomic
-from audiossl.eval.results import ResultsError, read_json, write_section
+from audiossl.eval.results import ResultsError, read_json, shown, write_section
 from audiossl.eval.superb.tasks import TASK_NAMES
 
 logger = logging.getLogger(__name__)
@@ -79,20 +79,14 @@ def read_csv(path: str | os.PathLike) -> dict[str, Row]:
     return rows
 
 
-def shown(task: str, value: float) -> str:
-    """A figure as the table shows it: percentages with one decimal, others with three."""
-    scale = COLUMNS[task][1]
-    return f"{scale * value:.{1 if scale == 100 else 3}f}"
-
-
 def table_rows(rows: dict[str, Row]) -> tuple[list[str], list[str], list[list[str]]]:
     """Tasks any upstream has, their column titles and the Markdown cells (the best shown figure of each
     column bold, with two upstreams or more)."""
     tasks = [t for t in TASK_NAMES if any(t in r.values for r in rows.values())]
-    cells = [[shown(t, r.values[t]) if t in r.values else "–" for t in tasks] for r in rows.values()]
+    cells = [[shown(r.values[t], COLUMNS[t][1]) if t in r.values else "–" for t in tasks] for r in rows.values()]
     for column, task in enumerate(tasks):
         present = [r.values[task] for r in rows.values() if task in r.values]
-        best = shown(task, max(present) if higher_is_better(task) else min(present))
+        best = shown(max(present) if higher_is_better(task) else min(present), COLUMNS[task][1])
         for row in cells:
             if row[column] == best and len(rows) > 1:
                 row[column] = f"**{best}**"
