@@ -26,7 +26,7 @@ import sys
 
 from audiossl.bin.arguments import names, positive_ints
 from audiossl.errors import reports_user_errors
-from audiossl.eval.results import ResultsError, ctc_results_lines, grid_results_lines, write_section
+from audiossl.eval.results import CTC_PAGE_HEAD, ResultsError, ctc_results_lines, grid_results_lines, write_section
 
 
 @reports_user_errors
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
         lines = ctc_results_lines(args.exp, args.scratch_exp or args.exp, args.budgets,
                                   args.test_sets, args.pretrained, args.command, lm_dir=args.lm_dir,
                                   dev_set=args.dev_set, chunk_frames=args.chunk_frames)
-    write_section(args.output, args.section, lines)
+    write_section(args.output, args.section, lines, CTC_PAGE_HEAD)
     print("\n".join(lines))
     return 0
 

@@ -23,6 +23,7 @@ from audiossl.errors import UserError
 CAVEAT = ("The corpus is synthesized by Debian's speech engines (flat prosody, few genuinely different voices): "
           "figures on it are optimistic and do not transfer to real speech. They compare methods on this "
           "corpus only.")
+CTC_PAGE_HEAD = ["# CTC ASR: pretrained encoder vs the same model from scratch", "", CAVEAT, ""]
 INITS = ("pretrained", "scratch")
 
 
@@ -225,17 +226,17 @@ def hand_written_notes(section: list[str]) -> list[str]:
     return notes
 
 
-def with_section(document: str, title: str, body: list[str]) -> str:
+def with_section(document: str, title: str, body: list[str], page_head: Sequence[str]) -> str:
     """``document`` with the section ``## title`` set to ``body``: replaced where it stands, else appended.
 
     Sections start at lines beginning ``## ``; what precedes the first is the page head. A
     replaced section keeps its hand-written notes (from its first ``### `` heading on) after
-    ``body``, which therefore has no ``### `` headings. A new document starts with the page title
-    and the corpus caveat.
+    ``body``, which therefore has no ``### `` headings. An empty document starts with the lines of
+    ``page_head`` (the page title and its caveat, e.g. :data:`CTC_PAGE_HEAD`).
     """
     title = title.strip()
     if not document.strip():
-        document = "\n".join(["# CTC ASR: pretrained encoder vs the same model from scratch", "", CAVEAT, ""])
+        document = "\n".join(page_head)
     head: list[str] = []
     sections: list[list[str]] = []
     for line in document.splitlines():
@@ -259,8 +260,9 @@ def with_section(document: str, title: str, body: list[str]) -> str:
     return "\n\n".join(block for block in blocks if block) + "\n"
 
 
-def write_section(path: str | Path, title: str, lines: list[str]) -> None:
-    """Set the section ``## title`` of the Markdown file ``path`` (created if missing) to ``lines``; written
-    atomically, so a full disk leaves the file with its other sections as it was."""
+def write_section(path: str | Path, title: str, lines: list[str], page_head: Sequence[str]) -> None:
+    """Set the section ``## title`` of the Markdown file ``path`` (created with ``page_head`` if missing) to
+    ``lines`` (:func:`with_section`); written atomically, so a full disk leaves the file with its other
+    sections as it was."""
     path = Path(path)
-    write_text_atomic(path, with_section(path.read_text() if path.exists() else "", title, lines))
+    write_text_atomic(path, with_section(path.read_text() if path.exists() else "", title, lines, page_head))

@@ -267,8 +267,5 @@ def save_evaluation(model, results: dict, out_dir: Path) -> None:
 
 def write_results(path: str | os.PathLike, section: str, lines: list[str]) -> None:
     """Set ``section`` of the Markdown file ``path`` to ``lines`` (a new file starts with the page head)."""
-    path = Path(path)
-    if not path.exists() or not path.read_text().strip():
-        write_text_atomic(path, "\n".join(PAGE_HEAD))
-    write_section(path, section, lines)
+    write_section(path, section, lines, PAGE_HEAD)
     logging.info("%s: section '%s' written", path, section)

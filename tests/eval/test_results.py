@@ -10,46 +10,47 @@ import pytest
 from audiossl.bin import results_table
 from audiossl.checkpoint import save_checkpoint
 from audiossl.errors import UserError
-from audiossl.eval.results import (CAVEAT, ResultsError, ctc_results_lines, minutes, parse_record, read_json,
+from audiossl.eval.results import (CAVEAT, CTC_PAGE_HEAD, ResultsError, ctc_results_lines, minutes, parse_record, read_json,
                                    with_section, write_section)
 
 
 def test_sections_are_added_replaced_and_kept():
-    first = with_section("", "Demo setting", ["| demo v1 |"])
+    first = with_section("", "Demo setting", ["| demo v1 |"], CTC_PAGE_HEAD)
     assert first.startswith("# CTC ASR") and CAVEAT in first and "## Demo setting\n\n| demo v1 |\n" in first
-    both = with_section(first, "Long setting", ["| long |"])
+    both = with_section(first, "Long setting", ["| long |"], CTC_PAGE_HEAD)
     assert both.index("## Demo setting") < both.index("## Long setting")
-    again = with_section(both, "Demo setting", ["| demo v2 |"])
+    again = with_section(both, "Demo setting", ["| demo v2 |"], CTC_PAGE_HEAD)
     assert "demo v1" not in again and "| demo v2 |" in again and "| long |" in again
     assert again.count("## Demo setting") == 1 and again.count(CAVEAT) == 1
-    assert with_section(again, "Demo setting", ["| demo v2 |"]) == again
+    assert with_section(again, "Demo setting", ["| demo v2 |"], CTC_PAGE_HEAD) == again
     assert again.index("## Demo setting") < again.index("## Long setting")  # replaced where it stood
-    assert with_section(again, " Long setting ", ["| long v2 |"]).count("## Long setting") == 1
+    assert with_section(again, " Long setting ", ["| long v2 |"], CTC_PAGE_HEAD).count("## Long setting") == 1
 
 
 def test_document_starting_with_a_section():
     document = "## A\n\nold\n"
-    assert with_section(document, "A", ["new"]) == "## A\n\nnew\n"
+    assert with_section(document, "A", ["new"], CTC_PAGE_HEAD) == "## A\n\nnew\n"
 
 
 def test_a_replaced_section_keeps_its_notes():
     document = ("# Page\n\n## A\n\n| old table |\n\nold wall time\n\n### Notes\n\nWhy A is slow.\n\n"
                 "### Setup\n\n- a list\n\n\n## B\n\n| b |\n\n### Notes\n\nOn B.\n")
-    replaced = with_section(document, "A", ["| new table |", "", "new wall time"])
+    replaced = with_section(document, "A", ["| new table |", "", "new wall time"], CTC_PAGE_HEAD)
     assert replaced == ("# Page\n\n## A\n\n| new table |\n\nnew wall time\n\n### Notes\n\nWhy A is slow.\n\n"
                         "### Setup\n\n- a list\n\n## B\n\n| b |\n\n### Notes\n\nOn B.\n")
-    assert with_section(replaced, "A", ["| new table |", "", "new wall time"]) == replaced
-    assert with_section(replaced, "C", ["| c |"]) == replaced + "\n## C\n\n| c |\n"
+    assert with_section(replaced, "A", ["| new table |", "", "new wall time"], CTC_PAGE_HEAD) == replaced
+    assert with_section(replaced, "C", ["| c |"], CTC_PAGE_HEAD) == replaced + "\n## C\n\n| c |\n"
 
 
 def test_the_notes_of_a_repeated_section_are_kept():
     document = "## A\n\nold 1\n\n### Notes\n\nfirst\n\n## A\n\nold 2\n\n### More\n\nsecond\n"
-    assert with_section(document, "A", ["new"]) == "## A\n\nnew\n\n### Notes\n\nfirst\n\n### More\n\nsecond\n"
+    assert with_section(document, "A", ["new"], CTC_PAGE_HEAD) == ("## A\n\nnew\n\n### Notes\n\nfirst\n\n### More\n\n"
+                                                                "second\n")
 
 
 def test_a_full_disk_while_writing_a_section_keeps_the_file_as_it_was(tmp_path, monkeypatch):
     results = tmp_path / "RESULTS.md"
-    write_section(results, "A", ["| a |"])
+    write_section(results, "A", ["| a |"], CTC_PAGE_HEAD)
     before = results.read_text()
     write_text = Path.write_text
 
@@ -59,7 +60,7 @@ def test_a_full_disk_while_writing_a_section_keeps_the_file_as_it_was(tmp_path, 
 
     monkeypatch.setattr(Path, "write_text", disk_full)
     with pytest.raises(OSError, match="No space left on device"):
-        write_section(results, "B", ["| b |"])
+        write_section(results, "B", ["| b |"], CTC_PAGE_HEAD)
     assert results.read_text() == before and [p.name for p in tmp_path.iterdir()] == ["RESULTS.md"]
 
 

@@ -122,8 +122,5 @@ def write_table(exp_dir: str | os.PathLike, results_md: str | os.PathLike, csv_p
     lines += ["", "Each figure is the test set's, of the probe state with the best dev figure (results.json "
               "names it). Time per upstream, hidden states and probe training over all its tasks (without "
               f"data preparation): {times}.", "", f"Produced by `{command}`."]
-    path = Path(results_md)
-    if not path.exists() or not path.read_text().strip():
-        write_text_atomic(path, "\n".join(PAGE_HEAD))
-    write_section(path, section, lines)
+    write_section(results_md, section, lines, PAGE_HEAD)
     return lines
