@@ -18,12 +18,39 @@ import torch
 from torch import Tensor, nn
 
 from audiossl.data.transforms import BatchTransform, FbankFromWaveform
-from audiossl.errors import ConfigError
+from audiossl.errors import ConfigError, UserError
 from audiossl.nn.frontends import SAMPLE_RATE, FeatureProjection, scale_gradient, valid_mask, waveform_to_fbank
 from audiossl.nn.mamba import BiMambaEncoder
 from audiossl.nn.masking import compute_span_mask
 from audiossl.nn.transformer import TransformerEncoder
 from audiossl.objectives.output import MetricRatios
+
+
+class EncoderInputError(UserError, ValueError):
+    """Waveforms, inputs or lengths an encoder cannot take (shape, dtype, values); the message names them."""
+
+
+def checked_waveforms(wavs: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
+    """``wavs`` and ``lengths`` (None: each item's ``S`` samples) as ``(B, S)`` float waveforms and ``(B,)``
+    integer lengths in ``1..S``, or an :class:`EncoderInputError` naming what does not fit."""
+    shape = tuple(getattr(wavs, "shape", ()))
+    if not isinstance(wavs, Tensor) or wavs.ndim != 2:
+        hint = ": one waveform (S,) is the batch wav[None]" if len(shape) == 1 else ""
+        raise EncoderInputError(f"expected waveforms (B, S), got {type(wavs).__name__} of shape {shape}{hint}")
+    if not wavs.is_floating_point():
+        raise EncoderInputError(f"waveforms of {wavs.dtype}: give float samples in [-1, 1] "
+                                "(16-bit ones divided by 32768)")
+    batch, samples = shape
+    if lengths is None:
+        return wavs, torch.full((batch,), samples, dtype=torch.long, device=wavs.device)
+    lengths = torch.as_tensor(lengths)
+    if lengths.shape != (batch,) or lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+        raise EncoderInputError(f"lengths must be ({batch},) whole sample counts, one per waveform, got "
+                                f"{lengths.dtype} of shape {tuple(lengths.shape)}")
+    if bool(((lengths < 1) | (lengths > samples)).any()):
+        raise EncoderInputError(f"lengths {lengths.tolist()} of waveforms of {samples} samples: each must be in "
+                                f"1..{samples}")
+    return wavs, lengths
 
 
 class SpeechEncoder(nn.Module):
@@ -85,13 +112,23 @@ class SpeechEncoder(nn.Module):
         """
         return None
 
-    def extract_features(self, wavs: Tensor, lengths: Tensor) -> tuple[list[Tensor], Tensor]:
-        """Every hidden state ``(B, T, D)`` and ``(B,)`` valid frames of ``(B, S)`` 16 kHz waveforms.
+    def extract_features(self, wavs: Tensor, lengths: Tensor | None = None) -> tuple[list[Tensor], Tensor]:
+        """Every hidden state ``(B, T, D)`` and ``(B,)`` valid frames of ``(B, S)`` float waveforms at
+        :attr:`sample_rate` with ``(B,)`` valid samples (None: every item whole).
 
-        Computes Kaldi fbank first when the model takes fbank. Gradients flow unless the caller
-        uses ``torch.no_grad()``; call ``eval()`` for deterministic features.
+        The waveforms are taken in any float dtype and computed in the model's (``.half()``,
+        ``.double()``). Computes Kaldi fbank first when the model takes fbank. Gradients flow unless
+        the caller uses ``torch.no_grad()``; call ``eval()`` for deterministic features. Waveforms
+        of another shape or of integers, lengths that do not fit them, or an item too short for one
+        frame are an :class:`EncoderInputError` naming them.
         """
-        return self.encode(*self.inputs_from_waveforms(wavs, lengths))
+        wavs, lengths = checked_waveforms(wavs, lengths)
+        inputs, input_lengths = self.inputs_from_waveforms(wavs, lengths)
+        short = (self.num_frames(input_lengths) < 1).nonzero().flatten().tolist()
+        if short:
+            raise EncoderInputError(f"items {short} of {[int(lengths[i]) for i in short]} samples are too short "
+                                    f"for one frame of this {type(self).__name__}")
+        return self.encode(inputs.to(next(self.parameters()).dtype), input_lengths)
 
     def encoder_only(self) -> SpeechEncoder:
         """The model without what only pretraining or a downstream task uses (prediction heads,
@@ -189,7 +226,7 @@ class FrontendTransformer(SpeechEncoder):
         """Front-end output ``(B, T, C)`` (gradient scaled by ``feature_grad_mult``) and ``(B,)`` frames."""
         lengths = lengths.to(inputs.device)
         if bool((self.num_frames(lengths) < 1).any()):
-            raise ValueError(f"inputs too short for one frame: input lengths {lengths.tolist()}")
+            raise EncoderInputError(f"inputs too short for one frame: input lengths {lengths.tolist()}")
         grad_mult = self.feature_grad_mult
         with torch.set_grad_enabled(torch.is_grad_enabled() and grad_mult > 0.0):
             features, frame_lengths = self.frontend(inputs, lengths)
@@ -213,6 +250,9 @@ class FrontendTransformer(SpeechEncoder):
                         generator: torch.Generator | None = None,
                         num_layers: int | None = None) -> tuple[list[Tensor], Tensor]:
         """The transformer over projected features ``x`` ``(B, T, D)``, masked frames replaced first."""
+        total = len(self.encoder.layers)
+        if num_layers is not None and not 0 <= num_layers <= total:
+            raise EncoderInputError(f"cannot run {num_layers} layers of a {total}-layer encoder (0..{total})")
         if mask is not None:
             if mask.shape != x.shape[:2]:
                 raise ValueError(f"mask shape {tuple(mask.shape)} != frame grid {tuple(x.shape[:2])}")

@@ -1,0 +1,84 @@
+"""The encoder interface every pretraining family offers, on odd inputs a notebook user gives it."""
+import pytest
+import torch
+
+from audiossl.errors import UserError
+from audiossl.models.encoder import EncoderInputError
+from audiossl.registry import get_family, named_configs, pretraining_families
+
+# every family, and the other front end of those that offer one
+MODELS = [(family, {}) for family in pretraining_families()] + [("hubert", {"frontend": "fbank"}),
+                                                               ("best_rq", {"frontend": "waveform"})]
+
+
+def tiny(family, args=None):
+    torch.manual_seed(0)
+    return get_family(family).build(named_configs(family)["tiny"](**(args or {}))).eval()
+
+
+def batch(lengths=(16000, 9001)):
+    wavs = torch.randn(len(lengths), max(lengths), generator=torch.Generator().manual_seed(1)) * 0.1
+    for i, n in enumerate(lengths):
+        wavs[i, n:] = 0.0
+    return wavs, torch.tensor(lengths)
+
+
+@pytest.mark.parametrize("family,args", MODELS, ids=lambda x: x if isinstance(x, str) else "-".join(x.values()))
+def test_waveforms_of_any_float_dtype_are_computed_in_the_models(family, args):
+    """soundfile's float64 samples, and a model on .double(), give the features of float32 ones."""
+    model = tiny(family, args)
+    wavs, lengths = batch()
+    with torch.no_grad():
+        expected, frames = model.extract_features(wavs, lengths)
+        hidden, _ = model.extract_features(wavs.double(), lengths)
+        doubled, double_frames = model.double().extract_features(wavs, lengths)
+    assert hidden[-1].dtype == torch.float32 and doubled[-1].dtype == torch.float64
+    assert double_frames.tolist() == frames.tolist()
+    for ours, theirs in zip(hidden + doubled, expected + expected):
+        torch.testing.assert_close(ours.float(), theirs, atol=1e-4, rtol=1e-4)
+
+
+BAD_INPUTS = {
+    "one waveform": (lambda w, n: (w[0], n[:1]), r"\(B, S\).*wav\[None\]"),
+    "int16 samples": (lambda w, n: ((w * 32767).short(), n), r"torch.int16.*float samples in \[-1, 1\]"),
+    "lengths of another batch": (lambda w, n: (w, n[:1]), r"lengths must be \(2,\).*shape \(1,\)"),
+    "lengths in seconds": (lambda w, n: (w, n / 16000), r"lengths must be \(2,\) whole sample counts.*float"),
+    "lengths past the samples": (lambda w, n: (w, n + 4000), r"\[20000, 13001\] of waveforms of 16000 samples.*1\.\.16000"),
+    "an empty item": (lambda w, n: (w, torch.tensor([16000, 0])), r"\[16000, 0\].*1\.\.16000"),
+    "an item under a frame": (lambda w, n: (w, torch.tensor([16000, 100])), r"items \[1\] of \[100\] samples are too short"),
+}
+
+
+@pytest.mark.parametrize("family,args", [("hubert", {}), ("tera", {}), ("ssamba", {})], ids=["hubert", "tera", "ssamba"])
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_waveforms_and_lengths_that_do_not_fit_are_named(family, args, case):
+    """A batch the model cannot take is refused naming it, where a waveform model gave frame counts past its
+    output for lengths past the samples, or one length for a batch of two, and others failed deep inside."""
+    model = tiny(family, args)
+    change, message = BAD_INPUTS[case]
+    with torch.no_grad(), pytest.raises(EncoderInputError, match=message) as caught:
+        model.extract_features(*change(*batch()))
+    assert isinstance(caught.value, UserError)
+
+
+def test_lengths_left_out_are_every_item_whole():
+    model = tiny("hubert")
+    wavs, _ = batch((16000, 16000))
+    with torch.no_grad():
+        hidden, frames = model.extract_features(wavs)
+        expected, expected_frames = model.extract_features(wavs, torch.tensor([16000, 16000]))
+    assert frames.tolist() == expected_frames.tolist() == [49, 49]
+    torch.testing.assert_close(hidden[-1], expected[-1], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("family", ["hubert", "ssamba"])
+def test_encode_refuses_a_layer_count_the_encoder_does_not_have(family):
+    """num_layers=-1 ran all but the last layer and 99 every layer, each without a word."""
+    model = tiny(family)
+    inputs, lengths = model.inputs_from_waveforms(*batch())
+    layers = len(model.hidden_sizes) - 1
+    with torch.no_grad():
+        assert len(model.encode(inputs, lengths, num_layers=0)[0]) == 1
+        for wrong in (-1, layers + 1):
+            with pytest.raises(EncoderInputError, match=f"cannot run {wrong} layers of a {layers}-layer encoder"):
+                model.encode(inputs, lengths, num_layers=wrong)
