@@ -268,7 +268,8 @@ class SelectiveScanDirection(nn.Module):
         x = x.reshape(batch, time, self.num_heads, -1)
         B, C = B.reshape(batch, time, self.num_groups, -1), C.reshape(batch, time, self.num_groups, -1)
         dt = nn.functional.softplus(dt + self.dt_bias).masked_fill(padding_mask[..., None], 0.0)
-        return x, dt, -torch.exp(self.A_log.float()), B, C
+        scan = torch.promote_types(x.dtype, torch.float32)  # a half model's scan in float32, as mamba-ssm's
+        return x.to(scan), dt.to(scan), -torch.exp(self.A_log.to(scan)), B.to(scan), C.to(scan)
 
     def forward(self, xbc: Tensor, dt: Tensor, padding_mask: Tensor,
                 state: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
@@ -281,7 +282,7 @@ class SelectiveScanDirection(nn.Module):
             y = selective_scan(x, dt, A, B, C, self.chunk_size)
         else:
             y, state = chunked_scan(x, dt, A, B, C, self.chunk_size, state, return_final_state=True)
-        return torch.addcmul(y, x, self.D[:, None]).flatten(2), state
+        return torch.addcmul(y, x, self.D[:, None]).flatten(2).to(self.D.dtype), state
 
     def final_state(self, xbc: Tensor, dt: Tensor, padding_mask: Tensor, state: Tensor) -> Tensor:
         """The state leaving a segment that ``state`` enters, without the outputs; inputs as :meth:`forward`."""

@@ -38,6 +38,23 @@ def test_waveforms_of_any_float_dtype_are_computed_in_the_models(family, args):
         torch.testing.assert_close(ours.float(), theirs, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("family,args", MODELS, ids=lambda x: x if isinstance(x, str) else "-".join(x.values()))
+def test_a_model_on_half_gives_the_float_features_to_half_precision(family, args):
+    """SSAMBA's scan mixed its float32 decay with a half model's inputs and failed (a CUDA machine without
+    mamba-ssm runs the same scan); it now runs in float32 and gives the model's dtype."""
+    model = tiny(family, args)
+    wavs, lengths = batch()
+    with torch.no_grad():
+        expected, frames = model.extract_features(wavs, lengths)
+        hidden, half_frames = model.half().extract_features(wavs, lengths)
+    assert half_frames.tolist() == frames.tolist()
+    for ours, theirs in zip(hidden, expected):
+        assert ours.dtype == torch.float16
+        for item, n in enumerate(frames.tolist()):
+            error = (ours[item, :n].float() - theirs[item, :n]).abs().max()
+            assert error <= 0.05 * theirs[item, :n].abs().max()
+
+
 BAD_INPUTS = {
     "one waveform": (lambda w, n: (w[0], n[:1]), r"\(B, S\).*wav\[None\]"),
     "int16 samples": (lambda w, n: ((w * 32767).short(), n), r"torch.int16.*float samples in \[-1, 1\]"),
