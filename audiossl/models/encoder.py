@@ -112,15 +112,12 @@ class SpeechEncoder(nn.Module):
         """
         return None
 
-    def extract_features(self, wavs: Tensor, lengths: Tensor | None = None) -> tuple[list[Tensor], Tensor]:
-        """Every hidden state ``(B, T, D)`` and ``(B,)`` valid frames of ``(B, S)`` float waveforms at
-        :attr:`sample_rate` with ``(B,)`` valid samples (None: every item whole).
+    def checked_inputs(self, wavs: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The inputs :meth:`encode` takes, in the model's dtype, of ``(B, S)`` float waveforms at
+        :attr:`sample_rate` (any float dtype) with ``(B,)`` valid samples (None: every item whole).
 
-        The waveforms are taken in any float dtype and computed in the model's (``.half()``,
-        ``.double()``). Computes Kaldi fbank first when the model takes fbank. Gradients flow unless
-        the caller uses ``torch.no_grad()``; call ``eval()`` for deterministic features. Waveforms
-        of another shape or of integers, lengths that do not fit them, or an item too short for one
-        frame are an :class:`EncoderInputError` naming them.
+        Waveforms of another shape or of integers, lengths that do not fit them, or an item too short
+        for one frame are an :class:`EncoderInputError` naming them.
         """
         wavs, lengths = checked_waveforms(wavs, lengths)
         inputs, input_lengths = self.inputs_from_waveforms(wavs, lengths)
@@ -128,7 +125,16 @@ class SpeechEncoder(nn.Module):
         if short:
             raise EncoderInputError(f"items {short} of {[int(lengths[i]) for i in short]} samples are too short "
                                     f"for one frame of this {type(self).__name__}")
-        return self.encode(inputs.to(next(self.parameters()).dtype), input_lengths)
+        return inputs.to(next(self.parameters()).dtype), input_lengths
+
+    def extract_features(self, wavs: Tensor, lengths: Tensor | None = None) -> tuple[list[Tensor], Tensor]:
+        """Every hidden state ``(B, T, D)`` and ``(B,)`` valid frames of ``(B, S)`` waveforms and ``(B,)``
+        samples, taken as :meth:`checked_inputs` (in any float dtype; computed in the model's).
+
+        Computes Kaldi fbank first when the model takes fbank. Gradients flow unless the caller
+        uses ``torch.no_grad()``; call ``eval()`` for deterministic features.
+        """
+        return self.encode(*self.checked_inputs(wavs, lengths))
 
     def encoder_only(self) -> SpeechEncoder:
         """The model without what only pretraining or a downstream task uses (prediction heads,

@@ -99,3 +99,27 @@ def test_encode_refuses_a_layer_count_the_encoder_does_not_have(family):
         for wrong in (-1, layers + 1):
             with pytest.raises(EncoderInputError, match=f"cannot run {wrong} layers of a {layers}-layer encoder"):
                 model.encode(inputs, lengths, num_layers=wrong)
+
+
+def test_transcribe_classify_and_embed_take_waveforms_as_extract_features():
+    """A CTC or utterance model's waveform methods went straight to the front end: float64 samples failed
+    there, and for lengths past the samples classify and embed pooled over frames past their output, silently."""
+    from audiossl.models.ctc.config import CtcConfig
+    from audiossl.models.hubert import HubertConfig
+    from audiossl.models.utterance import HeadConfig, UtteranceConfig
+    from audiossl.text.tokenizer import build_tokenizer
+
+    tokenizer = build_tokenizer("char", ["AB"])
+    encoder = HubertConfig.tiny().to_dict()
+    ctc = get_family("ctc").build(CtcConfig(encoder_family="hubert", encoder=encoder, tokenizer=tokenizer.to_dict(),
+                                            vocab_size=tokenizer.vocab_size)).eval()
+    utterance = get_family("utterance").build(UtteranceConfig(
+        upstream_family="hubert", upstream=encoder, head=HeadConfig(kind="linear", num_classes=3))).eval()
+    wavs, lengths = batch()
+    with torch.no_grad():
+        assert ctc.transcribe(wavs.double(), lengths) == ctc.transcribe(wavs, lengths)
+        torch.testing.assert_close(utterance.classify(wavs.double(), lengths), utterance.classify(wavs, lengths))
+        torch.testing.assert_close(utterance.embed(wavs.double(), lengths), utterance.embed(wavs, lengths))
+        for method in (ctc.transcribe, utterance.classify, utterance.embed):
+            with pytest.raises(EncoderInputError, match="of waveforms of 16000 samples"):
+                method(wavs, lengths + 4000)

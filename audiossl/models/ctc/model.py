@@ -92,9 +92,10 @@ class CtcModel(SpeechEncoder):
         return logits.float().log_softmax(-1), frame_lengths
 
     @torch.no_grad()
-    def transcribe(self, wavs: Tensor, lengths: Tensor, beam_size: int = 1, lm=None) -> list[str]:
-        """Text of each ``(B, S)`` 16 kHz waveform (decoded as :meth:`decode` does)."""
-        log_probs, frames = self(*self.inputs_from_waveforms(wavs, lengths))
+    def transcribe(self, wavs: Tensor, lengths: Tensor | None = None, beam_size: int = 1, lm=None) -> list[str]:
+        """Text of each ``(B, S)`` 16 kHz waveform with ``(B,)`` samples, taken as :meth:`checked_inputs`
+        (decoded as :meth:`decode` does)."""
+        log_probs, frames = self(*self.checked_inputs(wavs, lengths))
         return self.decode(log_probs, frames, beam_size, lm)
 
     def decode(self, log_probs: Tensor, frames: Tensor, beam_size: int = 1, lm=None) -> list[str]:

@@ -251,21 +251,22 @@ class UtteranceModel(SpeechEncoder):
                                                   num_layers=num_layers)
         return self.head.embed(self.featurizer(hidden), frames)
 
-    def classify(self, wavs: Tensor, lengths: Tensor) -> Tensor:
-        """``(B, S)`` 16 kHz waveforms, ``(B,)`` samples → ``(B, num_classes)`` fp32 logits.
+    def classify(self, wavs: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """``(B, S)`` 16 kHz waveforms, ``(B,)`` samples (taken as :meth:`checked_inputs`) → ``(B, num_classes)``
+        fp32 logits.
 
         Single-label heads: a softmax gives class probabilities (``xvector``: ``scale · cos θ`` to
         each class, no margin). ``multilabel``: a sigmoid of each logit gives that class's
         probability. Gradients flow unless the caller uses ``torch.no_grad()``; call ``eval()``
         for deterministic outputs.
         """
-        return self.head.logits(self.utterance_embeddings(*self.inputs_from_waveforms(wavs, lengths)))
+        return self.head.logits(self.utterance_embeddings(*self.checked_inputs(wavs, lengths)))
 
-    def embed(self, wavs: Tensor, lengths: Tensor, normalize: bool = False) -> Tensor:
-        """``(B, S)`` 16 kHz waveforms, ``(B,)`` samples → ``(B, E)`` utterance embeddings, unit length
+    def embed(self, wavs: Tensor, lengths: Tensor | None = None, normalize: bool = False) -> Tensor:
+        """``(B, S)`` 16 kHz waveforms, ``(B,)`` samples (as :meth:`classify`) → ``(B, E)`` utterance embeddings, unit length
         with ``normalize`` (cosine scoring for verification): the ``xvector`` head's embedding
         layer, the other heads' pooled vector. Gradients as :meth:`classify`."""
-        embeddings = self.utterance_embeddings(*self.inputs_from_waveforms(wavs, lengths))
+        embeddings = self.utterance_embeddings(*self.checked_inputs(wavs, lengths))
         return nn.functional.normalize(embeddings, dim=-1) if normalize else embeddings
 
     def forward(self, inputs: Tensor, lengths: Tensor, targets: Tensor,
