@@ -41,6 +41,8 @@ def checked_waveforms(wavs: Tensor, lengths: Tensor | None) -> tuple[Tensor, Ten
         raise EncoderInputError(f"waveforms of {wavs.dtype}: give float samples in [-1, 1] "
                                 "(16-bit ones divided by 32768)")
     batch, samples = shape
+    if batch == 0:
+        raise EncoderInputError(f"an empty batch: waveforms of shape {shape}")
     if lengths is None:
         return wavs, torch.full((batch,), samples, dtype=torch.long, device=wavs.device)
     lengths = torch.as_tensor(lengths)
