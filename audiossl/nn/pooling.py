@@ -139,7 +139,9 @@ class AttentiveStatisticsPooling(nn.Module):
             uniform = mask[..., None] / mask.sum(1).clamp(min=1)[:, None, None]
             mean, std = self._statistics(x, uniform)
             time = x.shape[1]
-            context = torch.cat([x, mean[:, None].expand(-1, time, -1), std[:, None].expand(-1, time, -1)], dim=-1)
+            # in x's dtype, which a half model's linear layers take (autocast rounds them alike)
+            statistics = [value[:, None].expand(-1, time, -1).to(x.dtype) for value in (mean, std)]
+            context = torch.cat([x, *statistics], dim=-1)
         hidden = self.attention_norm(torch.relu(self.attention_in(context)), mask)
         scores = self.attention_out(torch.tanh(hidden)).masked_fill(~mask[..., None], float("-inf"))
         mean, std = self._statistics(x, scores.softmax(dim=1))

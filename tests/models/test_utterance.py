@@ -209,3 +209,17 @@ def test_pretraining_task_trains_a_speaker_head():
     assert figures["loss"] < 0.5 * first
     with torch.no_grad():
         assert model.classify(batch.inputs, batch.lengths).argmax(-1).tolist() == [0, 1, 0, 1, 0, 1]
+
+
+@pytest.mark.parametrize("head", list(HEADS))
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float64])
+def test_a_half_or_double_model_classifies_and_embeds_as_the_float_one(head, dtype):
+    """The pooled statistics are fp32 (for autocast); a model on .half() or .double() fed them to its
+    linear layers and batch norm of its own dtype and failed."""
+    model = tiny_model(head).eval()
+    wavs, lengths = waves()
+    with torch.no_grad():
+        logits, embeddings = model.classify(wavs, lengths), model.embed(wavs, lengths)
+        model.to(dtype)
+        torch.testing.assert_close(model.classify(wavs, lengths), logits, atol=0.02, rtol=0.02)
+        torch.testing.assert_close(model.embed(wavs, lengths).float(), embeddings, atol=0.02, rtol=0.02)

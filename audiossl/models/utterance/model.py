@@ -51,7 +51,8 @@ class PooledLinearHead(nn.Module):
         return self.pooling(frames, lengths)
 
     def logits(self, embeddings: Tensor) -> Tensor:
-        return self.classifier(embeddings).float()
+        """``(B, E)`` embeddings (fp32, as pooled) → ``(B, C)`` fp32 logits, computed in the classifier's dtype."""
+        return self.classifier(embeddings.to(self.classifier.weight.dtype)).float()
 
     def loss(self, embeddings: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         """Mean cross entropy over items (``(B,)`` class ids), or for multilabel the binary cross
@@ -113,7 +114,8 @@ class XVectorHead(nn.Module):
         mask = valid_mask(lengths.to(frames.device), frames.shape[1])
         for block in self.tdnn:
             frames = block(frames, mask)
-        return self.embedding(self.pooled_norm(self.pooling(frames, lengths)))
+        pooled = self.pooling(frames, lengths)  # fp32: in the head's dtype for a half or double model
+        return self.embedding(self.pooled_norm(pooled.to(self.pooled_norm.weight.dtype)))
 
     def logits(self, embeddings: Tensor) -> Tensor:
         """``scale · cos θ`` to each class, no margin."""
