@@ -147,12 +147,18 @@ class SpeechEncoder(nn.Module):
         raise NotImplementedError
 
     def truncated(self, num_layers: int) -> SpeechEncoder:
-        """Keep the first ``num_layers`` layers (and their weights), in place; returns ``self``."""
-        raise NotImplementedError
+        """Keep the first ``num_layers`` layers (and their weights), in place; returns ``self``.
+
+        Every family implements it; a model with a downstream head over the layers (CTC, utterance)
+        refuses: its :meth:`encoder_only` is truncated instead.
+        """
+        raise ConfigError(f"a {type(self).__name__} keeps the layers its head was trained on: truncate its "
+                          "encoder_only()")
 
     def with_layer_drop(self, layer_drop: float) -> SpeechEncoder:
-        """Set the probability of skipping each layer while training, in place; returns ``self``."""
-        raise NotImplementedError
+        """Set the probability of skipping each layer while training, in place; returns ``self``
+        (implemented and refused as :meth:`truncated`)."""
+        raise ConfigError(f"a {type(self).__name__} keeps its encoder's layer drop: set it on its encoder_only()")
 
     def attention_weights(self, inputs: Tensor, lengths: Tensor) -> tuple[list[Tensor], Tensor]:
         """The ``(B, H, T, T)`` attention weights of every layer (eval mode, no masking) and ``(B,)`` frames."""

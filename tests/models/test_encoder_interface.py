@@ -124,3 +124,18 @@ def test_transcribe_classify_and_embed_take_waveforms_as_extract_features():
         for method in (ctc.transcribe, utterance.classify, utterance.embed):
             with pytest.raises(EncoderInputError, match="of waveforms of 16000 samples"):
                 method(wavs, lengths + 4000)
+
+
+def test_a_model_with_a_head_over_its_layers_says_to_truncate_its_encoder():
+    """truncated and with_layer_drop of a CTC or utterance model raised a NotImplementedError without a word."""
+    from audiossl.models.hubert import HubertConfig
+    from audiossl.models.utterance import HeadConfig, UtteranceConfig
+
+    model = get_family("utterance").build(UtteranceConfig(
+        upstream_family="hubert", upstream=HubertConfig.tiny().to_dict(), head=HeadConfig(kind="linear", num_classes=3)))
+    with pytest.raises(UserError, match="UtteranceModel keeps the layers its head was trained on: truncate its "
+                                        r"encoder_only\(\)"):
+        model.truncated(1)
+    with pytest.raises(UserError, match=r"set it on its encoder_only\(\)"):
+        model.with_layer_drop(0.1)
+    assert len(model.encoder_only().truncated(1).hidden_sizes) == 2
