@@ -196,8 +196,14 @@ def load_model(path: str | os.PathLike) -> nn.Module:
     from audiossl.interop import fairseq2  # foreign checkpoints only need the converters
 
     if Path(path).is_dir():
-        if not (Path(path) / "config.json").is_file() and fairseq2.checkpoint_root(path) is not None:
-            return fairseq2.load_fairseq2(path)
+        if not (Path(path) / "config.json").is_file():
+            if fairseq2.checkpoint_root(path) is not None:
+                return fairseq2.load_fairseq2(path)
+            kept = next((file for file in (Path(path) / "checkpoints" / "best.pt", Path(path) / "best.pt")
+                         if file.is_file()), None)
+            raise CheckpointError(f"{path}: a directory of no model load_model reads: neither a Hugging Face model "
+                                  "directory (config.json) nor a fairseq2 checkpoint dir (model.yaml)"
+                                  + (f"; an experiment dir? its model is {kept}" if kept else ""))
         from audiossl.interop.huggingface import load_hf
 
         return load_hf(path)

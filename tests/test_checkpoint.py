@@ -117,6 +117,22 @@ def test_a_path_that_is_not_there_is_named_and_a_hub_name_gets_a_hint():
         load_model("exp/x/best.pt")
 
 
+
+def test_a_directory_of_no_model_names_what_load_model_reads_and_an_exp_dirs_checkpoint(tmp_path):
+    """An experiment dir was refused as "no config.json: not a Hugging Face model directory", as if load_model
+    read nothing else."""
+    (tmp_path / "exp" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "exp" / "checkpoints" / "best.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"exp: a directory of no model load_model reads: neither a Hugging Face "
+                                              r"model directory \(config.json\) nor a fairseq2 checkpoint dir "
+                                              r"\(model.yaml\); an experiment dir\? its model is .*exp/checkpoints/best.pt$"):
+        load_model(tmp_path / "exp")
+    with pytest.raises(CheckpointError, match=r"checkpoints: .*; an experiment dir\? its model is .*exp/checkpoints/best.pt$"):
+        load_model(tmp_path / "exp" / "checkpoints")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match=r"empty: a directory of no model load_model reads: .*\(model.yaml\)$"):
+        load_model(tmp_path / "empty")
+
 def test_a_model_directory_digest_covers_its_files_and_the_weights_below_it(tmp_path):
     """A Hugging Face directory by its files, a fairseq2 checkpoint dir by its weights in step_<N>/model/ too;
     what a directory holds, wherever it lies."""
