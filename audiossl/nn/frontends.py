@@ -15,7 +15,7 @@ positions only, so batching an utterance with a longer one leaves its frames unc
 """
 from __future__ import annotations
 
-import functools
+import threading
 from collections.abc import Sequence
 
 import torch
@@ -478,6 +478,14 @@ def waveform_to_fbank(wavs: Tensor, lengths: Tensor, num_mel_bins: int = 80) -> 
     return out, frames
 
 
-@functools.lru_cache(maxsize=8)
+_extractors = threading.local()
+
+
 def _fbank_extractor(num_mel_bins: int) -> FeatureExtractor:
-    return FeatureExtractor(FeatureConfig.from_kaldi_args("fbank", [f"--num-mel-bins={num_mel_bins}"]))
+    """This thread's fbank extractor: an extractor's scratch buffers serve one computation at a time, so threads
+    sharing one (a thread pool, a demo server) overwrote each other's spectra."""
+    by_bins = _extractors.__dict__.setdefault("by_bins", {})
+    if num_mel_bins not in by_bins:
+        config = FeatureConfig.from_kaldi_args("fbank", [f"--num-mel-bins={num_mel_bins}"])
+        by_bins[num_mel_bins] = FeatureExtractor(config)
+    return by_bins[num_mel_bins]

@@ -167,3 +167,17 @@ def test_reverse_valid_reverses_each_item_within_its_length():
     frames = torch.arange(10.0).view(2, 5)[..., None, None].expand(2, 5, 2, 3)
     out = reverse_valid(frames, torch.tensor([5, 3]))
     assert out[0, :, 0, 0].tolist() == [4, 3, 2, 1, 0] and out[1, :, 1, 2].tolist() == [7, 6, 5, 8, 9]
+
+
+def test_waveform_to_fbank_in_threads_side_by_side_gives_each_item_its_own_fbank():
+    """Every thread shared one extractor, whose scratch buffers the others overwrote mid-computation: a fbank
+    model's features in a thread pool or a demo server were other utterances' spectra, silently."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    generator = torch.Generator().manual_seed(0)
+    wavs = [torch.randn(1, 8000 * (1 + i % 3), generator=generator) * 0.1 for i in range(24)]
+    expected = [waveform_to_fbank(w, torch.tensor([w.shape[1]]))[0] for w in wavs]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            got = list(pool.map(lambda w: waveform_to_fbank(w, torch.tensor([w.shape[1]]))[0], wavs))
+            assert all(torch.equal(a, b) for a, b in zip(got, expected))
