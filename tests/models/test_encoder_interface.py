@@ -61,13 +61,16 @@ BAD_INPUTS = {
     "int16 samples": (lambda w, n: ((w * 32767).short(), n), r"torch.int16.*float samples in \[-1, 1\]"),
     "lengths of another batch": (lambda w, n: (w, n[:1]), r"lengths must be \(2,\).*shape \(1,\)"),
     "lengths in seconds": (lambda w, n: (w, n / 16000), r"lengths must be \(2,\) whole sample counts.*float"),
-    "lengths past the samples": (lambda w, n: (w, n + 4000), r"\[20000, 13001\] of waveforms of 16000 samples.*1\.\.16000"),
+    "lengths past the samples": (lambda w, n: (w, n + 4000),
+                                 r"\[20000, 13001\] of waveforms of 16000 samples.*1\.\.16000"),
     "an empty item": (lambda w, n: (w, torch.tensor([16000, 0])), r"\[16000, 0\].*1\.\.16000"),
-    "an item under a frame": (lambda w, n: (w, torch.tensor([16000, 100])), r"items \[1\] of \[100\] samples are too short"),
+    "an item under a frame": (lambda w, n: (w, torch.tensor([16000, 100])),
+                              r"items \[1\] of \[100\] samples are too short"),
 }
 
 
-@pytest.mark.parametrize("family,args", [("hubert", {}), ("tera", {}), ("ssamba", {})], ids=["hubert", "tera", "ssamba"])
+@pytest.mark.parametrize("family,args", [("hubert", {}), ("tera", {}), ("ssamba", {})],
+                         ids=["hubert", "tera", "ssamba"])
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
 def test_waveforms_and_lengths_that_do_not_fit_are_named(family, args, case):
     """A batch the model cannot take is refused naming it, where a waveform model gave frame counts past its
@@ -131,8 +134,9 @@ def test_a_model_with_a_head_over_its_layers_says_to_truncate_its_encoder():
     from audiossl.models.hubert import HubertConfig
     from audiossl.models.utterance import HeadConfig, UtteranceConfig
 
-    model = get_family("utterance").build(UtteranceConfig(
-        upstream_family="hubert", upstream=HubertConfig.tiny().to_dict(), head=HeadConfig(kind="linear", num_classes=3)))
+    config = UtteranceConfig(upstream_family="hubert", upstream=HubertConfig.tiny().to_dict(),
+                             head=HeadConfig(kind="linear", num_classes=3))
+    model = get_family("utterance").build(config)
     with pytest.raises(UserError, match="UtteranceModel keeps the layers its head was trained on: truncate its "
                                         r"encoder_only\(\)"):
         model.truncated(1)

@@ -265,9 +265,9 @@ class UtteranceModel(SpeechEncoder):
         return self.head.logits(self.utterance_embeddings(*self.checked_inputs(wavs, lengths)))
 
     def embed(self, wavs: Tensor, lengths: Tensor | None = None, normalize: bool = False) -> Tensor:
-        """``(B, S)`` 16 kHz waveforms, ``(B,)`` samples (as :meth:`classify`) → ``(B, E)`` utterance embeddings, unit length
-        with ``normalize`` (cosine scoring for verification): the ``xvector`` head's embedding
-        layer, the other heads' pooled vector. Gradients as :meth:`classify`."""
+        """``(B, S)`` 16 kHz waveforms, ``(B,)`` samples (as :meth:`classify`) → ``(B, E)`` utterance
+        embeddings, unit length with ``normalize`` (cosine scoring for verification): the ``xvector``
+        head's embedding layer, the other heads' pooled vector. Gradients as :meth:`classify`."""
         embeddings = self.utterance_embeddings(*self.checked_inputs(wavs, lengths))
         return nn.functional.normalize(embeddings, dim=-1) if normalize else embeddings
 
