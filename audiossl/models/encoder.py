@@ -33,6 +33,10 @@ class EncoderInputError(UserError, ValueError):
 def checked_waveforms(wavs: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
     """``wavs`` and ``lengths`` (None: each item's ``S`` samples) as ``(B, S)`` float waveforms and ``(B,)``
     integer lengths in ``1..S``, or an :class:`EncoderInputError` naming what does not fit."""
+    if isinstance(wavs, (list, tuple)):
+        raise EncoderInputError(f"expected waveforms (B, S), got a {type(wavs).__name__} of {len(wavs)}: pad them into "
+                                "one batch (torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True)) and give their "
+                                "lengths")
     shape = tuple(getattr(wavs, "shape", ()))
     if not isinstance(wavs, Tensor) or wavs.ndim != 2:
         hint = ": one waveform (S,) is the batch wav[None]" if len(shape) == 1 else ""

@@ -57,6 +57,7 @@ def test_a_model_on_half_gives_the_float_features_to_half_precision(family, args
 
 BAD_INPUTS = {
     "no waveform": (lambda w, n: (w[:0], n[:0]), r"an empty batch: waveforms of shape \(0, 16000\)"),
+    "a list of waveforms": (lambda w, n: ([w[0], w[1, :9001]], n), r"got a list of 2: pad them into one batch"),
     "one waveform": (lambda w, n: (w[0], n[:1]), r"\(B, S\).*wav\[None\]"),
     "int16 samples": (lambda w, n: ((w * 32767).short(), n), r"torch.int16.*float samples in \[-1, 1\]"),
     "lengths of another batch": (lambda w, n: (w, n[:1]), r"lengths must be \(2,\).*shape \(1,\)"),
