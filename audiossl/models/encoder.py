@@ -122,10 +122,15 @@ class SpeechEncoder(nn.Module):
         """The inputs :meth:`encode` takes, in the model's dtype, of ``(B, S)`` float waveforms at
         :attr:`sample_rate` (any float dtype) with ``(B,)`` valid samples (None: every item whole).
 
-        Waveforms of another shape or of integers, lengths that do not fit them, or an item too short
-        for one frame are an :class:`EncoderInputError` naming them.
+        Waveforms of another shape or of integers, lengths that do not fit them, an item too short for
+        one frame, or waveforms that want a gradient through a model's Kaldi fbank are an
+        :class:`EncoderInputError` naming them.
         """
         wavs, lengths = checked_waveforms(wavs, lengths)
+        if self.input_kind == "fbank" and wavs.requires_grad and torch.is_grad_enabled():
+            raise EncoderInputError(f"a {type(self).__name__} takes Kaldi fbank, computed without gradients: its "
+                                    "waveforms get none (detach them, or take the gradient of the fbank inputs "
+                                    "that inputs_from_waveforms gives, through encode)")
         inputs, input_lengths = self.inputs_from_waveforms(wavs, lengths)
         short = (self.num_frames(input_lengths) < 1).nonzero().flatten().tolist()
         if short:

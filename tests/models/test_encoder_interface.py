@@ -144,3 +144,22 @@ def test_a_model_with_a_head_over_its_layers_says_to_truncate_its_encoder():
     with pytest.raises(UserError, match=r"set it on its encoder_only\(\)"):
         model.with_layer_drop(0.1)
     assert len(model.encoder_only().truncated(1).hidden_sizes) == 2
+
+
+def test_a_fbank_model_says_its_waveforms_get_no_gradient():
+    """Waveforms that want a gradient (saliency, adversarial examples) failed in the fbank extractor's
+    in-place arithmetic with "functions with out=... arguments don't support automatic differentiation"."""
+    wavs, lengths = batch()
+    wavs.requires_grad_(True)
+    hidden, _ = tiny("hubert").extract_features(wavs, lengths)
+    hidden[-1].sum().backward()
+    assert wavs.grad is not None and bool(wavs.grad.abs().sum() > 0)
+    model = tiny("best_rq")
+    with pytest.raises(EncoderInputError, match="BestRqModel takes Kaldi fbank, computed without gradients"):
+        model.extract_features(wavs, lengths)
+    with torch.no_grad():
+        model.extract_features(wavs, lengths)
+    inputs, input_lengths = model.inputs_from_waveforms(wavs.detach(), lengths)
+    inputs.requires_grad_(True)
+    model.encode(inputs, input_lengths)[0][-1].sum().backward()
+    assert inputs.grad is not None
