@@ -224,23 +224,31 @@ def load_hf(directory: str | os.PathLike, num_classes: int = 100) -> SpeechEncod
         config = entry.config_from_hf(hf, num_classes)
     except InteropError as err:
         raise InteropError(f"{directory}: {err}") from None
+    audio = _feature_extractor_settings(directory)
+    config.frontend.sample_rate = audio.get("sampling_rate") or SAMPLE_RATE
     model = get_family(family).build(config)
     stores_pretraining = architecture is not None and architecture == entry.pretraining_class
     load_weights(model, read_weights(directory), entry, stores_pretraining, str(directory))
-    if _standardises_audio(directory):
+    if audio.get("do_normalize") is True:
         logger.warning("%s: its preprocessor_config.json standardises waveforms to zero mean and unit variance "
                        "(do_normalize); audiossl does not: do so before extract_features or training", directory)
     return model.eval()
 
 
-def _standardises_audio(directory: Path) -> bool:
-    """Whether the directory's feature extractor (``preprocessor_config.json``, if any) sets ``do_normalize``."""
+def _feature_extractor_settings(directory: Path) -> dict[str, Any]:
+    """The directory's feature extractor settings (``preprocessor_config.json``; none without one), its
+    ``sampling_rate`` a whole number of Hz: the rate of the audio the model takes, which config.json does not hold."""
     path = directory / "preprocessor_config.json"
     try:
         settings = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     except ValueError as err:
         raise InteropError(f"{path}: not JSON: {err}") from None
-    return isinstance(settings, dict) and settings.get("do_normalize") is True
+    if not isinstance(settings, dict):
+        return {}
+    rate = settings.get("sampling_rate")
+    if rate is not None and (type(rate) is not int or rate < 1):
+        raise InteropError(f"{path}: sampling_rate must be a whole number of Hz, got {rate!r}")
+    return settings
 
 
 def save_hf(model: SpeechEncoder, directory: str | os.PathLike) -> Path:

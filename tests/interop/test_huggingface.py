@@ -256,6 +256,20 @@ def test_a_model_of_standardised_waveforms_is_loaded_with_a_warning(tmp_path, ca
         load_hf(tmp_path)
 
 
+
+def test_a_model_of_another_sample_rate_takes_the_rate_of_its_feature_extractor(tmp_path):
+    """config.json holds no sample rate; preprocessor_config.json does: an 8 kHz model was loaded as a 16 kHz
+    one (frame_rate 50, and 16 kHz audio fed to it), silently."""
+    hf_model("Wav2Vec2Model", pre_norm=False).save_pretrained(tmp_path)
+    assert (load_hf(tmp_path).sample_rate, load_hf(tmp_path).frame_rate) == (16000, 50)
+    transformers.Wav2Vec2FeatureExtractor(sampling_rate=8000).save_pretrained(tmp_path)
+    model = load_model(tmp_path)
+    assert (model.sample_rate, model.frame_rate, model.config.frontend.sample_rate) == (8000, 25, 8000)
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"sampling_rate": "8k"}))
+    with pytest.raises(InteropError, match=r"preprocessor_config.json: sampling_rate must be a whole number of Hz, "
+                                           r"got '8k'"):
+        load_hf(tmp_path)
+
 def test_ctc_checkpoint_and_legacy_weight_norm_names(tmp_path):
     """HubertForCTC's ``hubert.`` prefix and the old weight_g/weight_v names load too."""
     reference = hf_model("HubertModel", pre_norm=False)
