@@ -207,6 +207,11 @@ def load_model(path: str | os.PathLike) -> nn.Module:
         from audiossl.interop.huggingface import load_hf
 
         return load_hf(path)
+    folder = Path(path).parent
+    if Path(path).suffix == ".safetensors" or (Path(path).suffix == ".bin" and (folder / "config.json").is_file()):
+        raise CheckpointError(f"{path}: the weights of a Hugging Face model alone: load_model reads the model "
+                              "directory, " + (f"here {folder}" if (folder / "config.json").is_file()
+                                               else "their config.json beside them"))
     from audiossl.interop import fairseq
 
     try:  # read once, with fairseq's allow-list: it admits all an audiossl checkpoint holds

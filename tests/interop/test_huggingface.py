@@ -270,6 +270,20 @@ def test_a_model_of_another_sample_rate_takes_the_rate_of_its_feature_extractor(
                                            r"got '8k'"):
         load_hf(tmp_path)
 
+
+@pytest.mark.parametrize("weights", ["model.safetensors", "pytorch_model.bin"])
+def test_the_weights_file_of_a_directory_is_told_to_load_the_directory(tmp_path, weights):
+    """The weights file given for its directory was refused as "not a torch.save file ..., or a damaged one"
+    (safetensors) or "not an audiossl checkpoint" (pytorch_model.bin), as if the download were at fault."""
+    hf_model("HubertModel", pre_norm=False).save_pretrained(tmp_path / "hf", safe_serialization=weights.endswith("s"))
+    with pytest.raises(UserError, match=f"hf/{weights}: the weights of a Hugging Face model alone: load_model reads "
+                                        f"the model directory, here {tmp_path / 'hf'}$"):
+        load_model(tmp_path / "hf" / weights)
+    (tmp_path / "hf" / weights).rename(tmp_path / weights)
+    if weights.endswith(".safetensors"):
+        with pytest.raises(UserError, match="their config.json beside them$"):
+            load_model(tmp_path / weights)
+
 def test_ctc_checkpoint_and_legacy_weight_norm_names(tmp_path):
     """HubertForCTC's ``hubert.`` prefix and the old weight_g/weight_v names load too."""
     reference = hf_model("HubertModel", pre_norm=False)
