@@ -106,9 +106,12 @@ def load_entry(entry: str, start: float = 0.0, end: float = -1.0,
 
     Returns:
         ``(samples, rate)``; samples has shape (num_samples,). The first channel is kept (logged once per
-        entry). A truncated file, no samples, or NaN/inf samples raise :class:`AudioError`; an all-zero
-        region is logged once per entry.
+        entry). A truncated file, no samples, NaN/inf samples, a region starting before 0 s or a rate
+        below 1 Hz raise :class:`AudioError`; an all-zero region is logged once per entry.
     """
+    if start < 0 or (sample_rate is not None and sample_rate < 1):
+        raise AudioError(f"'{entry}': region {start:.3f}-{end:.3f} s at {sample_rate} Hz: a region starts at 0 s "
+                         "or later, and a sample rate is 1 Hz or more")
     source = _open(entry)
     try:
         with soundfile.SoundFile(source) as f:

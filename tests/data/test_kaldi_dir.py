@@ -319,3 +319,13 @@ def test_load_entry_pipe_segment_resample(data_dir, audio_dir):
     assert rate == 16000 and abs(len(resampled) - 1.1 * 16000) <= 1
     with pytest.raises(AudioError, match="past the end"):
         load_entry(str(audio_dir / "rec1.wav"), 0.5, 3.0)
+
+
+def test_load_entry_of_a_region_before_the_start_or_a_rate_below_1_hz_is_named(audio_dir):
+    """A negative start failed as "cannot decode ...: Internal psf_fseek() failed", as if the file were damaged,
+    and a rate of 0 with torchaudio's ValueError; neither read the file."""
+    path = str(audio_dir / "rec1.wav")
+    with pytest.raises(AudioError, match=r"rec1.wav': region -0.500-1.000 s at 16000 Hz: a region starts at 0 s"):
+        load_entry(path, -0.5, 1.0)
+    with pytest.raises(AudioError, match=r"at 0 Hz: .*a sample rate is 1 Hz or more"):
+        load_entry(path, sample_rate=0)
