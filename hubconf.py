@@ -7,7 +7,8 @@
 ``path`` is an audiossl checkpoint, a Hugging Face model directory or a fairseq checkpoint (the last two
 for HuBERT, wav2vec 2.0 and WavLM; see :func:`audiossl.load_model`); without it, ``size`` names a
 randomly initialised architecture (:func:`audiossl.list_models`; default ``base``); not both. The model
-comes in eval mode; ``model.extract_features(wavs (B, S) at 16 kHz, lengths (B,))`` gives every hidden state (B, T, D).
+comes in eval mode; ``model.extract_features(wavs (B, S) at model.sample_rate, lengths (B,))`` gives every
+hidden state (B, T, D).
 """
 from audiossl.checkpoint import build_model as _build_model  # underscores: torch.hub lists public callables
 from audiossl.checkpoint import load_model as _load_model

@@ -181,7 +181,7 @@ def load_model(path: str | os.PathLike) -> nn.Module:
     :func:`audiossl.interop.fairseq.load_fairseq`) or in a fairseq2 checkpoint dir (wav2vec 2.0: see
     :func:`audiossl.interop.fairseq2.load_fairseq2`), in eval mode, built from the file or directory alone.
 
-    ``model.extract_features(wavs (B, S) at 16 kHz, lengths (B,))`` returns one
+    ``model.extract_features(wavs (B, S) at model.sample_rate, lengths (B,))`` returns one
     (B, frames, dim) tensor per layer and the valid frames of each item; ASR models also
     have ``model.transcribe(wavs, lengths) -> list[str]``.
     """

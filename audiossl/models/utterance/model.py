@@ -130,7 +130,7 @@ class UtteranceModel(SpeechEncoder):
     """Upstream encoder → :class:`~audiossl.nn.pooling.LayerWeightedSum` → head.
 
     Offers the encoder interface of its upstream (``extract_features``, ``encode``,
-    ``hidden_sizes``, ...). :meth:`classify` and :meth:`embed` take 16 kHz waveforms;
+    ``hidden_sizes``, ...). :meth:`classify` and :meth:`embed` take waveforms at :attr:`sample_rate`;
     :meth:`forward` takes inputs of :attr:`input_kind` (what a training batch holds).
 
     Figures (``metrics``: figure → numerator and denominator sums of :meth:`forward`):
@@ -254,8 +254,8 @@ class UtteranceModel(SpeechEncoder):
         return self.head.embed(self.featurizer(hidden), frames)
 
     def classify(self, wavs: Tensor, lengths: Tensor | None = None) -> Tensor:
-        """``(B, S)`` 16 kHz waveforms, ``(B,)`` samples (taken as :meth:`checked_inputs`) → ``(B, num_classes)``
-        fp32 logits.
+        """``(B, S)`` waveforms at :attr:`sample_rate`, ``(B,)`` samples (taken as :meth:`checked_inputs`) →
+        ``(B, num_classes)`` fp32 logits.
 
         Single-label heads: a softmax gives class probabilities (``xvector``: ``scale · cos θ`` to
         each class, no margin). ``multilabel``: a sigmoid of each logit gives that class's
@@ -265,7 +265,7 @@ class UtteranceModel(SpeechEncoder):
         return self.head.logits(self.utterance_embeddings(*self.checked_inputs(wavs, lengths)))
 
     def embed(self, wavs: Tensor, lengths: Tensor | None = None, normalize: bool = False) -> Tensor:
-        """``(B, S)`` 16 kHz waveforms, ``(B,)`` samples (as :meth:`classify`) → ``(B, E)`` utterance
+        """``(B, S)`` waveforms, ``(B,)`` samples (as :meth:`classify`) → ``(B, E)`` utterance
         embeddings, unit length with ``normalize`` (cosine scoring for verification): the ``xvector``
         head's embedding layer, the other heads' pooled vector. Gradients as :meth:`classify`."""
         embeddings = self.utterance_embeddings(*self.checked_inputs(wavs, lengths))
