@@ -1,4 +1,5 @@
-"""Build a CTC model from its config: the only code that reads a :class:`CtcConfig`."""
+"""Build a CTC model from its config: the encoder and the output layer are built here from a
+:class:`CtcConfig`; the model keeps the config for its checkpoint and its objective's settings."""
 from __future__ import annotations
 
 from typing import Any

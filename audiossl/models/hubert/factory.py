@@ -1,4 +1,5 @@
-"""Build HuBERT from its config: the only code that reads a :class:`HubertConfig`."""
+"""Build HuBERT from its config: every part (front end, encoder, heads) is built here from a
+:class:`HubertConfig`; the model keeps the config for its checkpoint and its objective's settings."""
 from __future__ import annotations
 
 from typing import Any

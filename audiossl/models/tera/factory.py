@@ -1,4 +1,5 @@
-"""Build TERA from its config: the only code that reads a :class:`TeraConfig`."""
+"""Build TERA from its config: every part (front end, encoder, heads) is built here from a
+:class:`TeraConfig`; the model keeps the config for its checkpoint and its objective's settings."""
 from __future__ import annotations
 
 from torch import nn

@@ -1,4 +1,5 @@
-"""Build UniSpeech-SAT from its config: the only code that reads a :class:`UniSpeechSatConfig`."""
+"""Build UniSpeech-SAT from its config: every part (front end, encoder, heads) is built here from a
+:class:`UniSpeechSatConfig`; the model keeps the config for its checkpoint and its objective's settings."""
 from __future__ import annotations
 
 from torch import nn

@@ -1,4 +1,6 @@
-"""Build an utterance-level model from its config: the only code that reads an :class:`UtteranceConfig`."""
+"""Build an utterance-level model from its config: the upstream, the layer featurizer and the head are built
+here from an :class:`UtteranceConfig` (the head builds its pooling from its ``HeadConfig``); the model keeps
+the config for its checkpoint."""
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
-"""Build wav2vec 2.0 from its config: the only code that reads a :class:`Wav2Vec2Config`."""
+"""Build wav2vec 2.0 from its config: every part (front end, encoder, heads) is built here from a
+:class:`Wav2Vec2Config`; the model keeps the config for its checkpoint and its objective's settings."""
 from __future__ import annotations
 
 from torch import nn

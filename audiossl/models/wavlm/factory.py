@@ -1,4 +1,5 @@
-"""Build WavLM from its config: the only code that reads a :class:`WavLMConfig`."""
+"""Build WavLM from its config: every part (front end, encoder, heads) is built here from a
+:class:`WavLMConfig`; the model keeps the config for its checkpoint and its objective's settings."""
 from __future__ import annotations
 
 from audiossl.models.hubert.factory import masked_prediction_parts
