@@ -13,7 +13,7 @@ hidden state (B, T, D).
 from audiossl.checkpoint import build_model as _build_model  # underscores: torch.hub lists public callables
 from audiossl.checkpoint import load_model as _load_model
 from audiossl.errors import ConfigError as _ConfigError
-from audiossl.registry import named_configs as _named_configs
+from audiossl.models.named import model_config_from_section as _model_config
 
 dependencies = ["torch", "torchaudio", "safetensors", "numpy"]
 
@@ -26,11 +26,8 @@ def _model(family: str, path, size: str | None):
         if model.config.family != family:
             raise _ConfigError(f"{path} holds a {model.config.family!r} model, not a {family!r} one")
         return model
-    sizes = _named_configs(family)
-    size = "base" if size is None else size
-    if size not in sizes:
-        raise _ConfigError(f"no {family} size {size!r}; sizes: {', '.join(sorted(sizes))}")
-    return _build_model(family, sizes[size]().to_dict()).eval()
+    config = _model_config({"family": family, **({} if size is None else {"size": size})})
+    return _build_model(family, config.to_dict()).eval()
 
 
 def hubert(path=None, size: str | None = None):
