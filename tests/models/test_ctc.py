@@ -1,6 +1,7 @@
 """CTC ASR model: shapes, freezing, learning a toy task, checkpoint round trip with transcribe."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from audiossl.checkpoint import build_model, load_model, save_checkpoint
@@ -122,6 +123,8 @@ def test_checkpoint_round_trip_transcribe(tmp_path):
     model.eval()
     assert loaded.transcribe(wavs, lengths) == model.transcribe(wavs, lengths)
     assert all(isinstance(t, str) for t in loaded.transcribe(wavs, lengths, beam_size=3))
+    with pytest.raises(ValueError, match="beam_size must be a positive whole number, got 0"):
+        loaded.transcribe(wavs, lengths, beam_size=0)   # decoded greedily, silently
     hidden, frames = loaded.extract_features(wavs, lengths)
     assert len(hidden) == loaded.encoder.config.encoder.num_layers + 1 and frames.tolist() == [39, 27]
     assert loaded.hidden_sizes == [h.shape[-1] for h in hidden]

@@ -104,6 +104,8 @@ class CtcModel(SpeechEncoder):
         Greedy (``beam_size`` 1) or prefix beam search; with ``lm`` (a
         :class:`~audiossl.text.lexicon_decode.LexiconDecoder`) its lexicon search instead.
         """
+        if beam_size < 1:
+            raise ValueError(f"beam_size must be a positive whole number, got {beam_size!r}")
         if lm is not None:
             return lm(log_probs, frames)
         if beam_size > 1:
