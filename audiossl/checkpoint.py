@@ -13,6 +13,7 @@ is verified on load, so a file damaged on disk or in transfer is refused by name
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -23,6 +24,8 @@ from torch import nn
 from audiossl.atomic import atomic_path
 from audiossl.errors import ConfigError, UserError
 from audiossl.registry import build_model  # re-exported: callers build models through the checkpoint module too
+
+logger = logging.getLogger(__name__)
 
 FORMAT = "audiossl/1"
 FORMAT_VERSION = 1
@@ -160,17 +163,25 @@ def load_failure(err: Exception) -> str:
 def model_from_checkpoint(payload: dict, source: str | os.PathLike) -> nn.Module:
     """The model a checkpoint read from ``source`` describes, with its weights (train mode, as built).
 
-    A config that does not build, or weights that do not fit it (a file of an older audiossl whose
-    model changed since), is a :class:`CheckpointError` naming ``source`` and the weights at fault.
+    A file of a model's ``encoder_only()`` (its weights without the prediction heads and quantizers)
+    gives the whole model, those parts new (logged), as a Hugging Face encoder does. A config that does
+    not build, or weights that do not fit it (a file of an older audiossl whose model changed since),
+    is a :class:`CheckpointError` naming ``source`` and the weights at fault.
     """
+    family, config, weights = payload["family"], payload["config"], payload["model"]
     try:
-        model = build_model(payload["family"], payload["config"])
+        model = build_model(family, config)
     except ConfigError as err:
         raise CheckpointError(f"{source}: its model config does not build: {err}") from None
-    unfit = unfit_weights(model.state_dict(), payload["model"])
+    unfit = unfit_weights(model.state_dict(), weights)
+    if unfit and (bare := build_model(family, config)).encoder_only() is bare:  # a family that drops its heads
+        heads = tuple(set(model.state_dict()) - set(bare.state_dict()))
+        if heads and unfit_weights(model.state_dict(), weights, optional=heads) is None:
+            logger.info("%s: no prediction heads in the file (saved from encoder_only()): they start new", source)
+            unfit = None
     if unfit:
-        raise CheckpointError(f"{source}: its weights do not fit its {payload['family']} config: {unfit}")
-    model.load_state_dict(payload["model"])
+        raise CheckpointError(f"{source}: its weights do not fit its {family} config: {unfit}")
+    model.load_state_dict(weights, strict=not set(model.state_dict()) - set(weights))
     return model
 
 

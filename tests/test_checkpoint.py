@@ -92,6 +92,29 @@ def test_a_checkpoint_whose_model_does_not_build_or_fit_is_refused_by_name(tmp_p
         assert message in capsys.readouterr().err
 
 
+
+def test_a_model_saved_from_encoder_only_loads_with_new_heads(tmp_path, caplog):
+    """encoder_only() drops the quantizer and heads but keeps the config: such a file was refused as missing
+    them; it loads as the whole model with those parts new (as a Hugging Face encoder does), so --init can
+    continue pretraining it. Any other weight missing is still refused."""
+    from audiossl.models.wav2vec2 import Wav2Vec2Config, build_wav2vec2
+
+    torch.manual_seed(0)
+    config = Wav2Vec2Config.tiny()
+    encoder = build_wav2vec2(config).encoder_only().eval()
+    save_checkpoint(tmp_path / "encoder.pt", "wav2vec2", config.to_dict(), encoder.state_dict())
+    with caplog.at_level("INFO"):
+        loaded = load_model(tmp_path / "encoder.pt")
+    assert "no prediction heads in the file (saved from encoder_only()): they start new" in caplog.text
+    assert loaded.quantizer is not None and set(encoder.state_dict()) < set(loaded.state_dict())
+    wavs = torch.randn(1, 4000)
+    assert torch.equal(loaded.extract_features(wavs)[0][-1], encoder.extract_features(wavs)[0][-1])
+    state = {k: v for k, v in encoder.state_dict().items() if k != "mask_embedding"}
+    save_checkpoint(tmp_path / "less.pt", "wav2vec2", config.to_dict(), state)
+    with pytest.raises(CheckpointError, match=r"missing \['mask_embedding', "):
+        load_model(tmp_path / "less.pt")
+
+
 def test_weights_of_a_model_of_another_size_are_named_ten_of_each_kind_at_most(tmp_path):
     """A checkpoint of another size misses hundreds of weights: the message names ten and counts the others."""
     from audiossl.models.hubert import HubertConfig, build_hubert
