@@ -580,18 +580,24 @@ def check_failures(failures: dict[str, str], total: int) -> None:
                              f"(more than {MAX_FAILURE_RATE:.0%}); first: {next(iter(failures.values()))}")
 
 
+def synthesize_missing(jobs: dict[str, tuple[Path, Callable[[], None]]], num_workers: int,
+                       progress: bool) -> dict[str, str]:
+    """Run the job of each utterance ``{utt: (its wav, job writing it)}`` whose wav is missing; returns
+    ``{utt: error}`` for failures (:func:`render_all`, :func:`check_failures`)."""
+    todo = {utt: job for utt, (wav, job) in jobs.items() if not reusable_audio(wav)}
+    log.info("%d utterances planned, %d already synthesized, %d to synthesize",
+             len(jobs), len(jobs) - len(todo), len(todo))
+    failures = render_all(todo, num_workers, progress, "synthesizing")
+    check_failures(failures, len(jobs))
+    return failures
+
+
 def synthesize_all(utts: list[Utterance], corpus_dir: Path, seed: int, num_workers: int = 2,
                    progress: bool = True) -> dict[str, str]:
-    """Synthesize every utterance whose wav is missing; returns ``{utt: error}`` for failures
-    (:func:`check_failures`)."""
-    todo = [u for u in utts if not reusable_audio(wav_path(corpus_dir, u))]
-    log.info("%d utterances planned, %d already synthesized, %d to synthesize",
-             len(utts), len(utts) - len(todo), len(todo))
-    failures = render_all({u.utt: functools.partial(synthesize_utterance, u.voice, u.sentence.spoken,
-                                                    wav_path(corpus_dir, u), seed, u.utt) for u in todo},
-                          num_workers, progress, "synthesizing")
-    check_failures(failures, len(utts))
-    return failures
+    """Synthesize every utterance whose wav is missing (:func:`synthesize_missing`)."""
+    jobs = {u.utt: (wav_path(corpus_dir, u), functools.partial(synthesize_utterance, u.voice, u.sentence.spoken,
+                                                                  wav_path(corpus_dir, u), seed, u.utt)) for u in utts}
+    return synthesize_missing(jobs, num_workers, progress)
 
 
 def wav_path(corpus_dir: Path, utt: Utterance) -> Path:

@@ -63,10 +63,10 @@ import scipy.signal
 import soundfile
 
 from audiossl.atomic import write_text_atomic
-from audiossl.audio import reusable_audio, write_pcm16
+from audiossl.audio import write_pcm16
 from audiossl.corpora import mini_tts
 from audiossl.corpora.mini_tts import (MIN_SECONDS, SAMPLE_RATE, CorpusError, Sentence, SynthesisError, Voice,
-                                       available_voices, check_failures, load_sentences, render_all, sox_command,
+                                       available_voices, load_sentences, sox_command, synthesize_missing,
                                        synthesize_raw)
 from audiossl.corpora.noise import POWER_LAW_EXPONENTS, power_law_noise
 from audiossl.corpora.workers import audio_dir_lock
@@ -335,16 +335,10 @@ def wav_path(audio_dir: Path, utt: Utterance) -> Path:
 
 def synthesize_all(utts: Sequence[Utterance], audio_dir: Path, seed: int, num_workers: int = 2,
                    progress: bool = False) -> dict[str, str]:
-    """Synthesize every utterance whose wav is missing; returns ``{utt: error}`` for failures
-    (:func:`~audiossl.corpora.mini_tts.check_failures`)."""
-    todo = [u for u in utts if not reusable_audio(wav_path(audio_dir, u))]
-    log.info("%d utterances planned, %d already synthesized, %d to synthesize",
-             len(utts), len(utts) - len(todo), len(todo))
-    failures = render_all({u.utt: functools.partial(synthesize_pseudo_utterance, u.speaker, u.sentence.spoken,
-                                                    wav_path(audio_dir, u), seed, u.utt) for u in todo},
-                          num_workers, progress, "synthesizing")
-    check_failures(failures, len(utts))
-    return failures
+    """Synthesize every utterance whose wav is missing (:func:`~audiossl.corpora.mini_tts.synthesize_missing`)."""
+    jobs = {u.utt: (wav_path(audio_dir, u), functools.partial(synthesize_pseudo_utterance, u.speaker, u.sentence.spoken,
+                                                                wav_path(audio_dir, u), seed, u.utt)) for u in utts}
+    return synthesize_missing(jobs, num_workers, progress)
 
 
 def write_split(path: Path, utts: Sequence[Utterance], audio_dir: Path, durations: dict[str, float]) -> None:
