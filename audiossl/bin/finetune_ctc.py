@@ -26,13 +26,11 @@ from pathlib import Path
 
 import torch
 
-from audiossl.checkpoint import load_checkpoint
 from audiossl.data.dataset import UtteranceDataset
-from audiossl.data.kaldi_dir import DataDir
 from audiossl.errors import reports_user_errors
 from audiossl.models.ctc.factory import ctc_over_encoder
-from audiossl.tasks.asr import CtcTask, check_ctc_lengths, fine_tuning_encoder, read_ctc_section, token_targets
-from audiossl.text.tokenizer import build_tokenizer, tokenizer_from_dict
+from audiossl.tasks.asr import (CtcTask, check_ctc_lengths, fine_tuning_encoder, read_ctc_section, run_tokenizer,
+                                token_targets)
 from audiossl.train.config import check_sections, load_run_config, trainer_config
 from audiossl.train.trainer import Trainer, run_origin, run_record
 
@@ -57,12 +55,7 @@ def main(argv=None) -> int:
     train_config = trainer_config(run.get("trainer"))
     encoder = fine_tuning_encoder(args.init, options)
     exp = Path(args.exp_dir)
-    last = exp / "checkpoints" / "last.pt"
-    if last.exists():  # resuming: keep the tokenizer the run started with
-        tokenizer = tokenizer_from_dict(load_checkpoint(last)["config"]["tokenizer"])
-    else:
-        texts = list(DataDir.read(args.train_data).transcripts(args.train_data).values())
-        tokenizer = build_tokenizer(options.tokenizer, texts, options.vocab_size)
+    tokenizer = run_tokenizer(options, args.train_data, exp)
     if args.scratch:
         settings["freeze_encoder_updates"] = 0  # freezing a random encoder would only handicap the control
     torch.manual_seed(train_config.seed)  # reproducible initialisation

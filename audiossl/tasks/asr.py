@@ -4,13 +4,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from audiossl.checkpoint import load_model
+from audiossl.checkpoint import load_checkpoint, load_model
 from audiossl.data.dataset import Batch, UtteranceDataset, sorted_batches
 from audiossl.data.kaldi_dir import DataDir, DataDirError
 from audiossl.config_fields import dataclass_from_dict
@@ -18,7 +19,7 @@ from audiossl.errors import ConfigError
 from audiossl.models.ctc.model import CtcModel, ctc_loss
 from audiossl.models.encoder import SpeechEncoder
 from audiossl.tasks.base import StepOutput, Task
-from audiossl.text.tokenizer import TOKENIZER_KINDS
+from audiossl.text.tokenizer import TOKENIZER_KINDS, Tokenizer, build_tokenizer, tokenizer_from_dict
 from audiossl.text.scoring import error_rates
 
 logger = logging.getLogger(__name__)
@@ -140,6 +141,26 @@ def read_ctc_section(section: dict[str, Any] | None) -> tuple[FineTuningOptions,
     if options.vocab_size is not None and options.vocab_size < 3:
         raise ConfigError(f"ctc.vocab_size is {options.vocab_size}: at least 3 (blank, <unk> and a piece)")
     return options, settings
+
+
+def run_tokenizer(options: FineTuningOptions, train_data: str, exp_dir: Path) -> Tokenizer:
+    """The tokenizer of a fine-tuning run in ``exp_dir``: made as ``options`` say from the transcripts of
+    ``train_data``; resuming, the one the run started with (in ``checkpoints/last.pt``), which ``options``
+    must still describe (a :class:`~audiossl.errors.ConfigError` names the keys that changed)."""
+    last = exp_dir / "checkpoints" / "last.pt"
+    if not last.exists():
+        texts = list(DataDir.read(train_data).transcripts(train_data).values())
+        return build_tokenizer(options.tokenizer, texts, options.vocab_size)
+    tokenizer = tokenizer_from_dict(load_checkpoint(last)["config"]["tokenizer"])
+    then = {"tokenizer": getattr(tokenizer, "model_type", tokenizer.kind),
+            "vocab_size": None if tokenizer.kind == "char" else tokenizer.vocab_size}
+    changed = [f"ctc.{key}: {then[key]!r} then, {getattr(options, key)!r} now"
+               for key in then if then[key] != getattr(options, key)]
+    if changed:
+        raise ConfigError(f"{last}: this run differs from the one that wrote the checkpoint: {'; '.join(changed)}. "
+                          "To resume it, put the old values back; to train with the new ones, give another exp dir "
+                          f"than {exp_dir}")
+    return tokenizer
 
 
 def fine_tuning_encoder(checkpoint: str, options: FineTuningOptions) -> SpeechEncoder:

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, Protocol
 
 import sentencepiece as spm
+from sentencepiece import sentencepiece_model_pb2
 
 from audiossl.errors import ConfigError, UserError
 
@@ -167,6 +168,12 @@ class SentencePieceTokenizer:
     def vocab_size(self) -> int:
         """Number of ids, blank included."""
         return self._sp.get_piece_size()
+
+    @property
+    def model_type(self) -> str:
+        """``"bpe"`` or ``"unigram"``: the SentencePiece ``--model_type`` it was trained with."""
+        spec = sentencepiece_model_pb2.ModelProto.FromString(self.model_proto).trainer_spec
+        return sentencepiece_model_pb2.TrainerSpec.ModelType.Name(spec.model_type).lower()
 
     def encode(self, text: str) -> list[int]:
         """Piece ids of ``text``."""

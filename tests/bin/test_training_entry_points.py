@@ -381,6 +381,24 @@ def test_a_resumed_fine_tuning_from_another_checkpoint_is_refused(fbank_corpus, 
     assert finetune_ctc.main(command("tiny1.pt")[:-1] + scratch) == 0
 
 
+def test_a_fine_tuning_resumed_with_another_tokenizer_is_refused(fbank_corpus, tmp_path, capsys):
+    """The tokenizer comes from last.pt when resuming: another ctc.tokenizer or vocab_size was ignored silently."""
+    from audiossl.bin import finetune_ctc
+
+    exp = tmp_path / "ctc"
+    command = ["--config", str(tmp_path / "ctc.yaml"), "--init", str(tmp_path / "tiny0.pt"), "--train-data",
+               str(fbank_corpus), str(exp)]
+    assert finetune_ctc.main(command) == 0
+    config = (exp / "config.yaml").read_text()
+    capsys.readouterr()
+    assert finetune_ctc.main(["--set", "ctc.tokenizer=bpe", "--set", "ctc.vocab_size=24", *command]) == 1
+    assert (f"error: {exp}/checkpoints/last.pt: this run differs from the one that wrote the checkpoint: "
+            "ctc.tokenizer: 'char' then, 'bpe' now; ctc.vocab_size: None then, 24 now. To resume it"
+            in capsys.readouterr().err)
+    assert (exp / "config.yaml").read_text() == config
+    assert finetune_ctc.main(command) == 0
+
+
 def test_label_ids_beyond_the_model_s_classes_are_refused_before_training(fbank_corpus, tmp_path, capsys):
     """Labels of more clusters than num_classes failed the first batch holding one, after hours of training."""
     from audiossl.bin import pretrain

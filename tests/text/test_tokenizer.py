@@ -105,8 +105,9 @@ def test_unknown_character_never_blank() -> None:
 def test_build_tokenizer() -> None:
     assert isinstance(build_tokenizer("char", TEXTS), CharTokenizer)
     bpe = build_tokenizer("bpe", TEXTS, vocab_size=40)
-    assert isinstance(bpe, SentencePieceTokenizer) and bpe.vocab_size == 40
-    assert isinstance(build_tokenizer("unigram", TEXTS, vocab_size=40), SentencePieceTokenizer)
+    assert isinstance(bpe, SentencePieceTokenizer) and (bpe.vocab_size, bpe.model_type) == (40, "bpe")
+    unigram = build_tokenizer("unigram", TEXTS, vocab_size=40)
+    assert isinstance(unigram, SentencePieceTokenizer) and unigram.model_type == "unigram"
     with pytest.raises(ValueError, match="vocab_size"):
         build_tokenizer("bpe", TEXTS)
     with pytest.raises(ValueError, match="vocab_size"):
