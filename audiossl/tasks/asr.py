@@ -15,7 +15,7 @@ from audiossl.checkpoint import load_checkpoint, load_model
 from audiossl.data.dataset import Batch, UtteranceDataset, sorted_batches
 from audiossl.data.kaldi_dir import DataDir, DataDirError
 from audiossl.config_fields import dataclass_from_dict
-from audiossl.errors import ConfigError
+from audiossl.errors import ConfigError, UserError
 from audiossl.models.ctc.model import CtcModel, ctc_loss
 from audiossl.models.encoder import SpeechEncoder
 from audiossl.tasks.base import StepOutput, Task
@@ -150,7 +150,12 @@ def run_tokenizer(options: FineTuningOptions, train_data: str, exp_dir: Path) ->
     last = exp_dir / "checkpoints" / "last.pt"
     if not last.exists():
         texts = list(DataDir.read(train_data).transcripts(train_data).values())
-        return build_tokenizer(options.tokenizer, texts, options.vocab_size)
+        try:
+            return build_tokenizer(options.tokenizer, texts, options.vocab_size)
+        except ConfigError:  # a vocab_size the transcripts cannot give: the config names it
+            raise
+        except UserError as err:  # the transcripts' fault: name their file
+            raise DataDirError(f"{train_data}/text: {err}") from None
     tokenizer = tokenizer_from_dict(load_checkpoint(last)["config"]["tokenizer"])
     then = {"tokenizer": getattr(tokenizer, "model_type", tokenizer.kind),
             "vocab_size": None if tokenizer.kind == "char" else tokenizer.vocab_size}

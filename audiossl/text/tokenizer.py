@@ -73,12 +73,13 @@ class CharTokenizer:
 
     @classmethod
     def train(cls, texts: Iterable[str]) -> CharTokenizer:
-        """Vocabulary of every non-space character in ``texts``."""
+        """Vocabulary of every non-space character in ``texts``; a :class:`UserError` quotes a transcript
+        that holds ``|``."""
         letters: set[str] = set()
         for text in texts:
+            if "|" in text:
+                raise UserError(f"a transcript holds '|', the word boundary token, which transcripts may not: '{text}'")
             letters.update("".join(text.split()))
-        if "|" in letters:
-            raise ValueError("transcripts may not contain '|': it is the word boundary token")
         return cls(cls.SPECIALS + tuple(sorted(letters)))
 
     @property

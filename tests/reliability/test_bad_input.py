@@ -176,3 +176,17 @@ def test_an_empty_transcript_is_trained_on_and_noted_once(tmp_path, caplog):
     assert targets["s-u1"] == [] and len(targets["s-u2"]) == 5
     assert [r.getMessage() for r in caplog.records] == [f"{path}/text: 1 empty transcript(s), trained on as all "
                                                         "blank: s-u1"]
+
+
+def test_a_training_transcript_that_cannot_make_a_tokenizer_is_named_with_its_file(tmp_path):
+    """A '|' in a char tokenizer's training text was a ValueError traceback naming no file."""
+    from audiossl.tasks.asr import FineTuningOptions, run_tokenizer
+
+    path = data_dir(tmp_path, synth_speechlike(1.0, seed=0))
+    (path / "text").write_text("s-u1 HELLO | WORLD\ns-u2 HELLO\n")
+    with pytest.raises(UserError, match=re.escape(f"{path}/text: a transcript holds '|', the word boundary token, "
+                                                  "which transcripts may not: 'HELLO | WORLD'")):
+        run_tokenizer(FineTuningOptions(), str(path), tmp_path / "exp")
+    (path / "text").write_text("s-u1\ns-u2  \n")
+    with pytest.raises(UserError, match=re.escape(f"{path}/text: no non-empty transcripts to train a tokenizer on")):
+        run_tokenizer(FineTuningOptions(tokenizer="bpe", vocab_size=10), str(path), tmp_path / "exp")

@@ -7,6 +7,7 @@ import json
 import pytest
 import sentencepiece as spm
 
+from audiossl.errors import UserError
 from audiossl.text.tokenizer import (
     BLANK_ID,
     CharTokenizer,
@@ -44,7 +45,7 @@ def test_char_unknown_characters_and_blanks() -> None:
     assert tok.decode(ids) == "AB<unk> A<unk>B"
     # CTC output with blanks and stray word boundaries decodes to clean single-spaced text.
     assert tok.decode([0, 2, 3, 0, 2, 2, 4, 2]) == "A B"
-    with pytest.raises(ValueError, match="'\\|'"):
+    with pytest.raises(UserError, match="a transcript holds '\\|', the word boundary token.*: 'A\\|B'"):
         CharTokenizer.train(["A|B"])
 
 
