@@ -48,8 +48,8 @@ class CtcTask(Task):
                 for utt, t, n in zip(batch.utterances, batch.targets, batch.target_lengths)}
         rates = error_rates(refs, hyps)
         return {"loss": float(loss_sum), "tokens": float(batch.target_lengths.sum()),
-                "utterances": float(batch.size), "word_errors": rates.wer * rates.num_words,
-                "words": float(rates.num_words), "char_errors": rates.cer * rates.num_chars,
+                "utterances": float(batch.size), "word_errors": float(rates.word_errors),
+                "words": float(rates.num_words), "char_errors": float(rates.char_errors),
                 "chars": float(rates.num_chars)}
 
     def summarize(self, sums: dict[str, float]) -> dict[str, float]:

@@ -37,6 +37,16 @@ class ErrorRates:
     num_utts: int
     missing: list[str] = field(default_factory=list)
 
+    @property
+    def word_errors(self) -> int:
+        """Substituted, deleted and inserted words: ``wer * num_words`` where there are reference words."""
+        return self.substitutions + self.deletions + self.insertions
+
+    @property
+    def char_errors(self) -> int:
+        """Substituted, deleted and inserted characters."""
+        return self.char_substitutions + self.char_deletions + self.char_insertions
+
 
 @dataclass
 class _UttScore:

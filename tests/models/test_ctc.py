@@ -128,3 +128,19 @@ def test_checkpoint_round_trip_transcribe(tmp_path):
     hidden, frames = loaded.extract_features(wavs, lengths)
     assert len(hidden) == loaded.encoder.config.encoder.num_layers + 1 and frames.tolist() == [39, 27]
     assert loaded.hidden_sizes == [h.shape[-1] for h in hidden]
+
+
+def test_validation_counts_the_words_inserted_where_every_reference_is_empty(monkeypatch):
+    """A batch of empty transcripts (silences) has no reference word: its insertions counted as 0."""
+    model, tokenizer = tiny_ctc()
+    wavs = [torch.from_numpy(synth_speechlike(s, i)) for i, s in enumerate((1.0, 0.6))]
+    fbanks = [waveform_to_fbank(w[None], torch.tensor([len(w)]))[0][0] for w in wavs]
+    silences = collate([(f"s{i}", f, torch.tensor([], dtype=torch.long)) for i, f in enumerate(fbanks)])
+    monkeypatch.setattr(model, "decode", lambda log_probs, frames: ["A B", "OK"])
+    task = CtcTask()
+    with torch.no_grad():
+        sums = task.valid_step(model.eval(), silences, None)
+        speech = task.valid_step(model, toy_batch(tokenizer), None)   # scored apart, then summed over the dev set
+    assert (sums["word_errors"], sums["words"], sums["char_errors"], sums["chars"]) == (3.0, 0.0, 5.0, 0.0)
+    summary = task.summarize({key: sums[key] + speech[key] for key in sums})
+    assert summary["wer"] == 100 * (3 + speech["word_errors"]) / speech["words"]
