@@ -89,12 +89,15 @@ def ctc_outputs(model: CtcModel, data: UtteranceDataset, batch_seconds: float,
 
 
 def check_ctc_lengths(dataset: UtteranceDataset, model: CtcModel, name: str) -> None:
-    """CTC needs at least one frame per token; name the first utterance that has fewer."""
+    """CTC needs a frame per token and one more for the blank between two same tokens in a row ("LL");
+    name the first utterance that has fewer (its loss would be infinite, counted as zero: never learnt)."""
     frames = model.num_frames(torch.tensor(dataset.lengths)).tolist()
     for utt, count in zip(dataset.utterances, frames):
-        tokens = len(dataset.targets[utt])
-        if tokens > count:
-            raise DataDirError(f"{name}: utterance '{utt}' has {tokens} tokens but only {count} frames")
+        ids = dataset.targets[utt]
+        needed = len(ids) + sum(a == b for a, b in zip(ids, ids[1:]))
+        if needed > count:
+            raise DataDirError(f"{name}: utterance '{utt}' has {len(ids)} tokens, which CTC aligns to at least "
+                               f"{needed} frames (a blank between repeated ones), but only {count} frames")
 
 
 @dataclass

@@ -1,17 +1,20 @@
 """CTC ASR model: shapes, freezing, learning a toy task, checkpoint round trip with transcribe."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 from audiossl.checkpoint import build_model, load_model, save_checkpoint
 from audiossl.data.dataset import collate
+from audiossl.data.kaldi_dir import DataDirError
 from audiossl.models.ctc.config import CtcConfig
 from audiossl.models.ctc.model import ctc_loss
 from audiossl.models.hubert import HubertConfig
 from audiossl.models.hubert import model as hubert_model
 from audiossl.nn.frontends import waveform_to_fbank
-from audiossl.tasks.asr import CtcTask
+from audiossl.tasks.asr import CtcTask, check_ctc_lengths
 from audiossl.text.lexicon_decode import LexiconDecoder
 from audiossl.text.ngram import train_arpa, write_lexicon
 from audiossl.text.tokenizer import build_tokenizer
@@ -144,3 +147,15 @@ def test_validation_counts_the_words_inserted_where_every_reference_is_empty(mon
     assert (sums["word_errors"], sums["words"], sums["char_errors"], sums["chars"]) == (3.0, 0.0, 5.0, 0.0)
     summary = task.summarize({key: sums[key] + speech[key] for key in sums})
     assert summary["wer"] == 100 * (3 + speech["word_errors"]) / speech["words"]
+
+
+def test_an_utterance_of_repeated_tokens_with_a_frame_per_token_is_refused_before_training():
+    """"LL" needs a blank between its letters: with a frame per token the CTC loss was infinite, counted as zero."""
+    model, tokenizer = tiny_ctc()
+    frames = int(model.num_frames(torch.tensor([100])))
+    fits, repeats = [3, 4] * (frames // 2) + [3] * (frames % 2), [3] * frames
+    data = SimpleNamespace(utterances=["u1", "u2"], lengths=[100, 100], targets={"u1": fits, "u2": repeats})
+    with pytest.raises(DataDirError, match=f"data/text: utterance 'u2' has {frames} tokens, which CTC aligns to at "
+                                           f"least {2 * frames - 1} frames .*, but only {frames} frames"):
+        check_ctc_lengths(data, model, "data/text")
+    check_ctc_lengths(SimpleNamespace(utterances=["u1"], lengths=[100], targets={"u1": fits}), model, "data/text")
