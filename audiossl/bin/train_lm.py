@@ -2,7 +2,8 @@
 
     python -m audiossl.bin.train_lm [--order 3] [--exclude-data DIR]... <text> <lm-dir>
 
-<text> has one normalized sentence per line (the corpus's text resource). Every sentence that
+<text> has one normalized sentence per line (the corpus's text resource), read as the
+transcripts are tokenized (accents composed, Unicode NFC). Every sentence that
 is the transcript of an utterance in an --exclude-data dir (the dev and test sets) is dropped,
 so that the LM has never seen a test sentence. Writes <lm-dir>/lm.arpa (interpolated
 Kneser-Ney), lexicon.txt (every word of the kept text) and, last, info.json, and prints, for each
@@ -21,6 +22,7 @@ from audiossl.data.kaldi_dir import DataDir, DataDirError
 from audiossl.errors import reports_user_errors
 from audiossl.text.lexicon_decode import LEXICON_FILE, LM_FILE
 from audiossl.text.ngram import LMError, train_arpa, write_lexicon
+from audiossl.text.tokenizer import normalize_transcript
 
 INFO_FILE = "info.json"
 
@@ -44,10 +46,10 @@ def main(argv=None) -> int:
     parser.add_argument("lm_dir")
     args = parser.parse_args(argv)
     held_out = {name: held_out_text(name) for name in args.exclude_data}
-    excluded = {" ".join(t.split()) for texts in held_out.values() for t in texts.values()}
+    excluded = {normalize_transcript(t) for texts in held_out.values() for t in texts.values()}
     try:
         with open(args.text, encoding="utf-8") as f:
-            lines = [" ".join(line.split()) for line in f]
+            lines = [normalize_transcript(line) for line in f]
     except UnicodeDecodeError as err:
         raise LMError(f"{args.text}: not UTF-8 text ({err})") from None
     sentences = [line for line in lines if line]
@@ -65,7 +67,7 @@ def main(argv=None) -> int:
     num_words = write_lexicon(vocab, lm_dir / LEXICON_FILE)
     oov = {}
     for name, texts in held_out.items():
-        words = [w for t in texts.values() for w in t.split()]
+        words = [w for t in texts.values() for w in normalize_transcript(t).split()]
         oov[name] = sum(w not in vocab for w in words) / max(len(words), 1)
     info = {"text": args.text, "order": args.order, "sentences": len(kept), "held_out": list(held_out),
             "dropped_as_held_out": len(sentences) - len(kept), "lexicon_words": num_words,

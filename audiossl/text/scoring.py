@@ -1,8 +1,9 @@
 """Word and character error rates (with jiwer) and Kaldi-style decode directories.
 
-Whitespace runs count as one space and ends are stripped before scoring. The CER counts
-the spaces between words as characters (jiwer's and Hugging Face's convention for
-letter-based ASR).
+References and hypotheses are scored as :func:`~audiossl.text.tokenizer.normalize_transcript`
+gives them: whitespace runs count as one space, ends are stripped and accents are composed
+(NFC). The CER counts the spaces between words as characters (jiwer's and Hugging Face's
+convention for letter-based ASR).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import jiwer
 
 from audiossl.data.kaldi_dir import write_table
+from audiossl.text.tokenizer import normalize_transcript
 
 
 @dataclass
@@ -90,8 +92,8 @@ def write_decode_dir(decode_dir: str | os.PathLike, refs: dict[str, str], hyps: 
     rates, utt_scores = _score(refs, hyps)
     decode_dir = Path(decode_dir)
     decode_dir.mkdir(parents=True, exist_ok=True)
-    write_table(decode_dir / "ref.txt", {utt: _normalize(text) for utt, text in refs.items()})
-    write_table(decode_dir / "hyp.txt", {utt: _normalize(hyps.get(utt, "")) for utt in refs})
+    write_table(decode_dir / "ref.txt", {utt: normalize_transcript(text) for utt, text in refs.items()})
+    write_table(decode_dir / "hyp.txt", {utt: normalize_transcript(hyps.get(utt, "")) for utt in refs})
     scored = f"Scored {rates.num_utts} sentences, {len(rates.missing)} not present in hyp.\n"
     (decode_dir / "wer").write_text(
         _kaldi_line(rates.wer, rates.num_words, rates.insertions, rates.deletions, rates.substitutions, tag) + scored,
@@ -119,8 +121,8 @@ def _score(refs: dict[str, str], hyps: dict[str, str]) -> tuple[ErrorRates, list
         shown = ", ".join(extra[:10]) + (f" and {len(extra) - 10} more" if len(extra) > 10 else "")
         raise ValueError(f"{len(extra)} hypotheses have no reference: {shown}")
     utts = sorted(refs)
-    ref_texts = [_normalize(refs[u]) for u in utts]
-    hyp_texts = [_normalize(hyps.get(u, "")) for u in utts]
+    ref_texts = [normalize_transcript(refs[u]) for u in utts]
+    hyp_texts = [normalize_transcript(hyps.get(u, "")) for u in utts]
     words = jiwer.process_words(ref_texts, hyp_texts)
     chars = jiwer.process_characters(ref_texts, hyp_texts)
     utt_scores = [_UttScore(utt, _columns(ref, hyp, chunks))
@@ -156,7 +158,3 @@ def _columns(ref: list[str], hyp: list[str], chunks: list) -> list[tuple[str, st
 def _kaldi_line(rate: float, num: int, ins: int, dels: int, subs: int, tag: str) -> str:
     line = f"%WER {100 * rate:.2f} [ {ins + dels + subs} / {num}, {ins} ins, {dels} del, {subs} sub ]"
     return f"{line} {tag}\n" if tag else line + "\n"
-
-
-def _normalize(text: str) -> str:
-    return " ".join(text.split())

@@ -1,7 +1,9 @@
 """Tokenizers for CTC ASR: characters or SentencePiece pieces, the CTC blank at id 0.
 
 Transcripts are normalized upper case (``A``-``Z``, apostrophe, space; other languages
-may add letters). Runs of whitespace count as one space on both encode and decode.
+may add letters). Text is read as :func:`normalize_transcript` gives it: runs of whitespace
+count as one space, and accented letters are composed (Unicode NFC), so that an ``É``
+typed as ``E`` and a combining accent (NFD, as some tools write it) is the same letter.
 
 A tokenizer is stored inside model checkpoints as a plain JSON-able dict
 (:meth:`to_dict`) and rebuilt by :func:`tokenizer_from_dict`, so no side files are needed.
@@ -11,6 +13,7 @@ from __future__ import annotations
 import base64
 import io
 import random
+import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, Protocol
 
@@ -22,6 +25,12 @@ from audiossl.errors import ConfigError, UserError
 BLANK_ID = 0
 TOKENIZER_KINDS = ("char", "bpe", "unigram")  # what build_tokenizer trains
 """Id of the CTC blank in every tokenizer (fairseq's ``<pad>``/HF's ``pad_token`` in wav2vec2 CTC)."""
+
+
+def normalize_transcript(text: str) -> str:
+    """``text`` in Unicode NFC (composed accents), single-spaced and stripped: how transcripts are
+    tokenized, scored and counted in an LM."""
+    return " ".join(unicodedata.normalize("NFC", text).split())
 
 
 class Tokenizer(Protocol):
@@ -79,7 +88,7 @@ class CharTokenizer:
         for text in texts:
             if "|" in text:
                 raise UserError(f"a transcript holds '|', the word boundary token, which transcripts may not: '{text}'")
-            letters.update("".join(text.split()))
+            letters.update(normalize_transcript(text).replace(" ", ""))
         return cls(cls.SPECIALS + tuple(sorted(letters)))
 
     @property
@@ -90,7 +99,7 @@ class CharTokenizer:
     def encode(self, text: str) -> list[int]:
         """Letter ids with :attr:`WORD_ID` between words (none at the ends)."""
         ids: list[int] = []
-        for n, word in enumerate(text.split()):
+        for n, word in enumerate(normalize_transcript(text).split()):
             if n:
                 ids.append(self.WORD_ID)
             ids.extend(self._letter_ids.get(c, self.UNK_ID) for c in word)
@@ -146,7 +155,7 @@ class SentencePieceTokenizer:
         """
         if model_type not in ("bpe", "unigram"):
             raise ValueError(f"model_type must be 'bpe' or 'unigram', got {model_type!r}")
-        sentences = [s for s in (" ".join(t.split()) for t in texts) if s]
+        sentences = [s for s in map(normalize_transcript, texts) if s]
         if not sentences:
             raise UserError("no non-empty transcripts to train a tokenizer on")
         if max_sentences is not None and len(sentences) > max_sentences:
@@ -178,7 +187,7 @@ class SentencePieceTokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Piece ids of ``text``."""
-        return self._sp.encode(" ".join(text.split()), out_type=int)
+        return self._sp.encode(normalize_transcript(text), out_type=int)
 
     def decode(self, ids: Sequence[int]) -> str:
         """Detokenized text; blanks skipped, spaces collapsed."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import unicodedata
 
 import pytest
 
@@ -90,3 +91,19 @@ def test_lm_options_that_would_be_ignored_or_overwrite_the_decode_are_usage_erro
     with pytest.raises(SystemExit) as exited:
         decode_ctc.main([*options, "m.pt", "data", "decode"])
     assert exited.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_lm_text_with_combining_accents_is_read_as_the_composed_transcripts(tmp_path):
+    """An LM text in NFD (combining accents) kept the test sentence an NFC transcript held out, and its lexicon
+    spelt words in letters the tokenizer has not (É as E and an accent): the search left them out."""
+    nfc = [unicodedata.normalize("NFC", s) for s in ("EL CAFÉ ESTÁ AQUÍ", *SENTENCES)]
+    (tmp_path / "text.txt").write_text("\n".join(unicodedata.normalize("NFD", s) for s in nfc) + "\n")
+    test = tmp_path / "test"
+    test.mkdir()
+    write_table(test / "text", {"u1": nfc[0], "u2": unicodedata.normalize("NFC", "THE CAFÉ")})
+    assert train_lm.main(["--order", "2", "--exclude-data", str(test), str(tmp_path / "text.txt"),
+                          str(tmp_path / "lm")]) == 0
+    info = json.loads((tmp_path / "lm" / "info.json").read_text())
+    assert info["dropped_as_held_out"] == 1 and info["oov_rate"][str(test)] == 5 / 6   # all but THE
+    lexicon = (tmp_path / "lm" / "lexicon.txt").read_text()
+    assert lexicon == unicodedata.normalize("NFC", lexicon) and "\u0301" not in (tmp_path / "lm" / "lm.arpa").read_text()

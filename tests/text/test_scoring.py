@@ -1,6 +1,7 @@
 """WER/CER on hand-computed examples and the Kaldi-style decode dir files."""
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,10 @@ def test_decode_dir_files(tmp_path: Path) -> None:
 def test_decode_dir_without_tag(tmp_path: Path) -> None:
     write_decode_dir(tmp_path, {"a": "X Y"}, {"a": "X Y"})
     assert (tmp_path / "wer").read_text().splitlines()[0] == "%WER 0.00 [ 0 / 2, 0 ins, 0 del, 0 sub ]"
+
+
+def test_accents_composed_or_not_score_as_the_same_letters() -> None:
+    """A reference in NFD (E and a combining accent) against a hypothesis in NFC scored a wrong word."""
+    composed = unicodedata.normalize("NFC", "CAFÉ CON LECHE")
+    rates = error_rates({"u1": unicodedata.normalize("NFD", composed)}, {"u1": composed})
+    assert (rates.wer, rates.cer, rates.num_chars) == (0.0, 0.0, len(composed))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import unicodedata
 
 import pytest
 import sentencepiece as spm
@@ -127,3 +128,14 @@ def _plain_sentencepiece_model() -> bytes:
     spm.SentencePieceTrainer.train(sentence_iterator=iter(TEXTS), model_writer=model, vocab_size=40,
                                    minloglevel=2)
     return model.getvalue()
+
+
+@pytest.mark.parametrize("kind, vocab_size", [("char", None), ("bpe", 40)])
+def test_accents_composed_or_not_are_the_same_tokens(kind: str, vocab_size: int | None) -> None:
+    """Transcripts of two sources, one with composed accents (NFC), one with combining ones (NFD): the char
+    vocabulary had É and the combining accent apart, and NFD text encoded as E then <unk>."""
+    composed = [unicodedata.normalize("NFC", t) for t in ("CAFÉ CON LECHE", "ÁRBOL Y CAMIÓN", "ÑANDÚ")] + TEXTS
+    tokenizer = build_tokenizer(kind, [unicodedata.normalize("NFD", composed[0]), *composed[1:]], vocab_size)
+    for text in composed[:3]:
+        ids = tokenizer.encode(unicodedata.normalize("NFD", text))
+        assert ids == tokenizer.encode(text) and CharTokenizer.UNK_ID not in ids and tokenizer.decode(ids) == text
