@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from audiossl.data.dataset import UtteranceDataset
+from audiossl.data.kaldi_dir import DataDir
 from audiossl.errors import reports_user_errors
 from audiossl.models.ctc.factory import ctc_over_encoder
 from audiossl.tasks.asr import (CtcTask, check_ctc_lengths, fine_tuning_encoder, read_ctc_section, run_tokenizer,
@@ -70,7 +71,8 @@ def main(argv=None) -> int:
     logging.info("CTC %s: %s encoder (%s), %d %s tokens, %d training utterances",
                  "from scratch" if args.scratch else "fine-tuning", model.config.encoder_family, args.init,
                  tokenizer.vocab_size, options.tokenizer, len(train))
-    Trainer(CtcTask(), model, train, valid, train_config, exp,
+    references = DataDir.read(args.valid_data).transcripts(args.valid_data) if args.valid_data else {}
+    Trainer(CtcTask(references), model, train, valid, train_config, exp,
             origin=run_origin(args.init, not args.scratch),
             run_config=run_record(run, args)).fit()
     return 0

@@ -19,16 +19,25 @@ from audiossl.errors import ConfigError, UserError
 from audiossl.models.ctc.model import CtcModel, ctc_loss
 from audiossl.models.encoder import SpeechEncoder
 from audiossl.tasks.base import StepOutput, Task
-from audiossl.text.tokenizer import TOKENIZER_KINDS, Tokenizer, build_tokenizer, tokenizer_from_dict
+from audiossl.text.tokenizer import (TOKENIZER_KINDS, UNK_ID, Tokenizer, build_tokenizer, normalize_transcript,
+                                    tokenizer_from_dict)
 from audiossl.text.scoring import error_rates
 
 logger = logging.getLogger(__name__)
 
 
 class CtcTask(Task):
-    """Loss per target token; the encoder is frozen for ``freeze_encoder_updates`` first updates."""
+    """Loss per target token; the encoder is frozen for ``freeze_encoder_updates`` first updates.
+
+    Args:
+        references: ``{utt: transcript}`` of the dev set, which its WER and CER score; an utterance not
+            there is scored against its tokens decoded back, where a character the tokenizer lacks is ``<unk>``.
+    """
 
     find_unused_parameters = True  # a frozen encoder gets no gradient
+
+    def __init__(self, references: dict[str, str] | None = None) -> None:
+        self.references = dict(references or {})
 
     def before_update(self, model: CtcModel, update: int) -> None:
         model.encoder_frozen = update < model.config.freeze_encoder_updates
@@ -44,7 +53,7 @@ class CtcTask(Task):
         log_probs, frames = model(batch.inputs, batch.lengths)
         loss_sum = ctc_loss(log_probs, frames, batch.targets, batch.target_lengths)
         hyps = dict(zip(batch.utterances, model.decode(log_probs, frames)))
-        refs = {utt: model.tokenizer.decode(t[:n].tolist())
+        refs = {utt: self.references[utt] if utt in self.references else model.tokenizer.decode(t[:n].tolist())
                 for utt, t, n in zip(batch.utterances, batch.targets, batch.target_lengths)}
         rates = error_rates(refs, hyps)
         return {"loss": float(loss_sum), "tokens": float(batch.target_lengths.sum()),
@@ -67,13 +76,22 @@ def token_targets(data_dir, tokenizer) -> dict[str, list[int]]:
     """Token ids of each utterance's transcript (the data dir's ``text``, one line per utterance).
 
     An empty transcript is legal (Kaldi allows it: the utterance is trained towards blanks) and is
-    logged once, with the utterances that have one."""
+    logged once, with the utterances that have one; so are transcripts with characters the tokenizer
+    lacks (a dev set's, unseen in training), which encode as ``<unk>``."""
     texts = DataDir.read(data_dir).transcripts(data_dir)
     empty = [utt for utt, text in texts.items() if not text.strip()]
     if empty:
         logger.warning("%s/text: %d empty transcript(s), trained on as all blank: %s%s", data_dir, len(empty),
                        ", ".join(empty[:10]), ", ..." if len(empty) > 10 else "")
-    return {utt: tokenizer.encode(text) for utt, text in texts.items()}
+    targets = {utt: tokenizer.encode(text) for utt, text in texts.items()}
+    unknown = [utt for utt, ids in targets.items() if UNK_ID in ids]
+    if unknown:
+        chars = sorted({c for utt in unknown for c in normalize_transcript(texts[utt]).replace(" ", "")
+                        if UNK_ID in tokenizer.encode(c)})
+        logger.warning("%s/text: %d transcript(s) with characters the tokenizer lacks (%s), encoded as <unk>: %s%s",
+                       data_dir, len(unknown), " ".join(chars), ", ".join(unknown[:10]),
+                       ", ..." if len(unknown) > 10 else "")
+    return targets
 
 
 @torch.no_grad()

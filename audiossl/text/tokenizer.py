@@ -23,8 +23,10 @@ from sentencepiece import sentencepiece_model_pb2
 from audiossl.errors import ConfigError, UserError
 
 BLANK_ID = 0
-TOKENIZER_KINDS = ("char", "bpe", "unigram")  # what build_tokenizer trains
 """Id of the CTC blank in every tokenizer (fairseq's ``<pad>``/HF's ``pad_token`` in wav2vec2 CTC)."""
+UNK_ID = 1
+"""Id of ``<unk>`` in every tokenizer: what a character unseen in training encodes as."""
+TOKENIZER_KINDS = ("char", "bpe", "unigram")  # what build_tokenizer trains
 
 
 def normalize_transcript(text: str) -> str:
@@ -66,7 +68,7 @@ class CharTokenizer:
 
     kind: ClassVar[str] = "char"
     SPECIALS: ClassVar[tuple[str, str, str]] = ("<blank>", "<unk>", "|")
-    UNK_ID: ClassVar[int] = 1
+    UNK_ID: ClassVar[int] = UNK_ID
     WORD_ID: ClassVar[int] = 2
 
     def __init__(self, tokens: Sequence[str]) -> None:
@@ -166,7 +168,7 @@ class SentencePieceTokenizer:
             spm.SentencePieceTrainer.train(
                 sentence_iterator=iter(sentences), model_writer=model, vocab_size=vocab_size,
                 model_type=model_type, character_coverage=1.0, normalization_rule_name="identity",
-                pad_id=BLANK_ID, pad_piece="<blank>", unk_id=1, bos_id=-1, eos_id=-1,
+                pad_id=BLANK_ID, pad_piece="<blank>", unk_id=UNK_ID, bos_id=-1, eos_id=-1,
                 input_sentence_size=0, minloglevel=2,
             )
         except RuntimeError as err:  # e.g. a vocab_size under the characters seen, or over what the text holds

@@ -159,3 +159,13 @@ def test_an_utterance_of_repeated_tokens_with_a_frame_per_token_is_refused_befor
                                            f"least {2 * frames - 1} frames .*, but only {frames} frames"):
         check_ctc_lengths(data, model, "data/text")
     check_ctc_lengths(SimpleNamespace(utterances=["u1"], lengths=[100], targets={"u1": fits}), model, "data/text")
+
+
+def test_the_dev_error_rates_score_the_transcripts_not_their_tokens(monkeypatch):
+    """A dev letter unseen in training decoded back from its tokens as "<unk>": five reference characters for one."""
+    model, tokenizer = tiny_ctc()
+    batch = toy_batch(tokenizer)
+    monkeypatch.setattr(model, "decode", lambda log_probs, frames: ["HELLO WORLD", "A B", "OK"])
+    with torch.no_grad():
+        sums = CtcTask({"u1": "A É"}).valid_step(model.eval(), batch, None)
+    assert (sums["char_errors"], sums["chars"], sums["word_errors"], sums["words"]) == (1.0, 16.0, 1.0, 5.0)

@@ -190,3 +190,18 @@ def test_a_training_transcript_that_cannot_make_a_tokenizer_is_named_with_its_fi
     (path / "text").write_text("s-u1\ns-u2  \n")
     with pytest.raises(UserError, match=re.escape(f"{path}/text: no non-empty transcripts to train a tokenizer on")):
         run_tokenizer(FineTuningOptions(tokenizer="bpe", vocab_size=10), str(path), tmp_path / "exp")
+
+
+@pytest.mark.parametrize("kind, vocab_size", [("char", None), ("bpe", 12)])
+def test_transcripts_with_characters_the_tokenizer_lacks_are_noted_once(tmp_path, caplog, kind, vocab_size):
+    """A dev set's letters unseen in training encode as <unk>: logged with the letters and the utterances."""
+    from audiossl.tasks.asr import token_targets
+    from audiossl.text.tokenizer import UNK_ID, build_tokenizer
+
+    path = data_dir(tmp_path, synth_speechlike(1.0, seed=0))
+    (path / "text").write_text("s-u1 HOLA ÑANDÚ\ns-u2 HELLO\n")
+    with caplog.at_level(logging.WARNING, logger="audiossl.tasks.asr"):
+        targets = token_targets(path, build_tokenizer(kind, ["HELLO HOLA", "AND DO"] * 3, vocab_size))
+    assert UNK_ID in targets["s-u1"] and UNK_ID not in targets["s-u2"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}/text: 1 transcript(s) with characters the tokenizer lacks (Ñ Ú), encoded as <unk>: s-u1"]
