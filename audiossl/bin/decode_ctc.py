@@ -31,10 +31,9 @@ from pathlib import Path
 
 from audiossl.bin.arguments import positive_float, positive_int
 from audiossl.checkpoint import CheckpointError, load_model
-from audiossl.data.dataset import UtteranceDataset
 from audiossl.errors import reports_user_errors
 from audiossl.models.ctc.model import CtcModel
-from audiossl.tasks.asr import ctc_outputs
+from audiossl.tasks.asr import ctc_dataset, ctc_outputs
 from audiossl.text.lexicon_decode import check_char_tokens, check_lm_dir
 from audiossl.text.lm_search import decode_with_lm, lm_grid, write_decode
 from audiossl.text.ngram import LMError
@@ -95,7 +94,7 @@ def main(argv=None) -> int:
     if args.chunk_frames is not None:
         model.set_attention_chunk(args.chunk_frames)
         streaming = {"chunk_frames": args.chunk_frames, "latency_s": args.chunk_frames / model.frame_rate}
-    data = UtteranceDataset(args.data_dir, model.input_kind, num_mel_bins=model.num_mel_bins)
+    data = ctc_dataset(args.data_dir, model)
     refs = data.data.transcripts(args.data_dir)
     outputs = ctc_outputs(model, data, args.batch_seconds, progress=sys.stderr.isatty())
     hyps = {u: h for utts, lp, fr in outputs for u, h in zip(utts, model.decode(lp, fr, args.beam_size))}

@@ -26,12 +26,11 @@ from pathlib import Path
 
 import torch
 
-from audiossl.data.dataset import UtteranceDataset
 from audiossl.data.kaldi_dir import DataDir
 from audiossl.errors import reports_user_errors
 from audiossl.models.ctc.factory import ctc_over_encoder
-from audiossl.tasks.asr import (CtcTask, check_ctc_lengths, fine_tuning_encoder, read_ctc_section, run_tokenizer,
-                                token_targets)
+from audiossl.tasks.asr import (CtcTask, check_ctc_lengths, ctc_dataset, fine_tuning_encoder, read_ctc_section,
+                                run_tokenizer, token_targets)
 from audiossl.train.config import check_sections, load_run_config, trainer_config
 from audiossl.train.trainer import Trainer, run_origin, run_record
 
@@ -61,13 +60,11 @@ def main(argv=None) -> int:
         settings["freeze_encoder_updates"] = 0  # freezing a random encoder would only handicap the control
     torch.manual_seed(train_config.seed)  # reproducible initialisation
     model = ctc_over_encoder(encoder, tokenizer, settings, copy_weights=not args.scratch)
-    train = UtteranceDataset(args.train_data, model.input_kind, token_targets(args.train_data, tokenizer),
-                             targets_name=f"{args.train_data}/text", num_mel_bins=model.num_mel_bins)
+    train = ctc_dataset(args.train_data, model, token_targets(args.train_data, tokenizer))
     check_ctc_lengths(train, model, f"{args.train_data}/text")
     valid = None
     if args.valid_data:
-        valid = UtteranceDataset(args.valid_data, model.input_kind, token_targets(args.valid_data, tokenizer),
-                                 targets_name=f"{args.valid_data}/text", num_mel_bins=model.num_mel_bins)
+        valid = ctc_dataset(args.valid_data, model, token_targets(args.valid_data, tokenizer))
     logging.info("CTC %s: %s encoder (%s), %d %s tokens, %d training utterances",
                  "from scratch" if args.scratch else "fine-tuning", model.config.encoder_family, args.init,
                  tokenizer.vocab_size, options.tokenizer, len(train))

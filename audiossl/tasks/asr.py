@@ -94,6 +94,13 @@ def token_targets(data_dir, tokenizer) -> dict[str, list[int]]:
     return targets
 
 
+def ctc_dataset(data_dir, model: CtcModel, targets: dict[str, list[int]] | None = None) -> UtteranceDataset:
+    """The utterances of ``data_dir`` as ``model`` takes them: its input kind, fbank bins and sample rate
+    (audio at another rate is resampled as it is read), with ``targets`` (:func:`token_targets`) to train on."""
+    return UtteranceDataset(data_dir, model.input_kind, targets, targets_name=f"{data_dir}/text",
+                            num_mel_bins=model.num_mel_bins, sample_rate=model.sample_rate)
+
+
 @torch.no_grad()
 def ctc_outputs(model: CtcModel, data: UtteranceDataset, batch_seconds: float,
                 progress: bool = False) -> list[tuple[list[str], Tensor, Tensor]]:

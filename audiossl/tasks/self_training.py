@@ -16,11 +16,10 @@ from torch import Tensor
 
 from audiossl.atomic import atomic_dir
 from audiossl.checkpoint import CheckpointError, load_model
-from audiossl.data.dataset import UtteranceDataset
 from audiossl.data.kaldi_dir import DataDir, DataDirError, check_not_a_source
 from audiossl.errors import ConfigError
 from audiossl.models.ctc.model import CtcModel
-from audiossl.tasks.asr import ctc_outputs
+from audiossl.tasks.asr import ctc_dataset, ctc_outputs
 from audiossl.text.lexicon_decode import LexiconDecoder, check_char_tokens
 from audiossl.text.lm_search import read_lm_params
 from audiossl.text.scoring import error_rates
@@ -119,7 +118,7 @@ def write_self_training_set(model_path: str, unlabelled_dir: str, labelled_dir: 
     check_char_tokens(model.tokenizer.tokens)
     decoder = LexiconDecoder(model.tokenizer.tokens, lm_dir, beam_size)
     decoder.set_weights(*read_lm_params(lm_params_from))
-    data = UtteranceDataset(unlabelled_dir, model.input_kind, num_mel_bins=model.num_mel_bins)
+    data = ctc_dataset(unlabelled_dir, model)
     with torch.no_grad():
         outputs = ctc_outputs(model.eval(), data, batch_seconds, progress=progress)
     labelled_utts = set(labelled.utterances)

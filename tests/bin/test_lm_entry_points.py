@@ -7,9 +7,17 @@ import json
 import unicodedata
 
 import pytest
+import soundfile
+import torch
 
 from audiossl.bin import decode_ctc, train_lm
-from audiossl.data.kaldi_dir import write_table
+from audiossl.checkpoint import build_model, save_checkpoint
+from audiossl.data.kaldi_dir import DataDir, read_table, write_table
+from audiossl.models.ctc.config import CtcConfig
+from audiossl.models.hubert import HubertConfig
+from audiossl.tasks.asr import ctc_dataset
+from audiossl.text.tokenizer import build_tokenizer
+from conftest import synth_speechlike
 
 SENTENCES = ["THE CAT SAT ON THE MAT", "THE DOG SAT ON THE LOG", "A CAT AND A DOG", "THE CAT ATE", "THE DOG ATE",
              "A MAT ON A LOG", "THE CAT SAT", "A DOG SAT", "THE MAT", "ON A MAT", "ZEBRAS EAT GRASS"]
@@ -107,3 +115,26 @@ def test_lm_text_with_combining_accents_is_read_as_the_composed_transcripts(tmp_
     assert info["dropped_as_held_out"] == 1 and info["oov_rate"][str(test)] == 5 / 6   # all but THE
     lexicon = (tmp_path / "lm" / "lexicon.txt").read_text()
     assert lexicon == unicodedata.normalize("NFC", lexicon) and "\u0301" not in (tmp_path / "lm" / "lm.arpa").read_text()
+
+
+def test_a_model_of_another_rate_than_16_khz_reads_its_audio_at_its_rate(tmp_path):
+    """An 8 kHz CTC model (telephone speech) was fine-tuned on and decoded from its audio read at 16 kHz."""
+    encoder = HubertConfig.tiny().to_dict()
+    encoder["frontend"]["sample_rate"] = 8000
+    tokenizer = build_tokenizer("char", SENTENCES)
+    config = CtcConfig(encoder_family="hubert", encoder=encoder, tokenizer=tokenizer.to_dict(),
+                       vocab_size=tokenizer.vocab_size).to_dict()
+    torch.manual_seed(0)
+    model = build_model("ctc", config).eval()
+    save_checkpoint(tmp_path / "ctc.pt", "ctc", config, model.state_dict())
+    wavs = {f"u{i}": synth_speechlike(1.0 + 0.5 * i, i, rate=8000) for i in range(2)}
+    for utt, wav in wavs.items():
+        soundfile.write(tmp_path / f"{utt}.wav", wav, 8000)
+    data = tmp_path / "data"
+    DataDir({"wav.scp": {u: str(tmp_path / f"{u}.wav") for u in wavs}, "text": {u: "THE CAT" for u in wavs},
+             "utt2spk": {u: u for u in wavs}}).write(data)
+    assert ctc_dataset(data, model).lengths == [8000, 12000]
+    assert decode_ctc.main([str(tmp_path / "ctc.pt"), str(data), str(tmp_path / "decode")]) == 0
+    expected = {utt: model.transcribe(torch.from_numpy(wav)[None], torch.tensor([len(wav)]))[0]
+                for utt, wav in wavs.items()}
+    assert read_table(tmp_path / "decode" / "hyp.txt") == expected and any(expected.values())

@@ -93,8 +93,8 @@ class CtcModel(SpeechEncoder):
 
     @torch.no_grad()
     def transcribe(self, wavs: Tensor, lengths: Tensor | None = None, beam_size: int = 1, lm=None) -> list[str]:
-        """Text of each ``(B, S)`` waveform at :attr:`sample_rate` with ``(B,)`` samples, taken as :meth:`checked_inputs`
-        (decoded as :meth:`decode` does)."""
+        """Text of each ``(B, S)`` waveform at :attr:`sample_rate` with ``(B,)`` samples, taken as
+        :meth:`checked_inputs` (decoded as :meth:`decode` does)."""
         log_probs, frames = self(*self.checked_inputs(wavs, lengths))
         return self.decode(log_probs, frames, beam_size, lm)
 
