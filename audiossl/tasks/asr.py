@@ -96,9 +96,20 @@ def token_targets(data_dir, tokenizer) -> dict[str, list[int]]:
 
 def ctc_dataset(data_dir, model: CtcModel, targets: dict[str, list[int]] | None = None) -> UtteranceDataset:
     """The utterances of ``data_dir`` as ``model`` takes them: its input kind, fbank bins and sample rate
-    (audio at another rate is resampled as it is read), with ``targets`` (:func:`token_targets`) to train on."""
-    return UtteranceDataset(data_dir, model.input_kind, targets, targets_name=f"{data_dir}/text",
+    (audio at another rate is resampled as it is read), with ``targets`` (:func:`token_targets`) to train on.
+
+    Utterances too short for one model frame are a DataDirError naming them, before any is read: the
+    batch holding one failed, naming none (at a validation or in the middle of a decode)."""
+    data = UtteranceDataset(data_dir, model.input_kind, targets, targets_name=f"{data_dir}/text",
                             num_mel_bins=model.num_mel_bins, sample_rate=model.sample_rate)
+    frames = model.num_frames(torch.tensor(data.lengths)).tolist()
+    short = [f"'{utt}' ({length} {'samples' if data.input_kind == 'waveform' else 'fbank frames'})"
+             for utt, length, count in zip(data.utterances, data.lengths, frames) if count < 1]
+    if short:
+        raise DataDirError(f"{data_dir}: {len(short)} utterance(s) too short for one frame of the model: "
+                           f"{', '.join(short[:5])}{', ...' if len(short) > 5 else ''}; leave them out "
+                           "(python -m audiossl.bin.data_dir subset --utt-list)")
+    return data
 
 
 @torch.no_grad()

@@ -23,6 +23,28 @@ SENTENCES = ["THE CAT SAT ON THE MAT", "THE DOG SAT ON THE LOG", "A CAT AND A DO
              "A MAT ON A LOG", "THE CAT SAT", "A DOG SAT", "THE MAT", "ON A MAT", "ZEBRAS EAT GRASS"]
 
 
+def ctc_checkpoint(path, rate: int = 16000):
+    """A tiny untrained CTC model over a HuBERT at ``rate``, of a char tokenizer of SENTENCES, saved at ``path``."""
+    encoder = HubertConfig.tiny().to_dict()
+    encoder["frontend"]["sample_rate"] = rate
+    tokenizer = build_tokenizer("char", SENTENCES)
+    config = CtcConfig(encoder_family="hubert", encoder=encoder, tokenizer=tokenizer.to_dict(),
+                       vocab_size=tokenizer.vocab_size).to_dict()
+    torch.manual_seed(0)
+    model = build_model("ctc", config).eval()
+    save_checkpoint(path, "ctc", config, model.state_dict())
+    return model
+
+
+def wav_dir(root, wavs, rate: int):
+    """A data dir ``root/data`` of the waveforms ``{utt: samples}`` at ``rate``, each transcribed "THE CAT"."""
+    for utt, wav in wavs.items():
+        soundfile.write(root / f"{utt}.wav", wav, rate)
+    DataDir({"wav.scp": {u: str(root / f"{u}.wav") for u in wavs}, "text": {u: "THE CAT" for u in wavs},
+             "utt2spk": {u: u for u in wavs}}).write(root / "data")
+    return root / "data"
+
+
 def test_held_out_sentences_are_dropped_and_oov_reported(tmp_path, capsys):
     (tmp_path / "text.txt").write_text("\n".join(SENTENCES) + "\n\n")
     test = tmp_path / "test"
@@ -119,22 +141,22 @@ def test_lm_text_with_combining_accents_is_read_as_the_composed_transcripts(tmp_
 
 def test_a_model_of_another_rate_than_16_khz_reads_its_audio_at_its_rate(tmp_path):
     """An 8 kHz CTC model (telephone speech) was fine-tuned on and decoded from its audio read at 16 kHz."""
-    encoder = HubertConfig.tiny().to_dict()
-    encoder["frontend"]["sample_rate"] = 8000
-    tokenizer = build_tokenizer("char", SENTENCES)
-    config = CtcConfig(encoder_family="hubert", encoder=encoder, tokenizer=tokenizer.to_dict(),
-                       vocab_size=tokenizer.vocab_size).to_dict()
-    torch.manual_seed(0)
-    model = build_model("ctc", config).eval()
-    save_checkpoint(tmp_path / "ctc.pt", "ctc", config, model.state_dict())
+    model = ctc_checkpoint(tmp_path / "ctc.pt", 8000)
     wavs = {f"u{i}": synth_speechlike(1.0 + 0.5 * i, i, rate=8000) for i in range(2)}
-    for utt, wav in wavs.items():
-        soundfile.write(tmp_path / f"{utt}.wav", wav, 8000)
-    data = tmp_path / "data"
-    DataDir({"wav.scp": {u: str(tmp_path / f"{u}.wav") for u in wavs}, "text": {u: "THE CAT" for u in wavs},
-             "utt2spk": {u: u for u in wavs}}).write(data)
+    data = wav_dir(tmp_path, wavs, 8000)
     assert ctc_dataset(data, model).lengths == [8000, 12000]
     assert decode_ctc.main([str(tmp_path / "ctc.pt"), str(data), str(tmp_path / "decode")]) == 0
     expected = {utt: model.transcribe(torch.from_numpy(wav)[None], torch.tensor([len(wav)]))[0]
                 for utt, wav in wavs.items()}
     assert read_table(tmp_path / "decode" / "hyp.txt") == expected and any(expected.values())
+
+
+def test_an_utterance_too_short_for_one_frame_is_named_before_decoding(tmp_path, capsys):
+    """It failed the batch holding it with a ValueError naming no utterance, mid-decode (or at a validation)."""
+    ctc_checkpoint(tmp_path / "ctc.pt")
+    data = wav_dir(tmp_path, {"u1": synth_speechlike(1.0, 0), "u2": synth_speechlike(0.01, 1)}, 16000)
+    assert decode_ctc.main([str(tmp_path / "ctc.pt"), str(data), str(tmp_path / "decode")]) == 1
+    assert capsys.readouterr().err == (f"error: {data}: 1 utterance(s) too short for one frame of the model: 'u2' "
+                                       "(160 samples); leave them out (python -m audiossl.bin.data_dir subset "
+                                       "--utt-list)\n")
+    assert not (tmp_path / "decode").exists()
