@@ -68,7 +68,7 @@ class LexiconDecoder:
         tokens: the character tokenizer's tokens (``CharTokenizer.tokens``: ``<blank>``,
             ``<unk>``, ``|``, letters).
         lm_dir: a dir with ``lm.arpa`` and ``lexicon.txt``. Lexicon words with a character
-            the tokenizer lacks cannot be spelled and are left out (the count is logged).
+            the tokenizer lacks cannot be spelled and are left out (a warning names them).
         beam_size: hypotheses kept per frame.
         lm_weight: weight of the LM log-probability.
         word_score: added per emitted word (positive values favour more words).
@@ -84,15 +84,18 @@ class LexiconDecoder:
         check_char_tokens(tokens)
         lm_dir = check_lm_dir(lm_dir)
         letters = set(tokens[3:])
-        spellings, dropped = {}, 0
+        spellings, dropped = {}, []
         for word, spelling in read_lexicon(lm_dir / LEXICON_FILE):
             if set(word) <= letters:
                 spellings[word] = [spelling]
             else:
-                dropped += 1
-        if dropped:
-            log.info("%s: %d of %d words use characters the tokenizer lacks and are left out",
-                     lm_dir / LEXICON_FILE, dropped, dropped + len(spellings))
+                dropped.append(word)
+        if dropped:  # a warning: an LM text normalised otherwise than the transcripts (case, accents) loses words
+            lacking = sorted({c for word in dropped for c in word} - letters)
+            log.warning("%s: %d of %d words use characters the tokenizer lacks (%s) and are left out, never "
+                        "decoded: %s%s", lm_dir / LEXICON_FILE, len(dropped), len(dropped) + len(spellings),
+                        " ".join(lacking[:20]) + (" ..." if len(lacking) > 20 else ""), ", ".join(dropped[:10]),
+                        ", ..." if len(dropped) > 10 else "")
         if not spellings:
             raise LMError(f"{lm_dir / LEXICON_FILE}: no word can be spelled with the tokenizer's characters")
         self.tokens = list(tokens)
