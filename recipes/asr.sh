@@ -174,17 +174,29 @@ fi
 if run_stage 3 && [ -n "$lm_text" ]; then
   [ -f "$lm_text" ] || { echo "$0: $lm_text: no LM text (the ssl recipe's stage 0 writes it; for data" \
     "prepared before it did, remove $data/.done.prepare and re-run that stage: the audio is reused)" >&2; exit 1; }
-  # the marker names the text and its checksum: an LM dir built from another text is refused, not reused
+  # the marker names the text and its checksum, then each set held out of it as SET@<its text's checksum>: an LM
+  # dir built from another text, or with the sentences of a set decoded now, is refused, not reused
   lm_source="$(realpath $lm_text) $(file_digest $lm_text)"
-  if [ -s $lm_dir/.done ] && [ "$(cat $lm_dir/.done)" != "$lm_source" ]; then
+  held_out=$(for set in $dev_set $test_sets; do echo "$set@$(file_digest $data/$set/text)"; done)
+  if [ -s $lm_dir/.done ] && [ "$(head -n 1 $lm_dir/.done)" != "$lm_source" ]; then
     echo "$0: $lm_dir holds the LM of $(cut -d' ' -f1 $lm_dir/.done) as it was then, not of $lm_text as it is now:" \
       "give this LM its own --lm-dir (decodes are named after it), or remove $lm_dir to rebuild it there" >&2
     exit 1
   fi
+  if [ -s $lm_dir/.done ] && [ "$(wc -l < $lm_dir/.done)" -gt 1 ]; then  # one line: written before it named them
+    was_held_out=$(tail -n +2 $lm_dir/.done)
+    in_lm=$(for set in $held_out; do [[ " $was_held_out " == *" $set "* ]] || echo ${set%@*}; done)
+    if [ -n "$in_lm" ]; then
+      echo "$0: $lm_dir holds an LM whose text kept the sentences of $(echo $in_lm) (it held out" \
+        "$(echo $was_held_out | sed 's/@[^ ]*//g')): it would score them optimistically; give this LM its own" \
+        "--lm-dir (decodes are named after it), or remove $lm_dir to rebuild it there" >&2
+      exit 1
+    fi
+  fi
   done_or_log $lm_dir/.done "stage 3: ${lm_order}-gram LM of $lm_text in $lm_dir" || {
     python3 -m audiossl.bin.train_lm --order $lm_order $(for set in $dev_set $test_sets; do echo --exclude-data $data/$set; done) \
       $lm_text $lm_dir
-    echo "$lm_source" > $lm_dir/.done
+    printf '%s\n' "$lm_source" "$(echo $held_out)" > $lm_dir/.done
   }
 fi
 

@@ -388,6 +388,26 @@ def test_an_lm_dir_built_from_another_text_is_refused_not_reused(egs):
     assert (egs / "data/local/lm_other/.done").exists()
 
 
+def test_an_lm_dir_that_kept_the_sentences_of_a_set_decoded_now_is_refused(egs):
+    """An LM built holding out dev only was reused for a later run that also decodes test, whose sentences it kept."""
+    write_table(egs / "data/dev/text", {utt: "A HELD OUT LINE" for utt in DataDir.read(egs / "data/dev").utterances})
+    (egs / "data/test").mkdir()
+    write_table(egs / "data/test/text", {"spk0-test": "ANOTHER HELD OUT LINE"})
+    words, rng = [f"W{i}" for i in range(400)], random.Random(0)
+    zipf = [1 / (i + 1) for i in range(len(words))]   # some words seen once or twice, as Kneser-Ney needs
+    lm_text = egs / "lm_text"
+    lm_text.write_text("".join(" ".join(rng.choices(words, zipf, k=6)) + "\n" for _ in range(300)))
+    stage3 = ("--stage", "3", "--stop-stage", "3", "--pretrained", "none", "--budgets", "", "--lm-text", str(lm_text))
+    recipe("asr.sh", egs, *stage3, "--test-sets", "")
+    refused = subprocess.run([str(ROOT / "recipes/asr.sh"), *stage3, "--test-sets", "test"], cwd=egs,
+                             capture_output=True, text=True)
+    assert refused.returncode == 1
+    assert ("data/local/lm_3gram holds an LM whose text kept the sentences of test (it held out dev): it would score "
+            "them optimistically; give this LM its own --lm-dir") in refused.stderr
+    recipe("asr.sh", egs, *stage3, "--test-sets", "test", "--lm-dir", "data/local/lm_test")
+    assert "already done" in recipe("asr.sh", egs, *stage3, "--test-sets", "", "--lm-dir", "data/local/lm_test").stdout
+
+
 def stand_ins(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """A launcher that trains into its last argument (best.pt only with SAVE_BEST set), and an environment
     whose k-means writes a model of its fit options and labels of that model, so other options give other labels."""
