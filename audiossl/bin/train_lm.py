@@ -39,12 +39,14 @@ def held_out_text(data_dir: str) -> dict[str, str]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="audiossl.bin.train_lm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--order", type=positive_int, default=3, help="n-gram order (default 3)")
+    parser.add_argument("--order", type=positive_int, default=3, help="n-gram order, at least 2 (default 3)")
     parser.add_argument("--exclude-data", action="append", default=[], metavar="DIR",
                         help="data dir whose transcripts are removed from the text (repeatable)")
     parser.add_argument("text")
     parser.add_argument("lm_dir")
     args = parser.parse_args(argv)
+    if args.order < 2:  # KenLM, which the lexicon search reads lm.arpa with, refused it only then
+        parser.error(f"--order is {args.order}: at least 2, as the lexicon search's KenLM takes no unigram LM")
     held_out = {name: held_out_text(name) for name in args.exclude_data}
     excluded = {normalize_transcript(t) for texts in held_out.values() for t in texts.values()}
     try:

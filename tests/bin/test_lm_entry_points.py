@@ -160,3 +160,13 @@ def test_an_utterance_too_short_for_one_frame_is_named_before_decoding(tmp_path,
                                        "(160 samples); leave them out (python -m audiossl.bin.data_dir subset "
                                        "--utt-list)\n")
     assert not (tmp_path / "decode").exists()
+
+
+def test_a_unigram_lm_is_a_usage_error(tmp_path, capsys):
+    """KenLM reads no unigram ARPA file: the LM dir was written, then refused by the decode, after the network ran."""
+    (tmp_path / "text.txt").write_text("\n".join(SENTENCES) + "\n")
+    with pytest.raises(SystemExit) as exited:
+        train_lm.main(["--order", "1", str(tmp_path / "text.txt"), str(tmp_path / "lm")])
+    assert exited.value.code == 2
+    assert "--order is 1: at least 2, as the lexicon search's KenLM takes no unigram LM" in capsys.readouterr().err
+    assert not (tmp_path / "lm").exists()
