@@ -159,6 +159,18 @@ def test_ctc_values_of_the_wrong_kind_are_named(section, message):
         CtcConfig.from_dict({"encoder": {"x": 1}, "vocab_size": 5, **settings})
 
 
+@pytest.mark.parametrize("settings, message", [
+    ({"final_dropout": 1.5}, "final_dropout 1.5 not in \\[0, 1\\)"),
+    ({"mask_length": 0}, "mask_length 0 below 1 \\(with mask_prob 0.5\\)"),
+    ({"freeze_encoder_updates": -5}, "freeze_encoder_updates -5 below 0"),
+])
+def test_ctc_settings_out_of_range_are_refused_before_training(settings, message):
+    """A final dropout above 1 was torch's ValueError traceback, a mask length of 0 one at the first batch."""
+    with pytest.raises(ConfigError, match=message):
+        CtcConfig.from_dict({"encoder": {"x": 1}, "vocab_size": 5, **settings})
+    CtcConfig.from_dict({"encoder": {"x": 1}, "vocab_size": 5, "mask_prob": 0.0, "mask_length": 0})  # no mask: no span
+
+
 def test_a_sentencepiece_vocabulary_it_cannot_make_is_a_config_error():
     with pytest.raises(ConfigError, match="SentencePiece cannot make a bpe vocabulary of 5 pieces"):
         build_tokenizer("bpe", ["hello world", "a quick brown fox"], 5)

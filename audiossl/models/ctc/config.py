@@ -42,6 +42,12 @@ class CtcConfig:
             errors.append(f"vocab_size {self.vocab_size} < 2 (blank plus at least one token)")
         if not 0 <= self.mask_prob < 1:
             errors.append(f"mask_prob {self.mask_prob} not in [0, 1)")
+        if self.mask_prob > 0 and self.mask_length < 1:  # the masks' spans: frames, at least one
+            errors.append(f"mask_length {self.mask_length} below 1 (with mask_prob {self.mask_prob})")
+        if not 0 <= self.final_dropout < 1:
+            errors.append(f"final_dropout {self.final_dropout} not in [0, 1)")
+        if self.freeze_encoder_updates < 0:
+            errors.append(f"freeze_encoder_updates {self.freeze_encoder_updates} below 0")
         if not self.encoder:
             errors.append("encoder config is empty")
         if errors:
