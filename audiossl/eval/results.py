@@ -119,6 +119,18 @@ def shown(value: float, scale: int) -> str:
     return f"{scale * value:.{1 if scale == 100 else 3}f}"
 
 
+def decoding(decode_dirs) -> str:
+    """How the decodes in ``decode_dirs`` searched, from the ``beam_size`` their ``scores.json`` records:
+    ``greedy CTC decoding``, ``CTC prefix beam search of width N``, or the widths where they differ."""
+    widths = {read_json(Path(path) / "scores.json").get("beam_size") for path in decode_dirs}
+    if None in widths:  # decodes written before scores.json recorded their width
+        return "CTC decoding"
+    if len(widths) > 1:
+        return f"CTC decoding with beam widths {', '.join(map(str, sorted(widths)))} (1: greedy)"
+    width = widths.pop()
+    return "greedy CTC decoding" if width == 1 else f"CTC prefix beam search of width {width}"
+
+
 def ctc_results_lines(exp: str | Path, scratch_exp: str | Path, budgets: Sequence[str], test_sets: Sequence[str],
                       pretrained: str | Path, command: str, lm_dir: str | Path | None = None,
                       dev_set: str = "dev", chunk_frames: Sequence[int] = ()) -> list[str]:
@@ -131,13 +143,15 @@ def ctc_results_lines(exp: str | Path, scratch_exp: str | Path, budgets: Sequenc
     the command quoted as the one that produced the results.
     """
     exp_of = {"pretrained": Path(exp), "scratch": Path(scratch_exp)}
+    exp_dirs = [exp_of[init] / f"ctc_{init}_{budget}" for budget in budgets for init in INITS]
     checkpoint = load_checkpoint(pretrained)
     lines = [
         f"Produced by `{command}`.", "",
         f"Pretrained encoder: `{pretrained}` ({checkpoint['family']}, update "
         f"{train_state(checkpoint, pretrained)['update']} of its pretraining run).",
         "Each model is fine-tuned for the same number of updates; the checkpoint with the lowest dev CER "
-        "is decoded (CTC prefix beam search, no language model)."
+        f"is decoded ({decoding(model_dir / f'decode_{test_set}' for model_dir in exp_dirs for test_set in test_sets)}"
+        ", no language model)."
         + ("" if exp_of["scratch"] == exp_of["pretrained"] else
            f" The scratch control is the one in `{exp_of['scratch']}` (it does not depend on the encoder)."),
     ]

@@ -97,7 +97,7 @@ def grid(tmp_path):
         save_checkpoint(model / "checkpoints" / "last.pt", "ctc", {}, {},
                         {"update": 30, "train_seconds": 75.5, "precision": "fp32"})
         (model / "valid.jsonl").write_text('{"update": 10, "cer": 70.0}\n{"update": 20, "cer": 61.25}\n')
-        write_json(model / "decode_t1" / "scores.json", {"cer": cer, "wer": 0.9})
+        write_json(model / "decode_t1" / "scores.json", {"cer": cer, "wer": 0.9, "beam_size": 8})
         write_json(model / "decode_t1_lm" / "scores.json", {"cer": cer - 0.1, "wer": 0.8, "lm_weight": 2.0,
                                                             "word_score": 1.0})
         write_json(model / "decode_dev_lm" / "scores.json",
@@ -111,6 +111,7 @@ def test_results_lines_of_a_grid(grid):
     assert lines[:3] == ["Produced by `run.sh`.", "",
                          f"Pretrained encoder: `{grid / 'ssl.pt'}` (hubert, update 150 of its pretraining run)."]
     assert f"The scratch control is the one in `{grid / 'scratch'}`" in lines[3]
+    assert "is decoded (CTC prefix beam search of width 8, no language model)." in lines[3]
     assert "word 3-gram LM" in lines[4] and "test 3.26 %" in lines[4] and "without those of dev, test;" in lines[4]
     assert "pretrained on b1 2 / 1, scratch on b1 2 / 1." in lines[4]
     assert lines[6:] == [
@@ -127,6 +128,17 @@ def test_results_lines_of_a_grid(grid):
     assert "LM" not in "\n".join(without_lm)
     assert without_lm[-4] == "| b1 | t1 | pretrained | 50.00 | 90.00 | 30 | 20 | 61.25 |"
 
+
+
+def test_the_text_names_the_search_the_decodes_made(grid):
+    """Greedy decodes (asr.sh --beam-size 1) were described as a prefix beam search."""
+    for init, exp in (("pretrained", grid / "exp"), ("scratch", grid / "scratch")):
+        write_json(exp / f"ctc_{init}_b1" / "decode_t1" / "scores.json", {"cer": 0.5, "wer": 0.9, "beam_size": 1})
+    lines = ctc_results_lines(grid / "exp", grid / "scratch", ["b1"], ["t1"], grid / "ssl.pt", "run.sh")
+    assert "is decoded (greedy CTC decoding, no language model)." in lines[3]
+    write_json(grid / "exp" / "ctc_pretrained_b1" / "decode_t1" / "scores.json", {"cer": 0.5, "wer": 0.9, "beam_size": 4})
+    lines = ctc_results_lines(grid / "exp", grid / "scratch", ["b1"], ["t1"], grid / "ssl.pt", "run.sh")
+    assert "is decoded (CTC decoding with beam widths 1, 4 (1: greedy), no language model)." in lines[3]
 
 def test_a_decode_with_lm_weights_not_chosen_on_dev_is_refused(grid):
     """The table says the LM weights were chosen on dev: a test decode with others (its own grid) is named."""
