@@ -19,6 +19,7 @@ from audiossl.atomic import atomic_path
 from audiossl.errors import UserError
 
 SAMPLE_RATE = 16000
+SEGMENT_OVERSHOOT = 0.01   # seconds a segment may end past its recording (times rounded), cut there
 logger = logging.getLogger(__name__)
 _noted: set[tuple[str, str]] = set()  # (entry, what) already logged in this process
 
@@ -95,13 +96,30 @@ def reusable_audio(path: str | os.PathLike) -> bool:
     return True
 
 
+def region_bounds(start: float, end: float, rate: int, num_samples: int, entry: str) -> tuple[int, int]:
+    """The first sample and the one past the last of the region ``start``-``end`` s (``end`` < 0: to the
+    end, as in ``segments``) of a recording of ``num_samples`` at ``rate``. A region that ends up to
+    ``SEGMENT_OVERSHOOT`` past the recording is cut at its end; one that starts before 0 or at or after
+    the end, ends past that, or ends where it starts or before is an :class:`AudioError` naming ``entry``."""
+    first = int(round(start * rate))
+    last = num_samples if end < 0 else int(round(end * rate))
+    length = f"'{entry}' ({num_samples / rate:.3f} s)"
+    if start < 0 or (end >= 0 and end <= start):
+        raise AudioError(f"region {start:.3f}-{end:.3f} s of {length} is no region: a start of 0 s or more, "
+                         f"and an end after it (or -1, the recording's end) are needed")
+    if first >= num_samples or last > num_samples + round(SEGMENT_OVERSHOOT * rate):
+        raise AudioError(f"region {start:.3f}-{end:.3f} s is past the end of {length}")
+    return first, min(last, num_samples)
+
+
 def load_entry(entry: str, start: float = 0.0, end: float = -1.0,
                sample_rate: int | None = SAMPLE_RATE) -> tuple[np.ndarray, int]:
     """Decode a ``wav.scp`` value to mono float32 in [-1, 1].
 
     Args:
         entry: an audio path or a pipe command ending in ``|``.
-        start, end: the region in seconds (``end`` -1: to the end), as in ``segments``.
+        start, end: the region in seconds (``end`` -1: to the end), as in ``segments``; checked by
+            :func:`region_bounds`.
         sample_rate: resample to this rate; None keeps the file's.
 
     Returns:
@@ -119,13 +137,9 @@ def load_entry(entry: str, start: float = 0.0, end: float = -1.0,
             if f.channels > 1:
                 _note_once(entry, f"{f.channels} channels: the first is kept")
             rate = f.samplerate
-            first = int(round(start * rate))
-            last = f.frames if end < 0 else int(round(end * rate))
-            if first > f.frames or last > f.frames + 1:
-                raise AudioError(f"region {start:.3f}-{end:.3f} s is past the end of '{entry}' "
-                                 f"({f.frames / rate:.3f} s)")
+            first, last = region_bounds(start, end, rate, f.frames, entry) if f.frames else (0, 0)
             f.seek(first)
-            count = max(0, min(last, f.frames) - first)
+            count = last - first
             if f.subtype == "PCM_16":   # the same values as libsndfile's float conversion, in a fraction of its time
                 samples = np.multiply(f.read(count, dtype="int16", always_2d=True)[:, 0], np.float32(1 / 32768),
                                       dtype=np.float32)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from audiossl.audio import AudioError, entry_info
+from audiossl.audio import SEGMENT_OVERSHOOT, AudioError, entry_info
 from audiossl.data.kaldi_dir import (ALL_TABLES, UTT_TABLES, Problem, read_table, spk2utt_from_utt2spk,
                                      unfinished_write)
 
@@ -165,7 +165,7 @@ def _check_audio(path: Path, tables, progress: bool) -> list[Problem]:
         if len(fields) != 3 or fields[0] not in lengths:
             continue
         end = float(fields[2])
-        if end > lengths[fields[0]] + 0.01:
+        if end > lengths[fields[0]] + SEGMENT_OVERSHOOT:
             problems.append(Problem(str(path / "segments"), _line_of(path / "segments", utt),
                                     f"utterance '{utt}' ends at {end:.3f} s, past the end of recording "
                                     f"'{fields[0]}' ({lengths[fields[0]]:.3f} s)"))

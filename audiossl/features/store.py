@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from audiossl.atomic import replace_synced
-from audiossl.audio import AudioError, load_entry
+from audiossl.audio import AudioError, load_entry, region_bounds
 from audiossl.data.kaldi_dir import DataDir, read_table, write_table
 from audiossl.errors import UserError
 from audiossl.features.kaldi import FeatureExtractor, add_deltas
@@ -91,17 +91,13 @@ def _write_features(data: DataDir, extractor: FeatureExtractor, ark_path: Path, 
                 raise FeatureError(f"utterance '{utts[0]}' (recording '{recording}'): {err}") from err
             for utt in utts:
                 seg = data.segment(utt)
-                region = samples
-                if seg is not None:
-                    first, last = int(round(seg.start * rate)), len(samples) if seg.end < 0 else int(round(seg.end * rate))
-                    if last > len(samples) + rate // 100:
-                        raise FeatureError(f"utterance '{utt}': segment ends at {seg.end} s, past the end of "
-                                           f"recording '{recording}' ({len(samples) / rate:.3f} s)")
-                    region = samples[first:last]
                 try:
-                    feats = extractor(region)
-                except ValueError as err:
-                    raise FeatureError(f"utterance '{utt}': {err}") from err
+                    first, last = (0, len(samples)) if seg is None else \
+                        region_bounds(seg.start, seg.end, rate, len(samples), entry)
+                    feats = extractor(samples[first:last])
+                except (AudioError, ValueError) as err:
+                    raise FeatureError(f"utterance '{utt}'" + (f" (recording '{recording}')" if seg else "")
+                                       + f": {err}") from err
                 if not np.isfinite(feats).all():
                     raise FeatureError(f"utterance '{utt}': features contain NaN or inf")
                 writer(utt, feats)

@@ -137,8 +137,40 @@ def test_too_short_utterance_named(segments_dir):
     write_table(segments_dir / "segments", {"spk1-s1": "recA 0.00 0.01", "spk1-s2": "recA 0.75 2.00",
                                             "spk2-s3": "recB 0.10 1.20"})
     extractor = FeatureExtractor(FeatureConfig.from_kaldi_args("fbank", []))
-    with pytest.raises(FeatureError, match="utterance 'spk1-s1': 160 samples is shorter than one 400-sample window"):
+    with pytest.raises(FeatureError, match="utterance 'spk1-s1' \\(recording 'recA'\\): 160 samples is shorter than one 400-sample window"):
         compute_features(DataDir.read(segments_dir), extractor, segments_dir / "x.ark")
+
+
+@pytest.mark.parametrize("region,message", [
+    ("-0.10 2.00", "is no region"),    # its samples were taken from the recording's last 0.1 s
+    ("1.20 0.90", "is no region"),
+    ("2.50 -1", "past the end"),
+])
+def test_a_segment_that_is_no_region_of_its_recording_is_named(segments_dir, tmp_path, region, message):
+    """Feature extraction cut the samples by Python slicing: a negative start counted from the end."""
+    segments = read_table(segments_dir / "segments")
+    segments["spk1-s2"] = f"recA {region}"   # recA lasts 2.0 s
+    write_table(segments_dir / "segments", segments)
+    with pytest.raises(FeatureError, match=f"utterance 'spk1-s2' \\(recording 'recA'\\): region .* {message}"):
+        compute_features(DataDir.read(segments_dir), FeatureExtractor(FeatureConfig("fbank")), tmp_path / "f.ark")
+
+
+def test_a_segment_ending_just_past_its_recording_is_read_to_its_end_by_features_and_data_path(segments_dir,
+                                                                                                 tmp_path):
+    """Validation and feature extraction take a segment up to 10 ms past its recording (rounded times); the
+    waveform data path refused it, mid-training."""
+    from audiossl.data.dataset import UtteranceDataset
+    from audiossl.data.validate import validate_data_dir
+
+    segments = read_table(segments_dir / "segments")
+    segments["spk1-s2"] = "recA 0.75 2.005"   # recA lasts 2.0 s
+    write_table(segments_dir / "segments", segments)
+    assert not validate_data_dir(segments_dir)
+    frames = compute_features(DataDir.read(segments_dir), FeatureExtractor(FeatureConfig("fbank")), tmp_path / "f.ark")
+    waveforms = UtteranceDataset(segments_dir, "waveform")
+    samples = waveforms[waveforms.utterances.index("spk1-s2")][1]
+    assert len(samples) == 20000   # 0.75 s to the end
+    assert frames["spk1-s2"] == 1 + (20000 - 400) // 160
 
 
 def test_a_segment_of_a_recording_not_in_wav_scp_is_named(segments_dir, tmp_path):
