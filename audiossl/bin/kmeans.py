@@ -110,7 +110,8 @@ def main(argv=None) -> int:
             f"shard(s) under {work}")
         start = time.perf_counter()
         model = fit_kmeans(shards, args.num_clusters, args.seed, n_init=args.n_init, init_frames=args.init_frames,
-                           max_passes=args.max_passes, tol=args.tol, state_path=work / "fit_state.pt", log=log)
+                           max_passes=args.max_passes, tol=args.tol, state_path=work / "fit_state.pt", log=log,
+                           features=source.settings)
         seconds = time.perf_counter() - start
         labels, dists = zip(*(model.assign(block) for block in shards.blocks()))
         log(f"fit {model.num_clusters} clusters in {seconds:.1f} s; "
@@ -121,7 +122,7 @@ def main(argv=None) -> int:
     elif args.command == "apply":
         model = KMeansModel.load(args.kmeans_model)
         source = feature_source(args)
-        labels, inertia = apply_kmeans(model, source, progress=progress)
+        labels, inertia = apply_kmeans(model, source, progress=progress, name=args.kmeans_model)
         write_labels(args.labels, labels)
         log(f"{args.data_dir}: {len(labels)} utterances, {sum(map(len, labels.values()))} frames, "
             f"inertia {inertia:.4g}; {describe_counts(label_counts(labels, model.num_clusters))}")

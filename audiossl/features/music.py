@@ -105,9 +105,14 @@ class MusicFeatureSource:
         self.utt_cmvn = utt_cmvn
 
     @property
+    def settings(self) -> dict:
+        """How the features are made (see :class:`~audiossl.targets.kmeans.FeatureSource`)."""
+        return dict(source="music", kind=self.kind, utt_cmvn=self.utt_cmvn)
+
+    @property
     def identity(self) -> dict:
-        """The settings and inputs the features are made of (see :class:`~audiossl.targets.kmeans.FeatureSource`)."""
-        return dict(source="music", kind=self.kind, utt_cmvn=self.utt_cmvn, inputs=self.audio.identity)
+        """The settings and inputs the features are made of."""
+        return dict(self.settings, inputs=self.audio.identity)
 
     def __call__(self, utt: str) -> np.ndarray:
         _, samples, _ = self.audio[self.index[utt]]

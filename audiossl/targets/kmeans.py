@@ -16,6 +16,7 @@ standardization, so a :class:`KMeansModel` is its centers only. The model file i
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -49,11 +50,13 @@ class KMeansError(UserError, ValueError):
 class FeatureSource(Protocol):
     """Frame features per utterance: ``source(utt)`` is (frames, dim) float32.
 
-    ``identity`` is what the features are made of, as JSON-able values: settings, and the inputs'
-    digests or file sizes and times; frame shards record it, and are made again when it changes.
+    ``settings`` is how the features are made, as JSON-able values (kind, options, model weights' digest and
+    layer): a k-means model records them, and labels only features of the same. ``identity`` adds the
+    inputs' digests or file sizes and times; frame shards record it, and are made again when it changes.
     """
 
     utterances: list[str]
+    settings: dict
     identity: dict
 
     def __call__(self, utt: str) -> np.ndarray: ...
@@ -90,9 +93,12 @@ class ScpFeatureSource:
         return np.asarray(feats, dtype=np.float32)
 
     @property
+    def settings(self) -> dict:
+        return dict(source="feats.scp", deltas=self.deltas, utt_cmvn=self.utt_cmvn)
+
+    @property
     def identity(self) -> dict:
-        return dict(source="feats.scp", deltas=self.deltas, utt_cmvn=self.utt_cmvn, feats_scp=table_digest(self.scp),
-                    arks=ark_stamps(self.scp))
+        return dict(self.settings, feats_scp=table_digest(self.scp), arks=ark_stamps(self.scp))
 
 
 class ModelLayerSource:
@@ -128,14 +134,17 @@ class ModelLayerSource:
             raise KMeansError(f"layer {layer} does not exist: the model has {hidden_states} hidden states")
         self.layer = layer % hidden_states
 
-    @property
-    def identity(self) -> dict:
+    @functools.cached_property
+    def settings(self) -> dict:
         weights = hashlib.sha256()
         for name, tensor in self.model.state_dict().items():
             weights.update(f"{name} {tuple(tensor.shape)} {tensor.dtype}".encode("utf-8"))
             weights.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-        return dict(source="model", model=type(self.model).__name__, weights=weights.hexdigest(), layer=self.layer,
-                    inputs=self.dataset.identity)
+        return dict(source="model", model=type(self.model).__name__, weights=weights.hexdigest(), layer=self.layer)
+
+    @property
+    def identity(self) -> dict:
+        return dict(self.settings, inputs=self.dataset.identity)
 
     @torch.no_grad()
     def __call__(self, utt: str) -> np.ndarray:
@@ -320,9 +329,11 @@ def _start_shards(directory: Path, record: dict, log: Callable[[str], None]) -> 
 
 @dataclass
 class KMeansModel:
-    """Cluster centers ``centers`` (num_clusters, dim) float32; a frame's label is its nearest center."""
+    """Cluster centers ``centers`` (num_clusters, dim) float32; a frame's label is its nearest center.
+    ``features``: the :class:`FeatureSource` settings of the frames it was fit on (None: not recorded)."""
 
     centers: torch.Tensor
+    features: dict | None = None
 
     @property
     def num_clusters(self) -> int:
@@ -361,15 +372,19 @@ class KMeansModel:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the centers as safetensors, atomically."""
+        metadata = {"format": FORMAT}
+        if self.features is not None:
+            metadata["features"] = json.dumps(self.features, sort_keys=True)
         with atomic_path(path) as tmp:
-            save_file({"centers": self.centers.contiguous()}, str(tmp), metadata={"format": FORMAT})
+            save_file({"centers": self.centers.contiguous()}, str(tmp), metadata=metadata)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "KMeansModel":
         """Read a model written by :meth:`save` (safetensors; nothing is unpickled)."""
         try:
             with safe_open(str(path), framework="pt") as f:
-                fmt = (f.metadata() or {}).get("format")
+                metadata = f.metadata() or {}
+                fmt = metadata.get("format")
                 if fmt != FORMAT or "centers" not in f.keys():
                     raise KMeansError(f"{path}: not an audiossl k-means model (format {fmt!r})")
                 centers = f.get_tensor("centers")
@@ -378,7 +393,21 @@ class KMeansModel:
         if centers.ndim != 2 or centers.dtype != torch.float32:
             raise KMeansError(f"{path}: centers have shape {tuple(centers.shape)} and dtype {centers.dtype}, "
                               f"expected (clusters, dim) float32")
-        return cls(centers)
+        try:
+            features = json.loads(metadata["features"]) if "features" in metadata else None
+        except json.JSONDecodeError as err:
+            raise KMeansError(f"{path}: its record of the features is not JSON: {err}") from err
+        return cls(centers, features)
+
+    def check_features(self, settings: dict, name: str) -> None:
+        """Refuse features of other ``settings`` than those fit on (a :class:`FeatureSource`'s), naming each
+        that differs; ``name``: the model file, for the message."""
+        if self.features is None:
+            return
+        changes = [f"{key}: {old!r} then, {new!r} now" for key, old, new in differences(self.features, settings)]
+        if changes:
+            raise KMeansError(f"{name} was fit on other features than these ({'; '.join(changes)}): give "
+                              f"apply the feature options given to fit")
 
 
 class NearestCenter:
@@ -459,7 +488,7 @@ def lloyd_pass(blocks: Iterator[np.ndarray], centers: torch.Tensor) -> LloydPass
 
 def fit_kmeans(shards: FrameShards, num_clusters: int, seed: int, n_init: int = 1, init_frames: int | None = None,
                max_passes: int = 10, tol: float = 1e-3, state_path: str | os.PathLike | None = None,
-               log: Callable[[str], None] = lambda message: None) -> "KMeansModel":
+               log: Callable[[str], None] = lambda message: None, features: dict | None = None) -> "KMeansModel":
     """Lloyd's k-means streamed over ``shards``, resumable.
 
     1. ``n_init`` k-means++ seedings on a uniform sample of ``init_frames`` frames (default
@@ -468,6 +497,8 @@ def fit_kmeans(shards: FrameShards, num_clusters: int, seed: int, n_init: int = 
     2. Lloyd passes over every frame, one block in memory, until the inertia improves by less than
        ``tol`` (relative) or after ``max_passes``. With ``state_path`` the centers are saved after
        every pass and a rerun with the same settings continues from the last one saved.
+
+    ``features``: the shards' :class:`FeatureSource` settings, recorded in the model.
     """
     if num_clusters < 1 or num_clusters > shards.num_frames:
         raise KMeansError(f"cannot fit {num_clusters} clusters to {shards.num_frames} frames")
@@ -502,7 +533,7 @@ def fit_kmeans(shards: FrameShards, num_clusters: int, seed: int, n_init: int = 
             + (f"; {step.empty} empty clusters re-seeded" if step.empty else ""))
         state["centers"] = step.centers
         _save_fit_state(state_path, state)
-    return KMeansModel(state["centers"].contiguous())
+    return KMeansModel(state["centers"].contiguous(), features)
 
 
 def _load_fit_state(path: str | os.PathLike | None, settings: dict) -> dict | None:
@@ -521,13 +552,15 @@ def _save_fit_state(path: str | os.PathLike | None, state: dict) -> None:
             torch.save(state, tmp)
 
 
-def apply_kmeans(model: KMeansModel, source: FeatureSource,
-                 progress: bool = False) -> tuple[dict[str, np.ndarray], float]:
-    """Label every frame of every utterance of ``source``.
+def apply_kmeans(model: KMeansModel, source: FeatureSource, progress: bool = False,
+                 name: str = "the k-means model") -> tuple[dict[str, np.ndarray], float]:
+    """Label every frame of every utterance of ``source``, whose settings must be the model's
+    (:meth:`KMeansModel.check_features`; ``name`` is the model's file).
 
     Returns:
         ``{utt: labels (frames,) int64}`` and the mean squared distance over all frames.
     """
+    model.check_features(source.settings, name)
     labels: dict[str, np.ndarray] = {}
     total, frames = 0.0, 0
     for utt in tqdm(source.utterances, disable=not progress, unit="utt", desc="k-means labels"):

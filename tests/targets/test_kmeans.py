@@ -38,6 +38,7 @@ class ArraySource:
     def __init__(self, feats: dict[str, np.ndarray], identity: dict | None = None):
         self.feats = feats
         self.utterances = sorted(feats)
+        self.settings = {}
         self.identity = identity or {}
 
     def __call__(self, utt: str) -> np.ndarray:
@@ -378,7 +379,7 @@ def test_cli_errors(tmp_path, capsys):
     model = tmp_path / "km.safetensors"
     assert run_cli(capsys, "fit", "--num-clusters", 3, "--deltas", 2, "--max-passes", 2, data, model)[0] == 0
     code, err = run_cli(capsys, "apply", model, data, tmp_path / "x.txt")  # fit with deltas, applied without
-    assert code == 1 and "error: utterance 'spk0-utt0': features have dimension 13, expected 39" in err
+    assert code == 1 and "was fit on other features than these (deltas: 2 then, 0 now)" in err
     code, err = run_cli(capsys, "apply", tmp_path / "missing.safetensors", data, tmp_path / "x.txt")
     assert code == 1 and "error: " in err and "missing.safetensors" in err
     code, err = run_cli(capsys, "fit", "--num-clusters", 5000, data, model)
@@ -388,6 +389,23 @@ def test_cli_errors(tmp_path, capsys):
     assert run_cli(capsys, "apply", "--deltas", 2, model, data, tmp_path / "l.txt")[0] == 0
     code, err = run_cli(capsys, "merge", "--utt2num-frames", short, tmp_path / "m.txt", tmp_path / "l.txt")
     assert code == 1 and "'spk0-utt2' has" in err and "m.txt" in err
+
+
+def test_apply_refuses_features_of_other_settings_than_the_fit_s(tmp_path, capsys):
+    """Fit with --utt-cmvn and applied without it (or a layer left at its default), the features have the
+    model's dimension: every frame was labelled, each utterance's levels and tilt left in, without a word."""
+    data = write_mfcc_like_dir(tmp_path / "d")
+    model = tmp_path / "km.safetensors"
+    assert run_cli(capsys, "fit", "--num-clusters", 3, "--utt-cmvn", "--max-passes", 2, data, model)[0] == 0
+    assert KMeansModel.load(model).features == {"source": "feats.scp", "deltas": 0, "utt_cmvn": True}
+    code, err = run_cli(capsys, "apply", model, data, tmp_path / "x.txt")
+    assert code == 1 and f"error: {model} was fit on other features than these (utt_cmvn: True then, False now)" in err
+    assert not (tmp_path / "x.txt").exists()
+    assert run_cli(capsys, "apply", "--utt-cmvn", model, data, tmp_path / "x.txt")[0] == 0
+
+    unrecorded = tmp_path / "older.safetensors"   # a model saved before features were recorded: taken as it is
+    KMeansModel(KMeansModel.load(model).centers).save(unrecorded)
+    assert run_cli(capsys, "apply", unrecorded, data, tmp_path / "y.txt")[0] == 0
 
 
 def test_model_layer_source_reads_hidden_states_or_ctc_posteriors(tmp_path):
