@@ -59,12 +59,12 @@ class UtteranceDataset(torch.utils.data.Dataset):
                 raise DataDirError(f"{data_dir}: no wav.scp, which the waveforms of its utterances are read from")
             self._check_rate(resample)
         self.fbank_bins = None  # set when fbank is computed from the audio
-        if input_kind == "fbank" and num_mel_bins is not None and self._stored_bins() != num_mel_bins:
+        if input_kind == "fbank" and num_mel_bins is not None and self._stored_bins != num_mel_bins:
             if "wav.scp" not in self.data:
                 raise DataDirError(f"{data_dir}: the model takes {num_mel_bins}-bin fbank, feats.scp holds "
-                                   f"{self._stored_bins()} and there is no wav.scp to compute them from")
+                                   f"{self._stored_bins} and there is no wav.scp to compute them from")
             logger.info("%s: feats.scp holds %s bins, the model takes %d: fbank is computed from wav.scp",
-                        data_dir, self._stored_bins(), num_mel_bins)
+                        data_dir, self._stored_bins, num_mel_bins)
             self.fbank_bins = num_mel_bins
         self.lengths = self._input_lengths()
         self.targets = targets
@@ -174,8 +174,9 @@ class UtteranceDataset(torch.utils.data.Dataset):
             raise DataDirError(message + ": give a data dir at the model's rate, or allow resampling")
         logger.info("%s: resampled as it is read", message)
 
+    @functools.cached_property
     def _stored_bins(self) -> int | None:
-        """Bins of the first ``feats.scp`` entry (None without feats.scp)."""
+        """Bins of the first ``feats.scp`` entry (None without feats.scp); every entry must have as many."""
         if "feats.scp" not in self.data:
             return None
         return int(self._features(self.utterances[0]).shape[1])
@@ -216,6 +217,10 @@ class UtteranceDataset(torch.utils.data.Dataset):
         utt = self.utterances[index]
         if self.input_kind == "fbank" and self.fbank_bins is None:
             inputs = torch.from_numpy(np.array(self._features(utt), dtype=np.float32))
+            if inputs.shape[1] != self._stored_bins:   # a dir combined from feature dirs of other configs
+                raise DataDirError(f"{self._where('feats.scp', utt)}: utterance '{utt}' has {inputs.shape[1]}-dim "
+                                   f"features, the first utterance ('{self.utterances[0]}') {self._stored_bins}: "
+                                   f"make the features of the whole dir with one config")
         else:
             entry, seg = self._audio_entry(utt)
             try:

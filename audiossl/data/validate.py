@@ -176,11 +176,15 @@ def _check_feats(path: Path, feats_scp) -> list[Problem]:
     from audiossl.features.store import FeatureError, read_matrix
 
     problems = []
+    first = None   # the first utterance and its features' dimension, which every other's must be
     for utt, entry in feats_scp.items():
         try:
             matrix = read_matrix(entry)
             if matrix.ndim != 2 or matrix.shape[0] == 0:
                 raise FeatureError(f"features '{entry}' have shape {matrix.shape}")
+            first = first or (utt, matrix.shape[1])
+            if matrix.shape[1] != first[1]:
+                raise FeatureError(f"{matrix.shape[1]}-dim features, utterance '{first[0]}' has {first[1]}")
         except FeatureError as err:
             problems.append(Problem(str(path / "feats.scp"), _line_of(path / "feats.scp", utt),
                                     f"utterance '{utt}': {err}"))

@@ -177,9 +177,17 @@ def compute_cmvn(data: DataDir, ark_path: str | os.PathLike, per_speaker: bool =
     missing = [utt for utt in data.utterances if utt not in data["feats.scp"]]
     if missing:  # the stats of their speakers would leave them out
         raise FeatureError(f"no features in feats.scp for {len(missing)} utterance(s), e.g. '{missing[0]}'")
+    first = None   # the utterance read first, and its features' dimension, which every other's must be
     with ark_pair_in_place(ark_path) as (tmp_ark, tmp_scp), \
             kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer:
         for key in sorted(groups):
-            total = sum(cmvn_stats(read_matrix(data["feats.scp"][u])) for u in groups[key])
-            writer(key, total)
+            stats = []
+            for utt in groups[key]:
+                feats = read_matrix(data["feats.scp"][utt])
+                first = first or (utt, feats.shape[1])
+                if feats.shape[1] != first[1]:   # a dir combined from feature dirs of other configs
+                    raise FeatureError(f"feats.scp: utterance '{utt}' has {feats.shape[1]}-dim features, utterance "
+                                       f"'{first[0]}' {first[1]}: make the features of the whole dir with one config")
+                stats.append(cmvn_stats(feats))
+            writer(key, sum(stats))
     return read_table(scp_path)

@@ -248,6 +248,31 @@ def test_cmvn_of_an_utterance_without_features_is_named(data_dir, tmp_path):
     assert not (tmp_path / "cmvn.ark").exists()
 
 
+def test_features_of_two_dimensions_in_one_dir_are_named(data_dir, tmp_path):
+    """A dir combined from feature dirs of other configs (80 and 23 mel bins): CMVN per speaker failed with
+    numpy's broadcasting ValueError, per utterance it wrote stats of both sizes, and training failed in
+    the batch's padding, naming no utterance; validation passed it."""
+    from audiossl.data.dataset import UtteranceDataset, sorted_batches
+    from audiossl.data.validate import validate_data_dir
+
+    data = DataDir.read(data_dir)
+    for bins, utts in ((80, ["spkA-u1", "spkB-u3"]), (23, ["spkA-u2", "spkB-u4"])):
+        extractor = FeatureExtractor(FeatureConfig.from_kaldi_args("fbank", [f"--num-mel-bins={bins}"]))
+        compute_features(data.subset(utts), extractor, tmp_path / f"fbank{bins}.ark")
+    write_table(data_dir / "feats.scp", {**read_table(tmp_path / "fbank80.scp"), **read_table(tmp_path / "fbank23.scp")})
+    message = "utterance 'spkA-u2' has 23-dim features, utterance 'spkA-u1' 80"
+    for per_speaker in (True, False):
+        with pytest.raises(FeatureError, match=message):
+            compute_cmvn(DataDir.read(data_dir), tmp_path / "cmvn.ark", per_speaker=per_speaker)
+    assert not (tmp_path / "cmvn.ark").exists()
+    problems = [str(problem) for problem in validate_data_dir(data_dir, check_text=False, check_feats=True)]
+    assert problems == [f"{data_dir / 'feats.scp'}:{line}: utterance '{utt}': 23-dim features, utterance 'spkA-u1' has 80"
+                        for line, utt in ((2, "spkA-u2"), (4, "spkB-u4"))]
+    with pytest.raises(DataDirError, match="feats.scp:[24]: utterance 'spk.-u[24]' has 23-dim features, the first "
+                                           "utterance \\('spkA-u1'\\) 80"):
+        list(sorted_batches(UtteranceDataset(data_dir, "fbank"), 100.0))
+
+
 def test_a_failed_cmvn_rerun_keeps_the_earlier_statistics(data_dir, tmp_path):
     extractor = FeatureExtractor(FeatureConfig.from_kaldi_args("fbank", []))
     ark = tmp_path / "feats" / "raw.ark"
