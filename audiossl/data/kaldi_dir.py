@@ -251,6 +251,9 @@ class DataDir:
         """The region of its recording that ``utt`` covers, or None without ``segments``."""
         if "segments" not in self.tables:
             return None
+        if utt not in self.tables["segments"]:
+            raise DataDirError(f"segments: no region for utterance '{utt}', which the dir's other tables list "
+                               f"(utils/fix_data_dir.sh drops the utterances without one)")
         value = self.tables["segments"][utt]
         try:
             recording, start, end = value.split()

@@ -166,6 +166,24 @@ def test_a_fix_that_would_drop_every_utterance_is_refused_and_changes_nothing(da
     assert not (data_dir / "empty" / ".backup").exists()
 
 
+def test_an_utterance_without_a_segment_is_named_by_feature_extraction_and_the_data_path(segments_dir, tmp_path):
+    """A segments line removed by hand, its utterance left in utt2spk: both failed with a KeyError, training
+    when it first read the utterance (its length taken from utt2dur)."""
+    from audiossl.data.dataset import UtteranceDataset
+    from audiossl.features.kaldi import FeatureConfig, FeatureExtractor
+    from audiossl.features.store import compute_features
+
+    segments = read_table(segments_dir / "segments")
+    del segments["spk1-s2"]
+    write_table(segments_dir / "segments", segments)
+    write_table(segments_dir / "utt2dur", {"spk1-s1": "0.8", "spk1-s2": "1.25", "spk2-s3": "1.1"})
+    message = "segments: no region for utterance 'spk1-s2'"
+    with pytest.raises(DataDirError, match=message):
+        compute_features(DataDir.read(segments_dir), FeatureExtractor(FeatureConfig("fbank")), tmp_path / "f.ark")
+    with pytest.raises(DataDirError, match=message):
+        UtteranceDataset(segments_dir, "waveform")[1]
+
+
 def test_fix_drops_an_utterance_whose_segment_is_malformed(segments_dir):
     segments = read_table(segments_dir / "segments")
     segments["spk1-s1"] = ""
