@@ -109,11 +109,16 @@ class FeatureConfig:
 
     @classmethod
     def from_file(cls, kind: str, path: str | os.PathLike | None) -> "FeatureConfig":
-        """Read a Kaldi config file; None gives the defaults."""
+        """Read a Kaldi config file (UTF-8, a byte order mark skipped); None gives the defaults."""
         if path is None:
             return cls(kind, dict(_DEFAULTS[kind]))
-        with open(path, encoding="utf-8") as f:
-            return cls.from_kaldi_args(kind, f.readlines(), str(path))
+        try:
+            with open(path, encoding="utf-8-sig") as f:
+                lines = f.readlines()
+        except UnicodeDecodeError as err:
+            raise FeatureConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}): a Kaldi config "
+                                     f"holds lines of --option=value") from None
+        return cls.from_kaldi_args(kind, lines, str(path))
 
     @property
     def sample_rate(self) -> int:

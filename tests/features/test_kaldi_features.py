@@ -124,6 +124,17 @@ def test_config_errors_name_line(tmp_path):
         FeatureConfig.from_kaldi_args("mfcc", ["num-ceps 13"])
 
 
+def test_a_config_saved_with_a_byte_order_mark_or_not_in_utf8_is_read_or_named(tmp_path):
+    """A byte order mark (a Windows editor's) was read into the first option, refused as no --option=value with
+    the mark unseen in the message; a file of another encoding was a UnicodeDecodeError traceback."""
+    path = tmp_path / "fbank.conf"
+    path.write_bytes("\ufeff--num-mel-bins=80\n--frame-shift=20\n".encode("utf-8"))
+    assert FeatureConfig.from_file("fbank", path).options == {"num_mel_bins": 80, "frame_shift": 20.0, "dither": 0.0}
+    path.write_bytes("# réglages\n--num-mel-bins=80\n".encode("latin-1"))
+    with pytest.raises(FeatureConfigError, match=f"{path}: not UTF-8 text"):
+        FeatureConfig.from_file("fbank", path)
+
+
 def test_deltas_match_kaldi_formula():
     feats = np.random.default_rng(0).standard_normal((20, 3)).astype(np.float32)
     out = add_deltas(feats)
