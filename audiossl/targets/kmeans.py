@@ -502,6 +502,9 @@ def fit_kmeans(shards: FrameShards, num_clusters: int, seed: int, n_init: int = 
     """
     if num_clusters < 1 or num_clusters > shards.num_frames:
         raise KMeansError(f"cannot fit {num_clusters} clusters to {shards.num_frames} frames")
+    if init_frames is not None and init_frames < num_clusters:
+        raise KMeansError(f"cannot seed {num_clusters} clusters on a sample of {init_frames} frames (init frames): "
+                          f"sample at least as many frames as clusters")
     settings = dict(num_clusters=num_clusters, seed=seed, n_init=n_init, init_frames=init_frames,
                     num_frames=shards.num_frames, dim=shards.dim)
     state = _load_fit_state(state_path, settings)

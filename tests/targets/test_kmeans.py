@@ -384,6 +384,10 @@ def test_cli_errors(tmp_path, capsys):
     assert code == 1 and "error: " in err and "missing.safetensors" in err
     code, err = run_cli(capsys, "fit", "--num-clusters", 5000, data, model)
     assert code == 1 and "error: cannot fit 5000 clusters" in err
+    # Fewer frames sampled for the seedings than clusters: centers seeded on repeated frames, or a RuntimeError
+    # where more clusters came out empty than the sample held frames to re-seed them on.
+    code, err = run_cli(capsys, "fit", "--num-clusters", 20, "--init-frames", 10, data, model)
+    assert code == 1 and "error: cannot seed 20 clusters on a sample of 10 frames (init frames)" in err
     short = tmp_path / "short_frames"
     short.write_text((data / "utt2num_frames").read_text().replace("spk0-utt2 ", "spk0-utt2 1"))
     assert run_cli(capsys, "apply", "--deltas", 2, model, data, tmp_path / "l.txt")[0] == 0
