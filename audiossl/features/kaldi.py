@@ -174,17 +174,20 @@ class FeatureExtractor:
                 if o["cepstral_lifter"] != 0.0 else None
         self._buffers: dict[str, torch.Tensor] = {}
 
-    def __call__(self, samples: np.ndarray) -> np.ndarray:
+    def __call__(self, samples: np.ndarray, seed: int = 0) -> np.ndarray:
+        """``seed``: of the dither's noise (give each utterance its own, e.g. from its id)."""
         import torch
 
         if len(samples) < self.window_size:
             raise ValueError(f"{len(samples)} samples is shorter than one {self.window_size}-sample window")
         samples = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
-        return self.compute(torch.mul(samples, INT16_SCALE, out=self._scratch("wav", samples.shape, samples))).numpy()
+        return self.compute(torch.mul(samples, INT16_SCALE, out=self._scratch("wav", samples.shape, samples)),
+                            seed).numpy()
 
-    def compute(self, wav: torch.Tensor) -> torch.Tensor:
+    def compute(self, wav: torch.Tensor, seed: int | None = None) -> torch.Tensor:
         """(num_samples,) float32 at the int16 scale → (num_frames, dim) features (a new tensor; the
-        arrays between live in buffers kept from call to call)."""
+        arrays between live in buffers kept from call to call). The dither's noise is drawn from a generator
+        seeded with ``seed``, or from torch's global one (None)."""
         import torch
 
         o = self.options
@@ -193,7 +196,9 @@ class FeatureExtractor:
         frames = self._frames(wav)
         count = len(frames)
         if o["dither"] != 0.0:
-            frames = frames + torch.randn_like(frames) * o["dither"]
+            generator = None if seed is None else torch.Generator(wav.device).manual_seed(seed)
+            frames = frames + torch.randn(frames.shape, generator=generator, dtype=frames.dtype,
+                                          device=frames.device) * o["dither"]
         if o["remove_dc_offset"]:
             frames = torch.sub(frames, frames.mean(1, keepdim=True), out=self._scratch("centred", frames.shape, wav))
         want_energy = o["use_energy"]

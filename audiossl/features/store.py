@@ -5,6 +5,7 @@ Files written here are read by any Kaldi-speaking tool (kaldiio, Kaldi binaries)
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +30,8 @@ def compute_features(data: DataDir, extractor: FeatureExtractor, ark_path: str |
     """Compute features of every utterance into ``ark_path``, its ``.scp`` and its ``.utt2num_frames``
     (the frame counts) beside it.
 
-    Each recording is decoded once, however many ``segments`` it holds. The files are written
+    Each recording is decoded once, however many ``segments`` it holds. A dither's noise is seeded with
+    the utterance's id: the features are the same from run to run, whatever the jobs. The files are written
     beside their places and moved there only when every utterance is done, so a failure leaves the
     previous ones as they were, and an scp is only ever beside the ark and counts it lists.
 
@@ -94,7 +96,7 @@ def _write_features(data: DataDir, extractor: FeatureExtractor, ark_path: Path, 
                 try:
                     first, last = (0, len(samples)) if seg is None else \
                         region_bounds(seg.start, seg.end, rate, len(samples), entry)
-                    feats = extractor(samples[first:last])
+                    feats = extractor(samples[first:last], seed=zlib.crc32(utt.encode("utf-8")))
                 except (AudioError, ValueError) as err:
                     raise FeatureError(f"utterance '{utt}'" + (f" (recording '{recording}')" if seg else "")
                                        + f": {err}") from err

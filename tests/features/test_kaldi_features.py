@@ -104,6 +104,21 @@ def test_extractor_matches_torchaudio_for_every_option(kind, args):
         np.testing.assert_array_equal(returned, copy)
 
 
+def test_dithered_features_are_the_same_from_run_to_run_whatever_the_jobs(plain_data_dir, tmp_path):
+    """The dither's noise came from torch's global generator, seeded at random: every extraction gave other
+    features (Kaldi's are the same from run to run), and k-means labels of them changed with it."""
+    data = DataDir.read(plain_data_dir)
+    dithered = FeatureExtractor(FeatureConfig.from_kaldi_args("fbank", ["--dither=1"]))
+    whole = compute_features(data, dithered, tmp_path / "whole.ark")
+    compute_features(data.subset(["spkB-u3", "spkB-u4"]), dithered, tmp_path / "job.ark")   # another split
+    compute_features(data, FeatureExtractor(FeatureConfig("fbank")), tmp_path / "plain.ark")
+    first, job, plain = (read_table(tmp_path / f"{name}.scp") for name in ("whole", "job", "plain"))
+    for utt in ("spkB-u3", "spkB-u4"):
+        np.testing.assert_array_equal(kaldiio.load_mat(first[utt]), kaldiio.load_mat(job[utt]))
+        noise = kaldiio.load_mat(first[utt]) - kaldiio.load_mat(plain[utt])
+        assert noise.shape == (whole[utt], 23) and np.abs(noise).max() > 0   # dithered all the same
+
+
 def test_extractor_made_under_inference_mode_still_works_outside_it():
     """Buffers first made under ``torch.inference_mode`` (a frozen upstream's features) stay writable later."""
     extractor = FeatureExtractor(FeatureConfig.from_kaldi_args("fbank", []))
