@@ -4,6 +4,7 @@ Files written here are read by any Kaldi-speaking tool (kaldiio, Kaldi binaries)
 """
 from __future__ import annotations
 
+import logging
 import os
 import zlib
 from collections.abc import Iterator
@@ -15,10 +16,12 @@ import numpy as np
 from tqdm import tqdm
 
 from audiossl.atomic import replace_synced
-from audiossl.audio import AudioError, load_entry, region_bounds
+from audiossl.audio import AudioError, load_entry, region_bounds, resample
 from audiossl.data.kaldi_dir import DataDir, read_table, write_table
 from audiossl.errors import UserError
 from audiossl.features.kaldi import FeatureExtractor, add_deltas
+
+logger = logging.getLogger(__name__)
 
 
 class FeatureError(UserError, RuntimeError):
@@ -81,6 +84,7 @@ def _write_features(data: DataDir, extractor: FeatureExtractor, ark_path: Path, 
         by_recording.setdefault(seg.recording if seg else utt, []).append(utt)
     rate = extractor.config.sample_rate
     num_frames: dict[str, int] = {}
+    upsampled: dict[int, list[str]] = {}   # the recordings of each rate below the config's
     with kaldiio.WriteHelper(f"ark,scp:{ark_path},{scp_path}") as writer, \
             tqdm(total=len(data.utterances), disable=progress is None, unit="utt", desc=progress) as bar:
         for recording, utts in by_recording.items():
@@ -88,9 +92,13 @@ def _write_features(data: DataDir, extractor: FeatureExtractor, ark_path: Path, 
                 raise FeatureError(f"utterance '{utts[0]}': recording '{recording}' is not in wav.scp")
             entry = data["wav.scp"][recording]
             try:
-                samples, _ = load_entry(entry, sample_rate=rate)
+                samples, audio_rate = load_entry(entry, sample_rate=None)
             except AudioError as err:
                 raise FeatureError(f"utterance '{utts[0]}' (recording '{recording}'): {err}") from err
+            if audio_rate != rate:
+                if audio_rate < rate:
+                    upsampled.setdefault(audio_rate, []).append(recording)
+                samples = resample(samples, audio_rate, rate)
             for utt in utts:
                 seg = data.segment(utt)
                 try:
@@ -105,6 +113,9 @@ def _write_features(data: DataDir, extractor: FeatureExtractor, ark_path: Path, 
                 writer(utt, feats)
                 num_frames[utt] = feats.shape[0]
                 bar.update()
+    for audio_rate, recordings in sorted(upsampled.items()):
+        logger.warning("%d recording(s) at %d Hz, e.g. '%s', upsampled to the config's %d Hz: their features "
+                       "above %d Hz hold no energy", len(recordings), audio_rate, recordings[0], rate, audio_rate // 2)
     return num_frames
 
 

@@ -119,6 +119,14 @@ def test_dithered_features_are_the_same_from_run_to_run_whatever_the_jobs(plain_
         assert noise.shape == (whole[utt], 23) and np.abs(noise).max() > 0   # dithered all the same
 
 
+def test_audio_upsampled_to_the_config_s_rate_is_noted(data_dir, tmp_path, caplog):
+    """8 kHz audio under a 16 kHz config (Kaldi refuses it) gave features whose upper half holds no energy,
+    without a word."""
+    compute_features(DataDir.read(data_dir), FeatureExtractor(FeatureConfig("fbank")), tmp_path / "f.ark")
+    assert "1 recording(s) at 8000 Hz, e.g. 'spkB-u4', upsampled to the config's 16000 Hz: their features above " \
+           "4000 Hz hold no energy" in caplog.text
+
+
 def test_extractor_made_under_inference_mode_still_works_outside_it():
     """Buffers first made under ``torch.inference_mode`` (a frozen upstream's features) stay writable later."""
     extractor = FeatureExtractor(FeatureConfig.from_kaldi_args("fbank", []))
