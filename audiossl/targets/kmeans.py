@@ -372,32 +372,32 @@ class KMeansModel:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the centers as safetensors, atomically."""
-        metadata = {"format": FORMAT}
-        if self.features is not None:
-            metadata["features"] = json.dumps(self.features, sort_keys=True)
+        tensors = {"centers": self.centers.contiguous()}
+        if self.features is not None:   # a tensor of JSON text: a second metadata key would be written in random order
+            tensors["features"] = torch.tensor(list(json.dumps(self.features, sort_keys=True).encode("utf-8")),
+                                               dtype=torch.uint8)
         with atomic_path(path) as tmp:
-            save_file({"centers": self.centers.contiguous()}, str(tmp), metadata=metadata)
+            save_file(tensors, str(tmp), metadata={"format": FORMAT})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "KMeansModel":
         """Read a model written by :meth:`save` (safetensors; nothing is unpickled)."""
         try:
             with safe_open(str(path), framework="pt") as f:
-                metadata = f.metadata() or {}
-                fmt = metadata.get("format")
+                fmt = (f.metadata() or {}).get("format")
                 if fmt != FORMAT or "centers" not in f.keys():
                     raise KMeansError(f"{path}: not an audiossl k-means model (format {fmt!r})")
                 centers = f.get_tensor("centers")
+                features = bytes(f.get_tensor("features").tolist()) if "features" in f.keys() else None
         except SafetensorError as err:
             raise KMeansError(f"{path}: not a safetensors file: {err}") from err
         if centers.ndim != 2 or centers.dtype != torch.float32:
             raise KMeansError(f"{path}: centers have shape {tuple(centers.shape)} and dtype {centers.dtype}, "
                               f"expected (clusters, dim) float32")
         try:
-            features = json.loads(metadata["features"]) if "features" in metadata else None
-        except json.JSONDecodeError as err:
+            return cls(centers, None if features is None else json.loads(features))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise KMeansError(f"{path}: its record of the features is not JSON: {err}") from err
-        return cls(centers, features)
 
     def check_features(self, settings: dict, name: str) -> None:
         """Refuse features of other ``settings`` than those fit on (a :class:`FeatureSource`'s), naming each

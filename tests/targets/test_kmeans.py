@@ -402,6 +402,9 @@ def test_apply_refuses_features_of_other_settings_than_the_fit_s(tmp_path, capsy
     model = tmp_path / "km.safetensors"
     assert run_cli(capsys, "fit", "--num-clusters", 3, "--utt-cmvn", "--max-passes", 2, data, model)[0] == 0
     assert KMeansModel.load(model).features == {"source": "feats.scp", "deltas": 0, "utt_cmvn": True}
+    for copy in range(4):   # the record keeps a model's file the same, byte for byte, for the same centers
+        KMeansModel.load(model).save(tmp_path / "copy.safetensors")
+        assert (tmp_path / "copy.safetensors").read_bytes() == model.read_bytes()
     code, err = run_cli(capsys, "apply", model, data, tmp_path / "x.txt")
     assert code == 1 and f"error: {model} was fit on other features than these (utt_cmvn: True then, False now)" in err
     assert not (tmp_path / "x.txt").exists()
