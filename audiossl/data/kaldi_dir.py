@@ -269,6 +269,14 @@ class DataDir:
         seg = self.segment(utt)
         return self.tables["wav.scp"][seg.recording if seg else utt], seg
 
+    def with_segments(self) -> "DataDir":
+        """This dir with ``segments``: where it has none, one region per recording, the whole of it
+        (``<recording> <recording> 0 -1``, as Kaldi's ``combine_data.sh`` makes them), to combine it with a
+        dir of segments."""
+        if "segments" in self.tables or "wav.scp" not in self.tables:
+            return self
+        return DataDir({**self.tables, "segments": {reco: f"{reco} 0 -1" for reco in self.tables["wav.scp"]}})
+
     def subset(self, utterances) -> "DataDir":
         """A new data dir restricted to ``utterances`` (recordings and speakers follow)."""
         keep = set(utterances)
@@ -395,9 +403,7 @@ def combine_data_dirs(sources) -> DataDir:
     origin: dict[tuple[str, str], str] = {}
     parts = [(str(src), DataDir.read(src)) for src in sources]
     if any("segments" in data for _, data in parts):
-        for _, data in parts:
-            if "segments" not in data and "wav.scp" in data:
-                data.tables["segments"] = {reco: f"{reco} 0 -1" for reco in data["wav.scp"]}
+        parts = [(src, data.with_segments()) for src, data in parts]
     if any("cmvn.scp" in data for _, data in parts):
         logger.warning("combine: cmvn.scp left out (statistics of each source's speakers): compute them for "
                        "the combined dir, steps/compute_cmvn_stats.sh")

@@ -81,7 +81,8 @@ def with_pseudo_labels(labelled: DataDir, unlabelled: DataDir, labels: dict[str,
     (and ``utt2confidence``: 0 for the labelled ones, the pseudo-labels' confidence otherwise).
 
     Keeps the tables both dirs have (``cmvn.scp``, per speaker and per set, is dropped: two sets may
-    disagree on a speaker's); an utterance of the labelled set is never pseudo-labelled.
+    disagree on a speaker's), and ``segments`` where one has it (:meth:`DataDir.with_segments`); an
+    utterance of the labelled set is never pseudo-labelled.
     """
     overlap = sorted(set(labels) & set(labelled.utterances))
     if overlap:
@@ -91,6 +92,8 @@ def with_pseudo_labels(labelled: DataDir, unlabelled: DataDir, labels: dict[str,
         raise DataDirError(f"{name}: pseudo-label for '{missing[0]}', which the unlabelled set does not have")
     pseudo = unlabelled.subset(labels)
     pseudo.tables["text"] = {utt: label.text for utt, label in labels.items()}
+    if "segments" in labelled or "segments" in pseudo:   # kept, with a region per recording of the other set
+        labelled, pseudo = labelled.with_segments(), pseudo.with_segments()
     tables = (set(labelled.tables) & set(pseudo.tables)) - {"cmvn.scp"}
     combined = DataDir({table: {**labelled[table], **pseudo[table]} for table in tables})
     combined.tables["utt2confidence"] = {**{utt: "0" for utt in labelled.utterances},

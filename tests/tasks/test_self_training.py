@@ -10,7 +10,7 @@ import torch
 
 from audiossl.bin import pseudo_label
 from audiossl.checkpoint import save_checkpoint
-from audiossl.data.kaldi_dir import DataDir, DataDirError
+from audiossl.data.kaldi_dir import DataDir, DataDirError, Segment
 from audiossl.errors import ConfigError
 from audiossl.models.ctc.factory import ctc_over_encoder
 from audiossl.models.wav2vec2 import Wav2Vec2Config, build_wav2vec2
@@ -61,6 +61,23 @@ def test_with_pseudo_labels_adds_the_kept_utterances_with_their_texts():
         with_pseudo_labels(labelled, labelled, {"a1": PseudoLabel("X", 0.0)}, "out")
     with pytest.raises(DataDirError, match="'c1', which the unlabelled set does not have"):
         with_pseudo_labels(labelled, unlabelled, {"c1": PseudoLabel("X", 0.0)}, "out")
+
+
+@pytest.mark.parametrize("segmented", ["labelled", "unlabelled"])
+def test_a_set_of_segments_keeps_its_regions_beside_a_set_without(segmented):
+    """Only the tables of both sets were kept: ``segments`` of one was dropped, and its utterances had no audio
+    (its wav.scp lists recordings)."""
+    regions = DataDir({"wav.scp": {"recA": "a.wav"}, "segments": {"r1": "recA 0 1.5", "r2": "recA 1.5 3"},
+                       "utt2spk": {"r1": "s1", "r2": "s1"}, "text": {"r1": "AB", "r2": "BA"}})
+    whole = DataDir({"wav.scp": {"w1": "w1.wav", "w2": "w2.wav"}, "utt2spk": {"w1": "s2", "w2": "s2"},
+                     "text": {"w1": "AB", "w2": "AB"}})
+    labelled, unlabelled, kept = (regions, whole, "w2") if segmented == "labelled" else (whole, regions, "r2")
+    combined = with_pseudo_labels(labelled, unlabelled, {kept: PseudoLabel("BA", -0.25)}, "out")
+    assert combined.utterances == sorted([*labelled.utterances, kept])
+    expected = {"r1": ("a.wav", Segment("recA", 0.0, 1.5)), "r2": ("a.wav", Segment("recA", 1.5, 3.0)),
+                "w1": ("w1.wav", Segment("w1", 0.0, -1.0)), "w2": ("w2.wav", Segment("w2", 0.0, -1.0))}
+    assert {utt: combined.audio_entry(utt) for utt in combined.utterances} == \
+        {utt: expected[utt] for utt in combined.utterances}
 
 
 @pytest.mark.parametrize("args, message", [
