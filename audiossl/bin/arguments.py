@@ -16,6 +16,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """An integer of at least 0 (a NumPy seed, an order)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer of 0 or more, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer of 0 or more, got {value}")
+    return value
+
+
 def positive_ints(text: str) -> list[int]:
     """Space-separated integers of at least 1 (``"8 25"``); none for an empty text."""
     return [positive_int(word) for word in text.split()]

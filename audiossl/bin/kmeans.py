@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audiossl.bin.arguments import positive_int
+from audiossl.bin.arguments import non_negative_int, positive_int
 from audiossl.data.kaldi_dir import DataDir
 from audiossl.errors import reports_user_errors
 from audiossl.features.music import FEATURE_KINDS, MusicFeatureSource
@@ -67,8 +67,9 @@ def main(argv=None) -> int:
     p.add_argument("--num-clusters", type=positive_int, required=True, help="k (fairseq n_clusters)")
     p.add_argument("--max-frames", type=positive_int, default=1_000_000,
                    help="frames clustered at most, from utterances in a seeded random order")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--deltas", type=int, default=0, help="Kaldi delta order appended to feats.scp (2 for MFCC)")
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--deltas", type=non_negative_int, default=0,
+                   help="Kaldi delta order appended to feats.scp (2 for MFCC)")
     p.add_argument("--utt-cmvn", action="store_true",
                    help="normalise each utterance's feats.scp to zero mean, unit variance before the deltas")
     p.add_argument("--model", help="cluster hidden states of this checkpoint instead of feats.scp")
@@ -85,7 +86,7 @@ def main(argv=None) -> int:
     p.add_argument("data_dir")
     p.add_argument("kmeans_model")
     p = sub.add_parser("apply", help="label every frame of a data dir")
-    p.add_argument("--deltas", type=int, default=0, help="as given to fit")
+    p.add_argument("--deltas", type=non_negative_int, default=0, help="as given to fit")
     p.add_argument("--utt-cmvn", action="store_true", help="as given to fit")
     p.add_argument("--model", help="as given to fit")
     p.add_argument("--layer", type=parse_layer, default=-1, help="as given to fit")

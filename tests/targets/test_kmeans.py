@@ -415,6 +415,18 @@ def test_apply_refuses_features_of_other_settings_than_the_fit_s(tmp_path, capsy
     assert run_cli(capsys, "apply", unrecorded, data, tmp_path / "y.txt")[0] == 0
 
 
+@pytest.mark.parametrize("option", ["--seed", "--deltas"])
+def test_a_negative_seed_or_delta_order_is_a_usage_error(option, tmp_path, capsys):
+    """A seed of -1 failed in NumPy's generator with a ValueError traceback, once the frames were read;
+    a delta order of -1 was taken for 0."""
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["fit", "--num-clusters", "3", option, "-1", str(tmp_path / "d"), str(tmp_path / "km.safetensors")])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: expected an integer of 0 or more, got -1" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_model_layer_source_reads_hidden_states_or_ctc_posteriors(tmp_path):
     """A layer of a CTC model's encoder, or its token posteriors ('posteriors'), per utterance of a data dir."""
     import soundfile
