@@ -180,7 +180,7 @@ def _check_feats(path: Path, feats_scp) -> list[Problem]:
     for utt, entry in feats_scp.items():
         try:
             matrix = read_matrix(entry)
-            if matrix.ndim != 2 or matrix.shape[0] == 0:
+            if matrix.shape[0] == 0:
                 raise FeatureError(f"features '{entry}' have shape {matrix.shape}")
             first = first or (utt, matrix.shape[1])
             if matrix.shape[1] != first[1]:

@@ -121,11 +121,14 @@ def _write_features(data: DataDir, extractor: FeatureExtractor, ark_path: Path, 
 
 def read_matrix(entry: str) -> np.ndarray:
     """The matrix of one ``feats.scp`` (or ``cmvn.scp``) entry; a FeatureError naming the entry when a
-    path, offset or ark is bad."""
+    path, offset or ark is bad, or it holds no matrix (a vector: an x-vector ark's)."""
     try:
-        return kaldiio.load_mat(entry)
+        matrix = kaldiio.load_mat(entry)
     except Exception as err:  # kaldiio raises many types for a bad ark; past its end, a bare AssertionError
         raise FeatureError(f"cannot read features '{entry}': {str(err).strip() or type(err).__name__}") from err
+    if matrix.ndim != 2:
+        raise FeatureError(f"'{entry}' holds an array of shape {matrix.shape}, not a matrix (frames, dim)")
+    return matrix
 
 
 def ark_stamps(feats_scp: dict[str, str]) -> dict[str, list[int]]:

@@ -307,6 +307,23 @@ def test_features_of_two_dimensions_in_one_dir_are_named(data_dir, tmp_path):
         list(sorted_batches(UtteranceDataset(data_dir, "fbank"), 100.0))
 
 
+def test_a_feats_scp_entry_of_a_vector_is_named(data_dir, tmp_path):
+    """An entry pointing into an x-vector ark (a vector, not frames): CMVN and the fbank data path failed
+    with an IndexError."""
+    from audiossl.data.dataset import UtteranceDataset
+
+    data = DataDir.read(data_dir)
+    compute_features(data, FeatureExtractor(FeatureConfig("fbank")), tmp_path / "fbank.ark")
+    with kaldiio.WriteHelper(f"ark,scp:{tmp_path / 'xvector.ark'},{tmp_path / 'xvector.scp'}") as writer:
+        writer("spkA-u2", np.zeros(512))
+    write_table(data_dir / "feats.scp", {**read_table(tmp_path / "fbank.scp"), **read_table(tmp_path / "xvector.scp")})
+    message = "xvector.ark:.*' holds an array of shape \\(512,\\), not a matrix \\(frames, dim\\)"
+    with pytest.raises(FeatureError, match=message):
+        compute_cmvn(DataDir.read(data_dir), tmp_path / "cmvn.ark")
+    with pytest.raises(DataDirError, match=f"feats.scp:2: utterance 'spkA-u2': '.*{message}"):
+        UtteranceDataset(data_dir, "fbank")[1]
+
+
 def test_a_failed_cmvn_rerun_keeps_the_earlier_statistics(data_dir, tmp_path):
     extractor = FeatureExtractor(FeatureConfig.from_kaldi_args("fbank", []))
     ark = tmp_path / "feats" / "raw.ark"
