@@ -171,7 +171,8 @@ def test_too_short_utterance_named(segments_dir):
     write_table(segments_dir / "segments", {"spk1-s1": "recA 0.00 0.01", "spk1-s2": "recA 0.75 2.00",
                                             "spk2-s3": "recB 0.10 1.20"})
     extractor = FeatureExtractor(FeatureConfig.from_kaldi_args("fbank", []))
-    with pytest.raises(FeatureError, match="utterance 'spk1-s1' \\(recording 'recA'\\): 160 samples is shorter than one 400-sample window"):
+    with pytest.raises(FeatureError, match="utterance 'spk1-s1' \\(recording 'recA'\\): 160 samples is shorter than "
+                                           "one 400-sample window"):
         compute_features(DataDir.read(segments_dir), extractor, segments_dir / "x.ark")
 
 
@@ -293,15 +294,16 @@ def test_features_of_two_dimensions_in_one_dir_are_named(data_dir, tmp_path):
     for bins, utts in ((80, ["spkA-u1", "spkB-u3"]), (23, ["spkA-u2", "spkB-u4"])):
         extractor = FeatureExtractor(FeatureConfig.from_kaldi_args("fbank", [f"--num-mel-bins={bins}"]))
         compute_features(data.subset(utts), extractor, tmp_path / f"fbank{bins}.ark")
-    write_table(data_dir / "feats.scp", {**read_table(tmp_path / "fbank80.scp"), **read_table(tmp_path / "fbank23.scp")})
+    write_table(data_dir / "feats.scp",
+                {**read_table(tmp_path / "fbank80.scp"), **read_table(tmp_path / "fbank23.scp")})
     message = "utterance 'spkA-u2' has 23-dim features, utterance 'spkA-u1' 80"
     for per_speaker in (True, False):
         with pytest.raises(FeatureError, match=message):
             compute_cmvn(DataDir.read(data_dir), tmp_path / "cmvn.ark", per_speaker=per_speaker)
     assert not (tmp_path / "cmvn.ark").exists()
     problems = [str(problem) for problem in validate_data_dir(data_dir, check_text=False, check_feats=True)]
-    assert problems == [f"{data_dir / 'feats.scp'}:{line}: utterance '{utt}': 23-dim features, utterance 'spkA-u1' has 80"
-                        for line, utt in ((2, "spkA-u2"), (4, "spkB-u4"))]
+    assert problems == [f"{data_dir / 'feats.scp'}:{line}: utterance '{utt}': 23-dim features, utterance 'spkA-u1' "
+                        f"has 80" for line, utt in ((2, "spkA-u2"), (4, "spkB-u4"))]
     with pytest.raises(DataDirError, match="feats.scp:[24]: utterance 'spk.-u[24]' has 23-dim features, the first "
                                            "utterance \\('spkA-u1'\\) 80"):
         list(sorted_batches(UtteranceDataset(data_dir, "fbank"), 100.0))
