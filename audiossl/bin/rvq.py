@@ -37,7 +37,8 @@ def main(argv=None) -> int:
     p.add_argument("--latent-dim", type=positive_int, default=64, help="size of the quantized vectors")
     p.add_argument("--hidden", type=positive_int, default=256, help="conv channels of the autoencoder")
     p.add_argument("--updates", type=positive_int, default=2000, help="Adam updates of 32 windows of 64 frames")
-    p.add_argument("--max-frames", type=positive_int, default=500_000, help="frames read for training (75 a second)")
+    p.add_argument("--max-frames", type=positive_int, default=500_000,
+                   help="frames read for training (75 a second), from utterances in a seeded random order")
     p.add_argument("--features", choices=FEATURE_KINDS, default="logmel")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("data_dir")
@@ -51,7 +52,7 @@ def main(argv=None) -> int:
     progress = sys.stderr.isatty()
     if args.command == "fit":
         torch.set_num_threads(os.cpu_count() or 1)
-        frames = load_frames(MusicFeatureSource(args.data_dir, args.features), args.max_frames, progress)
+        frames = load_frames(MusicFeatureSource(args.data_dir, args.features), args.max_frames, args.seed, progress)
         logging.info("%s: %d frames of dimension %d", args.data_dir, len(frames), frames.shape[1])
         config = RvqConfig(args.features, frames.shape[1], args.hidden, args.latent_dim, args.codebooks,
                            args.codebook_size)

@@ -116,10 +116,12 @@ class RvqAutoencoder(nn.Module):
         return model.eval()
 
 
-def load_frames(source: FeatureSource, max_frames: int, progress: bool = False) -> np.ndarray:
-    """The features of ``source``'s utterances, in order, until ``max_frames``: ``(N, F)``."""
+def load_frames(source: FeatureSource, max_frames: int, seed: int = 0, progress: bool = False) -> np.ndarray:
+    """The features of ``source``'s utterances in a seeded random order (as k-means takes its frames), until
+    ``max_frames``: ``(N, F)``. In their sorted order a budget took the first speakers or genres alone."""
+    order = [source.utterances[i] for i in np.random.default_rng(seed).permutation(len(source.utterances))]
     chunks, total = [], 0
-    for utt in tqdm(source.utterances, disable=not progress, unit="utt", desc="reading frames"):
+    for utt in tqdm(order, disable=not progress, unit="utt", desc="reading frames"):
         feats = checked_features(source, utt, chunks[0].shape[1] if chunks else None)
         chunks.append(feats[:max_frames - total])
         total += len(chunks[-1])

@@ -19,7 +19,7 @@ from audiossl.features.music import MusicFeatureError, MusicFeatureSource, chrom
 from audiossl.models.components import DEFAULT_CONV_LAYERS, FrontendConfig, build_frontend
 from audiossl.nn.quantizer import ResidualVectorQuantizer
 from audiossl.targets.labels import read_labels
-from audiossl.targets.rvq import RvqAutoencoder, RvqConfig, RvqError, fit_rvq
+from audiossl.targets.rvq import RvqAutoencoder, RvqConfig, RvqError, fit_rvq, load_frames
 
 
 def chord_clip(seconds: float, root: float, rate: int = 24000) -> np.ndarray:
@@ -67,6 +67,26 @@ def test_residual_quantizer_refines_code_by_code_and_is_seeded():
     assert errors[0] > errors[1] > errors[2]
     a, b = (ResidualVectorQuantizer(2, 16, 8) for _ in range(2))
     assert torch.equal(a(x, torch.Generator().manual_seed(5))[1], b(x, torch.Generator().manual_seed(5))[1])
+
+
+class IndexSource:
+    """Utterances ``u00`` ... whose every frame holds the utterance's index."""
+
+    def __init__(self, count: int, frames: int):
+        self.utterances = [f"u{i:02d}" for i in range(count)]
+        self.frames = frames
+
+    def __call__(self, utt: str) -> np.ndarray:
+        return np.full((self.frames, 2), float(utt[1:]), dtype=np.float32)
+
+
+def test_a_frame_budget_takes_utterances_in_a_seeded_random_order():
+    """Utterances were read in their sorted order: a budget of a fraction of the corpus took its first
+    speakers or genres alone (ids sort by them), and the teacher learnt the codes of those."""
+    read = [sorted(set(load_frames(IndexSource(20, 100), 500, seed)[:, 0].astype(int))) for seed in (0, 1)]
+    assert read[0] == sorted(np.random.default_rng(0).permutation(20)[:5]) and read[0] != read[1]
+    assert read[0] != list(range(5))
+    assert len(load_frames(IndexSource(20, 100), 10_000, 0)) == 2000
 
 
 def test_teacher_learns_saves_and_loads(tmp_path):
