@@ -161,11 +161,13 @@ class FeatureExtractor:
             raise FeatureConfigError(f"mel banks: {err}") from None
         self.mel_blocks = _banded_blocks(torch.nn.functional.pad(banks, (0, 1)).T)
         self.epsilon = torch.finfo(torch.float32).eps
-        self.log_energy_floor = math.log(o["energy_floor"]) if o["energy_floor"] != 0.0 else None
+        # Kaldi floors the log energy where the floor is above 0 and leaves it be otherwise
+        self.log_energy_floor = math.log(o["energy_floor"]) if o["energy_floor"] > 0.0 else None
         self.dct = self.lifter = None
         if config.kind == "mfcc":
-            if o["num_ceps"] > o["num_mel_bins"]:
-                raise FeatureConfigError(f"--num-ceps={o['num_ceps']} exceeds --num-mel-bins={o['num_mel_bins']}")
+            if not 1 <= o["num_ceps"] <= o["num_mel_bins"]:
+                raise FeatureConfigError(f"--num-ceps={o['num_ceps']}: from 1 to --num-mel-bins={o['num_mel_bins']} "
+                                         f"cepstra are computed")
             dct = torchaudio.functional.create_dct(o["num_mel_bins"], o["num_mel_bins"], "ortho")
             dct[:, 0] = math.sqrt(1 / o["num_mel_bins"])  # Kaldi's C0: a plain scaled sum
             self.dct = dct[:, :o["num_ceps"]].contiguous()

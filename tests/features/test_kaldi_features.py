@@ -158,6 +158,23 @@ def test_a_config_saved_with_a_byte_order_mark_or_not_in_utf8_is_read_or_named(t
         FeatureConfig.from_file("fbank", path)
 
 
+@pytest.mark.parametrize("option", ["--num-ceps=0", "--num-ceps=-1", "--num-ceps=24"])
+def test_a_count_of_cepstra_out_of_range_is_named(option):
+    """0 wrote features of no dimension without a word, -1 was a RuntimeError traceback of torch.arange."""
+    with pytest.raises(FeatureConfigError, match=f"{option}: from 1 to --num-mel-bins=23 cepstra are computed"):
+        FeatureExtractor(FeatureConfig.from_kaldi_args("mfcc", [option]))
+
+
+def test_an_energy_floor_of_0_or_below_floors_nothing_as_in_kaldi():
+    """A negative floor failed with a ValueError of math.log ("math domain error"); Kaldi floors only where
+    the floor is above 0."""
+    samples = (0.05 * np.random.default_rng(0).standard_normal(8000)).astype(np.float32)
+    samples[:2000] = 0.0   # frames of no energy: the floor would show there
+    features = [FeatureExtractor(FeatureConfig.from_kaldi_args("mfcc", ["--use-energy=true", f"--energy-floor={floor}"]))(
+        samples) for floor in (-1, 0)]
+    np.testing.assert_array_equal(features[0], features[1])
+
+
 def test_deltas_match_kaldi_formula():
     feats = np.random.default_rng(0).standard_normal((20, 3)).astype(np.float32)
     out = add_deltas(feats)
