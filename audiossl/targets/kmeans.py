@@ -529,7 +529,7 @@ def fit_kmeans(shards: FrameShards, num_clusters: int, seed: int, n_init: int = 
         _save_fit_state(state_path, state)
     history = state["history"]
     # Decided from the saved history, so that a fit stopped after its last pass ends on rerun as it would have.
-    while len(history) < max_passes and not (len(history) > 1 and history[-2] - history[-1] < tol * history[-1]):
+    while len(history) < max_passes and not (len(history) > 1 and history[-2] - history[-1] <= tol * history[-1]):
         step = lloyd_pass(shards.blocks(), state["centers"])
         history.append(step.inertia)
         log(f"pass {len(history)}: inertia {step.inertia:.6g} over {shards.num_frames} frames"

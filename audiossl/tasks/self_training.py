@@ -57,9 +57,13 @@ def pseudo_labels(model: CtcModel, outputs: list[tuple[list[str], Tensor, Tensor
 
 
 def check_keep_options(min_confidence: float | None, keep_fraction: float | None) -> None:
-    """ConfigError unless exactly one of the two is given, a fraction in (0, 1]."""
+    """ConfigError unless exactly one of the two is given, a fraction in (0, 1] or a confidence (a mean
+    log-probability per frame) of at most 0."""
     if (min_confidence is None) == (keep_fraction is None):
         raise ConfigError("keep pseudo-labels by a minimum confidence or by a fraction (one of the two)")
+    if min_confidence is not None and not min_confidence <= 0.0:
+        raise ConfigError(f"the minimum confidence is a log-probability per frame, at most 0 (e.g. -0.2); "
+                          f"{min_confidence} would keep no pseudo-label")
     if keep_fraction is not None and not 0.0 < keep_fraction <= 1.0:
         raise ConfigError(f"the kept fraction of pseudo-labels must be in (0, 1], got {keep_fraction}")
 

@@ -454,3 +454,11 @@ def test_model_layer_source_reads_hidden_states_or_ctc_posteriors(tmp_path):
         ModelLayerSource(encoder, tmp_path / "d", "posteriors")
     with pytest.raises(ValueError, match="an integer or 'posteriors', not 'top'"):
         parse_layer("top")
+
+
+def test_a_fit_that_reaches_zero_inertia_stops_there():
+    """Identical frames reach inertia 0 at the first pass: a change of 0 counts as converged, where the fit
+    ran every pass of --max-passes."""
+    passes = []
+    fit_kmeans(FrameShards.of(np.ones((500, 4), np.float32)), 5, 0, max_passes=10, log=passes.append)
+    assert len([line for line in passes if line.startswith("pass ")]) == 2

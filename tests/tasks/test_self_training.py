@@ -47,6 +47,8 @@ def test_keep_confident_by_threshold_or_fraction():
         keep_confident(labels)
     with pytest.raises(ConfigError, match=r"in \(0, 1\]"):
         keep_confident(labels, keep_fraction=1.5)
+    with pytest.raises(ConfigError, match="a log-probability per frame, at most 0 .* 0.5 would keep no pseudo-label"):
+        keep_confident(labels, min_confidence=0.5)   # kept nothing, said only by the count
 
 
 def test_with_pseudo_labels_adds_the_kept_utterances_with_their_texts():
