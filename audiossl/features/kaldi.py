@@ -3,8 +3,11 @@
 Options are Kaldi's (``compute-fbank-feats`` / ``compute-mfcc-feats``), read from Kaldi
 config files (``--num-mel-bins=80`` one per line) and passed to
 ``torchaudio.compliance.kaldi`` under its names. Waveforms are scaled to the int16 range,
-as Kaldi reads them. Defaults differ from Kaldi's binaries in one place: ``dither`` is 0
-(deterministic features) unless a config sets it.
+as Kaldi reads them. Options a config leaves out take torchaudio's defaults, which are Kaldi's
+binaries' but for three: ``dither`` is 0 (deterministic features; Kaldi's 1); MFCC's ``use_energy``
+is false (the first coefficient is the zeroth cepstrum; Kaldi's is the log energy); and
+``energy_floor`` is 1 (Kaldi's 0), which floors that log energy, where a config asks for it, in
+frames of near digital silence only.
 
 Features equal ``torchaudio.compliance.kaldi``'s up to float rounding (tested to 1e-3) but are
 computed faster: the window, mel banks and DCT are made once per extractor rather than per
