@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -162,6 +163,11 @@ class FeatureExtractor:
                                                       o["high_freq"], o["vtln_low"], o["vtln_high"], o["vtln_warp"])
         except AssertionError as err:
             raise FeatureConfigError(f"mel banks: {err}") from None
+        empty = int((banks.abs().sum(1) == 0).sum())
+        if empty:  # Kaldi refuses such banks; torchaudio (and this) give constant columns
+            warnings.warn(f"{empty} of {o['num_mel_bins']} mel bins hold no FFT bin at {rate:g} Hz with a "
+                          f"{self.fft_size}-point FFT: their columns are constant (log of the floor); fewer "
+                          "--num-mel-bins or a longer --frame-length fill them", stacklevel=2)
         self.mel_blocks = _banded_blocks(torch.nn.functional.pad(banks, (0, 1)).T)
         self.epsilon = torch.finfo(torch.float32).eps
         # Kaldi floors the log energy where the floor is above 0 and leaves it be otherwise

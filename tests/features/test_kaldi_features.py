@@ -411,3 +411,10 @@ def test_a_feature_write_killed_between_its_renames_is_refused_until_made_again(
         DataDir.read(data_dir)
     make("steps/compute_cmvn_stats.sh")
     assert set(DataDir.read(data_dir)["cmvn.scp"]) == set(data["utt2spk"].values())
+
+
+def test_mel_bins_without_an_fft_bin_are_named():
+    """Too many mel bins for the FFT (128 at 8 kHz) leave columns of the floor, which Kaldi refuses: a warning
+    names how many, where they were constant without a word."""
+    with pytest.warns(UserWarning, match="4 of 128 mel bins hold no FFT bin at 8000 Hz with a 256-point FFT"):
+        FeatureExtractor(FeatureConfig("fbank", {"num_mel_bins": 128, "sample_frequency": 8000.0}))
