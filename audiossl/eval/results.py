@@ -19,6 +19,7 @@ from pathlib import Path
 from audiossl.atomic import write_text_atomic
 from audiossl.checkpoint import CheckpointError, load_checkpoint
 from audiossl.errors import UserError
+from audiossl.text.ngram import INFO_FILE
 
 CAVEAT = ("The corpus is synthesized by Debian's speech engines (flat prosody, few genuinely different voices): "
           "figures on it are optimistic and do not transfer to real speech. They compare methods on this "
@@ -79,7 +80,7 @@ def lm_description(lm_dir: Path, dev_decodes: dict[tuple[str, str], Path]) -> st
 
     Reads ``lm_dir/info.json`` and the scores.json of each (budget, init)'s dev decode dir.
     """
-    info = read_json(lm_dir / "info.json", "oov_rate", "held_out", "order", "sentences", "lexicon_words")
+    info = read_json(lm_dir / INFO_FILE, "oov_rate", "held_out", "order", "sentences", "lexicon_words")
     oov = ", ".join(f"{Path(name).name} {100 * rate:.2f} %" for name, rate in info["oov_rate"].items())
     held_out = ", ".join(Path(name).name for name in info["held_out"])
     chosen, beams = [], set()

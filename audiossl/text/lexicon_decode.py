@@ -22,12 +22,10 @@ from flashlight.lib.text.decoder.kenlm import KenLM
 from flashlight.lib.text.dictionary import Dictionary, create_word_dict
 from torch import Tensor
 
-from audiossl.text.ngram import UNK, LMError
+from audiossl.text.ngram import LEXICON_FILE, LM_FILE, UNK, LMError
 from audiossl.text.tokenizer import BLANK_ID, CharTokenizer
 
 log = logging.getLogger(__name__)
-
-LM_FILE, LEXICON_FILE = "lm.arpa", "lexicon.txt"
 
 
 def check_lm_dir(lm_dir: str | Path) -> Path:

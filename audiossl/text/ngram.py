@@ -14,18 +14,26 @@ discount per order, ``D = n1 / (n1 + 2 n2)`` from that order's count-of-counts:
 
 In ARPA terms every listed n-gram carries this interpolated probability and every history
 its ``bow``: a backoff lookup then gives the same distribution, which sums to one.
+
+An LM dir (:func:`build_lm_dir`) holds ``lm.arpa``, ``lexicon.txt`` and, written last, ``info.json``.
 """
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
 from audiossl.atomic import atomic_path, write_text_atomic
+from audiossl.data.kaldi_dir import DataDir, DataDirError
 from audiossl.errors import UserError
+from audiossl.text.tokenizer import normalize_transcript
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
+
+
+LM_FILE, LEXICON_FILE, INFO_FILE = "lm.arpa", "lexicon.txt", "info.json"
 
 
 class LMError(UserError, ValueError):
@@ -131,6 +139,49 @@ def write_lexicon(words: Iterable[str], path: str | Path) -> int:
     words = sorted(set(words) - {BOS, EOS, UNK})
     write_text_atomic(path, "".join(f"{w}\t{' '.join(w)} |\n" for w in words))
     return len(words)
+
+
+def held_out_text(data_dir: str | Path) -> dict[str, str]:
+    """The ``text`` table of a data dir whose sentences an LM must not see."""
+    data = DataDir.read(data_dir)
+    if "text" not in data:
+        raise DataDirError(f"{data_dir}: no text file, so its sentences cannot be held out of the LM")
+    return data["text"]
+
+
+def build_lm_dir(text: str | Path, lm_dir: str | Path, order: int, held_out_dirs: Iterable[str] = ()) -> dict:
+    """Train an LM dir on the sentences of the file ``text`` (one a line, read in Unicode NFC as transcripts
+    are tokenized) but those that are a transcript of a ``held_out_dirs`` data dir: ``lm.arpa``
+    (:func:`train_arpa`), ``lexicon.txt`` (every word of the kept text) and, last, ``info.json``, which
+    it returns: the settings, counts and each held-out dir's share of words the lexicon lacks."""
+    held_out = {str(name): held_out_text(name) for name in held_out_dirs}
+    excluded = {normalize_transcript(t) for texts in held_out.values() for t in texts.values()}
+    try:
+        with open(text, encoding="utf-8") as f:
+            sentences = [line for line in map(normalize_transcript, f) if line]
+    except UnicodeDecodeError as err:
+        raise LMError(f"{text}: not UTF-8 text ({err})") from None
+    kept = [line for line in sentences if line not in excluded]
+    if not kept:
+        raise LMError(f"{text}: no sentence left to train on")
+    lm_dir = Path(lm_dir)
+    lm_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        ngrams = train_arpa(kept, order, lm_dir / LM_FILE)
+    except LMError as err:
+        raise LMError(f"{text}: {err}") from None
+    (lm_dir / INFO_FILE).unlink(missing_ok=True)  # written last: until then the dir is incomplete, not described
+    vocab = {w for line in kept for w in line.split()}
+    num_words = write_lexicon(vocab, lm_dir / LEXICON_FILE)
+    oov = {}
+    for name, texts in held_out.items():
+        words = [w for t in texts.values() for w in normalize_transcript(t).split()]
+        oov[name] = sum(w not in vocab for w in words) / max(len(words), 1)
+    info = {"text": str(text), "order": order, "sentences": len(kept), "held_out": list(held_out),
+            "dropped_as_held_out": len(sentences) - len(kept), "lexicon_words": num_words,
+            "ngrams": ngrams, "oov_rate": oov}
+    write_text_atomic(lm_dir / INFO_FILE, json.dumps(info, indent=1) + "\n")
+    return info
 
 
 def _continuation_counts(higher: Counter, plain: Counter) -> Counter:

@@ -22,7 +22,7 @@ MAINS = {  # module: (a function its main calls, the main's arguments under a tm
                                                       "--command", "c", "--section", "s", str(tmp / "RESULTS.md")]),
     superb: ("write_table", lambda tmp: ["table", "--section", "s", "--command", "c", str(tmp), str(tmp / "R.md"),
                                          str(tmp / "r.csv")]),
-    train_lm: ("held_out_text", lambda tmp: ["--exclude-data", str(tmp), str(tmp / "text.txt"), str(tmp / "lm")]),
+    train_lm: ("build_lm_dir", lambda tmp: ["--exclude-data", str(tmp), str(tmp / "text.txt"), str(tmp / "lm")]),
 }
 
 

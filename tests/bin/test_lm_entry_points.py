@@ -16,6 +16,7 @@ from audiossl.data.kaldi_dir import DataDir, read_table, write_table
 from audiossl.models.ctc.config import CtcConfig
 from audiossl.models.hubert import HubertConfig
 from audiossl.tasks.asr import ctc_dataset
+from audiossl.text import ngram
 from audiossl.text.tokenizer import build_tokenizer
 from conftest import synth_speechlike
 
@@ -76,7 +77,7 @@ def test_an_lm_dir_made_again_is_described_only_once_complete(tmp_path, monkeypa
     def disk_full(*args):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(train_lm, "write_lexicon", disk_full)
+    monkeypatch.setattr(ngram, "write_lexicon", disk_full)
     assert train_lm.main(["--order", "3", str(tmp_path / "text.txt"), str(lm)]) == 1
     assert sorted(path.name for path in lm.iterdir()) == ["lexicon.txt", "lm.arpa"]
 
