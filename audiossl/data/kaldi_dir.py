@@ -28,6 +28,7 @@ refused, but by a reader that leaves out every table it names (one about to make
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -338,9 +339,27 @@ def read_utterance_labels(data_dir: str | os.PathLike, table: str) -> dict[str, 
     return {utt: values[utt] for utt in utterances}
 
 
+def line_of(path: Path, key: str) -> int:
+    """1-based line of ``key`` in a table file (0 when absent); the file is read once however many keys are asked."""
+    stat = path.stat()
+    return _line_numbers(str(path), stat.st_mtime_ns, stat.st_size).get(key, 0)
+
+
+@functools.lru_cache(maxsize=8)
+def _line_numbers(path: str, mtime_ns: int, size: int) -> dict[str, int]:
+    """``{key: first line}`` of a table file as it is at ``mtime_ns`` and ``size`` (a rewritten file is read again)."""
+    numbers: dict[str, int] = {}
+    with open(path, encoding="utf-8-sig") as f:
+        for number, line in enumerate(f, 1):
+            key = line.split(maxsplit=1)[:1]
+            if key:
+                numbers.setdefault(key[0], number)
+    return numbers
+
+
 def table_line(path: str | os.PathLike, key: str) -> str:
     """``path:N``, where line ``N`` of the Kaldi table ``path`` holds ``key``: for messages about that line."""
-    return f"{path}:{list(read_table(path)).index(key) + 1}"
+    return f"{path}:{line_of(Path(path), key)}"
 
 
 def read_fixing(path: str | os.PathLike) -> tuple[DataDir, list[Problem]]:

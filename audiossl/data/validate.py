@@ -1,33 +1,14 @@
 """Validation of Kaldi data dirs (Kaldi ``utils/validate_data_dir.sh``), naming file and line."""
 from __future__ import annotations
 
-import functools
 import math
 from pathlib import Path
 
 from tqdm import tqdm
 
 from audiossl.audio import SEGMENT_OVERSHOOT, AudioError, entry_info
-from audiossl.data.kaldi_dir import (ALL_TABLES, UTT_TABLES, Problem, read_table, spk2utt_from_utt2spk,
+from audiossl.data.kaldi_dir import (ALL_TABLES, UTT_TABLES, Problem, line_of, read_table, spk2utt_from_utt2spk,
                                      unfinished_write)
-
-
-def _line_of(path: Path, key: str) -> int:
-    """1-based line of ``key`` in a table file (0 when absent); the file is read once however many keys are asked."""
-    stat = path.stat()
-    return _line_numbers(str(path), stat.st_mtime_ns, stat.st_size).get(key, 0)
-
-
-@functools.lru_cache(maxsize=8)
-def _line_numbers(path: str, mtime_ns: int, size: int) -> dict[str, int]:
-    """``{key: first line}`` of a table file as it is at ``mtime_ns`` and ``size`` (a rewritten file is read again)."""
-    numbers: dict[str, int] = {}
-    with open(path, encoding="utf-8-sig") as f:
-        for number, line in enumerate(f, 1):
-            key = line.split(maxsplit=1)[:1]
-            if key:
-                numbers.setdefault(key[0], number)
-    return numbers
 
 
 def validate_data_dir(path, check_text: bool = True, check_wav: bool = True, check_feats: bool = False,
@@ -65,7 +46,7 @@ def validate_data_dir(path, check_text: bool = True, check_wav: bool = True, che
         for key in sorted(keys - set(tables[name])):
             problems.append(Problem(str(path / name), 0, f"utterance '{key}' is in {reference} but not here"))
         for key in sorted(set(tables[name]) - keys):
-            problems.append(Problem(str(path / name), _line_of(path / name, key),
+            problems.append(Problem(str(path / name), line_of(path / name, key),
                                     f"utterance '{key}' is not in {reference}"))
 
     for name in UTT_TABLES + ("segments",):
@@ -78,7 +59,7 @@ def validate_data_dir(path, check_text: bool = True, check_wav: bool = True, che
     if "text" in tables:
         for utt, words in tables["text"].items():
             if not words.strip():
-                problems.append(Problem(str(path / "text"), _line_of(path / "text", utt), f"utterance '{utt}' has an empty transcript"))
+                problems.append(Problem(str(path / "text"), line_of(path / "text", utt), f"utterance '{utt}' has an empty transcript"))
     problems += _check_values(path, tables)
     if "segments" in tables:
         problems += _check_segments(path, tables)
@@ -120,7 +101,7 @@ def _check_values(path: Path, tables) -> list[Problem]:
     for name, (accepts, expected) in VALUE_RULES.items():
         for key, value in tables.get(name, {}).items():
             if not accepts(value):
-                problems.append(Problem(str(path / name), _line_of(path / name, key),
+                problems.append(Problem(str(path / name), line_of(path / name, key),
                                         f"'{key}': expected {expected}, got '{value}'"))
     return problems
 
@@ -129,7 +110,7 @@ def _check_segments(path: Path, tables) -> list[Problem]:
     problems = []
     for number, (utt, value) in enumerate(tables["segments"].items(), 1):
         fields = value.split()
-        where = Problem(str(path / "segments"), _line_of(path / "segments", utt), "")
+        where = Problem(str(path / "segments"), line_of(path / "segments", utt), "")
         try:
             recording, start, end = fields[0], float(fields[1]), float(fields[2])
             if len(fields) != 3 or not math.isfinite(start) or not math.isfinite(end):
@@ -158,7 +139,7 @@ def _check_audio(path: Path, tables, progress: bool) -> list[Problem]:
                 raise AudioError(f"'{entry}': no samples")
             lengths[recording] = frames / rate
         except AudioError as err:
-            problems.append(Problem(str(path / "wav.scp"), _line_of(path / "wav.scp", recording),
+            problems.append(Problem(str(path / "wav.scp"), line_of(path / "wav.scp", recording),
                                     f"recording '{recording}': {err}"))
     for utt, value in tables.get("segments", {}).items():
         fields = value.split()
@@ -166,7 +147,7 @@ def _check_audio(path: Path, tables, progress: bool) -> list[Problem]:
             continue
         end = float(fields[2])
         if end > lengths[fields[0]] + SEGMENT_OVERSHOOT:
-            problems.append(Problem(str(path / "segments"), _line_of(path / "segments", utt),
+            problems.append(Problem(str(path / "segments"), line_of(path / "segments", utt),
                                     f"utterance '{utt}' ends at {end:.3f} s, past the end of recording "
                                     f"'{fields[0]}' ({lengths[fields[0]]:.3f} s)"))
     return problems
@@ -186,6 +167,6 @@ def _check_feats(path: Path, feats_scp) -> list[Problem]:
             if matrix.shape[1] != first[1]:
                 raise FeatureError(f"{matrix.shape[1]}-dim features, utterance '{first[0]}' has {first[1]}")
         except FeatureError as err:
-            problems.append(Problem(str(path / "feats.scp"), _line_of(path / "feats.scp", utt),
+            problems.append(Problem(str(path / "feats.scp"), line_of(path / "feats.scp", utt),
                                     f"utterance '{utt}': {err}"))
     return problems
