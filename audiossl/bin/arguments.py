@@ -5,26 +5,25 @@ import argparse
 import shlex
 
 
-def positive_int(text: str) -> int:
-    """An integer of at least 1 (a count, a size)."""
+def _int_at_least(text: str, low: int, expected: str) -> int:
+    """``text`` as an integer of at least ``low``; else an ArgumentTypeError saying ``expected``."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got '{text}'") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An integer of at least 1 (a count, a size)."""
+    return _int_at_least(text, 1, "a positive integer")
 
 
 def non_negative_int(text: str) -> int:
     """An integer of at least 0 (a NumPy seed, an order)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer of 0 or more, got '{text}'") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer of 0 or more, got {value}")
-    return value
+    return _int_at_least(text, 0, "an integer of 0 or more")
 
 
 def positive_ints(text: str) -> list[int]:
