@@ -31,8 +31,6 @@ from audiossl.errors import UserError
 from audiossl.text.tokenizer import normalize_transcript
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
-
-
 LM_FILE, LEXICON_FILE, INFO_FILE = "lm.arpa", "lexicon.txt", "info.json"
 
 
@@ -154,8 +152,8 @@ def build_lm_dir(text: str | Path, lm_dir: str | Path, order: int, held_out_dirs
     are tokenized) but those that are a transcript of a ``held_out_dirs`` data dir: ``lm.arpa``
     (:func:`train_arpa`), ``lexicon.txt`` (every word of the kept text) and, last, ``info.json``, which
     it returns: the settings, counts and each held-out dir's share of words the lexicon lacks."""
-    held_out = {str(name): held_out_text(name) for name in held_out_dirs}
-    excluded = {normalize_transcript(t) for texts in held_out.values() for t in texts.values()}
+    held_out = {str(name): [normalize_transcript(t) for t in held_out_text(name).values()] for name in held_out_dirs}
+    excluded = {t for texts in held_out.values() for t in texts}
     try:
         with open(text, encoding="utf-8") as f:
             sentences = [line for line in map(normalize_transcript, f) if line]
@@ -175,7 +173,7 @@ def build_lm_dir(text: str | Path, lm_dir: str | Path, order: int, held_out_dirs
     num_words = write_lexicon(vocab, lm_dir / LEXICON_FILE)
     oov = {}
     for name, texts in held_out.items():
-        words = [w for t in texts.values() for w in normalize_transcript(t).split()]
+        words = [w for t in texts for w in t.split()]
         oov[name] = sum(w not in vocab for w in words) / max(len(words), 1)
     info = {"text": str(text), "order": order, "sentences": len(kept), "held_out": list(held_out),
             "dropped_as_held_out": len(sentences) - len(kept), "lexicon_words": num_words,
